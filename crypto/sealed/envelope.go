@@ -1,0 +1,150 @@
+package sealed
+
+import (
+	"fmt"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/internal/wire"
+)
+
+// Kind says how an envelope's body is protected. Append-only.
+type Kind byte
+
+const (
+	// KindPrekey carries a sealed PQXDH initial message and ratchet message.
+	KindPrekey Kind = 1
+	// KindMessage carries a ratchet message of an established session.
+	KindMessage Kind = 2
+)
+
+// SessionID names one direction of a session for the receiver's lookup.
+type SessionID [16]byte
+
+// MessageID names a message end to end; receivers drop repeats.
+type MessageID [16]byte
+
+// Bounds.
+const (
+	// MaxBodySize is the largest plaintext body a message may carry. Larger
+	// content (files, media) travels as encrypted blobs referenced from a
+	// message.
+	MaxBodySize = 192 << 10
+	// MaxEnvelopeSize bounds a whole envelope on decode.
+	MaxEnvelopeSize = MaxBodySize + 8<<10
+	// MaxSeenIDs is how many recent message IDs a session remembers.
+	MaxSeenIDs = 2000
+	// MaxFutureSkew is how far (ms) a timestamp may run ahead of the
+	// receiver's clock.
+	MaxFutureSkew = 10 * 60 * 1000
+	// MaxAge is how old (ms) a message may be when it arrives: the relay
+	// TTL (30 days) plus margin.
+	MaxAge = 45 * 24 * 3600 * 1000
+
+	version = 1
+)
+
+// Envelope is the decoded outer layer: what a relay can see.
+type Envelope struct {
+	Kind      Kind
+	Recipient identity.DeviceID
+	SessionID SessionID // KindMessage only
+	SealKey   [32]byte  // KindPrekey only
+	Body      []byte    // KindPrekey: sealed layer; KindMessage: ratchet message
+}
+
+func (e *Envelope) header() []byte {
+	w := wire.NewWriter(66)
+	w.Byte(version)
+	w.Byte(byte(e.Kind))
+	w.Fixed(e.Recipient[:])
+	if e.Kind == KindPrekey {
+		w.Fixed(e.SealKey[:])
+	}
+	return w.Bytes()
+}
+
+// MarshalBinary encodes the envelope.
+func (e *Envelope) MarshalBinary() ([]byte, error) {
+	w := wire.NewWriter(2 + 32 + 32 + 4 + len(e.Body))
+	w.Byte(version)
+	w.Byte(byte(e.Kind))
+	w.Fixed(e.Recipient[:])
+	switch e.Kind {
+	case KindPrekey:
+		w.Fixed(e.SealKey[:])
+		w.Var(e.Body)
+	case KindMessage:
+		w.Fixed(e.SessionID[:])
+		w.Fixed(e.Body)
+	default:
+		return nil, fmt.Errorf("%w: kind %d", ErrMalformed, e.Kind)
+	}
+	return w.Bytes(), nil
+}
+
+// ParseEnvelope decodes the outer layer of an envelope. It authenticates
+// nothing; Unseal and Session.Open do.
+func ParseEnvelope(data []byte) (*Envelope, error) {
+	if len(data) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: envelope of %d bytes", ErrTooLarge, len(data))
+	}
+	r := wire.NewReader(data)
+	v := r.Byte()
+	if r.Err() == nil && v != version {
+		return nil, fmt.Errorf("%w: envelope version %d", ErrUnknownVersion, v)
+	}
+	e := &Envelope{Kind: Kind(r.Byte())}
+	r.FixedInto(e.Recipient[:])
+	switch {
+	case r.Err() != nil:
+	case e.Kind == KindPrekey:
+		r.FixedInto(e.SealKey[:])
+		e.Body = r.Var(MaxEnvelopeSize)
+	case e.Kind == KindMessage:
+		r.FixedInto(e.SessionID[:])
+		e.Body = r.Fixed(r.Len())
+	default:
+		return nil, fmt.Errorf("%w: envelope kind %d", ErrMalformed, e.Kind)
+	}
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
+	}
+	return e, nil
+}
+
+// Message is the plaintext of an envelope.
+type Message struct {
+	ID        MessageID
+	Sender    identity.AccountID // filled in by Seal from the session
+	Device    identity.DeviceID  // filled in by Seal from the session
+	Timestamp int64              // unix milliseconds, set by the sender
+	Body      []byte
+}
+
+func (m *Message) marshal() []byte {
+	w := wire.NewWriter(1 + 16 + 64 + 8 + 4 + len(m.Body))
+	w.Byte(version)
+	w.Fixed(m.ID[:])
+	w.Fixed(m.Sender[:])
+	w.Fixed(m.Device[:])
+	w.Uint64(uint64(m.Timestamp))
+	w.Var(m.Body)
+	return w.Bytes()
+}
+
+func parseMessage(data []byte) (Message, error) {
+	r := wire.NewReader(data)
+	var m Message
+	if v := r.Byte(); r.Err() == nil && v != version {
+		return m, fmt.Errorf("%w: plaintext version %d", ErrUnknownVersion, v)
+	}
+	r.FixedInto(m.ID[:])
+	r.FixedInto(m.Sender[:])
+	r.FixedInto(m.Device[:])
+	m.Timestamp = int64(r.Uint64())
+	m.Body = r.Var(MaxBodySize)
+	if err := r.Finish(); err != nil {
+		return Message{}, fmt.Errorf("%w: plaintext: %w", ErrMalformed, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,99 @@
+package chat
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// MessageID names a message end to end (the sealed envelope's message ID).
+// It is given its own type so that API signatures say what they take.
+type MessageID [16]byte
+
+// String is the lowercase hex form used in the API.
+func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
+
+// ParseMessageID parses String's form.
+func ParseMessageID(s string) (MessageID, error) {
+	var id MessageID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("chat: bad message ID %q", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Status is a message's delivery state. Values only move forward:
+// pending → sent → delivered → read. Append-only.
+type Status string
+
+// Delivery states.
+const (
+	StatusPending   Status = "pending"   // stored in the outbox, not yet handed to a peer or relay
+	StatusSent      Status = "sent"      // accepted by the recipient device or a relay mailbox
+	StatusDelivered Status = "delivered" // the recipient device acknowledged it (signed receipt)
+	StatusRead      Status = "read"      // the recipient user has seen it (signed receipt)
+	StatusReceived  Status = "received"  // an incoming message not yet seen by the local user
+	StatusSeen      Status = "seen"      // an incoming message the local user has seen
+)
+
+var rank = map[Status]int{StatusPending: 0, StatusSent: 1, StatusDelivered: 2, StatusRead: 3, StatusReceived: 0, StatusSeen: 1}
+
+// Advance returns the later of two statuses, so that a late or repeated
+// receipt never moves a message backwards.
+func Advance(cur, next Status) Status {
+	if rank[next] > rank[cur] {
+		return next
+	}
+	return cur
+}
+
+// Contact is a person the user can write to.
+type Contact struct {
+	AccountID string    `json:"account_id"`
+	Name      string    `json:"name"`
+	Link      string    `json:"link"`
+	Devices   int       `json:"devices"` // devices known from the contact's signed device list
+	Safety    string    `json:"safety_number"`
+	Added     time.Time `json:"added_at"`
+}
+
+// Message is one message of a 1:1 chat, as the API shows it.
+type Message struct {
+	ID       string    `json:"id"`
+	Chat     string    `json:"chat"` // the contact's account ID
+	From     string    `json:"from"` // sender account ID
+	Outgoing bool      `json:"outgoing"`
+	Text     string    `json:"text"`
+	SentAt   time.Time `json:"sent_at"`     // sender's clock
+	Received time.Time `json:"received_at"` // local clock; zero for outgoing
+	Status   Status    `json:"status"`
+	Seq      uint64    `json:"seq"` // sender's per-chat sequence number, for ordering
+}
+
+// Less orders a chat: by sender timestamp, then sender sequence, then ID.
+func Less(a, b Message) bool {
+	if !a.SentAt.Equal(b.SentAt) {
+		return a.SentAt.Before(b.SentAt)
+	}
+	if a.Seq != b.Seq {
+		return a.Seq < b.Seq
+	}
+	return a.ID < b.ID
+}
+
+// EventType names an event on the API's event stream. Append-only.
+type EventType string
+
+// Event types.
+const (
+	EventMessage EventType = "message" // a new incoming or outgoing message
+	EventStatus  EventType = "status"  // a message's status changed
+)
+
+// Event is one entry of the event stream.
+type Event struct {
+	Type    EventType `json:"type"`
+	Message Message   `json:"message"`
+}

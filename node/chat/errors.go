@@ -1,0 +1,18 @@
+package chat
+
+import "errors"
+
+// ErrUnknownContact reports a contact alias or account ID that is not in
+// the contact list.
+var ErrUnknownContact = errors.New("unknown contact")
+
+// ErrInvalid reports a request whose input is malformed (bad account ID,
+// empty text, bad message ID, ...).
+var ErrInvalid = errors.New("invalid input")
+
+// ErrTooLarge reports a message text over the size limit.
+var ErrTooLarge = errors.New("message too large")
+
+// ErrUnavailable reports that what the request needs cannot be reached now
+// (no relay reachable, contact's keys not found in any directory).
+var ErrUnavailable = errors.New("unavailable")

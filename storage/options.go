@@ -1,0 +1,106 @@
+package storage
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Defaults for the Badger settings this package fixes. Badger's own defaults
+// (64 MiB memtables ×5, 256 MiB block cache, 1 GiB value-log files) suit a
+// server with one database; Peergram opens several per process and runs on
+// desktops, so the budget here is a few tens of MiB per DB.
+const (
+	// DefaultMemTableSize is the memtable size used when Options.MemTableSize is 0.
+	DefaultMemTableSize = 16 << 20 // 16 MiB
+
+	// minMemTableSize keeps Badger's derived batch limit (15% of a memtable)
+	// large enough for ordinary transactions.
+	minMemTableSize = 1 << 20 // 1 MiB
+
+	numMemtables        = 2       // one being written, one being flushed
+	blockCacheSize      = 8 << 20 // 8 MiB; required by Badger with compression or encryption
+	indexCacheSize      = 4 << 20 // 4 MiB; keeps table indexes (decrypted) out of the Go heap
+	valueLogFileSize    = 64 << 20
+	valueThreshold      = 1 << 20          // Badger's default: values up to 1 MiB stay in the LSM tree
+	numCompactors       = 2                // Badger's minimum above zero
+	conflictRetries     = 16               // attempts of an Update's fn on badger.ErrConflict
+	conflictBackoff     = time.Millisecond // per attempt, jittered
+	conflictSerialAfter = 3                // attempts after which retries of different Updates take turns
+	sequenceLease       = 1000             // IDs leased per Sequence transaction
+)
+
+// Options configures Open. The zero value is not usable: set Dir or InMemory.
+type Options struct {
+	// Dir is the database directory, created if missing. Required unless InMemory.
+	Dir string
+
+	// InMemory keeps everything in memory and writes nothing to disk. Tests only.
+	InMemory bool
+
+	// EncryptionKey enables Badger's AES encryption at rest when it is 16, 24 or
+	// 32 bytes long (AES-128/192/256). nil means plaintext. A database created
+	// with a key can only be opened with the same key (else ErrBadKey).
+	EncryptionKey []byte
+
+	// NoSync skips the fsync of each commit. The default (false) fsyncs every
+	// commit (Badger SyncWrites); concurrent commits share one fsync because
+	// Badger's write loop batches them (group commit).
+	NoSync bool
+
+	// Logger receives Badger's logs at Debug/Info/Warn/Error. nil discards them.
+	Logger *slog.Logger
+
+	// MemTableSize is the size in bytes of each of the two memtables; it also
+	// bounds a transaction (Badger caps a commit batch at 15% of it, see
+	// ErrTxnTooBig). 0 means DefaultMemTableSize (16 MiB); values below 1 MiB
+	// are raised to 1 MiB.
+	MemTableSize int64
+}
+
+// badgerOptions translates o into Badger's options.
+func (o Options) badgerOptions() (badger.Options, error) {
+	if o.InMemory && o.Dir != "" {
+		return badger.Options{}, fmt.Errorf("%w: both Dir and InMemory set", ErrInvalidOptions)
+	}
+	if !o.InMemory && o.Dir == "" {
+		return badger.Options{}, fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
+	}
+	switch len(o.EncryptionKey) {
+	case 0, 16, 24, 32:
+	default:
+		return badger.Options{}, fmt.Errorf("%w: key length %d, want 16, 24 or 32", ErrBadKey, len(o.EncryptionKey))
+	}
+	if o.MemTableSize < 0 {
+		return badger.Options{}, fmt.Errorf("%w: negative MemTableSize", ErrInvalidOptions)
+	}
+	mt := o.MemTableSize
+	if mt == 0 {
+		mt = DefaultMemTableSize
+	}
+	mt = max(mt, minMemTableSize)
+	// Badger rejects a ValueThreshold above its batch limit (15% of a memtable).
+	vt := min(int64(valueThreshold), mt*15/100)
+
+	bo := badger.DefaultOptions(o.Dir).
+		WithInMemory(o.InMemory).
+		WithSyncWrites(!o.NoSync).
+		WithLogger(slogAdapter{o.Logger}).
+		WithMemTableSize(mt).
+		WithNumMemtables(numMemtables).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithValueLogFileSize(valueLogFileSize).
+		WithValueThreshold(vt).
+		WithNumCompactors(numCompactors).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(true)
+	if len(o.EncryptionKey) > 0 {
+		key := make([]byte, len(o.EncryptionKey))
+		copy(key, o.EncryptionKey)
+		bo = bo.WithEncryptionKey(key)
+	}
+	return bo, nil
+}
