@@ -70,11 +70,13 @@ func (b *Batch) Set(ks Keyspace, key, val []byte) error {
 	})
 }
 
-// SetTTL queues val (copied) under key in ks, expiring after ttl.
+// SetTTL queues val (copied) under key in ks, expiring after ttl (see Txn.SetTTL).
 func (b *Batch) SetTTL(ks Keyspace, key, val []byte, ttl time.Duration) error {
-	return b.use("set ttl", func() error {
-		return b.wb.SetEntry(badger.NewEntry(ks.key(key), nonNil(bytes.Clone(val))).WithTTL(ttl))
-	})
+	e, err := ttlEntry(ks, key, val, ttl)
+	if err != nil {
+		return fmt.Errorf("storage: batch set ttl: %w", err)
+	}
+	return b.use("set ttl", func() error { return b.wb.SetEntry(e) })
 }
 
 // Delete queues the deletion of key in ks.

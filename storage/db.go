@@ -183,7 +183,8 @@ func (db *DB) Close() error {
 // Update runs fn in a read-write transaction and commits it if fn returns nil.
 // On a write conflict (another transaction changed a key fn read) fn is run
 // again, up to a few times, so fn must not have side effects outside the Txn.
-// The Txn must not be used after fn returns.
+// The Txn must not be used after fn returns, and fn must not call Update
+// itself (a nested Update could wait for its own caller).
 func (db *DB) Update(fn func(*Txn) error) error {
 	if err := db.begin(); err != nil {
 		return fmt.Errorf("storage: update: %w", err)

@@ -20,10 +20,10 @@ const (
 	// large enough for ordinary transactions.
 	minMemTableSize = 1 << 20 // 1 MiB
 
-	numMemtables        = 2       // one being written, one being flushed
-	blockCacheSize      = 8 << 20 // 8 MiB; required by Badger with compression or encryption
-	indexCacheSize      = 4 << 20 // 4 MiB; keeps table indexes (decrypted) out of the Go heap
-	valueLogFileSize    = 64 << 20
+	numMemtables        = 2                // one being written, one being flushed
+	blockCacheSize      = 8 << 20          // 8 MiB; required by Badger with compression or encryption
+	indexCacheSize      = 4 << 20          // 4 MiB; keeps table indexes (decrypted) out of the Go heap
+	maxValueLogFileSize = 64 << 20         // value-log files: 4 memtables, at most 64 MiB (Badger: 1 GiB)
 	valueThreshold      = 1 << 20          // Badger's default: values up to 1 MiB stay in the LSM tree
 	numCompactors       = 2                // Badger's minimum above zero
 	conflictRetries     = 16               // attempts of an Update's fn on badger.ErrConflict
@@ -56,7 +56,8 @@ type Options struct {
 	// MemTableSize is the size in bytes of each of the two memtables; it also
 	// bounds a transaction (Badger caps a commit batch at 15% of it, see
 	// ErrTxnTooBig). 0 means DefaultMemTableSize (16 MiB); values below 1 MiB
-	// are raised to 1 MiB.
+	// are raised to 1 MiB. Value-log files are 4×MemTableSize (at most 64 MiB),
+	// which also bounds the size of one value.
 	MemTableSize int64
 }
 
@@ -92,7 +93,7 @@ func (o Options) badgerOptions() (badger.Options, error) {
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
-		WithValueLogFileSize(valueLogFileSize).
+		WithValueLogFileSize(min(4*mt, maxValueLogFileSize)).
 		WithValueThreshold(vt).
 		WithNumCompactors(numCompactors).
 		WithMetricsEnabled(false).

@@ -64,11 +64,26 @@ func (t *Txn) Set(ks Keyspace, key, val []byte) error {
 	return t.set("set", badger.NewEntry(ks.key(key), bytes.Clone(val)))
 }
 
-// SetTTL stores val under key in ks; it disappears after ttl (Badger's expiry
-// has one-second granularity, so the real lifetime is ttl rounded up to a
-// whole second at most).
+// SetTTL stores val under key in ks; it disappears after ttl, which must be
+// positive. Badger's expiry has one-second granularity: the key lives at least
+// ttl and less than ttl+1s.
 func (t *Txn) SetTTL(ks Keyspace, key, val []byte, ttl time.Duration) error {
-	return t.set("set ttl", badger.NewEntry(ks.key(key), bytes.Clone(val)).WithTTL(ttl))
+	e, err := ttlEntry(ks, key, val, ttl)
+	if err != nil {
+		return fmt.Errorf("storage: set ttl: %w", err)
+	}
+	return t.set("set ttl", e)
+}
+
+// ttlEntry builds an entry expiring at the first whole second at or after
+// now+ttl. Badger stores expiry in unix seconds and treats a key as gone once
+// the current second reaches it, so plain WithTTL(ttl) could expire up to a
+// second early.
+func ttlEntry(ks Keyspace, key, val []byte, ttl time.Duration) (*badger.Entry, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("%w: non-positive ttl %v", ErrInvalidOptions, ttl)
+	}
+	return badger.NewEntry(ks.key(key), nonNil(bytes.Clone(val))).WithTTL(ttl + time.Second - time.Nanosecond), nil
 }
 
 func (t *Txn) set(op string, e *badger.Entry) error {

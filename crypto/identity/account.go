@@ -51,6 +51,20 @@ func (a AccountID) String() string {
 // Link returns the account's link, "peergram://account/" + String().
 func (a AccountID) Link() string { return accountLink + a.String() }
 
+// MarshalText returns String(), so JSON and text formats show the ID as users
+// see it.
+func (a AccountID) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText parses any form ParseAccountID accepts.
+func (a *AccountID) UnmarshalText(b []byte) error {
+	id, err := ParseAccountID(string(b))
+	if err != nil {
+		return err
+	}
+	*a = id
+	return nil
+}
+
 // PublicKey returns a copy of the account's Ed25519 public key.
 func (a AccountID) PublicKey() ed25519.PublicKey { return bytes.Clone(a[:]) }
 

@@ -148,10 +148,11 @@ func TestUnmarshalAccountKeyRejects(t *testing.T) {
 }
 
 func TestNewAccountKeyDeterministic(t *testing.T) {
-	if mustAccount(t, 3).ID() != mustAccount(t, 3).ID() {
+	k1, k2 := mustAccount(t, 3), mustAccount(t, 3)
+	if k1.ID() != k2.ID() {
 		t.Fatal("same seed, different keys")
 	}
-	if mustAccount(t, 3).ID() == mustAccount(t, 4).ID() {
+	if k1.ID() == mustAccount(t, 4).ID() {
 		t.Fatal("different seeds, same key")
 	}
 	if _, err := NewAccountKey(bytes.NewReader(make([]byte, 31))); err == nil {

@@ -23,6 +23,19 @@ type DeviceID [32]byte
 // String returns the device ID as 52 lower-case base32 characters.
 func (d DeviceID) String() string { return lowerBase32.EncodeToString(d[:]) }
 
+// MarshalText returns String().
+func (d DeviceID) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses the String form.
+func (d *DeviceID) UnmarshalText(b []byte) error {
+	id, err := ParseDeviceID(string(b))
+	if err != nil {
+		return err
+	}
+	*d = id
+	return nil
+}
+
 // PublicKey returns a copy of the device's Ed25519 public key, for use with
 // Verify.
 func (d DeviceID) PublicKey() ed25519.PublicKey { return bytes.Clone(d[:]) }

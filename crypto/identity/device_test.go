@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"crypto/ecdh"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -125,5 +126,33 @@ func TestUnmarshalDeviceKeyRejects(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestIDsAsJSON(t *testing.T) {
+	type rec struct {
+		Account AccountID
+		Devices map[DeviceID]int
+	}
+	in := rec{Account: mustAccount(t, 1).ID(), Devices: map[DeviceID]int{mustDevice(t, 2).ID(): 7}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"`+in.Account.String()+`"`) {
+		t.Fatalf("account not in text form: %s", b)
+	}
+	var out rec
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Account != in.Account || out.Devices[mustDevice(t, 2).ID()] != 7 {
+		t.Fatalf("round trip: %+v", out)
+	}
+	if err := json.Unmarshal([]byte(`{"Account":"pgnope"}`), &out); !errors.Is(err, ErrBadAccountID) {
+		t.Fatalf("bad ID: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`{"Devices":{"nope":1}}`), &out); !errors.Is(err, ErrBadDeviceID) {
+		t.Fatalf("bad device ID: %v", err)
 	}
 }

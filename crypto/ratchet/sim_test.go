@@ -138,10 +138,10 @@ func (m *sim) run(script []byte) {
 		switch op {
 		case 0, 1:
 			m.send(int(op))
-		case 2, 3:
-			m.deliver(int(op-2), arg)
+		case 2, 3: // 2: to the responder, 3: to the initiator
+			m.deliver(3-int(op), arg)
 		case 4, 5:
-			m.drop(int(op-4), arg)
+			m.drop(5-int(op), arg)
 		case 6:
 			m.duplicate(arg&1, arg>>1)
 		case 7:

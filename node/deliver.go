@@ -1,0 +1,549 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-msgio/pbio"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
+	"github.com/peergram/peergram/storage"
+)
+
+var _ = pbio.NewDelimitedReader
+
+// ProtocolID is the direct device-to-device delivery protocol: one sealed
+// envelope per stream, answered by one status byte once the receiver has
+// stored it.
+const ProtocolID = "/peergram/msg/1.0.0"
+
+// Direct delivery answers. Append-only.
+const (
+	directOK       byte = 0 // stored (or already had it)
+	directRejected byte = 1 // could not be opened; do not retry this copy
+)
+
+// Timeouts of the delivery paths.
+const (
+	directTimeout  = 4 * time.Second
+	depositTimeout = 10 * time.Second
+	fetchTimeout   = 10 * time.Second
+)
+
+// payload is what a sealed message carries for the node: a chat message or
+// a receipt. Encoded as JSON inside the encryption.
+type payload struct {
+	Kind   string   `json:"k"`              // "text" or "receipt"
+	Seq    uint64   `json:"seq,omitempty"`  // sender's chat sequence
+	Text   string   `json:"text,omitempty"` // text messages
+	Chat   string   `json:"chat,omitempty"` // copies to the sender's own devices: the chat's account
+	Status string   `json:"status,omitempty"`
+	IDs    []string `json:"ids,omitempty"` // receipts: message IDs
+}
+
+// job is one outbox entry: a payload to deliver to every device of an
+// account (and the sender's own other devices).
+type job struct {
+	Seq      uint64             `json:"seq"`
+	ID       chat.MessageID     `json:"id"`
+	To       identity.AccountID `json:"to"`
+	Payload  []byte             `json:"payload"`
+	SentAt   int64              `json:"sent_at"` // unix ms
+	Done     []string           `json:"done,omitempty"`
+	Attempts int                `json:"attempts"`
+	NextAt   int64              `json:"next_at"` // unix ms
+	Text     bool               `json:"text"`    // updates a stored message's status
+}
+
+func jobKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// enqueue stores a job in the outbox inside tx and wakes the worker after
+// commit (the caller calls n.kick).
+func (n *Node) enqueue(tx *storage.Txn, j *job) error {
+	seq, err := n.st.nextChatSeq(tx, identity.AccountID{}) // the outbox's own counter
+	if err != nil {
+		return err
+	}
+	j.Seq = seq
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return tx.Set(n.st.outbox, jobKey(seq), raw)
+}
+
+func (n *Node) kick() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runOutbox delivers outbox jobs in order until ctx ends. A device whose
+// delivery failed in a pass is skipped for the rest of that pass, so
+// messages to it keep their order.
+func (n *Node) runOutbox(ctx context.Context) {
+	for ctx.Err() == nil {
+		next := n.outboxPass(ctx)
+		wait := time.Until(next)
+		if next.IsZero() {
+			wait = time.Hour
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (n *Node) outboxPass(ctx context.Context) (next time.Time) {
+	var jobs []*job
+	if err := n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
+			var j job
+			if err := json.Unmarshal(val, &j); err != nil {
+				return err
+			}
+			jobs = append(jobs, &j)
+			return nil
+		})
+	}); err != nil {
+		n.log.Error("outbox: read", "err", err)
+		return n.cfg.Now().Add(n.cfg.RetryMax)
+	}
+	blocked := map[identity.AccountID]bool{}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		now := n.cfg.Now()
+		if blocked[j.To] || j.NextAt > now.UnixMilli() {
+			due := time.UnixMilli(j.NextAt)
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		if err := n.deliverJob(ctx, j); err != nil {
+			blocked[j.To] = true
+			j.Attempts++
+			delay := min(n.cfg.RetryMin<<min(j.Attempts, 16), n.cfg.RetryMax)
+			j.NextAt = now.Add(jitter(delay)).UnixMilli()
+			n.log.Info("outbox: delivery failed; will retry", "to", j.To.String(), "id", j.ID.String(), "attempt", j.Attempts, "err", err)
+			if err := n.saveJob(j); err != nil {
+				n.log.Error("outbox: save", "err", err)
+			}
+			due := time.UnixMilli(j.NextAt)
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+		}
+	}
+	return next
+}
+
+func (n *Node) saveJob(j *job) error {
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return n.db.Update(func(tx *storage.Txn) error { return tx.Set(n.st.outbox, jobKey(j.Seq), raw) })
+}
+
+// target is one device a job goes to.
+type target struct {
+	account identity.AccountID
+	cert    identity.DeviceCert
+	record  *directory.Record
+}
+
+// targets lists the devices of j.To and the node's own other devices.
+func (n *Node) targets(ctx context.Context, to identity.AccountID) ([]target, error) {
+	var c *contactRecord
+	err := n.db.View(func(tx *storage.Txn) (err error) {
+		c, err = n.st.getContact(tx, to)
+		return err
+	})
+	if errors.Is(err, chat.ErrUnknownContact) && to == n.keys.account.ID() {
+		c = &contactRecord{Account: to}
+	} else if err != nil {
+		return nil, err
+	}
+	list, err := c.deviceList()
+	if err != nil {
+		return nil, err
+	}
+	if list == nil && to != n.keys.account.ID() {
+		if c, err = n.refreshContact(ctx, to); err != nil {
+			return nil, err
+		}
+		if list, err = c.deviceList(); err != nil {
+			return nil, err
+		}
+	}
+	var out []target
+	if list != nil {
+		for _, d := range list.Devices {
+			out = append(out, target{account: to, cert: d, record: c.record(d.Device)})
+		}
+	}
+	for _, d := range n.keys.list.Devices {
+		if d.Device != n.keys.device.ID() && to != n.keys.account.ID() {
+			out = append(out, target{account: n.keys.account.ID(), cert: d})
+		}
+	}
+	return out, nil
+}
+
+// refreshContact fetches a contact's device list, records and a bundle per
+// device from the home relays' directories and stores them.
+func (n *Node) refreshContact(ctx context.Context, a identity.AccountID) (*contactRecord, error) {
+	if len(n.relays) == 0 {
+		return nil, fmt.Errorf("%w: no relay configured to look up %s", chat.ErrUnavailable, a)
+	}
+	var res *directory.Result
+	var errs []error
+	for _, r := range n.relays {
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, time.Hour)
+		var err error
+		res, err = n.dir.Fetch(fctx, r.ID, a)
+		cancel()
+		if err == nil {
+			break
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
+	}
+	if res == nil {
+		return nil, fmt.Errorf("%w: keys of %s: %w", chat.ErrUnavailable, a, errors.Join(errs...))
+	}
+	var c *contactRecord
+	err := n.db.Update(func(tx *storage.Txn) error {
+		var err error
+		c, err = n.st.getContact(tx, a)
+		if errors.Is(err, chat.ErrUnknownContact) {
+			c = &contactRecord{Account: a, Added: n.cfg.Now(), Unsolicited: true}
+		} else if err != nil {
+			return err
+		}
+		if old, _ := c.deviceList(); old != nil {
+			if err := res.List.CheckUpdate(old); err != nil && old.Version != res.List.Version {
+				return fmt.Errorf("node: device list of %s: %w", a, err)
+			}
+		}
+		if c.List, err = res.List.MarshalBinary(); err != nil {
+			return err
+		}
+		devs := map[string]deviceInfo{}
+		for _, d := range res.Devices {
+			var info deviceInfo
+			if d.Record != nil {
+				info.Record, _ = d.Record.MarshalBinary()
+			}
+			if d.Bundle != nil {
+				info.Bundle, _ = d.Bundle.MarshalBinary()
+			}
+			devs[d.Cert.Device.String()] = info
+		}
+		c.Devices = devs
+		return n.st.putContact(tx, c)
+	})
+	return c, err
+}
+
+// deliverJob seals j for every target device not yet done and hands each
+// copy to the device or its relays.
+func (n *Node) deliverJob(ctx context.Context, j *job) error {
+	ts, err := n.targets(ctx, j.To)
+	if err != nil {
+		return err
+	}
+	var failed error
+	for _, t := range ts {
+		dev := t.cert.Device.String()
+		if slices.Contains(j.Done, dev) {
+			continue
+		}
+		env, err := n.seal(ctx, t, j)
+		if err == nil {
+			err = n.send(ctx, t, env)
+		}
+		if err != nil {
+			failed = errors.Join(failed, fmt.Errorf("device %.8s: %w", dev, err))
+			continue
+		}
+		j.Done = append(j.Done, dev)
+	}
+	if failed != nil {
+		if err := n.saveJob(j); err != nil {
+			return err
+		}
+		return failed
+	}
+	return n.db.Update(func(tx *storage.Txn) error {
+		if err := tx.Delete(n.st.outbox, jobKey(j.Seq)); err != nil {
+			return err
+		}
+		if !j.Text {
+			return nil
+		}
+		m, err := n.st.getMessage(tx, j.To, j.ID)
+		if err != nil {
+			return err
+		}
+		m.Status = chat.Advance(m.Status, chat.StatusSent)
+		n.afterCommit(tx, chat.Event{Type: chat.EventStatus, Message: m.Message})
+		return n.st.putMessage(tx, j.To, m)
+	})
+}
+
+// afterCommit publishes an event; events may run ahead of a failed commit
+// only in the rare case of a storage error, which the caller logs.
+func (n *Node) afterCommit(_ *storage.Txn, e chat.Event) { n.events.publish(e) }
+
+// seal encrypts j for device t, creating the session if needed, and
+// persists the advanced session before returning the envelope.
+func (n *Node) seal(ctx context.Context, t target, j *job) ([]byte, error) {
+	n.mu.Lock()
+	var sess *sealed.Session
+	err := n.db.View(func(tx *storage.Txn) (err error) {
+		sess, err = n.st.getSession(tx, t.cert.Device)
+		return err
+	})
+	n.mu.Unlock()
+	if errors.Is(err, storage.ErrNotFound) {
+		sess, err = n.newSession(ctx, t)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// Re-read under the lock: a receive may have advanced it.
+	if err := n.db.View(func(tx *storage.Txn) error {
+		s, err := n.st.getSession(tx, t.cert.Device)
+		if err == nil {
+			sess = s
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	env, err := sess.Seal(n.rand, sealed.Message{ID: sealed.MessageID(j.ID), Timestamp: j.SentAt, Body: j.Payload})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.db.Update(func(tx *storage.Txn) error { return n.st.putSession(tx, sess) }); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// newSession starts a session with a device from a bundle kept since the
+// contact was looked up, or fetched now.
+func (n *Node) newSession(ctx context.Context, t target) (*sealed.Session, error) {
+	var bundleRaw []byte
+	if err := n.db.View(func(tx *storage.Txn) error {
+		c, err := n.st.getContact(tx, t.account)
+		if err != nil {
+			return nil
+		}
+		bundleRaw = c.Devices[t.cert.Device.String()].Bundle
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if bundleRaw == nil {
+		c, err := n.refreshContact(ctx, t.account)
+		if err != nil {
+			return nil, err
+		}
+		bundleRaw = c.Devices[t.cert.Device.String()].Bundle
+		if bundleRaw == nil {
+			return nil, fmt.Errorf("%w: no prekeys published for device %s", chat.ErrUnavailable, t.cert.Device)
+		}
+	}
+	b, err := parseBundle(bundleRaw)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := sealed.Initiate(n.rand, n.self, &t.cert, b, nil)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	err = n.db.Update(func(tx *storage.Txn) error {
+		// The bundle's one-time prekeys are now used: forget them.
+		if c, err := n.st.getContact(tx, t.account); err == nil {
+			d := c.Devices[t.cert.Device.String()]
+			d.Bundle = nil
+			c.Devices[t.cert.Device.String()] = d
+			if err := n.st.putContact(tx, c); err != nil {
+				return err
+			}
+		}
+		return n.st.putSession(tx, sess)
+	})
+	return sess, err
+}
+
+// send hands one envelope to the device directly, or else to one of its
+// home relays' mailboxes.
+func (n *Node) send(ctx context.Context, t target, env []byte) error {
+	var errs []error
+	if t.record != nil && t.record.PeerID != "" && t.record.PeerID != n.host.ID() {
+		err := n.sendDirect(ctx, t.record.PeerID, t.record.Relays, env)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("direct: %w", err))
+	}
+	relays := []string(nil)
+	if t.record != nil {
+		relays = t.record.Relays
+	}
+	if len(relays) == 0 {
+		relays = n.cfg.Relays // same home relays as ours: the common case in a small deployment
+	}
+	sum := sha256.Sum256(env)
+	var id mailbox.EnvelopeID
+	copy(id[:], sum[:])
+	addr := mailbox.Address(t.cert.Device)
+	for _, s := range relays {
+		ai, err := addrInfo(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		dctx, cancel := context.WithTimeout(ctx, depositTimeout)
+		err = n.mbox.Deposit(dctx, ai.ID, addr, id, env)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", ai.ID, err))
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w: no route to device %s", chat.ErrUnavailable, t.cert.Device)
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) sendDirect(ctx context.Context, p peer.ID, relays []string, env []byte) error {
+	if n.host.Network().Connectedness(p) != network.Connected {
+		n.addCircuitAddrs(p, relays)
+		if len(n.host.Peerstore().Addrs(p)) == 0 {
+			return fmt.Errorf("no address")
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, directTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "peergram-msg"), p, ProtocolID)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(directTimeout))
+	w := bufio.NewWriter(s)
+	if err := writeFrame(w, env); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return err
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(s, ack[:]); err != nil {
+		s.Reset()
+		return fmt.Errorf("no acknowledgement: %w", err)
+	}
+	if ack[0] != directOK {
+		return fmt.Errorf("peer rejected the envelope")
+	}
+	return nil
+}
+
+func writeFrame(w io.Writer, b []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(hdr[:], uint64(len(b)))
+	if _, err := w.Write(hdr[:k]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// ErrFrameTooLarge reports a direct frame over sealed.MaxEnvelopeSize.
+var ErrFrameTooLarge = errors.New("node: frame too large")
+
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	size, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if size > sealed.MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, size)
+	}
+	b := make([]byte, size)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}
+
+// handleDirect receives one envelope from a peer device.
+func (n *Node) handleDirect(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(directTimeout * 2))
+	env, err := readFrame(bufio.NewReader(s))
+	if err != nil {
+		n.log.Info("direct: bad frame", "peer", s.Conn().RemotePeer(), "err", err)
+		s.Reset()
+		return
+	}
+	ack := directOK
+	if err := n.receive(context.Background(), env); err != nil {
+		if !errors.Is(err, errPermanent) {
+			s.Reset() // transient: the sender retries
+			return
+		}
+		ack = directRejected
+	}
+	_, _ = s.Write([]byte{ack})
+}
+
+// handleMailbox receives an envelope from the node's relay mailbox. A nil
+// return acks it (the relay deletes it); only transient local failures
+// leave it for redelivery.
+func (n *Node) handleMailbox(ctx context.Context, d mailbox.Delivery) error {
+	err := n.receive(ctx, d.Envelope)
+	if errors.Is(err, errPermanent) {
+		return nil
+	}
+	return err
+}
+
+func addrInfo(s string) (*peer.AddrInfo, error) {
+	return peer.AddrInfoFromString(s)
+}

@@ -1,0 +1,155 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// mdnsService is the mDNS service name Peergram nodes announce on the LAN.
+const mdnsService = "peergram"
+
+// newHost builds the node's libp2p host: TCP and QUIC, Noise and TLS,
+// yamux, the default resource manager, circuit relay v2 client and hole
+// punching (DCUtR).
+func newHost(key crypto.PrivKey, listen []string) (host.Host, error) {
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.EnableRelay(),
+		libp2p.EnableHolePunching(),
+		libp2p.UserAgent("peergram"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("node: libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+type mdnsNotifee struct {
+	h   host.Host
+	log *slog.Logger
+}
+
+func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	if ai.ID == m.h.ID() {
+		return
+	}
+	m.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	m.log.Debug("mDNS peer found", "peer", ai.ID)
+}
+
+func startMDNS(h host.Host, log *slog.Logger) (func(), error) {
+	svc := mdns.NewMdnsService(h, mdnsService, mdnsNotifee{h, log})
+	if err := svc.Start(); err != nil {
+		return nil, err
+	}
+	return func() { svc.Close() }, nil
+}
+
+// keepRelay keeps the node connected to one home relay with a circuit
+// reservation (so peers can reach it through the relay and hole punch),
+// its own mailbox subscribed, and its keys published to the relay's
+// directory. It retries with backoff until ctx ends.
+func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo) {
+	log := n.log.With("relay", r.ID)
+	published := false
+	backoff := n.cfg.RetryMin
+	for ctx.Err() == nil {
+		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.PermanentAddrTTL)
+		err := n.host.Connect(ctx, r)
+		if err == nil && !published {
+			if err = n.publish(ctx, r.ID); err == nil {
+				published = true
+			}
+		}
+		var expire time.Time
+		if err == nil {
+			var rsvp *client.Reservation
+			rsvp, err = client.Reserve(ctx, n.host, r)
+			if err == nil {
+				expire = rsvp.Expiration
+			}
+		}
+		if err == nil {
+			backoff = n.cfg.RetryMin
+			subCtx, cancel := context.WithCancel(ctx)
+			if !expire.IsZero() {
+				subCtx, cancel = context.WithDeadline(ctx, expire.Add(-time.Minute))
+			}
+			err = n.mbox.Subscribe(subCtx, r.ID, n.keys.device.SigningKey(), n.handleMailbox)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if subCtx.Err() != nil {
+				continue // reservation refresh
+			}
+		}
+		log.Warn("relay connection lost; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(backoff*2, n.cfg.RetryMax)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	j, err := rand.Int(rand.Reader, big.NewInt(int64(d/4)+1))
+	if err != nil {
+		return d
+	}
+	return d + time.Duration(j.Int64())
+}
+
+// relayAddrs are the node's home relays as full multiaddrs, for its
+// directory record.
+func (n *Node) relayAddrs() []string {
+	out := make([]string, 0, len(n.relays))
+	for _, s := range n.cfg.Relays {
+		out = append(out, s)
+	}
+	return out
+}
+
+// addCircuitAddrs lets the host dial a peer through its home relays.
+func (n *Node) addCircuitAddrs(p peer.ID, relays []string) {
+	for _, s := range relays {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil || ai.ID == n.host.ID() {
+			continue
+		}
+		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+		circ, err := ma.NewMultiaddr("/p2p/" + ai.ID.String() + "/p2p-circuit")
+		if err != nil {
+			continue
+		}
+		for _, base := range ai.Addrs {
+			n.host.Peerstore().AddAddr(p, base.Encapsulate(circ), peerstore.TempAddrTTL)
+		}
+	}
+}
+
+var _ = network.WithAllowLimitedConn

@@ -1,0 +1,284 @@
+package localapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+// Backend is what the API serves; node.Node implements it. Contact
+// arguments are an alias or an account ID. Errors wrap the chat sentinels
+// (chat.ErrUnknownContact, chat.ErrInvalid, chat.ErrTooLarge,
+// chat.ErrUnavailable) so the API can map them to status codes.
+type Backend interface {
+	Identity(ctx context.Context) (Identity, error)
+	AddContact(ctx context.Context, idOrLink, name string) (chat.Contact, error)
+	Contacts(ctx context.Context) ([]chat.Contact, error)
+	Send(ctx context.Context, contact, text string) (chat.Message, error)
+	// Messages lists a chat oldest first; markRead marks the incoming
+	// messages read (which sends read receipts).
+	Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error)
+	MarkRead(ctx context.Context, contact string, ids []chat.MessageID) error
+	// Subscribe returns the node's events; the channel is closed when ctx
+	// is done.
+	Subscribe(ctx context.Context) <-chan chat.Event
+}
+
+// Identity is the local account as GET /v1/identity shows it.
+type Identity struct {
+	AccountID string   `json:"account_id"`
+	Link      string   `json:"link"`    // peergram://… link for sharing
+	PeerID    string   `json:"peer_id"` // libp2p peer ID of this device
+	Addrs     []string `json:"addrs"`   // multiaddrs the node listens on, with /p2p/ suffix
+	Name      string   `json:"name"`
+}
+
+// DefaultAddr is where Listen listens when given "": loopback, a port chosen
+// by the kernel.
+const DefaultAddr = "127.0.0.1:0"
+
+// MaxBodyBytes caps a request body; larger bodies get 413 too_large.
+const MaxBodyBytes = 1 << 20
+
+// MinTokenLen is the shortest bearer token New accepts.
+const MinTokenLen = 16
+
+const (
+	defaultKeepAlive  = 15 * time.Second
+	eventWriteTimeout = 10 * time.Second // a stream client that reads nothing for this long is dropped
+	shutdownTimeout   = 5 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// Config configures a Server.
+type Config struct {
+	// Backend answers the requests. Required.
+	Backend Backend
+	// Token is the bearer token every request must carry; at least
+	// MinTokenLen bytes. Required. NewToken makes one.
+	Token string
+	// AllowedOrigins lists the browser origins ("http://127.0.0.1:8080",
+	// scheme://host[:port], compared exactly) that may call the API. Empty
+	// (the default) closes CORS: no Access-Control-* headers are sent and any
+	// request carrying an Origin header not listed is refused with 403.
+	AllowedOrigins []string
+	// KeepAlive is the interval of comment lines on an idle event stream;
+	// defaults to 15s.
+	KeepAlive time.Duration
+	// Logger receives request failures; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is the local API. It starts nothing by itself: use Handler with
+// any http.Server, or Serve.
+type Server struct {
+	backend   Backend
+	tokenSum  [sha256.Size]byte // the token is compared as a digest, so its length does not leak either
+	origins   map[string]bool
+	keepAlive time.Duration
+	log       *slog.Logger
+	handler   http.Handler
+}
+
+// NewToken returns a fresh random bearer token (128 bits, base32).
+func NewToken() string { return rand.Text() }
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, fmt.Errorf("localapi: new: no backend: %w", ErrConfig)
+	}
+	if len(cfg.Token) < MinTokenLen {
+		return nil, fmt.Errorf("localapi: new: token shorter than %d bytes: %w", MinTokenLen, ErrConfig)
+	}
+	s := &Server{
+		backend:   cfg.Backend,
+		tokenSum:  sha256.Sum256([]byte(cfg.Token)),
+		origins:   make(map[string]bool, len(cfg.AllowedOrigins)),
+		keepAlive: cfg.KeepAlive,
+		log:       cfg.Logger,
+	}
+	for _, o := range cfg.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("localapi: new: origin %q is not scheme://host[:port]: %w", o, ErrConfig)
+		}
+		s.origins[u.Scheme+"://"+u.Host] = true
+	}
+	if s.keepAlive <= 0 {
+		s.keepAlive = defaultKeepAlive
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.wrap(rt.handle))
+	}
+	mux.Handle("/", s.wrap(notFound))
+	s.handler = s.guard(mux)
+	return s, nil
+}
+
+// route is one line of the route table.
+type route struct {
+	pattern string // Go 1.22 ServeMux pattern: "METHOD /path/{wildcard}"
+	handle  handlerFunc
+}
+
+// routes is the API: a line per route. docs/api.md documents each.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /v1/health", s.health},
+		{"GET /v1/identity", s.identity},
+		{"GET /v1/contacts", s.contacts},
+		{"POST /v1/contacts", s.addContact},
+		{"POST /v1/messages", s.send},
+		{"GET /v1/chats/{contact}/messages", s.messages},
+		{"POST /v1/chats/{contact}/read", s.markRead},
+		{"GET /v1/events", s.events},
+	}
+}
+
+// Handler returns the API's http.Handler: CORS and token checks, then the
+// route table.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves the API on ln until ctx is done, then shuts down gracefully:
+// event streams end, requests in flight get up to 5s to finish. It refuses a
+// listener that is not on loopback (TCP) or a Unix socket, leaving ln open.
+// Serve closes ln when it returns otherwise.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := checkListener(ln.Addr()); err != nil {
+		return fmt.Errorf("localapi: serve: %w", err)
+	}
+	stop := make(chan struct{}) // closed on shutdown: ends event streams, which never go idle by themselves
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.Background(), stopKey{}, stop)
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("localapi: serve: %w", err)
+	case <-ctx.Done():
+	}
+	close(stop)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		err = srv.Close()
+	}
+	<-served // http.ErrServerClosed
+	if err != nil {
+		return fmt.Errorf("localapi: shutdown: %w", err)
+	}
+	return nil
+}
+
+// stopKey keys the channel that Serve closes on shutdown in request contexts.
+type stopKey struct{}
+
+// Listen listens on addr ("host:port"; "" means DefaultAddr). The host must
+// be "localhost" or a loopback IP; anything else, including "", "0.0.0.0"
+// and "::", is refused with ErrNotLoopback.
+func Listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("localapi: listen %q: %w", addr, err)
+	}
+	if !loopbackHost(host) {
+		return nil, fmt.Errorf("localapi: listen %q: %w", addr, ErrNotLoopback)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("localapi: listen: %w", err)
+	}
+	if err := checkListener(ln.Addr()); err != nil { // "localhost" could resolve anywhere
+		ln.Close()
+		return nil, fmt.Errorf("localapi: listen %q: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkListener accepts loopback TCP addresses and Unix sockets.
+func checkListener(a net.Addr) error {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		if a.IP.IsLoopback() {
+			return nil
+		}
+	case *net.UnixAddr:
+		return nil
+	}
+	return fmt.Errorf("%s %s: %w", a.Network(), a, ErrNotLoopback)
+}
+
+// guard applies the CORS policy and the token check to every request.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		if origin := r.Header.Get("Origin"); origin != "" || len(r.Header.Values("Origin")) > 0 {
+			h.Add("Vary", "Origin")
+			if !s.origins[origin] {
+				s.writeError(w, r, fmt.Errorf("origin %q is not allowed: %w", origin, ErrForbidden))
+				return
+			}
+			h.Set("Access-Control-Allow-Origin", origin)
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				// Preflight: browsers send it without credentials.
+				h.Set("Access-Control-Allow-Methods", "GET, POST")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		if !s.authorized(r) {
+			h.Set("WWW-Authenticate", `Bearer realm="peergram"`)
+			s.writeError(w, r, fmt.Errorf("missing or wrong bearer token: %w", ErrUnauthorized))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}

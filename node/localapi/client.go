@@ -1,0 +1,223 @@
+package localapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+const (
+	// maxResponseBytes bounds a response body the Client reads. The daemon
+	// is trusted (it holds our keys), but a wrong port in DIR/api should not
+	// make the CLI read without end.
+	maxResponseBytes = 256 << 20
+	maxErrorBytes    = 64 << 10
+	maxEventBytes    = 4 << 20 // longest event line
+	eventBuffer      = 16
+)
+
+// Client speaks the API over HTTP; the CLI and tests use it. Its methods
+// mirror Backend. API errors come back as *Error, which matches the chat
+// sentinels with errors.Is. Safe for concurrent use.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a Client for the daemon at baseURL (e.g.
+// "http://127.0.0.1:7777", the content of DIR/api) with the bearer token
+// (DIR/token).
+func NewClient(baseURL, token string) *Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil // the daemon is on loopback: never through a proxy
+	return &Client{
+		base:  strings.TrimRight(strings.TrimSpace(baseURL), "/"),
+		token: strings.TrimSpace(token),
+		hc:    &http.Client{Transport: t},
+	}
+}
+
+// Close closes idle connections. The Client stays usable.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// Health checks that the daemon answers and accepts the token.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/v1/health", nil, nil, http.StatusOK)
+}
+
+// Identity returns the daemon's account, device and addresses.
+func (c *Client) Identity(ctx context.Context) (Identity, error) {
+	var id Identity
+	err := c.do(ctx, http.MethodGet, "/v1/identity", nil, &id, http.StatusOK)
+	return id, err
+}
+
+// AddContact adds a contact by account ID or peergram:// link, with an
+// optional alias.
+func (c *Client) AddContact(ctx context.Context, idOrLink, name string) (chat.Contact, error) {
+	var ct chat.Contact
+	err := c.do(ctx, http.MethodPost, "/v1/contacts", AddContactRequest{AccountID: idOrLink, Name: name}, &ct, http.StatusCreated)
+	return ct, err
+}
+
+// Contacts lists the contacts.
+func (c *Client) Contacts(ctx context.Context) ([]chat.Contact, error) {
+	var cs []chat.Contact
+	err := c.do(ctx, http.MethodGet, "/v1/contacts", nil, &cs, http.StatusOK)
+	return cs, err
+}
+
+// Send queues text to contact (alias or account ID); it returns once the
+// daemon has stored the message in its outbox.
+func (c *Client) Send(ctx context.Context, contact, text string) (chat.Message, error) {
+	var m chat.Message
+	err := c.do(ctx, http.MethodPost, "/v1/messages", SendRequest{Contact: contact, Text: text}, &m, http.StatusCreated)
+	return m, err
+}
+
+// Messages lists the chat with contact, oldest first; markRead marks the
+// incoming messages read.
+func (c *Client) Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error) {
+	var ms []chat.Message
+	path := "/v1/chats/" + url.PathEscape(contact) + "/messages?mark_read=" + strconv.FormatBool(markRead)
+	err := c.do(ctx, http.MethodGet, path, nil, &ms, http.StatusOK)
+	return ms, err
+}
+
+// MarkRead marks messages of the chat with contact read.
+func (c *Client) MarkRead(ctx context.Context, contact string, ids []chat.MessageID) error {
+	req := MarkReadRequest{IDs: make([]string, len(ids))}
+	for i, id := range ids {
+		req.IDs[i] = id.String()
+	}
+	return c.do(ctx, http.MethodPost, "/v1/chats/"+url.PathEscape(contact)+"/read", req, nil, http.StatusNoContent)
+}
+
+// Events subscribes to the event stream. Events arrive in order on the
+// returned channel, which is closed when ctx is done or the stream ends
+// (daemon stopped, malformed event). Events published after Events returns
+// are not missed.
+func (c *Client) Events(ctx context.Context) (<-chan chat.Event, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/events", nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("localapi: events: content type %q, want text/event-stream", mt)
+	}
+	ch := make(chan chat.Event, eventBuffer)
+	go readEvents(ctx, resp.Body, ch)
+	return ch, nil
+}
+
+// readEvents parses the stream until it ends, then closes body and ch. It
+// follows the SSE rules the server uses: "data:" lines accumulate, a blank
+// line dispatches, lines starting with ":" are comments, other fields are
+// ignored.
+func readEvents(ctx context.Context, body io.ReadCloser, ch chan<- chat.Event) {
+	defer close(ch)
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventBytes)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) > 0 {
+			if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+				if len(data) > 0 {
+					data = append(data, '\n')
+				}
+				data = append(data, bytes.TrimPrefix(v, []byte(" "))...)
+			}
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		var ev chat.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return
+		}
+		data = data[:0]
+		select {
+		case ch <- ev:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any, want int) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("localapi: %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		return readError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(out); err != nil {
+		return fmt.Errorf("localapi: %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("localapi: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("localapi: %s %s: %w", method, path, err)
+	}
+	return resp, nil
+}
+
+// readError turns an error answer into *Error.
+func readError(resp *http.Response) error {
+	e := &Error{Status: resp.StatusCode}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
+	var body errorBody
+	if json.Unmarshal(b, &body) == nil && body.Code != "" {
+		e.Code, e.Message = body.Code, body.Error
+		return e
+	}
+	// Not our JSON: something else answers on this port.
+	e.Message = fmt.Sprintf("HTTP %d from %s: %s", resp.StatusCode, resp.Request.URL.Host, strings.TrimSpace(string(b)))
+	return e
+}

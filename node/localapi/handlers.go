@@ -1,0 +1,228 @@
+package localapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+// handlerFunc is a route handler; a returned error becomes the JSON error
+// answer (statusOf picks the status).
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// errorBody is the JSON body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := statusOf(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		if r.Context().Err() != nil {
+			return // the client is gone; nobody reads the answer
+		}
+		// The cause stays in the daemon's log, not on the wire.
+		s.log.Error("localapi: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = ErrInternal.Error()
+	}
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only values out of JSON's range (e.g. a year past 9999) get here
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: ErrInternal.Error(), Code: CodeInternal})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// decode reads one JSON value of at most MaxBodyBytes into v; unknown fields
+// and trailing data are invalid.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var mbe *http.MaxBytesError
+	if err == nil {
+		_, terr := dec.Token()
+		switch {
+		case terr == io.EOF:
+			return nil
+		case errors.As(terr, &mbe):
+			err = terr
+		default:
+			err = errors.New("data after the JSON value")
+		}
+	}
+	switch {
+	case errors.As(err, &mbe):
+		return fmt.Errorf("request body over %d bytes: %w", MaxBodyBytes, chat.ErrTooLarge)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("request body is empty, want a JSON object: %w", chat.ErrInvalid)
+	default:
+		return fmt.Errorf("bad request body: %v: %w", err, chat.ErrInvalid)
+	}
+}
+
+func notFound(_ http.ResponseWriter, r *http.Request) error {
+	return fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, ErrNotFound)
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) identity(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.backend.Identity(r.Context())
+	if err != nil {
+		return err
+	}
+	if id.Addrs == nil {
+		id.Addrs = []string{}
+	}
+	writeJSON(w, http.StatusOK, id)
+	return nil
+}
+
+func (s *Server) contacts(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.backend.Contacts(r.Context())
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		cs = []chat.Contact{}
+	}
+	writeJSON(w, http.StatusOK, cs)
+	return nil
+}
+
+// AddContactRequest is the body of POST /v1/contacts.
+type AddContactRequest struct {
+	AccountID string `json:"account_id"` // an account ID or a peergram:// link
+	Name      string `json:"name"`       // local alias; optional
+}
+
+func (s *Server) addContact(w http.ResponseWriter, r *http.Request) error {
+	var req AddContactRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.AccountID == "" {
+		return fmt.Errorf("account_id is required: %w", chat.ErrInvalid)
+	}
+	c, err := s.backend.AddContact(r.Context(), req.AccountID, req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, c)
+	return nil
+}
+
+// SendRequest is the body of POST /v1/messages.
+type SendRequest struct {
+	Contact string `json:"contact"` // alias or account ID
+	Text    string `json:"text"`
+}
+
+func (s *Server) send(w http.ResponseWriter, r *http.Request) error {
+	var req SendRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Contact == "" {
+		return fmt.Errorf("contact is required: %w", chat.ErrInvalid)
+	}
+	if req.Text == "" {
+		return fmt.Errorf("text is required: %w", chat.ErrInvalid)
+	}
+	m, err := s.backend.Send(r.Context(), req.Contact, req.Text)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (s *Server) messages(w http.ResponseWriter, r *http.Request) error {
+	markRead := true
+	if v := r.URL.Query().Get("mark_read"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("mark_read=%q is not true or false: %w", v, chat.ErrInvalid)
+		}
+		markRead = b
+	}
+	contact, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	ms, err := s.backend.Messages(r.Context(), contact, markRead)
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []chat.Message{}
+	}
+	writeJSON(w, http.StatusOK, ms)
+	return nil
+}
+
+// MarkReadRequest is the body of POST /v1/chats/{contact}/read.
+type MarkReadRequest struct {
+	IDs []string `json:"ids"` // message IDs, lowercase hex (chat.MessageID.String)
+}
+
+func (s *Server) markRead(w http.ResponseWriter, r *http.Request) error {
+	contact, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	var req MarkReadRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if len(req.IDs) == 0 {
+		return fmt.Errorf("ids is required: %w", chat.ErrInvalid)
+	}
+	ids := make([]chat.MessageID, len(req.IDs))
+	for i, s := range req.IDs {
+		id, err := chat.ParseMessageID(s)
+		if err != nil {
+			return fmt.Errorf("%v: %w", err, chat.ErrInvalid)
+		}
+		ids[i] = id
+	}
+	if err := s.backend.MarkRead(r.Context(), contact, ids); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// contactParam returns the {contact} path segment (percent-decoded).
+func contactParam(r *http.Request) (string, error) {
+	c := r.PathValue("contact")
+	if c == "" {
+		return "", fmt.Errorf("contact is required: %w", chat.ErrInvalid)
+	}
+	return c, nil
+}

@@ -1,0 +1,304 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/localapi"
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
+	"github.com/peergram/peergram/storage"
+)
+
+// Config configures a node. The zero value of every field but Home is a
+// usable default.
+type Config struct {
+	// Home is the node's home directory, made by Init. Required.
+	Home string
+	// Listen are libp2p listen multiaddrs; default
+	// /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1.
+	Listen []string
+	// APIAddr is the local API's host:port; default 127.0.0.1:0. It must be
+	// a loopback address.
+	APIAddr string
+	// Relays are the node's home relays (full multiaddrs ending in
+	// /p2p/<id>): its mailbox, key directory and circuit relay.
+	Relays []string
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// MDNS enables LAN discovery; default on (set DisableMDNS to turn off).
+	DisableMDNS bool
+	// Rand is the source of randomness; nil means crypto/rand.
+	Rand io.Reader
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Host, when set, is used instead of building one from Listen (tests
+	// use mocknet hosts). The node does not close it.
+	Host host.Host
+	// RetryMin and RetryMax bound the outbox's retry backoff; defaults 500ms
+	// and 30s.
+	RetryMin, RetryMax time.Duration
+}
+
+// Node is a running Peergram device. Its Backend methods are safe for
+// concurrent use once Run has opened the store.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	rand   io.Reader
+	relays []peer.AddrInfo
+
+	mu       sync.Mutex // guards crypto state: keys.prekeys and session updates
+	db       *storage.DB
+	st       *store
+	keys     *keyring
+	host     host.Host
+	mbox     *mailbox.Client
+	dir      *directory.Client
+	self     sealed.Device
+	ready    chan struct{}
+	wake     chan struct{}
+	events   *broadcaster
+	apiAddr  string
+	lockFile *os.File
+}
+
+// New validates cfg and loads nothing yet; Run does the work.
+func New(cfg Config) (*Node, error) {
+	if cfg.Home == "" {
+		return nil, fmt.Errorf("node: Home is required")
+	}
+	if _, err := ReadInfo(cfg.Home); err != nil {
+		return nil, err
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:0"
+	}
+	if err := checkLoopback(cfg.APIAddr); err != nil {
+		return nil, err
+	}
+	if len(cfg.Listen) == 0 && cfg.Host == nil {
+		cfg.Listen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 500 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, ready: make(chan struct{}), wake: make(chan struct{}, 1), events: newBroadcaster()}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if n.rand == nil {
+		n.rand = rand.Reader
+	}
+	for _, s := range cfg.Relays {
+		addr, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("node: relay %q: %w", s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(addr)
+		if err != nil {
+			return nil, fmt.Errorf("node: relay %q must end in /p2p/<peer ID>: %w", s, err)
+		}
+		n.relays = append(n.relays, *ai)
+	}
+	return n, nil
+}
+
+func checkLoopback(hostport string) error {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("node: API address %q: %w", hostport, err)
+	}
+	if h == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(h)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("node: API address %q is not loopback; the local API only listens on 127.0.0.1 or ::1", hostport)
+	}
+	return nil
+}
+
+// lock takes the home's daemon lock, so a second daemon refuses to start
+// with a clear error rather than a store error.
+func (n *Node) lock() error {
+	f, err := os.OpenFile(filepath.Join(n.cfg.Home, fileLock), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("%w: %s", ErrRunning, n.cfg.Home)
+	}
+	n.lockFile = f
+	return nil
+}
+
+// Run opens the store, starts the host, API and delivery, and blocks until
+// ctx is done. It writes the API URL to <home>/api once the API listens and
+// removes it on the way out.
+func (n *Node) Run(ctx context.Context) (err error) {
+	if err := n.lock(); err != nil {
+		return err
+	}
+	defer n.lockFile.Close()
+	n.db, err = storage.Open(storage.Options{Dir: filepath.Join(n.cfg.Home, dirStore), Logger: n.log})
+	if errors.Is(err, storage.ErrLocked) {
+		return fmt.Errorf("%w: %s", ErrRunning, n.cfg.Home)
+	}
+	if err != nil {
+		return fmt.Errorf("node: open store: %w", err)
+	}
+	defer n.db.Close()
+	n.st = newStore(n.db)
+	if err := n.db.View(func(tx *storage.Txn) error {
+		n.keys, err = n.st.loadKeys(tx)
+		return err
+	}); err != nil {
+		return err
+	}
+	n.self = sealed.Device{Key: n.keys.device, Cert: n.keys.cert}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if n.cfg.Host != nil {
+		n.host = n.cfg.Host
+	} else {
+		h, err := newHost(n.keys.p2p, n.cfg.Listen)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		n.host = h
+	}
+	n.mbox = mailbox.NewClient(n.host, n.log)
+	defer n.mbox.Close()
+	n.dir = directory.NewClient(n.host)
+	n.host.SetStreamHandler(ProtocolID, n.handleDirect)
+	defer n.host.RemoveStreamHandler(ProtocolID)
+
+	token, err := os.ReadFile(filepath.Join(n.cfg.Home, fileToken))
+	if err != nil {
+		return fmt.Errorf("node: read API token: %w", err)
+	}
+	api, err := localapi.New(localapi.Config{Backend: n, Token: string(trimSpace(token)), Logger: n.log})
+	if err != nil {
+		return err
+	}
+	ln, err := localapi.Listen(n.cfg.APIAddr)
+	if err != nil {
+		return err
+	}
+	n.apiAddr = "http://" + ln.Addr().String()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		if err := api.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+			select {
+			case errc <- fmt.Errorf("node: API: %w", err):
+			default:
+			}
+			cancel()
+		}
+	})
+	if !n.cfg.DisableMDNS && n.cfg.Host == nil {
+		stop, err := startMDNS(n.host, n.log)
+		if err != nil {
+			n.log.Warn("mDNS discovery disabled", "err", err)
+		} else {
+			defer stop()
+		}
+	}
+	for _, r := range n.relays {
+		wg.Go(func() { n.keepRelay(ctx, r) })
+	}
+	wg.Go(func() { n.runOutbox(ctx) })
+	close(n.ready)
+	apiFile := filepath.Join(n.cfg.Home, fileAPI)
+	if err := writeFileAtomic(apiFile, []byte(n.apiAddr+"\n"), 0o600); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	n.log.Info("node running", "api", n.apiAddr, "peer", n.host.ID(), "account", n.keys.account.ID().String(), "addrs", n.host.Addrs())
+	<-ctx.Done()
+	os.Remove(apiFile)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return nil
+}
+
+// APIURL returns the API base URL once Run is serving.
+func (n *Node) APIURL() string { return n.apiAddr }
+
+// Ready is closed once Run has started everything.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// broadcaster fans events out to API subscribers. A subscriber that falls
+// behind by more than its buffer loses events (it can re-list the chat).
+type broadcaster struct {
+	mu   sync.Mutex
+	subs map[chan chat.Event]struct{}
+}
+
+func newBroadcaster() *broadcaster { return &broadcaster{subs: map[chan chat.Event]struct{}{}} }
+
+func (b *broadcaster) subscribe(ctx context.Context) <-chan chat.Event {
+	ch := make(chan chat.Event, 256)
+	b.mu.Lock()
+	b.subs[ch] = struct{}{}
+	b.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		b.mu.Lock()
+		delete(b.subs, ch)
+		close(ch)
+		b.mu.Unlock()
+	}()
+	return ch
+}
+
+func (b *broadcaster) publish(e chat.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}

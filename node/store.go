@@ -1,0 +1,312 @@
+package node
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/pqxdh"
+	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/storage"
+)
+
+// store names the node's keyspaces and encodes its records. Keys:
+//
+//	meta:     "account" "device" "cert" "list" "prekeys" "p2p" "name" "seq/<account>"
+//	contacts: account(32) → contactRecord (JSON)
+//	sessions: "dev/" device(32) → sealed session; "recv/" sessionID(16) → device(32)
+//	messages: account(32) || messageID(16) → messageRecord (JSON)
+//	outbox:   seq(8) → job (JSON)
+//	seen:     messageID(16) → empty, with a TTL past the relay TTL
+type store struct {
+	db       *storage.DB
+	meta     storage.Keyspace
+	contacts storage.Keyspace
+	sessions storage.Keyspace
+	messages storage.Keyspace
+	outbox   storage.Keyspace
+	seen     storage.Keyspace
+}
+
+// seenTTL outlives any envelope a relay may still hold (30 days).
+const seenTTL = 60 * 24 * time.Hour
+
+func newStore(db *storage.DB) *store {
+	return &store{
+		db: db, meta: db.Keyspace("meta"), contacts: db.Keyspace("contacts"),
+		sessions: db.Keyspace("sessions"), messages: db.Keyspace("messages"),
+		outbox: db.Keyspace("outbox"), seen: db.Keyspace("seen"),
+	}
+}
+
+// keyring is the device's secret material.
+type keyring struct {
+	account *identity.AccountKey
+	device  *identity.DeviceKey
+	cert    *identity.DeviceCert
+	list    *identity.DeviceList
+	prekeys *pqxdh.PrekeySet
+	p2p     crypto.PrivKey
+	name    string
+}
+
+func (s *store) putKeys(tx *storage.Txn, k *keyring) error {
+	acct, err := k.account.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	dev, err := k.device.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	cert, err := k.cert.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	list, err := k.list.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	p2p, err := crypto.MarshalPrivateKey(k.p2p)
+	if err != nil {
+		return err
+	}
+	for key, val := range map[string][]byte{"account": acct, "device": dev, "cert": cert, "list": list, "p2p": p2p, "name": []byte(k.name)} {
+		if err := tx.Set(s.meta, []byte(key), val); err != nil {
+			return err
+		}
+	}
+	return s.putPrekeys(tx, k.prekeys)
+}
+
+func (s *store) putPrekeys(tx *storage.Txn, p *pqxdh.PrekeySet) error {
+	raw, err := p.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return tx.Set(s.meta, []byte("prekeys"), raw)
+}
+
+func (s *store) loadKeys(tx *storage.Txn) (*keyring, error) {
+	get := func(key string) []byte {
+		if err != nil {
+			return nil
+		}
+		var v []byte
+		v, err = tx.Get(s.meta, []byte(key))
+		if err != nil {
+			err = fmt.Errorf("node: load %s: %w", key, err)
+		}
+		return v
+	}
+	acct, dev, cert, list, pre, p2p, name := get("account"), get("device"), get("cert"), get("list"), get("prekeys"), get("p2p"), get("name")
+	if err != nil {
+		return nil, err
+	}
+	k := &keyring{name: string(name)}
+	if k.account, err = identity.UnmarshalAccountKey(acct); err != nil {
+		return nil, err
+	}
+	if k.device, err = identity.UnmarshalDeviceKey(dev); err != nil {
+		return nil, err
+	}
+	if k.cert, err = identity.ParseDeviceCert(cert); err != nil {
+		return nil, err
+	}
+	if k.list, err = identity.ParseDeviceList(list); err != nil {
+		return nil, err
+	}
+	if k.prekeys, err = pqxdh.UnmarshalPrekeySet(pre); err != nil {
+		return nil, err
+	}
+	if k.p2p, err = crypto.UnmarshalPrivateKey(p2p); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// contactRecord is a contact and what the node knows of its devices.
+type contactRecord struct {
+	Account identity.AccountID `json:"account"`
+	Name    string             `json:"name"`
+	Added   time.Time          `json:"added"`
+	// List is the contact's signed device list (marshalled), nil until
+	// fetched from a directory.
+	List []byte `json:"list,omitempty"`
+	// Devices holds, per device, its directory record and an unused
+	// prekey bundle for starting a session.
+	Devices map[string]deviceInfo `json:"devices,omitempty"`
+	// Unsolicited marks a sender who wrote first and was not added.
+	Unsolicited bool `json:"unsolicited,omitempty"`
+}
+
+type deviceInfo struct {
+	Record []byte `json:"record,omitempty"` // directory.Record, marshalled
+	Bundle []byte `json:"bundle,omitempty"` // pqxdh.Bundle taken from a directory; cleared once used
+}
+
+func (c *contactRecord) deviceList() (*identity.DeviceList, error) {
+	if c.List == nil {
+		return nil, nil
+	}
+	return identity.ParseDeviceList(c.List)
+}
+
+func (c *contactRecord) record(dev identity.DeviceID) *directory.Record {
+	d, ok := c.Devices[dev.String()]
+	if !ok || d.Record == nil {
+		return nil
+	}
+	r, err := directory.ParseRecord(d.Record)
+	if err != nil {
+		return nil
+	}
+	return r
+}
+
+func (s *store) getContact(tx *storage.Txn, a identity.AccountID) (*contactRecord, error) {
+	raw, err := tx.Get(s.contacts, a[:])
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, chat.ErrUnknownContact
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c contactRecord
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("node: contact record: %w", err)
+	}
+	return &c, nil
+}
+
+func (s *store) putContact(tx *storage.Txn, c *contactRecord) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return tx.Set(s.contacts, c.Account[:], raw)
+}
+
+func (s *store) allContacts(tx *storage.Txn) ([]*contactRecord, error) {
+	var out []*contactRecord
+	err := tx.Iterate(s.contacts, nil, func(_, val []byte) error {
+		var c contactRecord
+		if err := json.Unmarshal(val, &c); err != nil {
+			return err
+		}
+		out = append(out, &c)
+		return nil
+	})
+	return out, err
+}
+
+func sessionKey(dev identity.DeviceID) []byte { return append([]byte("dev/"), dev[:]...) }
+func recvKey(id sealed.SessionID) []byte      { return append([]byte("recv/"), id[:]...) }
+
+func (s *store) getSession(tx *storage.Txn, dev identity.DeviceID) (*sealed.Session, error) {
+	raw, err := tx.Get(s.sessions, sessionKey(dev))
+	if err != nil {
+		return nil, err
+	}
+	return sealed.UnmarshalSession(raw)
+}
+
+func (s *store) sessionByRecv(tx *storage.Txn, id sealed.SessionID) (*sealed.Session, error) {
+	dev, err := tx.Get(s.sessions, recvKey(id))
+	if err != nil {
+		return nil, err
+	}
+	var d identity.DeviceID
+	if len(dev) != len(d) {
+		return nil, fmt.Errorf("node: corrupt session index")
+	}
+	copy(d[:], dev)
+	sess, err := s.getSession(tx, d)
+	if err != nil {
+		return nil, err
+	}
+	if sess.ReceiveID() != id {
+		// A newer session replaced this one; the old one is gone.
+		return nil, storage.ErrNotFound
+	}
+	return sess, nil
+}
+
+func (s *store) putSession(tx *storage.Txn, sess *sealed.Session) error {
+	raw, err := sess.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	dev := sess.PeerDevice()
+	if err := tx.Set(s.sessions, sessionKey(dev), raw); err != nil {
+		return err
+	}
+	id := sess.ReceiveID()
+	return tx.Set(s.sessions, recvKey(id), dev[:])
+}
+
+// messageRecord is a stored message.
+type messageRecord struct {
+	chat.Message
+	// Pending lists devices whose copy is not yet accepted (outgoing).
+	Pending []string `json:"pending,omitempty"`
+}
+
+func messageKey(a identity.AccountID, id chat.MessageID) []byte {
+	return append(append(make([]byte, 0, 48), a[:]...), id[:]...)
+}
+
+func (s *store) getMessage(tx *storage.Txn, a identity.AccountID, id chat.MessageID) (*messageRecord, error) {
+	raw, err := tx.Get(s.messages, messageKey(a, id))
+	if err != nil {
+		return nil, err
+	}
+	var m messageRecord
+	return &m, json.Unmarshal(raw, &m)
+}
+
+func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageRecord) error {
+	id, err := chat.ParseMessageID(m.ID)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return tx.Set(s.messages, messageKey(a, id), raw)
+}
+
+func (s *store) chatMessages(tx *storage.Txn, a identity.AccountID) ([]*messageRecord, error) {
+	var out []*messageRecord
+	err := tx.Iterate(s.messages, a[:], func(_, val []byte) error {
+		var m messageRecord
+		if err := json.Unmarshal(val, &m); err != nil {
+			return err
+		}
+		out = append(out, &m)
+		return nil
+	})
+	return out, err
+}
+
+func (s *store) nextChatSeq(tx *storage.Txn, a identity.AccountID) (uint64, error) {
+	key := append([]byte("seq/"), a[:]...)
+	var n uint64
+	raw, err := tx.Get(s.meta, key)
+	switch {
+	case err == nil && len(raw) == 8:
+		n = binary.BigEndian.Uint64(raw)
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return 0, err
+	}
+	n++
+	return n, tx.Set(s.meta, key, binary.BigEndian.AppendUint64(nil, n))
+}
