@@ -42,12 +42,15 @@ func (n *Node) publish(ctx context.Context, relay peer.ID) error {
 	n.mu.Lock()
 	bundle := n.keys.prekeys.Bundle(n.keys.device)
 	n.mu.Unlock()
-	rec := directory.SignRecord(n.keys.device, directory.Record{
+	rec, err := directory.SignRecord(n.keys.device, directory.Record{
 		Device: n.keys.device.ID(), PeerID: n.host.ID(), Relays: n.relayAddrs(), Issued: n.cfg.Now().Unix(),
 	})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	if err := n.dir.Publish(ctx, relay, n.keys.list, bundle, &rec); err != nil {
+	if err := n.dir.Publish(ctx, relay, n.keys.list, bundle, rec); err != nil {
 		return fmt.Errorf("publish keys: %w", err)
 	}
 	return nil

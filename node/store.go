@@ -95,6 +95,7 @@ func (s *store) putPrekeys(tx *storage.Txn, p *pqxdh.PrekeySet) error {
 }
 
 func (s *store) loadKeys(tx *storage.Txn) (*keyring, error) {
+	var err error
 	get := func(key string) []byte {
 		if err != nil {
 			return nil

@@ -218,6 +218,9 @@ func readError(resp *http.Response) error {
 		return e
 	}
 	// Not our JSON: something else answers on this port.
-	e.Message = fmt.Sprintf("HTTP %d from %s: %s", resp.StatusCode, resp.Request.URL.Host, strings.TrimSpace(string(b)))
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	e.Message = fmt.Sprintf("HTTP %d from %s: %q", resp.StatusCode, resp.Request.URL.Host, strings.TrimSpace(string(b)))
 	return e
 }

@@ -121,3 +121,6 @@ func (e *RefusalError) Error() string {
 
 // Unwrap returns the code's sentinel.
 func (e *RefusalError) Unwrap() error { return e.Code.Err() }
+
+// ErrInvalidConfig reports a Config that NewServer cannot use.
+var ErrInvalidConfig = errors.New("mailbox: invalid config")

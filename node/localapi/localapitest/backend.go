@@ -1,0 +1,265 @@
+package localapitest
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/localapi"
+)
+
+// MaxText is the longest text Send accepts; longer is chat.ErrTooLarge.
+const MaxText = 4096
+
+// Backend is a fake localapi.Backend: contacts and chats in memory, events
+// delivered to every subscriber in order. Account IDs are taken as given
+// (any non-empty string without spaces); a "peergram://" prefix is
+// stripped. Safe for concurrent use.
+type Backend struct {
+	epoch time.Time // message timestamps are epoch + a second per message
+
+	mu       sync.Mutex // guards the fields below
+	identity localapi.Identity
+	contacts []chat.Contact
+	chats    map[string][]chat.Message // by contact account ID, oldest first
+	subs     map[chan chat.Event]context.Context
+	fail     error
+	seq      uint64
+	marked   []chat.MessageID
+}
+
+// New returns a Backend answering Identity with id.
+func New(id localapi.Identity) *Backend {
+	return &Backend{
+		epoch:    time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC),
+		identity: id,
+		chats:    make(map[string][]chat.Message),
+		subs:     make(map[chan chat.Event]context.Context),
+	}
+}
+
+// FailWith makes every later call (but Subscribe) return err; nil heals.
+func (b *Backend) FailWith(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fail = err
+}
+
+// Identity returns the identity given to New.
+func (b *Backend) Identity(context.Context) (localapi.Identity, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return localapi.Identity{}, b.fail
+	}
+	id := b.identity
+	id.Addrs = append([]string(nil), id.Addrs...)
+	return id, nil
+}
+
+// AddContact adds or renames a contact; the alias defaults to the first 8
+// characters of the account ID.
+func (b *Backend) AddContact(_ context.Context, idOrLink, name string) (chat.Contact, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Contact{}, b.fail
+	}
+	id := strings.TrimPrefix(idOrLink, "peergram://")
+	if id == "" || strings.ContainsAny(id, " \t\r\n/") {
+		return chat.Contact{}, fmt.Errorf("localapitest: add contact: bad account ID %q: %w", idOrLink, chat.ErrInvalid)
+	}
+	if name == "" {
+		name = id[:min(8, len(id))]
+	}
+	for i, c := range b.contacts {
+		if c.AccountID == id {
+			b.contacts[i].Name = name
+			return b.contacts[i], nil
+		}
+	}
+	c := chat.Contact{AccountID: id, Name: name, Link: "peergram://" + id, Devices: 1, Safety: "12345 67890", Added: b.epoch}
+	b.contacts = append(b.contacts, c)
+	return c, nil
+}
+
+// Contacts lists the contacts in the order they were added.
+func (b *Backend) Contacts(context.Context) ([]chat.Contact, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	return append([]chat.Contact(nil), b.contacts...), nil
+}
+
+// Send stores an outgoing message with status pending and publishes it.
+func (b *Backend) Send(ctx context.Context, contact, text string) (chat.Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Message{}, b.fail
+	}
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return chat.Message{}, err
+	}
+	switch {
+	case text == "":
+		return chat.Message{}, fmt.Errorf("localapitest: send: empty text: %w", chat.ErrInvalid)
+	case len(text) > MaxText:
+		return chat.Message{}, fmt.Errorf("localapitest: send: text of %d bytes: %w", len(text), chat.ErrTooLarge)
+	}
+	m := b.newMessageLocked(c.AccountID, b.identity.AccountID, text)
+	m.Outgoing = true
+	m.Status = chat.StatusPending
+	b.chats[c.AccountID] = append(b.chats[c.AccountID], m)
+	b.publishLocked(chat.Event{Type: chat.EventMessage, Message: m})
+	return m, nil
+}
+
+// Receive stores an incoming message from a contact (alias or account ID)
+// and publishes it, as if it had arrived from the network.
+func (b *Backend) Receive(contact, text string) (chat.Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return chat.Message{}, err
+	}
+	m := b.newMessageLocked(c.AccountID, c.AccountID, text)
+	m.Received = m.SentAt
+	m.Status = chat.StatusReceived
+	b.chats[c.AccountID] = append(b.chats[c.AccountID], m)
+	b.publishLocked(chat.Event{Type: chat.EventMessage, Message: m})
+	return m, nil
+}
+
+// Messages lists a chat oldest first; markRead marks incoming messages seen.
+func (b *Backend) Messages(_ context.Context, contact string, markRead bool) ([]chat.Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return nil, err
+	}
+	ms := b.chats[c.AccountID]
+	out := append([]chat.Message(nil), ms...)
+	if markRead {
+		for i := range ms {
+			if !ms[i].Outgoing && ms[i].Status == chat.StatusReceived {
+				ms[i].Status = chat.StatusSeen
+				id, _ := chat.ParseMessageID(ms[i].ID)
+				b.marked = append(b.marked, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// MarkRead marks the listed incoming messages seen; unknown IDs are
+// chat.ErrInvalid.
+func (b *Backend) MarkRead(_ context.Context, contact string, ids []chat.MessageID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return b.fail
+	}
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return err
+	}
+	ms := b.chats[c.AccountID]
+next:
+	for _, id := range ids {
+		for i := range ms {
+			if ms[i].ID == id.String() {
+				if !ms[i].Outgoing {
+					ms[i].Status = chat.Advance(ms[i].Status, chat.StatusSeen)
+				}
+				b.marked = append(b.marked, id)
+				continue next
+			}
+		}
+		return fmt.Errorf("localapitest: mark read: no message %s: %w", id, chat.ErrInvalid)
+	}
+	return nil
+}
+
+// Marked returns the IDs marked read so far, by MarkRead or Messages.
+func (b *Backend) Marked() []chat.MessageID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]chat.MessageID(nil), b.marked...)
+}
+
+// Subscribe returns a channel of every event published from now on. The
+// channel is closed when ctx is done. A subscriber that does not read holds
+// up publishers until its ctx is done.
+func (b *Backend) Subscribe(ctx context.Context) <-chan chat.Event {
+	ch := make(chan chat.Event, 8)
+	b.mu.Lock()
+	b.subs[ch] = ctx
+	b.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		b.mu.Lock()
+		delete(b.subs, ch)
+		b.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// Subscribers returns the number of open subscriptions.
+func (b *Backend) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
+// Publish delivers ev to every subscriber.
+func (b *Backend) Publish(ev chat.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.publishLocked(ev)
+}
+
+func (b *Backend) publishLocked(ev chat.Event) {
+	for ch, ctx := range b.subs {
+		select {
+		case ch <- ev:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (b *Backend) lookupLocked(contact string) (chat.Contact, error) {
+	for _, c := range b.contacts {
+		if c.Name == contact || c.AccountID == contact {
+			return c, nil
+		}
+	}
+	return chat.Contact{}, fmt.Errorf("localapitest: unknown contact %q: %w", contact, chat.ErrUnknownContact)
+}
+
+func (b *Backend) newMessageLocked(chatID, from, text string) chat.Message {
+	b.seq++
+	var id chat.MessageID
+	binary.BigEndian.PutUint64(id[8:], b.seq)
+	return chat.Message{
+		ID:     id.String(),
+		Chat:   chatID,
+		From:   from,
+		Text:   text,
+		SentAt: b.epoch.Add(time.Duration(b.seq) * time.Second),
+		Seq:    b.seq,
+	}
+}

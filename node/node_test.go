@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
+	"github.com/peergram/peergram/storage"
+)
+
+// testRelay is a minimal relay on loopback: circuit relay v2, mailbox and
+// directory over a real Badger store.
+type testRelay struct {
+	h     host.Host
+	addr  string
+	mbox  *mailbox.Server
+	dir   *directory.Server
+	db    *storage.DB
+	relay *relayv2.Relay
+}
+
+func startRelay(t *testing.T, dir string) *testRelay {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := storage.Open(storage.Options{Dir: dir, MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRelay{h: h, db: db, addr: fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())}
+	if r.relay, err = relayv2.New(h); err != nil {
+		t.Fatal(err)
+	}
+	if r.mbox, err = mailbox.NewServer(mailbox.Config{DB: db, Host: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mbox.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if r.dir, err = directory.NewServer(directory.Config{DB: db, Host: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dir.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *testRelay) close() {
+	r.mbox.Close()
+	r.dir.Close()
+	r.relay.Close()
+	r.h.Close()
+	r.db.Close()
+}
+
+type testNode struct {
+	*Node
+	home   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func initHome(t *testing.T, name string) (string, Info) {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), name)
+	info, err := Init(home, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return home, info
+}
+
+func startNode(t *testing.T, home string, relays ...string) *testNode {
+	t.Helper()
+	n, err := New(Config{
+		Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: relays, DisableMDNS: true,
+		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tn := &testNode{Node: n, home: home, cancel: cancel, done: make(chan error, 1)}
+	go func() { tn.done <- n.Run(ctx) }()
+	select {
+	case <-n.Ready():
+	case err := <-tn.done:
+		t.Fatalf("node did not start: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("node did not start in time")
+	}
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+func (n *testNode) stop() {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	<-n.done
+	n.cancel = nil
+}
+
+func eventually(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
+}
+
+func addEachOther(t *testing.T, a, b *testNode, aInfo, bInfo Info) {
+	t.Helper()
+	ctx := context.Background()
+	for _, p := range []struct {
+		n    *testNode
+		id   string
+		name string
+	}{{a, bInfo.AccountID, bInfo.Name}, {b, aInfo.AccountID, aInfo.Name}} {
+		eventually(t, "contact keys", func() (bool, error) {
+			c, err := p.n.AddContact(ctx, p.id, p.name)
+			return err == nil && c.Devices == 1, err
+		})
+	}
+}
+
+func statusOf(t *testing.T, n *testNode, contact string) map[string]chat.Status {
+	t.Helper()
+	msgs, err := n.Messages(context.Background(), contact, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]chat.Status{}
+	for _, m := range msgs {
+		out[m.Text] = m.Status
+	}
+	return out
+}
+
+func TestDirectAndOffline(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+
+	// Both online: delivered, then read once Bob lists the chat.
+	if _, err := alice.Send(ctx, "bob", "hello bob"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bob receives", func() (bool, error) {
+		return statusOf(t, bob, "alice")["hello bob"] == chat.StatusReceived, nil
+	})
+	eventually(t, "delivered receipt", func() (bool, error) {
+		return statusOf(t, alice, "bob")["hello bob"] == chat.StatusDelivered, nil
+	})
+	if _, err := bob.Messages(ctx, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "read receipt", func() (bool, error) {
+		return statusOf(t, alice, "bob")["hello bob"] == chat.StatusRead, nil
+	})
+	if _, err := bob.Send(ctx, "alice", "hi alice"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "alice receives", func() (bool, error) {
+		return statusOf(t, alice, "bob")["hi alice"] == chat.StatusReceived, nil
+	})
+
+	// Bob goes offline: Alice's messages wait in Bob's relay mailbox.
+	bob.stop()
+	var texts []string
+	for i := range 10 {
+		texts = append(texts, fmt.Sprintf("offline %02d", i))
+		if _, err := alice.Send(ctx, "bob", texts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "deposited in the mailbox", func() (bool, error) {
+		st := statusOf(t, alice, "bob")
+		for _, x := range texts {
+			if st[x] != chat.StatusSent {
+				return false, fmt.Errorf("%s is %s", x, st[x])
+			}
+		}
+		return true, nil
+	})
+	bob = startNode(t, bobHome, relay.addr)
+	eventually(t, "offline messages arrive", func() (bool, error) {
+		msgs, err := bob.Messages(ctx, "alice", false)
+		if err != nil {
+			return false, err
+		}
+		var got []string
+		for _, m := range msgs {
+			if strings.HasPrefix(m.Text, "offline") {
+				got = append(got, m.Text)
+			}
+		}
+		if len(got) > len(texts) {
+			t.Fatalf("duplicates: %v", got)
+		}
+		return slices.Equal(got, texts), fmt.Errorf("have %v", got)
+	})
+	eventually(t, "all delivered", func() (bool, error) {
+		st := statusOf(t, alice, "bob")
+		for _, x := range texts {
+			if st[x] != chat.StatusDelivered {
+				return false, fmt.Errorf("%s is %s", x, st[x])
+			}
+		}
+		return true, nil
+	})
+	if count, _, err := relay.mbox.Stats(mailbox.Address(bob.keys.device.ID())); err != nil || count != 0 {
+		t.Fatalf("mailbox still holds %d envelopes (%v)", count, err)
+	}
+}

@@ -1,0 +1,165 @@
+package relay
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// DefaultListen are the listen multiaddrs used when Config.Listen is
+// empty: TCP and QUIC on the IANA-unassigned port libp2p (and IPFS) use by
+// convention, on every IPv4 interface.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/4001",
+	"/ip4/0.0.0.0/udp/4001/quic-v1",
+}
+
+// DefaultGCInterval is how often the store's value log is garbage
+// collected when Config.GCInterval is zero.
+const DefaultGCInterval = 10 * time.Minute
+
+// Config configures a Relay. The zero value with Home set is a usable
+// relay with operator defaults.
+type Config struct {
+	// Home is the relay's directory, prepared by Init: identity key, store,
+	// addrs file. Required.
+	Home string
+
+	// Listen are the libp2p multiaddrs to listen on (TCP and QUIC v1);
+	// defaults to DefaultListen. Port 0 picks a free port. Run fails if any
+	// of them cannot be listened on.
+	Listen []string
+
+	// MetricsAddr is the host:port of the HTTP server for Prometheus
+	// /metrics and /healthz; "" (the default) runs no server. The host must
+	// be a loopback address (127.0.0.1, [::1], localhost) unless
+	// MetricsPublic is set: metrics tell peer counts and traffic patterns an
+	// operator may not want to publish.
+	MetricsAddr string
+
+	// MetricsPublic allows a MetricsAddr on any interface (":9090",
+	// "0.0.0.0:9090", a public address). Default false.
+	MetricsPublic bool
+
+	// Logger receives the relay's logs and those of its services; nil
+	// discards them.
+	Logger *slog.Logger
+
+	// MaxEnvelopeSize is the largest mailbox envelope accepted, in bytes;
+	// 0 means mailbox.DefaultMaxEnvelopeSize. Passed to mailbox.Config.
+	MaxEnvelopeSize int
+
+	// MaxMailboxEnvelopes is the most envelopes one mailbox holds; 0 means
+	// mailbox.DefaultMaxMailboxEnvelopes. Passed to mailbox.Config.
+	MaxMailboxEnvelopes int
+
+	// MaxMailboxBytes is the most envelope bytes one mailbox holds; 0 means
+	// mailbox.DefaultMaxMailboxBytes. Passed to mailbox.Config.
+	MaxMailboxBytes int64
+
+	// TTL is how long an unacknowledged envelope is kept; 0 means
+	// mailbox.DefaultTTL (30 days). Passed to mailbox.Config.
+	TTL time.Duration
+
+	// Resources are the circuit relay v2 limits; the zero value means
+	// OperatorResources(). The resource manager's limits are derived from
+	// them (see operatorLimits).
+	Resources relayv2.Resources
+
+	// GCInterval is how often the store's value log is garbage collected;
+	// 0 means DefaultGCInterval (10 minutes).
+	GCInterval time.Duration
+}
+
+// validated is a Config with defaults applied and its strings parsed.
+type validated struct {
+	Config
+	listen []ma.Multiaddr
+}
+
+func (c Config) validate() (validated, error) {
+	v := validated{Config: c}
+	if c.Home == "" {
+		return v, fmt.Errorf("%w: Home is required", ErrInvalidConfig)
+	}
+	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 {
+		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	}
+	if v.Logger == nil {
+		v.Logger = slog.New(slog.DiscardHandler)
+	}
+	if v.GCInterval == 0 {
+		v.GCInterval = DefaultGCInterval
+	}
+	if v.Resources == (relayv2.Resources{}) {
+		v.Resources = OperatorResources()
+	}
+	if err := checkResources(v.Resources); err != nil {
+		return v, err
+	}
+	listen := c.Listen
+	if len(listen) == 0 {
+		listen = DefaultListen
+	}
+	v.Listen = listen
+	seen := make(map[string]bool, len(listen))
+	for _, s := range listen {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return v, fmt.Errorf("%w: listen address %q: %v", ErrInvalidConfig, s, err)
+		}
+		if seen[a.String()] {
+			return v, fmt.Errorf("%w: listen address %q given twice", ErrInvalidConfig, s)
+		}
+		seen[a.String()] = true
+		v.listen = append(v.listen, a)
+	}
+	if c.MetricsAddr != "" {
+		if err := checkMetricsAddr(c.MetricsAddr, c.MetricsPublic); err != nil {
+			return v, err
+		}
+	}
+	return v, nil
+}
+
+// checkResources rejects relay limits the circuit v2 service would
+// misbehave with (a zero MaxReservations refuses everyone; a zero
+// BufferSize makes the relay spin).
+func checkResources(r relayv2.Resources) error {
+	switch {
+	case r.MaxReservations <= 0, r.MaxCircuits <= 0, r.BufferSize <= 0,
+		r.MaxReservationsPerIP <= 0, r.MaxReservationsPerASN <= 0, r.ReservationTTL <= 0:
+		return fmt.Errorf("%w: Resources: reservations, circuits, buffer size and TTL must be positive", ErrInvalidConfig)
+	case r.Limit != nil && (r.Limit.Duration <= 0 || r.Limit.Data <= 0):
+		return fmt.Errorf("%w: Resources.Limit: duration and data must be positive (or Limit nil for none)", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// checkMetricsAddr accepts host:port with a loopback host, or any host
+// when public is set.
+func checkMetricsAddr(addr string, public bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: metrics address %q: want host:port: %v", ErrInvalidConfig, addr, err)
+	}
+	if port == "" {
+		return fmt.Errorf("%w: metrics address %q: missing port", ErrInvalidConfig, addr)
+	}
+	if public {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%w: metrics address %q is not a loopback address (allow it explicitly to expose metrics beyond this machine)", ErrInvalidConfig, addr)
+	}
+	return nil
+}

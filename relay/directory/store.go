@@ -1,0 +1,531 @@
+package directory
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/pqxdh"
+	"github.com/peergram/peergram/storage"
+)
+
+// Keyspace names (see doc.go, "Storage").
+const (
+	ksLists   = "directory.list"
+	ksHeads   = "directory.head"
+	ksPrekeys = "directory.otk"
+	ksRecords = "directory.record"
+	ksGone    = "directory.gone"
+)
+
+const (
+	headV1 = 0x01
+
+	// sweepChunk bounds the deletes of one sweep transaction, far below
+	// Badger's per-transaction entry limit.
+	sweepChunk = 1024
+
+	// lockStripes is the number of per-account publish locks.
+	lockStripes = 64
+)
+
+// kinds are the one-time prekey kinds in the order of head.hwm.
+var kinds = [2]byte{pqxdh.KindX25519, pqxdh.KindMLKEM768}
+
+// store is the directory's state in a storage.DB. Publishes of one
+// account are serialized by a striped lock, because dropping a device
+// takes more than one transaction (see sweep); fetches rely on Badger's
+// conflict detection alone, so two fetches racing for one one-time prekey
+// conflict and the loser retries with the next one.
+type store struct {
+	db                                   *storage.DB
+	lists, heads, prekeys, records, gone storage.Keyspace
+
+	locks [lockStripes]sync.Mutex
+}
+
+func newStore(db *storage.DB) *store {
+	return &store{
+		db:      db,
+		lists:   db.Keyspace(ksLists),
+		heads:   db.Keyspace(ksHeads),
+		prekeys: db.Keyspace(ksPrekeys),
+		records: db.Keyspace(ksRecords),
+		gone:    db.Keyspace(ksGone),
+	}
+}
+
+// lock takes the publish lock of account a and returns its unlock.
+func (st *store) lock(a identity.AccountID) func() {
+	mu := &st.locks[a[0]%lockStripes]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// deviceKey is the key of a device's head, record and gone marker, and
+// the prefix of its one-time prekeys: account[32] | device[32]. The
+// account is part of it because any account may certify any device key:
+// another account listing (and then dropping) a device must not touch the
+// device's entries under its real account.
+func deviceKey(a identity.AccountID, d identity.DeviceID) []byte {
+	k := make([]byte, 0, 64+1+4)
+	k = append(k, a[:]...)
+	return append(k, d[:]...)
+}
+
+func prekeyKey(dev []byte, kind byte, id uint32) []byte {
+	k := make([]byte, 0, len(dev)+1+4)
+	k = append(k, dev...)
+	k = append(k, kind)
+	return appendU32(k, id)
+}
+
+// head is a device's stored bundle without one-time prekeys, plus the
+// highest one-time prekey ID ever accepted per kind. A one-time prekey
+// is stored only if its ID is above that mark, so one already handed out
+// (and deleted) is never stored again, however often the bundle that
+// carried it is published: pqxdh allocates IDs in increasing order.
+type head struct {
+	hwm    [2]uint32 // by position in kinds
+	bundle *pqxdh.Bundle
+}
+
+func (h *head) marshal() ([]byte, error) {
+	b, err := h.bundle.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	v := make([]byte, 0, 9+len(b))
+	v = append(v, headV1)
+	v = appendU32(v, h.hwm[0])
+	v = appendU32(v, h.hwm[1])
+	return append(v, b...), nil
+}
+
+func parseHead(v []byte) (*head, error) {
+	r := &reader{b: v}
+	if ver := r.u8(); r.err == nil && ver != headV1 {
+		return nil, fmt.Errorf("head version %#x", ver)
+	}
+	h := &head{}
+	h.hwm[0] = r.u32()
+	h.hwm[1] = r.u32()
+	if r.err != nil {
+		return nil, r.err
+	}
+	b, err := pqxdh.ParseBundle(r.b)
+	if err != nil {
+		return nil, err
+	}
+	if len(b.OneTime) != 0 || len(b.OneTimePQ) != 0 {
+		return nil, errors.New("head holds one-time prekeys")
+	}
+	h.bundle = b
+	return h, nil
+}
+
+// getHead returns the head stored under dev, or nil if there is none.
+func (st *store) getHead(tx *storage.Txn, dev []byte) (*head, error) {
+	v, err := tx.Get(st.heads, dev)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseHead(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored bundle: %v", ErrInternal, err)
+	}
+	return h, nil
+}
+
+// publishReq is a Publish whose objects decoded and whose signatures
+// verified (see validatePublish); what is left is checking it against the
+// stored state.
+type publishReq struct {
+	list      *identity.DeviceList
+	listRaw   []byte
+	bundle    *pqxdh.Bundle // nil if none
+	record    *Record       // nil if none
+	recordRaw []byte
+}
+
+// publishOutcome says what a publish changed, for logs and metrics.
+type publishOutcome struct {
+	listStored bool   // the list was new to this relay
+	dropped    int    // devices removed from the list
+	added      [2]int // one-time prekeys stored, by position in kinds
+	sweepErr   error  // dropping prekeys after the commit failed; retried later
+}
+
+// publish applies req in one transaction: all of it, or nothing. Then,
+// still under the account's lock, it deletes the one-time prekeys of
+// devices the new list dropped.
+func (st *store) publish(req *publishReq) (publishOutcome, error) {
+	acct := req.list.Account
+	unlock := st.lock(acct)
+	defer unlock()
+	// A sweep left over from a failed attempt must finish before this
+	// publish may store prekeys for a device it marked.
+	if err := st.sweep(acct[:]); err != nil {
+		return publishOutcome{}, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	var out publishOutcome
+	err := st.db.Update(func(tx *storage.Txn) error {
+		out = publishOutcome{} // Update may run fn more than once
+		return st.publishTxn(tx, req, &out)
+	})
+	if err != nil {
+		return publishOutcome{}, err
+	}
+	if out.dropped > 0 {
+		out.sweepErr = st.sweep(acct[:])
+	}
+	return out, nil
+}
+
+func (st *store) publishTxn(tx *storage.Txn, req *publishReq, out *publishOutcome) error {
+	acct := req.list.Account
+	stored, err := st.getList(tx, acct)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if stored != nil {
+		// CheckUpdate accepts the identical list (idempotent publish).
+		if err := req.list.CheckUpdate(stored); err != nil {
+			return foreign(err)
+		}
+	}
+	if stored == nil || stored.Version != req.list.Version {
+		if err := tx.Set(st.lists, acct[:], req.listRaw); err != nil {
+			return err
+		}
+		out.listStored = true
+		if stored != nil {
+			if err := st.dropUnlisted(tx, stored, req.list, out); err != nil {
+				return err
+			}
+		}
+	}
+	if req.bundle != nil {
+		if err := st.putBundle(tx, acct, req.bundle, out); err != nil {
+			return err
+		}
+	}
+	if req.record != nil {
+		if err := st.putRecord(tx, acct, req.record, req.recordRaw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropUnlisted deletes the head and record of every device of old that
+// next no longer lists, and marks its one-time prekeys for the sweep
+// (there may be thousands: too many for this transaction).
+func (st *store) dropUnlisted(tx *storage.Txn, old, next *identity.DeviceList, out *publishOutcome) error {
+	for i := range old.Devices {
+		d := old.Devices[i].Device
+		if _, err := next.Lookup(d); err == nil {
+			continue
+		}
+		k := deviceKey(old.Account, d)
+		if err := tx.Delete(st.heads, k); err != nil {
+			return err
+		}
+		if err := tx.Delete(st.records, k); err != nil {
+			return err
+		}
+		if err := tx.Set(st.gone, k, nil); err != nil {
+			return err
+		}
+		out.dropped++
+	}
+	return nil
+}
+
+// putBundle replaces the device's signed and last-resort prekeys and adds
+// the one-time prekeys above the device's high-water marks, up to
+// pqxdh.MaxOneTime stored per kind.
+func (st *store) putBundle(tx *storage.Txn, acct identity.AccountID, b *pqxdh.Bundle, out *publishOutcome) error {
+	dev := deviceKey(acct, b.Device)
+	old, err := st.getHead(tx, dev)
+	if err != nil {
+		return err
+	}
+	h := &head{}
+	if old != nil {
+		if err := notOlder("signed prekey", b.SignedPrekey, old.bundle.SignedPrekey); err != nil {
+			return err
+		}
+		if err := notOlder("last-resort prekey", b.LastResortPQ, old.bundle.LastResortPQ); err != nil {
+			return err
+		}
+		h.hwm = old.hwm
+	}
+	for i, keys := range [2][]pqxdh.SignedKey{b.OneTime, b.OneTimePQ} {
+		keys = slices.SortedFunc(slices.Values(keys), func(x, y pqxdh.SignedKey) int { return cmp.Compare(x.ID, y.ID) })
+		n, err := tx.Count(st.prekeys, append(slices.Clip(dev), kinds[i]))
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.ID <= h.hwm[i] {
+				continue // known, or already handed out
+			}
+			if n >= pqxdh.MaxOneTime {
+				break // the rest may be published again once some are taken
+			}
+			v := make([]byte, 0, len(k.Pub)+len(k.Sig))
+			v = append(append(v, k.Pub...), k.Sig...)
+			if err := tx.Set(st.prekeys, prekeyKey(dev, kinds[i], k.ID), v); err != nil {
+				return err
+			}
+			h.hwm[i] = k.ID
+			n++
+			out.added[i]++
+		}
+	}
+	hb := *b
+	hb.OneTime, hb.OneTimePQ = nil, nil
+	h.bundle = &hb
+	v, err := h.marshal()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return tx.Set(st.heads, dev, v)
+}
+
+// notOlder refuses a signed prekey that rolls back the stored one. Bundles
+// are public, so anyone can publish an old one again; pqxdh IDs increase
+// with every rotation.
+func notOlder(what string, next, cur pqxdh.SignedKey) error {
+	switch {
+	case next.ID < cur.ID:
+		return fmt.Errorf("%w: %s %d is older than the stored %d", ErrRollback, what, next.ID, cur.ID)
+	case next.ID == cur.ID && !bytes.Equal(next.Pub, cur.Pub):
+		return fmt.Errorf("%w: %s ID %d reused for another key", ErrRollback, what, next.ID)
+	}
+	return nil
+}
+
+// putRecord stores rec unless the stored record is newer. An equal Issued
+// time is accepted only for the identical record.
+func (st *store) putRecord(tx *storage.Txn, acct identity.AccountID, rec *Record, raw []byte) error {
+	k := deviceKey(acct, rec.Device)
+	cur, err := tx.Get(st.records, k)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		old, err := ParseRecord(cur)
+		if err != nil {
+			return fmt.Errorf("%w: stored record: %v", ErrInternal, err)
+		}
+		if rec.Issued < old.Issued {
+			return fmt.Errorf("%w: record issued at %d, stored one at %d", ErrRollback, rec.Issued, old.Issued)
+		}
+		if rec.Issued == old.Issued && !bytes.Equal(cur, raw) {
+			return fmt.Errorf("%w: a different record issued at %d is stored", ErrRollback, rec.Issued)
+		}
+	}
+	return tx.Set(st.records, k, raw)
+}
+
+// getList returns the stored list of a, or an error wrapping ErrNotFound.
+func (st *store) getList(tx *storage.Txn, a identity.AccountID) (*identity.DeviceList, error) {
+	raw, err := tx.Get(st.lists, a[:])
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, a)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l, err := identity.ParseDeviceList(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored list: %v", ErrInternal, err)
+	}
+	return l, nil
+}
+
+// fetchOutcome counts what a fetch handed out, for metrics.
+type fetchOutcome struct {
+	bundles int
+	taken   [2]int // one-time prekeys handed out, by position in kinds
+}
+
+// fetch builds the answer for account a and deletes the one-time prekeys
+// it hands out in the same transaction, so each is handed out once, even
+// across restarts: a key is either in the answer of a committed
+// transaction or still stored.
+func (st *store) fetch(a identity.AccountID) (*entriesMsg, fetchOutcome, error) {
+	var msg *entriesMsg
+	var out fetchOutcome
+	err := st.db.Update(func(tx *storage.Txn) error {
+		out = fetchOutcome{}
+		raw, err := tx.Get(st.lists, a[:])
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: %s", ErrNotFound, a)
+		}
+		if err != nil {
+			return err
+		}
+		l, err := identity.ParseDeviceList(raw)
+		if err != nil {
+			return fmt.Errorf("%w: stored list: %v", ErrInternal, err)
+		}
+		msg = &entriesMsg{List: raw}
+		for i := range l.Devices {
+			e, err := st.fetchDevice(tx, a, l.Devices[i].Device, &out)
+			if err != nil {
+				return err
+			}
+			if e.Bundle != nil || e.Record != nil {
+				msg.Entries = append(msg.Entries, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fetchOutcome{}, err
+	}
+	return msg, out, nil
+}
+
+func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.DeviceID, out *fetchOutcome) (entry, error) {
+	e := entry{Device: d}
+	dev := deviceKey(a, d)
+	h, err := st.getHead(tx, dev)
+	if err != nil {
+		return e, err
+	}
+	if h != nil {
+		b := h.bundle
+		for i, kind := range kinds {
+			k, ok, err := st.take(tx, dev, kind)
+			if err != nil {
+				return e, err
+			}
+			if !ok {
+				continue
+			}
+			out.taken[i]++
+			if kind == pqxdh.KindX25519 {
+				b.OneTime = []pqxdh.SignedKey{k}
+			} else {
+				b.OneTimePQ = []pqxdh.SignedKey{k}
+			}
+		}
+		if e.Bundle, err = b.MarshalBinary(); err != nil {
+			return e, fmt.Errorf("%w: stored bundle: %v", ErrInternal, err)
+		}
+		out.bundles++
+	}
+	rec, err := tx.Get(st.records, dev)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return e, err
+	default:
+		e.Record = rec
+	}
+	return e, nil
+}
+
+// take deletes and returns the lowest-ID one-time prekey of a kind.
+func (st *store) take(tx *storage.Txn, dev []byte, kind byte) (pqxdh.SignedKey, bool, error) {
+	var key, val []byte
+	prefix := append(slices.Clip(dev), kind)
+	err := tx.Iterate(st.prekeys, prefix, func(k, v []byte) error {
+		key, val = bytes.Clone(k), bytes.Clone(v)
+		return storage.ErrStop
+	})
+	if err != nil || key == nil {
+		return pqxdh.SignedKey{}, false, err
+	}
+	pubLen := oneTimeSize - 4 - 64
+	if kind == pqxdh.KindMLKEM768 {
+		pubLen = oneTimePQSize - 4 - 64
+	}
+	if len(key) != len(prefix)+4 || len(val) != pubLen+64 {
+		return pqxdh.SignedKey{}, false, fmt.Errorf("%w: stored one-time prekey of %d bytes", ErrInternal, len(val))
+	}
+	k := pqxdh.SignedKey{
+		ID:  uint32(key[len(prefix)])<<24 | uint32(key[len(prefix)+1])<<16 | uint32(key[len(prefix)+2])<<8 | uint32(key[len(prefix)+3]),
+		Pub: val[:pubLen:pubLen],
+		Sig: val[pubLen:],
+	}
+	if err := tx.Delete(st.prekeys, key); err != nil {
+		return pqxdh.SignedKey{}, false, err
+	}
+	return k, true, nil
+}
+
+// sweep deletes the one-time prekeys of every device marked gone under
+// prefix (an account, or nil for all), a chunk per transaction, and then
+// the mark. Callers hold the account's lock, or run before the handler is
+// registered.
+func (st *store) sweep(prefix []byte) error {
+	for {
+		var marks [][]byte
+		err := st.db.View(func(tx *storage.Txn) error {
+			marks = marks[:0]
+			return tx.Iterate(st.gone, prefix, func(k, _ []byte) error {
+				marks = append(marks, bytes.Clone(k))
+				if len(marks) == sweepChunk {
+					return storage.ErrStop
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		if len(marks) == 0 {
+			return nil
+		}
+		for _, m := range marks {
+			if err := st.dropPrekeys(m); err != nil {
+				return fmt.Errorf("sweep: %w", err)
+			}
+		}
+	}
+}
+
+func (st *store) dropPrekeys(dev []byte) error {
+	for done := false; !done; {
+		err := st.db.Update(func(tx *storage.Txn) error {
+			var keys [][]byte
+			err := tx.Iterate(st.prekeys, dev, func(k, _ []byte) error {
+				keys = append(keys, bytes.Clone(k))
+				if len(keys) == sweepChunk {
+					return storage.ErrStop
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := tx.Delete(st.prekeys, k); err != nil {
+					return err
+				}
+			}
+			done = len(keys) < sweepChunk
+			if done {
+				return tx.Delete(st.gone, dev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,528 @@
+package mailbox
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+const (
+	// pingInterval is how often an idle subscriber sends an empty Ack;
+	// well under the relay's idle timeout.
+	pingInterval = 30 * time.Second
+
+	// closeTimeout bounds the graceful end of a subscription (final acks
+	// written, relay commits them and closes).
+	closeTimeout = 10 * time.Second
+)
+
+// errStreamBroken reports a deposit stream that failed before answering;
+// Deposit retries it once on a fresh stream (deposits are idempotent).
+var errStreamBroken = errors.New("mailbox: deposit stream broken")
+
+// Client is the node side of the mailbox protocol. It is safe for
+// concurrent use.
+type Client struct {
+	h   host.Host
+	log *slog.Logger
+
+	// Deadlines; fields so tests can shorten them.
+	writeTimeout time.Duration
+	pingInterval time.Duration
+
+	mu     sync.Mutex // guards the fields below
+	closed bool
+	slots  map[peer.ID]*connSlot
+	subs   map[*subHandle]struct{}
+
+	wg sync.WaitGroup // deposit stream readers and Subscribe calls
+}
+
+// NewClient returns a Client that opens streams from h. It starts nothing.
+// A nil logger discards logs.
+func NewClient(h host.Host, logger *slog.Logger) *Client {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		h:            h,
+		log:          logger,
+		writeTimeout: writeTimeout,
+		pingInterval: pingInterval,
+		slots:        make(map[peer.ID]*connSlot),
+		subs:         make(map[*subHandle]struct{}),
+	}
+}
+
+// Close resets every stream, cancels running Subscribe calls and waits for
+// them and for the Client's goroutines. It is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	slots := c.slots
+	c.slots = nil
+	for sh := range c.subs {
+		sh.cancel()
+	}
+	c.mu.Unlock()
+	for _, sl := range slots {
+		<-sl.ready
+		if sl.dc != nil {
+			sl.dc.fail(ErrClosed)
+		}
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// connSlot holds the deposit stream to one relay, or the dial for it.
+type connSlot struct {
+	ready chan struct{} // closed when dc or err is set
+	dc    *depositConn
+	err   error
+}
+
+// depositConn is one long-lived, pipelined deposit stream.
+type depositConn struct {
+	c   *Client
+	str network.Stream
+
+	wmu sync.Mutex // serialises frame writes and their queue order
+	buf []byte     // guarded by wmu
+
+	qmu   sync.Mutex // guards the fields below
+	queue []*call    // sent, awaiting their Result, in order
+	dead  error
+}
+
+type call struct {
+	id   EnvelopeID
+	done chan error // buffered 1
+}
+
+// Deposit stores env in the mailbox to on relay and returns once the relay
+// has durably stored it (or reports it already had it). Refusals return a
+// *RefusalError matching ErrTooLarge, ErrQuotaExceeded, ErrUnavailable,
+// ErrMalformed or ErrInternal. Concurrent deposits to one relay share one
+// pipelined stream; a broken stream is replaced and the deposit retried
+// once, which is safe because deposits are idempotent.
+func (c *Client) Deposit(ctx context.Context, relay peer.ID, to Address, id EnvelopeID, env []byte) error {
+	if len(env) > maxEnvelopeCeiling {
+		return fmt.Errorf("mailbox: deposit: %w: %d bytes", ErrTooLarge, len(env))
+	}
+	msg := &depositMsg{To: to, ID: id, Envelope: env}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var dc *depositConn
+		dc, err = c.depositConn(ctx, relay)
+		if err != nil {
+			break
+		}
+		err = dc.do(ctx, msg)
+		if !errors.Is(err, errStreamBroken) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mailbox: deposit: %w", err)
+	}
+	return nil
+}
+
+// depositConn returns the live deposit stream to relay, opening one if
+// needed; concurrent callers share one dial.
+func (c *Client) depositConn(ctx context.Context, relay peer.ID) (*depositConn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	sl := c.slots[relay]
+	if sl != nil {
+		select {
+		case <-sl.ready:
+			if sl.err != nil || sl.dc.isDead() {
+				sl = nil
+			}
+		default:
+		}
+	}
+	if sl == nil {
+		sl = &connSlot{ready: make(chan struct{})}
+		c.slots[relay] = sl
+		c.mu.Unlock()
+		sl.dc, sl.err = c.dialDeposit(ctx, relay)
+		close(sl.ready)
+		return sl.dc, sl.err
+	}
+	c.mu.Unlock()
+	select {
+	case <-sl.ready:
+		return sl.dc, sl.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Client) dialDeposit(ctx context.Context, relay peer.ID) (*depositConn, error) {
+	str, err := c.h.NewStream(ctx, relay, ProtocolID)
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	dc := &depositConn{c: c, str: str}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = str.Reset()
+		return nil, ErrClosed
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		dc.readResults()
+	}()
+	return dc, nil
+}
+
+func (dc *depositConn) isDead() bool {
+	dc.qmu.Lock()
+	defer dc.qmu.Unlock()
+	return dc.dead != nil
+}
+
+// do sends one deposit and waits for its Result.
+func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
+	cl := &call{id: msg.ID, done: make(chan error, 1)}
+	dc.wmu.Lock()
+	dc.qmu.Lock()
+	if dc.dead != nil {
+		dc.qmu.Unlock()
+		dc.wmu.Unlock()
+		return errStreamBroken
+	}
+	dc.queue = append(dc.queue, cl)
+	dc.qmu.Unlock()
+	dc.buf = appendFrame(dc.buf[:0], msg)
+	deadline := time.Now().Add(dc.c.writeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = dc.str.SetWriteDeadline(deadline)
+	_, err := dc.str.Write(dc.buf)
+	if cap(dc.buf) > 1<<20 {
+		dc.buf = nil // do not pin one large envelope's buffer
+	}
+	dc.wmu.Unlock()
+	if err != nil {
+		dc.fail(fmt.Errorf("%w: write: %v", errStreamBroken, err))
+	}
+	select {
+	case err := <-cl.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the Result, when it comes, is matched and dropped
+	}
+}
+
+// fail ends the stream: every queued call gets err.
+func (dc *depositConn) fail(err error) {
+	dc.qmu.Lock()
+	if dc.dead == nil {
+		dc.dead = err
+	}
+	q := dc.queue
+	dc.queue = nil
+	dc.qmu.Unlock()
+	_ = dc.str.Reset()
+	for _, cl := range q {
+		cl.done <- err
+	}
+}
+
+func (dc *depositConn) pop() *call {
+	dc.qmu.Lock()
+	defer dc.qmu.Unlock()
+	if len(dc.queue) == 0 {
+		return nil
+	}
+	cl := dc.queue[0]
+	dc.queue[0] = nil
+	dc.queue = dc.queue[1:]
+	return cl
+}
+
+// readResults matches Results to queued calls in order until the stream
+// ends. An idle stream closed by the relay ends here too.
+func (dc *depositConn) readResults() {
+	fr := newFrameReader(dc.str)
+	for {
+		m, err := fr.next(controlFrameMax)
+		if err != nil {
+			dc.fail(fmt.Errorf("%w: read: %v", errStreamBroken, err))
+			return
+		}
+		switch m := m.(type) {
+		case *resultMsg:
+			cl := dc.pop()
+			if cl == nil || cl.id != m.ID {
+				dc.fail(fmt.Errorf("%w: Result for %v out of order", ErrUnexpectedFrame, m.ID))
+				return
+			}
+			if m.Code == CodeOK {
+				cl.done <- nil
+			} else {
+				cl.done <- &RefusalError{Code: m.Code, Message: m.Message}
+			}
+		case *errorMsg:
+			// The relay answers every earlier deposit first, so the
+			// Error belongs to the oldest one still queued.
+			if cl := dc.pop(); cl != nil {
+				cl.done <- &RefusalError{Code: m.Code, Message: m.Message}
+			}
+			dc.fail(fmt.Errorf("%w: relay closed it: %s: %q", errStreamBroken, m.Code, m.Message))
+			return
+		default:
+			dc.fail(fmt.Errorf("%w: frame type 0x%02x on a deposit stream", ErrUnexpectedFrame, uint8(m.frameType())))
+			return
+		}
+	}
+}
+
+// subHandle lets Close cancel a running Subscribe.
+type subHandle struct{ cancel context.CancelFunc }
+
+// Subscribe authenticates to relay as the mailbox of key and calls fn for
+// each stored envelope in deposit order, then for each new one as it
+// arrives, one at a time. fn returning nil acks the envelope (the relay
+// deletes it); an error leaves it stored for the next subscription.
+//
+// Subscribe runs until ctx is done (it then sends its last acks, lets the
+// relay commit them, and returns ctx.Err()), the Client is closed, or the
+// stream fails (the error is returned; the caller reconnects). A refused
+// signature returns an error matching ErrUnauthorized.
+func (c *Client) Subscribe(ctx context.Context, relay peer.ID, key ed25519.PrivateKey, fn func(ctx context.Context, d Delivery) error) error {
+	if len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("mailbox: subscribe: %w", ErrBadKey)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sh := &subHandle{cancel: cancel}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return fmt.Errorf("mailbox: subscribe: %w", ErrClosed)
+	}
+	c.subs[sh] = struct{}{}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.subs, sh)
+		c.mu.Unlock()
+		c.wg.Done()
+	}()
+	if err := c.subscribe(ctx, relay, key, fn); err != nil {
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return fmt.Errorf("mailbox: subscribe: %w", ErrClosed)
+		}
+		return fmt.Errorf("mailbox: subscribe: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.PrivateKey, fn func(context.Context, Delivery) error) error {
+	str, err := c.h.NewStream(ctx, relay, ProtocolID)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	// During the handshake, ctx ending just resets the stream.
+	stop := context.AfterFunc(ctx, func() { _ = str.Reset() })
+	w := &frameWriter{str: str, timeout: c.writeTimeout}
+	fr := newFrameReader(str)
+	ch, err := handshake(str, w, fr, relay, key)
+	if !stop() || err != nil {
+		_ = str.Reset()
+		return ctxErr(ctx, err)
+	}
+	maxBody := int(min(uint64(ch.MaxEnvelope)+frameOverhead, clientFrameCeiling))
+
+	// The acker batches acks and nacks, keeps the stream alive, and on
+	// ctx's end writes the last acks and closes our side; the relay then
+	// commits them and closes, which ends readDeliveries.
+	acks := make(chan ackItem, max(int(ch.Window), 1))
+	ackerDone := make(chan error, 1)
+	go func() { ackerDone <- c.runAcker(ctx, str, w, acks) }()
+
+	err = c.readDeliveries(ctx, fr, maxBody, acks, fn)
+	if ctx.Err() == nil {
+		// The stream failed, or the relay closed it, or refused a frame.
+		_ = str.Reset()
+		<-ackerDone
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	ackErr := <-ackerDone
+	_ = str.Close()
+	if ackErr != nil {
+		c.log.Debug("mailbox: final acks not written; they will be redelivered", "err", ackErr)
+	}
+	return ctx.Err()
+}
+
+// handshake sends Subscribe, answers the Challenge and returns it.
+func handshake(str network.Stream, w *frameWriter, fr *frameReader, relay peer.ID, key ed25519.PrivateKey) (*challengeMsg, error) {
+	if err := w.send(&subscribeMsg{}); err != nil {
+		return nil, err
+	}
+	_ = str.SetReadDeadline(time.Now().Add(authTimeout))
+	m, err := fr.next(controlFrameMax)
+	if err != nil {
+		return nil, err
+	}
+	_ = str.SetReadDeadline(time.Time{})
+	switch m := m.(type) {
+	case *challengeMsg:
+		return m, w.send(signAuth(key, relay, m.Nonce))
+	case *errorMsg:
+		return nil, &RefusalError{Code: m.Code, Message: m.Message}
+	default:
+		return nil, fmt.Errorf("%w: want Challenge, got 0x%02x", ErrUnexpectedFrame, uint8(m.frameType()))
+	}
+}
+
+type ackItem struct {
+	id EnvelopeID
+	ok bool
+}
+
+// readDeliveries hands deliveries to fn, one at a time, until the stream
+// ends. After ctx ends it acks nothing more and reads until the relay
+// closes.
+func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody int, acks chan<- ackItem, fn func(context.Context, Delivery) error) error {
+	for {
+		m, err := fr.next(maxBody)
+		if err != nil {
+			return err
+		}
+		switch m := m.(type) {
+		case *deliveryMsg:
+			if ctx.Err() != nil {
+				continue // closing: not handed over, not acked
+			}
+			d := Delivery{ID: m.ID, Deposited: time.Unix(0, m.Deposited), Envelope: m.Envelope}
+			ferr := fn(ctx, d)
+			if ferr != nil {
+				c.log.Debug("mailbox: delivery not accepted; relay keeps it", "id", m.ID, "err", ferr)
+			}
+			select {
+			case acks <- ackItem{id: m.ID, ok: ferr == nil}:
+			case <-ctx.Done(): // the acker may be gone; redelivered next time
+			}
+		case *drainedMsg:
+		case *errorMsg:
+			return &RefusalError{Code: m.Code, Message: m.Message}
+		default:
+			return fmt.Errorf("%w: frame type 0x%02x on a subscribe stream", ErrUnexpectedFrame, uint8(m.frameType()))
+		}
+	}
+}
+
+// runAcker writes pending acks (and nacks) as one frame each, and an empty
+// Ack as a keepalive when idle. When ctx ends it writes what is pending,
+// closes the write side, and bounds the wait for the relay's close.
+func (c *Client) runAcker(ctx context.Context, str network.Stream, w *frameWriter, acks <-chan ackItem) error {
+	t := time.NewTicker(c.pingInterval)
+	defer t.Stop()
+	var ack, nack []EnvelopeID
+	flush := func() error {
+		if len(ack) > 0 {
+			if err := w.send(&ackMsg{IDs: ack}); err != nil {
+				return err
+			}
+		}
+		if len(nack) > 0 {
+			if err := w.send(&nackMsg{IDs: nack}); err != nil {
+				return err
+			}
+		}
+		ack, nack = ack[:0], nack[:0]
+		return nil
+	}
+	add := func(it ackItem) {
+		if it.ok {
+			ack = append(ack, it.id)
+		} else {
+			nack = append(nack, it.id)
+		}
+	}
+	for {
+		select {
+		case it := <-acks:
+			add(it)
+		gather:
+			for len(ack) < maxIDsPerAck && len(nack) < maxIDsPerAck {
+				select {
+				case it = <-acks:
+					add(it)
+				default:
+					break gather
+				}
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			t.Reset(c.pingInterval)
+		case <-t.C:
+			if err := w.send(&ackMsg{}); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			for {
+				select {
+				case it := <-acks:
+					add(it)
+					if len(ack) < maxIDsPerAck && len(nack) < maxIDsPerAck {
+						continue
+					}
+					if err := flush(); err != nil {
+						return err
+					}
+					continue
+				default:
+				}
+				break
+			}
+			err := flush()
+			_ = str.CloseWrite()
+			_ = str.SetReadDeadline(time.Now().Add(closeTimeout))
+			return err
+		}
+	}
+}
+
+// ctxErr prefers the context's error to the stream error it caused.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

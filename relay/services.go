@@ -1,0 +1,54 @@
+package relay
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
+	"github.com/peergram/peergram/storage"
+)
+
+// The Peergram protocol servers the relay runs on its host and store.
+// Each registers its metrics on the relay's registry and is closed by Run
+// before the host and the store it uses.
+
+func (r *Relay) startMailbox(stack *closers, db *storage.DB, h host.Host, reg prometheus.Registerer) error {
+	srv, err := mailbox.NewServer(mailbox.Config{
+		DB:                  db,
+		Host:                h,
+		MaxEnvelopeSize:     r.cfg.MaxEnvelopeSize,
+		MaxMailboxEnvelopes: r.cfg.MaxMailboxEnvelopes,
+		MaxMailboxBytes:     r.cfg.MaxMailboxBytes,
+		TTL:                 r.cfg.TTL,
+		Logger:              r.log.With("component", "mailbox"),
+		Registerer:          reg,
+	})
+	if err != nil {
+		return fmt.Errorf("relay: mailbox: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("relay: mailbox: %w", err)
+	}
+	stack.push("mailbox server", srv.Close)
+	return nil
+}
+
+func (r *Relay) startDirectory(stack *closers, db *storage.DB, h host.Host, reg prometheus.Registerer) error {
+	srv, err := directory.NewServer(directory.Config{
+		DB:         db,
+		Host:       h,
+		Logger:     r.log.With("component", "directory"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("relay: directory: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("relay: directory: %w", err)
+	}
+	stack.push("directory server", srv.Close)
+	return nil
+}
