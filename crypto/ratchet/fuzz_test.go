@@ -51,11 +51,11 @@ func newDecryptFixture(t testing.TB) decryptFixture {
 	}
 	return decryptFixture{bob: fixture, ad: ad, msgs: append([][]byte{
 		chain0[0], chain0[2], // skipped keys of the previous chain
-		chain0[3],            // replay
-		chain1[0],            // skipped key of the current chain
-		chain1[2],            // next in order
-		chain1[4],            // skipping ahead
-		chain2,               // new chain: DH ratchet step
+		chain0[3], // replay
+		chain1[0], // skipped key of the current chain
+		chain1[2], // next in order
+		chain1[4], // skipping ahead
+		chain2,    // new chain: DH ratchet step
 	}, garbage...)}
 }
 

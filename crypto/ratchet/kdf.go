@@ -7,6 +7,7 @@ import (
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -103,6 +104,9 @@ func associatedData(ad, header []byte) []byte {
 // use ecdh's GenerateKey, which may ignore the reader, so that a seeded
 // reader gives reproducible sessions.
 func newKeyPair(rand io.Reader) (*ecdh.PrivateKey, error) {
+	if rand == nil {
+		return nil, errors.New("read random: nil reader")
+	}
 	var seed [keySize]byte
 	if _, err := io.ReadFull(rand, seed[:]); err != nil {
 		return nil, fmt.Errorf("read random: %w", err)

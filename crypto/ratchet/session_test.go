@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
 	"testing"
@@ -374,6 +375,7 @@ func TestConstructorErrors(t *testing.T) {
 		{"initiator nil remote", func() error { _, err := NewInitiator(r, sk, nil); return err }, ErrInvalidKey},
 		{"initiator P-256 remote", func() error { _, err := NewInitiator(r, sk, p256.PublicKey()); return err }, ErrInvalidKey},
 		{"initiator low-order remote", func() error { _, err := NewInitiator(r, sk, mustPub(t, lowOrder[:])); return err }, ErrInvalidKey},
+		{"initiator nil rand", func() error { _, err := NewInitiator(nil, sk, good.PublicKey()); return err }, nil},
 		{"initiator empty rand", func() error { _, err := NewInitiator(bytes.NewReader(nil), sk, good.PublicKey()); return err }, nil},
 		{"responder long key", func() error { _, err := NewResponder(append(sk, 0), good); return err }, ErrInvalidKey},
 		{"responder nil key", func() error { _, err := NewResponder(sk, nil); return err }, ErrInvalidKey},
@@ -425,10 +427,15 @@ func TestDecryptErrors(t *testing.T) {
 		{"forged next", forge(Header{DH: cur.DH, N: 1}, 16), nil, ErrAuth},
 		{"forged new chain", forge(Header{DH: [32]byte{9}}, 16), make([]byte, 32), ErrAuth},
 		{"rand fails", forge(Header{DH: [32]byte{9}}, 16), nil, nil},
+		{"rand nil", forge(Header{DH: [32]byte{9}}, 16), []byte("nil"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			decryptFails(t, bob, bytes.NewReader(tt.rand), tt.msg, ad, tt.want)
+			var rnd io.Reader = bytes.NewReader(tt.rand)
+			if string(tt.rand) == "nil" {
+				rnd = nil
+			}
+			decryptFails(t, bob, rnd, tt.msg, ad, tt.want)
 		})
 	}
 	decrypt(t, bob, r, good, ad, []byte("b"))

@@ -3,6 +3,7 @@ package directory
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -457,7 +458,7 @@ func (st *store) take(tx *storage.Txn, dev []byte, kind byte) (pqxdh.SignedKey, 
 		return pqxdh.SignedKey{}, false, fmt.Errorf("%w: stored one-time prekey of %d bytes", ErrInternal, len(val))
 	}
 	k := pqxdh.SignedKey{
-		ID:  uint32(key[len(prefix)])<<24 | uint32(key[len(prefix)+1])<<16 | uint32(key[len(prefix)+2])<<8 | uint32(key[len(prefix)+3]),
+		ID:  binary.BigEndian.Uint32(key[len(prefix):]),
 		Pub: val[:pubLen:pubLen],
 		Sig: val[pubLen:],
 	}
