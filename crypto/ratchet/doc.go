@@ -36,7 +36,9 @@
 // at most MaxSkippedKeys (MAX_MESSAGE_KEYS) skipped keys are held, oldest
 // evicted first (libsignal bounds each chain; we bound the total, which is
 // stricter); keys and replay records are kept for the last MaxOldChains
-// (MAX_RECEIVER_CHAINS) receiving chains, the current one included.
+// (MAX_RECEIVER_CHAINS) receiving chains, the current one included. As in
+// libsignal, a forged message can cost up to 2*MaxSkip chain-key steps and
+// three X25519 operations before the AEAD rejects it.
 //
 // # Transactions and deletion
 //

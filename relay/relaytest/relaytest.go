@@ -43,14 +43,18 @@ func Start(t testing.TB, cfg relay.Config) *relay.Relay {
 		t.Fatalf("relaytest: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	finished := make(chan struct{})
+	var runErr error // written before finished is closed
+	go func() {
+		defer close(finished)
+		runErr = r.Run(ctx)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("relaytest: relay Run: %v", err)
+		case <-finished:
+			if runErr != nil && isReady(r) {
+				t.Errorf("relaytest: relay Run: %v", runErr)
 			}
 		case <-time.After(startTimeout):
 			t.Errorf("relaytest: relay did not stop within %v", startTimeout)
@@ -58,13 +62,23 @@ func Start(t testing.TB, cfg relay.Config) *relay.Relay {
 	})
 	select {
 	case <-r.Ready():
-	case err := <-done:
-		done <- err // let the cleanup see it too
-		t.Fatalf("relaytest: relay Run: %v", err)
+	case <-finished:
+		t.Fatalf("relaytest: relay Run: %v", runErr)
 	case <-time.After(startTimeout):
 		t.Fatalf("relaytest: relay not ready within %v", startTimeout)
 	}
 	return r
+}
+
+// isReady reports whether r got as far as Ready (a failure before that
+// was already reported by Start).
+func isReady(r *relay.Relay) bool {
+	select {
+	case <-r.Ready():
+		return true
+	default:
+		return false
+	}
 }
 
 // AddrInfo returns what a client needs to dial r: its peer ID and its

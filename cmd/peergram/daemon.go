@@ -1,0 +1,50 @@
+package main
+
+// This file is the CLI's only link to package node: the init and daemon
+// commands call these two functions, and tests replace them.
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/peergram/peergram/node"
+)
+
+// nodeInfo is what init reports about a new home.
+type nodeInfo struct {
+	AccountID, Link, PeerID string
+}
+
+// daemonConfig is what the daemon command passes to the node.
+type daemonConfig struct {
+	Home    string
+	Listen  []string // libp2p multiaddrs
+	APIAddr string   // host:port, loopback
+	Relays  []string // relay multiaddrs with /p2p/ID
+	Logger  *slog.Logger
+}
+
+// initNode creates the node home: keys, token and identity.json.
+func initNode(home, name string) (nodeInfo, error) {
+	info, err := node.Init(home, name)
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	return nodeInfo{AccountID: info.AccountID, Link: info.Link, PeerID: info.PeerID}, nil
+}
+
+// runNode runs the daemon until ctx is done; the node writes DIR/api once
+// its API listens.
+func runNode(ctx context.Context, cfg daemonConfig) error {
+	n, err := node.New(node.Config{
+		Home:    cfg.Home,
+		Listen:  cfg.Listen,
+		APIAddr: cfg.APIAddr,
+		Relays:  cfg.Relays,
+		Logger:  cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}

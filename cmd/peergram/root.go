@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// app holds what the commands reach outside themselves, so tests can run
+// them in-process.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	userHome       func() (string, error)
+	initNode       func(home, name string) (nodeInfo, error)
+	runNode        func(ctx context.Context, cfg daemonConfig) error
+
+	homeFlag string // --home, as given
+}
+
+// envHome names the environment variable that sets the home directory when
+// --home is absent.
+const envHome = "PEERGRAM_HOME"
+
+// run executes the command line and returns the exit code: 0 on success, 1
+// on any error (printed to stderr).
+func (a *app) run(ctx context.Context, args []string) int {
+	root := a.newRoot()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(a.stderr, "peergram: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (a *app) newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "peergram",
+		Short: "Peer-to-peer end-to-end encrypted messenger",
+		Long: `Peergram is a peer-to-peer, end-to-end encrypted messenger.
+
+Create an identity with 'peergram init', run the node with 'peergram daemon',
+then use the other commands, which talk to the running daemon.`,
+		Version:       version(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.PersistentFlags().StringVar(&a.homeFlag, "home", "", "home directory (default $"+envHome+", then ~/.peergram)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see 'peergram %s --help')", err, c.Name())
+	})
+	root.AddCommand(
+		a.newInitCmd(),
+		a.newDaemonCmd(),
+		a.newIDCmd(),
+		a.newContactsCmd(),
+		a.newSendCmd(),
+		a.newMessagesCmd(),
+		a.newEventsCmd(),
+		a.newVersionCmd(),
+	)
+	return root
+}
+
+// home returns the home directory: --home, else $PEERGRAM_HOME, else
+// ~/.peergram; made absolute so messages name it unambiguously.
+func (a *app) home() (string, error) {
+	dir := a.homeFlag
+	if dir == "" {
+		dir = a.getenv(envHome)
+	}
+	if dir == "" {
+		h, err := a.userHome()
+		if err != nil {
+			return "", fmt.Errorf("no home directory: use --home or $%s (%w)", envHome, err)
+		}
+		dir = filepath.Join(h, ".peergram")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return abs, nil
+}
+
+// args returns a cobra argument validator with a helpful message.
+func args(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) != n {
+			return errors.New("usage: " + cmd.UseLine() + " (need " + names + ")")
+		}
+		return nil
+	}
+}
+
+func (a *app) newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(a.stdout, "peergram", version())
+			return err
+		},
+	}
+}
+
+// version describes the build from the module and VCS information Go
+// embeds.
+func version() string {
+	v, rev, dirty := "(devel)", "", false
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(12, len(s.Value))]
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev
+		if dirty {
+			v += "+dirty"
+		}
+	}
+	return fmt.Sprintf("%s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
