@@ -14,7 +14,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-msgio/pbio"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/sealed"
@@ -23,8 +22,6 @@ import (
 	"github.com/peergram/peergram/relay/mailbox"
 	"github.com/peergram/peergram/storage"
 )
-
-var _ = pbio.NewDelimitedReader
 
 // ProtocolID is the direct device-to-device delivery protocol: one sealed
 // envelope per stream, answered by one status byte once the receiver has

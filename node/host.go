@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
@@ -123,11 +122,7 @@ func jitter(d time.Duration) time.Duration {
 // relayAddrs are the node's home relays as full multiaddrs, for its
 // directory record.
 func (n *Node) relayAddrs() []string {
-	out := make([]string, 0, len(n.relays))
-	for _, s := range n.cfg.Relays {
-		out = append(out, s)
-	}
-	return out
+	return append([]string(nil), n.cfg.Relays...)
 }
 
 // addCircuitAddrs lets the host dial a peer through its home relays.
@@ -151,5 +146,3 @@ func (n *Node) addCircuitAddrs(p peer.ID, relays []string) {
 		}
 	}
 }
-
-var _ = network.WithAllowLimitedConn

@@ -276,10 +276,10 @@ func testMetrics(t *testing.T, r *relay.Relay) {
 		t.Fatalf("/metrics: status %d", code)
 	}
 	for _, name := range []string{
-		"go_goroutines",                 // Go collector
-		"process_start_time_seconds",    // process collector
-		"libp2p_relaysvc_status",        // circuit relay service
-		"libp2p_rcmgr_",                 // resource manager
+		"go_goroutines",              // Go collector
+		"process_start_time_seconds", // process collector
+		"libp2p_relaysvc_status",     // circuit relay service
+		"libp2p_rcmgr_",              // resource manager
 		"promhttp_metric_handler_requests_total",
 	} {
 		if !strings.Contains(body, name) {

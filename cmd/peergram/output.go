@@ -6,14 +6,16 @@ import (
 	"io"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // clean makes text from the network safe to print on a terminal: control
 // characters (escape sequences could rewrite the screen) and bidirectional
 // overrides (which could disguise text) are shown escaped, as \n, \x1b,
-// \u202e. Printable text, including non-Latin scripts and emoji, passes.
+// \u202e; invalid UTF-8 becomes U+FFFD. Printable text, including
+// non-Latin scripts and emoji, passes.
 func clean(s string) string {
-	if !strings.ContainsFunc(s, unsafeRune) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unsafeRune) {
 		return s
 	}
 	var b strings.Builder

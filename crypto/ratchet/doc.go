@@ -76,6 +76,8 @@
 //	skipped keys count (<= MaxSkippedKeys), oldest first, then per key:
 //	             DH 32 || N uint32 || message key 32
 //
-// The encoding is canonical: Unmarshal rejects anything MarshalBinary would
-// not have produced, so Unmarshal then MarshalBinary returns the input.
+// The encoding is canonical: Unmarshal rejects unset fields that are not
+// zero, unknown flags, trailing bytes and states that break the session's
+// invariants (skipped keys outside a known chain, repeated entries), so
+// MarshalBinary of an accepted state returns the input.
 package ratchet

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/peergram/peergram/relay"
+)
+
+func initCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the relay home: identity key and store",
+		Long:  "init creates the relay home directory with a new Ed25519 identity (the relay's peer ID)\nand an empty store. It refuses to replace an existing identity.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := g.resolveHome()
+			if err != nil {
+				return err
+			}
+			if err := relay.Init(home); err != nil {
+				return explain(err, home)
+			}
+			r, err := relay.New(relay.Config{Home: home})
+			if err != nil {
+				return explain(err, home)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "initialised relay home %s\npeer ID %s\n", home, r.ID())
+			return err
+		},
+	}
+}
+
+// runFlags are the flags of the run command.
+type runFlags struct {
+	listen          []string
+	metrics         string
+	metricsPublic   bool
+	maxEnvelopeSize int
+	maxEnvelopes    int
+	maxBytes        int64
+	ttl             time.Duration
+}
+
+func runCmd(g *globals) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the relay until SIGINT or SIGTERM",
+		Long: "run starts the relay and prints its multiaddrs, one per line, once it listens (they are\n" +
+			"also written to HOME/addrs). It stops cleanly on SIGINT or SIGTERM.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRelay(cmd, g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.listen, "listen", relay.DefaultListen, "libp2p multiaddr to listen on (repeatable)")
+	fl.StringVar(&f.metrics, "metrics", "", "HOST:PORT for Prometheus /metrics and /healthz (loopback only unless --metrics-public; default off)")
+	fl.BoolVar(&f.metricsPublic, "metrics-public", false, "allow --metrics on a non-loopback address")
+	fl.IntVar(&f.maxEnvelopeSize, "max-envelope-size", 0, "largest mailbox envelope in bytes (0 = 256 KiB)")
+	fl.IntVar(&f.maxEnvelopes, "mailbox-max-envelopes", 0, "most envelopes one mailbox holds (0 = 100000)")
+	fl.Int64Var(&f.maxBytes, "mailbox-max-bytes", 0, "most envelope bytes one mailbox holds (0 = 256 MiB)")
+	fl.DurationVar(&f.ttl, "mailbox-ttl", 0, "how long undelivered envelopes are kept, e.g. 720h (0 = 30 days)")
+	return cmd
+}
+
+func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
+	home, err := g.resolveHome()
+	if err != nil {
+		return err
+	}
+	log, err := g.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	cfg := relay.Config{
+		Home:                home,
+		Listen:              f.listen,
+		MetricsAddr:         f.metrics,
+		MetricsPublic:       f.metricsPublic,
+		Logger:              log,
+		MaxEnvelopeSize:     f.maxEnvelopeSize,
+		MaxMailboxEnvelopes: f.maxEnvelopes,
+		MaxMailboxBytes:     f.maxBytes,
+		TTL:                 f.ttl,
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		return explain(err, home)
+	}
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process the default way
+	}()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-r.Ready():
+		out := cmd.OutOrStdout()
+		for _, a := range r.Addrs() {
+			if _, err := fmt.Fprintln(out, a); err != nil {
+				log.Warn("cannot print addresses", "err", err)
+				break
+			}
+		}
+	case err := <-done:
+		return explain(err, home)
+	}
+	return explain(<-done, home)
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+func TestHomeResolution(t *testing.T) {
+	tests := []struct {
+		name string
+		flag string
+		env  string
+		want string
+	}{
+		{"flag wins", "/flag/home", "/env/home", "/flag/home"},
+		{"env", "", "/env/home", "/env/home"},
+		{"default", "", "", "/home/test/.peergram"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCLI(t)
+			c.env["PEERGRAM_HOME"] = tt.env
+			var got string
+			c.initNode = func(home, _ string) (nodeInfo, error) {
+				got = home
+				return nodeInfo{AccountID: "x"}, nil
+			}
+			args := []string{"init", "--name", "me"}
+			if tt.flag != "" {
+				args = append(args, "--home", tt.flag)
+			}
+			if _, errOut, code := c.run(args...); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if got != tt.want {
+				t.Errorf("home %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestInit(t *testing.T) {
+	c := newCLI(t)
+	c.initNode = func(home, name string) (nodeInfo, error) {
+		if home != c.home || name != "Alice Doe" {
+			t.Errorf("initNode(%q, %q)", home, name)
+		}
+		return nodeInfo{AccountID: "acct-new", Link: "peergram://acct-new", PeerID: "12D3"}, nil
+	}
+	if out := c.ok("init", "--name", "Alice Doe"); out != "acct-new\n" {
+		t.Errorf("stdout %q, want the account ID alone", out)
+	}
+	if errOut := c.fail("init"); !strings.Contains(errOut, `"name" not set`) {
+		t.Errorf("init without --name: %q", errOut)
+	}
+	c.initNode = func(string, string) (nodeInfo, error) { return nodeInfo{}, errors.New("node: home is already initialised") }
+	if errOut := c.fail("init", "--name", "x"); errOut != "peergram: node: home is already initialised\n" {
+		t.Errorf("stderr %q", errOut)
+	}
+}
+
+func TestDaemonFlags(t *testing.T) {
+	c := newCLI(t)
+	var got daemonConfig
+	c.runNode = func(ctx context.Context, cfg daemonConfig) error {
+		got = cfg
+		if ctx == nil || cfg.Logger == nil {
+			t.Error("no context or logger")
+		}
+		return nil
+	}
+	c.ok("daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1",
+		"--api", "127.0.0.1:7777", "--relay", "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWR", "--log-level", "debug")
+	want := daemonConfig{
+		Home:    c.home,
+		Listen:  []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		APIAddr: "127.0.0.1:7777",
+		Relays:  []string{"/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWR"},
+	}
+	if got.Home != want.Home || got.APIAddr != want.APIAddr || strings.Join(got.Listen, ",") != strings.Join(want.Listen, ",") || strings.Join(got.Relays, ",") != strings.Join(want.Relays, ",") {
+		t.Errorf("config %+v, want %+v", got, want)
+	}
+	c.runNode = func(context.Context, daemonConfig) error {
+		return errors.New("node: another daemon is running on this home: " + c.home)
+	}
+	if errOut := c.fail("daemon"); !strings.Contains(errOut, "another daemon is running") {
+		t.Errorf("stderr %q", errOut)
+	}
+	if errOut := c.fail("daemon", "--log-level", "loud"); !strings.Contains(errOut, "--log-level") {
+		t.Errorf("stderr %q", errOut)
+	}
+}
+
+func TestID(t *testing.T) {
+	c := newCLI(t)
+	// No daemon: addrs empty.
+	lines := strings.Split(strings.TrimSpace(c.ok("id")), "\n")
+	if len(lines) != 3 || lines[0] != "acct-self" || lines[1] != "peergram://acct-self" || lines[2] != "12D3KooWSelf" {
+		t.Errorf("id = %q", lines)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(c.ok("id", "--json")), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["account_id"] != "acct-self" || got["link"] != "peergram://acct-self" || got["peer_id"] != "12D3KooWSelf" {
+		t.Errorf("id --json = %v", got)
+	}
+	if addrs, ok := got["addrs"].([]any); !ok || len(addrs) != 0 {
+		t.Errorf("addrs = %#v, want []", got["addrs"])
+	}
+
+	// A stale DIR/api (nothing listening) still answers from the file.
+	writeFile(t, filepath.Join(c.home, "api"), "http://"+closedAddr(t)+"\n")
+	writeFile(t, filepath.Join(c.home, "token"), testToken)
+	if out := c.ok("id"); strings.Count(out, "\n") != 3 {
+		t.Errorf("id with stale api = %q", out)
+	}
+
+	// A running daemon adds its addresses.
+	c.startDaemon()
+	lines = strings.Split(strings.TrimSpace(c.ok("id")), "\n")
+	if len(lines) != 5 || lines[0] != "acct-self" || lines[3] != "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWSelf" {
+		t.Errorf("id = %q", lines)
+	}
+	var out idOutput
+	if err := json.Unmarshal([]byte(c.ok("id", "--json")), &out); err != nil || len(out.Addrs) != 2 {
+		t.Errorf("id --json = %+v, %v", out, err)
+	}
+
+	other := newCLI(t)
+	other.home = t.TempDir()
+	if errOut := other.fail("id"); !strings.Contains(errOut, "peergram init --home "+other.home) {
+		t.Errorf("id without identity: %q", errOut)
+	}
+}
+
+func TestDaemonNotRunning(t *testing.T) {
+	c := newCLI(t)
+	commands := [][]string{
+		{"contacts", "list"},
+		{"contacts", "add", "acct-bob"},
+		{"send", "alice", "hi"},
+		{"messages", "alice"},
+		{"events"},
+	}
+	want := "peergram: daemon not running (no " + filepath.Join(c.home, "api") + "; start it with 'peergram daemon --home " + c.home + "')\n"
+	for _, args := range commands {
+		if errOut := c.fail(args...); errOut != want {
+			t.Errorf("%s: stderr %q, want %q", args, errOut, want)
+		}
+	}
+	writeFile(t, filepath.Join(c.home, "api"), "http://"+closedAddr(t)+"\n")
+	writeFile(t, filepath.Join(c.home, "token"), testToken)
+	for _, args := range commands {
+		errOut := c.fail(args...)
+		if !strings.HasPrefix(errOut, "peergram: daemon not running (nothing answers at http://") || !strings.Contains(errOut, "start it with 'peergram daemon --home "+c.home+"'") {
+			t.Errorf("%s: stderr %q", args, errOut)
+		}
+	}
+}
+
+func TestWrongToken(t *testing.T) {
+	c := newCLI(t)
+	c.startDaemon()
+	writeFile(t, filepath.Join(c.home, "token"), "not-the-token-0123456789")
+	if errOut := c.fail("contacts", "list"); !strings.Contains(errOut, "refused the token in "+filepath.Join(c.home, "token")) {
+		t.Errorf("stderr %q", errOut)
+	}
+}
+
+func TestChat(t *testing.T) {
+	c := newCLI(t)
+	b := c.startDaemon()
+
+	if out, errOut, code := c.run("contacts", "list", "--home", c.home); code != 0 || out != "" || !strings.Contains(errOut, "no contacts") {
+		t.Errorf("empty list: %q %q %d", out, errOut, code)
+	}
+	if out := c.ok("contacts", "list", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("empty list --json: %q", out)
+	}
+	if out := c.ok("contacts", "add", "peergram://acct-alice", "--name", "alice"); !strings.HasPrefix(out, "added alice acct-alice\n") {
+		t.Errorf("contacts add: %q", out)
+	}
+	c.ok("contacts", "add", "acct-bob")
+	out := c.ok("contacts", "list")
+	if !strings.Contains(out, "alice") || !strings.Contains(out, "acct-alice") || !strings.Contains(out, "acct-bob") {
+		t.Errorf("contacts list: %q", out)
+	}
+	var cs []chat.Contact
+	if err := json.Unmarshal([]byte(c.ok("contacts", "list", "--json")), &cs); err != nil || len(cs) != 2 || cs[0].Name != "alice" {
+		t.Errorf("contacts list --json: %+v %v", cs, err)
+	}
+	if errOut := c.fail("contacts", "add", "not an id"); !strings.Contains(errOut, "invalid input") {
+		t.Errorf("bad contact: %q", errOut)
+	}
+
+	id := strings.TrimSpace(c.ok("send", "alice", "hello alice"))
+	if _, err := chat.ParseMessageID(id); err != nil {
+		t.Errorf("send printed %q, want a message ID", id)
+	}
+	c.in = "from stdin\nsecond line\n"
+	c.ok("send", "acct-alice", "-")
+	c.in = ""
+	if _, err := b.Receive("alice", "hi \x1b[2Jthere\u202e"); err != nil {
+		t.Fatal(err)
+	}
+
+	var ms []chat.Message
+	if err := json.Unmarshal([]byte(c.ok("messages", "alice", "--json", "--mark-read=false")), &ms); err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 3 || ms[0].ID != id || ms[0].Text != "hello alice" || ms[1].Text != "from stdin\nsecond line" || ms[2].Status != chat.StatusReceived {
+		t.Fatalf("messages --json = %+v", ms)
+	}
+	if len(b.Marked()) != 0 {
+		t.Errorf("--mark-read=false marked %v", b.Marked())
+	}
+	lines := strings.Split(strings.TrimSuffix(c.ok("messages", "alice"), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("messages = %q", lines)
+	}
+	for i, want := range []string{`you +pending +hello alice$`, `you +pending +from stdin\\nsecond line$`, `alice +received +hi \\x1b\[2Jthere\\u202e$`} {
+		if !matches(lines[i], `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +`+want) {
+			t.Errorf("line %d = %q, want %s", i, lines[i], want)
+		}
+	}
+	if len(b.Marked()) != 1 {
+		t.Errorf("messages marked %v, want the incoming one", b.Marked())
+	}
+
+	for _, args := range [][]string{{"send", "carol", "hi"}, {"messages", "carol"}} {
+		if errOut := c.fail(args...); !strings.HasPrefix(errOut, `peergram: unknown contact "carol"`) {
+			t.Errorf("%s: %q", args, errOut)
+		}
+	}
+	c.in = "\n"
+	if errOut := c.fail("send", "alice", "-"); !strings.Contains(errOut, "empty message") {
+		t.Errorf("empty stdin: %q", errOut)
+	}
+	if errOut := c.fail("send", "alice", strings.Repeat("x", 5000)); !strings.Contains(errOut, "too large") {
+		t.Errorf("long text: %q", errOut)
+	}
+	if errOut := c.fail("send", "alice"); !strings.Contains(errOut, "usage: peergram send CONTACT TEXT") {
+		t.Errorf("missing arg: %q", errOut)
+	}
+	b.FailWith(errors.New("disk on fire"))
+	if errOut := c.fail("contacts", "list"); errOut != "peergram: internal error\n" {
+		t.Errorf("internal: %q", errOut)
+	}
+}
+
+func TestEventsCommand(t *testing.T) {
+	c := newCLI(t)
+	b := c.startDaemon()
+	c.ok("contacts", "add", "acct-alice", "--name", "alice")
+	out := &notifyWriter{wrote: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { done <- c.app(out, io.Discard).run(ctx, []string{"events", "--home", c.home}) }()
+	for deadline := time.Now().Add(10 * time.Second); b.Subscribers() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("events never subscribed")
+		}
+	}
+	if _, err := b.Receive("alice", "ping"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, out.wrote, "an event line")
+	cancel()
+	if code := within(t, done, "events to end"); code != 0 {
+		t.Fatalf("events exit %d", code)
+	}
+	var ev chat.Event
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &ev); err != nil || ev.Type != chat.EventMessage || ev.Message.Text != "ping" {
+		t.Errorf("events printed %q (%v)", out.String(), err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	c := newCLI(t)
+	if out := c.ok("version"); !strings.HasPrefix(out, "peergram ") || !strings.Contains(out, "go1.") {
+		t.Errorf("version = %q", out)
+	}
+}
+
+func TestClean(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain text, ünïcode 😀 中文", "plain text, ünïcode 😀 中文"},
+		{"a\nb\tc\r", `a\nb\tc\r`},
+		{"\x1b[31mred\x07", `\x1b[31mred\x07`},
+		{"\u202egnp.exe", `\u202egnp.exe`},
+		{"\u0085next", `\u0085next`},
+		{"bad \xff utf8", "bad \ufffd utf8"},
+	}
+	for _, tt := range tests {
+		if got := clean(tt.in); got != tt.want {
+			t.Errorf("clean(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// closedAddr returns a loopback address where nothing listens.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
