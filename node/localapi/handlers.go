@@ -58,7 +58,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // and trailing data are invalid.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	
+	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	var mbe *http.MaxBytesError
 	if err == nil {

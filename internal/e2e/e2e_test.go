@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// marker is sent in every message; it must never show up in relay files.
+const marker = "PEERGRAM-MARKER-7f3a9c"
+
+type env struct {
+	t    *testing.T
+	bin  string
+	root string
+}
+
+func build(t *testing.T) *env {
+	t.Helper()
+	root := t.TempDir()
+	bin := filepath.Join(root, "bin")
+	cmd := exec.Command("go", "build", "-o", bin+"/", "github.com/peergram/peergram/cmd/peergram", "github.com/peergram/peergram/cmd/peergram-relay")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build binaries: %v", err)
+	}
+	return &env{t: t, bin: bin, root: root}
+}
+
+func (e *env) run(name string, args ...string) (string, error) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, name), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (e *env) must(name string, args ...string) string {
+	e.t.Helper()
+	out, err := e.run(name, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// proc is a background daemon.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *bytes.Buffer
+}
+
+func (e *env) start(name string, args ...string) *proc {
+	e.t.Helper()
+	cmd := exec.Command(filepath.Join(e.bin, name), args...)
+	log := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: log}
+	go func() { p.done <- cmd.Wait() }()
+	e.t.Cleanup(func() { p.kill(syscall.SIGKILL) })
+	return p
+}
+
+func (p *proc) kill(sig syscall.Signal) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func waitFile(t *testing.T, path string, p *proc) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return string(b)
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("process exited (%v) before writing %s:\n%s", err, path, p.log)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s not written in time:\n%s", path, p.log)
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type message struct {
+	ID     string `json:"id"`
+	From   string `json:"from"`
+	Text   string `json:"text"`
+	SentAt string `json:"sent_at"`
+	Status string `json:"status"`
+}
+
+func (e *env) messages(home, contact string) []message {
+	e.t.Helper()
+	out := e.must("peergram", "messages", "--home", home, contact, "--json")
+	var ms []message
+	if err := json.Unmarshal([]byte(out), &ms); err != nil {
+		e.t.Fatalf("messages --json: %v: %s", err, out)
+	}
+	return ms
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %v", what, err)
+}
+
+// checkChat verifies that want arrived exactly once each, in order.
+func checkChat(got []message, prefix string, want []string) error {
+	var texts []string
+	seen := map[string]int{}
+	for _, m := range got {
+		if strings.HasPrefix(m.Text, prefix) {
+			texts = append(texts, m.Text)
+			seen[m.Text]++
+		}
+	}
+	for text, n := range seen {
+		if n > 1 {
+			return fmt.Errorf("FATAL: %q shown %d times", text, n)
+		}
+	}
+	if len(texts) != len(want) {
+		return fmt.Errorf("%d of %d messages", len(texts), len(want))
+	}
+	for i := range want {
+		if texts[i] != want[i] {
+			return fmt.Errorf("FATAL: position %d is %q, want %q", i, texts[i], want[i])
+		}
+	}
+	return nil
+}
+
+func TestTwoPeopleOneRelay(t *testing.T) {
+	e := build(t)
+	relayHome := filepath.Join(e.root, "relay")
+	e.must("peergram-relay", "init", "--home", relayHome)
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
+	startRelay := func() *proc {
+		os.Remove(filepath.Join(relayHome, "addrs"))
+		p := e.start("peergram-relay", "run", "--home", relayHome, "--listen", listen, "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		waitFile(t, filepath.Join(relayHome, "addrs"), p)
+		return p
+	}
+	relay := startRelay()
+	relayAddr := strings.Fields(waitFile(t, filepath.Join(relayHome, "addrs"), relay))[0]
+
+	alice, bob := filepath.Join(e.root, "alice"), filepath.Join(e.root, "bob")
+	e.must("peergram", "init", "--home", alice, "--name", "alice")
+	e.must("peergram", "init", "--home", bob, "--name", "bob")
+	startDaemon := func(home string) *proc {
+		os.Remove(filepath.Join(home, "api"))
+		p := e.start("peergram", "daemon", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--relay", relayAddr)
+		waitFile(t, filepath.Join(home, "api"), p)
+		return p
+	}
+	aliceD, bobD := startDaemon(alice), startDaemon(bob)
+	_ = aliceD
+
+	// A second daemon on the same home refuses to start.
+	if out, err := e.run("peergram", "daemon", "--home", alice, "--listen", "/ip4/127.0.0.1/tcp/0"); err == nil {
+		t.Fatalf("second daemon started: %s", out)
+	}
+
+	aliceID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", alice), "\n", 2)[0])
+	bobID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", bob), "\n", 2)[0])
+	eventually(t, "contacts with keys", 30*time.Second, func() error {
+		if _, err := e.run("peergram", "contacts", "add", "--home", alice, bobID, "--name", "bob"); err != nil {
+			return err
+		}
+		_, err := e.run("peergram", "contacts", "add", "--home", bob, aliceID, "--name", "alice")
+		return err
+	})
+
+	// Online exchange.
+	e.must("peergram", "send", "--home", alice, "bob", "hello bob "+marker)
+	e.must("peergram", "send", "--home", bob, "alice", "hello alice "+marker)
+	eventually(t, "online exchange", 30*time.Second, func() error {
+		if err := checkChat(e.messages(bob, "alice"), "hello bob", []string{"hello bob " + marker}); err != nil {
+			return err
+		}
+		return checkChat(e.messages(alice, "bob"), "hello alice", []string{"hello alice " + marker})
+	})
+
+	// Bob offline: 100 messages wait in his mailbox; the relay restarts
+	// between deposit and fetch.
+	bobD.kill(syscall.SIGTERM)
+	var want []string
+	for i := range 100 {
+		text := fmt.Sprintf("offline %03d %s", i, marker)
+		want = append(want, text)
+		e.must("peergram", "send", "--home", alice, "bob", text)
+	}
+	allStatus := func(home, contact, prefix string, ok ...string) error {
+		for _, m := range e.messages(home, contact) {
+			if strings.HasPrefix(m.Text, prefix) && !contains(ok, m.Status) {
+				return fmt.Errorf("%q is %s", m.Text, m.Status)
+			}
+		}
+		return nil
+	}
+	eventually(t, "deposits", 60*time.Second, func() error { return allStatus(alice, "bob", "offline", "sent") })
+	relay.kill(syscall.SIGTERM)
+	relay = startRelay()
+	bobD = startDaemon(bob)
+	eventually(t, "100 offline messages", 90*time.Second, func() error {
+		err := checkChat(e.messages(bob, "alice"), "offline", want)
+		if err != nil && strings.HasPrefix(err.Error(), "FATAL") {
+			t.Fatal(err)
+		}
+		return err
+	})
+	eventually(t, "delivered receipts", 60*time.Second, func() error {
+		return allStatus(alice, "bob", "offline", "delivered", "read")
+	})
+
+	// kill -9 the relay while Bob drains his mailbox, then start it again.
+	bobD.kill(syscall.SIGTERM)
+	var want2 []string
+	for i := range 50 {
+		text := fmt.Sprintf("crash %03d %s", i, marker)
+		want2 = append(want2, text)
+		e.must("peergram", "send", "--home", alice, "bob", text)
+	}
+	eventually(t, "deposits before crash", 60*time.Second, func() error { return allStatus(alice, "bob", "crash", "sent") })
+	bobD = startDaemon(bob)
+	relay.kill(syscall.SIGKILL)
+	relay = startRelay()
+	eventually(t, "messages after relay crash", 90*time.Second, func() error {
+		err := checkChat(e.messages(bob, "alice"), "crash", want2)
+		if err != nil && strings.HasPrefix(err.Error(), "FATAL") {
+			t.Fatal(err)
+		}
+		return err
+	})
+	eventually(t, "delivered after crash", 60*time.Second, func() error {
+		return allStatus(alice, "bob", "crash", "delivered", "read")
+	})
+
+	// The relay only ever held ciphertext.
+	relay.kill(syscall.SIGTERM)
+	err := filepath.Walk(relayHome, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte("offline 0")) {
+			t.Errorf("relay file %s contains message plaintext", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
