@@ -14,6 +14,7 @@ import (
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 
 	"github.com/peergram/peergram/relay"
+	"github.com/peergram/peergram/relay/relaytest"
 )
 
 func TestInit(t *testing.T) {
@@ -198,30 +199,26 @@ func TestRunListenFailure(t *testing.T) {
 }
 
 // An unspecified listen address is written out as one address per
-// interface, loopback included, with the bound port.
+// interface, loopback included (and last), with the bound port.
 func TestRunUnspecifiedListen(t *testing.T) {
 	home := initHome(t)
-	r, err := relay.New(relay.Config{Home: home, Listen: []string{"/ip4/0.0.0.0/tcp/0"}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := runRelay(t, r)
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	r := relaytest.Start(t, relay.Config{Home: home, Listen: []string{"/ip4/0.0.0.0/tcp/0"}})
 	lines := readAddrsFile(t, home)
 	var loopback bool
 	for _, l := range lines {
-		if strings.Contains(l, "/ip4/0.0.0.0/") || !strings.Contains(l, "/tcp/") || !strings.Contains(l, "/p2p/"+r.ID().String()) {
-			t.Errorf("address %q: want an interface address with a port and /p2p/%s", l, r.ID())
+		if strings.Contains(l, "/ip4/0.0.0.0/") || strings.Contains(l, "/tcp/0/") || !strings.HasSuffix(l, "/p2p/"+r.ID().String()) {
+			t.Errorf("address %q: want an interface address with its port and /p2p/%s", l, r.ID())
 		}
-		if strings.Contains(l, "/ip4/127.0.0.1/tcp/") && !strings.Contains(l, "/tcp/0/") {
-			loopback = true
+		isLoopback := strings.HasPrefix(l, "/ip4/127.")
+		if loopback && !isLoopback {
+			t.Errorf("addresses %q: loopback before %s", lines, l)
 		}
+		loopback = loopback || isLoopback
 	}
 	if !loopback {
 		t.Errorf("addresses %q lack the loopback interface", lines)
+	}
+	if info := relaytest.AddrInfo(t, r); info.ID != r.ID() || len(info.Addrs) != len(lines) {
+		t.Errorf("relaytest.AddrInfo = %v, want %s with %d addresses", info, r.ID(), len(lines))
 	}
 }

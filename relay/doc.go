@@ -24,10 +24,10 @@
 //	libp2p host      TCP + QUIC v1, Noise + TLS, yamux,
 //	                 resource manager sized from Resources (operatorLimits),
 //	                 AutoNAT v1 service and v2 server, reachability forced public
-//	listeners        each Config.Listen address; any failure fails Run
 //	circuit relay    relayv2.New with Config.Resources (OperatorResources)
 //	mailbox server   mailbox.NewServer + Start
 //	directory server directory.NewServer + Start
+//	listeners        each Config.Listen address; any failure fails Run
 //	HTTP server      GET /metrics, GET /healthz on Config.MetricsAddr (optional)
 //	addrs file       home/addrs, written to a temporary file and renamed
 //	store GC         value-log GC every Config.GCInterval

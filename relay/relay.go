@@ -130,6 +130,9 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		if cerr := stack.closeAll(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
+		if err == nil {
+			r.log.Info("relay stopped")
+		}
 	}()
 	fatal := make(chan error, 1) // a service that stopped on its own
 
@@ -148,11 +151,6 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		return err
 	}
 	stack.push("libp2p host", h.Close)
-	for _, a := range r.cfg.listen {
-		if err := h.Network().Listen(a); err != nil {
-			return fmt.Errorf("relay: listen on %s: %w", a, err)
-		}
-	}
 
 	rs, err := relayv2.New(h,
 		relayv2.WithResources(r.cfg.Resources),
@@ -168,6 +166,12 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	}
 	if err := r.startDirectory(&stack, db, h, reg); err != nil {
 		return err
+	}
+	// Listen only now, so no peer meets a relay without its services.
+	for _, a := range r.cfg.listen {
+		if err := h.Network().Listen(a); err != nil {
+			return fmt.Errorf("relay: listen on %s: %w", a, err)
+		}
 	}
 	if r.cfg.MetricsAddr != "" {
 		if err := r.startHTTP(&stack, reg, fatal); err != nil {
@@ -216,7 +220,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 	db, err := storage.Open(storage.Options{
 		Dir:    filepath.Join(r.cfg.Home, StoreDir),
-		Logger: r.log.With("component", "storage"),
+		Logger: quieter(r.log.With("component", "storage"), slog.LevelWarn),
 	})
 	if errors.Is(err, storage.ErrLocked) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, r.cfg.Home)

@@ -19,12 +19,18 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/autonat"
+	"github.com/libp2p/go-libp2p/p2p/protocol/autonatv2"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
 	"github.com/peergram/peergram/relay"
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
 )
 
 const testTimeout = 30 * time.Second
@@ -133,6 +139,7 @@ func TestRelayEndToEnd(t *testing.T) {
 	}
 
 	t.Run("circuit", func(t *testing.T) { testCircuit(t, *relayInfo) })
+	t.Run("protocols", func(t *testing.T) { testProtocols(t, *relayInfo) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, r) })
 	t.Run("second relay on the same home", func(t *testing.T) {
 		r2, err := relay.New(relay.Config{Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Logger: testLogger(t)})
@@ -252,6 +259,34 @@ func testCircuit(t *testing.T, relayInfo peer.AddrInfo) {
 	}
 }
 
+// testProtocols checks that the relay announces Peergram's protocols and
+// the libp2p services it runs (identify tells a client what a peer speaks).
+func testProtocols(t *testing.T, relayInfo peer.AddrInfo) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	c := clientHost(t)
+	defer c.Close()
+	if err := c.Connect(ctx, relayInfo); err != nil {
+		t.Fatal(err)
+	}
+	want := []protocol.ID{
+		mailbox.ProtocolID,
+		directory.ProtocolID,
+		circuit.ProtoIDv2Hop,
+		autonat.AutoNATProto,
+		autonatv2.DialProtocol,
+	}
+	var got []protocol.ID
+	for ctx.Err() == nil {
+		got, _ = c.Peerstore().SupportsProtocols(relayInfo.ID, want...)
+		if len(got) == len(want) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // identify runs right after the connection
+	}
+	t.Fatalf("relay announces %v of %v", got, want)
+}
+
 func testMetrics(t *testing.T, r *relay.Relay) {
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: testTimeout}
 	defer hc.CloseIdleConnections()
@@ -281,6 +316,8 @@ func testMetrics(t *testing.T, r *relay.Relay) {
 		"libp2p_relaysvc_status",     // circuit relay service
 		"libp2p_rcmgr_",              // resource manager
 		"promhttp_metric_handler_requests_total",
+		"peergram_mailbox_",   // mailbox server
+		"peergram_directory_", // directory server
 	} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)

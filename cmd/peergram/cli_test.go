@@ -62,7 +62,9 @@ func TestInit(t *testing.T) {
 	if errOut := c.fail("init"); !strings.Contains(errOut, `"name" not set`) {
 		t.Errorf("init without --name: %q", errOut)
 	}
-	c.initNode = func(string, string) (nodeInfo, error) { return nodeInfo{}, errors.New("node: home is already initialised") }
+	c.initNode = func(string, string) (nodeInfo, error) {
+		return nodeInfo{}, errors.New("node: home is already initialised")
+	}
 	if errOut := c.fail("init", "--name", "x"); errOut != "peergram: node: home is already initialised\n" {
 		t.Errorf("stderr %q", errOut)
 	}
@@ -318,4 +320,17 @@ func closedAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+func TestCompletion(t *testing.T) {
+	c := newCLI(t)
+	c.startDaemon()
+	c.ok("contacts", "add", "acct-alice", "--name", "alice")
+	out, _, code := c.run("__complete", "send", "--home", c.home, "")
+	if code != 0 || !strings.HasPrefix(out, "alice\tacct-alice\n") {
+		t.Errorf("complete send: %q (exit %d)", out, code)
+	}
+	if out := c.ok("completion", "bash"); !strings.Contains(out, "__start_peergram") {
+		t.Errorf("completion bash: %.100q", out)
+	}
 }

@@ -93,3 +93,27 @@ func (a *app) newContactsListCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
+
+// completeContact completes a CONTACT argument with the aliases the running
+// daemon knows; nothing if no daemon answers.
+func (a *app) completeContact(cmd *cobra.Command, argv []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(argv) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	d, err := a.connect()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), idProbeTimeout)
+	defer cancel()
+	cs, err := d.Contacts(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []cobra.Completion
+	for _, c := range cs {
+		names = append(names, cobra.CompletionWithDesc(c.Name, c.AccountID))
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}

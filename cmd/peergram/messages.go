@@ -21,7 +21,8 @@ func (a *app) newMessagesCmd() *cobra.Command {
 		Long: `Show the chat with a contact (alias or account ID), oldest first: one line
 per message with time, sender, status and text. Listing marks incoming
 messages read, which sends read receipts; --mark-read=false does not.`,
-		Args: args(1, "a contact"),
+		Args:              args(1, "a contact"),
+		ValidArgsFunction: a.completeContact,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			contact := argv[0]
 			d, err := a.connect()

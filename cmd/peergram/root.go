@@ -57,6 +57,7 @@ then use the other commands, which talk to the running daemon.`,
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.PersistentFlags().StringVar(&a.homeFlag, "home", "", "home directory (default $"+envHome+", then ~/.peergram)")
+	_ = root.MarkPersistentFlagDirname("home")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see 'peergram %s --help')", err, c.Name())
 	})

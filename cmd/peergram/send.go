@@ -21,7 +21,8 @@ func (a *app) newSendCmd() *cobra.Command {
 the message is read from standard input (one trailing newline is dropped).
 Exits once the daemon has stored the message in its outbox; delivery goes on
 in the background (see 'peergram messages'). Prints the message ID.`,
-		Args: args(2, "a contact and a text"),
+		Args:              args(2, "a contact and a text"),
+		ValidArgsFunction: a.completeContact,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			contact, text := argv[0], argv[1]
 			if text == "-" {

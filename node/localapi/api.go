@@ -280,5 +280,5 @@ func (s *Server) authorized(r *http.Request) bool {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) >= 0
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -70,7 +71,11 @@ func (f *fixture) do(t *testing.T, method, path, body string, header map[string]
 	if body != "" {
 		r = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, f.srv.URL+path, r)
+	// A bounded wait, so a regression that streams (an unguarded
+	// /v1/events) fails instead of hanging.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, f.srv.URL+path, r)
 	if err != nil {
 		t.Fatal(err)
 	}

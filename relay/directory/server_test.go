@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
 )

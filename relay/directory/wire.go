@@ -33,7 +33,7 @@ const (
 	// MaxDevices certificates of at most 4+237 bytes is 15,573.
 	maxListSize = 16 << 10
 
-	oneTimeSize   = 4 + 32 + ed25519.SignatureSize                          // X25519 prekey: id | pub | sig
+	oneTimeSize   = 4 + 32 + ed25519.SignatureSize                            // X25519 prekey: id | pub | sig
 	oneTimePQSize = 4 + mlkem.EncapsulationKeySize768 + ed25519.SignatureSize // ML-KEM-768 prekey
 	// bundleHeadSize is a bundle without one-time prekeys: version,
 	// device, identity key, signed and last-resort prekeys, two counts.

@@ -55,11 +55,13 @@ type testRelay struct {
 	db  *storage.DB
 	h   host.Host
 	srv *Server
+
+	tweak func(*Server) // run between NewServer and Start
 }
 
 // startRelay starts a relay on dir with cfg's limits (DB and Host are
 // filled in). The same key keeps the peer ID across restarts.
-func startRelay(t testing.TB, dir string, key crypto.PrivKey, cfg Config) *testRelay {
+func startRelay(t testing.TB, dir string, key crypto.PrivKey, cfg Config, tweak ...func(*Server)) *testRelay {
 	t.Helper()
 	if key == nil {
 		var err error
@@ -69,6 +71,9 @@ func startRelay(t testing.TB, dir string, key crypto.PrivKey, cfg Config) *testR
 		}
 	}
 	r := &testRelay{t: t, dir: dir, key: key, cfg: cfg}
+	if len(tweak) > 0 {
+		r.tweak = tweak[0]
+	}
 	r.start()
 	t.Cleanup(r.stop)
 	return r
@@ -91,6 +96,9 @@ func (r *testRelay) start() {
 	r.srv, err = NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.tweak != nil {
+		r.tweak(r.srv)
 	}
 	if err := r.srv.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,71 @@
+// Command peergram-bench compares Peergram's relay mailbox path against raw
+// libp2p and Badger anchors run in the same process, interleaved over
+// several rounds, and prints one line per scenario:
+//
+//	<ID> ratio=<median ratio> target=<target> ours=<value> anchor=<value>
+//
+// A missed target is not an error; the command exits non-zero only when a
+// scenario fails to run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	var cfg config
+	var only string
+	var quick bool
+	flag.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds per scenario")
+	flag.IntVar(&cfg.n, "n", 2000, "messages per round")
+	flag.IntVar(&cfg.s2n, "s2n", 100000, "envelopes drained per round in S2")
+	flag.BoolVar(&quick, "quick", false, "smaller S2 (10,000 envelopes unless -s2n is set)")
+	flag.StringVar(&only, "only", "", "comma-separated scenario IDs to run (default all)")
+	flag.Parse()
+	if quick && !flagSet("s2n") {
+		cfg.s2n = 10000
+	}
+	if cfg.rounds < 1 || cfg.n < 1 || cfg.s2n < 1 {
+		fmt.Fprintln(os.Stderr, "peergram-bench: -rounds, -n and -s2n must be positive")
+		os.Exit(2)
+	}
+	want := map[string]bool{}
+	for _, id := range strings.Split(only, ",") {
+		if id = strings.TrimSpace(strings.ToUpper(id)); id != "" {
+			want[id] = true
+		}
+	}
+	for id := range want {
+		if findScenario(id) == nil {
+			fmt.Fprintf(os.Stderr, "peergram-bench: unknown scenario %q\n", id)
+			os.Exit(2)
+		}
+	}
+	ctx := context.Background()
+	failed := false
+	for _, sc := range scenarios {
+		if len(want) > 0 && !want[sc.id] {
+			continue
+		}
+		line, err := sc.run(ctx, cfg)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "peergram-bench: %s: %v\n", sc.id, err)
+			failed = true
+			continue
+		}
+		fmt.Println(line)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ ours=\S+( msg/s)? anchor=\S+( msg/s)?$`)
+
+func TestScenarios(t *testing.T) {
+	cfg := config{rounds: 1, n: 50, s2n: 1000}
+	for _, sc := range scenarios {
+		t.Run(sc.id, func(t *testing.T) {
+			line, err := sc.run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := lineRE.FindStringSubmatch(line)
+			if m == nil || m[1] != sc.id {
+				t.Fatalf("line %q does not match the format", line)
+			}
+			r, err := strconv.ParseFloat(m[2], 64)
+			if err != nil || r <= 0 {
+				t.Fatalf("ratio %q not positive (%v)", m[2], err)
+			}
+		})
+	}
+}
+
+func TestMedianAndFind(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	}
+	for _, tt := range tests {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	if findScenario("M9") != nil || findScenario("S2") == nil {
+		t.Error("findScenario wrong")
+	}
+}
