@@ -5,7 +5,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
 
 	"github.com/peergram/peergram/node"
 )
@@ -35,7 +37,24 @@ func initNode(home, name string) (nodeInfo, error) {
 
 // runNode runs the daemon until ctx is done; the node writes DIR/api once
 // its API listens.
+//
+// On a home that was never initialised it runs init first, with the login
+// name as the display name, so that `peergram daemon` alone is a working
+// quick start on a fresh machine.
 func runNode(ctx context.Context, cfg daemonConfig) error {
+	if _, err := node.ReadInfo(cfg.Home); errors.Is(err, node.ErrNotInitialised) {
+		name := os.Getenv("USER")
+		if name == "" {
+			name = "me"
+		}
+		info, err := node.Init(cfg.Home, name)
+		if err != nil {
+			return err
+		}
+		if cfg.Logger != nil {
+			cfg.Logger.Info("initialised a new home", "home", cfg.Home, "account", info.AccountID, "name", name)
+		}
+	}
 	n, err := node.New(node.Config{
 		Home:    cfg.Home,
 		Listen:  cfg.Listen,
