@@ -151,9 +151,8 @@ func TestOperatorResources(t *testing.T) {
 			t.Errorf("%s = %d, want more than the library's %d", m.name, m.op, m.def)
 		}
 	}
-	if op.ReservationTTL != def.ReservationTTL || op.MaxReservationsPerPeer != 1 {
-		t.Errorf("ReservationTTL %v, MaxReservationsPerPeer %d; want the library's %v and 1",
-			op.ReservationTTL, op.MaxReservationsPerPeer, def.ReservationTTL)
+	if op.ReservationTTL != def.ReservationTTL {
+		t.Errorf("ReservationTTL %v; want the library's %v", op.ReservationTTL, def.ReservationTTL)
 	}
 	// Each call returns its own Limit, so a caller may edit it.
 	op.Limit.Data = 1

@@ -58,13 +58,12 @@ func OperatorResources() relayv2.Resources {
 			Duration: 10 * time.Minute,
 			Data:     4 << 20,
 		},
-		ReservationTTL:         time.Hour,
-		MaxReservations:        1024,
-		MaxCircuits:            32,
-		BufferSize:             8 << 10,
-		MaxReservationsPerPeer: 1,
-		MaxReservationsPerIP:   16,
-		MaxReservationsPerASN:  256,
+		ReservationTTL:        time.Hour,
+		MaxReservations:       1024,
+		MaxCircuits:           32,
+		BufferSize:            8 << 10,
+		MaxReservationsPerIP:  16,
+		MaxReservationsPerASN: 256,
 	}
 }
 

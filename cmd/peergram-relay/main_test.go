@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,7 +33,7 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin = filepath.Join(dir, "peergram-relay")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool := "go"
 	build := exec.Command(goTool, "build", "-ldflags", "-X main.version="+testVersion, "-o", bin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {

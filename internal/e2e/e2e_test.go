@@ -270,6 +270,7 @@ func TestTwoPeopleOneRelay(t *testing.T) {
 	}
 	eventually(t, "deposits before crash", 60*time.Second, func() error { return allStatus(alice, "bob", "crash", "sent") })
 	bobD = startDaemon(bob)
+	defer bobD.kill(syscall.SIGTERM)
 	relay.kill(syscall.SIGKILL)
 	relay = startRelay()
 	eventually(t, "messages after relay crash", 90*time.Second, func() error {

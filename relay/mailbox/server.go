@@ -219,7 +219,6 @@ func (s *Server) Close() error {
 	s.handlers.Wait()
 	close(s.stopCommit)
 	s.committer.Wait()
-	fmt.Println("DEBUG commits", dbgCommits, "reqs", dbgReqs, "time in commit", dbgTime)
 	s.met.unregister(s.cfg.Registerer)
 	if err := s.st.close(); err != nil {
 		return fmt.Errorf("mailbox: close: %w", err)
@@ -269,11 +268,7 @@ func (s *Server) commitLoop() {
 				break drain
 			}
 		}
-		t0 := time.Now()
 		s.notify(s.st.commit(batch))
-		dbgCommits++
-		dbgReqs += len(batch)
-		dbgTime += time.Since(t0)
 		clear(batch)
 	}
 }
@@ -617,6 +612,3 @@ func (s *Server) writeResults(str network.Stream, pending <-chan *pendingDep, me
 		}
 	}
 }
-
-var dbgCommits, dbgReqs int
-var dbgTime time.Duration

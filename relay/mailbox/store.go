@@ -196,28 +196,28 @@ func (st *store) commit(reqs []request) []Address {
 		fail := st.failure(err, len(reqs) == 1)
 		for i := range reqs {
 			if reqs[i].dep != nil {
-				st.met.refusals.WithLabelValues(fail.code.String()).Inc()
 				reqs[i].res <- fail
+				st.met.refusals.WithLabelValues(fail.code.String()).Inc()
 			} else if reqs[i].ack.done != nil {
 				reqs[i].ack.done(0)
 			}
 		}
 		return nil
 	}
-	st.met.deposits.WithLabelValues("stored").Add(float64(s.stored))
-	st.met.deposits.WithLabelValues("duplicate").Add(float64(s.dups))
-	st.met.storedBytes.Add(float64(s.bytes))
-	st.met.acksIgnored.Add(float64(s.ignored))
 	for i := range reqs {
 		if reqs[i].dep != nil {
+			reqs[i].res <- s.out[i]
 			if s.out[i].code != CodeOK {
 				st.met.refusals.WithLabelValues(s.out[i].code.String()).Inc()
 			}
-			reqs[i].res <- s.out[i]
 		} else if reqs[i].ack.done != nil {
 			reqs[i].ack.done(s.deleted[i])
 		}
 	}
+	st.met.deposits.WithLabelValues("stored").Add(float64(s.stored))
+	st.met.deposits.WithLabelValues("duplicate").Add(float64(s.dups))
+	st.met.storedBytes.Add(float64(s.bytes))
+	st.met.acksIgnored.Add(float64(s.ignored))
 	touched := make([]Address, 0, len(s.touched))
 	for a := range s.touched {
 		touched = append(touched, a)

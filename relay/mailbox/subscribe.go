@@ -1,7 +1,6 @@
 package mailbox
 
 import (
-	"fmt"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -141,10 +140,7 @@ func (s *Server) sendDeliveries(w *frameWriter, sess *session, readerDone <-chan
 		if avail := s.cfg.Window - sess.inflightLen(); avail > 0 {
 			var next uint64
 			var err error
-			t0 := time.Now()
 			buf, ids, next, err = s.st.load(sess.addr, cursor, min(avail, loadCount), loadBytes, buf[:0], ids[:0])
-			dbgLoad += time.Since(t0)
-			dbgLoads++
 			if err != nil {
 				return err
 			}
@@ -152,11 +148,9 @@ func (s *Server) sendDeliveries(w *frameWriter, sess *session, readerDone <-chan
 			cursor = next
 			if len(ids) > 0 {
 				sess.add(ids)
-				t0 := time.Now()
 				if err := w.write(buf); err != nil {
 					return err
 				}
-				dbgWrite += time.Since(t0)
 				s.met.deliveries.Add(float64(len(ids)))
 			}
 			if moved {
@@ -169,12 +163,9 @@ func (s *Server) sendDeliveries(w *frameWriter, sess *session, readerDone <-chan
 				drained = true
 			}
 		}
-		t0 := time.Now()
 		select {
 		case <-sess.wake:
-			dbgWait += time.Since(t0)
 		case <-readerDone:
-			fmt.Println("DEBUG load", dbgLoad, dbgLoads, "write", dbgWrite, "wait", dbgWait)
 			return nil
 		case <-s.quit:
 			return nil
@@ -233,6 +224,3 @@ func (s *Server) refuseFrame(w *frameWriter, log *slog.Logger, err error) {
 	log.Debug("mailbox: refusing subscriber frame", "code", code, "err", err)
 	_ = w.send(&errorMsg{Code: code, Message: err.Error()})
 }
-
-var dbgLoad, dbgWrite, dbgWait time.Duration
-var dbgLoads int

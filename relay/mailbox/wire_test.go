@@ -137,7 +137,7 @@ type rawMsg struct {
 	body []byte
 }
 
-func (m rawMsg) frameType() frameType        { return frameType(m.t) }
+func (m rawMsg) frameType() frameType       { return frameType(m.t) }
 func (m rawMsg) appendBody(b []byte) []byte { return append(b, m.body...) }
 
 func TestFrameReaderSkipsOptional(t *testing.T) {
