@@ -125,10 +125,6 @@ func (r *testRelay) restart() {
 	r.start()
 }
 
-func (r *testRelay) addrInfo() peer.AddrInfo {
-	return peer.AddrInfo{ID: r.h.ID(), Addrs: r.h.Addrs()}
-}
-
 // stats fails the test on error.
 func (r *testRelay) stats(addr Address) (int, int64) {
 	r.t.Helper()
@@ -304,25 +300,6 @@ func (rs *rawStream) mustNext() message {
 		rs.t.Fatalf("read frame: %v", err)
 	}
 	return m
-}
-
-// expectRefusal reads until an Error frame with code, then expects the
-// relay to close the stream.
-func (rs *rawStream) expectRefusal(code Code) {
-	rs.t.Helper()
-	for {
-		m, err := rs.next()
-		if err != nil {
-			rs.t.Fatalf("want Error frame %v, got read error %v", code, err)
-		}
-		if e, ok := m.(*errorMsg); ok {
-			if e.Code != code {
-				rs.t.Fatalf("Error code = %v (%q), want %v", e.Code, e.Message, code)
-			}
-			break
-		}
-	}
-	rs.expectEOF()
 }
 
 func (rs *rawStream) expectEOF() {
