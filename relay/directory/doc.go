@@ -103,8 +103,14 @@
 //	directory.list    account[32]                              → DeviceList bytes
 //	directory.head    account[32] | device[32]                 → 0x01 | hwm x25519:u32 | hwm mlkem:u32 | bundle without one-time prekeys
 //	directory.otk     account[32] | device[32] | kind:u8 | id:u32 → pub | sig
+//	directory.next    account[32] | device[32]                 → next x25519:u32 | next mlkem:u32
 //	directory.record  account[32] | device[32]                 → Record bytes
 //	directory.gone    account[32] | device[32]                 → (empty) one-time prekeys still to delete
+//
+// directory.next is one above the last one-time prekey ID handed out per
+// kind: every stored prekey is at or above it (new ones must be above the
+// high-water mark), so a fetch seeks there instead of walking the
+// deletion markers that Badger keeps for the prekeys handed out before.
 //
 // Keys include the account because any account may certify any device
 // key: another account listing a device must not touch its entries under

@@ -198,7 +198,7 @@ func (r *relay) dump(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := r.db.View(func(tx *storage.Txn) error {
-		for _, ks := range []storage.Keyspace{r.srv.st.lists, r.srv.st.heads, r.srv.st.prekeys, r.srv.st.records, r.srv.st.gone} {
+		for _, ks := range []storage.Keyspace{r.srv.st.lists, r.srv.st.heads, r.srv.st.prekeys, r.srv.st.records, r.srv.st.gone, r.srv.st.cursors} {
 			err := tx.Iterate(ks, nil, func(k, v []byte) error {
 				out[ks.Name()+"/"+hex.EncodeToString(k)] = hex.EncodeToString(v)
 				return nil

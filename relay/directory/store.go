@@ -21,6 +21,7 @@ const (
 	ksPrekeys = "directory.otk"
 	ksRecords = "directory.record"
 	ksGone    = "directory.gone"
+	ksCursors = "directory.next"
 )
 
 const (
@@ -43,8 +44,8 @@ var kinds = [2]byte{pqxdh.KindX25519, pqxdh.KindMLKEM768}
 // conflict detection alone, so two fetches racing for one one-time prekey
 // conflict and the loser retries with the next one.
 type store struct {
-	db                                   *storage.DB
-	lists, heads, prekeys, records, gone storage.Keyspace
+	db                                            *storage.DB
+	lists, heads, prekeys, records, gone, cursors storage.Keyspace
 
 	locks [lockStripes]sync.Mutex
 }
@@ -57,6 +58,7 @@ func newStore(db *storage.DB) *store {
 		prekeys: db.Keyspace(ksPrekeys),
 		records: db.Keyspace(ksRecords),
 		gone:    db.Keyspace(ksGone),
+		cursors: db.Keyspace(ksCursors),
 	}
 }
 
@@ -242,6 +244,9 @@ func (st *store) dropUnlisted(tx *storage.Txn, old, next *identity.DeviceList, o
 		if err := tx.Delete(st.records, k); err != nil {
 			return err
 		}
+		if err := tx.Delete(st.cursors, k); err != nil {
+			return err
+		}
 		if err := tx.Set(st.gone, k, nil); err != nil {
 			return err
 		}
@@ -259,6 +264,10 @@ func (st *store) putBundle(tx *storage.Txn, acct identity.AccountID, b *pqxdh.Bu
 	if err != nil {
 		return err
 	}
+	cur, err := st.getCursor(tx, dev)
+	if err != nil {
+		return err
+	}
 	h := &head{}
 	if old != nil {
 		if err := notOlder("signed prekey", b.SignedPrekey, old.bundle.SignedPrekey); err != nil {
@@ -271,7 +280,11 @@ func (st *store) putBundle(tx *storage.Txn, acct identity.AccountID, b *pqxdh.Bu
 	}
 	for i, keys := range [2][]pqxdh.SignedKey{b.OneTime, b.OneTimePQ} {
 		keys = slices.SortedFunc(slices.Values(keys), func(x, y pqxdh.SignedKey) int { return cmp.Compare(x.ID, y.ID) })
-		n, err := tx.Count(st.prekeys, append(slices.Clip(dev), kinds[i]))
+		n := 0
+		err := tx.IterateFrom(st.prekeys, append(slices.Clip(dev), kinds[i]), appendU32(nil, cur[i]), func(_, _ []byte) error {
+			n++
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -407,9 +420,14 @@ func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.D
 		return e, err
 	}
 	if h != nil {
+		cur, err := st.getCursor(tx, dev)
+		if err != nil {
+			return e, err
+		}
+		next := cur
 		b := h.bundle
 		for i, kind := range kinds {
-			k, ok, err := st.take(tx, dev, kind)
+			k, ok, err := st.take(tx, dev, kind, cur[i])
 			if err != nil {
 				return e, err
 			}
@@ -417,10 +435,17 @@ func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.D
 				continue
 			}
 			out.taken[i]++
+			next[i] = max(k.ID, k.ID+1) // no wrap at the largest ID
 			if kind == pqxdh.KindX25519 {
 				b.OneTime = []pqxdh.SignedKey{k}
 			} else {
 				b.OneTimePQ = []pqxdh.SignedKey{k}
+			}
+		}
+		if next != cur {
+			v := appendU32(appendU32(make([]byte, 0, 8), next[0]), next[1])
+			if err := tx.Set(st.cursors, dev, v); err != nil {
+				return e, err
 			}
 		}
 		if e.Bundle, err = b.MarshalBinary(); err != nil {
@@ -439,11 +464,30 @@ func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.D
 	return e, nil
 }
 
-// take deletes and returns the lowest-ID one-time prekey of a kind.
-func (st *store) take(tx *storage.Txn, dev []byte, kind byte) (pqxdh.SignedKey, bool, error) {
+// getCursor returns, per kind, the lowest one-time prekey ID that may
+// still be stored for dev: one above the last one handed out (all stored
+// IDs are above it, see head). Iteration starts there instead of walking
+// the deletion markers of every prekey handed out before, which Badger
+// keeps until compaction.
+func (st *store) getCursor(tx *storage.Txn, dev []byte) ([2]uint32, error) {
+	v, err := tx.Get(st.cursors, dev)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return [2]uint32{}, nil
+	case err != nil:
+		return [2]uint32{}, err
+	case len(v) != 8:
+		return [2]uint32{}, fmt.Errorf("%w: stored cursor of %d bytes", ErrInternal, len(v))
+	}
+	return [2]uint32{binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:])}, nil
+}
+
+// take deletes and returns the lowest-ID one-time prekey of a kind whose
+// ID is at least from.
+func (st *store) take(tx *storage.Txn, dev []byte, kind byte, from uint32) (pqxdh.SignedKey, bool, error) {
 	var key, val []byte
 	prefix := append(slices.Clip(dev), kind)
-	err := tx.Iterate(st.prekeys, prefix, func(k, v []byte) error {
+	err := tx.IterateFrom(st.prekeys, prefix, appendU32(nil, from), func(k, v []byte) error {
 		key, val = bytes.Clone(k), bytes.Clone(v)
 		return storage.ErrStop
 	})
