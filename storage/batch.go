@@ -66,6 +66,9 @@ func (b *Batch) forget() bool {
 // Set queues val (copied) under key in ks.
 func (b *Batch) Set(ks Keyspace, key, val []byte) error {
 	return b.use("set", func() error {
+		if err := b.db.checkSpace(); err != nil {
+			return err
+		}
 		return b.wb.Set(ks.key(key), nonNil(bytes.Clone(val)))
 	})
 }
@@ -76,7 +79,12 @@ func (b *Batch) SetTTL(ks Keyspace, key, val []byte, ttl time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("storage: batch set ttl: %w", err)
 	}
-	return b.use("set ttl", func() error { return b.wb.SetEntry(e) })
+	return b.use("set ttl", func() error {
+		if err := b.db.checkSpace(); err != nil {
+			return err
+		}
+		return b.wb.SetEntry(e)
+	})
 }
 
 // Delete queues the deletion of key in ks.

@@ -17,6 +17,9 @@ import (
 type DB struct {
 	bdb *badger.DB
 
+	dir     string // for free-space checks; "" in memory
+	reserve int64  // bytes of free space writes never eat into
+
 	retryMu sync.Mutex // serializes Update attempts that already conflicted several times
 
 	mu      sync.Mutex // guards the fields below
@@ -54,7 +57,11 @@ func Open(opts Options) (db *DB, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %q: %w", opts.Dir, classifyOpenErr(err))
 	}
-	return newDB(bdb), nil
+	db = newDB(bdb)
+	if !opts.InMemory {
+		db.dir, db.reserve = opts.Dir, opts.reserve(bo.MemTableSize)
+	}
+	return db, nil
 }
 
 func newDB(bdb *badger.DB) *DB {
@@ -218,6 +225,11 @@ func (db *DB) updateOnce(fn func(*Txn) error) error {
 	defer t.finish()
 	if err := fn(t); err != nil {
 		return err
+	}
+	if t.wrote {
+		if err := db.checkSpace(); err != nil {
+			return err
+		}
 	}
 	if err := t.btx.Commit(); err != nil {
 		if errors.Is(err, badger.ErrConflict) {

@@ -59,6 +59,13 @@ type Options struct {
 	// are raised to 1 MiB. Value-log files are 4×MemTableSize (at most 64 MiB),
 	// which also bounds the size of one value.
 	MemTableSize int64
+
+	// MinFreeBytes is the free space (bytes) on Dir's filesystem below which
+	// writes are refused with ErrDiskFull (deletes still work), because
+	// Badger crashes the process on a truly full disk. 0 means 2 value-log
+	// files + 4 memtables + 16 MiB (44 MiB with the default memtable);
+	// negative disables the check.
+	MinFreeBytes int64
 }
 
 // badgerOptions translates o into Badger's options.

@@ -16,8 +16,9 @@ import (
 // Keys may be empty. Values passed to Set are copied, so the caller may reuse
 // its buffers at once.
 type Txn struct {
-	btx  *badger.Txn
-	done bool
+	btx   *badger.Txn
+	done  bool
+	wrote bool // a Set happened: the commit needs free space
 }
 
 func (t *Txn) finish() {
@@ -93,6 +94,7 @@ func (t *Txn) set(op string, e *badger.Entry) error {
 	if e.Value == nil {
 		e.Value = []byte{}
 	}
+	t.wrote = true
 	if err := t.btx.SetEntry(e); err != nil {
 		return fmt.Errorf("storage: %s: %w", op, mapWriteErr(err))
 	}
