@@ -363,17 +363,26 @@ func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 	}
 	maxBody := int(min(uint64(ch.MaxEnvelope)+frameOverhead, clientFrameCeiling))
 
-	// The acker batches acks and nacks, keeps the stream alive, and on
-	// ctx's end writes the last acks and closes our side; the relay then
-	// commits them and closes, which ends readDeliveries.
-	acks := make(chan ackItem, max(int(ch.Window), 1))
+	// The acker batches acks and nacks and keeps the stream alive. When
+	// ctx ends it waits for the delivery being handled, writes the last
+	// acks and closes our side; the relay then commits them and closes,
+	// which ends readDeliveries.
+	hand := &handoff{acks: make(chan ackItem, min(int(ch.Window), 4096)+16)}
+	stopAcker := make(chan struct{})
 	ackerDone := make(chan error, 1)
-	go func() { ackerDone <- c.runAcker(ctx, str, w, acks) }()
+	go func() {
+		err := c.runAcker(ctx, str, w, hand, stopAcker)
+		if err != nil {
+			_ = str.Reset() // ends readDeliveries too
+		}
+		ackerDone <- err
+	}()
 
-	err = c.readDeliveries(ctx, fr, maxBody, acks, fn)
+	err = c.readDeliveries(ctx, fr, maxBody, hand, fn)
 	if ctx.Err() == nil {
-		// The stream failed, or the relay closed it, or refused a frame.
+		// The stream failed, or the relay closed it or refused a frame.
 		_ = str.Reset()
+		close(stopAcker)
 		<-ackerDone
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -414,10 +423,20 @@ type ackItem struct {
 	ok bool
 }
 
+// handoff passes fn's verdicts from the reader to the acker. mu is held
+// while a delivery is handed to fn and its verdict queued, so that when
+// ctx ends the acker can wait for it and write every ack of an fn that
+// returned nil.
+type handoff struct {
+	mu      sync.Mutex // guards closing; held around fn
+	closing bool
+	acks    chan ackItem
+}
+
 // readDeliveries hands deliveries to fn, one at a time, until the stream
-// ends. After ctx ends it acks nothing more and reads until the relay
-// closes.
-func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody int, acks chan<- ackItem, fn func(context.Context, Delivery) error) error {
+// ends. Once the acker is closing it hands over nothing more and reads
+// until the relay closes.
+func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody int, hand *handoff, fn func(context.Context, Delivery) error) error {
 	for {
 		m, err := fr.next(maxBody)
 		if err != nil {
@@ -425,8 +444,10 @@ func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody in
 		}
 		switch m := m.(type) {
 		case *deliveryMsg:
-			if ctx.Err() != nil {
-				continue // closing: not handed over, not acked
+			hand.mu.Lock()
+			if hand.closing {
+				hand.mu.Unlock()
+				continue // not handed over, not acked: redelivered next time
 			}
 			d := Delivery{ID: m.ID, Deposited: time.Unix(0, m.Deposited), Envelope: m.Envelope}
 			ferr := fn(ctx, d)
@@ -434,9 +455,11 @@ func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody in
 				c.log.Debug("mailbox: delivery not accepted; relay keeps it", "id", m.ID, "err", ferr)
 			}
 			select {
-			case acks <- ackItem{id: m.ID, ok: ferr == nil}:
-			case <-ctx.Done(): // the acker may be gone; redelivered next time
+			case hand.acks <- ackItem{id: m.ID, ok: ferr == nil}:
+			default: // more than the window unacked: the relay misbehaves
+				c.log.Debug("mailbox: relay exceeded its window; ack dropped", "id", m.ID)
 			}
+			hand.mu.Unlock()
 		case *drainedMsg:
 		case *errorMsg:
 			return &RefusalError{Code: m.Code, Message: m.Message}
@@ -447,9 +470,10 @@ func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody in
 }
 
 // runAcker writes pending acks (and nacks) as one frame each, and an empty
-// Ack as a keepalive when idle. When ctx ends it writes what is pending,
-// closes the write side, and bounds the wait for the relay's close.
-func (c *Client) runAcker(ctx context.Context, str network.Stream, w *frameWriter, acks <-chan ackItem) error {
+// Ack as a keepalive when idle. When ctx ends it waits for the delivery in
+// hand, writes what is pending, closes the write side, and bounds the wait
+// for the relay's close. It returns at once when stop is closed.
+func (c *Client) runAcker(ctx context.Context, str network.Stream, w *frameWriter, hand *handoff, stop <-chan struct{}) error {
 	t := time.NewTicker(c.pingInterval)
 	defer t.Stop()
 	var ack, nack []EnvelopeID
@@ -467,27 +491,37 @@ func (c *Client) runAcker(ctx context.Context, str network.Stream, w *frameWrite
 		ack, nack = ack[:0], nack[:0]
 		return nil
 	}
-	add := func(it ackItem) {
+	add := func(it ackItem) error {
 		if it.ok {
 			ack = append(ack, it.id)
 		} else {
 			nack = append(nack, it.id)
 		}
+		if len(ack) == maxIDsPerAck || len(nack) == maxIDsPerAck {
+			return flush()
+		}
+		return nil
+	}
+	// gather takes every queued verdict, then flushes.
+	gather := func() error {
+		for {
+			select {
+			case it := <-hand.acks:
+				if err := add(it); err != nil {
+					return err
+				}
+			default:
+				return flush()
+			}
+		}
 	}
 	for {
 		select {
-		case it := <-acks:
-			add(it)
-		gather:
-			for len(ack) < maxIDsPerAck && len(nack) < maxIDsPerAck {
-				select {
-				case it = <-acks:
-					add(it)
-				default:
-					break gather
-				}
+		case it := <-hand.acks:
+			if err := add(it); err != nil {
+				return err
 			}
-			if err := flush(); err != nil {
+			if err := gather(); err != nil {
 				return err
 			}
 			t.Reset(c.pingInterval)
@@ -495,23 +529,13 @@ func (c *Client) runAcker(ctx context.Context, str network.Stream, w *frameWrite
 			if err := w.send(&ackMsg{}); err != nil {
 				return err
 			}
+		case <-stop:
+			return nil
 		case <-ctx.Done():
-			for {
-				select {
-				case it := <-acks:
-					add(it)
-					if len(ack) < maxIDsPerAck && len(nack) < maxIDsPerAck {
-						continue
-					}
-					if err := flush(); err != nil {
-						return err
-					}
-					continue
-				default:
-				}
-				break
-			}
-			err := flush()
+			hand.mu.Lock()
+			hand.closing = true
+			hand.mu.Unlock()
+			err := gather()
 			_ = str.CloseWrite()
 			_ = str.SetReadDeadline(time.Now().Add(closeTimeout))
 			return err

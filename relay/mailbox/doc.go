@@ -85,11 +85,16 @@
 //	mailbox.meta  address[32]            →  v1 | count:u64 | bytes:u64
 //
 // seq comes from one storage.Sequence, so iteration of mailbox.env under
-// an address is deposit order. One committer goroutine owns every write,
-// so it can group-commit the deposits (and acks) of all streams into one
-// synced transaction without write conflicts. mailbox.meta is an upper
-// bound once entries expire by TTL; a deposit it would refuse triggers an
-// exact recount (at most once a minute per mailbox).
+// an address is deposit order. One committer owns every write: a builder
+// goroutine takes whatever deposits and acks are pending (from all
+// streams), does the reads (duplicate check, counters, the seq of acked
+// envelopes) in one snapshot, and hands a batch of blind writes to one of
+// a few workers, each committing one synced transaction. Blind writes
+// never conflict; batches in flight never share an index key; and since
+// batches may commit out of order, subscribers read only below the lowest
+// seq still in flight, so none is skipped. mailbox.meta is an upper bound
+// once entries expire by TTL; a deposit it would refuse triggers an exact
+// recount (at most once a minute per mailbox).
 //
 // # Concurrency
 //

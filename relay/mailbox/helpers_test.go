@@ -302,6 +302,25 @@ func (rs *rawStream) mustNext() message {
 	return m
 }
 
+// expectRefusal reads until an Error frame with code, then expects the
+// relay to close the stream.
+func (rs *rawStream) expectRefusal(code Code) {
+	rs.t.Helper()
+	for {
+		m, err := rs.next()
+		if err != nil {
+			rs.t.Fatalf("want Error frame %v, got read error %v", code, err)
+		}
+		if e, ok := m.(*errorMsg); ok {
+			if e.Code != code {
+				rs.t.Fatalf("Error code = %v (%q), want %v", e.Code, e.Message, code)
+			}
+			break
+		}
+	}
+	rs.expectEOF()
+}
+
 func (rs *rawStream) expectEOF() {
 	rs.t.Helper()
 	for {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 func TestDepositSubscribeAck(t *testing.T) {
@@ -44,7 +43,7 @@ func TestDepositSubscribeAck(t *testing.T) {
 		t.Fatalf("after acks the mailbox holds %d envelopes, %d bytes", n, b)
 	}
 	for _, tc := range []struct {
-		c    prometheus.Metric
+		c    prometheus.Counter
 		want float64
 	}{
 		{r.srv.met.deposits.WithLabelValues("stored"), 5},
@@ -451,11 +450,15 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-func counterValue(t *testing.T, m prometheus.Metric) float64 {
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
 		t.Fatal(err)
 	}
-	return d.GetCounter().GetValue()
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+		t.Fatalf("gather: %d families, %v", len(mfs), err)
+	}
+	return mfs[0].GetMetric()[0].GetCounter().GetValue()
 }

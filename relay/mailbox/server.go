@@ -128,6 +128,7 @@ type Server struct {
 	writeTimeout time.Duration
 	authTimeout  time.Duration
 
+	com        *committer    // set by Start
 	reqs       chan request  // to the committer
 	quit       chan struct{} // closed by Close
 	stopCommit chan struct{} // closed by Close once handlers are gone
@@ -188,9 +189,18 @@ func (s *Server) Start() error {
 		_ = s.st.close()
 		return fmt.Errorf("mailbox: start: %w", err)
 	}
+	s.com = newCommitter(s.st, s.met, s.reqs, s.stopCommit, s.notify)
+	if err := s.com.init(); err != nil {
+		s.met.unregister(s.cfg.Registerer)
+		_ = s.st.close()
+		return fmt.Errorf("mailbox: start: %w", err)
+	}
 	s.started = true
 	s.committer.Add(1)
-	go s.commitLoop()
+	go func() {
+		defer s.committer.Done()
+		s.com.run()
+	}()
 	s.cfg.Host.SetStreamHandler(ProtocolID, s.handleStream)
 	return nil
 }
@@ -234,43 +244,6 @@ func (s *Server) Stats(addr Address) (count int, bytes int64, err error) {
 		return 0, 0, fmt.Errorf("mailbox: stats: %w", err)
 	}
 	return count, bytes, nil
-}
-
-// commitLoop is the single writer: it takes whatever requests are pending
-// (up to the batch bounds) and commits them in one transaction.
-func (s *Server) commitLoop() {
-	defer s.committer.Done()
-	batch := make([]request, 0, 64)
-	for {
-		var r request
-		select {
-		case r = <-s.reqs:
-		case <-s.stopCommit:
-			// Handlers are gone; commit what they handed over.
-			for {
-				select {
-				case r = <-s.reqs:
-					s.st.commit([]request{r})
-				default:
-					return
-				}
-			}
-		}
-		batch = append(batch[:0], r)
-		size := r.reqBytes()
-	drain:
-		for len(batch) < maxBatchCount && size < maxBatchBytes {
-			select {
-			case r = <-s.reqs:
-				batch = append(batch, r)
-				size += r.reqBytes()
-			default:
-				break drain
-			}
-		}
-		s.notify(s.st.commit(batch))
-		clear(batch)
-	}
 }
 
 // submit hands r to the committer unless the Server is closing.
@@ -411,47 +384,77 @@ type pendingDep struct {
 	res      chan outcome // nil when out is already known
 	out      outcome
 	fatal    bool // answer with an Error frame, then close
-	reserved int  // memory to release (budget and resource manager)
+	reserved int  // budget to release
 }
 
-// budget bounds the bytes one deposit stream holds in memory. A reader
-// waits in acquire until the writer releases; the writer always does,
-// because the committer outlives every handler.
+// budget bounds the bytes one deposit stream holds in memory, and
+// accounts them to the stream's libp2p resource scope in 1 MiB steps (a
+// reservation per frame costs more than the frame). A reader waits in
+// acquire until the writer releases; the writer always does, because the
+// committer outlives every handler.
 type budget struct {
-	mu    sync.Mutex
-	cond  sync.Cond
-	used  int
-	limit int
+	scope    network.ResourceScope
+	mu       sync.Mutex
+	cond     sync.Cond
+	used     int
+	reserved int // held in scope
+	limit    int
 }
 
-func newBudget(limit int) *budget {
-	b := &budget{limit: limit}
+const budgetStep = 1 << 20
+
+func newBudget(scope network.ResourceScope, limit int) *budget {
+	b := &budget{scope: scope, limit: limit}
 	b.cond.L = &b.mu
 	return b
 }
 
 // acquire takes n bytes; a single request larger than the limit is
-// admitted alone.
-func (b *budget) acquire(n int) {
+// admitted alone. It fails if the resource manager refuses the memory.
+func (b *budget) acquire(n int) error {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	for b.used > 0 && b.used+n > b.limit {
 		b.cond.Wait()
 	}
+	if need := b.used + n - b.reserved; need > 0 {
+		step := (need + budgetStep - 1) / budgetStep * budgetStep
+		if err := b.scope.ReserveMemory(step, network.ReservationPriorityAlways); err != nil {
+			return err
+		}
+		b.reserved += step
+	}
 	b.used += n
-	b.mu.Unlock()
+	return nil
 }
 
 func (b *budget) release(n int) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.used -= n
+	if spare := b.reserved - b.used; spare > 2*budgetStep {
+		give := spare - budgetStep
+		b.scope.ReleaseMemory(give)
+		b.reserved -= give
+	}
 	b.cond.Broadcast()
-	b.mu.Unlock()
+}
+
+// close returns every reservation; the stream is done.
+func (b *budget) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.reserved > 0 {
+		b.scope.ReleaseMemory(b.reserved)
+		b.reserved = 0
+	}
 }
 
 func (s *Server) serveDeposits(str network.Stream, fr *frameReader, log *slog.Logger, h header) {
 	pending := make(chan *pendingDep, depositPipeline)
 	writerDone := make(chan struct{})
-	mem := newBudget(depositBudget)
+	mem := newBudget(str.Scope(), depositBudget)
+	defer mem.close()
 	go s.writeResults(str, pending, mem, writerDone)
 	for {
 		p, stop := s.readDeposit(str, fr, log, h, mem)
@@ -506,19 +509,14 @@ func (s *Server) readDeposit(str network.Stream, fr *frameReader, log *slog.Logg
 	case h.t != typeDeposit:
 		return fatal(CodeMalformed, fmt.Sprintf("frame type 0x%02x on a deposit stream", uint8(h.t)))
 	}
-	mem.acquire(h.n)
-	if err := str.Scope().ReserveMemory(h.n, network.ReservationPriorityAlways); err != nil {
-		mem.release(h.n)
+	if err := mem.acquire(h.n); err != nil {
 		id, err := s.skipDeposit(fr, h.n)
 		if err != nil {
 			return nil, true
 		}
 		return &pendingDep{id: id, out: outcome{CodeUnavailable, "relay busy: out of stream memory"}}, false
 	}
-	release := func() {
-		str.Scope().ReleaseMemory(h.n)
-		mem.release(h.n)
-	}
+	release := func() { mem.release(h.n) }
 	body, err := fr.body(h.n)
 	if err != nil {
 		release()
@@ -598,7 +596,6 @@ func (s *Server) writeResults(str network.Stream, pending <-chan *pendingDep, me
 			}
 		}
 		if p.reserved > 0 {
-			str.Scope().ReleaseMemory(p.reserved)
 			mem.release(p.reserved)
 		}
 		if p.fatal {

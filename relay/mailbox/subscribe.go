@@ -140,7 +140,7 @@ func (s *Server) sendDeliveries(w *frameWriter, sess *session, readerDone <-chan
 		if avail := s.cfg.Window - sess.inflightLen(); avail > 0 {
 			var next uint64
 			var err error
-			buf, ids, next, err = s.st.load(sess.addr, cursor, min(avail, loadCount), loadBytes, buf[:0], ids[:0])
+			buf, ids, next, err = s.st.load(sess.addr, cursor, s.com.safe(), min(avail, loadCount), loadBytes, buf[:0], ids[:0])
 			if err != nil {
 				return err
 			}
