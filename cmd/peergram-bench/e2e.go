@@ -20,9 +20,6 @@ import (
 )
 
 const (
-	// depositWorkers is how many Deposit calls an unpaced sender keeps in
-	// flight (they share the client's pipelined stream).
-	depositWorkers = 16
 	// pacedInterval paces M2 at 1,000 msg/s.
 	pacedInterval = time.Millisecond
 	// roundTimeout bounds one side of one round.
@@ -38,8 +35,12 @@ type oursE2E struct {
 	p      *pair
 	sk     sink
 	subErr chan error
-	errMu  sync.Mutex
-	err    error // first handler failure
+	// inflight is how many Deposit calls an unpaced sender keeps in flight
+	// (they share the client's pipelined stream); each message is still
+	// its own deposit.
+	inflight int
+	errMu    sync.Mutex
+	err      error // first handler failure
 }
 
 func newOursE2E(ctx context.Context, c *cleanup, maxEnvelopes int) (*oursE2E, error) {
@@ -59,7 +60,7 @@ func newOursE2E(ctx context.Context, c *cleanup, maxEnvelopes int) (*oursE2E, er
 	if err != nil {
 		return nil, err
 	}
-	o := &oursE2E{relay: r, alice: alice, p: p, subErr: make(chan error, 1)}
+	o := &oursE2E{relay: r, alice: alice, p: p, subErr: make(chan error, 1), inflight: defaultInflight}
 	o.sk.reset(0)
 	subCtx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -98,7 +99,7 @@ func (o *oursE2E) deposit(ctx context.Context, env []byte) error {
 	return o.alice.Deposit(ctx, o.relay.h.ID(), o.p.bobAddr(), id, env)
 }
 
-// round sends n messages (paced at 1 ms or with depositWorkers in flight)
+// round sends n messages (paced at 1 ms or with o.inflight in flight)
 // and returns once Bob has decrypted them all (and, if acked is set, the
 // relay has deleted them).
 func (o *oursE2E) round(ctx context.Context, n int, paced, acked bool) (int, time.Duration, error) {
@@ -137,8 +138,8 @@ func (o *oursE2E) round(ctx context.Context, n int, paced, acked bool) (int, tim
 		}
 		t.Stop()
 	} else {
-		envs := make(chan []byte, depositWorkers)
-		for w := 0; w < depositWorkers; w++ {
+		envs := make(chan []byte, o.inflight)
+		for w := 0; w < o.inflight; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -326,7 +327,10 @@ func runM1(ctx context.Context, cfg config) (string, error) {
 		return "", err
 	}
 	return throughputs(ctx, "M1", ">=0.30", cfg.rounds,
-		func(ctx context.Context) (int, time.Duration, error) { return o.round(ctx, cfg.n, false, false) },
+		func(ctx context.Context) (int, time.Duration, error) {
+			o.inflight = cfg.inflight
+			return o.round(ctx, cfg.n, false, false)
+		},
 		func(ctx context.Context) (int, time.Duration, error) { return a.round(ctx, cfg.n, false) })
 }
 
@@ -396,7 +400,10 @@ func runM3(ctx context.Context, cfg config) (string, error) {
 	}
 	var seq uint64
 	return throughputs(ctx, "M3", ">=0.20", cfg.rounds,
-		func(ctx context.Context) (int, time.Duration, error) { return o.round(ctx, cfg.n, false, true) },
+		func(ctx context.Context) (int, time.Duration, error) {
+			o.inflight = cfg.inflight
+			return o.round(ctx, cfg.n, false, true)
+		},
 		func(ctx context.Context) (int, time.Duration, error) {
 			start := time.Now()
 			for done := 0; done < cfg.n; {

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 )
 
@@ -23,14 +24,29 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds per scenario")
 	flag.IntVar(&cfg.n, "n", 2000, "messages per round")
 	flag.IntVar(&cfg.s2n, "s2n", 100000, "envelopes drained per round in S2")
+	flag.IntVar(&cfg.inflight, "inflight", defaultInflight, "deposits kept in flight in M1 and M3 (each message is its own deposit)")
 	flag.BoolVar(&quick, "quick", false, "smaller S2 (10,000 envelopes unless -s2n is set)")
 	flag.StringVar(&only, "only", "", "comma-separated scenario IDs to run (default all)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peergram-bench:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "peergram-bench:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if quick && !flagSet("s2n") {
 		cfg.s2n = 10000
 	}
-	if cfg.rounds < 1 || cfg.n < 1 || cfg.s2n < 1 {
-		fmt.Fprintln(os.Stderr, "peergram-bench: -rounds, -n and -s2n must be positive")
+	if cfg.rounds < 1 || cfg.n < 1 || cfg.s2n < 1 || cfg.inflight < 1 {
+		fmt.Fprintln(os.Stderr, "peergram-bench: -rounds, -n, -s2n and -inflight must be positive")
 		os.Exit(2)
 	}
 	want := map[string]bool{}
@@ -60,6 +76,7 @@ func main() {
 		fmt.Println(line)
 	}
 	if failed {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

@@ -10,7 +10,7 @@ import (
 var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ ours=\S+( msg/s)? anchor=\S+( msg/s)?$`)
 
 func TestScenarios(t *testing.T) {
-	cfg := config{rounds: 1, n: 50, s2n: 1000}
+	cfg := config{rounds: 1, n: 50, s2n: 1000, inflight: 8}
 	for _, sc := range scenarios {
 		t.Run(sc.id, func(t *testing.T) {
 			line, err := sc.run(context.Background(), cfg)

@@ -15,7 +15,14 @@ type config struct {
 	rounds int // interleaved rounds per scenario
 	n      int // messages per round
 	s2n    int // envelopes drained per round in S2
+	// inflight is how many deposits M1 and M3 keep in flight at once, as
+	// a relay serving many senders sees them (each message is its own
+	// deposit); default defaultInflight.
+	inflight int
 }
+
+// defaultInflight is the default of -inflight.
+const defaultInflight = 256
 
 // scenario is one benchmark: run returns its result line.
 type scenario struct {
