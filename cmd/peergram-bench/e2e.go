@@ -43,8 +43,8 @@ type oursE2E struct {
 	err      error // first handler failure
 }
 
-func newOursE2E(ctx context.Context, c *cleanup, maxEnvelopes int) (*oursE2E, error) {
-	r, err := newRelay(c, maxEnvelopes)
+func newOursE2E(ctx context.Context, c *cleanup, noHandoff bool) (*oursE2E, error) {
+	r, err := newRelay(c, noHandoff)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +318,7 @@ func (a *anchorFwd) round(ctx context.Context, n int, paced bool) (int, time.Dur
 func runM1(ctx context.Context, cfg config) (string, error) {
 	var c cleanup
 	defer c.run()
-	o, err := newOursE2E(ctx, &c, 0)
+	o, err := newOursE2E(ctx, &c, false)
 	if err != nil {
 		return "", err
 	}
@@ -337,7 +337,7 @@ func runM1(ctx context.Context, cfg config) (string, error) {
 func runM2(ctx context.Context, cfg config) (string, error) {
 	var c cleanup
 	defer c.run()
-	o, err := newOursE2E(ctx, &c, 0)
+	o, err := newOursE2E(ctx, &c, false)
 	if err != nil {
 		return "", err
 	}
@@ -386,7 +386,7 @@ func runM2(ctx context.Context, cfg config) (string, error) {
 func runM3(ctx context.Context, cfg config) (string, error) {
 	var c cleanup
 	defer c.run()
-	o, err := newOursE2E(ctx, &c, 0)
+	o, err := newOursE2E(ctx, &c, true)
 	if err != nil {
 		return "", err
 	}

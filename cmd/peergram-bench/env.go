@@ -69,7 +69,8 @@ type relayEnv struct {
 	srv *mailbox.Server
 }
 
-func newRelay(c *cleanup, maxEnvelopes int) (*relayEnv, error) {
+// newRelay starts a relay; noHandoff makes it store every deposit first.
+func newRelay(c *cleanup, noHandoff bool) (*relayEnv, error) {
 	dir, err := tempDir(c)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func newRelay(c *cleanup, maxEnvelopes int) (*relayEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := mailbox.NewServer(mailbox.Config{DB: db, Host: h, MaxMailboxEnvelopes: maxEnvelopes})
+	srv, err := mailbox.NewServer(mailbox.Config{DB: db, Host: h, NoHandoff: noHandoff})
 	if err != nil {
 		return nil, err
 	}

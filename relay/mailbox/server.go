@@ -73,6 +73,11 @@ type Config struct {
 	// defaults to DefaultWindow (256).
 	Window int
 
+	// NoHandoff stores every deposit before delivering it, even when its
+	// owner is subscribed and could take it at once (see live.go). Default
+	// false: hand-off on. Benchmarks of the durable path set it.
+	NoHandoff bool
+
 	// Logger receives the Server's logs; nil discards them.
 	Logger *slog.Logger
 
@@ -127,6 +132,7 @@ type Server struct {
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
 	authTimeout  time.Duration
+	handoffWait  time.Duration // wait for a handed-off envelope's ack
 
 	com        *committer    // set by Start
 	reqs       chan request  // to the committer
@@ -138,6 +144,9 @@ type Server struct {
 	closed  bool
 	streams map[network.Stream]struct{}
 	subs    map[Address]map[*session]struct{}
+
+	liveMu sync.Mutex // guards live
+	live   map[liveKey]*liveDep
 
 	handlers  sync.WaitGroup
 	committer sync.WaitGroup
@@ -163,11 +172,13 @@ func NewServer(cfg Config) (*Server, error) {
 		idleTimeout:  idleTimeout,
 		writeTimeout: writeTimeout,
 		authTimeout:  authTimeout,
+		handoffWait:  handoffTimeout,
 		reqs:         make(chan request, maxBatchCount),
 		quit:         make(chan struct{}),
 		stopCommit:   make(chan struct{}),
 		streams:      make(map[network.Stream]struct{}),
 		subs:         make(map[Address]map[*session]struct{}),
+		live:         make(map[liveKey]*liveDep),
 	}, nil
 }
 
@@ -534,7 +545,7 @@ func (s *Server) readDeposit(str network.Stream, fr *frameReader, log *slog.Logg
 			"envelope of %d bytes; this relay accepts up to %d", len(d.Envelope), s.cfg.MaxEnvelopeSize)}}, false
 	}
 	res := make(chan outcome, 1)
-	if !s.submit(request{dep: d, res: res}) {
+	if !s.deposit(d, res) {
 		release()
 		return &pendingDep{id: d.ID, out: outcome{CodeUnavailable, "relay shutting down"}}, true
 	}

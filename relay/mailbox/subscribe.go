@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -13,8 +14,10 @@ import (
 
 // session is one authenticated subscription.
 type session struct {
-	addr Address
-	wake chan struct{} // capacity 1: new envelopes or window space
+	addr    Address
+	wake    chan struct{} // capacity 1: new envelopes or window space
+	w       *frameWriter
+	drained atomic.Bool // the backlog has been sent: hand-offs may start
 
 	mu       sync.Mutex // guards inflight
 	inflight map[EnvelopeID]struct{}
@@ -107,9 +110,10 @@ func (s *Server) serveSubscribe(str network.Stream, fr *frameReader, log *slog.L
 		return
 	}
 	log = log.With("addr", auth.Address)
-	sess := &session{addr: auth.Address, wake: make(chan struct{}, 1), inflight: make(map[EnvelopeID]struct{})}
+	sess := &session{addr: auth.Address, wake: make(chan struct{}, 1), w: w, inflight: make(map[EnvelopeID]struct{})}
 	// Register before the first read of storage, so no commit is missed.
 	s.addSub(sess)
+	defer s.endLive(sess) // after removeSub: no new hand-offs to a dead session
 	defer s.removeSub(sess)
 
 	var acks sync.WaitGroup // ack commits in flight
@@ -161,6 +165,7 @@ func (s *Server) sendDeliveries(w *frameWriter, sess *session, readerDone <-chan
 					return err
 				}
 				drained = true
+				sess.drained.Store(true)
 			}
 		}
 		select {
@@ -195,8 +200,12 @@ func (s *Server) readAcks(str network.Stream, fr *frameReader, w *frameWriter, s
 				continue // keepalive
 			}
 			sess.release(m.IDs)
+			stored := s.ackLive(sess, m.IDs)
+			if len(stored) == 0 {
+				continue
+			}
 			acks.Add(1)
-			ok := s.submit(request{ack: &ackReq{addr: sess.addr, ids: m.IDs, done: func(n int) {
+			ok := s.submit(request{ack: &ackReq{addr: sess.addr, ids: stored, done: func(n int) {
 				s.met.acks.Add(float64(n))
 				acks.Done()
 			}}})
@@ -206,6 +215,7 @@ func (s *Server) readAcks(str network.Stream, fr *frameReader, w *frameWriter, s
 			}
 		case *nackMsg:
 			sess.release(m.IDs)
+			s.nackLive(sess, m.IDs)
 		default:
 			s.refuseFrame(w, log, ErrUnexpectedFrame)
 			return
