@@ -100,12 +100,14 @@ type depositConn struct {
 	c   *Client
 	str network.Stream
 
-	wmu sync.Mutex // serialises frame writes and their queue order
-	buf []byte     // guarded by wmu
+	wmu sync.Mutex // serialises stream writes
 
-	qmu   sync.Mutex // guards the fields below
-	queue []*call    // sent, awaiting their Result, in order
-	dead  error
+	qmu      sync.Mutex // guards the fields below
+	queue    []*call    // sent or pending, awaiting their Result, in order
+	dead     error
+	pend     []byte // frames not yet written, in queue order
+	spare    []byte // the other buffer, reused
+	flushing bool   // a caller is writing pend out
 }
 
 type call struct {
@@ -207,28 +209,22 @@ func (dc *depositConn) isDead() bool {
 // do sends one deposit and waits for its Result.
 func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
 	cl := &call{id: msg.ID, done: make(chan error, 1)}
-	dc.wmu.Lock()
 	dc.qmu.Lock()
 	if dc.dead != nil {
 		dc.qmu.Unlock()
-		dc.wmu.Unlock()
 		return errStreamBroken
 	}
+	// Queue order and frame order are fixed together, under qmu.
 	dc.queue = append(dc.queue, cl)
-	dc.qmu.Unlock()
-	dc.buf = appendFrame(dc.buf[:0], msg)
-	deadline := time.Now().Add(dc.c.writeTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = dc.str.SetWriteDeadline(deadline)
-	_, err := dc.str.Write(dc.buf)
-	if cap(dc.buf) > 1<<20 {
-		dc.buf = nil // do not pin one large envelope's buffer
-	}
-	dc.wmu.Unlock()
-	if err != nil {
-		dc.fail(fmt.Errorf("%w: write: %v", errStreamBroken, err))
+	dc.pend = appendFrame(dc.pend, msg)
+	if dc.flushing {
+		// The caller already writing takes this frame along: concurrent
+		// deposits share stream writes (one TLS record and yamux frame for
+		// many deposits) instead of one write each.
+		dc.qmu.Unlock()
+	} else {
+		dc.flushing = true
+		dc.flushLocked()
 	}
 	select {
 	case err := <-cl.done:
@@ -236,6 +232,29 @@ func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
 	case <-ctx.Done():
 		return ctx.Err() // the Result, when it comes, is matched and dropped
 	}
+}
+
+// flushLocked writes pending frames until none are left. Called with qmu
+// held and flushing set; returns with qmu released.
+func (dc *depositConn) flushLocked() {
+	for len(dc.pend) > 0 && dc.dead == nil {
+		buf := dc.pend
+		dc.pend = dc.spare[:0]
+		dc.qmu.Unlock()
+		dc.wmu.Lock()
+		_ = dc.str.SetWriteDeadline(time.Now().Add(dc.c.writeTimeout))
+		_, err := dc.str.Write(buf)
+		dc.wmu.Unlock()
+		if err != nil {
+			dc.fail(fmt.Errorf("%w: write: %v", errStreamBroken, err))
+		}
+		dc.qmu.Lock()
+		if cap(buf) <= 1<<20 { // do not pin one large envelope's buffer
+			dc.spare = buf[:0]
+		}
+	}
+	dc.flushing = false
+	dc.qmu.Unlock()
 }
 
 // fail ends the stream: every queued call gets err.
