@@ -221,6 +221,9 @@ func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 	db, err := storage.Open(storage.Options{
 		Dir:    filepath.Join(r.cfg.Home, StoreDir),
 		Logger: quieter(r.log.With("component", "storage"), slog.LevelWarn),
+		// A relay stores sealed envelopes and signed public keys: nothing
+		// that compresses.
+		NoCompression: true,
 	})
 	if errors.Is(err, storage.ErrLocked) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, r.cfg.Home)

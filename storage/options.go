@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // Defaults for the Badger settings this package fixes. Badger's own defaults
@@ -66,6 +67,12 @@ type Options struct {
 	// files + 4 memtables + 16 MiB (44 MiB with the default memtable);
 	// negative disables the check.
 	MinFreeBytes int64
+
+	// NoCompression turns off Badger's block compression (Snappy by
+	// default). Stores that hold ciphertext, such as a relay's mailboxes,
+	// set it: encrypted bytes do not compress, so compression only costs
+	// CPU on every write and every block read.
+	NoCompression bool
 }
 
 // badgerOptions translates o into Badger's options.
@@ -105,6 +112,9 @@ func (o Options) badgerOptions() (badger.Options, error) {
 		WithNumCompactors(numCompactors).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(true)
+	if o.NoCompression {
+		bo = bo.WithCompression(options.None)
+	}
 	if len(o.EncryptionKey) > 0 {
 		key := make([]byte, len(o.EncryptionKey))
 		copy(key, o.EncryptionKey)

@@ -75,7 +75,7 @@ func newRelay(c *cleanup, noHandoff bool) (*relayEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := storage.Open(storage.Options{Dir: dir})
+	db, err := storage.Open(storage.Options{Dir: dir, NoCompression: true})
 	if err != nil {
 		return nil, err
 	}

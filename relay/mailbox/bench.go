@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"time"
@@ -44,7 +45,7 @@ func BenchIngest(ctx context.Context, dir string, n, size int) (time.Duration, e
 		return 0, err
 	}
 	defer b.close()
-	env := make([]byte, size)
+	envs := benchValues(size)
 	addrs := make([]Address, benchMailboxes)
 	for i := range addrs {
 		binary.BigEndian.PutUint64(addrs[i][:], uint64(i+1))
@@ -55,7 +56,7 @@ func BenchIngest(ctx context.Context, dir string, n, size int) (time.Duration, e
 	for w := range benchDepositors {
 		wg.Go(func() {
 			for i := w; i < n; i += benchDepositors {
-				if err := b.client.Deposit(ctx, b.relay.ID(), addrs[i%len(addrs)], benchID(i), env); err != nil {
+				if err := b.client.Deposit(ctx, b.relay.ID(), addrs[i%len(addrs)], benchID(i), envs[i%len(envs)]); err != nil {
 					errs <- err
 					return
 				}
@@ -75,17 +76,17 @@ func BenchIngest(ctx context.Context, dir string, n, size int) (time.Duration, e
 // stored header) written by one raw Badger WriteBatch, synced, in a DB
 // opened with storage's options.
 func BenchIngestAnchor(ctx context.Context, dir string, n, size int) (time.Duration, error) {
-	db, err := storage.Open(storage.Options{Dir: dir})
+	db, err := storage.Open(storage.Options{Dir: dir, NoCompression: true})
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	val := make([]byte, envValueHeader+size)
+	vals := benchValues(envValueHeader + size)
 	start := time.Now()
 	wb := db.Badger().NewWriteBatch()
 	defer wb.Cancel()
 	for i := range n {
-		if err := wb.Set(benchKey(i), val); err != nil {
+		if err := wb.Set(benchKey(i), vals[i%len(vals)]); err != nil {
 			return 0, err
 		}
 	}
@@ -134,16 +135,16 @@ func BenchDrain(ctx context.Context, dir string, n, size int) (time.Duration, er
 // BenchDrainAnchor is S2's anchor: the same n values written by raw Badger
 // (not timed), then one raw prefix iteration reading every value.
 func BenchDrainAnchor(ctx context.Context, dir string, n, size int) (time.Duration, error) {
-	db, err := storage.Open(storage.Options{Dir: dir})
+	db, err := storage.Open(storage.Options{Dir: dir, NoCompression: true})
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
 	bdb := db.Badger()
-	val := make([]byte, envValueHeader+size)
+	vals := benchValues(envValueHeader + size)
 	wb := bdb.NewWriteBatch()
 	for i := range n {
-		if err := wb.Set(benchKey(i), val); err != nil {
+		if err := wb.Set(benchKey(i), vals[i%len(vals)]); err != nil {
 			wb.Cancel()
 			return 0, err
 		}
@@ -209,7 +210,7 @@ func newBenchRig(dir string, cfg Config) (b *benchRig, err error) {
 			err = fmt.Errorf("mailbox: bench setup: %w", err)
 		}
 	}()
-	if b.db, err = storage.Open(storage.Options{Dir: filepath.Join(dir, "relay")}); err != nil {
+	if b.db, err = storage.Open(storage.Options{Dir: filepath.Join(dir, "relay"), NoCompression: true}); err != nil {
 		return b, err
 	}
 	opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay()}
@@ -235,7 +236,7 @@ func newBenchRig(dir string, cfg Config) (b *benchRig, err error) {
 
 // fill stores n envelopes for addr through the committer, many in flight.
 func (b *benchRig) fill(addr Address, n, size int) error {
-	env := make([]byte, size)
+	envs := benchValues(size)
 	const inflight = 4096
 	res := make([]chan outcome, 0, inflight)
 	wait := func() error {
@@ -249,7 +250,7 @@ func (b *benchRig) fill(addr Address, n, size int) error {
 	}
 	for i := range n {
 		r := make(chan outcome, 1)
-		if !b.srv.submit(request{dep: &depositMsg{To: addr, ID: benchID(i), Envelope: env}, res: r}) {
+		if !b.srv.submit(request{dep: &depositMsg{To: addr, ID: benchID(i), Envelope: envs[i%len(envs)]}, res: r}) {
 			return ErrClosed
 		}
 		if res = append(res, r); len(res) == inflight {
@@ -277,4 +278,17 @@ func (b *benchRig) close() {
 	if b.db != nil {
 		_ = b.db.Close()
 	}
+}
+
+// benchValues returns 64 distinct pseudo-random values of size bytes: like
+// the sealed envelopes a relay really stores, they do not compress, so
+// neither side of a scenario gains from Badger's block compression.
+func benchValues(size int) [][]byte {
+	r := rand.NewChaCha8([32]byte{'p', 'e', 'e', 'r', 'g', 'r', 'a', 'm'})
+	out := make([][]byte, 64)
+	for i := range out {
+		out[i] = make([]byte, size)
+		_, _ = r.Read(out[i])
+	}
+	return out
 }
