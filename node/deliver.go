@@ -408,6 +408,7 @@ func (n *Node) send(ctx context.Context, t target, env []byte) error {
 	if t.record != nil && t.record.PeerID != "" && t.record.PeerID != n.host.ID() {
 		err := n.sendDirect(ctx, t.record.PeerID, t.record.Relays, env)
 		if err == nil {
+			n.sentDirect.Add(1)
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("direct: %w", err))
@@ -434,6 +435,7 @@ func (n *Node) send(ctx context.Context, t target, env []byte) error {
 		err = n.mbox.Deposit(dctx, ai.ID, addr, id, env)
 		cancel()
 		if err == nil {
+			n.sentMailbox.Add(1)
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("relay %s: %w", ai.ID, err))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,9 @@ type Node struct {
 	events   *broadcaster
 	apiAddr  string
 	lockFile *os.File
+
+	// Envelopes handed over by path, for logs and tests.
+	sentDirect, sentMailbox atomic.Int64
 }
 
 // New validates cfg and loads nothing yet; Run does the work.

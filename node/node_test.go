@@ -191,6 +191,11 @@ func TestDirectAndOffline(t *testing.T) {
 	eventually(t, "alice receives", func() (bool, error) {
 		return statusOf(t, alice, "bob")["hi alice"] == chat.StatusReceived, nil
 	})
+	// Online peers talk directly (here over a relayed connection, which
+	// hole punching may upgrade), not through the mailbox.
+	if d, m := alice.sentDirect.Load(), alice.sentMailbox.Load(); d == 0 || m != 0 {
+		t.Fatalf("alice sent %d envelopes directly and %d through the mailbox; want all direct", d, m)
+	}
 
 	// Bob goes offline: Alice's messages wait in Bob's relay mailbox.
 	bob.stop()
@@ -210,6 +215,9 @@ func TestDirectAndOffline(t *testing.T) {
 		}
 		return true, nil
 	})
+	if alice.sentMailbox.Load() < int64(len(texts)) {
+		t.Fatalf("only %d envelopes went to the mailbox while Bob was offline", alice.sentMailbox.Load())
+	}
 	bob = startNode(t, bobHome, relay.addr)
 	eventually(t, "offline messages arrive", func() (bool, error) {
 		msgs, err := bob.Messages(ctx, "alice", false)
