@@ -71,7 +71,7 @@ func jobKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 // enqueue stores a job in the outbox inside tx and wakes the worker after
 // commit (the caller calls n.kick).
 func (n *Node) enqueue(tx *storage.Txn, j *job) error {
-	seq, err := n.st.nextChatSeq(tx, identity.AccountID{}) // the outbox's own counter
+	seq, err := n.st.nextOutboxSeq(tx)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,12 @@ func (n *Node) refreshContact(ctx context.Context, a identity.AccountID) (*conta
 			return err
 		}
 		if old, _ := c.deviceList(); old != nil {
-			if err := res.List.CheckUpdate(old); err != nil && old.Version != res.List.Version {
+			// Rollbacks and forks are refused. A newer list that skips
+			// versions cannot be chained to ours without the lists in
+			// between, which directories do not keep; it is accepted
+			// (it is still signed by the account and newer).
+			err := res.List.CheckUpdate(old)
+			if err != nil && !errors.Is(err, identity.ErrGap) {
 				return fmt.Errorf("node: device list of %s: %w", a, err)
 			}
 		}
@@ -293,7 +298,9 @@ func (n *Node) deliverJob(ctx context.Context, j *job) error {
 		}
 		return failed
 	}
-	return n.db.Update(func(tx *storage.Txn) error {
+	var ev *chat.Event
+	err = n.db.Update(func(tx *storage.Txn) error {
+		ev = nil
 		if err := tx.Delete(n.st.outbox, jobKey(j.Seq)); err != nil {
 			return err
 		}
@@ -305,14 +312,14 @@ func (n *Node) deliverJob(ctx context.Context, j *job) error {
 			return err
 		}
 		m.Status = chat.Advance(m.Status, chat.StatusSent)
-		n.afterCommit(tx, chat.Event{Type: chat.EventStatus, Message: m.Message})
+		ev = &chat.Event{Type: chat.EventStatus, Message: m.Message}
 		return n.st.putMessage(tx, j.To, m)
 	})
+	if err == nil && ev != nil {
+		n.events.publish(*ev) // only once the status is committed
+	}
+	return err
 }
-
-// afterCommit publishes an event; events may run ahead of a failed commit
-// only in the rare case of a storage error, which the caller logs.
-func (n *Node) afterCommit(_ *storage.Txn, e chat.Event) { n.events.publish(e) }
 
 // seal encrypts j for device t, creating the session if needed, and
 // persists the advanced session before returning the envelope.

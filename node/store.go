@@ -19,7 +19,7 @@ import (
 
 // store names the node's keyspaces and encodes its records. Keys:
 //
-//	meta:     "account" "device" "cert" "list" "prekeys" "p2p" "name" "seq/<account>"
+//	meta:     "account" "device" "cert" "list" "prekeys" "p2p" "name" "seq/<account>" "outbox-seq"
 //	contacts: account(32) → contactRecord (JSON)
 //	sessions: "dev/" device(32) → sealed session; "recv/" sessionID(16) → device(32)
 //	messages: account(32) || messageID(16) → messageRecord (JSON)
@@ -298,8 +298,19 @@ func (s *store) chatMessages(tx *storage.Txn, a identity.AccountID) ([]*messageR
 	return out, err
 }
 
+// nextChatSeq returns the next sequence number of our messages in the chat
+// with a.
 func (s *store) nextChatSeq(tx *storage.Txn, a identity.AccountID) (uint64, error) {
-	key := append([]byte("seq/"), a[:]...)
+	return s.nextCounter(tx, append([]byte("seq/"), a[:]...))
+}
+
+// nextOutboxSeq returns the key of the next outbox job: jobs run in this
+// order.
+func (s *store) nextOutboxSeq(tx *storage.Txn) (uint64, error) {
+	return s.nextCounter(tx, []byte("outbox-seq"))
+}
+
+func (s *store) nextCounter(tx *storage.Txn, key []byte) (uint64, error) {
 	var n uint64
 	raw, err := tx.Get(s.meta, key)
 	switch {
