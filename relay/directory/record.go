@@ -98,19 +98,19 @@ func (r *Record) MarshalBinary() ([]byte, error) {
 // of the result returns b. It checks bounds, not the signature: call
 // Verify.
 func ParseRecord(b []byte) (*Record, error) {
-	rd := &reader{b: b}
-	if v := rd.u8(); rd.err == nil && v != recordV1 {
+	rd := newReader(b)
+	if v := rd.U8(); rd.Err() == nil && v != recordV1 {
 		return nil, fmt.Errorf("directory: parse record: %w: %#x", ErrUnknownVersion, v)
 	}
 	r := &Record{}
-	rd.fixed(r.Device[:])
-	r.Issued = int64(rd.u64())
+	rd.Fixed(r.Device[:])
+	r.Issued = int64(rd.U64())
 	r.PeerID = peer.ID(rd.var32(maxPeerIDLen))
 	n := rd.count(MaxRelays, 4)
 	for range n {
 		r.Relays = append(r.Relays, string(rd.var32(MaxRelayLen)))
 	}
-	r.Sig = slices.Clone(rd.take(ed25519.SignatureSize))
+	r.Sig = slices.Clone(rd.Take(ed25519.SignatureSize))
 	if err := rd.finish(); err != nil {
 		return nil, fmt.Errorf("directory: parse record: %w", err)
 	}

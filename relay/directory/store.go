@@ -110,17 +110,17 @@ func (h *head) marshal() ([]byte, error) {
 }
 
 func parseHead(v []byte) (*head, error) {
-	r := &reader{b: v}
-	if ver := r.u8(); r.err == nil && ver != headV1 {
+	r := newReader(v)
+	if ver := r.U8(); r.Err() == nil && ver != headV1 {
 		return nil, fmt.Errorf("head version %#x", ver)
 	}
 	h := &head{}
-	h.hwm[0] = r.u32()
-	h.hwm[1] = r.u32()
-	if r.err != nil {
-		return nil, r.err
+	h.hwm[0] = r.U32()
+	h.hwm[1] = r.U32()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	b, err := pqxdh.ParseBundle(r.b)
+	b, err := pqxdh.ParseBundle(r.Rest())
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
+	"github.com/peergram/peergram/relay/internal/fields"
 )
 
 // frameType is the first byte after a frame's length. Wire enum:
@@ -180,7 +181,7 @@ func appendFrame(b []byte, m message) []byte {
 // body. Bytes after the last field this version knows are ignored, so a
 // later minor version may append fields.
 func decodeBody(t frameType, body []byte) (message, error) {
-	r := &reader{b: body}
+	r := newReader(body)
 	var m message
 	switch t {
 	case typePublish:
@@ -191,32 +192,32 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		m = p
 	case typeFetch:
 		f := &fetchMsg{}
-		r.fixed(f.Account[:])
+		r.Fixed(f.Account[:])
 		m = f
 	case typeStatus:
 		s := &statusMsg{}
-		s.Code = Code(r.u8())
-		n := int(r.u16())
-		if r.err == nil && n > maxMessageLen {
+		s.Code = Code(r.U8())
+		n := int(r.U16())
+		if r.Err() == nil && n > maxMessageLen {
 			r.fail("status text of %d bytes > %d", n, maxMessageLen)
 		}
-		s.Message = string(r.take(n))
+		s.Message = string(r.Take(n))
 		m = s
 	case typeEntries:
 		e := &entriesMsg{}
 		e.List = r.var32(maxListSize)
-		n := int(r.u16())
-		if r.err == nil && n > identity.MaxDevices {
+		n := int(r.U16())
+		if r.Err() == nil && n > identity.MaxDevices {
 			r.fail("%d entries > %d", n, identity.MaxDevices)
 		}
-		if r.err == nil && n*(32+4+4) > len(r.b) {
+		if r.Err() == nil && n*(32+4+4) > r.Len() {
 			r.fail("truncated entries")
 		}
-		if r.err == nil && n > 0 {
+		if r.Err() == nil && n > 0 {
 			e.Entries = make([]entry, n)
 		}
-		for i := 0; i < n && r.err == nil; i++ {
-			r.fixed(e.Entries[i].Device[:])
+		for i := 0; i < n && r.Err() == nil; i++ {
+			r.Fixed(e.Entries[i].Device[:])
 			e.Entries[i].Bundle = r.var32(takenBundleSize)
 			e.Entries[i].Record = r.var32(maxRecordSize)
 		}
@@ -224,8 +225,8 @@ func decodeBody(t frameType, body []byte) (message, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown frame type 0x%02x", ErrMalformed, uint8(t))
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("decode frame 0x%02x: %w", uint8(t), r.err)
+	if r.Err() != nil {
+		return nil, fmt.Errorf("decode frame 0x%02x: %w", uint8(t), r.Err())
 	}
 	return m, nil
 }
@@ -302,93 +303,44 @@ func (fr *frameReader) body(n int) ([]byte, error) {
 	return b, nil
 }
 
-// reader consumes big-endian fields of untrusted bytes. The first error
-// sticks, so a decoder reads every field and checks once; it never
-// allocates more than a field's bound.
-type reader struct {
-	b   []byte
-	err error
+// reader consumes big-endian fields of untrusted bytes (see
+// relay/internal/fields). The first error sticks, so a decoder reads every
+// field and checks once; it never allocates more than a field's bound.
+type reader struct{ *fields.Reader }
+
+func newReader(b []byte) *reader {
+	return &reader{fields.NewReader(b, fmt.Errorf("%w: truncated", ErrMalformed))}
 }
 
 func (r *reader) fail(format string, args ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
-	}
-}
-
-// take returns the next n bytes, aliasing the input.
-func (r *reader) take(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || n > len(r.b) {
-		r.fail("truncated")
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) fixed(dst []byte) {
-	if v := r.take(len(dst)); v != nil {
-		copy(dst, v)
-	}
-}
-
-func (r *reader) u8() byte {
-	if v := r.take(1); v != nil {
-		return v[0]
-	}
-	return 0
-}
-
-func (r *reader) u16() uint16 {
-	if v := r.take(2); v != nil {
-		return binary.BigEndian.Uint16(v)
-	}
-	return 0
-}
-
-func (r *reader) u32() uint32 {
-	if v := r.take(4); v != nil {
-		return binary.BigEndian.Uint32(v)
-	}
-	return 0
-}
-
-func (r *reader) u64() uint64 {
-	if v := r.take(8); v != nil {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
+	r.Fail(fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...))
 }
 
 // var32 reads a uint32-length-prefixed field of at most max bytes.
 func (r *reader) var32(max int) []byte {
-	n := r.u32()
-	if r.err != nil {
+	n := r.U32()
+	if r.Err() != nil {
 		return nil
 	}
 	if uint64(n) > uint64(max) {
 		r.fail("field of %d bytes > %d", n, max)
 		return nil
 	}
-	return r.take(int(n))
+	return r.Take(int(n))
 }
 
 // count reads a uint32 element count of at most max, each element at
 // least minSize bytes, so a hostile count cannot outgrow the input.
 func (r *reader) count(max, minSize int) int {
-	n := r.u32()
-	if r.err != nil {
+	n := r.U32()
+	if r.Err() != nil {
 		return 0
 	}
 	if uint64(n) > uint64(max) {
 		r.fail("count %d > %d", n, max)
 		return 0
 	}
-	if uint64(n)*uint64(minSize) > uint64(len(r.b)) {
+	if uint64(n)*uint64(minSize) > uint64(r.Len()) {
 		r.fail("truncated")
 		return 0
 	}
@@ -397,11 +349,11 @@ func (r *reader) count(max, minSize int) int {
 
 // finish returns the first error, or ErrMalformed if input is left over.
 func (r *reader) finish() error {
-	if r.err != nil {
-		return r.err
+	if r.Err() != nil {
+		return r.Err()
 	}
-	if len(r.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(r.b))
+	if r.Len() != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, r.Len())
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/peergram/peergram/relay/internal/fields"
 )
 
 // frameType is the first byte after a frame's length. Wire enum:
@@ -183,106 +185,60 @@ func appendFrame(b []byte, m message) []byte {
 	return b
 }
 
-// bodyReader consumes fields of one frame body. The first error sticks.
+// bodyReader consumes fields of one frame body (see relay/internal/fields).
 // Bytes after the last known field are ignored so that a later minor
 // version may append fields. Byte slices it returns alias the body.
-type bodyReader struct {
-	b   []byte
-	err error
-}
+type bodyReader struct{ *fields.Reader }
 
-func (r *bodyReader) take(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || n > len(r.b) {
-		r.err = fmt.Errorf("%w: truncated body", ErrMalformed)
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *bodyReader) fixed(dst []byte) {
-	if v := r.take(len(dst)); v != nil {
-		copy(dst, v)
-	}
-}
-
-func (r *bodyReader) u8() byte {
-	if v := r.take(1); v != nil {
-		return v[0]
-	}
-	return 0
-}
-
-func (r *bodyReader) u16() uint16 {
-	if v := r.take(2); v != nil {
-		return binary.BigEndian.Uint16(v)
-	}
-	return 0
-}
-
-func (r *bodyReader) u32() uint32 {
-	if v := r.take(4); v != nil {
-		return binary.BigEndian.Uint32(v)
-	}
-	return 0
-}
-
-func (r *bodyReader) u64() uint64 {
-	if v := r.take(8); v != nil {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
+func newBodyReader(body []byte) *bodyReader {
+	return &bodyReader{fields.NewReader(body, fmt.Errorf("%w: truncated body", ErrMalformed))}
 }
 
 // bytes32 reads a uint32-prefixed field of at most max bytes.
 func (r *bodyReader) bytes32(max int) []byte {
-	n := r.u32()
-	if r.err != nil {
+	n := r.U32()
+	if r.Err() != nil {
 		return nil
 	}
 	if uint64(n) > uint64(max) {
-		r.err = fmt.Errorf("%w: field of %d bytes > %d", ErrFrameTooLarge, n, max)
+		r.Fail(fmt.Errorf("%w: field of %d bytes > %d", ErrFrameTooLarge, n, max))
 		return nil
 	}
-	v := r.take(int(n))
-	if v == nil && r.err == nil {
+	v := r.Take(int(n))
+	if v == nil && r.Err() == nil {
 		return []byte{}
 	}
 	return v
 }
 
 func (r *bodyReader) text() string {
-	n := r.u16()
-	if r.err != nil {
+	n := r.U16()
+	if r.Err() != nil {
 		return ""
 	}
 	if int(n) > maxMessageLen {
-		r.err = fmt.Errorf("%w: message of %d bytes > %d", ErrMalformed, n, maxMessageLen)
+		r.Fail(fmt.Errorf("%w: message of %d bytes > %d", ErrMalformed, n, maxMessageLen))
 		return ""
 	}
-	return string(r.take(int(n)))
+	return string(r.Take(int(n)))
 }
 
 func (r *bodyReader) ids() []EnvelopeID {
-	n := int(r.u16())
-	if r.err != nil {
+	n := int(r.U16())
+	if r.Err() != nil {
 		return nil
 	}
 	if n > maxIDsPerAck {
-		r.err = fmt.Errorf("%w: %d ids > %d", ErrMalformed, n, maxIDsPerAck)
+		r.Fail(fmt.Errorf("%w: %d ids > %d", ErrMalformed, n, maxIDsPerAck))
 		return nil
 	}
-	if n*idSize > len(r.b) {
-		r.err = fmt.Errorf("%w: truncated id list", ErrMalformed)
+	if n*idSize > r.Len() {
+		r.Fail(fmt.Errorf("%w: truncated id list", ErrMalformed))
 		return nil
 	}
 	ids := make([]EnvelopeID, n)
 	for i := range ids {
-		r.fixed(ids[i][:])
+		r.Fixed(ids[i][:])
 	}
 	return ids
 }
@@ -290,38 +246,38 @@ func (r *bodyReader) ids() []EnvelopeID {
 // decodeBody decodes the body of a frame of type t. Envelope bytes alias
 // body. An unknown optional type returns (nil, nil): skip it.
 func decodeBody(t frameType, body []byte) (message, error) {
-	r := &bodyReader{b: body}
+	r := newBodyReader(body)
 	var m message
 	switch t {
 	case typeDeposit:
 		d := &depositMsg{}
-		r.fixed(d.To[:])
-		r.fixed(d.ID[:])
+		r.Fixed(d.To[:])
+		r.Fixed(d.ID[:])
 		d.Envelope = r.bytes32(len(body))
 		m = d
 	case typeResult:
 		d := &resultMsg{}
-		r.fixed(d.ID[:])
-		d.Code = Code(r.u8())
+		r.Fixed(d.ID[:])
+		d.Code = Code(r.U8())
 		d.Message = r.text()
 		m = d
 	case typeSubscribe:
 		m = &subscribeMsg{}
 	case typeChallenge:
 		d := &challengeMsg{}
-		r.fixed(d.Nonce[:])
-		d.Window = r.u32()
-		d.MaxEnvelope = r.u32()
+		r.Fixed(d.Nonce[:])
+		d.Window = r.U32()
+		d.MaxEnvelope = r.U32()
 		m = d
 	case typeAuth:
 		d := &authMsg{}
-		r.fixed(d.Address[:])
-		r.fixed(d.Signature[:])
+		r.Fixed(d.Address[:])
+		r.Fixed(d.Signature[:])
 		m = d
 	case typeDelivery:
 		d := &deliveryMsg{}
-		r.fixed(d.ID[:])
-		d.Deposited = int64(r.u64())
+		r.Fixed(d.ID[:])
+		d.Deposited = int64(r.U64())
 		d.Envelope = r.bytes32(len(body))
 		m = d
 	case typeAck:
@@ -332,7 +288,7 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		m = &drainedMsg{}
 	case typeError:
 		d := &errorMsg{}
-		d.Code = Code(r.u8())
+		d.Code = Code(r.U8())
 		d.Message = r.text()
 		m = d
 	default:
@@ -341,8 +297,8 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		}
 		return nil, fmt.Errorf("%w: 0x%02x", ErrUnknownFrame, uint8(t))
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("decode frame 0x%02x: %w", uint8(t), r.err)
+	if r.Err() != nil {
+		return nil, fmt.Errorf("decode frame 0x%02x: %w", uint8(t), r.Err())
 	}
 	return m, nil
 }
