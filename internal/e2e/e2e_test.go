@@ -26,6 +26,7 @@ type env struct {
 
 func build(t *testing.T) *env {
 	t.Helper()
+	readSources(t)
 	root := t.TempDir()
 	bin := filepath.Join(root, "bin")
 	cmd := exec.Command("go", "build", "-o", bin+"/", "github.com/peergram/peergram/cmd/peergram", "github.com/peergram/peergram/cmd/peergram-relay")
@@ -34,6 +35,38 @@ func build(t *testing.T) *env {
 		t.Fatalf("build binaries: %v", err)
 	}
 	return &env{t: t, bin: bin, root: root}
+}
+
+// readSources reads every Go file of the module. The binaries are built
+// with `go build` inside the test, so without this go test's result cache
+// (which tracks the files a test opens) would replay an old pass after the
+// code changed.
+func readSources(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	root := strings.TrimSpace(string(out))
+	n := 0
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum") {
+			if _, err := os.ReadFile(path); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil || n < 50 {
+		t.Fatalf("reading module sources under %s: %d files, %v", root, n, err)
+	}
 }
 
 func (e *env) run(name string, args ...string) (string, error) {
