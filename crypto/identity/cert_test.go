@@ -2,7 +2,6 @@ package identity
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"errors"
 	"strings"
 	"testing"
@@ -10,7 +9,7 @@ import (
 
 func mustCert(t testing.TB, acct *AccountKey, dev *DeviceKey, name string) *DeviceCert {
 	t.Helper()
-	c, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), name, 1767225600)
+	c, err := acct.CertifyDevice(dev, name, 1767225600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +52,13 @@ func TestCertVerifyRejects(t *testing.T) {
 		{"signed by other account", func(c *DeviceCert) {
 			c.Sig = mustAccount(t, 3).Sign(certLabel, c.signedBytes())
 		}, ErrBadSignature},
+		{"proof by another device", func(c *DeviceCert) { c.Proof = mustDevice(t, 9).Sign(proofLabel, c.proofBytes()) }, ErrBadSignature},
+		{"proof over another account", func(c *DeviceCert) {
+			c.Account = mustAccount(t, 3).ID()
+			c.Sig = mustAccount(t, 3).Sign(certLabel, c.signedBytes())
+		}, ErrBadSignature},
+		{"no proof", func(c *DeviceCert) { c.Proof = nil }, ErrBadSignature},
+		{"signed with the v1 label", func(c *DeviceCert) { c.Sig = acct.Sign(certLabelV1, c.signedBytes()) }, ErrBadSignature},
 		{"signed with list label", func(c *DeviceCert) {
 			c.Sig = acct.Sign(listLabel, c.signedBytes())
 		}, ErrBadSignature},
@@ -72,29 +78,116 @@ func TestCertVerifyRejects(t *testing.T) {
 
 func TestCertifyRejects(t *testing.T) {
 	acct, dev := mustAccount(t, 1), mustDevice(t, 2)
-	p256, err := ecdh.P256().NewPrivateKey(bytes.Repeat([]byte{1}, 32))
+	other := mustDevice(t, 3)
+	good, err := dev.Propose(acct.ID(), "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name string
-		dh   *ecdh.PublicKey
-		dev  string
+		name   string
+		mutate func(c *DeviceCert)
+		want   error
 	}{
-		{"nil DH", nil, "a"},
-		{"P-256 DH", p256.PublicKey(), "a"},
-		{"long name", dev.DH().PublicKey(), strings.Repeat("é", 33)},
-		{"invalid UTF-8", dev.DH().PublicKey(), "a\xc0"},
+		{"proposal for another account", func(c *DeviceCert) { c.Account = mustAccount(t, 4).ID() }, ErrMalformed},
+		{"long name", func(c *DeviceCert) { c.Name = strings.Repeat("é", 33) }, ErrMalformed},
+		{"invalid UTF-8", func(c *DeviceCert) { c.Name = "a\xc0" }, ErrMalformed},
+		{"no proof", func(c *DeviceCert) { c.Proof = nil }, ErrBadSignature},
+		{"proof by another device", func(c *DeviceCert) { c.Proof = other.Sign(proofLabel, c.proofBytes()) }, ErrBadSignature},
+		{"proof over another DH key", func(c *DeviceCert) { copy(c.DH[:], other.DH().PublicKey().Bytes()) }, ErrBadSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := acct.Certify(dev.ID(), tt.dh, tt.dev, 0); !errors.Is(err, ErrMalformed) {
-				t.Fatalf("Certify = %v, want ErrMalformed", err)
+			p := good.clone()
+			tt.mutate(&p)
+			if _, err := acct.Certify(&p); !errors.Is(err, tt.want) {
+				t.Fatalf("Certify = %v, want %v", err, tt.want)
 			}
 		})
 	}
-	if _, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), strings.Repeat("x", 64), -1); err != nil {
+	if _, err := dev.Propose(acct.ID(), strings.Repeat("x", 65), 0); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Propose with a long name: %v", err)
+	}
+	if _, err := acct.CertifyDevice(dev, strings.Repeat("x", 64), -1); err != nil {
 		t.Fatalf("64-byte name and negative time: %v", err)
+	}
+}
+
+// TestDeviceSquatting is the attack of issue 6: Mallory's account
+// certifies Alice's device ID with Mallory's own X25519 key. Without the
+// device's proof of possession the certificate verified, and a peer
+// accepted Mallory's key as Alice's device's. Every way Mallory can build
+// the certificate must fail.
+func TestDeviceSquatting(t *testing.T) {
+	alice, mallory := mustAccount(t, 1), mustAccount(t, 2)
+	aliceDev, malloryDev := mustDevice(t, 3), mustDevice(t, 4)
+	aliceCert := mustCert(t, alice, aliceDev, "alice laptop")
+	base := DeviceCert{Account: mallory.ID(), Device: aliceDev.ID(), Created: 1767225600, Name: "alice laptop"}
+	copy(base.DH[:], malloryDev.DH().PublicKey().Bytes())
+	attempts := map[string]func() *DeviceCert{
+		"no proof": func() *DeviceCert { c := base; return &c },
+		"proof by Mallory's device": func() *DeviceCert {
+			c := base
+			c.Proof = malloryDev.Sign(proofLabel, c.proofBytes())
+			return &c
+		},
+		"Alice's proof from her own certificate": func() *DeviceCert {
+			c := base
+			c.Proof = bytes.Clone(aliceCert.Proof)
+			return &c
+		},
+		"Alice's certificate re-signed by Mallory": func() *DeviceCert {
+			c := aliceCert.clone()
+			c.Account = mallory.ID()
+			return &c
+		},
+	}
+	for name, build := range attempts {
+		t.Run(name, func(t *testing.T) {
+			c := build()
+			if _, err := mallory.Certify(c); !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("Certify of a squatted device = %v, want ErrBadSignature", err)
+			}
+			// Mallory signs it herself, bypassing Certify.
+			c.format = certFormatV2
+			if len(c.Proof) != 64 {
+				c.Proof = make([]byte, 64)
+			}
+			c.Sig = mallory.Sign(certLabel, c.signedBytes())
+			if err := c.Verify(); !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("Verify of a squatted device = %v, want ErrBadSignature", err)
+			}
+			if _, err := mallory.SignDeviceList(nil, []DeviceCert{*c}, 1767225600); err == nil {
+				t.Fatal("a device list with a squatted device was signed")
+			}
+		})
+	}
+}
+
+// TestLegacyCert: a certificate of the first format (no proof of
+// possession) still parses, so a device can re-certify itself, but never
+// verifies.
+func TestLegacyCert(t *testing.T) {
+	raw := readHex(t, "legacy_device_cert_v1.hex")
+	c, err := ParseDeviceCert(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Legacy() {
+		t.Fatal("legacy certificate not reported as legacy")
+	}
+	if err := c.Verify(); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("legacy Verify = %v, want ErrBadSignature", err)
+	}
+	back, err := c.MarshalBinary()
+	if err != nil || !bytes.Equal(back, raw) {
+		t.Fatalf("legacy re-marshal differs (%v)", err)
+	}
+	l, err := ParseDeviceList(readHex(t, "legacy_device_list_v1.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Verify(l.Account); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("list of legacy certificates Verify = %v, want ErrBadSignature", err)
 	}
 }
 
@@ -106,7 +199,7 @@ func TestCertRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) != certFixedSize+len(name) || b[0] != formatV1 {
+		if len(b) != certFixedSize+len(name) || b[0] != certFormatV2 {
 			t.Fatalf("%q: %d bytes, first %#x", name, len(b), b[0])
 		}
 		c2, err := ParseDeviceCert(b)
@@ -151,6 +244,7 @@ func TestParseDeviceCertRejects(t *testing.T) {
 		{"truncated", good[:len(good)-1], ErrMalformed},
 		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
 		{"unknown version", append([]byte{9}, good[1:]...), ErrUnknownVersion},
+		{"v2 without proof", good[:len(good)-64], ErrMalformed},
 		{"name too long", func() []byte {
 			b := bytes.Clone(good)
 			b[nameLen+3] = 65

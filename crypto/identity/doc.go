@@ -36,7 +36,9 @@
 // one purpose never verifies for another. Labels are ASCII, non-empty and
 // contain no NUL byte. This package uses:
 //
-//	"peergram/device-cert/v1"       DeviceCert, signed by the account key
+//	"peergram/device-proof/v1"      DeviceCert proof of possession, signed by the device key
+//	"peergram/device-cert/v2"       DeviceCert, signed by the account key
+//	"peergram/device-cert/v1"       legacy DeviceCert (no proof); never verifies
 //	"peergram/device-list/v1"       DeviceList, signed by the account key
 //	"peergram/device-list-hash/v1"  prefix of DeviceList.Hash (SHA-256)
 //
@@ -56,13 +58,20 @@
 //	DeviceKey (65 bytes)
 //	  0x01 | ed25519 seed [32] | x25519 private key [32]
 //
-//	DeviceCert (173..237 bytes)
-//	  0x01 | account [32] | device [32] | x25519 public [32]
+//	DeviceCert (237..301 bytes)
+//	  0x02 | account [32] | device [32] | x25519 public [32]
 //	       | created int64 [8] | name len [4] | name (UTF-8, <= 64)
-//	       | sig [64]
-//	  sig = Ed25519(account, "peergram/device-cert/v1" || 0x00 || all bytes before sig)
+//	       | proof [64] | sig [64]
+//	  proof = Ed25519(device, "peergram/device-proof/v1" || 0x00 ||
+//	                  0x02 | account | device | x25519 public | created)
+//	  sig   = Ed25519(account, "peergram/device-cert/v2" || 0x00 || all bytes before sig)
 //
-//	DeviceList (149 bytes + 4 + 173..237 per certificate)
+//	The proof shows that whoever asked for the certificate holds the device
+//	signing key (the DeviceID), so no account can certify another
+//	account's device. Format 0x01 (the same without proof, signed with the
+//	v1 label) is parsed but never verifies; a device re-certifies itself.
+//
+//	DeviceList (149 bytes + 4 + 237..301 per certificate)
 //	  0x01 | account [32] | version uint64 [8] | prev [32] | issued int64 [8]
 //	       | count uint32 [4] (<= 64)
 //	       | count x ( cert len [4] | DeviceCert )
@@ -71,6 +80,9 @@
 //	  Hash = SHA-256("peergram/device-list-hash/v1" || 0x00 || whole encoding)
 //
 // Version 1 has an all-zero prev; version n+1 carries the Hash of version n.
+// A list is valid for MaxListAge after Issued (CheckFresh): certificates
+// have no lifetime of their own, so a device's certificate lapses unless its
+// account keeps re-issuing a list that names it (every ListRefresh).
 // Ed25519 signatures from crypto/ed25519 are not malleable (S < L is
 // enforced), so one signed list has exactly one Hash.
 //

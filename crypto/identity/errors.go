@@ -37,3 +37,7 @@ var ErrMalformed = errors.New("identity: malformed")
 // ErrUnknownVersion reports a marshalled object whose format version byte
 // this package does not know.
 var ErrUnknownVersion = errors.New("identity: unknown format version")
+
+// ErrExpired reports a device list issued too long ago (or in the future):
+// see DeviceList.CheckFresh.
+var ErrExpired = errors.New("identity: device list expired")

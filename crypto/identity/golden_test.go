@@ -46,9 +46,9 @@ func makeGolden(t *testing.T) *goldenObjects {
 	must(err)
 	g.dev2, err = NewDeviceKey(r)
 	must(err)
-	g.cert1, err = g.acct.Certify(g.dev1.ID(), g.dev1.DH().PublicKey(), "laptop", 1767225600)
+	g.cert1, err = g.acct.CertifyDevice(g.dev1, "laptop", 1767225600)
 	must(err)
-	g.cert2, err = g.acct.Certify(g.dev2.ID(), g.dev2.DH().PublicKey(), "телефон", 1767312000)
+	g.cert2, err = g.acct.CertifyDevice(g.dev2, "телефон", 1767312000)
 	must(err)
 	g.v1, err = g.acct.SignDeviceList(nil, []DeviceCert{*g.cert1}, 1767225600)
 	must(err)
@@ -179,7 +179,7 @@ func writeFuzzCorpus(t *testing.T, g *goldenObjects) {
 	cert := marshal(t, g.cert2)
 	seedBytes("FuzzParseDeviceCert", "valid", cert)
 	seedBytes("FuzzParseDeviceCert", "empty_name", func() []byte {
-		c, err := g.acct.Certify(g.dev1.ID(), g.dev1.DH().PublicKey(), "", 0)
+		c, err := g.acct.CertifyDevice(g.dev1, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

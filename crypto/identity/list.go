@@ -158,6 +158,36 @@ func CheckChain(known *DeviceList, chain []*DeviceList) (*DeviceList, error) {
 	return cur, nil
 }
 
+// Freshness bounds of a device list's Issued time, in seconds. A list is
+// the account's statement of which devices speak for it; a directory that
+// withholds a newer list (one that removes a stolen device) could otherwise
+// keep a removed device's certificate in use forever. Certificates have no
+// lifetime of their own: a certificate is valid while it is listed in a
+// list that is fresh.
+const (
+	// MaxListAge is how long after Issued a list stays valid: 60 days.
+	MaxListAge = 60 * 24 * 3600
+	// ListRefresh is the age at which a device re-signs its account's list
+	// (same devices, next version), well inside MaxListAge: 7 days.
+	ListRefresh = 7 * 24 * 3600
+	// MaxListSkew is how far Issued may run ahead of the checker's clock: 10
+	// minutes.
+	MaxListSkew = 10 * 60
+)
+
+// CheckFresh reports whether the list is valid at now (Unix seconds): issued
+// at most MaxListAge ago and at most MaxListSkew ahead. It fails with
+// ErrExpired.
+func (l *DeviceList) CheckFresh(now int64) error {
+	switch {
+	case l.Issued < now-MaxListAge:
+		return fmt.Errorf("identity: device list v%d of %s issued %d, now %d: %w", l.Version, l.Account, l.Issued, now, ErrExpired)
+	case l.Issued > now+MaxListSkew:
+		return fmt.Errorf("identity: device list v%d of %s issued in the future (%d, now %d): %w", l.Version, l.Account, l.Issued, now, ErrExpired)
+	}
+	return nil
+}
+
 // Lookup returns a copy of the certificate of device d, or ErrUnlistedDevice.
 // It trusts the list: call it only on a list that passed Verify.
 func (l *DeviceList) Lookup(d DeviceID) (*DeviceCert, error) {
@@ -193,7 +223,7 @@ func ParseDeviceList(b []byte) (*DeviceList, error) {
 	l.Version = r.Uint64()
 	r.FixedInto(l.Prev[:])
 	l.Issued = int64(r.Uint64())
-	n := r.Count(MaxDevices, 4+certFixedSize)
+	n := r.Count(MaxDevices, 4+certMinSize)
 	if n > 0 {
 		l.Devices = make([]DeviceCert, n)
 	}

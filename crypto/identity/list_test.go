@@ -329,7 +329,7 @@ func TestParseDeviceListRejects(t *testing.T) {
 		{"truncated", good[:len(good)-1], ErrMalformed},
 		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
 		{"unknown version", set(0, 2), ErrUnknownVersion},
-		{"unknown cert version", set(countAt+8, 2), ErrUnknownVersion},
+		{"unknown cert version", set(countAt+8, 9), ErrUnknownVersion},
 		{"version 0", set(1+32, 0, 0, 0, 0, 0, 0, 0, 0), ErrMalformed},
 		{"count over max", set(countAt, 0, 0, 0, MaxDevices+1), ErrMalformed},
 		{"count beyond input", set(countAt, 0, 0, 0, 5), ErrMalformed},
@@ -383,5 +383,32 @@ func TestHashCoversSignature(t *testing.T) {
 	l3.Devices[0].Name = "renamed"
 	if l3.Hash() == h {
 		t.Fatal("hash ignores certificates")
+	}
+}
+
+func TestCheckFresh(t *testing.T) {
+	acct, dev := mustAccount(t, 1), mustDevice(t, 2)
+	const issued = 1767225600
+	l, err := acct.SignDeviceList(nil, []DeviceCert{*mustCert(t, acct, dev, "d")}, issued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		now  int64
+		want error
+	}{
+		{"just issued", issued, nil},
+		{"at the maximum age", issued + MaxListAge, nil},
+		{"one second past the maximum age", issued + MaxListAge + 1, ErrExpired},
+		{"clock slightly behind", issued - MaxListSkew, nil},
+		{"issued in the future", issued - MaxListSkew - 1, ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := l.CheckFresh(tt.now); !errors.Is(err, tt.want) && !(tt.want == nil && err == nil) {
+				t.Fatalf("CheckFresh = %v, want %v", err, tt.want)
+			}
+		})
 	}
 }
