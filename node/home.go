@@ -71,7 +71,7 @@ func Init(home, name string) (Info, error) {
 		return Info{}, err
 	}
 	now := time.Now().Unix()
-	cert, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), name, now)
+	cert, err := acct.CertifyDevice(dev, name, now)
 	if err != nil {
 		return Info{}, err
 	}

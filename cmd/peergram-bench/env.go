@@ -146,7 +146,7 @@ func newDevice(name string) (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), name, time.Now().Unix())
+	cert, err := acct.CertifyDevice(dev, name, time.Now().Unix())
 	if err != nil {
 		return nil, err
 	}

@@ -24,8 +24,8 @@ const (
 	MaxDeviceNameLen = 64
 
 	certV1FixedSize = 1 + 32 + 32 + x25519Size + 8 + 4 + ed25519.SignatureSize // 173
-	certFixedSize   = certV1FixedSize + ed25519.SignatureSize                   // 237
-	certMaxSize     = certFixedSize + MaxDeviceNameLen                          // 301
+	certFixedSize   = certV1FixedSize + ed25519.SignatureSize                  // 237
+	certMaxSize     = certFixedSize + MaxDeviceNameLen                         // 301
 	certMinSize     = certV1FixedSize
 )
 

@@ -45,7 +45,7 @@ func newParty(t testing.TB, r io.Reader) party {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), "laptop", 1_700_000_000)
+	cert, err := acct.CertifyDevice(dev, "laptop", 1_700_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func newPeer(t testing.TB, r io.Reader, name string) *peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), name, 1_700_000_000)
+	cert, err := acct.CertifyDevice(dev, name, 1_700_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}

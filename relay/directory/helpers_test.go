@@ -54,7 +54,7 @@ func (f *fixture) addDevice(t testing.TB, r io.Reader) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := f.acct.Certify(dev.ID(), dev.DH().PublicKey(), "device", f.now)
+	cert, err := f.acct.CertifyDevice(dev, "device", f.now)
 	if err != nil {
 		t.Fatal(err)
 	}

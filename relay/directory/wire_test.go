@@ -23,7 +23,7 @@ func TestBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := acct.Certify(dev.ID(), dev.DH().PublicKey(), name, 1)
+		c, err := acct.CertifyDevice(dev, name, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
