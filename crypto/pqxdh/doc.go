@@ -27,8 +27,13 @@
 //   - One-time prekeys are deleted the first time a responder uses them
 //     (§3.4); an initial message naming a consumed or unknown one-time prekey
 //     is rejected. An initial message that used no one-time X25519 prekey
-//     would otherwise be replayable (§4.2), so the PrekeySet also remembers the
-//     last MaxSeenEphemeral ephemeral keys it accepted and rejects repeats.
+//     would otherwise be replayable (§4.2), so the PrekeySet also remembers
+//     the ephemeral key of every initial message it accepted, per signed
+//     prekey, for as long as that signed prekey lives (a replay needs it),
+//     and rejects repeats. A bounded memory that evicts (a ring) could be
+//     flushed by new sessions and then replayed into; instead a signed
+//     prekey that has accepted MaxSeenEphemeral sessions refuses more
+//     (ErrPrekeyFull) and NeedsRotation tells the owner to rotate early.
 //
 // The package is pure: no I/O, no clock; randomness comes from the caller.
 // ML-KEM encapsulation randomness is drawn from the standard library unless

@@ -28,3 +28,7 @@ var ErrReplay = errors.New("pqxdh: replayed initial message")
 // ErrKey reports an invalid public key or a Diffie-Hellman failure (such as
 // a low-order point).
 var ErrKey = errors.New("pqxdh: invalid key")
+
+// ErrPrekeyFull reports an initial message for a signed prekey that has
+// already accepted MaxSeenEphemeral sessions: the owner must rotate it.
+var ErrPrekeyFull = errors.New("pqxdh: signed prekey accepts no more sessions")

@@ -170,8 +170,11 @@ func Initiate(rand io.Reader, ik *ecdh.PrivateKey, b *Bundle, encap Encapsulator
 // s together with the new session, so that a forged initial message burns
 // no prekey and a crash cannot make a one-time prekey usable twice.
 func Respond(s *PrekeySet, ik *ecdh.PrivateKey, m *InitMessage) (*Result, error) {
-	if _, dup := s.seenIndex[m.EphemeralKey]; dup {
+	if s.replayed(m.SignedPrekey, m.EphemeralKey) {
 		return nil, ErrReplay
+	}
+	if len(s.seen[m.SignedPrekey]) >= MaxSeenEphemeral {
+		return nil, fmt.Errorf("%w: signed prekey %d", ErrPrekeyFull, m.SignedPrekey)
 	}
 	x := ecdh.X25519()
 	spk := s.findSigned(m.SignedPrekey)
@@ -241,7 +244,8 @@ func Respond(s *PrekeySet, ik *ecdh.PrivateKey, m *InitMessage) (*Result, error)
 }
 
 // Consume deletes the one-time prekeys m used and remembers its ephemeral
-// key, so the same initial message is never accepted again (§3.4).
+// key for as long as the signed prekey it used lives, so the same initial
+// message is never accepted again (§3.4, §4.2).
 func (s *PrekeySet) Consume(m *InitMessage) {
 	if m.OneTime != 0 {
 		delete(s.oneTime, m.OneTime)
@@ -249,7 +253,7 @@ func (s *PrekeySet) Consume(m *InitMessage) {
 	if m.PQKind == PQOneTime {
 		delete(s.oneTimePQ, m.PQPrekey)
 	}
-	s.remember(m.EphemeralKey)
+	s.remember(m.SignedPrekey, m.EphemeralKey)
 }
 
 // kdf is §2.2's KDF: HKDF-SHA-256(salt = zeros, IKM = F || KM, info).

@@ -1,6 +1,7 @@
 package pqxdh
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/mlkem"
@@ -29,14 +30,26 @@ const (
 	// MaxOneTime is the most one-time prekeys of each kind a bundle carries.
 	MaxOneTime = 1000
 	// MaxSeenEphemeral is how many accepted ephemeral keys a PrekeySet
-	// remembers to reject replayed initial messages.
-	MaxSeenEphemeral = 4096
+	// remembers per signed prekey to reject replayed initial messages. They
+	// are kept for as long as the signed prekey lives, so no flood of new
+	// sessions can push a key out while a replay of it could still succeed;
+	// a signed prekey whose set is full accepts no new initial message
+	// (ErrPrekeyFull) until the owner rotates (see NeedsRotation).
+	MaxSeenEphemeral = 20000
+	// RotateAfterSeen is the number of initial messages accepted on the
+	// current signed prekey after which NeedsRotation reports true.
+	RotateAfterSeen = MaxSeenEphemeral / 2
 	// maxSigned bounds how many signed and last-resort prekeys (current and
 	// recently rotated) a PrekeySet keeps.
 	maxSigned = 4
 )
 
 const encodingVersion = 1
+
+// prekeySetVersion is the PrekeySet encoding. Version 2 keeps the seen
+// ephemeral keys per signed prekey; version 1 (one ring of 4,096) is still
+// read.
+const prekeySetVersion = 2
 
 // SignedKey is one public prekey with its ID and the device's signature.
 type SignedKey struct {
@@ -211,8 +224,9 @@ type PrekeySet struct {
 	lastResort []pqPrekey // newest last
 	oneTime    map[uint32]ecPrekey
 	oneTimePQ  map[uint32]pqPrekey
-	seen       [][32]byte // ring of accepted ephemeral keys, oldest first
-	seenIndex  map[[32]byte]struct{}
+	// seen holds, per signed prekey ID, the ephemeral keys of the initial
+	// messages accepted with it; dropped with the signed prekey.
+	seen map[uint32]map[[32]byte]struct{}
 }
 
 type ecPrekey struct {
@@ -269,7 +283,7 @@ func (s *PrekeySet) newPQ(rand io.Reader, dev *identity.DeviceKey) (pqPrekey, er
 // prekey, a last-resort ML-KEM-768 prekey and n one-time prekeys of each
 // kind.
 func GeneratePrekeys(rand io.Reader, dev *identity.DeviceKey, n int) (*PrekeySet, error) {
-	s := &PrekeySet{oneTime: map[uint32]ecPrekey{}, oneTimePQ: map[uint32]pqPrekey{}, seenIndex: map[[32]byte]struct{}{}}
+	s := newPrekeySet()
 	if err := s.RotateSigned(rand, dev); err != nil {
 		return nil, err
 	}
@@ -295,6 +309,11 @@ func (s *PrekeySet) RotateSigned(rand io.Reader, dev *identity.DeviceKey) error 
 	s.signed = append(s.signed, ec)
 	s.lastResort = append(s.lastResort, pq)
 	if len(s.signed) > maxSigned {
+		for _, k := range s.signed[:len(s.signed)-maxSigned] {
+			// Initial messages that used a dropped signed prekey fail
+			// with ErrUnknownPrekey: their ephemeral keys need no memory.
+			delete(s.seen, k.pub.ID)
+		}
 		s.signed = s.signed[len(s.signed)-maxSigned:]
 	}
 	if len(s.lastResort) > maxSigned {
@@ -380,20 +399,40 @@ func (s *PrekeySet) findLastResort(id uint32) *mlkem.DecapsulationKey768 {
 	return nil
 }
 
-func (s *PrekeySet) remember(ek [32]byte) {
-	s.seen = append(s.seen, ek)
-	s.seenIndex[ek] = struct{}{}
-	if len(s.seen) > MaxSeenEphemeral {
-		delete(s.seenIndex, s.seen[0])
-		s.seen = slices.Delete(s.seen, 0, 1)
-	}
+func newPrekeySet() *PrekeySet {
+	return &PrekeySet{oneTime: map[uint32]ecPrekey{}, oneTimePQ: map[uint32]pqPrekey{}, seen: map[uint32]map[[32]byte]struct{}{}}
 }
+
+func (s *PrekeySet) remember(spk uint32, ek [32]byte) {
+	set := s.seen[spk]
+	if set == nil {
+		set = map[[32]byte]struct{}{}
+		s.seen[spk] = set
+	}
+	set[ek] = struct{}{}
+}
+
+func (s *PrekeySet) replayed(spk uint32, ek [32]byte) bool {
+	_, ok := s.seen[spk][ek]
+	return ok
+}
+
+// NeedsRotation reports whether the current signed prekey has accepted
+// RotateAfterSeen initial messages: the owner should call RotateSigned and
+// publish. Owners also rotate on a schedule (Signal suggests every week
+// to month, §3.2).
+func (s *PrekeySet) NeedsRotation() bool {
+	return len(s.seen[s.signed[len(s.signed)-1].pub.ID]) >= RotateAfterSeen
+}
+
+// SignedPrekeyID returns the ID of the current signed prekey.
+func (s *PrekeySet) SignedPrekeyID() uint32 { return s.signed[len(s.signed)-1].pub.ID }
 
 // MarshalBinary encodes the private prekeys. The result is secret: store it
 // only in the device's encrypted store.
 func (s *PrekeySet) MarshalBinary() ([]byte, error) {
 	w := wire.NewWriter(4096 + len(s.oneTimePQ)*(64+1300) + len(s.oneTime)*140)
-	w.Byte(encodingVersion)
+	w.Byte(prekeySetVersion)
 	w.Uint32(s.nextID)
 	w.Uint32(uint32(len(s.signed)))
 	for _, k := range s.signed {
@@ -418,8 +457,17 @@ func (s *PrekeySet) MarshalBinary() ([]byte, error) {
 		w.Fixed(k.seed)
 	}
 	w.Uint32(uint32(len(s.seen)))
-	for _, ek := range s.seen {
-		w.Fixed(ek[:])
+	for _, id := range sortedKeys(s.seen) {
+		w.Uint32(id)
+		eks := make([][32]byte, 0, len(s.seen[id]))
+		for ek := range s.seen[id] {
+			eks = append(eks, ek)
+		}
+		slices.SortFunc(eks, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+		w.Uint32(uint32(len(eks)))
+		for _, ek := range eks {
+			w.Fixed(ek[:])
+		}
 	}
 	return w.Bytes(), nil
 }
@@ -461,10 +509,11 @@ func UnmarshalPrekeySet(data []byte) (*PrekeySet, error) {
 
 func unmarshalPrekeySet(data []byte) (*PrekeySet, error) {
 	r := wire.NewReader(data)
-	if v := r.Byte(); r.Err() == nil && v != encodingVersion {
+	v := r.Byte()
+	if r.Err() == nil && v != 1 && v != prekeySetVersion {
 		return nil, fmt.Errorf("%w: prekey set version %d", ErrUnknownVersion, v)
 	}
-	s := &PrekeySet{oneTime: map[uint32]ecPrekey{}, oneTimePQ: map[uint32]pqPrekey{}, seenIndex: map[[32]byte]struct{}{}}
+	s := newPrekeySet()
 	s.nextID = r.Uint32()
 	n := r.Count(maxSigned, 4+32+64+32)
 	for range n {
@@ -498,11 +547,30 @@ func unmarshalPrekeySet(data []byte) (*PrekeySet, error) {
 		}
 		s.oneTimePQ[k.pub.ID] = k
 	}
-	n = r.Count(MaxSeenEphemeral, 32)
-	for range n {
-		var ek [32]byte
-		r.FixedInto(ek[:])
-		s.remember(ek)
+	if v == 1 {
+		// One ring for all signed prekeys: remember each key for every one.
+		n = r.Count(4096, 32)
+		for range n {
+			var ek [32]byte
+			r.FixedInto(ek[:])
+			for _, k := range s.signed {
+				s.remember(k.pub.ID, ek)
+			}
+		}
+	} else {
+		groups := r.Count(maxSigned, 8)
+		for range groups {
+			id := r.Uint32()
+			n := r.Count(MaxSeenEphemeral, 32)
+			if r.Err() == nil && s.seen[id] != nil {
+				return nil, fmt.Errorf("signed prekey %d listed twice", id)
+			}
+			for range n {
+				var ek [32]byte
+				r.FixedInto(ek[:])
+				s.remember(id, ek)
+			}
+		}
 	}
 	if err := r.Finish(); err != nil {
 		return nil, err

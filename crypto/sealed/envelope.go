@@ -2,6 +2,7 @@ package sealed
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/internal/wire"
@@ -29,8 +30,10 @@ const (
 	// content (files, media) travels as encrypted blobs referenced from a
 	// message.
 	MaxBodySize = 192 << 10
-	// MaxEnvelopeSize bounds a whole envelope on decode.
-	MaxEnvelopeSize = MaxBodySize + 8<<10
+	// MaxEnvelopeSize bounds a whole envelope on decode: the padded
+	// plaintext of the largest body (at most 12 % over it, Padmé) plus the
+	// prekey layer.
+	MaxEnvelopeSize = MaxBodySize + MaxBodySize/8 + 8<<10
 	// MaxSeenIDs is how many recent message IDs a session remembers.
 	MaxSeenIDs = 2000
 	// MaxFutureSkew is how far (ms) a timestamp may run ahead of the
@@ -40,7 +43,14 @@ const (
 	// TTL (30 days) plus margin.
 	MaxAge = 45 * 24 * 3600 * 1000
 
-	version = 1
+	// version is the envelope and plaintext format. Version 2 added the
+	// recipient to the plaintext and to the ratchet's associated data, and
+	// padding; version 1 envelopes are refused.
+	version = 2
+
+	// minPadded is the smallest padded plaintext: every short text looks
+	// the same size.
+	minPadded = 256
 )
 
 // Envelope is the decoded outer layer: what a relay can see.
@@ -114,21 +124,47 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 
 // Message is the plaintext of an envelope.
 type Message struct {
-	ID        MessageID
-	Sender    identity.AccountID // filled in by Seal from the session
-	Device    identity.DeviceID  // filled in by Seal from the session
-	Timestamp int64              // unix milliseconds, set by the sender
-	Body      []byte
+	ID              MessageID
+	Sender          identity.AccountID // filled in by Seal from the session
+	Device          identity.DeviceID  // filled in by Seal from the session
+	Recipient       identity.AccountID // filled in by Seal from the session
+	RecipientDevice identity.DeviceID  // filled in by Seal from the session
+	Timestamp       int64              // unix milliseconds, set by the sender
+	Body            []byte
+}
+
+// plaintextHeader is the size of a plaintext before its body.
+const plaintextHeader = 1 + 16 + 4*32 + 8 + 4
+
+// PaddedSize is the size of the plaintext a body of n bytes travels in:
+// Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files
+// and Communication with PURBs", PETS 2019, §4) over the whole plaintext,
+// at least minPadded. Padmé leaks O(log log L) bits of the length and adds
+// at most 12 % overhead.
+func PaddedSize(n int) int { return padme(max(plaintextHeader+n, minPadded)) }
+
+func padme(l int) int {
+	if l < 2 {
+		return l
+	}
+	e := bits.Len(uint(l)) - 1 // floor(log2 l)
+	s := bits.Len(uint(e))     // floor(log2 e) + 1
+	mask := (1 << (e - s)) - 1 // low bits to clear
+	return (l + mask) &^ mask
 }
 
 func (m *Message) marshal() []byte {
-	w := wire.NewWriter(1 + 16 + 64 + 8 + 4 + len(m.Body))
+	size := PaddedSize(len(m.Body))
+	w := wire.NewWriter(size)
 	w.Byte(version)
 	w.Fixed(m.ID[:])
 	w.Fixed(m.Sender[:])
 	w.Fixed(m.Device[:])
+	w.Fixed(m.Recipient[:])
+	w.Fixed(m.RecipientDevice[:])
 	w.Uint64(uint64(m.Timestamp))
 	w.Var(m.Body)
+	w.Fixed(make([]byte, size-len(w.Bytes())))
 	return w.Bytes()
 }
 
@@ -141,10 +177,25 @@ func parseMessage(data []byte) (Message, error) {
 	r.FixedInto(m.ID[:])
 	r.FixedInto(m.Sender[:])
 	r.FixedInto(m.Device[:])
+	r.FixedInto(m.Recipient[:])
+	r.FixedInto(m.RecipientDevice[:])
 	m.Timestamp = int64(r.Uint64())
 	m.Body = r.Var(MaxBodySize)
+	pad := r.Fixed(r.Len())
 	if err := r.Finish(); err != nil {
 		return Message{}, fmt.Errorf("%w: plaintext: %w", ErrMalformed, err)
 	}
+	if len(data) != PaddedSize(len(m.Body)) || !allZero(pad) {
+		return Message{}, fmt.Errorf("%w: plaintext padding", ErrMalformed)
+	}
 	return m, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/peergram/peergram/crypto/ratchet"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/ratchet"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -122,39 +124,58 @@ func TestRandomInterleaving(t *testing.T) {
 }
 
 // TestForwardSecrecy: a copy of Bob's state taken after message 1,000
-// decrypts none of messages 1..999.
+// decrypts none of messages 1..999. The copy forgets the session's
+// message-ID set first, so what stops it is missing keys, not the
+// duplicate check; and a copy taken before a message does decrypt it, so
+// the test can tell the two apart.
 func TestForwardSecrecy(t *testing.T) {
 	r := seeded(3)
 	alice, bob := newPeer(t, r, "alice"), newPeer(t, r, "bob")
 	connect(t, r, alice, bob, nil)
 	var raws [][]byte
+	var before map[SessionID][]byte // Bob's state just before message 500
 	for i := 1; i <= 1000; i++ {
 		raw := alice.send(t, r, bob, uint64(i), body("alice", i))
-		if i%100 == 0 { // Bob answers now and then: DH ratchet steps too
-			if _, err := bob.receive(r, raw); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := alice.receive(r, bob.send(t, r, alice, uint64(100000+i), "ack")); err != nil {
-				t.Fatal(err)
-			}
-			raws = append(raws, raw)
-			continue
+		if i == 500 {
+			before = bob.snapshot(t)
 		}
 		if _, err := bob.receive(r, raw); err != nil {
 			t.Fatal(err)
 		}
 		raws = append(raws, raw)
+		if i%100 == 0 { // Bob answers now and then: DH ratchet steps too
+			if _, err := alice.receive(r, bob.send(t, r, alice, uint64(100000+i), "ack")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	forgetIDs := func(p *peer) {
+		for _, s := range p.sessions {
+			s.seen, s.seenIndex = nil, map[MessageID]struct{}{}
+		}
+	}
+	// Control: the earlier copy, without its ID set, reads message 500.
+	early := &peer{name: "early", self: bob.self, sessions: map[SessionID]*Session{}, out: map[identity.DeviceID]*Session{}}
+	early.restoreFrom(t, before)
+	forgetIDs(early)
+	if m, err := early.receive(r, raws[499]); err != nil || string(m.Body) != body("alice", 500) {
+		t.Fatalf("control: a state copy taken before message 500 cannot read it: %q, %v", m.Body, err)
 	}
 	bob.restore(t) // the attacker's copy: Bob's state, marshalled
+	forgetIDs(bob)
 	for i, raw := range raws[:999] {
-		if m, err := bob.receive(r, raw); err == nil {
+		m, err := bob.receive(r, raw)
+		if err == nil {
 			t.Fatalf("message %d decrypted from a later state copy: %q", i+1, m.Body)
+		}
+		if errors.Is(err, errUnknownSession) {
+			t.Fatalf("message %d: %v (the test must reach the keys)", i+1, err)
 		}
 	}
 }
 
-// TestPostCompromise: a copy of Alice's state decrypts nothing sent after
-// one full DH-ratchet round trip.
+// TestPostCompromise: a copy of Alice's state reads what Bob sends to
+// Alice until one full DH-ratchet round trip, and nothing after it.
 func TestPostCompromise(t *testing.T) {
 	r := seeded(4)
 	alice, bob := newPeer(t, r, "alice"), newPeer(t, r, "bob")
@@ -168,32 +189,96 @@ func TestPostCompromise(t *testing.T) {
 	mustRecv(bob, alice.send(t, r, bob, 1, "hello"))
 	mustRecv(alice, bob.send(t, r, alice, 2, "hi"))
 
-	stolen := alice.snapshot(t)
-	eve := &peer{name: "eve", self: alice.self, sessions: map[SessionID]*Session{}}
-	for id, raw := range stolen {
-		s, err := UnmarshalSession(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eve.sessions[id] = s
+	eve := &peer{name: "eve", self: alice.self, sessions: map[SessionID]*Session{}, out: map[identity.DeviceID]*Session{}}
+	eve.restoreFrom(t, alice.snapshot(t))
+
+	// Control: before Alice heals, Eve reads Bob's next message to Alice.
+	raw := bob.send(t, r, alice, 3, "before healing")
+	mustRecv(alice, raw)
+	if m, err := eve.receive(r, raw); err != nil || string(m.Body) != "before healing" {
+		t.Fatalf("control: the stolen state cannot read the current chain: %q, %v", m.Body, err)
 	}
 	// One full round trip: Alice → Bob, Bob → Alice (new ratchet keys both ways).
-	mustRecv(bob, alice.send(t, r, bob, 3, "a"))
-	mustRecv(alice, bob.send(t, r, alice, 4, "b"))
-	// Everything from here on is out of Eve's reach, both directions.
+	mustRecv(bob, alice.send(t, r, bob, 4, "a"))
+	mustRecv(alice, bob.send(t, r, alice, 5, "b"))
+	// Everything Bob sends Alice from here on is out of Eve's reach.
 	for i := range 20 {
-		var raw []byte
-		if i%2 == 0 {
-			raw = alice.send(t, r, bob, uint64(10+i), "secret from alice")
-			mustRecv(bob, raw)
-		} else {
-			raw = bob.send(t, r, alice, uint64(10+i), "secret from bob")
-			mustRecv(alice, raw)
+		if i%3 == 0 { // Alice answers now and then: more ratchet steps
+			mustRecv(bob, alice.send(t, r, bob, uint64(100+i), "from alice"))
 		}
-		if m, err := eve.receive(r, raw); err == nil {
+		raw := bob.send(t, r, alice, uint64(10+i), "secret from bob")
+		mustRecv(alice, raw)
+		m, err := eve.receive(r, raw)
+		if err == nil {
 			t.Fatalf("message %d readable with a stolen state: %q", i, m.Body)
 		}
+		if !errors.Is(err, ErrAuth) {
+			t.Fatalf("message %d: %v, want ErrAuth (the test must reach the keys)", i, err)
+		}
 	}
+}
+
+// TestTimestampKeepsMessage: a message outside the timestamp window is
+// returned with ErrTimestamp, so the caller can keep it (flagged) instead
+// of losing it; a replay of it is still a duplicate.
+func TestTimestampKeepsMessage(t *testing.T) {
+	r := seeded(8)
+	alice, bob := newPeer(t, r, "alice"), newPeer(t, r, "bob")
+	s := connect(t, r, alice, bob, nil)
+	raw, err := s.Seal(r, Message{ID: MessageID{1}, Timestamp: now + MaxFutureSkew + 60_000, Body: []byte("clock ahead")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bob.receive(r, raw)
+	if !errors.Is(err, ErrTimestamp) || string(m.Body) != "clock ahead" || m.Sender != alice.acct.ID() {
+		t.Fatalf("got %q from %s, %v; want the message with ErrTimestamp", m.Body, m.Sender, err)
+	}
+	if _, err := bob.receive(r, raw); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("replay: %v, want ErrDuplicate", err)
+	}
+}
+
+// TestPadding: plaintexts are padded to Padmé buckets, at least minPadded,
+// so envelope sizes reveal little of the body size.
+func TestPadding(t *testing.T) {
+	r := seeded(9)
+	alice, bob := newPeer(t, r, "alice"), newPeer(t, r, "bob")
+	connect(t, r, alice, bob, nil)
+	mustRecvOK := func(raw []byte) {
+		t.Helper()
+		if _, err := bob.receive(r, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRecvOK(alice.send(t, r, bob, 1, "x"))
+	if _, err := alice.receive(r, bob.send(t, r, alice, 2, "y")); err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[int]bool{}
+	for i, n := range []int{0, 1, 17, 60, 90} {
+		raw := alice.send(t, r, bob, uint64(10+i), strings.Repeat("a", n))
+		sizes[len(raw)] = true
+		mustRecvOK(raw)
+	}
+	if len(sizes) != 1 {
+		t.Fatalf("short bodies give envelopes of %d different sizes: %v", len(sizes), sizes)
+	}
+	for _, tt := range []struct{ in, want int }{
+		{0, 256}, {99, 256}, {100, 272}, {1000, 1216}, {5000, 5376}, {MaxBodySize, 200704},
+	} {
+		got := PaddedSize(tt.in)
+		if got != tt.want {
+			t.Errorf("PaddedSize(%d) = %d, want %d", tt.in, got, tt.want)
+		}
+		if over := float64(got) / float64(tt.in+plaintextHeader); over > 1.12 && tt.in+plaintextHeader > minPadded {
+			t.Errorf("PaddedSize(%d) overhead %.3f > 12 %%", tt.in, over)
+		}
+	}
+	big := alice.send(t, r, bob, 99, strings.Repeat("b", MaxBodySize))
+	if len(big) > MaxEnvelopeSize {
+		t.Fatalf("largest envelope %d > MaxEnvelopeSize %d", len(big), MaxEnvelopeSize)
+	}
+	mustRecvOK(big)
 }
 
 func flipEveryBit(t *testing.T, raw []byte, check func(i int, mutated []byte)) {

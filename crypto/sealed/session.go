@@ -20,7 +20,7 @@ import (
 // Domain-separation labels (listed in docs/crypto.md).
 const (
 	labelSeal      = "peergram/sealed/prekey/v1"
-	labelRatchetAD = "peergram/sealed/v1"
+	labelRatchetAD = "peergram/sealed/v2"
 	labelSessionID = "peergram/sealed/session-id/v1"
 )
 
@@ -56,6 +56,12 @@ func (s *Session) PeerAccount() identity.AccountID { return s.peerAccount }
 
 // PeerDevice returns the authenticated peer device.
 func (s *Session) PeerDevice() identity.DeviceID { return s.peerDevice }
+
+// PeerIdentityKey returns the peer device's X25519 identity key (IK) the
+// session was agreed with. Before sealing, callers check that it is still
+// the DH key of the peer's certificate in its account's current device
+// list.
+func (s *Session) PeerIdentityKey() [32]byte { return s.peerIK }
 
 // ReceiveID is the session ID the peer's envelopes to this device carry.
 func (s *Session) ReceiveID() SessionID { return s.recvID }
@@ -118,10 +124,22 @@ func Initiate(rand io.Reader, self Device, peerCert *identity.DeviceCert, b *pqx
 	}, nil
 }
 
-func (s *Session) ratchetAD(recipient identity.DeviceID, id SessionID) []byte {
-	ad := make([]byte, 0, len(labelRatchetAD)+32+16+len(s.ad))
+// ratchetAD binds every message to both accounts, both devices, the
+// direction's session ID and both identity keys (PQXDH §3.3 "AD =
+// Encode(IK_A) || Encode(IK_B)", extended with the identities as the spec
+// recommends in §4.8 "Identity binding"), so a message one peer wrote to
+// another can never authenticate in any other pair's session.
+func (s *Session) ratchetAD(sending bool) []byte {
+	fromAcct, fromDev, toAcct, toDev, id := s.selfAcct, s.self, s.peerAccount, s.peerDevice, s.sendID
+	if !sending {
+		fromAcct, fromDev, toAcct, toDev, id = s.peerAccount, s.peerDevice, s.selfAcct, s.self, s.recvID
+	}
+	ad := make([]byte, 0, len(labelRatchetAD)+4*32+16+len(s.ad))
 	ad = append(ad, labelRatchetAD...)
-	ad = append(ad, recipient[:]...)
+	ad = append(ad, fromAcct[:]...)
+	ad = append(ad, fromDev[:]...)
+	ad = append(ad, toAcct[:]...)
+	ad = append(ad, toDev[:]...)
 	ad = append(ad, id[:]...)
 	return append(ad, s.ad...)
 }
@@ -133,7 +151,8 @@ func (s *Session) Seal(rand io.Reader, m Message) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(m.Body))
 	}
 	m.Sender, m.Device = s.selfAcct, s.self
-	ct, err := s.ratchet.Encrypt(rand, m.marshal(), s.ratchetAD(s.peerDevice, s.sendID))
+	m.Recipient, m.RecipientDevice = s.peerAccount, s.peerDevice
+	ct, err := s.ratchet.Encrypt(rand, m.marshal(), s.ratchetAD(true))
 	if err != nil {
 		return nil, fmt.Errorf("sealed: seal: %w", err)
 	}
@@ -286,7 +305,7 @@ func Accept(rand io.Reader, self Device, prekeys *pqxdh.PrekeySet, h *PrekeyHead
 		seenIndex:   map[MessageID]struct{}{},
 	}
 	m, err := s.open(rand, h.ratchetMsg, now)
-	if err != nil && !isPolicy(err) {
+	if err != nil && !IsPolicy(err) {
 		return nil, Message{}, err
 	}
 	prekeys.Consume(h.Init)
@@ -316,12 +335,16 @@ func (s *Session) Open(rand io.Reader, env *Envelope, now int64) (Message, error
 	return s.open(rand, env.Body, now)
 }
 
-func isPolicy(err error) bool {
-	return errors.Is(err, ErrDuplicate) || errors.Is(err, ErrTimestamp) || errors.Is(err, ErrSender)
+// IsPolicy reports an error of a message that authenticated but broke a
+// policy (duplicate, timestamp, sender or recipient mismatch): the session
+// advanced and must be stored. Only with ErrTimestamp is the returned
+// Message valid.
+func IsPolicy(err error) bool {
+	return errors.Is(err, ErrDuplicate) || errors.Is(err, ErrTimestamp) || errors.Is(err, ErrSender) || errors.Is(err, ErrWrongRecipient)
 }
 
 func (s *Session) open(rand io.Reader, ct []byte, now int64) (Message, error) {
-	pt, err := s.ratchet.Decrypt(rand, ct, s.ratchetAD(s.self, s.recvID))
+	pt, err := s.ratchet.Decrypt(rand, ct, s.ratchetAD(false))
 	switch {
 	case errors.Is(err, ratchet.ErrDuplicate):
 		return Message{}, fmt.Errorf("%w: %w", ErrDuplicate, err)
@@ -335,7 +358,10 @@ func (s *Session) open(rand io.Reader, ct []byte, now int64) (Message, error) {
 		return Message{}, err
 	}
 	if m.Sender != s.peerAccount || m.Device != s.peerDevice {
-		return Message{}, ErrSender
+		return Message{}, fmt.Errorf("%w: plaintext names %s/%s, session peer is %s/%s", ErrSender, m.Sender, m.Device, s.peerAccount, s.peerDevice)
+	}
+	if m.Recipient != s.selfAcct || m.RecipientDevice != s.self {
+		return Message{}, fmt.Errorf("%w: plaintext addressed to %s/%s", ErrWrongRecipient, m.Recipient, m.RecipientDevice)
 	}
 	if _, dup := s.seenIndex[m.ID]; dup {
 		return Message{}, fmt.Errorf("%w: message ID seen before", ErrDuplicate)
@@ -347,7 +373,10 @@ func (s *Session) open(rand io.Reader, ct []byte, now int64) (Message, error) {
 		s.seen = slices.Delete(s.seen, 0, 1)
 	}
 	if m.Timestamp > now+MaxFutureSkew || m.Timestamp < now-MaxAge {
-		return Message{}, fmt.Errorf("%w: %d (now %d)", ErrTimestamp, m.Timestamp, now)
+		// Authentic and new, but the sender's clock (or ours) is off, or
+		// the message was held back: it is returned with the error so the
+		// caller can keep it, flagged, rather than lose it.
+		return m, fmt.Errorf("%w: %d (now %d)", ErrTimestamp, m.Timestamp, now)
 	}
 	return m, nil
 }

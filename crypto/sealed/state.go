@@ -7,7 +7,9 @@ import (
 	"github.com/peergram/peergram/crypto/ratchet"
 )
 
-const stateVersion = 1
+// stateVersion 2: the ratchet AD names both accounts and devices; version 1
+// sessions cannot talk to version 2 peers and are refused.
+const stateVersion = 2
 
 // maxRatchetState bounds the ratchet's encoded state on decode (2,000
 // skipped keys of ~72 bytes plus chains).
