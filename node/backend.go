@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,19 +57,17 @@ func (n *Node) publish(ctx context.Context, relay peer.ID) error {
 	return nil
 }
 
-// resolve finds a contact by alias or account ID (or link).
+// resolve finds an account the node knows (a contact, a request, a
+// removed contact) by account ID or link, or a contact by alias.
 func (n *Node) resolve(tx *storage.Txn, s string) (*contactRecord, error) {
 	s = strings.TrimSpace(s)
 	if a, err := identity.ParseAccountID(s); err == nil {
 		return n.st.getContact(tx, a)
 	}
-	all, err := n.st.allContacts(tx)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range all {
-		if c.Name != "" && c.Name == s {
-			return c, nil
+	if s != "" {
+		c, err := n.aliasOwner(tx, s)
+		if err != nil || c != nil {
+			return c, err
 		}
 	}
 	return nil, fmt.Errorf("%w: %q", chat.ErrUnknownContact, s)
@@ -80,14 +79,90 @@ func (n *Node) contactView(c *contactRecord) chat.Contact {
 		devs = len(l.Devices)
 	}
 	return chat.Contact{
-		AccountID: c.Account.String(), Name: c.Name, Link: c.Account.Link(), Devices: devs,
+		AccountID: c.Account.String(), Name: c.Name, Display: c.displayName(), Link: c.Account.Link(), Devices: devs,
 		Safety: identity.SafetyNumber(n.keys.account.ID(), c.Account), Added: c.Added,
 	}
 }
 
-// AddContact implements localapi.Backend. It stores the contact at once
-// and looks up its keys in the relays' directories; a contact whose keys
-// cannot be found yet is still added (sending retries the lookup).
+// messageView fills in how the sender of m is shown: its alias if it is a
+// contact, else the name it gives itself, marked as not a contact.
+func (n *Node) messageView(c *contactRecord, m chat.Message) chat.Message {
+	if m.Outgoing {
+		m.FromName, m.FromContact = n.keys.name, true
+		return m
+	}
+	if c.accepted() && c.Name != "" {
+		m.FromName, m.FromContact = c.Name, true
+		return m
+	}
+	m.FromName, m.FromContact = c.displayName(), c.accepted()
+	return m
+}
+
+func checkAlias(name string) error {
+	if len(name) > 64 || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: name must be at most 64 bytes of UTF-8", chat.ErrInvalid)
+	}
+	if _, err := identity.ParseAccountID(name); err == nil {
+		return fmt.Errorf("%w: a name cannot be an account ID", chat.ErrInvalid)
+	}
+	return nil
+}
+
+// aliasOwner returns the contact whose alias is name, if any.
+func (n *Node) aliasOwner(tx *storage.Txn, name string) (*contactRecord, error) {
+	all, err := n.st.allContacts(tx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range all {
+		if c.Name == name && c.accepted() {
+			return c, nil
+		}
+	}
+	return nil, nil
+}
+
+// uniqueAlias returns base, or base with " (2)", " (3)"… appended, whichever
+// is first not taken by a contact other than a.
+func (n *Node) uniqueAlias(tx *storage.Txn, base string, a identity.AccountID) (string, error) {
+	if base == "" {
+		return "", nil
+	}
+	for i := 1; ; i++ {
+		cand := base
+		if i > 1 {
+			suffix := fmt.Sprintf(" (%d)", i)
+			cand = truncateUTF8(base, 64-len(suffix)) + suffix
+		}
+		if _, err := identity.ParseAccountID(cand); err == nil {
+			continue
+		}
+		other, err := n.aliasOwner(tx, cand)
+		if err != nil {
+			return "", err
+		}
+		if other == nil || other.Account == a {
+			return cand, nil
+		}
+	}
+}
+
+func truncateUTF8(s string, n int) string {
+	for len(s) > n {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+// AddContact implements localapi.Backend. It looks up the account's keys
+// in the relays' directories and stores it as a contact; a contact whose
+// keys cannot be found yet is still added (sending retries the lookup).
+// Without a name the alias is the name the account gives itself, made
+// unique. Adding an account that is already a contact under another name
+// fails with chat.ErrExists (rename it instead). Adding an account whose
+// messages wait as a request accepts them: delivered receipts go out.
 func (n *Node) AddContact(ctx context.Context, idOrLink, name string) (chat.Contact, error) {
 	a, err := identity.ParseAccountID(idOrLink)
 	if err != nil {
@@ -97,60 +172,218 @@ func (n *Node) AddContact(ctx context.Context, idOrLink, name string) (chat.Cont
 		return chat.Contact{}, fmt.Errorf("%w: that is your own account", chat.ErrInvalid)
 	}
 	name = strings.TrimSpace(name)
-	if len(name) > 64 || !utf8.ValidString(name) {
-		return chat.Contact{}, fmt.Errorf("%w: name must be at most 64 bytes of UTF-8", chat.ErrInvalid)
+	if err := checkAlias(name); err != nil {
+		return chat.Contact{}, err
 	}
-	if _, err := identity.ParseAccountID(name); err == nil {
-		return chat.Contact{}, fmt.Errorf("%w: a name cannot be an account ID", chat.ErrInvalid)
+	var existing *contactRecord
+	if err := n.db.View(func(tx *storage.Txn) (err error) {
+		existing, err = n.st.getContact(tx, a)
+		if errors.Is(err, chat.ErrUnknownContact) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		return chat.Contact{}, err
 	}
-	var c *contactRecord
-	err = n.db.Update(func(tx *storage.Txn) error {
-		if name != "" {
-			if other, err := n.resolve(tx, name); err == nil && other.Account != a {
-				return fmt.Errorf("%w: the name %q is taken by another contact", chat.ErrInvalid, name)
+	if existing != nil && existing.accepted() {
+		if name != "" && name != existing.Name {
+			return chat.Contact{}, fmt.Errorf("%w: %s is already a contact named %q (use 'contacts rename' to change it)", chat.ErrExists, a, existing.Name)
+		}
+		if existing.List == nil { // keys not found when it was added: try again
+			if fresh, err := n.refreshContact(ctx, a); err == nil {
+				existing = fresh
 			}
 		}
+		return n.contactView(existing), nil
+	}
+	if _, err := n.refreshContact(ctx, a); err != nil {
+		n.log.Info("contact keys not found yet", "contact", a.String(), "err", err)
+	}
+	var c *contactRecord
+	var receipts []*job
+	err = n.db.Update(func(tx *storage.Txn) error {
+		receipts = nil
+		var err error
 		c, err = n.st.getContact(tx, a)
 		if errors.Is(err, chat.ErrUnknownContact) {
-			c = &contactRecord{Account: a, Added: n.cfg.Now().UTC()}
+			c = &contactRecord{Account: a, Added: n.cfg.Now().UTC(), State: stateNone}
 		} else if err != nil {
 			return err
 		}
-		c.Unsolicited = false
-		if name != "" {
-			c.Name = name
+		if c.accepted() { // added meanwhile
+			return nil
 		}
+		receipts, err = n.acceptTx(tx, c, name)
+		return err
+	})
+	if err != nil {
+		return chat.Contact{}, err
+	}
+	if len(receipts) > 0 {
+		n.kick()
+	}
+	return n.contactView(c), nil
+}
+
+// acceptTx makes c a contact with alias name (or its own name, made
+// unique). If its messages waited as a request, delivered receipts for
+// them are enqueued.
+func (n *Node) acceptTx(tx *storage.Txn, c *contactRecord, name string) ([]*job, error) {
+	wasRequest := c.state() == stateRequest || c.state() == stateIgnored
+	if name != "" {
+		if other, err := n.aliasOwner(tx, name); err != nil {
+			return nil, err
+		} else if other != nil && other.Account != c.Account {
+			return nil, fmt.Errorf("%w: the name %q is taken by another contact", chat.ErrExists, name)
+		}
+		c.Name = name
+	} else {
+		var err error
+		if c.Name, err = n.uniqueAlias(tx, c.displayName(), c.Account); err != nil {
+			return nil, err
+		}
+	}
+	c.State, c.Unsolicited = stateContact, false
+	c.Added = n.cfg.Now().UTC()
+	if err := n.st.putContact(tx, c); err != nil {
+		return nil, err
+	}
+	if !wasRequest {
+		return nil, nil
+	}
+	recs, err := n.st.chatMessages(tx, c.Account)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, r := range recs {
+		if !r.Outgoing {
+			ids = append(ids, r.ID)
+		}
+	}
+	return n.receiptJobs(tx, c.Account, chat.StatusDelivered, ids, n.cfg.Now().UnixMilli())
+}
+
+// RenameContact implements localapi.Backend.
+func (n *Node) RenameContact(_ context.Context, contact, name string) (chat.Contact, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return chat.Contact{}, fmt.Errorf("%w: the new name must not be empty", chat.ErrInvalid)
+	}
+	if err := checkAlias(name); err != nil {
+		return chat.Contact{}, err
+	}
+	var c *contactRecord
+	err := n.db.Update(func(tx *storage.Txn) error {
+		var err error
+		if c, err = n.resolveContact(tx, contact); err != nil {
+			return err
+		}
+		if other, err := n.aliasOwner(tx, name); err != nil {
+			return err
+		} else if other != nil && other.Account != c.Account {
+			return fmt.Errorf("%w: the name %q is taken by another contact", chat.ErrExists, name)
+		}
+		c.Name = name
 		return n.st.putContact(tx, c)
 	})
 	if err != nil {
 		return chat.Contact{}, err
 	}
-	if fresh, err := n.refreshContact(ctx, a); err == nil {
-		c = fresh
-	} else {
-		n.log.Info("contact keys not found yet", "contact", a.String(), "err", err)
-	}
 	return n.contactView(c), nil
 }
 
-// Contacts implements localapi.Backend.
-func (n *Node) Contacts(context.Context) ([]chat.Contact, error) {
-	var out []chat.Contact
+// RemoveContact implements localapi.Backend. The chat and its history
+// stay; the alias is freed; later messages from the account arrive as a
+// message request.
+func (n *Node) RemoveContact(_ context.Context, contact string) error {
+	return n.db.Update(func(tx *storage.Txn) error {
+		c, err := n.resolveContact(tx, contact)
+		if err != nil {
+			return err
+		}
+		c.State, c.Name, c.Unsolicited = stateNone, "", false
+		return n.st.putContact(tx, c)
+	})
+}
+
+// resolveContact is resolve restricted to contacts.
+func (n *Node) resolveContact(tx *storage.Txn, s string) (*contactRecord, error) {
+	c, err := n.resolve(tx, s)
+	if err != nil {
+		return nil, err
+	}
+	if !c.accepted() {
+		return nil, fmt.Errorf("%w: %q is not a contact", chat.ErrUnknownContact, s)
+	}
+	return c, nil
+}
+
+// Requests implements localapi.Backend: accounts that wrote first and
+// were neither added nor ignored.
+func (n *Node) Requests(context.Context) ([]chat.Contact, error) {
+	out := []chat.Contact{}
 	err := n.db.View(func(tx *storage.Txn) error {
 		all, err := n.st.allContacts(tx)
 		for _, c := range all {
-			out = append(out, n.contactView(c))
+			if c.state() == stateRequest {
+				out = append(out, n.contactView(c))
+			}
 		}
 		return err
 	})
-	if out == nil {
-		out = []chat.Contact{}
-	}
 	return out, err
 }
 
+// IgnoreRequest implements localapi.Backend: the account's later messages
+// are dropped unread (no receipts); adding it as a contact undoes this.
+func (n *Node) IgnoreRequest(_ context.Context, account string) error {
+	return n.db.Update(func(tx *storage.Txn) error {
+		c, err := n.resolve(tx, account)
+		if err != nil {
+			return err
+		}
+		if c.accepted() {
+			return fmt.Errorf("%w: %s is a contact (remove it first)", chat.ErrInvalid, c.Account)
+		}
+		c.State = stateIgnored
+		return n.st.putContact(tx, c)
+	})
+}
+
+// Contacts implements localapi.Backend: accounts the user added (or
+// whose request the user accepted).
+func (n *Node) Contacts(context.Context) ([]chat.Contact, error) {
+	out := []chat.Contact{}
+	err := n.db.View(func(tx *storage.Txn) error {
+		all, err := n.st.allContacts(tx)
+		for _, c := range all {
+			if c.accepted() {
+				out = append(out, n.contactView(c))
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// encodePayload encodes p as the JSON a sealed message carries, without
+// HTML escaping (which would turn "<" into six bytes).
+func encodePayload(p payload) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // Send implements localapi.Backend: the message is stored in the chat and
-// the outbox in one transaction, then delivered in the background.
+// the outbox in one transaction, then delivered in the background. The
+// size limit applies to the encoded payload, so a message that is
+// accepted always fits in an envelope. Writing to an account whose message
+// request waits accepts the request.
 func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, error) {
 	if strings.TrimSpace(text) == "" {
 		return chat.Message{}, fmt.Errorf("%w: empty message", chat.ErrInvalid)
@@ -172,17 +405,26 @@ func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, erro
 		if err != nil {
 			return err
 		}
+		if !c.accepted() {
+			if _, err = n.acceptTx(tx, c, ""); err != nil {
+				return err
+			}
+		}
 		seq, err := n.st.nextChatSeq(tx, c.Account)
 		if err != nil {
 			return err
 		}
-		body, err := json.Marshal(payload{Kind: "text", Seq: seq, Text: text})
+		body, err := encodePayload(payload{Kind: "text", Seq: seq, Text: text, Chat: c.Account.String()})
 		if err != nil {
 			return err
+		}
+		if len(body) > sealed.MaxBodySize {
+			return fmt.Errorf("%w: %d bytes encoded (at most %d)", chat.ErrTooLarge, len(body), sealed.MaxBodySize)
 		}
 		rec = &messageRecord{Message: chat.Message{
 			ID: id.String(), Chat: c.Account.String(), From: n.keys.account.ID().String(), Outgoing: true,
 			Text: text, SentAt: time.UnixMilli(now.UnixMilli()).UTC(), Status: chat.StatusPending, Seq: seq,
+			FromName: n.keys.name, FromContact: true,
 		}}
 		if err := n.st.putMessage(tx, c.Account, rec); err != nil {
 			return err
@@ -198,20 +440,20 @@ func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, erro
 }
 
 // Messages implements localapi.Backend. With markRead, incoming messages
-// not yet seen become seen and a read receipt goes to their sender.
+// not yet seen become seen and, if the sender is a contact, a read receipt
+// goes to it.
 func (n *Node) Messages(_ context.Context, contact string, markRead bool) ([]chat.Message, error) {
 	var out []chat.Message
 	var unread []string
-	var acct identity.AccountID
+	var c *contactRecord
 	err := n.db.View(func(tx *storage.Txn) error {
-		c, err := n.resolve(tx, contact)
-		if err != nil {
+		var err error
+		if c, err = n.resolve(tx, contact); err != nil {
 			return err
 		}
-		acct = c.Account
 		recs, err := n.st.chatMessages(tx, c.Account)
 		for _, r := range recs {
-			out = append(out, r.Message)
+			out = append(out, n.messageView(c, r.Message))
 			if !r.Outgoing && r.Status == chat.StatusReceived {
 				unread = append(unread, r.ID)
 			}
@@ -231,7 +473,7 @@ func (n *Node) Messages(_ context.Context, contact string, markRead bool) ([]cha
 		return 0
 	})
 	if markRead && len(unread) > 0 {
-		if err := n.markRead(acct, unread); err != nil {
+		if err := n.markRead(c.Account, unread); err != nil {
 			return nil, err
 		}
 		for i := range out {
@@ -269,6 +511,10 @@ func (n *Node) markRead(acct identity.AccountID, ids []string) error {
 	var evs []chat.Event
 	err := n.db.Update(func(tx *storage.Txn) error {
 		evs = nil
+		c, err := n.st.getContact(tx, acct)
+		if err != nil {
+			return err
+		}
 		var changed []string
 		for _, s := range ids {
 			id, err := chat.ParseMessageID(s)
@@ -290,12 +536,12 @@ func (n *Node) markRead(acct identity.AccountID, ids []string) error {
 				return err
 			}
 			changed = append(changed, s)
-			evs = append(evs, chat.Event{Type: chat.EventStatus, Message: rec.Message})
+			evs = append(evs, chat.Event{Type: chat.EventStatus, Message: n.messageView(c, rec.Message)})
 		}
-		if len(changed) == 0 {
-			return nil
+		if len(changed) == 0 || !c.accepted() {
+			return nil // no read receipts to accounts that are not contacts
 		}
-		_, err := n.receiptJob(tx, acct, chat.StatusRead, changed, n.cfg.Now().UnixMilli())
+		_, err = n.receiptJobs(tx, acct, chat.StatusRead, changed, n.cfg.Now().UnixMilli())
 		return err
 	})
 	if err != nil {

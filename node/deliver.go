@@ -64,7 +64,31 @@ type job struct {
 	Attempts int                `json:"attempts"`
 	NextAt   int64              `json:"next_at"` // unix ms
 	Text     bool               `json:"text"`    // updates a stored message's status
+	// Sealed holds, per device not yet done, the envelope sealed for it:
+	// sealed once, committed with the session it advanced, and resent
+	// byte for byte on every retry, so retries never advance the ratchet.
+	Sealed map[string]sealedCopy `json:"sealed,omitempty"`
 }
+
+// sealedCopy is one device's envelope of a job and the identity key it was
+// sealed to (a copy for a key the device no longer has is sealed again).
+type sealedCopy struct {
+	Env []byte   `json:"env"`
+	IK  [32]byte `json:"ik"`
+}
+
+// How long the outbox retries a job before it gives up: a text as long as
+// a relay would keep it (its recipient may be offline that long), a
+// receipt a few days.
+const (
+	maxTextRetry    = 30 * 24 * time.Hour
+	maxReceiptRetry = 3 * 24 * time.Hour
+)
+
+// errUndeliverable marks a job that can never succeed (the message can
+// never fit in an envelope, or the recipient has no devices): it fails at
+// once instead of retrying.
+var errUndeliverable = errors.New("node: undeliverable")
 
 func jobKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
@@ -124,35 +148,96 @@ func (n *Node) outboxPass(ctx context.Context) (next time.Time) {
 		n.log.Error("outbox: read", "err", err)
 		return n.cfg.Now().Add(n.cfg.RetryMax)
 	}
+	// A recipient whose earliest job waits (in backoff, or failed in this
+	// pass) holds back its later jobs: per-contact order is kept.
 	blocked := map[identity.AccountID]bool{}
+	wait := func(at time.Time) {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
 		now := n.cfg.Now()
-		if blocked[j.To] || j.NextAt > now.UnixMilli() {
-			due := time.UnixMilli(j.NextAt)
-			if next.IsZero() || due.Before(next) {
-				next = due
+		if blocked[j.To] {
+			continue
+		}
+		if j.NextAt > now.UnixMilli() {
+			blocked[j.To] = true
+			wait(time.UnixMilli(j.NextAt))
+			continue
+		}
+		err := n.deliverJob(ctx, j)
+		if err == nil {
+			continue
+		}
+		limit := maxReceiptRetry
+		if j.Text {
+			limit = maxTextRetry
+		}
+		if errors.Is(err, errUndeliverable) || now.Sub(time.UnixMilli(j.SentAt)) > limit {
+			n.log.Warn("outbox: giving up", "to", j.To.String(), "id", j.ID.String(), "attempts", j.Attempts, "err", err)
+			if err := n.failJob(j, err); err != nil {
+				n.log.Error("outbox: fail", "err", err)
 			}
 			continue
 		}
-		if err := n.deliverJob(ctx, j); err != nil {
-			blocked[j.To] = true
-			j.Attempts++
-			delay := min(n.cfg.RetryMin<<min(j.Attempts, 16), n.cfg.RetryMax)
-			j.NextAt = now.Add(jitter(delay)).UnixMilli()
-			n.log.Info("outbox: delivery failed; will retry", "to", j.To.String(), "id", j.ID.String(), "attempt", j.Attempts, "err", err)
-			if err := n.saveJob(j); err != nil {
-				n.log.Error("outbox: save", "err", err)
-			}
-			due := time.UnixMilli(j.NextAt)
-			if next.IsZero() || due.Before(next) {
-				next = due
-			}
+		blocked[j.To] = true
+		j.Attempts++
+		delay := min(n.cfg.RetryMin<<min(j.Attempts, 16), n.cfg.RetryMax)
+		j.NextAt = now.Add(jitter(delay)).UnixMilli()
+		n.log.Info("outbox: delivery failed; will retry", "to", j.To.String(), "id", j.ID.String(), "attempt", j.Attempts, "err", err)
+		if err := n.saveJob(j); err != nil {
+			n.log.Error("outbox: save", "err", err)
 		}
+		wait(time.UnixMilli(j.NextAt))
 	}
 	return next
+}
+
+// failJob removes a job that cannot be delivered and marks its message
+// failed, with the reason.
+func (n *Node) failJob(j *job, reason error) error {
+	var ev *chat.Event
+	err := n.db.Update(func(tx *storage.Txn) error {
+		ev = nil
+		if err := tx.Delete(n.st.outbox, jobKey(j.Seq)); err != nil {
+			return err
+		}
+		if !j.Text {
+			return nil
+		}
+		m, err := n.st.getMessage(tx, j.To, j.ID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m.Status != chat.StatusPending {
+			return nil
+		}
+		m.Status = chat.StatusFailed
+		m.Error = failReason(reason)
+		ev = &chat.Event{Type: chat.EventStatus, Message: m.Message}
+		return n.st.putMessage(tx, j.To, m)
+	})
+	if err == nil && ev != nil {
+		n.events.publish(*ev)
+	}
+	return err
+}
+
+func failReason(err error) string {
+	switch {
+	case errors.Is(err, sealed.ErrTooLarge):
+		return "too large to send"
+	case errors.Is(err, errUndeliverable):
+		return "cannot be delivered: " + err.Error()
+	}
+	return "not delivered in time: " + err.Error()
 }
 
 func (n *Node) saveJob(j *job) error {
@@ -170,107 +255,61 @@ type target struct {
 	record  *directory.Record
 }
 
-// targets lists the devices of j.To and the node's own other devices.
+// targets lists the devices of account to (from its current, fresh list)
+// and the node's own other devices.
 func (n *Node) targets(ctx context.Context, to identity.AccountID) ([]target, error) {
-	var c *contactRecord
-	err := n.db.View(func(tx *storage.Txn) (err error) {
-		c, err = n.st.getContact(tx, to)
-		return err
-	})
-	if errors.Is(err, chat.ErrUnknownContact) && to == n.keys.account.ID() {
-		c = &contactRecord{Account: to}
-	} else if err != nil {
-		return nil, err
-	}
-	list, err := c.deviceList()
-	if err != nil {
-		return nil, err
-	}
-	if list == nil && to != n.keys.account.ID() {
-		if c, err = n.refreshContact(ctx, to); err != nil {
-			return nil, err
-		}
-		if list, err = c.deviceList(); err != nil {
-			return nil, err
-		}
-	}
+	self := n.keys.account.ID()
+	now := n.cfg.Now()
 	var out []target
-	if list != nil {
+	if to != self {
+		var c *contactRecord
+		err := n.db.View(func(tx *storage.Txn) (err error) {
+			c, err = n.st.getContact(tx, to)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		list, err := c.deviceList()
+		if err != nil {
+			return nil, err
+		}
+		if list == nil || list.CheckFresh(now.Unix()) != nil || now.Sub(c.ListChecked) >= listRecheck {
+			fresh, err := n.refreshContact(ctx, to)
+			switch {
+			case err == nil:
+				c = fresh
+				if list, err = c.deviceList(); err != nil {
+					return nil, err
+				}
+			case list == nil || list.CheckFresh(now.Unix()) != nil:
+				return nil, err
+			default:
+				// The list we hold is still valid: use it this time.
+				n.log.Info("could not re-check a contact's device list", "contact", to.String(), "err", err)
+			}
+		}
+		if len(list.Devices) == 0 {
+			return nil, fmt.Errorf("%w: %s lists no devices", errUndeliverable, to)
+		}
 		for _, d := range list.Devices {
 			out = append(out, target{account: to, cert: d, record: c.record(d.Device)})
 		}
 	}
-	for _, d := range n.keys.list.Devices {
-		if d.Device != n.keys.device.ID() && to != n.keys.account.ID() {
-			out = append(out, target{account: n.keys.account.ID(), cert: d})
+	n.mu.Lock()
+	own := n.keys.list
+	n.mu.Unlock()
+	for _, d := range own.Devices {
+		if d.Device != n.keys.device.ID() {
+			out = append(out, target{account: self, cert: d})
 		}
 	}
 	return out, nil
 }
 
-// refreshContact fetches a contact's device list, records and a bundle per
-// device from the home relays' directories and stores them.
-func (n *Node) refreshContact(ctx context.Context, a identity.AccountID) (*contactRecord, error) {
-	if len(n.relays) == 0 {
-		return nil, fmt.Errorf("%w: no relay configured to look up %s", chat.ErrUnavailable, a)
-	}
-	var res *directory.Result
-	var errs []error
-	for _, r := range n.relays {
-		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, time.Hour)
-		var err error
-		res, err = n.dir.Fetch(fctx, r.ID, a)
-		cancel()
-		if err == nil {
-			break
-		}
-		errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
-	}
-	if res == nil {
-		return nil, fmt.Errorf("%w: keys of %s: %w", chat.ErrUnavailable, a, errors.Join(errs...))
-	}
-	var c *contactRecord
-	err := n.db.Update(func(tx *storage.Txn) error {
-		var err error
-		c, err = n.st.getContact(tx, a)
-		if errors.Is(err, chat.ErrUnknownContact) {
-			c = &contactRecord{Account: a, Added: n.cfg.Now(), Unsolicited: true}
-		} else if err != nil {
-			return err
-		}
-		if old, _ := c.deviceList(); old != nil {
-			// Rollbacks and forks are refused. A newer list that skips
-			// versions cannot be chained to ours without the lists in
-			// between, which directories do not keep; it is accepted
-			// (it is still signed by the account and newer).
-			err := res.List.CheckUpdate(old)
-			if err != nil && !errors.Is(err, identity.ErrGap) {
-				return fmt.Errorf("node: device list of %s: %w", a, err)
-			}
-		}
-		if c.List, err = res.List.MarshalBinary(); err != nil {
-			return err
-		}
-		devs := map[string]deviceInfo{}
-		for _, d := range res.Devices {
-			var info deviceInfo
-			if d.Record != nil {
-				info.Record, _ = d.Record.MarshalBinary()
-			}
-			if d.Bundle != nil {
-				info.Bundle, _ = d.Bundle.MarshalBinary()
-			}
-			devs[d.Cert.Device.String()] = info
-		}
-		c.Devices = devs
-		return n.st.putContact(tx, c)
-	})
-	return c, err
-}
-
-// deliverJob seals j for every target device not yet done and hands each
-// copy to the device or its relays.
+// deliverJob seals j for every target device not yet done (or reuses the
+// copy sealed on an earlier attempt) and hands each copy to the device or
+// its relays.
 func (n *Node) deliverJob(ctx context.Context, j *job) error {
 	ts, err := n.targets(ctx, j.To)
 	if err != nil {
@@ -282,15 +321,19 @@ func (n *Node) deliverJob(ctx context.Context, j *job) error {
 		if slices.Contains(j.Done, dev) {
 			continue
 		}
-		env, err := n.seal(ctx, t, j)
+		env, err := n.sealFor(ctx, t, j)
 		if err == nil {
 			err = n.send(ctx, t, env)
 		}
 		if err != nil {
+			if errors.Is(err, sealed.ErrTooLarge) {
+				return fmt.Errorf("%w: %w", errUndeliverable, err)
+			}
 			failed = errors.Join(failed, fmt.Errorf("device %.8s: %w", dev, err))
 			continue
 		}
 		j.Done = append(j.Done, dev)
+		delete(j.Sealed, dev)
 	}
 	if failed != nil {
 		if err := n.saveJob(j); err != nil {
@@ -321,64 +364,106 @@ func (n *Node) deliverJob(ctx context.Context, j *job) error {
 	return err
 }
 
-// seal encrypts j for device t, creating the session if needed, and
-// persists the advanced session before returning the envelope.
-func (n *Node) seal(ctx context.Context, t target, j *job) ([]byte, error) {
-	n.mu.Lock()
+// sealFor returns j's envelope for device t: the copy sealed on an earlier
+// attempt if it was sealed to t's current key, else a new one. A new copy
+// is committed together with the session it advanced and the job, so a
+// crash never leaves a sealed copy the job does not know of.
+func (n *Node) sealFor(ctx context.Context, t target, j *job) ([]byte, error) {
+	dev := t.cert.Device.String()
+	if c, ok := j.Sealed[dev]; ok && c.IK == t.cert.DH {
+		return c.Env, nil
+	}
+	p := peerKey{t.account, t.cert.Device}
 	var sess *sealed.Session
 	err := n.db.View(func(tx *storage.Txn) (err error) {
-		sess, err = n.st.getSession(tx, t.cert.Device)
+		sess, err = n.st.currentSession(tx, p)
 		return err
 	})
-	n.mu.Unlock()
-	if errors.Is(err, storage.ErrNotFound) {
-		sess, err = n.newSession(ctx, t)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	// Re-read under the lock: a receive may have advanced it.
+	if sess == nil || sess.PeerIdentityKey() != t.cert.DH {
+		// No session, or one agreed with a key the device's current
+		// certificate no longer has: start a new one (network, unlocked).
+		if sess, err = n.newSession(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	defer n.devLocks.lock(p)()
+	// Re-read under the lock: a receive may have advanced or replaced it.
+	var install bool
 	if err := n.db.View(func(tx *storage.Txn) error {
-		s, err := n.st.getSession(tx, t.cert.Device)
-		if err == nil {
-			sess = s
+		cur, err := n.st.currentSession(tx, p)
+		switch {
+		case err == nil && cur.PeerIdentityKey() == t.cert.DH:
+			sess = cur
+		case err == nil || errors.Is(err, storage.ErrNotFound):
+			install = true // the session made above becomes current
+		default:
+			return err
 		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
+	if sess.PeerIdentityKey() != t.cert.DH || sess.PeerAccount() != t.account || sess.PeerDevice() != t.cert.Device {
+		return nil, fmt.Errorf("node: session does not match the certificate of %s", t.cert.Device)
+	}
 	env, err := sess.Seal(n.rand, sealed.Message{ID: sealed.MessageID(j.ID), Timestamp: j.SentAt, Body: j.Payload})
 	if err != nil {
 		return nil, err
 	}
-	if err := n.db.Update(func(tx *storage.Txn) error { return n.st.putSession(tx, sess) }); err != nil {
+	if j.Sealed == nil {
+		j.Sealed = map[string]sealedCopy{}
+	}
+	j.Sealed[dev] = sealedCopy{Env: env, IK: t.cert.DH}
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.db.Update(func(tx *storage.Txn) error {
+		if install {
+			if err := n.st.installSession(tx, sess, false, n.cfg.Now().UnixNano()); err != nil {
+				return err
+			}
+		} else if err := n.st.saveSession(tx, &stored{sess: sess}); err != nil {
+			return err
+		}
+		return tx.Set(n.st.outbox, jobKey(j.Seq), raw)
+	}); err != nil {
+		delete(j.Sealed, dev)
 		return nil, err
 	}
 	return env, nil
 }
 
 // newSession starts a session with a device from a bundle kept since the
-// contact was looked up, or fetched now.
+// account was looked up, or fetched now. It stores nothing: sealFor
+// installs it with the first envelope.
 func (n *Node) newSession(ctx context.Context, t target) (*sealed.Session, error) {
 	var bundleRaw []byte
-	if err := n.db.View(func(tx *storage.Txn) error {
-		c, err := n.st.getContact(tx, t.account)
-		if err != nil {
+	if t.account != n.keys.account.ID() {
+		if err := n.db.View(func(tx *storage.Txn) error {
+			c, err := n.st.getContact(tx, t.account)
+			if err != nil {
+				return nil
+			}
+			bundleRaw = c.Devices[t.cert.Device.String()].Bundle
 			return nil
+		}); err != nil {
+			return nil, err
 		}
-		bundleRaw = c.Devices[t.cert.Device.String()].Bundle
-		return nil
-	}); err != nil {
-		return nil, err
 	}
 	if bundleRaw == nil {
-		c, err := n.refreshContact(ctx, t.account)
+		res, err := n.fetchList(ctx, t.account, nil)
 		if err != nil {
 			return nil, err
 		}
-		bundleRaw = c.Devices[t.cert.Device.String()].Bundle
+		for _, d := range res.Devices {
+			if d.Cert.Device == t.cert.Device && d.Bundle != nil {
+				bundleRaw, _ = d.Bundle.MarshalBinary()
+			}
+		}
 		if bundleRaw == nil {
 			return nil, fmt.Errorf("%w: no prekeys published for device %s", chat.ErrUnavailable, t.cert.Device)
 		}
@@ -391,20 +476,19 @@ func (n *Node) newSession(ctx context.Context, t target) (*sealed.Session, error
 	if err != nil {
 		return nil, err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	err = n.db.Update(func(tx *storage.Txn) error {
+	if t.account != n.keys.account.ID() {
 		// The bundle's one-time prekeys are now used: forget them.
-		if c, err := n.st.getContact(tx, t.account); err == nil {
+		err = n.db.Update(func(tx *storage.Txn) error {
+			c, err := n.st.getContact(tx, t.account)
+			if err != nil {
+				return nil
+			}
 			d := c.Devices[t.cert.Device.String()]
 			d.Bundle = nil
 			c.Devices[t.cert.Device.String()] = d
-			if err := n.st.putContact(tx, c); err != nil {
-				return err
-			}
-		}
-		return n.st.putSession(tx, sess)
-	})
+			return n.st.putContact(tx, c)
+		})
+	}
 	return sess, err
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -65,7 +66,9 @@ type Node struct {
 	rand   io.Reader
 	relays []peer.AddrInfo
 
-	mu       sync.Mutex // guards crypto state: keys.prekeys and session updates
+	mu       sync.Mutex // guards keys.prekeys, keys.list, keys.listChecked, keys.cert
+	pkMu     sync.Mutex // serialises changes of the prekey set (accepting sessions, refills)
+	devLocks deviceLocks
 	db       *storage.DB
 	st       *store
 	keys     *keyring
@@ -184,6 +187,15 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.self = sealed.Device{Key: n.keys.device, Cert: n.keys.cert}
+	if err := n.migrate(); err != nil {
+		return err
+	}
+	if _, err := n.maintainOwnList(); err != nil {
+		return fmt.Errorf("node: device list: %w", err)
+	}
+	if _, err := n.maintainPrekeys(); err != nil {
+		return fmt.Errorf("node: prekeys: %w", err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -240,6 +252,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		wg.Go(func() { n.keepRelay(ctx, r) })
 	}
 	wg.Go(func() { n.runOutbox(ctx) })
+	wg.Go(func() { n.runMaintenance(ctx) })
 	close(n.ready)
 	apiFile := filepath.Join(n.cfg.Home, fileAPI)
 	if err := writeFileAtomic(apiFile, []byte(n.apiAddr+"\n"), 0o600); err != nil {
@@ -257,6 +270,65 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	default:
 	}
 	return nil
+}
+
+// maintenanceInterval is how often the node checks its device list and
+// prekeys for renewal.
+const maintenanceInterval = time.Hour
+
+// runMaintenance re-signs the device list before it ages out and renews
+// prekeys, publishing what changed, until ctx ends.
+func (n *Node) runMaintenance(ctx context.Context) {
+	t := time.NewTicker(maintenanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := n.maintainOwnList()
+		if err != nil {
+			n.log.Error("device list maintenance", "err", err)
+		}
+		if changed {
+			for _, r := range n.relays {
+				if err := n.publish(ctx, r.ID); err != nil {
+					n.log.Warn("publish keys", "relay", r.ID, "err", err)
+				}
+			}
+		}
+		n.refillPrekeys(ctx)
+	}
+}
+
+// migrate brings a store written by an older version up to date: sessions
+// of the old format (keyed by device alone, "dev/") are deleted — their
+// peers start new ones.
+func (n *Node) migrate() error {
+	var old [][]byte
+	if err := n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.sessions, nil, func(key, _ []byte) error {
+			if !bytes.HasPrefix(key, []byte("cur/")) && !bytes.HasPrefix(key, []byte("old/")) && !bytes.HasPrefix(key, []byte("recv/")) {
+				old = append(old, bytes.Clone(key))
+			}
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	n.log.Info("deleting sessions of an older format", "count", len(old))
+	return n.db.Update(func(tx *storage.Txn) error {
+		for _, k := range old {
+			if err := tx.Delete(n.st.sessions, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // APIURL returns the API base URL once Run is serving.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,9 @@ const refillBelow = 10
 func parseBundle(raw []byte) (*pqxdh.Bundle, error) { return pqxdh.ParseBundle(raw) }
 
 // receive opens one envelope and stores what it carries. Duplicates are
-// success. It is safe for concurrent use.
+// success. It is safe for concurrent use: envelopes of different peer
+// devices are opened in parallel (only prekey envelopes that start a new
+// session take the node's prekey lock).
 func (n *Node) receive(ctx context.Context, raw []byte) error {
 	env, err := sealed.ParseEnvelope(raw)
 	if err != nil {
@@ -36,95 +39,138 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 		return fmt.Errorf("%w: %w", errPermanent, sealed.ErrWrongRecipient)
 	}
 	nowMs := n.cfg.Now().UnixMilli()
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	var (
-		msg      sealed.Message
-		refill   bool
+		p       peerKey
+		st      *stored         // an existing session, advanced by opening
+		fresh   *sealed.Session // a session accepted from this envelope
+		newPK   *pqxdh.PrekeySet
+		msg     sealed.Message
+		openErr error
+	)
+	switch env.Kind {
+	case sealed.KindMessage:
+		var ik [32]byte
+		err := n.db.View(func(tx *storage.Txn) error {
+			var err error
+			if p, st, err = n.st.sessionByRecv(tx, env.SessionID); err == nil {
+				ik = st.sess.PeerIdentityKey()
+			}
+			return err
+		})
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: no session %x", errPermanent, env.SessionID[:4])
+		}
+		if err != nil {
+			return err
+		}
+		// The device must still be on its account's list.
+		if err := n.checkListed(ctx, p, ik); err != nil {
+			return err
+		}
+		defer n.devLocks.lock(p)()
+		if err := n.db.View(func(tx *storage.Txn) error {
+			var err error
+			_, st, err = n.st.sessionByRecv(tx, env.SessionID)
+			return err
+		}); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("%w: session %x dropped", errPermanent, env.SessionID[:4])
+			}
+			return err
+		}
+		msg, openErr = st.sess.Open(n.rand, env, nowMs)
+	default:
+		h, err := sealed.Unseal(n.self, env)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errPermanent, err)
+		}
+		p = peerKey{h.SenderCert.Account, h.SenderCert.Device}
+		// The certificate verified; it must also be on the account's
+		// current list (a removed or never-listed device is refused).
+		if err := n.checkListed(ctx, p, h.SenderCert.DH); err != nil {
+			return err
+		}
+		defer n.devLocks.lock(p)()
+		var owner peerKey
+		err = n.db.View(func(tx *storage.Txn) error {
+			var err error
+			owner, st, err = n.st.sessionByRecv(tx, h.SessionID)
+			return err
+		})
+		switch {
+		case err == nil:
+			if owner != p {
+				return fmt.Errorf("%w: prekey envelope for another peer's session", errPermanent)
+			}
+			msg, openErr = st.sess.OpenPrekey(n.rand, h, nowMs)
+		case errors.Is(err, storage.ErrNotFound):
+			// Prekeys are shared by all peers: hold their lock until the
+			// consumed ones are committed.
+			n.pkMu.Lock()
+			defer n.pkMu.Unlock()
+			pk, err := cloneprekeys(n.currentPrekeys())
+			if err != nil {
+				return err
+			}
+			fresh, msg, openErr = sealed.Accept(n.rand, n.self, pk, h, nowMs)
+			if fresh != nil {
+				newPK = pk
+			}
+		default:
+			return err
+		}
+	}
+	if (st == nil && fresh == nil) || (openErr != nil && !sealed.IsPolicy(openErr)) {
+		return fmt.Errorf("%w: %w", errPermanent, openErr)
+	}
+	keep := openErr == nil || errors.Is(openErr, sealed.ErrTimestamp)
+	var (
 		dup      bool
-		newPK    *pqxdh.PrekeySet
-		openErr  error
 		receipts []*job
 		events   []chat.Event
 	)
 	err = n.db.Update(func(tx *storage.Txn) error {
-		receipts, events, dup, refill, newPK = nil, nil, false, false, nil
-		var sess *sealed.Session
-		switch env.Kind {
-		case sealed.KindMessage:
-			s, err := n.st.sessionByRecv(tx, env.SessionID)
-			if errors.Is(err, storage.ErrNotFound) {
-				return fmt.Errorf("%w: no session %x", errPermanent, env.SessionID[:4])
-			}
-			if err != nil {
+		receipts, events, dup = nil, nil, false
+		if fresh != nil {
+			if err := n.st.installSession(tx, fresh, true, n.cfg.Now().UnixNano()); err != nil {
 				return err
 			}
-			sess = s
-			msg, openErr = sess.Open(n.rand, env, nowMs)
-		default:
-			h, err := sealed.Unseal(n.self, env)
-			if err != nil {
-				return fmt.Errorf("%w: %w", errPermanent, err)
-			}
-			s, err := n.st.sessionByRecv(tx, h.SessionID)
-			switch {
-			case err == nil:
-				sess = s
-				msg, openErr = sess.OpenPrekey(n.rand, h, nowMs)
-			case errors.Is(err, storage.ErrNotFound):
-				// Work on a copy so a failed accept leaves the prekeys as they were.
-				pk, err := cloneprekeys(n.keys.prekeys)
-				if err != nil {
-					return err
-				}
-				sess, msg, openErr = sealed.Accept(n.rand, n.self, pk, h, nowMs)
-				if sess != nil {
-					newPK = pk
-					x, _ := pk.OneTimeLeft()
-					refill = x < refillBelow
-				}
-			default:
-				return err
-			}
-		}
-		if sess == nil || (openErr != nil && !errors.Is(openErr, sealed.ErrDuplicate) && !errors.Is(openErr, sealed.ErrTimestamp) && !errors.Is(openErr, sealed.ErrSender)) {
-			return fmt.Errorf("%w: %w", errPermanent, openErr)
-		}
-		if err := n.st.putSession(tx, sess); err != nil {
-			return err
-		}
-		if newPK != nil {
 			if err := n.st.putPrekeys(tx, newPK); err != nil {
 				return err
 			}
+		} else if err := n.st.saveSession(tx, st); err != nil {
+			return err
 		}
-		if openErr != nil {
+		if !keep {
 			dup = errors.Is(openErr, sealed.ErrDuplicate)
 			return nil // consumed: the session moved on; nothing to store
 		}
-		if ok, err := tx.Has(n.st.seen, msg.ID[:]); err != nil {
+		key := seenKey(msg.Sender, msg.ID)
+		if ok, err := tx.Has(n.st.seen, key); err != nil {
 			return err
 		} else if ok {
 			dup = true
 			return nil
 		}
-		if err := tx.SetTTL(n.st.seen, msg.ID[:], nil, seenTTL); err != nil {
+		if err := tx.SetTTL(n.st.seen, key, nil, seenTTL); err != nil {
 			return err
 		}
+		var warning string
+		if openErr != nil {
+			warning = chat.WarnTimestamp
+		}
 		var err error
-		receipts, events, err = n.apply(tx, msg, nowMs)
+		receipts, events, err = n.apply(tx, msg, nowMs, warning)
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, errPermanent) {
-			n.log.Info("dropped envelope", "err", err)
-		}
 		return err
 	}
 	if newPK != nil {
-		n.keys.prekeys = newPK
+		n.setPrekeys(newPK)
+		n.afterAccept(ctx, newPK)
 	}
-	if openErr != nil && !dup {
+	if openErr != nil && !dup && !keep {
 		n.log.Info("message rejected by policy", "err", openErr)
 	}
 	for _, e := range events {
@@ -133,10 +179,36 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 	if len(receipts) > 0 {
 		n.kick()
 	}
-	if refill {
+	return nil
+}
+
+// seenKey names a received message for deduplication: by sender and ID,
+// so no account can make the node drop another's message by reusing its
+// ID.
+func seenKey(sender identity.AccountID, id sealed.MessageID) []byte {
+	return append(append(make([]byte, 0, 48), sender[:]...), id[:]...)
+}
+
+// currentPrekeys and setPrekeys guard n.keys.prekeys, which publish reads.
+func (n *Node) currentPrekeys() *pqxdh.PrekeySet {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.keys.prekeys
+}
+
+func (n *Node) setPrekeys(pk *pqxdh.PrekeySet) {
+	n.mu.Lock()
+	n.keys.prekeys = pk
+	n.mu.Unlock()
+}
+
+// afterAccept tops up one-time prekeys and rotates the signed prekey when
+// a session was accepted, in the background.
+func (n *Node) afterAccept(ctx context.Context, pk *pqxdh.PrekeySet) {
+	x, _ := pk.OneTimeLeft()
+	if x < refillBelow || pk.NeedsRotation() {
 		go n.refillPrekeys(context.WithoutCancel(ctx))
 	}
-	return nil
 }
 
 func cloneprekeys(p *pqxdh.PrekeySet) (*pqxdh.PrekeySet, error) {
@@ -148,8 +220,11 @@ func cloneprekeys(p *pqxdh.PrekeySet) (*pqxdh.PrekeySet, error) {
 }
 
 // apply stores what a decrypted message says: a chat message (and a
-// delivered receipt back) or a receipt for our own messages.
-func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64) ([]*job, []chat.Event, error) {
+// delivered receipt back, if the sender is a contact) or a receipt for our
+// own messages. A message from an account that is not a contact is kept as
+// a message request: no receipt goes back until the user accepts it, and
+// nothing is kept from an account the user ignored.
+func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning string) ([]*job, []chat.Event, error) {
 	var p payload
 	if err := json.Unmarshal(m.Body, &p); err != nil {
 		n.log.Info("undecodable payload", "from", m.Sender.String(), "err", err)
@@ -162,31 +237,58 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64) ([]*job, []
 		outgoing := false
 		if m.Sender == self { // a copy of our own message from another device
 			a, err := identity.ParseAccountID(p.Chat)
-			if err != nil {
+			if err != nil || a == self {
 				return nil, nil, nil
 			}
 			chatAcct, outgoing = a, true
 		}
-		if err := n.ensureContact(tx, chatAcct); err != nil {
+		c, err := n.st.getContact(tx, chatAcct)
+		if errors.Is(err, chat.ErrUnknownContact) {
+			c = &contactRecord{Account: chatAcct, Added: time.UnixMilli(nowMs).UTC(), State: stateRequest}
+			if outgoing {
+				c.State = stateContact // we wrote to them from another device
+			}
+		} else if err != nil {
+			return nil, nil, err
+		}
+		switch c.state() {
+		case stateIgnored:
+			if !outgoing {
+				return nil, nil, nil
+			}
+		case stateNone:
+			if !outgoing {
+				c.State = stateRequest
+			}
+		}
+		if err := n.st.putContact(tx, c); err != nil {
 			return nil, nil, err
 		}
 		rec := &messageRecord{Message: chat.Message{
 			ID: chat.MessageID(m.ID).String(), Chat: chatAcct.String(), From: m.Sender.String(), Outgoing: outgoing,
 			Text: p.Text, SentAt: time.UnixMilli(m.Timestamp).UTC(), Received: time.UnixMilli(nowMs).UTC(),
-			Status: chat.StatusReceived, Seq: p.Seq,
+			Status: chat.StatusReceived, Seq: p.Seq, Warning: warning,
 		}}
 		if outgoing {
 			rec.Status = chat.StatusSent
 		}
+		if _, err := n.st.getMessage(tx, chatAcct, chat.MessageID(m.ID)); err == nil {
+			// Another sender already used this ID in this chat: keep both.
+			var id chat.MessageID
+			if _, err := n.rand.Read(id[:]); err != nil {
+				return nil, nil, err
+			}
+			rec.ID = id.String()
+		}
 		if err := n.st.putMessage(tx, chatAcct, rec); err != nil {
 			return nil, nil, err
 		}
-		evs := []chat.Event{{Type: chat.EventMessage, Message: rec.Message}}
-		if outgoing {
+		evs := []chat.Event{{Type: chat.EventMessage, Message: n.messageView(c, rec.Message)}}
+		if outgoing || !c.accepted() {
 			return nil, evs, nil
 		}
-		j, err := n.receiptJob(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)
-		return []*job{j}, evs, err
+		jobs, err := n.receiptJobs(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)
+		return jobs, evs, err
 	case "receipt":
 		status := chat.Status(p.Status)
 		if status != chat.StatusDelivered && status != chat.StatusRead {
@@ -220,43 +322,48 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64) ([]*job, []
 	return nil, nil, nil
 }
 
-func (n *Node) ensureContact(tx *storage.Txn, a identity.AccountID) error {
-	_, err := n.st.getContact(tx, a)
-	if errors.Is(err, chat.ErrUnknownContact) {
-		return n.st.putContact(tx, &contactRecord{Account: a, Added: n.cfg.Now(), Unsolicited: true})
+// maxReceiptIDs bounds the message IDs one receipt names, so a receipt
+// for a long unread chat stays far below the body limit (35 bytes an ID).
+const maxReceiptIDs = 1000
+
+// receiptJobs enqueues receipts for ids to account to, in batches of at
+// most maxReceiptIDs.
+func (n *Node) receiptJobs(tx *storage.Txn, to identity.AccountID, status chat.Status, ids []string, nowMs int64) ([]*job, error) {
+	var jobs []*job
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), maxReceiptIDs)]
+		ids = ids[len(batch):]
+		body, err := json.Marshal(payload{Kind: "receipt", Status: string(status), IDs: batch})
+		if err != nil {
+			return nil, err
+		}
+		var id chat.MessageID
+		if _, err := n.rand.Read(id[:]); err != nil {
+			return nil, err
+		}
+		j := &job{ID: id, To: to, Payload: body, SentAt: nowMs}
+		if err := n.enqueue(tx, j); err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
 	}
-	return err
+	return jobs, nil
 }
 
-func (n *Node) receiptJob(tx *storage.Txn, to identity.AccountID, status chat.Status, ids []string, nowMs int64) (*job, error) {
-	body, err := json.Marshal(payload{Kind: "receipt", Status: string(status), IDs: ids})
-	if err != nil {
-		return nil, err
-	}
-	var id chat.MessageID
-	if _, err := n.rand.Read(id[:]); err != nil {
-		return nil, err
-	}
-	j := &job{ID: id, To: to, Payload: body, SentAt: nowMs}
-	return j, n.enqueue(tx, j)
-}
+// signedPrekeyLifetime is how long a signed prekey is current before the
+// device rotates it (Signal §3.2 suggests a week to a month).
+const signedPrekeyLifetime = 7 * 24 * time.Hour
 
-// refillPrekeys makes more one-time prekeys and publishes them.
+// refillPrekeys tops up one-time prekeys, rotates the signed and
+// last-resort prekeys when they are old or have accepted many sessions,
+// and publishes the result to every home relay.
 func (n *Node) refillPrekeys(ctx context.Context) {
-	n.mu.Lock()
-	pk, err := cloneprekeys(n.keys.prekeys)
-	if err == nil {
-		_, err = pk.Refill(n.rand, n.keys.device, initialOneTimePrekeys)
-	}
-	if err == nil {
-		err = n.db.Update(func(tx *storage.Txn) error { return n.st.putPrekeys(tx, pk) })
-	}
-	if err == nil {
-		n.keys.prekeys = pk
-	}
-	n.mu.Unlock()
+	changed, err := n.maintainPrekeys()
 	if err != nil {
-		n.log.Error("prekey refill", "err", err)
+		n.log.Error("prekey maintenance", "err", err)
+		return
+	}
+	if !changed {
 		return
 	}
 	for _, r := range n.relays {
@@ -264,4 +371,56 @@ func (n *Node) refillPrekeys(ctx context.Context) {
 			n.log.Warn("prekey publish", "relay", r.ID, "err", err)
 		}
 	}
+}
+
+func (n *Node) maintainPrekeys() (bool, error) {
+	n.pkMu.Lock()
+	defer n.pkMu.Unlock()
+	pk, err := cloneprekeys(n.currentPrekeys())
+	if err != nil {
+		return false, err
+	}
+	var rotated time.Time
+	if err := n.db.View(func(tx *storage.Txn) error {
+		raw, err := tx.Get(n.st.meta, []byte("spk-rotated"))
+		if err == nil && len(raw) == 8 {
+			rotated = time.Unix(0, int64(binary.BigEndian.Uint64(raw)))
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	now := n.cfg.Now()
+	changed := false
+	if x, _ := pk.OneTimeLeft(); x < refillBelow {
+		if _, err := pk.Refill(n.rand, n.keys.device, initialOneTimePrekeys-x); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if rotated.IsZero() {
+		rotated = now // homes made before rotation was tracked: start the clock
+		changed = true
+	}
+	if pk.NeedsRotation() || now.Sub(rotated) >= signedPrekeyLifetime {
+		if err := pk.RotateSigned(n.rand, n.keys.device); err != nil {
+			return false, err
+		}
+		rotated, changed = now, true
+	}
+	if !changed {
+		return false, nil
+	}
+	if err := n.db.Update(func(tx *storage.Txn) error {
+		if err := tx.Set(n.st.meta, []byte("spk-rotated"), binary.BigEndian.AppendUint64(nil, uint64(rotated.UnixNano()))); err != nil {
+			return err
+		}
+		return n.st.putPrekeys(tx, pk)
+	}); err != nil {
+		return false, err
+	}
+	n.setPrekeys(pk)
+	return true, nil
 }

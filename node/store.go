@@ -11,7 +11,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
-	"github.com/peergram/peergram/crypto/sealed"
+
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/storage"
@@ -21,10 +21,10 @@ import (
 //
 //	meta:     "account" "device" "cert" "list" "prekeys" "p2p" "name" "seq/<account>" "outbox-seq"
 //	contacts: account(32) → contactRecord (JSON)
-//	sessions: "dev/" device(32) → sealed session; "recv/" sessionID(16) → device(32)
+//	sessions: see sessions.go
 //	messages: account(32) || messageID(16) → messageRecord (JSON)
 //	outbox:   seq(8) → job (JSON)
-//	seen:     messageID(16) → empty, with a TTL past the relay TTL
+//	seen:     sender account(32) || messageID(16) → empty, with a TTL past the relay TTL
 type store struct {
 	db       *storage.DB
 	meta     storage.Keyspace
@@ -55,6 +55,9 @@ type keyring struct {
 	prekeys *pqxdh.PrekeySet
 	p2p     crypto.PrivKey
 	name    string
+	// listChecked is when a directory last showed the node its own
+	// account's list (zero: never since start).
+	listChecked time.Time
 }
 
 func (s *store) putKeys(tx *storage.Txn, k *keyring) error {
@@ -133,20 +136,49 @@ func (s *store) loadKeys(tx *storage.Txn) (*keyring, error) {
 	return k, nil
 }
 
-// contactRecord is a contact and what the node knows of its devices.
+// Contact states. A record without a state predates them: a contact,
+// unless it was marked unsolicited.
+const (
+	stateContact = "contact" // added by the user, or a request the user accepted
+	stateRequest = "request" // wrote first and was not added: a message request
+	stateIgnored = "ignored" // a request the user ignored: later messages are dropped
+	stateNone    = "none"    // removed from the contacts; the chat stays
+)
+
+// contactRecord is an account the node knows — a contact, a message
+// request, or a removed contact whose chat remains — and what the node
+// knows of its devices.
 type contactRecord struct {
 	Account identity.AccountID `json:"account"`
 	Name    string             `json:"name"`
 	Added   time.Time          `json:"added"`
-	// List is the contact's signed device list (marshalled), nil until
-	// fetched from a directory.
-	List []byte `json:"list,omitempty"`
+	State   string             `json:"state,omitempty"`
+	// List is the account's signed device list (marshalled), nil until
+	// fetched from a directory; ListChecked is when a directory last
+	// confirmed it.
+	List        []byte    `json:"list,omitempty"`
+	ListChecked time.Time `json:"list_checked,omitzero"`
 	// Devices holds, per device, its directory record and an unused
 	// prekey bundle for starting a session.
 	Devices map[string]deviceInfo `json:"devices,omitempty"`
-	// Unsolicited marks a sender who wrote first and was not added.
+	// Unsolicited is the state of records written before State existed.
 	Unsolicited bool `json:"unsolicited,omitempty"`
 }
+
+// state returns the record's contact state.
+func (c *contactRecord) state() string {
+	switch {
+	case c.State != "":
+		return c.State
+	case c.Unsolicited:
+		return stateRequest
+	}
+	return stateContact
+}
+
+// accepted reports whether the user wants this account's messages with
+// receipts: a contact.
+func (c *contactRecord) accepted() bool { return c.state() == stateContact }
 
 type deviceInfo struct {
 	Record []byte `json:"record,omitempty"` // directory.Record, marshalled
@@ -158,6 +190,23 @@ func (c *contactRecord) deviceList() (*identity.DeviceList, error) {
 		return nil, nil
 	}
 	return identity.ParseDeviceList(c.List)
+}
+
+// displayName is the name the account gives itself: the name in the
+// certificate of its oldest listed device (signed by the account and
+// published in its directory). Empty when unknown.
+func (c *contactRecord) displayName() string {
+	l, err := c.deviceList()
+	if err != nil || l == nil || len(l.Devices) == 0 {
+		return ""
+	}
+	first := l.Devices[0]
+	for _, d := range l.Devices[1:] {
+		if d.Created < first.Created {
+			first = d
+		}
+	}
+	return first.Name
 }
 
 func (c *contactRecord) record(dev identity.DeviceID) *directory.Record {
@@ -206,51 +255,6 @@ func (s *store) allContacts(tx *storage.Txn) ([]*contactRecord, error) {
 		return nil
 	})
 	return out, err
-}
-
-func sessionKey(dev identity.DeviceID) []byte { return append([]byte("dev/"), dev[:]...) }
-func recvKey(id sealed.SessionID) []byte      { return append([]byte("recv/"), id[:]...) }
-
-func (s *store) getSession(tx *storage.Txn, dev identity.DeviceID) (*sealed.Session, error) {
-	raw, err := tx.Get(s.sessions, sessionKey(dev))
-	if err != nil {
-		return nil, err
-	}
-	return sealed.UnmarshalSession(raw)
-}
-
-func (s *store) sessionByRecv(tx *storage.Txn, id sealed.SessionID) (*sealed.Session, error) {
-	dev, err := tx.Get(s.sessions, recvKey(id))
-	if err != nil {
-		return nil, err
-	}
-	var d identity.DeviceID
-	if len(dev) != len(d) {
-		return nil, fmt.Errorf("node: corrupt session index")
-	}
-	copy(d[:], dev)
-	sess, err := s.getSession(tx, d)
-	if err != nil {
-		return nil, err
-	}
-	if sess.ReceiveID() != id {
-		// A newer session replaced this one; the old one is gone.
-		return nil, storage.ErrNotFound
-	}
-	return sess, nil
-}
-
-func (s *store) putSession(tx *storage.Txn, sess *sealed.Session) error {
-	raw, err := sess.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	dev := sess.PeerDevice()
-	if err := tx.Set(s.sessions, sessionKey(dev), raw); err != nil {
-		return err
-	}
-	id := sess.ReceiveID()
-	return tx.Set(s.sessions, recvKey(id), dev[:])
 }
 
 // messageRecord is a stored message.

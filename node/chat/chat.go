@@ -36,9 +36,16 @@ const (
 	StatusRead      Status = "read"      // the recipient user has seen it (signed receipt)
 	StatusReceived  Status = "received"  // an incoming message not yet seen by the local user
 	StatusSeen      Status = "seen"      // an incoming message the local user has seen
+	StatusFailed    Status = "failed"    // an outgoing message that can never be delivered (see Message.Error)
 )
 
-var rank = map[Status]int{StatusPending: 0, StatusSent: 1, StatusDelivered: 2, StatusRead: 3, StatusReceived: 0, StatusSeen: 1}
+var rank = map[Status]int{StatusPending: 0, StatusSent: 1, StatusDelivered: 2, StatusRead: 3, StatusReceived: 0, StatusSeen: 1, StatusFailed: 1}
+
+// WarnTimestamp is Message.Warning for an incoming message whose sender
+// timestamp was outside the accepted window (10 minutes ahead, 45 days
+// behind the local clock): one of the two clocks is wrong, or the message
+// was held back. The message is kept and shown, flagged.
+const WarnTimestamp = "timestamp outside the accepted window: the sender's clock or ours may be wrong"
 
 // Advance returns the later of two statuses, so that a late or repeated
 // receipt never moves a message backwards.
@@ -49,10 +56,12 @@ func Advance(cur, next Status) Status {
 	return cur
 }
 
-// Contact is a person the user can write to.
+// Contact is a person the user can write to (or, in the request list,
+// one who wrote first).
 type Contact struct {
 	AccountID string    `json:"account_id"`
-	Name      string    `json:"name"`
+	Name      string    `json:"name"`         // local alias
+	Display   string    `json:"display_name"` // the name the account gives itself (signed, from its directory)
 	Link      string    `json:"link"`
 	Devices   int       `json:"devices"` // devices known from the contact's signed device list
 	Safety    string    `json:"safety_number"`
@@ -70,6 +79,12 @@ type Message struct {
 	Received time.Time `json:"received_at"` // local clock; zero for outgoing
 	Status   Status    `json:"status"`
 	Seq      uint64    `json:"seq"` // sender's per-chat sequence number, for ordering
+	// FromName is the sender's alias, or for a sender who is not a contact
+	// the name it gives itself; FromContact says which.
+	FromName    string `json:"from_name,omitempty"`
+	FromContact bool   `json:"from_contact"`
+	Warning     string `json:"warning,omitempty"` // see WarnTimestamp
+	Error       string `json:"error,omitempty"`   // why a failed message failed
 }
 
 // Less orders a chat: by sender timestamp, then sender sequence, then ID.

@@ -16,3 +16,8 @@ var ErrTooLarge = errors.New("message too large")
 // ErrUnavailable reports that what the request needs cannot be reached now
 // (no relay reachable, contact's keys not found in any directory).
 var ErrUnavailable = errors.New("unavailable")
+
+// ErrExists reports a request that would create what already exists under
+// another form: a contact added again under another name, an alias taken
+// by another contact.
+var ErrExists = errors.New("already exists")

@@ -31,8 +31,8 @@ const (
 	headerSize = 5 // length:u32 + type:u8
 
 	// maxListSize bounds a marshalled DeviceList: 149 fixed bytes plus
-	// MaxDevices certificates of at most 4+237 bytes is 15,573.
-	maxListSize = 16 << 10
+	// MaxDevices certificates of at most 4+301 bytes is 19,669.
+	maxListSize = 20 << 10
 
 	oneTimeSize   = 4 + 32 + ed25519.SignatureSize                            // X25519 prekey: id | pub | sig
 	oneTimePQSize = 4 + mlkem.EncapsulationKeySize768 + ed25519.SignatureSize // ML-KEM-768 prekey
