@@ -39,7 +39,7 @@ func archivedPrefix(p peerKey) []byte {
 	return append([]byte("old/"), p.bytes()...)
 }
 func archivedKey(p peerKey, id sealed.SessionID) []byte { return append(archivedPrefix(p), id[:]...) }
-func recvKey(id sealed.SessionID) []byte               { return append([]byte("recv/"), id[:]...) }
+func recvKey(id sealed.SessionID) []byte                { return append([]byte("recv/"), id[:]...) }
 
 // deviceLocks serialises everything that reads and advances the sessions
 // of one peer device (sealing, opening, replacing), so decryption runs
