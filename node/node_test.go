@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,7 +74,11 @@ type testNode struct {
 	home   string
 	cancel context.CancelFunc
 	done   chan error
+	offset *atomic.Int64 // added to the node's clock, ns
 }
+
+// setClock moves the node's clock d ahead of real time.
+func (n *testNode) setClock(d time.Duration) { n.offset.Store(int64(d)) }
 
 func initHome(t *testing.T, name string) (string, Info) {
 	t.Helper()
@@ -87,15 +92,17 @@ func initHome(t *testing.T, name string) (string, Info) {
 
 func startNode(t *testing.T, home string, relays ...string) *testNode {
 	t.Helper()
+	offset := new(atomic.Int64)
 	n, err := New(Config{
 		Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: relays, DisableMDNS: true,
 		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{Node: n, home: home, cancel: cancel, done: make(chan error, 1)}
+	tn := &testNode{Node: n, home: home, cancel: cancel, done: make(chan error, 1), offset: offset}
 	go func() { tn.done <- n.Run(ctx) }()
 	select {
 	case <-n.Ready():
