@@ -89,6 +89,25 @@ func (f *fakeDevice) publish(t *testing.T, prev *identity.DeviceList, devices ..
 	return l
 }
 
+// publishList publishes a list of f's account without any bundle.
+func (f *fakeDevice) publishList(t *testing.T, prev *identity.DeviceList, devices ...*identity.DeviceCert) *identity.DeviceList {
+	t.Helper()
+	certs := make([]identity.DeviceCert, len(devices))
+	for i, d := range devices {
+		certs[i] = *d
+	}
+	l, err := f.acct.SignDeviceList(prev, certs, time.Now().Unix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.dir.Publish(ctx, f.relay, l, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // publishBundle publishes f's prekey bundle under an existing list.
 func (f *fakeDevice) publishBundle(t *testing.T, l *identity.DeviceList) {
 	t.Helper()
@@ -104,11 +123,18 @@ func (f *fakeDevice) publishBundle(t *testing.T, l *identity.DeviceList) {
 // for sending.
 func (f *fakeDevice) receive(t *testing.T) sealed.Message {
 	t.Helper()
+	return f.receiveN(t, 1)[0]
+}
+
+// receiveN is receive for n envelopes, in the order the relay delivers
+// them.
+func (f *fakeDevice) receiveN(t *testing.T, n int) []sealed.Message {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	mbox := mailbox.NewClient(f.h, nil)
 	defer mbox.Close()
-	got := make(chan []byte, 1)
+	got := make(chan []byte, n)
 	go func() {
 		_ = mbox.Subscribe(ctx, f.relay, f.dev.SigningKey(), func(_ context.Context, d mailbox.Delivery) error {
 			select {
@@ -118,12 +144,20 @@ func (f *fakeDevice) receive(t *testing.T) sealed.Message {
 			return nil
 		})
 	}()
-	var raw []byte
-	select {
-	case raw = <-got:
-	case <-ctx.Done():
-		t.Fatal("nothing arrived in the mailbox")
+	var out []sealed.Message
+	for range n {
+		select {
+		case raw := <-got:
+			out = append(out, f.open(t, raw))
+		case <-ctx.Done():
+			t.Fatalf("%d of %d envelopes arrived in the mailbox", len(out), n)
+		}
 	}
+	return out
+}
+
+func (f *fakeDevice) open(t *testing.T, raw []byte) sealed.Message {
+	t.Helper()
 	env, err := sealed.ParseEnvelope(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +178,15 @@ func (f *fakeDevice) receive(t *testing.T) sealed.Message {
 	h, err := sealed.Unseal(self, env)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, s := range f.out {
+		if s.ReceiveID() == h.SessionID {
+			m, err := s.OpenPrekey(rand.Reader, h, time.Now().UnixMilli())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
 	}
 	s, m, err := sealed.Accept(rand.Reader, self, f.prekeys, h, time.Now().UnixMilli())
 	if err != nil {

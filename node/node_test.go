@@ -92,12 +92,22 @@ func initHome(t *testing.T, name string) (string, Info) {
 
 func startNode(t *testing.T, home string, relays ...string) *testNode {
 	t.Helper()
+	return startNodeWith(t, home, nil, relays...)
+}
+
+// startNodeWith is startNode with a hook to change the configuration.
+func startNodeWith(t *testing.T, home string, mod func(*Config), relays ...string) *testNode {
+	t.Helper()
 	offset := new(atomic.Int64)
-	n, err := New(Config{
+	cfg := Config{
 		Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: relays, DisableMDNS: true,
 		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
 		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,219 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/storage"
+)
+
+// jobs returns the node's outbox.
+func jobs(t *testing.T, n *testNode) []*job {
+	t.Helper()
+	var out []*job
+	if err := n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
+			var j job
+			if err := json.Unmarshal(val, &j); err != nil {
+				return err
+			}
+			out = append(out, &j)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func textsOf(t *testing.T, msgs []sealed.Message) []string {
+	t.Helper()
+	var out []string
+	for _, m := range msgs {
+		var p payload
+		if err := json.Unmarshal(m.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Text)
+	}
+	return out
+}
+
+// TestOrderAfterBackoff: a message waiting out a retry backoff holds back
+// the later messages to the same contact. Before, the next pass sent the
+// later message at once and the recipient got them out of order.
+func TestOrderAfterBackoff(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.RetryMin, c.RetryMax = 2*time.Second, 2*time.Second }, relay.addr)
+	bob := newFakeDevice(t, relay, nil, "bob")
+	list := bob.publishList(t, nil, bob.cert) // no prekeys yet: sealing fails
+	ctx := context.Background()
+	if _, err := alice.AddContact(ctx, bob.acct.ID().String(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, "bob", "first"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first message in backoff", func() (bool, error) {
+		js := jobs(t, alice)
+		return len(js) == 1 && js[0].Attempts > 0, nil
+	})
+	bob.publishBundle(t, list)
+	if _, err := alice.Send(ctx, "bob", "second"); err != nil {
+		t.Fatal(err)
+	}
+	if got := textsOf(t, bob.receiveN(t, 2)); !slices.Equal(got, []string{"first", "second"}) {
+		t.Fatalf("Bob received %q", got)
+	}
+}
+
+// TestSealOnce: while a message cannot be handed over, every retry sends
+// the same envelope and the ratchet does not move. Before, each retry
+// sealed anew: after 25,000 tries the receiver's skip bound rejected the
+// message that finally arrived.
+func TestSealOnce(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := newFakeDevice(t, relay, nil, "bob")
+	bob.publish(t, nil, bob.cert)
+	ctx := context.Background()
+	if _, err := alice.AddContact(ctx, bob.acct.ID().String(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	relay.close() // no route to Bob from now on
+	if _, err := alice.Send(ctx, "bob", "once"); err != nil {
+		t.Fatal(err)
+	}
+	var first []byte
+	eventually(t, "a sealed copy", func() (bool, error) {
+		js := jobs(t, alice)
+		if len(js) == 1 && len(js[0].Sealed) == 1 {
+			for _, c := range js[0].Sealed {
+				first = c.Env
+			}
+			return true, nil
+		}
+		return false, nil
+	})
+	session := func() []byte {
+		var raw []byte
+		if err := alice.db.View(func(tx *storage.Txn) (err error) {
+			raw, err = tx.Get(alice.st.sessions, sessionKey(peerKey{bob.acct.ID(), bob.dev.ID()}))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	before := session()
+	eventually(t, "five more attempts", func() (bool, error) {
+		js := jobs(t, alice)
+		return len(js) == 1 && js[0].Attempts >= 6, nil
+	})
+	js := jobs(t, alice)
+	for _, c := range js[0].Sealed {
+		if !bytes.Equal(c.Env, first) {
+			t.Fatal("a retry sealed a new envelope")
+		}
+	}
+	if !bytes.Equal(session(), before) {
+		t.Fatal("retries advanced the session")
+	}
+}
+
+// TestSizeLimitOnEncoding: the limit applies to the encoded payload. Text
+// whose JSON encoding is larger than the body limit is refused at once;
+// text that JSON would have HTML-escaped ("<" as six bytes) but that fits
+// unescaped is sent and arrives intact. Before, 40,000 "<" were accepted
+// and then stuck as pending forever.
+func TestSizeLimitOnEncoding(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := newFakeDevice(t, relay, nil, "bob")
+	bob.publish(t, nil, bob.cert)
+	ctx := context.Background()
+	if _, err := alice.AddContact(ctx, bob.acct.ID().String(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	quotes := strings.Repeat(`"`, 100_000) // 200,000 bytes escaped
+	if _, err := alice.Send(ctx, "bob", quotes); !errors.Is(err, chat.ErrTooLarge) {
+		t.Fatalf("text over the limit once encoded: %v, want ErrTooLarge", err)
+	}
+	angles := strings.Repeat("<", 150_000)
+	if _, err := alice.Send(ctx, "bob", angles); err != nil {
+		t.Fatalf("text that fits unescaped: %v", err)
+	}
+	if got := textsOf(t, bob.receiveN(t, 1)); len(got) != 1 || got[0] != angles {
+		t.Fatalf("Bob got %d texts of %d bytes", len(got), len(got[0]))
+	}
+}
+
+// TestUndeliverable: a message that can never be delivered ends as failed
+// with a reason instead of retrying forever — a contact with no devices at
+// once, any message after the retry window (30 days).
+func TestUndeliverable(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNode(t, aliceHome, relay.addr)
+	ctx := context.Background()
+	failed := func(contact, text string) chat.Message {
+		var m chat.Message
+		eventually(t, "message "+text+" failed", func() (bool, error) {
+			msgs, err := alice.Messages(ctx, contact, false)
+			for _, x := range msgs {
+				if x.Text == text {
+					m = x
+				}
+			}
+			return m.Status == chat.StatusFailed, err
+		})
+		if m.Error == "" {
+			t.Fatal("failed without a reason")
+		}
+		return m
+	}
+
+	empty := newFakeDevice(t, relay, nil, "nobody")
+	empty.publishList(t, nil)
+	if _, err := alice.AddContact(ctx, empty.acct.ID().String(), "nobody"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, "nobody", "to no device"); err != nil {
+		t.Fatal(err)
+	}
+	failed("nobody", "to no device")
+
+	bob := newFakeDevice(t, relay, nil, "bob")
+	bob.publish(t, nil, bob.cert)
+	if _, err := alice.AddContact(ctx, bob.acct.ID().String(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	relay.close()
+	if _, err := alice.Send(ctx, "bob", "lost in an outage"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a failed attempt", func() (bool, error) {
+		js := jobs(t, alice)
+		return len(js) == 1 && js[0].Attempts > 0, nil
+	})
+	if m, _ := alice.Messages(ctx, "bob", false); m[0].Status != chat.StatusPending {
+		t.Fatalf("status %s during the retry window", m[0].Status)
+	}
+	alice.setClock(maxTextRetry + time.Hour)
+	alice.kick()
+	failed("bob", "lost in an outage")
+	if n := len(jobs(t, alice)); n != 0 {
+		t.Fatalf("%d jobs left after giving up", n)
+	}
+}
