@@ -2,7 +2,6 @@ package node
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
+	"github.com/peergram/peergram/node/localapi"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -23,6 +23,7 @@ const (
 	fileIdentity = "identity.json" // public identity, readable without the daemon
 	fileToken    = "token"         // local API bearer token (0600)
 	fileAPI      = "api"           // API base URL, written while the daemon runs
+	fileSocket   = "api.sock"      // API Unix socket, for the CLI, while the daemon runs
 	fileLock     = "daemon.lock"   // held by the running daemon
 	dirStore     = "store"         // Badger store
 )
@@ -32,6 +33,10 @@ var ErrNotInitialised = errors.New("node: home is not initialised")
 
 // ErrAlreadyInitialised reports Init on a home that has an identity.
 var ErrAlreadyInitialised = errors.New("node: home is already initialised")
+
+// ErrHomeNotWritable reports a home directory the node cannot write to
+// (a read-only file system, or another user's directory).
+var ErrHomeNotWritable = errors.New("the home directory is not writable (read-only file system or no permission); the node keeps its keys and messages there")
 
 // ErrRunning reports a second daemon on the same home.
 var ErrRunning = errors.New("node: another daemon is running on this home")
@@ -60,8 +65,16 @@ func Init(home, name string) (Info, error) {
 		return Info{}, fmt.Errorf("%w: %s", ErrAlreadyInitialised, home)
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
-		return Info{}, fmt.Errorf("node: init: %w", err)
+		return Info{}, homeError(home, err)
 	}
+	if err := privateDir(home); err != nil {
+		return Info{}, homeError(home, err)
+	}
+	probe := filepath.Join(home, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return Info{}, homeError(home, err)
+	}
+	os.Remove(probe)
 	acct, err := identity.NewAccountKey(rand.Reader)
 	if err != nil {
 		return Info{}, err
@@ -101,11 +114,7 @@ func Init(home, name string) (Info, error) {
 	if err := db.Update(func(tx *storage.Txn) error { return st.putKeys(tx, keys) }); err != nil {
 		return Info{}, fmt.Errorf("node: init: %w", err)
 	}
-	tok := make([]byte, 32)
-	if _, err := rand.Read(tok); err != nil {
-		return Info{}, err
-	}
-	if err := writeFileAtomic(filepath.Join(home, fileToken), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(home, fileToken), []byte(localapi.NewToken()+"\n"), 0o600); err != nil {
 		return Info{}, err
 	}
 	info := Info{AccountID: acct.ID().String(), Link: acct.ID().Link(), PeerID: pid.String(), Name: name, DeviceID: dev.ID().String()}
@@ -114,6 +123,19 @@ func Init(home, name string) (Info, error) {
 		return Info{}, err
 	}
 	return info, nil
+}
+
+// privateDir takes every permission on dir away from group and others
+// (keys live there); the owner's own bits are left as they are.
+func privateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(dir, fi.Mode().Perm()&^0o077)
 }
 
 // ReadInfo reads identity.json; it needs no running daemon.

@@ -149,11 +149,16 @@ func checkLoopback(hostport string) error {
 }
 
 // lock takes the home's daemon lock, so a second daemon refuses to start
-// with a clear error rather than a store error.
+// with a clear error rather than a store error. It also makes sure only
+// the owner can enter the home (0700).
 func (n *Node) lock() error {
 	f, err := os.OpenFile(filepath.Join(n.cfg.Home, fileLock), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return fmt.Errorf("node: %w", err)
+		return homeError(n.cfg.Home, err)
+	}
+	if err := privateDir(n.cfg.Home); err != nil {
+		f.Close()
+		return homeError(n.cfg.Home, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
@@ -215,11 +220,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.host.SetStreamHandler(ProtocolID, n.handleDirect)
 	defer n.host.RemoveStreamHandler(ProtocolID)
 
-	token, err := os.ReadFile(filepath.Join(n.cfg.Home, fileToken))
-	if err != nil {
-		return fmt.Errorf("node: read API token: %w", err)
+	// A new token at every start: one that leaked (to a process that
+	// answered on the old port after a crash, say) is worthless after a
+	// restart.
+	token := localapi.NewToken()
+	if err := writeFileAtomic(filepath.Join(n.cfg.Home, fileToken), []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("node: write API token: %w", err)
 	}
-	api, err := localapi.New(localapi.Config{Backend: n, Token: string(trimSpace(token)), Logger: n.log})
+	api, err := localapi.New(localapi.Config{Backend: n, Token: token, Logger: n.log})
 	if err != nil {
 		return err
 	}
@@ -228,18 +236,28 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.apiAddr = "http://" + ln.Addr().String()
+	listeners := []net.Listener{ln}
+	sock := filepath.Join(n.cfg.Home, fileSocket)
+	if sln, err := listenUnix(sock); err != nil {
+		n.log.Warn("no API socket in the home; the CLI will use the TCP address", "err", err)
+	} else {
+		listeners = append(listeners, sln)
+		defer os.Remove(sock)
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
-	wg.Go(func() {
-		if err := api.Serve(ctx, ln); err != nil && ctx.Err() == nil {
-			select {
-			case errc <- fmt.Errorf("node: API: %w", err):
-			default:
+	for _, l := range listeners {
+		wg.Go(func() {
+			if err := api.Serve(ctx, l); err != nil && ctx.Err() == nil {
+				select {
+				case errc <- fmt.Errorf("node: API: %w", err):
+				default:
+				}
+				cancel()
 			}
-			cancel()
-		}
-	})
+		})
+	}
 	if !n.cfg.DisableMDNS && n.cfg.Host == nil {
 		stop, err := startMDNS(n.host, n.log)
 		if err != nil {
@@ -262,6 +280,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.log.Info("node running", "api", n.apiAddr, "peer", n.host.ID(), "account", n.keys.account.ID().String(), "addrs", n.host.Addrs())
 	<-ctx.Done()
+	n.log.Info("stopping")
+	defer n.log.Info("stopped")
 	os.Remove(apiFile)
 	wg.Wait()
 	select {
@@ -329,6 +349,35 @@ func (n *Node) migrate() error {
 		}
 		return nil
 	})
+}
+
+// listenUnix listens on a Unix socket at path, replacing a stale one (the
+// caller holds the home's lock, so no other daemon uses it). The socket is
+// 0600 inside a 0700 home.
+func listenUnix(path string) (net.Listener, error) {
+	if len(path) >= 104 { // sun_path is 104 bytes on BSDs, 108 on Linux
+		return nil, fmt.Errorf("socket path %s is too long", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// homeError turns a failure to write in the home into one clear sentence.
+func homeError(home string, err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return fmt.Errorf("%w: %s (%v)", ErrHomeNotWritable, home, errors.Unwrap(err))
+	}
+	return fmt.Errorf("node: %w", err)
 }
 
 // APIURL returns the API base URL once Run is serving.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,19 +157,66 @@ func TestDaemonNotRunning(t *testing.T) {
 		{"messages", "alice"},
 		{"events"},
 	}
-	want := "peergram: daemon not running (no " + filepath.Join(c.home, "api") + "; start it with 'peergram daemon --home " + c.home + "')\n"
+	want := "peergram: daemon not running (no " + filepath.Join(c.home, "api.sock") + "; start it with 'peergram daemon --home " + c.home + "')\n"
 	for _, args := range commands {
 		if errOut := c.fail(args...); errOut != want {
 			t.Errorf("%s: stderr %q, want %q", args, errOut, want)
 		}
 	}
-	writeFile(t, filepath.Join(c.home, "api"), "http://"+closedAddr(t)+"\n")
+	// A daemon killed with -9 leaves its socket behind: nothing answers.
+	staleSocket(t, filepath.Join(c.home, "api.sock"))
 	writeFile(t, filepath.Join(c.home, "token"), testToken)
 	for _, args := range commands {
 		errOut := c.fail(args...)
-		if !strings.HasPrefix(errOut, "peergram: daemon not running (nothing answers at http://") || !strings.Contains(errOut, "start it with 'peergram daemon --home "+c.home+"'") {
+		if !strings.HasPrefix(errOut, "peergram: daemon not running (nothing answers at unix:") || !strings.Contains(errOut, "start it with 'peergram daemon --home "+c.home+"'") {
 			t.Errorf("%s: stderr %q", args, errOut)
 		}
+	}
+}
+
+// staleSocket leaves a Unix socket file at path that nobody listens on.
+func staleSocket(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+}
+
+// TestTokenNotSentToSquatter is the attack of issue 6: after a daemon was
+// killed with -9, DIR/api still names its old port, and another local user
+// listens there. Before, the CLI sent the bearer token to whoever answered.
+// Now the CLI talks to the socket in the home (which nobody else can
+// create), and uses DIR/api only while a daemon holds the home's lock.
+func TestTokenNotSentToSquatter(t *testing.T) {
+	for _, withSocket := range []bool{true, false} {
+		t.Run(map[bool]string{true: "stale socket", false: "no socket"}[withSocket], func(t *testing.T) {
+			c := newCLI(t)
+			var seen atomic.Int32
+			squatter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "" {
+					seen.Add(1)
+				}
+				w.Write([]byte(`[]`))
+			}))
+			defer squatter.Close()
+			writeFile(t, filepath.Join(c.home, "api"), squatter.URL+"\n")
+			writeFile(t, filepath.Join(c.home, "token"), testToken)
+			writeFile(t, filepath.Join(c.home, "daemon.lock"), "")
+			if withSocket {
+				staleSocket(t, filepath.Join(c.home, "api.sock"))
+			}
+			for _, args := range [][]string{{"contacts", "list"}, {"messages", "alice"}, {"events"}} {
+				if errOut := c.fail(args...); !strings.Contains(errOut, "daemon not running") {
+					t.Errorf("%s: stderr %q", args, errOut)
+				}
+			}
+			if n := seen.Load(); n != 0 {
+				t.Fatalf("the token was sent to the squatter %d times", n)
+			}
+		})
 	}
 }
 
@@ -278,13 +328,71 @@ func TestEventsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, out.wrote, "an event line")
+	// The daemon restarts (with a new token): the command reconnects.
+	c.stopDaemon()
+	b = c.startDaemon()
+	if _, err := b.AddContact(ctx, "acct-alice", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); b.Subscribers() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("events never reconnected")
+		}
+	}
+	if _, err := b.Receive("alice", "pong"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, out.wrote, "an event line after the restart")
 	cancel()
 	if code := within(t, done, "events to end"); code != 0 {
 		t.Fatalf("events exit %d", code)
 	}
-	var ev chat.Event
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &ev); err != nil || ev.Type != chat.EventMessage || ev.Message.Text != "ping" {
-		t.Errorf("events printed %q (%v)", out.String(), err)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	for i, want := range []string{"ping", "pong"} {
+		var ev chat.Event
+		if i >= len(lines) {
+			t.Fatalf("events printed %q", out.String())
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &ev); err != nil || ev.Type != chat.EventMessage || ev.Message.Text != want {
+			t.Errorf("event %d: %q (%v)", i, lines[i], err)
+		}
+	}
+}
+
+func TestContactsRenameRemoveRequests(t *testing.T) {
+	c := newCLI(t)
+	b := c.startDaemon()
+	c.ok("contacts", "add", "acct-bob", "--name", "bob")
+	c.ok("contacts", "add", "acct-carol", "--name", "carol")
+	if errOut := c.fail("contacts", "add", "acct-bob", "--name", "robert"); !strings.Contains(errOut, "already a contact") {
+		t.Errorf("re-add under another name: %q", errOut)
+	}
+	if out := c.ok("contacts", "rename", "bob", "robert"); !strings.Contains(out, "renamed acct-bob to robert") {
+		t.Errorf("rename: %q", out)
+	}
+	if errOut := c.fail("contacts", "rename", "robert", "carol"); !strings.Contains(errOut, "taken") {
+		t.Errorf("rename onto a taken name: %q", errOut)
+	}
+	c.ok("contacts", "remove", "carol")
+	var cs []chat.Contact
+	if err := json.Unmarshal([]byte(c.ok("contacts", "list", "--json")), &cs); err != nil || len(cs) != 1 || cs[0].Name != "robert" {
+		t.Fatalf("contacts after rename and remove: %+v (%v)", cs, err)
+	}
+	if errOut := c.fail("contacts", "remove", "carol"); !strings.Contains(errOut, "unknown contact") {
+		t.Errorf("remove twice: %q", errOut)
+	}
+	b.AddRequest("acct-stranger", "Stranger")
+	b.AddRequest("acct-spam", "Spam")
+	if out := c.ok("requests", "list"); !strings.Contains(out, "Stranger") || !strings.Contains(out, "acct-spam") {
+		t.Errorf("requests list: %q", out)
+	}
+	c.ok("requests", "ignore", "acct-spam")
+	if out := c.ok("requests", "accept", "acct-stranger", "--name", "friend"); !strings.Contains(out, "added friend acct-stranger") {
+		t.Errorf("requests accept: %q", out)
+	}
+	var rs []chat.Contact
+	if err := json.Unmarshal([]byte(c.ok("requests", "list", "--json")), &rs); err != nil || len(rs) != 0 {
+		t.Fatalf("requests left: %+v (%v)", rs, err)
 	}
 }
 

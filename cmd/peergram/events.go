@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -12,32 +14,69 @@ func (a *app) newEventsCmd() *cobra.Command {
 		Use:   "events",
 		Short: "Follow the daemon's events, one JSON object per line",
 		Long: `Follow the daemon's event stream (new messages, status changes) until
-interrupted, printing each event as one line of JSON.`,
+interrupted, printing each event as one line of JSON. When the daemon stops
+or restarts, the command waits for it and reconnects (a note goes to
+stderr); events that happened in between are not replayed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.connect()
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			ctx := cmd.Context()
-			events, err := d.Events(ctx)
-			if err != nil {
-				return d.explain(err)
-			}
-			for ev := range events {
-				b, err := json.Marshal(ev)
-				if err != nil {
-					return err
+			first := true
+			backoff := eventsRetryMin
+			for {
+				err := a.followEvents(ctx, first)
+				if ctx.Err() != nil {
+					return nil // interrupted
 				}
-				if _, err := fmt.Fprintf(a.stdout, "%s\n", b); err != nil {
-					return err
+				if first && err != nil {
+					return err // no daemon at all: say so at once
 				}
+				if err == nil {
+					backoff = eventsRetryMin // a stream ran: reconnect soon
+				}
+				first = false
+				fmt.Fprintf(a.stderr, "peergram: event stream ended (%v); reconnecting\n", err)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, eventsRetryMax)
 			}
-			if ctx.Err() != nil {
-				return nil // interrupted
-			}
-			return fmt.Errorf("the daemon at %s ended the event stream", d.url)
 		},
 	}
+}
+
+// Reconnection delays of 'peergram events'.
+const (
+	eventsRetryMin = 250 * time.Millisecond
+	eventsRetryMax = 5 * time.Second
+)
+
+// followEvents prints one event stream until it ends. It connects anew
+// each time (the daemon writes a new token at every start). It returns nil
+// when a stream was open and then ended, and the connection error
+// otherwise.
+func (a *app) followEvents(ctx context.Context, first bool) error {
+	d, err := a.connect()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	events, err := d.Events(ctx)
+	if err != nil {
+		return d.explain(err)
+	}
+	if !first {
+		fmt.Fprintln(a.stderr, "peergram: reconnected to the daemon")
+	}
+	for ev := range events {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(a.stdout, "%s\n", b); err != nil {
+			return err
+		}
+	}
+	return nil
 }

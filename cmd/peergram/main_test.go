@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -34,6 +36,7 @@ type cli struct {
 
 	initNode func(home, name string) (nodeInfo, error)
 	runNode  func(ctx context.Context, cfg daemonConfig) error
+	stops    []func() // stop the fake daemon
 }
 
 func newCLI(t *testing.T) *cli {
@@ -108,9 +111,29 @@ func (c *cli) startDaemon() *localapitest.Backend {
 	}
 	srv := httptest.NewServer(s.Handler())
 	c.t.Cleanup(srv.Close)
+	c.stops = append(c.stops, srv.Close)
+	// Like the daemon: the API on a Unix socket in the home, which the CLI
+	// uses, and its TCP address in DIR/api.
+	ln, err := net.Listen("unix", filepath.Join(c.home, "api.sock"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	usrv := &http.Server{Handler: s.Handler()}
+	go usrv.Serve(ln)
+	c.t.Cleanup(func() { usrv.Close() })
+	c.stops = append(c.stops, func() { usrv.Close() })
 	writeFile(c.t, filepath.Join(c.home, "api"), srv.URL+"\n")
 	writeFile(c.t, filepath.Join(c.home, "token"), testToken+"\n")
 	return b
+}
+
+// stopDaemon stops what startDaemon started, as a daemon exit would.
+func (c *cli) stopDaemon() {
+	for _, stop := range c.stops {
+		stop()
+	}
+	c.stops = nil
+	os.Remove(filepath.Join(c.home, "api"))
 }
 
 func writeFile(t *testing.T, path, data string) {

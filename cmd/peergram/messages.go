@@ -42,17 +42,9 @@ messages read, which sends read receipts; --mark-read=false does not.`,
 				}
 				return printJSON(a.stdout, ms)
 			}
-			names := a.contactNames(cmd.Context(), d)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			for _, m := range ms {
-				from := "you"
-				if !m.Outgoing {
-					from = names[m.From]
-					if from == "" {
-						from = m.From
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.SentAt.Local().Format(timeLayout), clean(from), clean(string(m.Status)), clean(m.Text))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.SentAt.Local().Format(timeLayout), clean(sender(m)), clean(status(m)), clean(m.Text))
 			}
 			return tw.Flush()
 		},
@@ -62,16 +54,29 @@ messages read, which sends read receipts; --mark-read=false does not.`,
 	return cmd
 }
 
-// contactNames maps account IDs to aliases; empty if the list fails (the
-// IDs are shown instead).
-func (a *app) contactNames(ctx context.Context, d *daemon) map[string]string {
-	names := make(map[string]string)
-	cs, err := call(ctx, d.Contacts)
-	if err != nil {
-		return names
+// sender is how plain output names who wrote m: "you", a contact's alias,
+// or the name a non-contact gives itself, marked as such.
+func sender(m chat.Message) string {
+	switch {
+	case m.Outgoing:
+		return "you"
+	case m.FromContact && m.FromName != "":
+		return m.FromName
+	case m.FromName != "":
+		return m.FromName + " (not a contact)"
 	}
-	for _, c := range cs {
-		names[c.AccountID] = c.Name
+	return m.From + " (not a contact)"
+}
+
+// status is the status column: the status, and why a failed message
+// failed or what is odd about an incoming one.
+func status(m chat.Message) string {
+	s := string(m.Status)
+	switch {
+	case m.Error != "":
+		s += " (" + m.Error + ")"
+	case m.Warning != "":
+		s += " (!)"
 	}
-	return names
+	return s
 }

@@ -29,6 +29,14 @@ type Backend interface {
 	// messages read (which sends read receipts).
 	Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error)
 	MarkRead(ctx context.Context, contact string, ids []chat.MessageID) error
+	// RenameContact changes a contact's alias; RemoveContact removes it
+	// from the contacts (the chat stays).
+	RenameContact(ctx context.Context, contact, name string) (chat.Contact, error)
+	RemoveContact(ctx context.Context, contact string) error
+	// Requests lists accounts that wrote first and are not contacts;
+	// accepting one is AddContact, IgnoreRequest drops its messages.
+	Requests(ctx context.Context) ([]chat.Contact, error)
+	IgnoreRequest(ctx context.Context, account string) error
 	// Subscribe returns the node's events; the channel is closed when ctx
 	// is done.
 	Subscribe(ctx context.Context) <-chan chat.Event
@@ -144,6 +152,11 @@ func (s *Server) routes() []route {
 		{"GET /v1/identity", s.identity},
 		{"GET /v1/contacts", s.contacts},
 		{"POST /v1/contacts", s.addContact},
+		{"POST /v1/contacts/{contact}/rename", s.renameContact},
+		{"DELETE /v1/contacts/{contact}", s.removeContact},
+		{"GET /v1/requests", s.requests},
+		{"POST /v1/requests/{contact}/accept", s.acceptRequest},
+		{"POST /v1/requests/{contact}/ignore", s.ignoreRequest},
 		{"POST /v1/messages", s.send},
 		{"GET /v1/chats/{contact}/messages", s.messages},
 		{"POST /v1/chats/{contact}/read", s.markRead},
@@ -222,6 +235,17 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// loopbackName reports whether a Host header names this machine's
+// loopback: "localhost" or a loopback IP, with or without a port.
+func loopbackName(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return loopbackHost(host)
+}
+
 func loopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
@@ -243,12 +267,19 @@ func checkListener(a net.Addr) error {
 	return fmt.Errorf("%s %s: %w", a.Network(), a, ErrNotLoopback)
 }
 
-// guard applies the CORS policy and the token check to every request.
+// guard applies the Host check, the CORS policy and the token check to
+// every request.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
+		if !loopbackName(r.Host) {
+			// DNS rebinding: a page of evil.example whose name now
+			// resolves to 127.0.0.1 talks to us with its own Host.
+			s.writeError(w, r, fmt.Errorf("host %q is not a loopback name: %w", r.Host, ErrForbidden))
+			return
+		}
 		if origin := r.Header.Get("Origin"); origin != "" || len(r.Header.Values("Origin")) > 0 {
 			h.Add("Vary", "Origin")
 			if !s.origins[origin] {
@@ -258,7 +289,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Origin", origin)
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				// Preflight: browsers send it without credentials.
-				h.Set("Access-Control-Allow-Methods", "GET, POST")
+				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)

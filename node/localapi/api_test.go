@@ -106,9 +106,49 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/chats/nobody/messages", "", 404, func(t *testing.T, body string) {
 			wantCode(t, body, "unknown_contact")
 		}},
+		{"POST", "/v1/contacts", `{"account_id":"acct-bob","name":"robert"}`, 409, func(t *testing.T, body string) {
+			wantCode(t, body, "exists")
+		}},
+		{"POST", "/v1/contacts/bob/rename", `{"name":"robert"}`, 200, func(t *testing.T, body string) {
+			var c chat.Contact
+			decodeInto(t, body, &c)
+			if c.AccountID != "acct-bob" || c.Name != "robert" {
+				t.Errorf("contact = %+v", c)
+			}
+		}},
+		{"POST", "/v1/contacts/robert/rename", `{"name":"alice"}`, 409, func(t *testing.T, body string) {
+			wantCode(t, body, "exists")
+		}},
+		{"DELETE", "/v1/contacts/robert", "", 204, func(t *testing.T, body string) {
+			if cs, _ := f.backend.Contacts(context.Background()); len(cs) != 1 {
+				t.Errorf("contacts after remove: %+v", cs)
+			}
+		}},
+		{"GET", "/v1/requests", "", 200, func(t *testing.T, body string) {
+			var cs []chat.Contact
+			decodeInto(t, body, &cs)
+			if len(cs) != 2 || cs[0].AccountID != "acct-stranger" || cs[0].Display != "Stranger" {
+				t.Errorf("requests = %+v", cs)
+			}
+		}},
+		{"POST", "/v1/requests/acct-stranger/accept", `{"name":"new friend"}`, 200, func(t *testing.T, body string) {
+			var c chat.Contact
+			decodeInto(t, body, &c)
+			if c.AccountID != "acct-stranger" || c.Name != "new friend" {
+				t.Errorf("contact = %+v", c)
+			}
+		}},
+		{"POST", "/v1/requests/acct-spammer/ignore", "", 204, func(t *testing.T, body string) {
+			if rs, _ := f.backend.Requests(context.Background()); len(rs) != 0 {
+				t.Errorf("requests left: %+v", rs)
+			}
+		}},
+		{"POST", "/v1/requests/acct-nobody/ignore", "", 404, func(t *testing.T, body string) { wantCode(t, body, "unknown_contact") }},
 		{"GET", "/v1/nope", "", 404, func(t *testing.T, body string) { wantCode(t, body, "not_found") }},
 		{"POST", "/v1/identity", "{}", 404, func(t *testing.T, body string) { wantCode(t, body, "not_found") }},
 	}
+	f.backend.AddRequest("acct-stranger", "Stranger")
+	f.backend.AddRequest("acct-spammer", "Spammer")
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			resp, body := f.do(t, tt.method, tt.path, tt.body, auth())
@@ -253,6 +293,43 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestHostCheck is DNS rebinding: a web page on evil.example whose name
+// is made to resolve to 127.0.0.1 reaches the API with its own Host
+// header. Only loopback names are served, whatever the token.
+func TestHostCheck(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tt := range []struct {
+		host string
+		want int
+	}{
+		{"evil.example:7777", http.StatusForbidden},
+		{"evil.example", http.StatusForbidden},
+		{"127.0.0.1.evil.example", http.StatusForbidden},
+		{"localhost.evil.example:80", http.StatusForbidden},
+		{"10.0.0.1:7777", http.StatusForbidden},
+		{"localhost:7777", http.StatusOK},
+		{"LOCALHOST", http.StatusOK},
+		{"127.0.0.1:7777", http.StatusOK},
+		{"127.1.2.3", http.StatusOK},
+		{"[::1]:7777", http.StatusOK},
+	} {
+		t.Run(tt.host, func(t *testing.T) {
+			h := auth()
+			h["Host"] = tt.host
+			resp, body := f.do(t, "GET", "/v1/identity", "", h)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tt.want, body)
+			}
+			if tt.want == http.StatusForbidden {
+				wantCode(t, body, "forbidden")
+				if strings.Contains(body, "acct-self") {
+					t.Fatal("identity served to a foreign host")
+				}
+			}
+		})
+	}
+}
+
 func TestCORS(t *testing.T) {
 	const ui = "http://127.0.0.1:5173"
 	withToken := func(origin string) map[string]string {
@@ -297,7 +374,7 @@ func TestCORS(t *testing.T) {
 		}
 		for k, want := range map[string]string{
 			"Access-Control-Allow-Origin":  ui,
-			"Access-Control-Allow-Methods": "GET, POST",
+			"Access-Control-Allow-Methods": "GET, POST, DELETE",
 			"Access-Control-Allow-Headers": "Authorization, Content-Type",
 		} {
 			if got := resp.Header.Get(k); got != want {

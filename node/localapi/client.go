@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,6 +49,20 @@ func NewClient(baseURL, token string) *Client {
 	}
 }
 
+// NewUnixClient returns a Client for the daemon listening on the Unix
+// socket at path (DIR/api.sock). The socket lives in the home directory,
+// which only its owner can enter, so no other local user can answer in the
+// daemon's place and receive the token.
+func NewUnixClient(path, token string) *Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+	return &Client{base: "http://localhost", token: strings.TrimSpace(token), hc: &http.Client{Transport: t}}
+}
+
 // Close closes idle connections. The Client stays usable.
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()
@@ -79,6 +94,37 @@ func (c *Client) Contacts(ctx context.Context) ([]chat.Contact, error) {
 	var cs []chat.Contact
 	err := c.do(ctx, http.MethodGet, "/v1/contacts", nil, &cs, http.StatusOK)
 	return cs, err
+}
+
+// RenameContact is POST /v1/contacts/{contact}/rename.
+func (c *Client) RenameContact(ctx context.Context, contact, name string) (chat.Contact, error) {
+	var out chat.Contact
+	err := c.do(ctx, http.MethodPost, "/v1/contacts/"+url.PathEscape(contact)+"/rename", RenameRequest{Name: name}, &out, http.StatusOK)
+	return out, err
+}
+
+// RemoveContact is DELETE /v1/contacts/{contact}.
+func (c *Client) RemoveContact(ctx context.Context, contact string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/contacts/"+url.PathEscape(contact), nil, nil, http.StatusNoContent)
+}
+
+// Requests is GET /v1/requests.
+func (c *Client) Requests(ctx context.Context) ([]chat.Contact, error) {
+	var out []chat.Contact
+	err := c.do(ctx, http.MethodGet, "/v1/requests", nil, &out, http.StatusOK)
+	return out, err
+}
+
+// AcceptRequest is POST /v1/requests/{account}/accept.
+func (c *Client) AcceptRequest(ctx context.Context, account, name string) (chat.Contact, error) {
+	var out chat.Contact
+	err := c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(account)+"/accept", AcceptRequest{Name: name}, &out, http.StatusOK)
+	return out, err
+}
+
+// IgnoreRequest is POST /v1/requests/{account}/ignore.
+func (c *Client) IgnoreRequest(ctx context.Context, account string) error {
+	return c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(account)+"/ignore", nil, nil, http.StatusNoContent)
 }
 
 // Send queues text to contact (alias or account ID); it returns once the

@@ -41,6 +41,7 @@ const (
 	CodeForbidden      = "forbidden"
 	CodeNotFound       = "not_found"
 	CodeInternal       = "internal"
+	CodeExists         = "exists"
 )
 
 // errorCodes is the single mapping between errors, HTTP status codes and
@@ -54,6 +55,7 @@ var errorCodes = [...]struct {
 	{chat.ErrUnknownContact, http.StatusNotFound, CodeUnknownContact},
 	{chat.ErrInvalid, http.StatusBadRequest, CodeInvalid},
 	{chat.ErrTooLarge, http.StatusRequestEntityTooLarge, CodeTooLarge},
+	{chat.ErrExists, http.StatusConflict, CodeExists},
 	{chat.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable},
 	{ErrUnauthorized, http.StatusUnauthorized, CodeUnauthorized},

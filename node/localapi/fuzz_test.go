@@ -29,6 +29,7 @@ func fuzzHandler(f *testing.F) (http.Handler, *localapitest.Backend) {
 // status, JSON, and an error code on failure.
 func post(t *testing.T, h http.Handler, path string, body []byte, ok int) *httptest.ResponseRecorder {
 	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
+	req.Host = "127.0.0.1:7777"
 	req.Header.Set("Authorization", "Bearer "+token)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)

@@ -137,6 +137,89 @@ func (s *Server) addContact(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// RenameRequest is the body of POST /v1/contacts/{contact}/rename.
+type RenameRequest struct {
+	Name string `json:"name"` // the new alias
+}
+
+func (s *Server) renameContact(w http.ResponseWriter, r *http.Request) error {
+	contact, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	var req RenameRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	c, err := s.backend.RenameContact(r.Context(), contact, req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) removeContact(w http.ResponseWriter, r *http.Request) error {
+	contact, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	if err := s.backend.RemoveContact(r.Context(), contact); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) requests(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.backend.Requests(r.Context())
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		cs = []chat.Contact{}
+	}
+	writeJSON(w, http.StatusOK, cs)
+	return nil
+}
+
+// AcceptRequest is the body of POST /v1/requests/{account}/accept
+// (optional).
+type AcceptRequest struct {
+	Name string `json:"name"` // local alias; default: the account's own name
+}
+
+func (s *Server) acceptRequest(w http.ResponseWriter, r *http.Request) error {
+	account, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	var req AcceptRequest
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &req); err != nil {
+			return err
+		}
+	}
+	c, err := s.backend.AddContact(r.Context(), account, req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) ignoreRequest(w http.ResponseWriter, r *http.Request) error {
+	account, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	if err := s.backend.IgnoreRequest(r.Context(), account); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // SendRequest is the body of POST /v1/messages.
 type SendRequest struct {
 	Contact string `json:"contact"` // alias or account ID

@@ -80,6 +80,10 @@ func (f *fixture) do(t *testing.T, method, path, body string, header map[string]
 		t.Fatal(err)
 	}
 	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := f.srv.Client().Do(req)

@@ -30,6 +30,8 @@ type Backend struct {
 	fail     error
 	seq      uint64
 	marked   []chat.MessageID
+	requests []chat.Contact // accounts that wrote first (AddRequest)
+	ignored  map[string]bool
 }
 
 // New returns a Backend answering Identity with id.
@@ -61,8 +63,9 @@ func (b *Backend) Identity(context.Context) (localapi.Identity, error) {
 	return id, nil
 }
 
-// AddContact adds or renames a contact; the alias defaults to the first 8
-// characters of the account ID.
+// AddContact adds a contact (accepting its request, if any); the alias
+// defaults to the first 8 characters of the account ID. Adding an existing
+// contact under another name is chat.ErrExists.
 func (b *Backend) AddContact(_ context.Context, idOrLink, name string) (chat.Contact, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -73,15 +76,24 @@ func (b *Backend) AddContact(_ context.Context, idOrLink, name string) (chat.Con
 	if id == "" || strings.ContainsAny(id, " \t\r\n/") {
 		return chat.Contact{}, fmt.Errorf("localapitest: add contact: bad account ID %q: %w", idOrLink, chat.ErrInvalid)
 	}
+	for _, c := range b.contacts {
+		if c.AccountID == id {
+			if name != "" && name != c.Name {
+				return chat.Contact{}, fmt.Errorf("localapitest: %s is already a contact named %q: %w", id, c.Name, chat.ErrExists)
+			}
+			return c, nil
+		}
+	}
 	if name == "" {
 		name = id[:min(8, len(id))]
 	}
-	for i, c := range b.contacts {
-		if c.AccountID == id {
-			b.contacts[i].Name = name
-			return b.contacts[i], nil
+	for i, r := range b.requests {
+		if r.AccountID == id {
+			b.requests = append(b.requests[:i], b.requests[i+1:]...)
+			break
 		}
 	}
+	delete(b.ignored, id)
 	c := chat.Contact{AccountID: id, Name: name, Link: "peergram://" + id, Devices: 1, Safety: "12345 67890", Added: b.epoch}
 	b.contacts = append(b.contacts, c)
 	return c, nil
@@ -95,6 +107,91 @@ func (b *Backend) Contacts(context.Context) ([]chat.Contact, error) {
 		return nil, b.fail
 	}
 	return append([]chat.Contact(nil), b.contacts...), nil
+}
+
+// RenameContact changes a contact's alias.
+func (b *Backend) RenameContact(_ context.Context, contact, name string) (chat.Contact, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Contact{}, b.fail
+	}
+	if name == "" {
+		return chat.Contact{}, fmt.Errorf("localapitest: empty name: %w", chat.ErrInvalid)
+	}
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return chat.Contact{}, err
+	}
+	for i := range b.contacts {
+		if b.contacts[i].Name == name && b.contacts[i].AccountID != c.AccountID {
+			return chat.Contact{}, fmt.Errorf("localapitest: name %q taken: %w", name, chat.ErrExists)
+		}
+	}
+	for i := range b.contacts {
+		if b.contacts[i].AccountID == c.AccountID {
+			b.contacts[i].Name = name
+			return b.contacts[i], nil
+		}
+	}
+	return chat.Contact{}, fmt.Errorf("localapitest: unknown contact %q: %w", contact, chat.ErrUnknownContact)
+}
+
+// RemoveContact removes a contact; its chat stays.
+func (b *Backend) RemoveContact(_ context.Context, contact string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return b.fail
+	}
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return err
+	}
+	for i := range b.contacts {
+		if b.contacts[i].AccountID == c.AccountID {
+			b.contacts = append(b.contacts[:i], b.contacts[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// AddRequest records an account that wrote first, as a request.
+func (b *Backend) AddRequest(id, display string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.requests = append(b.requests, chat.Contact{AccountID: id, Display: display, Link: "peergram://" + id, Devices: 1, Added: b.epoch})
+}
+
+// Requests lists the requests in the order they arrived.
+func (b *Backend) Requests(context.Context) ([]chat.Contact, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	return append([]chat.Contact(nil), b.requests...), nil
+}
+
+// IgnoreRequest drops a request.
+func (b *Backend) IgnoreRequest(_ context.Context, account string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return b.fail
+	}
+	for i, r := range b.requests {
+		if r.AccountID == account {
+			b.requests = append(b.requests[:i], b.requests[i+1:]...)
+			if b.ignored == nil {
+				b.ignored = map[string]bool{}
+			}
+			b.ignored[account] = true
+			return nil
+		}
+	}
+	return fmt.Errorf("localapitest: no request from %q: %w", account, chat.ErrUnknownContact)
 }
 
 // Send stores an outgoing message with status pending and publishes it.
@@ -134,6 +231,7 @@ func (b *Backend) Receive(contact, text string) (chat.Message, error) {
 	m := b.newMessageLocked(c.AccountID, c.AccountID, text)
 	m.Received = m.SentAt
 	m.Status = chat.StatusReceived
+	m.FromName, m.FromContact = c.Name, true
 	b.chats[c.AccountID] = append(b.chats[c.AccountID], m)
 	b.publishLocked(chat.Event{Type: chat.EventMessage, Message: m})
 	return m, nil
