@@ -37,6 +37,15 @@ func (n *Node) Identity(context.Context) (localapi.Identity, error) {
 	return localapi.Identity{AccountID: id.String(), Link: id.Link(), PeerID: n.host.ID().String(), Addrs: addrs, Name: n.keys.name}, nil
 }
 
+// Status implements localapi.Backend.
+func (n *Node) Status(context.Context) (localapi.Status, error) {
+	st := localapi.Status{Relays: make([]localapi.RelayStatus, len(n.relays))}
+	for i, r := range n.relays {
+		st.Relays[i] = localapi.RelayStatus{Peer: r.ID.String(), Ready: n.relayReady[i].Load()}
+	}
+	return st, nil
+}
+
 // publish sends the device list, a fresh bundle of all unused prekeys and
 // the device's directory record to one relay's directory.
 func (n *Node) publish(ctx context.Context, relay peer.ID) error {

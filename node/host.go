@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -63,7 +64,7 @@ func startMDNS(h host.Host, log *slog.Logger) (func(), error) {
 // reservation (so peers can reach it through the relay and hole punch),
 // its own mailbox subscribed, and its keys published to the relay's
 // directory. It retries with backoff until ctx ends.
-func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo) {
+func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, ready *atomic.Bool) {
 	log := n.log.With("relay", r.ID)
 	published := false
 	backoff := n.cfg.RetryMin
@@ -89,7 +90,9 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo) {
 			if !expire.IsZero() {
 				subCtx, cancel = context.WithDeadline(ctx, expire.Add(-time.Minute))
 			}
+			ready.Store(true)
 			err = n.mbox.Subscribe(subCtx, r.ID, n.keys.device.SigningKey(), n.handleMailbox)
+			ready.Store(false)
 			cancel()
 			if ctx.Err() != nil {
 				return

@@ -84,6 +84,9 @@ type Node struct {
 
 	// Envelopes handed over by path, for logs and tests.
 	sentDirect, sentMailbox atomic.Int64
+	// relayReady[i]: keys published to relays[i] and its mailbox
+	// subscribed.
+	relayReady []atomic.Bool
 }
 
 // New validates cfg and loads nothing yet; Run does the work.
@@ -130,6 +133,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.relays = append(n.relays, *ai)
 	}
+	n.relayReady = make([]atomic.Bool, len(n.relays))
 	return n, nil
 }
 
@@ -266,8 +270,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			defer stop()
 		}
 	}
-	for _, r := range n.relays {
-		wg.Go(func() { n.keepRelay(ctx, r) })
+	for i, r := range n.relays {
+		wg.Go(func() { n.keepRelay(ctx, r, &n.relayReady[i]) })
 	}
 	wg.Go(func() { n.runOutbox(ctx) })
 	wg.Go(func() { n.runMaintenance(ctx) })

@@ -70,6 +70,7 @@ then use the other commands, which talk to the running daemon.`,
 		a.newSendCmd(),
 		a.newMessagesCmd(),
 		a.newEventsCmd(),
+		a.newWaitCmd(),
 		a.newVersionCmd(),
 	)
 	return root

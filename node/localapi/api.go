@@ -22,6 +22,8 @@ import (
 // chat.ErrUnavailable) so the API can map them to status codes.
 type Backend interface {
 	Identity(ctx context.Context) (Identity, error)
+	// Status reports what the node is connected to.
+	Status(ctx context.Context) (Status, error)
 	AddContact(ctx context.Context, idOrLink, name string) (chat.Contact, error)
 	Contacts(ctx context.Context) ([]chat.Contact, error)
 	Send(ctx context.Context, contact, text string) (chat.Message, error)
@@ -49,6 +51,20 @@ type Identity struct {
 	PeerID    string   `json:"peer_id"` // libp2p peer ID of this device
 	Addrs     []string `json:"addrs"`   // multiaddrs the node listens on, with /p2p/ suffix
 	Name      string   `json:"name"`
+}
+
+// Status is the node's connectivity as GET /v1/status shows it.
+type Status struct {
+	// Relays has one entry per home relay, in configuration order.
+	Relays []RelayStatus `json:"relays"`
+}
+
+// RelayStatus is the state of one home relay.
+type RelayStatus struct {
+	Peer string `json:"peer"` // the relay's libp2p peer ID
+	// Ready: the node's keys are published to the relay's directory and
+	// its mailbox is subscribed, so others can find it and reach it there.
+	Ready bool `json:"ready"`
 }
 
 // DefaultAddr is where Listen listens when given "": loopback, a port chosen
@@ -150,6 +166,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/health", s.health},
 		{"GET /v1/identity", s.identity},
+		{"GET /v1/status", s.status},
 		{"GET /v1/contacts", s.contacts},
 		{"POST /v1/contacts", s.addContact},
 		{"POST /v1/contacts/{contact}/rename", s.renameContact},

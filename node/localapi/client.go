@@ -69,6 +69,13 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// Status is GET /v1/status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var out Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &out, http.StatusOK)
+	return out, err
+}
+
 // Health checks that the daemon answers and accepts the token.
 func (c *Client) Health(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/v1/health", nil, nil, http.StatusOK)

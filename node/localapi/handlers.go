@@ -91,6 +91,18 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.backend.Status(r.Context())
+	if err != nil {
+		return err
+	}
+	if st.Relays == nil {
+		st.Relays = []RelayStatus{}
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
 func (s *Server) identity(w http.ResponseWriter, r *http.Request) error {
 	id, err := s.backend.Identity(r.Context())
 	if err != nil {
