@@ -217,3 +217,39 @@ func TestUndeliverable(t *testing.T) {
 		t.Fatalf("%d jobs left after giving up", n)
 	}
 }
+
+// TestReceiptBatches: read receipts for a long unread chat are split so
+// each stays far below the body limit.
+func TestReceiptBatches(t *testing.T) {
+	home, _ := initHome(t, "a")
+	n := startNode(t, home)
+	var to [32]byte
+	to[0] = 7
+	ids := make([]string, 2*maxReceiptIDs+1)
+	for i := range ids {
+		var id chat.MessageID
+		id[0], id[1] = byte(i), byte(i>>8)
+		ids[i] = id.String()
+	}
+	var js []*job
+	if err := n.db.Update(func(tx *storage.Txn) (err error) {
+		js, err = n.receiptJobs(tx, to, chat.StatusRead, ids, time.Now().UnixMilli())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, j := range js {
+		var p payload
+		if err := json.Unmarshal(j.Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.IDs) > maxReceiptIDs || len(j.Payload) > sealed.MaxBodySize/4 {
+			t.Fatalf("a receipt of %d IDs, %d bytes", len(p.IDs), len(j.Payload))
+		}
+		total += len(p.IDs)
+	}
+	if len(js) != 3 || total != len(ids) {
+		t.Fatalf("%d receipts naming %d IDs, want 3 naming %d", len(js), total, len(ids))
+	}
+}
