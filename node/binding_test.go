@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -211,4 +212,44 @@ func TestMessageRequests(t *testing.T) {
 
 func without(list []string, s string) []string {
 	return slices.DeleteFunc(slices.Clone(list), func(x string) bool { return x == s })
+}
+
+// TestDefaultAlias: without a name, a contact's alias is the name it gives
+// itself, made unique among the contacts; adding it again under another
+// name is refused (rename it instead).
+func TestDefaultAlias(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNode(t, aliceHome, relay.addr)
+	ctx := context.Background()
+	var ids []string
+	for range 3 {
+		b := newFakeDevice(t, relay, nil, "Bob")
+		b.publish(t, nil, b.cert)
+		ids = append(ids, b.acct.ID().String())
+	}
+	for i, want := range []string{"Bob", "Bob (2)", "Bob (3)"} {
+		c, err := alice.AddContact(ctx, ids[i], "")
+		if err != nil || c.Name != want || c.Display != "Bob" {
+			t.Fatalf("contact %d: %+v, %v; want alias %q", i, c, err, want)
+		}
+	}
+	if _, err := alice.AddContact(ctx, ids[0], "Robert"); !errors.Is(err, chat.ErrExists) {
+		t.Fatalf("re-add under another name: %v, want ErrExists", err)
+	}
+	if c, err := alice.AddContact(ctx, ids[0], ""); err != nil || c.Name != "Bob" {
+		t.Fatalf("re-add without a name: %+v, %v", c, err)
+	}
+	if _, err := alice.RenameContact(ctx, "Bob (2)", "Bob"); !errors.Is(err, chat.ErrExists) {
+		t.Fatalf("rename onto another contact's alias: %v, want ErrExists", err)
+	}
+	if err := alice.RemoveContact(ctx, "Bob"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := alice.RenameContact(ctx, "Bob (2)", "Bob"); err != nil || c.Name != "Bob" {
+		t.Fatalf("rename onto a freed alias: %+v, %v", c, err)
+	}
+	if cs, _ := alice.Contacts(ctx); len(cs) != 2 {
+		t.Fatalf("contacts after removing one: %+v", cs)
+	}
 }
