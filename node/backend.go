@@ -41,7 +41,7 @@ func (n *Node) Identity(context.Context) (localapi.Identity, error) {
 func (n *Node) Status(context.Context) (localapi.Status, error) {
 	st := localapi.Status{Relays: make([]localapi.RelayStatus, len(n.relays))}
 	for i, r := range n.relays {
-		st.Relays[i] = localapi.RelayStatus{Peer: r.ID.String(), Ready: n.relayReady[i].Load()}
+		st.Relays[i] = localapi.RelayStatus{Peer: r.ID.String(), Ready: n.relayState[i].ready()}
 	}
 	return st, nil
 }

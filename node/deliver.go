@@ -297,8 +297,17 @@ func (n *Node) targets(ctx context.Context, to identity.AccountID) ([]target, er
 		}
 	}
 	n.mu.Lock()
-	own := n.keys.list
+	own, checked := n.keys.list, n.keys.listChecked
 	n.mu.Unlock()
+	if len(own.Devices) > 1 && now.Sub(checked) >= listRecheck && len(n.relays) > 0 {
+		// Copies go to the account's other devices: make sure none of
+		// them was removed (by another device) since we last looked.
+		if l, err := n.refreshOwnList(ctx); err == nil {
+			own = l
+		} else {
+			n.log.Info("could not re-check the account's device list", "err", err)
+		}
+	}
 	for _, d := range own.Devices {
 		if d.Device != n.keys.device.ID() {
 			out = append(out, target{account: self, cert: d})

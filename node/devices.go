@@ -1,9 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/peergram/peergram/crypto/identity"
@@ -121,14 +123,14 @@ func (n *Node) fetchList(ctx context.Context, a identity.AccountID, known *ident
 // per device from the home relays' directories and stores them. A list
 // that rolls back or forks the one already known is refused. Sessions of
 // devices that are no longer listed, or whose key changed, are dropped. An
-// account never seen before gets a record in the request state.
+// account never seen before gets a record that is not a contact.
 func (n *Node) refreshContact(ctx context.Context, a identity.AccountID) (*contactRecord, error) {
 	known, _, err := n.knownList(a)
 	if err != nil {
 		return nil, err
 	}
 	res, err := n.fetchList(ctx, a, known)
-	if errors.Is(err, identity.ErrGap) {
+	if isGap(err) {
 		res, err = n.fetchChain(ctx, a, known)
 	}
 	if err != nil {
@@ -142,7 +144,10 @@ func (n *Node) refreshContact(ctx context.Context, a identity.AccountID) (*conta
 		var err error
 		c, err = n.st.getContact(tx, a)
 		if errors.Is(err, chat.ErrUnknownContact) {
-			c = &contactRecord{Account: a, Added: n.cfg.Now().UTC(), State: stateRequest}
+			// Known, not a contact, no chat yet: a message that is stored
+			// makes it a request (apply), a forged envelope that only made
+			// the node look the account up leaves no trace for the user.
+			c = &contactRecord{Account: a, Added: n.cfg.Now().UTC(), State: stateNone}
 		} else if err != nil {
 			return err
 		}
@@ -200,6 +205,10 @@ func (n *Node) fetchChain(ctx context.Context, a identity.AccountID, known *iden
 	return res, nil
 }
 
+func isGap(err error) bool {
+	return errors.Is(err, identity.ErrGap) || errors.Is(err, directory.ErrGap)
+}
+
 // dropUnlisted deletes the sessions with devices of a that list does not
 // name, or names with another DH key.
 func (n *Node) dropUnlisted(tx *storage.Txn, a identity.AccountID, list *identity.DeviceList) error {
@@ -231,7 +240,7 @@ func (n *Node) refreshOwnList(ctx context.Context) (*identity.DeviceList, error)
 	self := n.keys.account.ID()
 	known, _, _ := n.knownList(self)
 	res, err := n.fetchList(ctx, self, known)
-	if errors.Is(err, identity.ErrGap) {
+	if isGap(err) {
 		res, err = n.fetchChain(ctx, self, known)
 	}
 	if err != nil {
@@ -261,49 +270,52 @@ func (n *Node) refreshOwnList(ctx context.Context) (*identity.DeviceList, error)
 	return res.List, nil
 }
 
-// maintainOwnList re-certifies a legacy certificate (one without proof of
-// possession) and re-signs the account's list when it is older than
-// identity.ListRefresh, so it never expires while a device of the account
-// runs. It reports whether the list changed (and must be published).
-func (n *Node) maintainOwnList() (bool, error) {
+// migrateOwnCert re-certifies a legacy certificate (one without proof of
+// possession) of this device and signs the next list version with it. It
+// runs at start, before anything is published.
+func (n *Node) migrateOwnCert() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	now := n.cfg.Now().Unix()
-	cert, list := n.keys.cert, n.keys.list
-	changed := false
-	if cert.Legacy() {
-		c, err := n.keys.account.CertifyDevice(n.keys.device, cert.Name, cert.Created)
-		if err != nil {
-			return false, err
-		}
-		cert, changed = c, true
+	if !n.keys.cert.Legacy() {
+		return nil
 	}
-	devices := make([]identity.DeviceCert, 0, len(list.Devices))
-	for _, d := range list.Devices {
-		if d.Device == cert.Device {
-			d = *cert
-		}
-		if d.Legacy() {
-			n.log.Warn("dropping a legacy device certificate from the list; that device must re-certify", "device", d.Device.String())
-			changed = true
-			continue
-		}
-		devices = append(devices, d)
-	}
-	if !changed && now-list.Issued < identity.ListRefresh {
-		return false, nil
-	}
-	next, err := n.keys.account.SignDeviceList(list, devices, max(now, list.Issued))
+	cert, err := n.keys.account.CertifyDevice(n.keys.device, n.keys.cert.Name, n.keys.cert.Created)
 	if err != nil {
-		return false, err
+		return err
+	}
+	devices := make([]identity.DeviceCert, 0, len(n.keys.list.Devices))
+	for _, d := range n.keys.list.Devices {
+		switch {
+		case d.Device == cert.Device:
+			devices = append(devices, *cert)
+		case d.Legacy():
+			n.log.Warn("dropping a legacy device certificate from the list; that device must re-certify", "device", d.Device.String())
+		default:
+			devices = append(devices, d)
+		}
+	}
+	if err := n.signOwnListLocked(cert, devices); err != nil {
+		return err
+	}
+	n.self.Cert = cert
+	n.log.Info("device re-certified with a proof of possession", "list_version", n.keys.list.Version)
+	return nil
+}
+
+// signOwnListLocked signs the successor of the held list with devices,
+// and stores it (with cert as this device's certificate). n.mu is held.
+func (n *Node) signOwnListLocked(cert *identity.DeviceCert, devices []identity.DeviceCert) error {
+	next, err := n.keys.account.SignDeviceList(n.keys.list, devices, max(n.cfg.Now().Unix(), n.keys.list.Issued))
+	if err != nil {
+		return err
 	}
 	certRaw, err := cert.MarshalBinary()
 	if err != nil {
-		return false, err
+		return err
 	}
 	listRaw, err := next.MarshalBinary()
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := n.db.Update(func(tx *storage.Txn) error {
 		if err := tx.Set(n.st.meta, []byte("cert"), certRaw); err != nil {
@@ -311,11 +323,56 @@ func (n *Node) maintainOwnList() (bool, error) {
 		}
 		return tx.Set(n.st.meta, []byte("list"), listRaw)
 	}); err != nil {
-		return false, err
+		return err
 	}
 	n.keys.cert, n.keys.list = cert, next
-	n.self.Cert = cert
-	n.log.Info("device list re-signed", "version", next.Version)
+	return nil
+}
+
+// maintainOwnList re-signs the account's list (same devices, next
+// version) when it is older than identity.ListRefresh, so it never expires
+// while a device of the account runs. It first asks the directories for
+// the account's newest list: re-signing an older one than another device
+// published would fork the account's history. Only one device re-signs on
+// schedule — the one with the oldest certificate — unless the list is
+// twice as old (that device seems gone); two devices re-signing the same
+// version at once would fork. It reports whether the list changed (and
+// must be published).
+func (n *Node) maintainOwnList(ctx context.Context) (bool, error) {
+	now := n.cfg.Now().Unix()
+	n.mu.Lock()
+	list := n.keys.list
+	n.mu.Unlock()
+	if now-list.Issued < identity.ListRefresh {
+		return false, nil
+	}
+	if len(n.relays) > 0 {
+		var err error
+		if list, err = n.refreshOwnList(ctx); err != nil {
+			return false, fmt.Errorf("node: check the account's list before re-signing it: %w", err)
+		}
+		if now-list.Issued < identity.ListRefresh {
+			return false, nil // another device re-signed it
+		}
+	}
+	designated := list.Devices[0]
+	for _, d := range list.Devices[1:] {
+		if d.Created < designated.Created || (d.Created == designated.Created && bytes.Compare(d.Device[:], designated.Device[:]) < 0) {
+			designated = d
+		}
+	}
+	if designated.Device != n.keys.device.ID() && now-list.Issued < 2*identity.ListRefresh {
+		return false, nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.keys.list.Version != list.Version {
+		return false, nil // changed meanwhile: the next round looks again
+	}
+	if err := n.signOwnListLocked(n.keys.cert, slices.Clone(list.Devices)); err != nil {
+		return false, err
+	}
+	n.log.Info("device list re-signed", "version", n.keys.list.Version)
 	return true, nil
 }
 

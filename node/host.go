@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/relay/directory"
 )
 
 // mdnsService is the mDNS service name Peergram nodes announce on the LAN.
@@ -60,21 +64,36 @@ func startMDNS(h host.Host, log *slog.Logger) (func(), error) {
 	return func() { svc.Close() }, nil
 }
 
+// relayState is what the node knows of one home relay.
+type relayState struct {
+	published  atomic.Bool // keys published to its directory
+	subscribed atomic.Bool // mailbox subscription running
+	publishing atomic.Bool // a publish loop runs
+}
+
+// ready reports whether others can find this device through the relay and
+// reach its mailbox there.
+func (s *relayState) ready() bool { return s.published.Load() && s.subscribed.Load() }
+
 // keepRelay keeps the node connected to one home relay with a circuit
 // reservation (so peers can reach it through the relay and hole punch),
 // its own mailbox subscribed, and its keys published to the relay's
-// directory. It retries with backoff until ctx ends.
-func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, ready *atomic.Bool) {
+// directory. It retries with backoff until ctx ends. Publishing runs on
+// its own: a directory that refuses the node's keys does not stop the node
+// from reading its mailbox.
+func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 	log := n.log.With("relay", r.ID)
-	published := false
 	backoff := n.cfg.RetryMin
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for ctx.Err() == nil {
 		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.PermanentAddrTTL)
 		err := n.host.Connect(ctx, r)
-		if err == nil && !published {
-			if err = n.publish(ctx, r.ID); err == nil {
-				published = true
-			}
+		if err == nil && !st.published.Load() && st.publishing.CompareAndSwap(false, true) {
+			wg.Go(func() {
+				defer st.publishing.Store(false)
+				n.publishLoop(ctx, r.ID, st)
+			})
 		}
 		var expire time.Time
 		if err == nil {
@@ -90,9 +109,9 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, ready *atomic.Boo
 			if !expire.IsZero() {
 				subCtx, cancel = context.WithDeadline(ctx, expire.Add(-time.Minute))
 			}
-			ready.Store(true)
+			st.subscribed.Store(true)
 			err = n.mbox.Subscribe(subCtx, r.ID, n.keys.device.SigningKey(), n.handleMailbox)
-			ready.Store(false)
+			st.subscribed.Store(false)
 			cancel()
 			if ctx.Err() != nil {
 				return
@@ -102,6 +121,35 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, ready *atomic.Boo
 			}
 		}
 		log.Warn("relay connection lost; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(backoff*2, n.cfg.RetryMax)
+	}
+}
+
+// publishLoop publishes the node's keys to one relay until it succeeds.
+// A directory that holds a newer list of the account (another device
+// changed it) refuses ours as a rollback or fork: the node then fetches
+// the account's list first and publishes again.
+func (n *Node) publishLoop(ctx context.Context, relay peer.ID, st *relayState) {
+	backoff := n.cfg.RetryMin
+	for ctx.Err() == nil {
+		err := n.publish(ctx, relay)
+		if errors.Is(err, directory.ErrRollback) || errors.Is(err, directory.ErrFork) || errors.Is(err, directory.ErrGap) {
+			if _, rerr := n.refreshOwnList(ctx); rerr != nil {
+				err = fmt.Errorf("%w; fetching the account's list: %w", err, rerr)
+			} else {
+				err = n.publish(ctx, relay)
+			}
+		}
+		if err == nil {
+			st.published.Store(true)
+			return
+		}
+		n.log.Warn("publish keys failed; retrying", "relay", relay, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return

@@ -84,9 +84,8 @@ type Node struct {
 
 	// Envelopes handed over by path, for logs and tests.
 	sentDirect, sentMailbox atomic.Int64
-	// relayReady[i]: keys published to relays[i] and its mailbox
-	// subscribed.
-	relayReady []atomic.Bool
+	// relayState[i] is the state of relays[i].
+	relayState []relayState
 }
 
 // New validates cfg and loads nothing yet; Run does the work.
@@ -133,7 +132,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.relays = append(n.relays, *ai)
 	}
-	n.relayReady = make([]atomic.Bool, len(n.relays))
+	n.relayState = make([]relayState, len(n.relays))
 	return n, nil
 }
 
@@ -199,8 +198,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if err := n.migrate(); err != nil {
 		return err
 	}
-	if _, err := n.maintainOwnList(); err != nil {
-		return fmt.Errorf("node: device list: %w", err)
+	if err := n.migrateOwnCert(); err != nil {
+		return fmt.Errorf("node: device certificate: %w", err)
 	}
 	if _, err := n.maintainPrekeys(); err != nil {
 		return fmt.Errorf("node: prekeys: %w", err)
@@ -271,7 +270,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		}
 	}
 	for i, r := range n.relays {
-		wg.Go(func() { n.keepRelay(ctx, r, &n.relayReady[i]) })
+		wg.Go(func() { n.keepRelay(ctx, r, &n.relayState[i]) })
 	}
 	wg.Go(func() { n.runOutbox(ctx) })
 	wg.Go(func() { n.runMaintenance(ctx) })
@@ -305,20 +304,25 @@ const maintenanceInterval = time.Hour
 func (n *Node) runMaintenance(ctx context.Context) {
 	t := time.NewTicker(maintenanceInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-		changed, err := n.maintainOwnList()
+		changed, err := n.maintainOwnList(ctx)
 		if err != nil {
 			n.log.Error("device list maintenance", "err", err)
 		}
-		if changed {
-			for _, r := range n.relays {
-				if err := n.publish(ctx, r.ID); err != nil {
-					n.log.Warn("publish keys", "relay", r.ID, "err", err)
+		for i := range n.relays {
+			if changed || (!n.relayState[i].published.Load() && !n.relayState[i].publishing.Load()) {
+				n.relayState[i].published.Store(false)
+				if err := n.publish(ctx, n.relays[i].ID); err != nil {
+					n.log.Warn("publish keys", "relay", n.relays[i].ID, "err", err)
+				} else {
+					n.relayState[i].published.Store(true)
 				}
 			}
 		}
