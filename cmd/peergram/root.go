@@ -116,4 +116,3 @@ func (a *app) newVersionCmd() *cobra.Command {
 		},
 	}
 }
-
