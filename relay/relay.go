@@ -210,6 +210,8 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		r.log.Info("relay stopping")
 		return nil
 	case err := <-fatal:
+		// The error is returned (and reported by the caller), not logged.
+		r.log.Info("relay stopping", "reason", "a service failed")
 		return err
 	}
 }
@@ -220,7 +222,9 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 	db, err := storage.Open(storage.Options{
 		Dir:    filepath.Join(r.cfg.Home, StoreDir),
-		Logger: quieter(r.log.With("component", "storage"), slog.LevelWarn),
+		// storage tags Badger's records component=badger and logs its
+		// chatter at Debug, its warnings at Warn.
+		Logger: r.log,
 		// A relay stores sealed envelopes and signed public keys: nothing
 		// that compresses.
 		NoCompression: true,

@@ -85,7 +85,7 @@ func TestInitRunSIGTERM(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := relayCmd(t, ctx, nil, "run", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "warn")
+	cmd := relayCmd(t, ctx, nil, "run", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "info")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +138,26 @@ func TestInitRunSIGTERM(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(home, "addrs")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("addrs file after SIGTERM: %v, want removed", err)
+	}
+	checkLog(t, stderr.String())
+}
+
+// checkLog checks a relay's log at --log-level info: one record per line,
+// no Badger chatter, and the stop announced and confirmed.
+func checkLog(t *testing.T, log string) {
+	t.Helper()
+	for _, want := range []string{`msg="relay running"`, `msg="relay stopping"`, `msg="relay stopped"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s:\n%s", want, log)
+		}
+	}
+	for line := range strings.Lines(log) {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("log line is not a record (a multi-line dump?): %q", line)
+		}
+		if strings.Contains(line, "component=badger") && !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			t.Errorf("Badger logs below Warn at --log-level info: %q", line)
+		}
 	}
 }
 
