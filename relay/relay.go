@@ -221,7 +221,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 // not stop cleanly (holding the lock proves no relay runs on this home).
 func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 	db, err := storage.Open(storage.Options{
-		Dir:    filepath.Join(r.cfg.Home, StoreDir),
+		Dir: filepath.Join(r.cfg.Home, StoreDir),
 		// storage tags Badger's records component=badger and logs its
 		// chatter at Debug, its warnings at Warn.
 		Logger: r.log,
