@@ -28,6 +28,8 @@
 //	mailbox server   mailbox.NewServer + Start
 //	directory server directory.NewServer + Start
 //	listeners        each Config.Listen address; any failure fails Run
+//	                 (ErrAddrInUse for a port taken: TCP binds without
+//	                 SO_REUSEPORT, so two relays never share a port)
 //	HTTP server      GET /metrics, GET /healthz on Config.MetricsAddr (optional)
 //	addrs file       home/addrs, written to a temporary file and renamed
 //	store GC         value-log GC every Config.GCInterval

@@ -170,6 +170,11 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	// Listen only now, so no peer meets a relay without its services.
 	for _, a := range r.cfg.listen {
 		if err := h.Network().Listen(a); err != nil {
+			// libp2p reports listen errors as text; find out whether
+			// the port is taken, the one failure an operator meets often.
+			if portInUse(a) {
+				return fmt.Errorf("%w: %s (another program, perhaps another relay, listens on it)", ErrAddrInUse, a)
+			}
 			return fmt.Errorf("relay: listen on %s: %w", a, err)
 		}
 	}
@@ -270,7 +275,12 @@ func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
 	h, err := libp2p.New(
 		libp2p.Identity(r.key),
 		libp2p.NoListenAddrs,
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without SO_REUSEPORT a second relay on a port in use fails to
+		// listen (EADDRINUSE) instead of silently sharing the port and
+		// getting half of the connections meant for the first one. The
+		// relay dials only AutoNAT dial-backs, which need no port reuse.
+		// QUIC's UDP sockets are never bound with SO_REUSEPORT.
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
