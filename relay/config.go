@@ -71,6 +71,12 @@ type Config struct {
 	// them (see operatorLimits).
 	Resources relayv2.Resources
 
+	// Limits are the resource-manager limits of the mailbox and directory
+	// protocols, per peer and in total; the zero value means
+	// OperatorLimits() (every field documented there). A Limits given must
+	// have every field positive.
+	Limits Limits
+
 	// GCInterval is how often the store's value log is garbage collected;
 	// 0 means DefaultGCInterval (10 minutes).
 	GCInterval time.Duration
@@ -100,6 +106,12 @@ func (c Config) validate() (validated, error) {
 		v.Resources = OperatorResources()
 	}
 	if err := checkResources(v.Resources); err != nil {
+		return v, err
+	}
+	if v.Limits == (Limits{}) {
+		v.Limits = OperatorLimits()
+	}
+	if err := checkLimits(v.Limits); err != nil {
 		return v, err
 	}
 	listen := c.Listen
@@ -137,6 +149,23 @@ func checkResources(r relayv2.Resources) error {
 		return fmt.Errorf("%w: Resources: reservations, circuits, buffer size and TTL must be positive", ErrInvalidConfig)
 	case r.Limit != nil && (r.Limit.Duration <= 0 || r.Limit.Data <= 0):
 		return fmt.Errorf("%w: Resources.Limit: duration and data must be positive (or Limit nil for none)", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// checkLimits rejects protocol limits the resource manager would read as
+// "refuse everything" (zero) or that contradict themselves.
+func checkLimits(l Limits) error {
+	for _, p := range []struct {
+		name string
+		lim  ProtocolLimits
+	}{{"Mailbox", l.Mailbox}, {"Directory", l.Directory}} {
+		switch {
+		case p.lim.StreamsPerPeer <= 0, p.lim.Streams <= 0, p.lim.MemoryPerPeer <= 0, p.lim.Memory <= 0:
+			return fmt.Errorf("%w: Limits.%s: every limit must be positive", ErrInvalidConfig, p.name)
+		case p.lim.StreamsPerPeer > p.lim.Streams, p.lim.MemoryPerPeer > p.lim.Memory:
+			return fmt.Errorf("%w: Limits.%s: a per-peer limit exceeds the total", ErrInvalidConfig, p.name)
+		}
 	}
 	return nil
 }

@@ -251,7 +251,7 @@ func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 // address by address so that any address that fails is an error naming
 // it (libp2p.ListenAddrs only fails when every address does).
 func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
-	scaling := operatorLimits(r.cfg.Resources)
+	scaling := operatorLimits(r.cfg.Resources, r.cfg.Limits)
 	limits := scaling.AutoScale()
 	limiter := rcmgr.NewFixedLimiter(limits)
 	sys := limiter.GetSystemLimits()

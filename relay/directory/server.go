@@ -20,9 +20,9 @@ import (
 // ProtocolID is the libp2p protocol of the directory.
 const ProtocolID = "/peergram/directory/1.0.0"
 
-// serviceName attaches directory streams to a libp2p resource-manager
-// service.
-const serviceName = "peergram.directory"
+// ServiceName is the libp2p resource-manager service directory streams
+// are attached to; a relay sets its limits (see relay.OperatorLimits).
+const ServiceName = "peergram.directory"
 
 // streamTimeout bounds a whole request on the relay: reading it, serving
 // it and writing the answer. A 2 MiB publish needs ~35 KB/s to make it.
@@ -154,7 +154,7 @@ func (s *Server) handleStream(str network.Stream) {
 	}
 	defer s.untrack(str)
 	log := s.log.With("peer", str.Conn().RemotePeer())
-	if err := str.Scope().SetService(serviceName); err != nil {
+	if err := str.Scope().SetService(ServiceName); err != nil {
 		log.Debug("directory: attach stream to service", "err", err)
 		_ = str.Reset()
 		return
