@@ -146,11 +146,15 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("relay: metrics: %w", err)
 	}
 
-	h, err := r.newHost(reg)
+	ref := newRefusals()
+	h, err := r.newHost(reg, ref)
 	if err != nil {
 		return err
 	}
 	stack.push("libp2p host", h.Close)
+	if err := registerRelayMetrics(reg, h.Network().ResourceManager(), ref); err != nil {
+		return fmt.Errorf("relay: metrics: %w", err)
+	}
 
 	rs, err := relayv2.New(h,
 		relayv2.WithResources(r.cfg.Resources),
@@ -250,7 +254,7 @@ func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 // newHost builds the libp2p host. It listens on nothing yet: Run listens
 // address by address so that any address that fails is an error naming
 // it (libp2p.ListenAddrs only fails when every address does).
-func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
+func (r *Relay) newHost(reg *prometheus.Registry, ref *refusals) (host.Host, error) {
 	scaling := operatorLimits(r.cfg.Resources, r.cfg.Limits)
 	limits := scaling.AutoScale()
 	limiter := rcmgr.NewFixedLimiter(limits)
@@ -262,7 +266,7 @@ func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
 		r.log.Warn("file descriptor limit caps connections below the relay's limits; raise the process's open files limit (ulimit -n)",
 			"fds", sys.GetFDLimit(), "conns", sys.GetConnTotalLimit())
 	}
-	rm, err := rcmgr.NewResourceManager(limiter)
+	rm, err := rcmgr.NewResourceManager(limiter, rcmgr.WithMetrics(ref))
 	if err != nil {
 		return nil, fmt.Errorf("relay: resource manager: %w", err)
 	}

@@ -7,6 +7,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,7 +146,7 @@ func (a *attacker) hold(ctx context.Context, relay peer.ID, kind int) {
 // subscribe and fetch.
 func TestAnonymousStreamFlood(t *testing.T) {
 	const attackers = 24
-	r := relaytest.Start(t, relay.Config{})
+	r := relaytest.Start(t, relay.Config{MetricsAddr: "127.0.0.1:0"})
 	target := peer.AddrInfo{ID: r.ID(), Addrs: nil}
 	for _, a := range r.Addrs() {
 		info, err := peer.AddrInfoFromP2pAddr(a)
@@ -191,6 +195,26 @@ func TestAnonymousStreamFlood(t *testing.T) {
 	}
 	if held[heldMailbox] == 0 || held[heldDirectory] == 0 || held[heldRaw] == 0 {
 		t.Fatal("the attack held no streams of some kind: it tests nothing")
+	}
+	// The operator sees the flood: the streams held and the refusals.
+	body := scrape(t, r)
+	for _, want := range []string{
+		`peergram_relay_rcmgr_refused_total{name="/peergram/mailbox/1.0.0",resource="stream",scope="protocol_peer"}`,
+		`peergram_relay_rcmgr_refused_total{name="/peergram/directory/1.0.0",resource="stream",scope="protocol_peer"}`,
+		`peergram_relay_rcmgr_refused_total{name="",resource="stream",scope="open"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// (The relay may be ending and replacing some of them as it scrapes.)
+	gauge := regexp.MustCompile(`(?m)^peergram_relay_streams\{dir="inbound",name="/peergram/mailbox/1.0.0",scope="protocol"\} (\d+)$`).FindStringSubmatch(body)
+	var n int
+	if gauge != nil {
+		n, _ = strconv.Atoi(gauge[1])
+	}
+	if max := attackers*lim.Mailbox.StreamsPerPeer + 1; n < 1 || n > max {
+		t.Errorf("mailbox streams gauge %q, want 1..%d", gauge, max)
 	}
 
 	h := clientHost(t)
@@ -243,4 +267,21 @@ func TestAnonymousStreamFlood(t *testing.T) {
 	if _, err := directory.NewClient(h).Fetch(opCtx, r.ID(), acct); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("legitimate fetch during the flood: %v, want ErrNotFound", err)
 	}
+}
+
+// scrape returns the relay's /metrics.
+func scrape(t *testing.T, r *relay.Relay) string {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: testTimeout}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + r.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
