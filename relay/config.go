@@ -9,6 +9,8 @@ import (
 
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/relay/directory"
 )
 
 // DefaultListen are the listen multiaddrs used when Config.Listen is
@@ -66,6 +68,16 @@ type Config struct {
 	// mailbox.DefaultTTL (30 days). Passed to mailbox.Config.
 	TTL time.Duration
 
+	// DirectoryExpiry is how long the directory keeps an account, or a
+	// listed device's bundle and record, that nobody publishes again; 0
+	// means directory.DefaultExpiry (30 days). Passed to directory.Config.
+	DirectoryExpiry time.Duration
+
+	// DirectoryAccountQuota is the most bytes one account may store in the
+	// directory; 0 means directory.DefaultAccountQuota (1 MiB). Passed to
+	// directory.Config, which checks it.
+	DirectoryAccountQuota int64
+
 	// Resources are the circuit relay v2 limits; the zero value means
 	// OperatorResources(). The resource manager's limits are derived from
 	// them (see operatorLimits).
@@ -93,8 +105,13 @@ func (c Config) validate() (validated, error) {
 	if c.Home == "" {
 		return v, fmt.Errorf("%w: Home is required", ErrInvalidConfig)
 	}
-	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 {
+	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 ||
+		c.DirectoryExpiry < 0 || c.DirectoryAccountQuota < 0 {
 		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	}
+	if c.DirectoryAccountQuota > 0 && c.DirectoryAccountQuota < directory.MinAccountQuota {
+		return v, fmt.Errorf("%w: DirectoryAccountQuota %d below %d bytes (the largest list with its bundles and records)",
+			ErrInvalidConfig, c.DirectoryAccountQuota, directory.MinAccountQuota)
 	}
 	if v.Logger == nil {
 		v.Logger = slog.New(slog.DiscardHandler)

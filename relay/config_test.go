@@ -112,6 +112,9 @@ func TestNewErrors(t *testing.T) {
 		{"zero-slot resources", relay.Config{Home: home, Resources: relayv2.Resources{BufferSize: 1}}, relay.ErrInvalidConfig},
 		{"library default resources", relay.Config{Home: home, Resources: relayv2.DefaultResources()}, nil},
 		{"operator limits", relay.Config{Home: home, Limits: relay.OperatorLimits()}, nil},
+		{"directory quota too small", relay.Config{Home: home, DirectoryAccountQuota: 1000}, relay.ErrInvalidConfig},
+		{"negative directory expiry", relay.Config{Home: home, DirectoryExpiry: -time.Hour}, relay.ErrInvalidConfig},
+		{"directory settings", relay.Config{Home: home, DirectoryAccountQuota: 4 << 20, DirectoryExpiry: 90 * 24 * time.Hour}, nil},
 		{"zero mailbox streams", relay.Config{Home: home, Limits: func() relay.Limits {
 			l := relay.OperatorLimits()
 			l.Mailbox.Streams = 0
