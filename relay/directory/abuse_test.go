@@ -45,7 +45,9 @@ func TestAccountQuota(t *testing.T) {
 	list := f.sign(t)
 	sets := make([]*pqxdh.PrekeySet, devices)
 	for i := range f.devs {
-		sets[i] = genPrekeys(t, rng, f.devs[i], pqxdh.MaxOneTime)
+		// Over the per-device maximum, so the cap is met too (the
+		// relay before the quota stored all of a bundle's 1,000).
+		sets[i] = genPrekeys(t, rng, f.devs[i], DefaultMaxOneTime+10)
 		if err := c.Publish(ctx, r.h.ID(), list, sets[i].Bundle(f.devs[i]), signRecord(t, f.devs[i], 1)); err != nil {
 			t.Fatal(err)
 		}
