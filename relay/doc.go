@@ -27,7 +27,7 @@
 //	                 AutoNAT v1 service and v2 server, reachability forced public
 //	circuit relay    relayv2.New with Config.Resources (OperatorResources)
 //	mailbox server   mailbox.NewServer + Start
-//	directory server directory.NewServer + Start
+//	directory server directory.NewServer + Start (and its expiry loop)
 //	listeners        each Config.Listen address; any failure fails Run
 //	                 (ErrAddrInUse for a port taken: TCP binds without
 //	                 SO_REUSEPORT, so two relays never share a port)

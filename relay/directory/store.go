@@ -737,7 +737,7 @@ func (st *store) stock(d identity.DeviceID, from peer.ID) (x25519, mlkem int, er
 			return nil
 		}
 		if found {
-			return fmt.Errorf("%w: the record of %s names another peer", ErrForbidden, d)
+			return fmt.Errorf("%w: no record of %s names this peer", ErrForbidden, d)
 		}
 		return fmt.Errorf("%w: no account lists %s with a bundle or record", ErrNotFound, d)
 	})
