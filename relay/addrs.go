@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"errors"
+	"net"
 	"slices"
+	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	ma "github.com/multiformats/go-multiaddr"
@@ -47,4 +50,39 @@ func reach(a ma.Multiaddr) int {
 		return 0
 	}
 	return 1
+}
+
+// portInUse reports whether the TCP or UDP port of the listen address a
+// is bound by someone else: it binds the port itself (without
+// SO_REUSEPORT) and lets go at once.
+func portInUse(a ma.Multiaddr) bool {
+	var ip, tcpPort, udpPort string
+	for _, c := range a {
+		switch c.Protocol().Code {
+		case ma.P_IP4, ma.P_IP6:
+			ip = c.Value()
+		case ma.P_TCP:
+			tcpPort = c.Value()
+		case ma.P_UDP:
+			udpPort = c.Value()
+		}
+	}
+	var err error
+	switch {
+	case ip == "":
+		return false
+	case tcpPort != "":
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", net.JoinHostPort(ip, tcpPort)); err == nil {
+			_ = ln.Close()
+		}
+	case udpPort != "":
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", net.JoinHostPort(ip, udpPort)); err == nil {
+			_ = pc.Close()
+		}
+	default:
+		return false
+	}
+	return errors.Is(err, syscall.EADDRINUSE)
 }

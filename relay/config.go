@@ -9,6 +9,8 @@ import (
 
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/relay/directory"
 )
 
 // DefaultListen are the listen multiaddrs used when Config.Listen is
@@ -66,10 +68,26 @@ type Config struct {
 	// mailbox.DefaultTTL (30 days). Passed to mailbox.Config.
 	TTL time.Duration
 
+	// DirectoryExpiry is how long the directory keeps an account, or a
+	// listed device's bundle and record, that nobody publishes again; 0
+	// means directory.DefaultExpiry (30 days). Passed to directory.Config.
+	DirectoryExpiry time.Duration
+
+	// DirectoryAccountQuota is the most bytes one account may store in the
+	// directory; 0 means directory.DefaultAccountQuota (1 MiB). Passed to
+	// directory.Config, which checks it.
+	DirectoryAccountQuota int64
+
 	// Resources are the circuit relay v2 limits; the zero value means
 	// OperatorResources(). The resource manager's limits are derived from
 	// them (see operatorLimits).
 	Resources relayv2.Resources
+
+	// Limits are the resource-manager limits of the mailbox and directory
+	// protocols, per peer and in total; the zero value means
+	// OperatorLimits() (every field documented there). A Limits given must
+	// have every field positive.
+	Limits Limits
 
 	// GCInterval is how often the store's value log is garbage collected;
 	// 0 means DefaultGCInterval (10 minutes).
@@ -87,8 +105,13 @@ func (c Config) validate() (validated, error) {
 	if c.Home == "" {
 		return v, fmt.Errorf("%w: Home is required", ErrInvalidConfig)
 	}
-	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 {
+	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 ||
+		c.DirectoryExpiry < 0 || c.DirectoryAccountQuota < 0 {
 		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	}
+	if c.DirectoryAccountQuota > 0 && c.DirectoryAccountQuota < directory.MinAccountQuota {
+		return v, fmt.Errorf("%w: DirectoryAccountQuota %d below %d bytes (the largest list with its bundles and records)",
+			ErrInvalidConfig, c.DirectoryAccountQuota, directory.MinAccountQuota)
 	}
 	if v.Logger == nil {
 		v.Logger = slog.New(slog.DiscardHandler)
@@ -100,6 +123,12 @@ func (c Config) validate() (validated, error) {
 		v.Resources = OperatorResources()
 	}
 	if err := checkResources(v.Resources); err != nil {
+		return v, err
+	}
+	if v.Limits == (Limits{}) {
+		v.Limits = OperatorLimits()
+	}
+	if err := checkLimits(v.Limits); err != nil {
 		return v, err
 	}
 	listen := c.Listen
@@ -137,6 +166,23 @@ func checkResources(r relayv2.Resources) error {
 		return fmt.Errorf("%w: Resources: reservations, circuits, buffer size and TTL must be positive", ErrInvalidConfig)
 	case r.Limit != nil && (r.Limit.Duration <= 0 || r.Limit.Data <= 0):
 		return fmt.Errorf("%w: Resources.Limit: duration and data must be positive (or Limit nil for none)", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// checkLimits rejects protocol limits the resource manager would read as
+// "refuse everything" (zero) or that contradict themselves.
+func checkLimits(l Limits) error {
+	for _, p := range []struct {
+		name string
+		lim  ProtocolLimits
+	}{{"Mailbox", l.Mailbox}, {"Directory", l.Directory}} {
+		switch {
+		case p.lim.StreamsPerPeer <= 0, p.lim.Streams <= 0, p.lim.MemoryPerPeer <= 0, p.lim.Memory <= 0:
+			return fmt.Errorf("%w: Limits.%s: every limit must be positive", ErrInvalidConfig, p.name)
+		case p.lim.StreamsPerPeer > p.lim.Streams, p.lim.MemoryPerPeer > p.lim.Memory:
+			return fmt.Errorf("%w: Limits.%s: a per-peer limit exceeds the total", ErrInvalidConfig, p.name)
+		}
 	}
 	return nil
 }

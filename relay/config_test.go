@@ -111,6 +111,20 @@ func TestNewErrors(t *testing.T) {
 		{"negative envelope size", relay.Config{Home: home, MaxEnvelopeSize: -1}, relay.ErrInvalidConfig},
 		{"zero-slot resources", relay.Config{Home: home, Resources: relayv2.Resources{BufferSize: 1}}, relay.ErrInvalidConfig},
 		{"library default resources", relay.Config{Home: home, Resources: relayv2.DefaultResources()}, nil},
+		{"operator limits", relay.Config{Home: home, Limits: relay.OperatorLimits()}, nil},
+		{"directory quota too small", relay.Config{Home: home, DirectoryAccountQuota: 1000}, relay.ErrInvalidConfig},
+		{"negative directory expiry", relay.Config{Home: home, DirectoryExpiry: -time.Hour}, relay.ErrInvalidConfig},
+		{"directory settings", relay.Config{Home: home, DirectoryAccountQuota: 4 << 20, DirectoryExpiry: 90 * 24 * time.Hour}, nil},
+		{"zero mailbox streams", relay.Config{Home: home, Limits: func() relay.Limits {
+			l := relay.OperatorLimits()
+			l.Mailbox.Streams = 0
+			return l
+		}()}, relay.ErrInvalidConfig},
+		{"per-peer memory over the total", relay.Config{Home: home, Limits: func() relay.Limits {
+			l := relay.OperatorLimits()
+			l.Directory.MemoryPerPeer = l.Directory.Memory + 1
+			return l
+		}()}, relay.ErrInvalidConfig},
 		{"unlimited circuits", relay.Config{Home: home, Resources: func() relayv2.Resources {
 			r := relay.OperatorResources()
 			r.Limit = nil

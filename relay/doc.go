@@ -22,13 +22,18 @@
 //
 //	store            storage.Open(home/store)            (ErrLocked if in use)
 //	libp2p host      TCP + QUIC v1, Noise + TLS, yamux,
-//	                 resource manager sized from Resources (operatorLimits),
+//	                 resource manager sized from Resources and Limits
+//	                 (operatorLimits, OperatorLimits),
 //	                 AutoNAT v1 service and v2 server, reachability forced public
 //	circuit relay    relayv2.New with Config.Resources (OperatorResources)
 //	mailbox server   mailbox.NewServer + Start
-//	directory server directory.NewServer + Start
+//	directory server directory.NewServer + Start (and its expiry loop)
 //	listeners        each Config.Listen address; any failure fails Run
-//	HTTP server      GET /metrics, GET /healthz on Config.MetricsAddr (optional)
+//	                 (ErrAddrInUse for a port taken: TCP binds without
+//	                 SO_REUSEPORT, so two relays never share a port)
+//	HTTP server      GET /metrics, GET /healthz on Config.MetricsAddr (optional);
+//	                 /metrics serves the relay's registry with build paths
+//	                 cut out of label values (see metrics.go)
 //	addrs file       home/addrs, written to a temporary file and renamed
 //	store GC         value-log GC every Config.GCInterval
 //

@@ -15,6 +15,11 @@ var (
 	// another) has the home directory's store open.
 	ErrLocked = errors.New("relay: another relay is already running on this home")
 
+	// ErrAddrInUse is returned by Run when a listen address's port is
+	// already bound by another program, perhaps another relay. The relay
+	// binds without SO_REUSEPORT, so it never shares a port silently.
+	ErrAddrInUse = errors.New("relay: listen address already in use")
+
 	// ErrInvalidConfig is returned by New for an unusable Config: a bad
 	// listen multiaddr, a malformed or non-loopback metrics address, negative
 	// limits.

@@ -38,7 +38,7 @@ const (
 func (r *Relay) handler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(routeMetrics, promhttp.InstrumentMetricHandler(reg,
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+		promhttp.HandlerFor(pathFree{reg}, promhttp.HandlerOpts{Registry: reg})))
 	mux.HandleFunc(routeHealth, r.serveHealth)
 	return mux
 }

@@ -146,11 +146,15 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("relay: metrics: %w", err)
 	}
 
-	h, err := r.newHost(reg)
+	ref := newRefusals()
+	h, err := r.newHost(reg, ref)
 	if err != nil {
 		return err
 	}
 	stack.push("libp2p host", h.Close)
+	if err := registerRelayMetrics(reg, h.Network().ResourceManager(), ref); err != nil {
+		return fmt.Errorf("relay: metrics: %w", err)
+	}
 
 	rs, err := relayv2.New(h,
 		relayv2.WithResources(r.cfg.Resources),
@@ -170,6 +174,11 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	// Listen only now, so no peer meets a relay without its services.
 	for _, a := range r.cfg.listen {
 		if err := h.Network().Listen(a); err != nil {
+			// libp2p reports listen errors as text; find out whether
+			// the port is taken, the one failure an operator meets often.
+			if portInUse(a) {
+				return fmt.Errorf("%w: %s (another program, perhaps another relay, listens on it)", ErrAddrInUse, a)
+			}
 			return fmt.Errorf("relay: listen on %s: %w", a, err)
 		}
 	}
@@ -210,6 +219,8 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		r.log.Info("relay stopping")
 		return nil
 	case err := <-fatal:
+		// The error is returned (and reported by the caller), not logged.
+		r.log.Info("relay stopping", "reason", "a service failed")
 		return err
 	}
 }
@@ -219,8 +230,10 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 // not stop cleanly (holding the lock proves no relay runs on this home).
 func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 	db, err := storage.Open(storage.Options{
-		Dir:    filepath.Join(r.cfg.Home, StoreDir),
-		Logger: quieter(r.log.With("component", "storage"), slog.LevelWarn),
+		Dir: filepath.Join(r.cfg.Home, StoreDir),
+		// storage tags Badger's records component=badger and logs its
+		// chatter at Debug, its warnings at Warn.
+		Logger: r.log,
 		// A relay stores sealed envelopes and signed public keys: nothing
 		// that compresses.
 		NoCompression: true,
@@ -241,8 +254,8 @@ func (r *Relay) openStore(stack *closers) (*storage.DB, error) {
 // newHost builds the libp2p host. It listens on nothing yet: Run listens
 // address by address so that any address that fails is an error naming
 // it (libp2p.ListenAddrs only fails when every address does).
-func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
-	scaling := operatorLimits(r.cfg.Resources)
+func (r *Relay) newHost(reg *prometheus.Registry, ref *refusals) (host.Host, error) {
+	scaling := operatorLimits(r.cfg.Resources, r.cfg.Limits)
 	limits := scaling.AutoScale()
 	limiter := rcmgr.NewFixedLimiter(limits)
 	sys := limiter.GetSystemLimits()
@@ -253,7 +266,7 @@ func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
 		r.log.Warn("file descriptor limit caps connections below the relay's limits; raise the process's open files limit (ulimit -n)",
 			"fds", sys.GetFDLimit(), "conns", sys.GetConnTotalLimit())
 	}
-	rm, err := rcmgr.NewResourceManager(limiter)
+	rm, err := rcmgr.NewResourceManager(limiter, rcmgr.WithMetrics(ref))
 	if err != nil {
 		return nil, fmt.Errorf("relay: resource manager: %w", err)
 	}
@@ -266,7 +279,12 @@ func (r *Relay) newHost(reg *prometheus.Registry) (host.Host, error) {
 	h, err := libp2p.New(
 		libp2p.Identity(r.key),
 		libp2p.NoListenAddrs,
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without SO_REUSEPORT a second relay on a port in use fails to
+		// listen (EADDRINUSE) instead of silently sharing the port and
+		// getting half of the connections meant for the first one. The
+		// relay dials only AutoNAT dial-backs, which need no port reuse.
+		// QUIC's UDP sockets are never bound with SO_REUSEPORT.
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -318,11 +320,15 @@ func testMetrics(t *testing.T, r *relay.Relay) {
 		"promhttp_metric_handler_requests_total",
 		"peergram_mailbox_",   // mailbox server
 		"peergram_directory_", // directory server
+		`peergram_relay_streams{dir="inbound",name="/peergram/mailbox/1.0.0",scope="protocol"}`,
+		`peergram_relay_streams{dir="inbound",name="",scope="transient"}`,
+		"libp2p_eventbus_subscriber_queue_length", // its labels name source files
 	} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	checkNoBuildPaths(t, body)
 
 	code, ctype, body := get("/healthz")
 	if code != http.StatusOK || ctype != "application/json" {
@@ -342,5 +348,43 @@ func testMetrics(t *testing.T, r *relay.Relay) {
 
 	if code, _, _ := get("/nope"); code != http.StatusNotFound {
 		t.Errorf("/nope: status %d, want 404", code)
+	}
+}
+
+// labelValue matches one label value of the text exposition format.
+var labelValue = regexp.MustCompile(`="((?:[^"\\]|\\.)*)"`)
+
+// checkNoBuildPaths fails if a label value of the exposition body names a
+// directory of the machine that built or runs the relay: GOROOT, the
+// module cache, this module's directory, the user's home, or any absolute
+// path to a Go source file.
+func checkNoBuildPaths(t *testing.T, body string) {
+	t.Helper()
+	var dirs []string
+	if out, err := exec.Command("go", "env", "GOROOT", "GOMODCACHE").Output(); err == nil {
+		dirs = append(dirs, strings.Fields(string(out))...)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		dirs = append(dirs, filepath.Dir(wd))
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "/" {
+		dirs = append(dirs, home)
+	}
+	absSource := regexp.MustCompile(`^(/|[A-Za-z]:\\).*\.go\b`)
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, m := range labelValue.FindAllStringSubmatch(line, -1) {
+			v := m[1]
+			if absSource.MatchString(v) {
+				t.Errorf("label value %q is a path to a source file: %s", v, line)
+			}
+			for _, d := range dirs {
+				if d != "" && strings.Contains(v, d) {
+					t.Errorf("label value %q contains the build path %s: %s", v, d, line)
+				}
+			}
+		}
 	}
 }

@@ -8,6 +8,9 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+
+	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
 )
 
 // OperatorResources returns the circuit relay v2 limits a Peergram relay
@@ -67,6 +70,116 @@ func OperatorResources() relayv2.Resources {
 	}
 }
 
+// ProtocolLimits bound what peers may hold of one Peergram protocol on the
+// relay at a time. The relay gives them to the libp2p resource manager for
+// the protocol's scope and its service's scope, so a stream over a limit
+// is reset before (protocol) or as (service) its handler starts, and a
+// memory reservation over a limit is refused (the handler answers
+// Unavailable). Each field must be positive.
+type ProtocolLimits struct {
+	// StreamsPerPeer is the most inbound streams of the protocol one peer
+	// may have open at once.
+	StreamsPerPeer int
+	// Streams is the most inbound streams of the protocol all peers
+	// together may have open at once.
+	Streams int
+	// MemoryPerPeer is the most bytes one peer's streams of the protocol
+	// may reserve at once (frame bodies being read, deposit pipelines).
+	MemoryPerPeer int64
+	// Memory is the most bytes all streams of the protocol may reserve at
+	// once.
+	Memory int64
+}
+
+// Limits are the resource-manager limits of the Peergram protocols a
+// relay serves.
+type Limits struct {
+	Mailbox   ProtocolLimits // mailbox.ProtocolID
+	Directory ProtocolLimits // directory.ProtocolID
+}
+
+// OperatorLimits returns the limits a relay runs with when Config.Limits
+// is zero. libp2p's defaults for a protocol without limits of its own
+// scale with the machine's memory: 512 + 256 inbound streams per GiB of
+// the resource manager's share (1/8 of the RAM), so about 576 on a 2 GiB
+// VPS, shared by every peer, and 64 per peer. About ten anonymous peers
+// opening unauthenticated mailbox streams therefore used to lock every
+// device out of a small relay. These limits make the per-peer limit the
+// one that binds: the protocol's total admits every peer the resource
+// manager admits connections for (2 × MaxReservations = 2,048 inbound
+// with OperatorResources) at a legitimate peer's usage, so a flood needs
+// hundreds of peers, and libp2p lets one IPv4 address (or IPv6 /56) open
+// only 8 connections. They are fixed numbers, not scaled with the
+// machine's memory, sized for a 2 GiB VPS with 1,024 reservations; an
+// operator who raises MaxReservations raises them in proportion.
+//
+// Every field:
+//
+//   - Mailbox.StreamsPerPeer = 8. A device holds one subscription per
+//     relay and one pipelined deposit stream (mailbox.Client shares one
+//     per relay); 8 leaves room for a reconnect overlapping the teardown
+//     of the stream it replaces, and for a client that spreads deposits
+//     over a few streams.
+//   - Mailbox.Streams = 4,096. Each of the 2,048 peers the relay admits
+//     may hold a subscription and a deposit stream at once. A flood needs
+//     512 peers at the per-peer limit, 64 IPv4 addresses.
+//   - Mailbox.MemoryPerPeer = 16 MiB. Two deposit streams with their
+//     whole pipeline in flight (the server holds up to 8 MiB of one
+//     stream's deposits, reserved in 1 MiB steps).
+//   - Mailbox.Memory = 128 MiB. Eight such peers at once, or over a
+//     hundred depositing an envelope each; a tenth of what a 2 GiB VPS
+//     has left besides Badger's caches and the connections' buffers. A
+//     deposit refused for memory is answered Unavailable and retried by
+//     its sender; subscriptions reserve nothing and keep working.
+//   - Directory.StreamsPerPeer = 4. One request per stream, answered in
+//     milliseconds; a node fetches the bundles of a few devices at once.
+//   - Directory.Streams = 1,024. Far more requests at once than 2,048
+//     peers make; a flood needs 256 peers at the per-peer limit.
+//   - Directory.MemoryPerPeer = 4 MiB. One Publish of the largest size
+//     (directory.MaxPublishSize, 2 MiB) being read, with fetches beside
+//     it.
+//   - Directory.Memory = 64 MiB. 32 of the largest publishes at once; a
+//     device's usual publish (a bundle with 50 one-time prekeys of each
+//     kind) is about 70 KB. A publish refused for memory is answered
+//     Unavailable; fetches reserve 4 KiB and keep working.
+func OperatorLimits() Limits {
+	return Limits{
+		Mailbox: ProtocolLimits{
+			StreamsPerPeer: 8,
+			Streams:        4096,
+			MemoryPerPeer:  16 << 20,
+			Memory:         128 << 20,
+		},
+		Directory: ProtocolLimits{
+			StreamsPerPeer: 4,
+			Streams:        1024,
+			MemoryPerPeer:  4 << 20,
+			Memory:         64 << 20,
+		},
+	}
+}
+
+// peerStreamsInbound returns the most inbound streams one peer may have
+// open on the relay, of all protocols together and while negotiating one:
+// twice what a busy device needs (an inbound hop stream for each of its
+// MaxCircuits circuits, its mailbox and directory streams, and
+// otherPeerStreams for identify, ping and AutoNAT), at least 128. With
+// OperatorResources and OperatorLimits it is 128, so that filling the
+// relay's 16,384 inbound streams takes 128 peers.
+func peerStreamsInbound(res relayv2.Resources, own Limits) int {
+	return max(128, 2*(res.MaxCircuits+own.Mailbox.StreamsPerPeer+own.Directory.StreamsPerPeer+otherPeerStreams))
+}
+
+// otherPeerStreams are the inbound streams a peer may have open at once of
+// libp2p's own protocols on the relay: identify and its push, ping,
+// AutoNAT v1 and v2, with room for retries.
+const otherPeerStreams = 16
+
+// mailboxService is the resource-manager service the mailbox server
+// attaches its streams to (the unexported serviceName of relay/mailbox;
+// TestServiceNames checks it).
+const mailboxService = "peergram.mailbox"
+
 // hopMessageSize is the memory the relay service reserves for each hop or
 // stop message it reads (maxMessageSize in go-libp2p's circuitv2/relay).
 const hopMessageSize = 4 << 10
@@ -93,8 +206,22 @@ const hopMessageSize = 4 << 10
 //     message each way;
 //   - relay service per peer and circuit protocols per peer: 2 ×
 //     MaxCircuits streams (a peer both source and destination of its
-//     maximum of circuits), never below libp2p's defaults.
-func operatorLimits(res relayv2.Resources) rcmgr.ScalingLimitConfig {
+//     maximum of circuits), never below libp2p's defaults;
+//   - inbound streams per peer: peerStreamsInbound, not scaled (libp2p:
+//     256 + 128 per GiB), and transient (still negotiating their
+//     protocol) inbound streams: as many as the system admits (libp2p:
+//     128 + 128 per GiB). libp2p counts a stream against the transient
+//     scope for up to 10 s until its protocol is negotiated, and has no
+//     per-peer limit there: with its defaults three peers opening streams
+//     they never negotiate held every transient slot and no peer could
+//     open any stream. Now a peer holds at most peerStreamsInbound, and
+//     filling the system's inbound streams takes 16,384 / 128 = 128 peers
+//     (16 IPv4 addresses at 8 connections each);
+//
+// and sets the limits of Peergram's own protocols (see OperatorLimits)
+// on their protocol and service scopes, so that neither libp2p's default
+// for protocols nor its default for services binds first.
+func operatorLimits(res relayv2.Resources, own Limits) rcmgr.ScalingLimitConfig {
 	l := rcmgr.DefaultLimits // ScalingLimitConfig's maps are nil here; Add* allocates new ones
 	libp2p.SetDefaultServiceLimits(&l)
 
@@ -109,6 +236,13 @@ func operatorLimits(res relayv2.Resources) rcmgr.ScalingLimitConfig {
 
 	l.TransientBaseLimit.ConnsInbound = max(l.TransientBaseLimit.ConnsInbound, 128)
 	l.TransientBaseLimit.Conns = l.TransientBaseLimit.ConnsInbound + l.TransientBaseLimit.ConnsOutbound
+	l.TransientBaseLimit.StreamsInbound = l.SystemBaseLimit.StreamsInbound
+	l.TransientLimitIncrease.StreamsInbound = l.SystemLimitIncrease.StreamsInbound
+	l.TransientBaseLimit.Streams = l.TransientBaseLimit.StreamsInbound + l.TransientBaseLimit.StreamsOutbound
+	l.TransientLimitIncrease.Streams = l.TransientLimitIncrease.StreamsInbound + l.TransientLimitIncrease.StreamsOutbound
+
+	l.PeerBaseLimit.StreamsInbound = peerStreamsInbound(res, own)
+	l.PeerLimitIncrease.StreamsInbound = 0
 
 	circuitMem := int64(2*res.BufferSize + 2*hopMessageSize)
 	svc := l.ServiceLimits[relayv2.ServiceName]
@@ -142,6 +276,31 @@ func operatorLimits(res relayv2.Resources) rcmgr.ScalingLimitConfig {
 		ppBase.StreamsOutbound = max(ppBase.StreamsOutbound, perPeer)
 		ppBase.Streams = max(ppBase.Streams, perPeer)
 		l.AddProtocolPeerLimit(proto, ppBase, pp.BaseLimitIncrease)
+	}
+
+	for _, p := range []struct {
+		proto protocol.ID
+		svc   string
+		lim   ProtocolLimits
+	}{
+		{mailbox.ProtocolID, mailboxService, own.Mailbox},
+		{directory.ProtocolID, directory.ServiceName, own.Directory},
+	} {
+		// The relay opens no streams of its own protocols; the outbound
+		// limits equal the inbound ones only so that nothing is refused
+		// for a surprising reason. No increase: the limits are fixed.
+		total := rcmgr.BaseLimit{
+			StreamsInbound: p.lim.Streams, StreamsOutbound: p.lim.Streams, Streams: p.lim.Streams,
+			Memory: p.lim.Memory,
+		}
+		perPeer := rcmgr.BaseLimit{
+			StreamsInbound: p.lim.StreamsPerPeer, StreamsOutbound: p.lim.StreamsPerPeer, Streams: p.lim.StreamsPerPeer,
+			Memory: p.lim.MemoryPerPeer,
+		}
+		l.AddProtocolLimit(p.proto, total, rcmgr.BaseLimitIncrease{})
+		l.AddProtocolPeerLimit(p.proto, perPeer, rcmgr.BaseLimitIncrease{})
+		l.AddServiceLimit(p.svc, total, rcmgr.BaseLimitIncrease{})
+		l.AddServicePeerLimit(p.svc, perPeer, rcmgr.BaseLimitIncrease{})
 	}
 	return l
 }

@@ -38,10 +38,12 @@ func (r *Relay) startMailbox(stack *closers, db *storage.DB, h host.Host, reg pr
 
 func (r *Relay) startDirectory(stack *closers, db *storage.DB, h host.Host, reg prometheus.Registerer) error {
 	srv, err := directory.NewServer(directory.Config{
-		DB:         db,
-		Host:       h,
-		Logger:     r.log.With("component", "directory"),
-		Registerer: reg,
+		DB:           db,
+		Host:         h,
+		Logger:       r.log.With("component", "directory"),
+		Registerer:   reg,
+		Expiry:       r.cfg.DirectoryExpiry,
+		AccountQuota: r.cfg.DirectoryAccountQuota,
 	})
 	if err != nil {
 		return fmt.Errorf("relay: directory: %w", err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -827,24 +828,29 @@ func TestRunGC(t *testing.T) {
 	}
 }
 
-// recordHandler counts records per level.
+// recordHandler keeps the records it is given, at or above min.
 type recordHandler struct {
-	mu     sync.Mutex
-	levels map[slog.Level]int
+	min     slog.Level
+	mu      sync.Mutex
+	levels  map[slog.Level]int
+	records []slog.Record
 }
 
-func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
 func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.levels[r.Level]++
+	h.records = append(h.records, r)
 	return nil
 }
 func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
 
+// TestLogger opens and closes a store: Badger's informational lines (and
+// its multi-line level summary on close) arrive at Debug, none at Info.
 func TestLogger(t *testing.T) {
-	h := &recordHandler{levels: map[slog.Level]int{}}
+	h := &recordHandler{min: slog.LevelDebug, levels: map[slog.Level]int{}}
 	opts := testOpts(t.TempDir())
 	opts.Logger = slog.New(h)
 	db, err := Open(opts)
@@ -856,7 +862,46 @@ func TestLogger(t *testing.T) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.levels[slog.LevelInfo] == 0 {
-		t.Fatalf("no Info records from badger: %v", h.levels)
+	if h.levels[slog.LevelDebug] == 0 || h.levels[slog.LevelInfo] != 0 {
+		t.Fatalf("records by level %v, want Debug only", h.levels)
 	}
+}
+
+func TestLoggerLevelsAndLines(t *testing.T) {
+	type rec struct {
+		level slog.Level
+		msg   string
+	}
+	tests := []struct {
+		name string
+		min  slog.Level
+		call func(a slogAdapter)
+		want []rec
+	}{
+		{"info is debug", slog.LevelDebug, func(a slogAdapter) { a.Infof("All %d tables opened", 3) },
+			[]rec{{slog.LevelDebug, "All 3 tables opened"}}},
+		{"info hidden at info", slog.LevelInfo, func(a slogAdapter) { a.Infof("Lifetime L0 stalled for: 0s\n") }, nil},
+		{"warning kept", slog.LevelInfo, func(a slogAdapter) { a.Warningf("Block cache might be too small\n") },
+			[]rec{{slog.LevelWarn, "Block cache might be too small"}}},
+		{"multi-line warning: first line only", slog.LevelInfo, func(a slogAdapter) { a.Warningf("compaction failed:\nLevel 0 [ ]\nLevel 1 [ ]\n") },
+			[]rec{{slog.LevelWarn, "compaction failed:"}}},
+		{"multi-line error: full text at debug", slog.LevelDebug, func(a slogAdapter) { a.Errorf("bad table\ndetail") },
+			[]rec{{slog.LevelError, "bad table"}, {slog.LevelDebug, "badger: full text of the previous record"}}},
+		{"multi-line debug: one record", slog.LevelDebug, func(a slogAdapter) { a.Infof("\nLevel 0 [ ]\nLevel 1 [ ]") },
+			[]rec{{slog.LevelDebug, "Level 0 [ ]\nLevel 1 [ ]"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &recordHandler{min: tt.min, levels: map[slog.Level]int{}}
+			tt.call(slogAdapter{slog.New(h)})
+			var got []rec
+			for _, r := range h.records {
+				got = append(got, rec{r.Level, r.Message})
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("records %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	slogAdapter{}.Errorf("a nil logger discards")
 }

@@ -51,7 +51,10 @@ type Options struct {
 	// Badger's write loop batches them (group commit).
 	NoSync bool
 
-	// Logger receives Badger's logs at Debug/Info/Warn/Error. nil discards them.
+	// Logger receives Badger's logs: its warnings and errors at Warn and
+	// Error, its informational lines at Debug (so a daemon logging at Info
+	// sees no Badger noise); a message of several lines is logged as its
+	// first line, the whole text following at Debug. nil discards them.
 	Logger *slog.Logger
 
 	// MemTableSize is the size in bytes of each of the two memtables; it also

@@ -45,6 +45,8 @@ type runFlags struct {
 	maxEnvelopes    int
 	maxBytes        int64
 	ttl             time.Duration
+	dirExpiry       time.Duration
+	dirQuota        int64
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -67,6 +69,8 @@ func runCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.maxEnvelopes, "mailbox-max-envelopes", 0, "most envelopes one mailbox holds (0 = 100000)")
 	fl.Int64Var(&f.maxBytes, "mailbox-max-bytes", 0, "most envelope bytes one mailbox holds (0 = 256 MiB)")
 	fl.DurationVar(&f.ttl, "mailbox-ttl", 0, "how long undelivered envelopes are kept, e.g. 720h (0 = 30 days)")
+	fl.DurationVar(&f.dirExpiry, "directory-expiry", 0, "how long the directory keeps an account or device nobody publishes again, e.g. 720h (0 = 30 days)")
+	fl.Int64Var(&f.dirQuota, "directory-account-quota", 0, "most bytes one account stores in the directory (0 = 1 MiB)")
 	return cmd
 }
 
@@ -89,6 +93,9 @@ func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
 		MaxMailboxEnvelopes: f.maxEnvelopes,
 		MaxMailboxBytes:     f.maxBytes,
 		TTL:                 f.ttl,
+
+		DirectoryExpiry:       f.dirExpiry,
+		DirectoryAccountQuota: f.dirQuota,
 	}
 	r, err := relay.New(cfg)
 	if err != nil {

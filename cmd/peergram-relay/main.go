@@ -20,17 +20,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/spf13/cobra"
 
+	"github.com/peergram/peergram/internal/version"
 	"github.com/peergram/peergram/relay"
 )
-
-// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 const (
 	envHome     = "PEERGRAM_RELAY_HOME"
@@ -57,7 +54,7 @@ func execute(args []string, stdout, stderr io.Writer) int {
 		Use:           "peergram-relay",
 		Short:         "Peergram relay super-node",
 		Long:          "peergram-relay runs a Peergram relay: circuit relay v2 and AutoNAT for NATed devices,\nstore-and-forward mailboxes and the key directory, with Prometheus metrics.",
-		Version:       version,
+		Version:       version.Full(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -154,7 +151,7 @@ func versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "peergram-relay %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "peergram-relay", version.Full())
 			return err
 		},
 	}

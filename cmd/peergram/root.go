@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/peergram/peergram/internal/version"
 )
 
 // app holds what the commands reach outside themselves, so tests can run
@@ -49,7 +49,7 @@ func (a *app) newRoot() *cobra.Command {
 
 Create an identity with 'peergram init', run the node with 'peergram daemon',
 then use the other commands, which talk to the running daemon.`,
-		Version:       version(),
+		Version:       version.Full(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -113,34 +113,8 @@ func (a *app) newVersionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(a.stdout, "peergram", version())
+			_, err := fmt.Fprintln(a.stdout, "peergram", version.Full())
 			return err
 		},
 	}
-}
-
-// version describes the build from the module and VCS information Go
-// embeds.
-func version() string {
-	v, rev, dirty := "(devel)", "", false
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if info.Main.Version != "" {
-			v = info.Main.Version
-		}
-		for _, s := range info.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value[:min(12, len(s.Value))]
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev
-		if dirty {
-			v += "+dirty"
-		}
-	}
-	return fmt.Sprintf("%s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"crypto/ed25519"
+	"math"
 	"testing"
 
 	"github.com/peergram/peergram/crypto/pqxdh"
@@ -54,7 +55,7 @@ func BenchmarkFetch4(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = db.Close() })
-	st := newStore(db)
+	st := newStore(db, pqxdh.MaxOneTime, math.MaxInt64)
 	f := newFixture(b, rng, 4)
 	list := f.sign(b)
 	raw := mustMarshal(b, list)
@@ -87,7 +88,7 @@ func BenchmarkFetch4(b *testing.B) {
 			left = pqxdh.MaxOneTime
 			b.StartTimer()
 		}
-		msg, out, err := st.fetch(list.Account)
+		msg, out, err := st.fetch(list.Account, allowAll)
 		if err != nil || len(msg.Entries) != 4 || out.taken != [2]int{4, 4} {
 			b.Fatalf("fetch: %v, %d entries, %v taken", err, len(msg.Entries), out.taken)
 		}

@@ -52,42 +52,94 @@ type DeviceEntry struct {
 // holds an older list needs each version in between published in turn
 // (ErrGap otherwise). A refusal is a *RefusalError that matches ErrRollback,
 // ErrFork, ErrGap, ErrBadSignature, ErrUnlisted, ErrMalformed, ErrTooLarge,
-// ... with errors.Is.
+// ErrRateLimited, ... with errors.Is. The relay stores at most its
+// maximum of one-time prekeys per device and within its per-account
+// quota; PublishStock tells how many it holds.
 func (c *Client) Publish(ctx context.Context, relay peer.ID, list *identity.DeviceList, bundle *pqxdh.Bundle, rec *Record) error {
+	_, err := c.publish(ctx, relay, list, bundle, rec)
+	return err
+}
+
+// PublishStock is Publish that also returns how many one-time prekeys of
+// each kind the relay holds for the bundle's device once the publish is
+// stored, as Stock would. It returns -1, -1 (and no error) when the relay
+// does not say: no bundle was published, this peer is not the one the
+// device's record names, or the relay predates stock counts.
+func (c *Client) PublishStock(ctx context.Context, relay peer.ID, list *identity.DeviceList, bundle *pqxdh.Bundle, rec *Record) (x25519, mlkem int, err error) {
+	st, err := c.publish(ctx, relay, list, bundle, rec)
+	if err != nil {
+		return -1, -1, err
+	}
+	if !st.HasStock {
+		return -1, -1, nil
+	}
+	return int(st.X25519), int(st.MLKEM), nil
+}
+
+// Stock returns how many one-time prekeys of each kind relay holds for
+// device. Only the device may ask: the relay answers the peer that the
+// device's stored Record names (this Client's host must be that peer) and
+// refuses others with ErrForbidden; a device the relay holds no bundle or
+// record of is ErrNotFound. A device whose count runs low refills: it
+// makes new prekeys (pqxdh.PrekeySet.Refill) and publishes its bundle.
+// Stock shares the relay's per-peer rate of fetches (ErrRateLimited).
+func (c *Client) Stock(ctx context.Context, relay peer.ID, device identity.DeviceID) (x25519, mlkem int, err error) {
+	ans, err := c.roundTrip(ctx, relay, appendFrame(nil, &stockMsg{Device: device}))
+	if err != nil {
+		return 0, 0, fmt.Errorf("directory: stock: %w", err)
+	}
+	st, ok := ans.(*statusMsg)
+	switch {
+	case !ok:
+		return 0, 0, fmt.Errorf("directory: stock: %w: answer of type 0x%02x", ErrMalformed, uint8(ans.frameType()))
+	case st.Code != CodeOK:
+		return 0, 0, fmt.Errorf("directory: stock: %w", &RefusalError{Code: st.Code, Message: st.Message})
+	case !st.HasStock:
+		return 0, 0, fmt.Errorf("directory: stock: %w: answer without counts", ErrMalformed)
+	case st.X25519 > pqxdh.MaxOneTime || st.MLKEM > pqxdh.MaxOneTime:
+		return 0, 0, fmt.Errorf("directory: stock: %w: %d+%d one-time prekeys > %d", ErrMalformed, st.X25519, st.MLKEM, pqxdh.MaxOneTime)
+	}
+	return int(st.X25519), int(st.MLKEM), nil
+}
+
+func (c *Client) publish(ctx context.Context, relay peer.ID, list *identity.DeviceList, bundle *pqxdh.Bundle, rec *Record) (*statusMsg, error) {
 	if list == nil {
-		return fmt.Errorf("directory: publish: %w: nil device list", ErrMalformed)
+		return nil, fmt.Errorf("directory: publish: %w: nil device list", ErrMalformed)
 	}
 	m := &publishMsg{}
 	var err error
 	if m.List, err = list.MarshalBinary(); err != nil {
-		return fmt.Errorf("directory: publish: %w", foreign(err))
+		return nil, fmt.Errorf("directory: publish: %w", foreign(err))
 	}
 	if bundle != nil {
 		if m.Bundle, err = bundle.MarshalBinary(); err != nil {
-			return fmt.Errorf("directory: publish: %w", foreign(err))
+			return nil, fmt.Errorf("directory: publish: %w", foreign(err))
 		}
 	}
 	if rec != nil {
 		if m.Record, err = rec.MarshalBinary(); err != nil {
-			return fmt.Errorf("directory: publish: %w", err)
+			return nil, fmt.Errorf("directory: publish: %w", err)
 		}
 	}
 	frame := appendFrame(nil, m)
 	if n := len(frame) - headerSize; n > MaxPublishSize {
-		return fmt.Errorf("directory: publish: %w: %d bytes > %d", ErrTooLarge, n, MaxPublishSize)
+		return nil, fmt.Errorf("directory: publish: %w: %d bytes > %d", ErrTooLarge, n, MaxPublishSize)
 	}
 	ans, err := c.roundTrip(ctx, relay, frame)
 	if err != nil {
-		return fmt.Errorf("directory: publish: %w", err)
+		return nil, fmt.Errorf("directory: publish: %w", err)
 	}
 	st, ok := ans.(*statusMsg)
 	if !ok {
-		return fmt.Errorf("directory: publish: %w: answer of type 0x%02x", ErrMalformed, uint8(ans.frameType()))
+		return nil, fmt.Errorf("directory: publish: %w: answer of type 0x%02x", ErrMalformed, uint8(ans.frameType()))
 	}
 	if st.Code != CodeOK {
-		return fmt.Errorf("directory: publish: %w", &RefusalError{Code: st.Code, Message: st.Message})
+		return nil, fmt.Errorf("directory: publish: %w", &RefusalError{Code: st.Code, Message: st.Message})
 	}
-	return nil
+	if st.HasStock && (st.X25519 > pqxdh.MaxOneTime || st.MLKEM > pqxdh.MaxOneTime) {
+		return nil, fmt.Errorf("directory: publish: %w: stock %d+%d > %d", ErrMalformed, st.X25519, st.MLKEM, pqxdh.MaxOneTime)
+	}
+	return st, nil
 }
 
 // Fetch returns account's device list and, for each listed device, a
@@ -95,7 +147,11 @@ func (c *Client) Publish(ctx context.Context, relay peer.ID, list *identity.Devi
 // and record. It verifies the list against account, each bundle against
 // its device certificate and each record's signature, and fails with
 // ErrBadSignature, ErrUnlisted or ErrMalformed if the relay sent anything
-// else. An account the relay does not know fails with ErrNotFound.
+// else. An account the relay does not know fails with ErrNotFound; a peer
+// over the relay's rate of fetches with ErrRateLimited. A bundle may come
+// without one-time prekeys (the relay has none left, or its rate of
+// handing them out was reached); its signed and last-resort prekeys start
+// a session all the same.
 //
 // Fetch trusts the first list it sees for account; a caller that already
 // knows a list uses FetchSince.

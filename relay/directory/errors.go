@@ -54,6 +54,16 @@ var ErrInternal = errors.New("directory: relay internal error")
 // memory); retrying later or elsewhere may succeed.
 var ErrUnavailable = errors.New("directory: relay unavailable")
 
+// ErrForbidden reports a Stock request from a peer other than the one the
+// device's record names: only the device itself learns how many of its
+// one-time prekeys are left, since the count tells how many sessions are
+// being started with it.
+var ErrForbidden = errors.New("directory: only the device's own peer may ask")
+
+// ErrRateLimited reports a peer that sent more publishes or fetches than
+// the relay's per-peer rate allows; retry after the time the relay says.
+var ErrRateLimited = errors.New("directory: rate limited")
+
 // ErrRefused reports a refusal code this version does not know.
 var ErrRefused = errors.New("directory: refused")
 
@@ -80,6 +90,8 @@ const (
 	CodeTooLarge     Code = 8  // frame over its bound
 	CodeInternal     Code = 9  // storage failure
 	CodeUnavailable  Code = 10 // busy; try later
+	CodeForbidden    Code = 11 // Stock from a peer that is not the device's
+	CodeRateLimited  Code = 12 // too many requests from this peer; try later
 )
 
 // codeErrors maps codes to sentinels: the one place where errors and wire
@@ -95,6 +107,8 @@ var codeErrors = [...]error{
 	CodeTooLarge:     ErrTooLarge,
 	CodeInternal:     ErrInternal,
 	CodeUnavailable:  ErrUnavailable,
+	CodeForbidden:    ErrForbidden,
+	CodeRateLimited:  ErrRateLimited,
 }
 
 var codeNames = [...]string{
@@ -109,6 +123,8 @@ var codeNames = [...]string{
 	CodeTooLarge:     "too_large",
 	CodeInternal:     "internal",
 	CodeUnavailable:  "unavailable",
+	CodeForbidden:    "forbidden",
+	CodeRateLimited:  "rate_limited",
 }
 
 // Err returns the sentinel for c, nil for CodeOK and ErrRefused for codes

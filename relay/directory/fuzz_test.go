@@ -55,7 +55,7 @@ func FuzzDecodeFrame(f *testing.F) {
 				_, _ = readAnswer(m, l.Account, nil)
 				_, _ = readAnswer(m, l.Account, l)
 			}
-		case *statusMsg, *fetchMsg:
+		case *statusMsg, *fetchMsg, *stockMsg:
 			_, _ = readAnswer(m, identity.AccountID{}, nil)
 		}
 	})

@@ -88,6 +88,8 @@ func TestGolden(t *testing.T) {
 		{"frame_fetch", appendFrame(nil, &fetchMsg{Account: g.list.Account})},
 		{"frame_status", appendFrame(nil, &statusMsg{Code: CodeGap, Message: "device list v3 after v1"})},
 		{"frame_entries", appendFrame(nil, g.entries(t))},
+		{"frame_stock", appendFrame(nil, &stockMsg{Device: g.f.devs[0].ID()})},
+		{"frame_status_stock", appendFrame(nil, &statusMsg{Code: CodeOK, Message: "49+50 one-time prekeys stored", HasStock: true, X25519: 49, MLKEM: 50})},
 	}
 	for _, c := range cases {
 		path := filepath.Join("testdata", "golden_"+c.name+".hex")
@@ -148,6 +150,8 @@ func writeFuzzCorpus(t *testing.T, g *golden) {
 	seed("FuzzDecodeFrame", "fetch", appendFrame(nil, &fetchMsg{Account: g.list.Account}))
 	seed("FuzzDecodeFrame", "status", appendFrame(nil, &statusMsg{Code: CodeFork, Message: "two lists v2"}))
 	seed("FuzzDecodeFrame", "entries", ent)
+	seed("FuzzDecodeFrame", "stock", appendFrame(nil, &stockMsg{Device: g.f.devs[0].ID()}))
+	seed("FuzzDecodeFrame", "status_stock", appendFrame(nil, &statusMsg{Code: CodeOK, Message: "2+2", HasStock: true, X25519: 2, MLKEM: 2}))
 	seed("FuzzDecodeFrame", "oversized", []byte{0xff, 0xff, 0xff, 0xff, byte(typePublish)})
 	seed("FuzzDecodeFrame", "truncated", pub[:len(pub)-3])
 

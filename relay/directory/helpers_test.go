@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,20 +140,53 @@ func newHost(t testing.TB) host.Host {
 
 // relay is a Server on a loopback host with its own DB.
 type relay struct {
-	h   host.Host
-	dir string
-	db  *storage.DB
-	srv *Server
-	reg *prometheus.Registry
+	h     host.Host
+	dir   string
+	db    *storage.DB
+	srv   *Server
+	reg   *prometheus.Registry
+	cfg   Config // as given to NewServer, minus DB and Host
+	clock *clock
 }
 
-func newRelay(t *testing.T) *relay {
+// newRelay starts a relay whose clock stands still (see clock) and whose
+// rate limits are off, so that tests of other rules make as many requests
+// as they like; options change the Config.
+func newRelay(t *testing.T, options ...func(*Config)) *relay {
 	t.Helper()
-	r := &relay{h: newHost(t), dir: t.TempDir()}
+	r := &relay{h: newHost(t), dir: t.TempDir(), clock: &clock{t: time.Unix(1_800_000_000, 0)}}
+	r.cfg = Config{
+		PublishRate: Unlimited, FetchRate: Unlimited, OneTimePerPeer: Unlimited, OneTimePerDevice: Unlimited,
+		Now: r.clock.now,
+	}
+	for _, o := range options {
+		o(&r.cfg)
+	}
 	r.start(t)
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
+
+// clock is a test clock: it moves only when told.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// allowAll hands out every one-time prekey (no rate limit).
+func allowAll(identity.DeviceID) bool { return true }
 
 func (r *relay) start(t *testing.T) {
 	t.Helper()
@@ -162,7 +196,9 @@ func (r *relay) start(t *testing.T) {
 	}
 	r.db = db
 	r.reg = prometheus.NewRegistry()
-	r.srv, err = NewServer(Config{DB: db, Host: r.h, Registerer: r.reg})
+	cfg := r.cfg
+	cfg.DB, cfg.Host, cfg.Registerer = db, r.h, r.reg
+	r.srv, err = NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +234,9 @@ func (r *relay) dump(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := r.db.View(func(tx *storage.Txn) error {
-		for _, ks := range []storage.Keyspace{r.srv.st.lists, r.srv.st.heads, r.srv.st.prekeys, r.srv.st.records, r.srv.st.gone, r.srv.st.cursors} {
+		// Not marks (kept on purpose for devices deleted) nor meta.
+		st := r.srv.st
+		for _, ks := range []storage.Keyspace{st.lists, st.heads, st.prekeys, st.records, st.gone, st.cursors, st.touched, st.owners} {
 			err := tx.Iterate(ks, nil, func(k, v []byte) error {
 				out[ks.Name()+"/"+hex.EncodeToString(k)] = hex.EncodeToString(v)
 				return nil

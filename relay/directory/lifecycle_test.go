@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -40,14 +41,21 @@ func TestDeviceRemovedLosesBundle(t *testing.T) {
 	ctx := testCtx(t)
 	f := newFixture(t, rng, 2)
 	v1 := f.sign(t, 0, 1)
+	sets := make([]*pqxdh.PrekeySet, 2)
 	for i, n := range []int{3, 5} {
-		set := genPrekeys(t, rng, f.devs[i], n)
-		if err := c.Publish(ctx, r.h.ID(), v1, set.Bundle(f.devs[i]), signRecord(t, f.devs[i], 10)); err != nil {
+		sets[i] = genPrekeys(t, rng, f.devs[i], n)
+		if err := c.Publish(ctx, r.h.ID(), v1, sets[i].Bundle(f.devs[i]), signRecord(t, f.devs[i], 10)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got := r.countPrekeys(t, f.acct.ID(), f.devs[1].ID()); got != [2]int{5, 5} {
 		t.Fatalf("device 1 has %v prekeys stored, want 5+5", got)
+	}
+	old := sets[1].Bundle(f.devs[1])
+	for range 2 { // hand out two of device 1's prekeys
+		if _, err := c.Fetch(ctx, r.h.ID(), f.acct.ID()); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	v2 := f.sign(t, 0)
@@ -71,14 +79,52 @@ func TestDeviceRemovedLosesBundle(t *testing.T) {
 		t.Errorf("dropped counter = %v, want 1", got)
 	}
 
-	// The same device key listed again starts afresh.
+	// The same device listed again: its old bundle (public, so anyone can
+	// replay it) brings back only the prekeys never handed out (the relay
+	// remembers where it stopped); new ones are stored.
 	v3 := f.sign(t, 0, 1)
-	set := genPrekeys(t, rng, f.devs[1], 1)
-	if err := c.Publish(ctx, r.h.ID(), v3, set.Bundle(f.devs[1]), nil); err != nil {
+	if err := c.Publish(ctx, r.h.ID(), v3, old, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.countPrekeys(t, f.acct.ID(), f.devs[1].ID()); got != [2]int{1, 1} {
-		t.Fatalf("re-added device has %v prekeys stored, want 1+1", got)
+	if got := r.countPrekeys(t, f.acct.ID(), f.devs[1].ID()); got != [2]int{3, 3} {
+		t.Fatalf("the old bundle of a re-added device restored %v prekeys, want the 3+3 never handed out", got)
+	}
+	if _, err := sets[1].Refill(rng, f.devs[1], 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, r.h.ID(), v3, sets[1].Bundle(f.devs[1]), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.countPrekeys(t, f.acct.ID(), f.devs[1].ID()); got != [2]int{4, 4} {
+		t.Fatalf("re-added device has %v prekeys stored, want 4+4", got)
+	}
+	res, err = c.Fetch(ctx, r.h.ID(), f.acct.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(res.Devices[1].Bundle.OneTime), []uint32{old.OneTime[2].ID}; !slices.Equal(got, want) {
+		t.Fatalf("re-added device hands out %v, want %v (the first never handed out)", got, want)
+	}
+	// An older signed prekey than the device's last one is a rollback,
+	// remembered across the removal too.
+	v4 := f.sign(t, 0)
+	if err := c.Publish(ctx, r.h.ID(), v4, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sets[1].RotateSigned(rng, f.devs[1]); err != nil {
+		t.Fatal(err)
+	}
+	v5 := f.sign(t, 0, 1)
+	if err := c.Publish(ctx, r.h.ID(), v5, sets[1].Bundle(f.devs[1]), nil); err != nil {
+		t.Fatal(err)
+	}
+	v6 := f.sign(t, 0)
+	if err := c.Publish(ctx, r.h.ID(), v6, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	v7 := f.sign(t, 0, 1)
+	if err := c.Publish(ctx, r.h.ID(), v7, old, nil); !errors.Is(err, ErrRollback) {
+		t.Fatalf("old bundle after a rotation and a removal: %v, want ErrRollback", err)
 	}
 }
 
@@ -208,10 +254,10 @@ func TestPublishIdempotent(t *testing.T) {
 }
 
 // A full bundle (pqxdh.MaxOneTime one-time prekeys of each kind) with a
-// full list publishes in one request, and the relay keeps at most
-// MaxOneTime per kind.
+// full list publishes in one request, and fits one transaction when the
+// relay is configured to keep them all.
 func TestPublishLargest(t *testing.T) {
-	r := newRelay(t)
+	r := newRelay(t, func(c *Config) { c.MaxOneTime, c.AccountQuota = pqxdh.MaxOneTime, 1<<30 })
 	c := newClient(t, r)
 	ctx := testCtx(t)
 	f := newFixture(t, rng, identity.MaxDevices)
@@ -240,7 +286,7 @@ func TestStoreCapsOneTimePrekeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	st := newStore(db)
+	st := newStore(db, pqxdh.MaxOneTime, math.MaxInt64)
 	f := newFixture(t, rng, 1)
 	list := f.sign(t)
 	raw, err := list.MarshalBinary()
@@ -267,7 +313,7 @@ func TestStoreCapsOneTimePrekeys(t *testing.T) {
 		t.Fatalf("added %d, want the cap %d", n, pqxdh.MaxOneTime)
 	}
 	for range 3 {
-		if _, _, err := st.fetch(list.Account); err != nil {
+		if _, _, err := st.fetch(list.Account, allowAll); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -275,7 +321,7 @@ func TestStoreCapsOneTimePrekeys(t *testing.T) {
 	if n := publish(fake(1, 100+pqxdh.MaxOneTime+20)); n != 3 {
 		t.Fatalf("added %d, want 3", n)
 	}
-	msg, _, err := st.fetch(list.Account)
+	msg, _, err := st.fetch(list.Account, allowAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,9 +553,7 @@ func waitStreams(t *testing.T, s *Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.mu.Lock()
-		got := len(s.streams)
-		s.mu.Unlock()
+		got := s.streams.Open()
 		if got == n {
 			return
 		}

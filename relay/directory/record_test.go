@@ -161,7 +161,7 @@ func TestRecordInvalid(t *testing.T) {
 }
 
 func TestCodes(t *testing.T) {
-	for c := CodeOK; c <= CodeUnavailable; c++ {
+	for c := CodeOK; c <= CodeRateLimited; c++ {
 		if strings.HasPrefix(c.String(), "code_") {
 			t.Errorf("code %d has no name", c)
 		}

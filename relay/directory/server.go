@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,81 +9,81 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
-	"github.com/peergram/peergram/storage"
+	"github.com/peergram/peergram/relay/internal/ratelimit"
+	"github.com/peergram/peergram/relay/internal/serve"
 )
 
 // ProtocolID is the libp2p protocol of the directory.
 const ProtocolID = "/peergram/directory/1.0.0"
 
-// serviceName attaches directory streams to a libp2p resource-manager
-// service.
-const serviceName = "peergram.directory"
+// ServiceName is the libp2p resource-manager service directory streams
+// are attached to; a relay sets its limits (see relay.OperatorLimits).
+const ServiceName = "peergram.directory"
 
 // streamTimeout bounds a whole request on the relay: reading it, serving
 // it and writing the answer. A 2 MiB publish needs ~35 KB/s to make it.
 const streamTimeout = time.Minute
 
-// Config configures a Server.
-type Config struct {
-	// DB stores lists, bundles and records. Required. The Server does not
-	// close it.
-	DB *storage.DB
-
-	// Host serves the protocol. Required. The Server does not close it.
-	Host host.Host
-
-	// Logger receives the Server's logs; nil discards them.
-	Logger *slog.Logger
-
-	// Registerer receives the Server's counters at Start (and loses them
-	// at Close); nil registers nothing.
-	Registerer prometheus.Registerer
-}
-
 // Server is the relay side of the directory protocol: it stores what
 // devices publish and answers fetches. It is safe for concurrent use.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	met *metrics
-	st  *store
-
+	cfg     Config
+	log     *slog.Logger
+	met     *metrics
+	st      *store
+	streams *serve.Streams
 	timeout time.Duration // streamTimeout; a field so tests can shorten it
 
-	mu       sync.Mutex // guards the fields below
-	started  bool
-	closed   bool
-	streams  map[network.Stream]struct{}
-	handlers sync.WaitGroup
+	// Rate limits (see Config): requests per peer, and one-time prekeys
+	// handed out per requesting peer and per device.
+	publishes, fetches *ratelimit.Limiter[peer.ID]
+	otkPeer            *ratelimit.Limiter[peer.ID]
+	otkDevice          *ratelimit.Limiter[[64]byte] // account | device
+
+	mu      sync.Mutex // guards the fields below
+	started bool
+	closed  bool
+	stop    context.CancelFunc // ends the expiry loop
+	loop    sync.WaitGroup
 }
 
 // NewServer validates cfg and returns a Server. It starts nothing; call
 // Start.
 func NewServer(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.Host == nil {
-		return nil, fmt.Errorf("%w: DB and Host are required", ErrInvalidConfig)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		timeout:   streamTimeout,
+		met:       newMetrics(),
+		st:        newStore(cfg.DB, cfg.MaxOneTime, cfg.AccountQuota),
+		publishes: ratelimit.New[peer.ID](cfg.PublishRate.Burst, cfg.PublishRate.Every, maxRateKeys),
+		fetches:   ratelimit.New[peer.ID](cfg.FetchRate.Burst, cfg.FetchRate.Every, maxRateKeys),
+		otkPeer:   ratelimit.New[peer.ID](cfg.OneTimePerPeer.Burst, cfg.OneTimePerPeer.Every, maxRateKeys),
+		otkDevice: ratelimit.New[[64]byte](cfg.OneTimePerDevice.Burst, cfg.OneTimePerDevice.Every, maxRateKeys),
 	}
-	return &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		met:     newMetrics(),
-		st:      newStore(cfg.DB),
-		timeout: streamTimeout,
-		streams: make(map[network.Stream]struct{}),
-	}, nil
+	s.streams = serve.New(serve.Config{
+		Host:     cfg.Host,
+		Protocol: ProtocolID,
+		Service:  ServiceName,
+		Logger:   cfg.Logger,
+	}, s.handleStream)
+	s.met.open = s.streams.Open
+	return s, nil
 }
 
-// Start finishes deletions a crash interrupted, registers the metrics and
-// then the stream handler.
+// Start finishes deletions a crash interrupted, brings an older store's
+// schema up to date, registers the metrics, starts deleting expired
+// accounts and devices every ExpiryInterval, and registers the stream
+// handler.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,17 +96,26 @@ func (s *Server) Start() error {
 	if err := s.st.sweep(nil); err != nil {
 		return fmt.Errorf("directory: start: %w", err)
 	}
+	if err := s.st.migrate(s.cfg.Now().Unix()); err != nil {
+		return fmt.Errorf("directory: start: %w", err)
+	}
 	if err := s.met.register(s.cfg.Registerer); err != nil {
 		return fmt.Errorf("directory: start: %w", err)
 	}
+	if err := s.streams.Start(); err != nil {
+		s.met.unregister(s.cfg.Registerer)
+		return fmt.Errorf("directory: start: %w", err)
+	}
 	s.started = true
-	s.cfg.Host.SetStreamHandler(ProtocolID, s.handleStream)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.loop.Go(func() { s.expireLoop(ctx) })
 	return nil
 }
 
 // Close removes the stream handler, resets open streams and waits for
-// their handlers (a request already in a transaction finishes it). It is
-// idempotent.
+// their handlers (a request already in a transaction finishes it) and for
+// the expiry loop. It is idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -113,52 +123,59 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	if !s.started {
-		s.mu.Unlock()
+	started := s.started
+	s.mu.Unlock()
+	s.streams.Close()
+	if !started {
 		return nil
 	}
-	s.cfg.Host.RemoveStreamHandler(ProtocolID)
-	for str := range s.streams {
-		_ = str.Reset()
-	}
-	s.mu.Unlock()
-	s.handlers.Wait()
+	s.stop()
+	s.loop.Wait()
 	s.met.unregister(s.cfg.Registerer)
 	return nil
 }
 
-// track registers a handler; false once Close has begun.
-func (s *Server) track(str network.Stream) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
+// expireLoop deletes expired accounts and devices now and every
+// ExpiryInterval until ctx is done.
+func (s *Server) expireLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ExpiryInterval)
+	defer t.Stop()
+	for {
+		if _, err := s.Expire(); err != nil {
+			s.log.Warn("directory: expiry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
-	s.handlers.Add(1)
-	s.streams[str] = struct{}{}
-	return true
 }
 
-func (s *Server) untrack(str network.Stream) {
-	s.mu.Lock()
-	delete(s.streams, str)
-	s.mu.Unlock()
-	s.handlers.Done()
+// Expired counts what one expiry pass deleted.
+type Expired struct {
+	Accounts int // accounts not published to for Config.Expiry
+	Devices  int // listed devices whose bundle and record were not published for Config.Expiry
+}
+
+// Expire deletes every account and device not published for
+// Config.Expiry, as the Server does every Config.ExpiryInterval.
+func (s *Server) Expire() (Expired, error) {
+	before := s.cfg.Now().Add(-s.cfg.Expiry).Unix()
+	e, err := s.st.expire(before)
+	s.met.expired.WithLabelValues("account").Add(float64(e.Accounts))
+	s.met.expired.WithLabelValues("device").Add(float64(e.Devices))
+	if e != (Expired{}) {
+		s.log.Info("directory: expired", "accounts", e.Accounts, "devices", e.Devices)
+	}
+	if err != nil {
+		return e, fmt.Errorf("directory: expire: %w", err)
+	}
+	return e, nil
 }
 
 // handleStream serves one request: one frame in, one frame out.
-func (s *Server) handleStream(str network.Stream) {
-	if !s.track(str) {
-		_ = str.Reset()
-		return
-	}
-	defer s.untrack(str)
-	log := s.log.With("peer", str.Conn().RemotePeer())
-	if err := str.Scope().SetService(serviceName); err != nil {
-		log.Debug("directory: attach stream to service", "err", err)
-		_ = str.Reset()
-		return
-	}
+func (s *Server) handleStream(str network.Stream, log *slog.Logger) {
 	_ = str.SetDeadline(time.Now().Add(s.timeout))
 	fr := newFrameReader(str)
 	t, n, err := fr.header()
@@ -172,8 +189,21 @@ func (s *Server) handleStream(str network.Stream) {
 		op = "publish"
 	case typeFetch:
 		op = "fetch"
+	case typeStock:
+		op = "stock"
 	default:
 		s.reply(str, log, op, &statusMsg{Code: CodeMalformed, Message: fmt.Sprintf("frame type 0x%02x is not a request", uint8(t))})
+		return
+	}
+	// Rate limits come before the body is read or stored.
+	from := str.Conn().RemotePeer()
+	lim := s.fetches
+	if t == typePublish {
+		lim = s.publishes
+	}
+	if now := s.cfg.Now(); !lim.Allow(from, now) {
+		wait := lim.Wait(from, now).Round(time.Second)
+		s.reply(str, log, op, &statusMsg{Code: CodeRateLimited, Message: fmt.Sprintf("too many %s requests from this peer; retry in %v", op, max(wait, time.Second))})
 		return
 	}
 	// The body bound is per type (MaxPublishSize at most); the resource
@@ -195,17 +225,20 @@ func (s *Server) handleStream(str network.Stream) {
 	}
 	switch m := m.(type) {
 	case *publishMsg:
-		s.reply(str, log, op, s.servePublish(log, m))
+		s.reply(str, log, op, s.servePublish(log, from, m))
 	case *fetchMsg:
-		s.reply(str, log, op, s.serveFetch(log, m))
+		s.reply(str, log, op, s.serveFetch(log, from, m))
+	case *stockMsg:
+		s.reply(str, log, op, s.serveStock(log, from, m))
 	}
 }
 
-func (s *Server) servePublish(log *slog.Logger, m *publishMsg) message {
+func (s *Server) servePublish(log *slog.Logger, from peer.ID, m *publishMsg) message {
 	req, err := validatePublish(m)
 	if err != nil {
 		return status(log, err)
 	}
+	req.now = s.cfg.Now().Unix()
 	out, err := s.st.publish(req)
 	if err != nil {
 		return status(log, err)
@@ -216,24 +249,67 @@ func (s *Server) servePublish(log *slog.Logger, m *publishMsg) message {
 	}
 	for i, n := range out.added {
 		s.met.added.WithLabelValues(kindNames[i]).Add(float64(n))
+		s.met.notStored.WithLabelValues(kindNames[i], "max_per_device").Add(float64(out.capped[i]))
+		s.met.notStored.WithLabelValues(kindNames[i], "account_quota").Add(float64(out.overQuota[i]))
 	}
 	s.met.dropped.Add(float64(out.dropped))
 	log.Debug("directory: published", "account", req.list.Account, "version", req.list.Version,
 		"new_list", out.listStored, "dropped", out.dropped, "onetime", out.added[0], "onetime_pq", out.added[1])
-	return &statusMsg{Code: CodeOK, Message: fmt.Sprintf("stored device list v%d; %d+%d one-time prekeys added",
+	st := &statusMsg{Code: CodeOK, Message: fmt.Sprintf("stored device list v%d; %d+%d one-time prekeys added",
 		req.list.Version, out.added[0], out.added[1])}
+	if n := out.overQuota[0] + out.overQuota[1]; n > 0 {
+		st.Message += fmt.Sprintf("; %d not stored: the account's quota of %d bytes is full", n, s.cfg.AccountQuota)
+	}
+	if req.bundle != nil {
+		// The stock goes only to the device itself (see ErrForbidden).
+		if x, pq, err := s.st.stock(req.bundle.Device, from); err == nil {
+			st.HasStock, st.X25519, st.MLKEM = true, uint32(x), uint32(pq)
+		}
+	}
+	return st
 }
 
-func (s *Server) serveFetch(log *slog.Logger, m *fetchMsg) message {
-	msg, out, err := s.st.fetch(m.Account)
+func (s *Server) serveFetch(log *slog.Logger, from peer.ID, m *fetchMsg) message {
+	// One decision per device per request, kept across the transaction's
+	// retries so a retry takes no second token.
+	decided := make(map[identity.DeviceID]bool)
+	allow := func(d identity.DeviceID) bool {
+		ok, seen := decided[d]
+		if seen {
+			return ok
+		}
+		now := s.cfg.Now()
+		var dev [64]byte
+		copy(dev[:], deviceKey(m.Account, d))
+		switch {
+		case !s.otkPeer.Allow(from, now):
+			s.met.withheld.WithLabelValues("peer_rate").Inc()
+		case !s.otkDevice.Allow(dev, now):
+			s.met.withheld.WithLabelValues("device_rate").Inc()
+		default:
+			ok = true
+		}
+		decided[d] = ok
+		return ok
+	}
+	msg, out, err := s.st.fetch(m.Account, allow)
 	if err != nil {
 		return status(log, err)
 	}
 	for i, n := range out.taken {
 		s.met.served.WithLabelValues(kindNames[i]).Add(float64(n))
-		s.met.exhausted.WithLabelValues(kindNames[i]).Add(float64(out.bundles - n))
+		s.met.exhausted.WithLabelValues(kindNames[i]).Add(float64(out.empty[i]))
 	}
 	return msg
+}
+
+func (s *Server) serveStock(log *slog.Logger, from peer.ID, m *stockMsg) message {
+	x, pq, err := s.st.stock(m.Device, from)
+	if err != nil {
+		return status(log, err)
+	}
+	return &statusMsg{Code: CodeOK, Message: fmt.Sprintf("%d+%d one-time prekeys stored", x, pq),
+		HasStock: true, X25519: uint32(x), MLKEM: uint32(pq)}
 }
 
 // validatePublish decodes the objects of a Publish and checks every

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
 	"github.com/peergram/peergram/storage"
@@ -22,7 +24,17 @@ const (
 	ksRecords = "directory.record"
 	ksGone    = "directory.gone"
 	ksCursors = "directory.next"
+	ksTouched = "directory.touched"
+	ksOwners  = "directory.owner"
+	ksMarks   = "directory.mark"
+	ksMeta    = "directory.meta"
 )
+
+// schemaKey in ksMeta holds the storage schema version; schema 2 added the
+// touched and owner keyspaces, which Start fills in for older stores.
+var schemaKey = []byte("schema")
+
+const schema = 2
 
 const (
 	headV1 = 0x01
@@ -46,19 +58,29 @@ var kinds = [2]byte{pqxdh.KindX25519, pqxdh.KindMLKEM768}
 type store struct {
 	db                                            *storage.DB
 	lists, heads, prekeys, records, gone, cursors storage.Keyspace
+	touched, owners, marks, meta                  storage.Keyspace
+
+	maxOneTime int   // per device and kind
+	quota      int64 // bytes per account
 
 	locks [lockStripes]sync.Mutex
 }
 
-func newStore(db *storage.DB) *store {
+func newStore(db *storage.DB, maxOneTime int, quota int64) *store {
 	return &store{
-		db:      db,
-		lists:   db.Keyspace(ksLists),
-		heads:   db.Keyspace(ksHeads),
-		prekeys: db.Keyspace(ksPrekeys),
-		records: db.Keyspace(ksRecords),
-		gone:    db.Keyspace(ksGone),
-		cursors: db.Keyspace(ksCursors),
+		db:         db,
+		lists:      db.Keyspace(ksLists),
+		heads:      db.Keyspace(ksHeads),
+		prekeys:    db.Keyspace(ksPrekeys),
+		records:    db.Keyspace(ksRecords),
+		gone:       db.Keyspace(ksGone),
+		cursors:    db.Keyspace(ksCursors),
+		touched:    db.Keyspace(ksTouched),
+		owners:     db.Keyspace(ksOwners),
+		marks:      db.Keyspace(ksMarks),
+		meta:       db.Keyspace(ksMeta),
+		maxOneTime: maxOneTime,
+		quota:      quota,
 	}
 }
 
@@ -156,6 +178,7 @@ type publishReq struct {
 	bundle    *pqxdh.Bundle // nil if none
 	record    *Record       // nil if none
 	recordRaw []byte
+	now       int64 // unix seconds, the publish time
 }
 
 // publishOutcome says what a publish changed, for logs and metrics.
@@ -163,6 +186,9 @@ type publishOutcome struct {
 	listStored bool   // the list was new to this relay
 	dropped    int    // devices removed from the list
 	added      [2]int // one-time prekeys stored, by position in kinds
+	capped     [2]int // new one-time prekeys not stored: the device holds MaxOneTime
+	overQuota  [2]int // new one-time prekeys not stored: the account's quota is full
+	stock      [2]int // one-time prekeys stored for the bundle's device afterwards
 	sweepErr   error  // dropping prekeys after the commit failed; retried later
 }
 
@@ -194,6 +220,9 @@ func (st *store) publish(req *publishReq) (publishOutcome, error) {
 
 func (st *store) publishTxn(tx *storage.Txn, req *publishReq, out *publishOutcome) error {
 	acct := req.list.Account
+	if err := tx.Set(st.touched, acct[:], appendU64(nil, uint64(req.now))); err != nil {
+		return err
+	}
 	stored, err := st.getList(tx, acct)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
@@ -215,17 +244,39 @@ func (st *store) publishTxn(tx *storage.Txn, req *publishReq, out *publishOutcom
 			}
 		}
 	}
-	if req.bundle != nil {
-		if err := st.putBundle(tx, acct, req.bundle, out); err != nil {
-			return err
-		}
-	}
 	if req.record != nil {
 		if err := st.putRecord(tx, acct, req.record, req.recordRaw); err != nil {
 			return err
 		}
+		if err := st.touchDevice(tx, acct, req.record.Device, req.now); err != nil {
+			return err
+		}
+	}
+	if req.bundle != nil {
+		// After the list and record, so the quota counts them as stored.
+		if err := st.putBundle(tx, req.list, req.bundle, out); err != nil {
+			return err
+		}
+		if err := st.touchDevice(tx, acct, req.bundle.Device, req.now); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// touchDevice records that dev published at now, and that acct lists it
+// (the owner index Stock looks devices up in).
+func (st *store) touchDevice(tx *storage.Txn, acct identity.AccountID, dev identity.DeviceID, now int64) error {
+	if err := tx.Set(st.touched, deviceKey(acct, dev), appendU64(nil, uint64(now))); err != nil {
+		return err
+	}
+	return tx.Set(st.owners, ownerKey(dev, acct), nil)
+}
+
+// ownerKey is the key of the owner index: device[32] | account[32].
+func ownerKey(d identity.DeviceID, a identity.AccountID) []byte {
+	k := make([]byte, 0, 64)
+	return append(append(k, d[:]...), a[:]...)
 }
 
 // dropUnlisted deletes the head and record of every device of old that
@@ -237,17 +288,7 @@ func (st *store) dropUnlisted(tx *storage.Txn, old, next *identity.DeviceList, o
 		if _, err := next.Lookup(d); err == nil {
 			continue
 		}
-		k := deviceKey(old.Account, d)
-		if err := tx.Delete(st.heads, k); err != nil {
-			return err
-		}
-		if err := tx.Delete(st.records, k); err != nil {
-			return err
-		}
-		if err := tx.Delete(st.cursors, k); err != nil {
-			return err
-		}
-		if err := tx.Set(st.gone, k, nil); err != nil {
+		if err := st.dropDevice(tx, old.Account, d); err != nil {
 			return err
 		}
 		out.dropped++
@@ -255,10 +296,75 @@ func (st *store) dropUnlisted(tx *storage.Txn, old, next *identity.DeviceList, o
 	return nil
 }
 
+// dropDevice deletes the head, record and cursor of a device, forgets
+// that the account lists it, marks its one-time prekeys for the sweep and
+// remembers its cursor for markTTL: should the device come back (listed
+// again, or publishing after it expired), a replayed old bundle must not
+// bring back prekeys already handed out.
+func (st *store) dropDevice(tx *storage.Txn, acct identity.AccountID, d identity.DeviceID) error {
+	k := deviceKey(acct, d)
+	h, err := st.getHead(tx, k)
+	if err != nil {
+		return err
+	}
+	if h != nil {
+		next, err := st.getCursor(tx, k)
+		if err != nil {
+			return err
+		}
+		m := mark{next: next, signed: h.bundle.SignedPrekey.ID, lastResort: h.bundle.LastResortPQ.ID}
+		if err := tx.SetTTL(st.marks, k, m.marshal(), markTTL); err != nil {
+			return err
+		}
+	}
+	for _, ks := range []storage.Keyspace{st.heads, st.records, st.cursors, st.touched} {
+		if err := tx.Delete(ks, k); err != nil {
+			return err
+		}
+	}
+	if err := tx.Delete(st.owners, ownerKey(d, acct)); err != nil {
+		return err
+	}
+	return tx.Set(st.gone, k, nil)
+}
+
+// mark is what the relay remembers of a device it deleted: its cursor
+// (one above the last one-time prekey handed out, per kind: every prekey
+// handed out has a lower ID, since the lowest goes first), and the IDs of
+// its last signed and last-resort prekeys. A replay of an old bundle can
+// then neither bring back prekeys handed out nor roll back the signed
+// ones; the device's prekeys never handed out are stored again.
+type mark struct {
+	next               [2]uint32
+	signed, lastResort uint32
+}
+
+func (m mark) marshal() []byte {
+	return appendU32(appendU32(appendU32(appendU32(make([]byte, 0, 16), m.next[0]), m.next[1]), m.signed), m.lastResort)
+}
+
+// getMark returns the mark of a deleted device, and false if there is
+// none.
+func (st *store) getMark(tx *storage.Txn, dev []byte) (mark, bool, error) {
+	v, err := tx.Get(st.marks, dev)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return mark{}, false, nil
+	case err != nil:
+		return mark{}, false, err
+	case len(v) != 16:
+		return mark{}, false, fmt.Errorf("%w: stored mark of %d bytes", ErrInternal, len(v))
+	}
+	be := binary.BigEndian
+	return mark{next: [2]uint32{be.Uint32(v), be.Uint32(v[4:])}, signed: be.Uint32(v[8:]), lastResort: be.Uint32(v[12:])}, true, nil
+}
+
 // putBundle replaces the device's signed and last-resort prekeys and adds
-// the one-time prekeys above the device's high-water marks, up to
-// pqxdh.MaxOneTime stored per kind.
-func (st *store) putBundle(tx *storage.Txn, acct identity.AccountID, b *pqxdh.Bundle, out *publishOutcome) error {
+// the one-time prekeys above the device's high-water marks, lowest IDs
+// first, while the device holds fewer than maxOneTime of a kind and the
+// account's objects stay within the quota.
+func (st *store) putBundle(tx *storage.Txn, list *identity.DeviceList, b *pqxdh.Bundle, out *publishOutcome) error {
+	acct := list.Account
 	dev := deviceKey(acct, b.Device)
 	old, err := st.getHead(tx, dev)
 	if err != nil {
@@ -277,32 +383,29 @@ func (st *store) putBundle(tx *storage.Txn, acct identity.AccountID, b *pqxdh.Bu
 			return err
 		}
 		h.hwm = old.hwm
-	}
-	for i, keys := range [2][]pqxdh.SignedKey{b.OneTime, b.OneTimePQ} {
-		keys = slices.SortedFunc(slices.Values(keys), func(x, y pqxdh.SignedKey) int { return cmp.Compare(x.ID, y.ID) })
-		n := 0
-		err := tx.IterateFrom(st.prekeys, append(slices.Clip(dev), kinds[i]), appendU32(nil, cur[i]), func(_, _ []byte) error {
-			n++
-			return nil
-		})
+	} else {
+		m, ok, err := st.getMark(tx, dev)
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			if k.ID <= h.hwm[i] {
-				continue // known, or already handed out
+		if ok {
+			for _, c := range []struct {
+				what      string
+				next, old uint32
+			}{{"signed prekey", b.SignedPrekey.ID, m.signed}, {"last-resort prekey", b.LastResortPQ.ID, m.lastResort}} {
+				if c.next < c.old {
+					return fmt.Errorf("%w: %s %d is older than the %d of the device's last bundle", ErrRollback, c.what, c.next, c.old)
+				}
 			}
-			if n >= pqxdh.MaxOneTime {
-				break // the rest may be published again once some are taken
+			for i, n := range m.next {
+				h.hwm[i] = max(n, 1) - 1 // IDs from next on were never handed out
 			}
-			v := make([]byte, 0, len(k.Pub)+len(k.Sig))
-			v = append(append(v, k.Pub...), k.Sig...)
-			if err := tx.Set(st.prekeys, prekeyKey(dev, kinds[i], k.ID), v); err != nil {
-				return err
+			if m.next != cur {
+				cur = m.next
+				if err := tx.Set(st.cursors, dev, appendU32(appendU32(make([]byte, 0, 8), cur[0]), cur[1])); err != nil {
+					return err
+				}
 			}
-			h.hwm[i] = k.ID
-			n++
-			out.added[i]++
 		}
 	}
 	hb := *b
@@ -312,7 +415,117 @@ func (st *store) putBundle(tx *storage.Txn, acct identity.AccountID, b *pqxdh.Bu
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	// The head is stored (with the marks of the prekeys added) below; the
+	// quota counts it at its new size now.
+	used, err := st.usage(tx, list, b.Device)
+	if err != nil {
+		return err
+	}
+	used += int64(len(v))
+	stock, err := st.counts(tx, dev, cur)
+	if err != nil {
+		return err
+	}
+	for i, n := range stock {
+		used += int64(n) * prekeySize(kinds[i])
+	}
+	for i, keys := range [2][]pqxdh.SignedKey{b.OneTime, b.OneTimePQ} {
+		keys = slices.SortedFunc(slices.Values(keys), func(x, y pqxdh.SignedKey) int { return cmp.Compare(x.ID, y.ID) })
+		size := prekeySize(kinds[i])
+		for _, k := range keys {
+			switch {
+			case k.ID <= h.hwm[i]:
+				continue // known, or already handed out
+			case stock[i] >= st.maxOneTime:
+				out.capped[i]++ // may be published again once some are taken
+				continue
+			case used+size > st.quota:
+				out.overQuota[i]++
+				continue
+			}
+			v := make([]byte, 0, len(k.Pub)+len(k.Sig))
+			v = append(append(v, k.Pub...), k.Sig...)
+			if err := tx.Set(st.prekeys, prekeyKey(dev, kinds[i], k.ID), v); err != nil {
+				return err
+			}
+			h.hwm[i] = k.ID
+			stock[i]++
+			used += size
+			out.added[i]++
+		}
+	}
+	out.stock = stock
+	if v, err = h.marshal(); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	return tx.Set(st.heads, dev, v)
+}
+
+// prekeySize is what one stored one-time prekey of a kind counts against
+// the account's quota: its encoded size (ID, public key, signature).
+func prekeySize(kind byte) int64 {
+	if kind == pqxdh.KindMLKEM768 {
+		return oneTimePQSize
+	}
+	return oneTimeSize
+}
+
+// usage returns the bytes list's account stores, counted at the encoded
+// sizes: the list as stored, and per listed device its head, record and
+// one-time prekeys, except the head and prekeys of device skip (the
+// caller is replacing them).
+func (st *store) usage(tx *storage.Txn, list *identity.DeviceList, skip identity.DeviceID) (int64, error) {
+	raw, err := tx.Get(st.lists, list.Account[:])
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return 0, err
+	}
+	n := int64(len(raw))
+	for i := range list.Devices {
+		d := list.Devices[i].Device
+		dev := deviceKey(list.Account, d)
+		rec, err := tx.Get(st.records, dev)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return 0, err
+		}
+		n += int64(len(rec))
+		if d == skip {
+			continue
+		}
+		hv, err := tx.Get(st.heads, dev)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // no head, no prekeys served (a leftover is swept)
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += int64(len(hv))
+		cur, err := st.getCursor(tx, dev)
+		if err != nil {
+			return 0, err
+		}
+		c, err := st.counts(tx, dev, cur)
+		if err != nil {
+			return 0, err
+		}
+		n += int64(c[0])*prekeySize(kinds[0]) + int64(c[1])*prekeySize(kinds[1])
+	}
+	return n, nil
+}
+
+// counts returns how many one-time prekeys of each kind dev holds,
+// walking from its cursor (every stored prekey is at or above it).
+func (st *store) counts(tx *storage.Txn, dev []byte, cur [2]uint32) ([2]int, error) {
+	var c [2]int
+	for i, kind := range kinds {
+		err := tx.IterateFrom(st.prekeys, append(slices.Clip(dev), kind), appendU32(nil, cur[i]), func(_, _ []byte) error {
+			c[i]++
+			return nil
+		})
+		if err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // notOlder refuses a signed prekey that rolls back the stored one. Bundles
@@ -372,13 +585,17 @@ func (st *store) getList(tx *storage.Txn, a identity.AccountID) (*identity.Devic
 type fetchOutcome struct {
 	bundles int
 	taken   [2]int // one-time prekeys handed out, by position in kinds
+	empty   [2]int // bundles handed out without a one-time prekey of the kind, none being stored
 }
 
 // fetch builds the answer for account a and deletes the one-time prekeys
 // it hands out in the same transaction, so each is handed out once, even
 // across restarts: a key is either in the answer of a committed
-// transaction or still stored.
-func (st *store) fetch(a identity.AccountID) (*entriesMsg, fetchOutcome, error) {
+// transaction or still stored. A device's one-time prekeys are handed out
+// only if allow(device) says so (the rate limits; it is called only for
+// devices that have some, and may be called again when the transaction
+// is retried).
+func (st *store) fetch(a identity.AccountID, allow func(identity.DeviceID) bool) (*entriesMsg, fetchOutcome, error) {
 	var msg *entriesMsg
 	var out fetchOutcome
 	err := st.db.Update(func(tx *storage.Txn) error {
@@ -396,7 +613,7 @@ func (st *store) fetch(a identity.AccountID) (*entriesMsg, fetchOutcome, error) 
 		}
 		msg = &entriesMsg{List: raw}
 		for i := range l.Devices {
-			e, err := st.fetchDevice(tx, a, l.Devices[i].Device, &out)
+			e, err := st.fetchDevice(tx, a, l.Devices[i].Device, allow, &out)
 			if err != nil {
 				return err
 			}
@@ -412,7 +629,7 @@ func (st *store) fetch(a identity.AccountID) (*entriesMsg, fetchOutcome, error) 
 	return msg, out, nil
 }
 
-func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.DeviceID, out *fetchOutcome) (entry, error) {
+func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.DeviceID, allow func(identity.DeviceID) bool, out *fetchOutcome) (entry, error) {
 	e := entry{Device: d}
 	dev := deviceKey(a, d)
 	h, err := st.getHead(tx, dev)
@@ -427,12 +644,19 @@ func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.D
 		next := cur
 		b := h.bundle
 		for i, kind := range kinds {
-			k, ok, err := st.take(tx, dev, kind, cur[i])
+			k, key, ok, err := st.lowest(tx, dev, kind, cur[i])
 			if err != nil {
 				return e, err
 			}
 			if !ok {
+				out.empty[i]++
 				continue
+			}
+			if !allow(d) {
+				continue // withheld: the bundle goes out with the last-resort keys
+			}
+			if err := tx.Delete(st.prekeys, key); err != nil {
+				return e, err
 			}
 			out.taken[i]++
 			next[i] = max(k.ID, k.ID+1) // no wrap at the largest ID
@@ -464,6 +688,62 @@ func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.D
 	return e, nil
 }
 
+// stock returns how many one-time prekeys of each kind the relay holds
+// for device d, if from is the peer its record names (ErrForbidden if
+// not; ErrNotFound if no account lists d with a bundle or record). A
+// device listed by several accounts (any account may certify any device
+// key) answers for the first account, in byte order, whose record of it
+// names from.
+func (st *store) stock(d identity.DeviceID, from peer.ID) (x25519, mlkem int, err error) {
+	err = st.db.View(func(tx *storage.Txn) error {
+		found := false
+		var accounts []identity.AccountID
+		err := tx.Iterate(st.owners, d[:], func(k, _ []byte) error {
+			var a identity.AccountID
+			copy(a[:], k[len(d):])
+			accounts = append(accounts, a)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range accounts {
+			dev := deviceKey(a, d)
+			raw, err := tx.Get(st.records, dev)
+			if errors.Is(err, storage.ErrNotFound) {
+				found = true
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			found = true
+			rec, err := ParseRecord(raw)
+			if err != nil {
+				return fmt.Errorf("%w: stored record: %v", ErrInternal, err)
+			}
+			if rec.PeerID != from {
+				continue
+			}
+			cur, err := st.getCursor(tx, dev)
+			if err != nil {
+				return err
+			}
+			c, err := st.counts(tx, dev, cur)
+			if err != nil {
+				return err
+			}
+			x25519, mlkem = c[0], c[1]
+			return nil
+		}
+		if found {
+			return fmt.Errorf("%w: no record of %s names this peer", ErrForbidden, d)
+		}
+		return fmt.Errorf("%w: no account lists %s with a bundle or record", ErrNotFound, d)
+	})
+	return x25519, mlkem, err
+}
+
 // getCursor returns, per kind, the lowest one-time prekey ID that may
 // still be stored for dev: one above the last one handed out (all stored
 // IDs are above it, see head). Iteration starts there instead of walking
@@ -482,9 +762,9 @@ func (st *store) getCursor(tx *storage.Txn, dev []byte) ([2]uint32, error) {
 	return [2]uint32{binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:])}, nil
 }
 
-// take deletes and returns the lowest-ID one-time prekey of a kind whose
-// ID is at least from.
-func (st *store) take(tx *storage.Txn, dev []byte, kind byte, from uint32) (pqxdh.SignedKey, bool, error) {
+// lowest returns the lowest-ID one-time prekey of a kind whose ID is at
+// least from, and its key.
+func (st *store) lowest(tx *storage.Txn, dev []byte, kind byte, from uint32) (pqxdh.SignedKey, []byte, bool, error) {
 	var key, val []byte
 	prefix := append(slices.Clip(dev), kind)
 	err := tx.IterateFrom(st.prekeys, prefix, appendU32(nil, from), func(k, v []byte) error {
@@ -492,24 +772,21 @@ func (st *store) take(tx *storage.Txn, dev []byte, kind byte, from uint32) (pqxd
 		return storage.ErrStop
 	})
 	if err != nil || key == nil {
-		return pqxdh.SignedKey{}, false, err
+		return pqxdh.SignedKey{}, nil, false, err
 	}
 	pubLen := oneTimeSize - 4 - 64
 	if kind == pqxdh.KindMLKEM768 {
 		pubLen = oneTimePQSize - 4 - 64
 	}
 	if len(key) != len(prefix)+4 || len(val) != pubLen+64 {
-		return pqxdh.SignedKey{}, false, fmt.Errorf("%w: stored one-time prekey of %d bytes", ErrInternal, len(val))
+		return pqxdh.SignedKey{}, nil, false, fmt.Errorf("%w: stored one-time prekey of %d bytes", ErrInternal, len(val))
 	}
 	k := pqxdh.SignedKey{
 		ID:  binary.BigEndian.Uint32(key[len(prefix):]),
 		Pub: val[:pubLen:pubLen],
 		Sig: val[pubLen:],
 	}
-	if err := tx.Delete(st.prekeys, key); err != nil {
-		return pqxdh.SignedKey{}, false, err
-	}
-	return k, true, nil
+	return k, key, true, nil
 }
 
 // sweep deletes the one-time prekeys of every device marked gone under

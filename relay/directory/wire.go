@@ -22,6 +22,7 @@ const (
 	typeFetch   frameType = 0x02 // C→S
 	typeStatus  frameType = 0x03 // S→C answer to Publish, or refusal of anything
 	typeEntries frameType = 0x04 // S→C answer to Fetch
+	typeStock   frameType = 0x05 // C→S; answered by a Status carrying the counts
 )
 
 // Sizes of the objects frames carry, in bytes. They follow from the
@@ -91,7 +92,7 @@ func maxBody(t frameType) (int, bool) {
 		return MaxPublishSize, true
 	case typeEntries:
 		return MaxFetchResponseSize, true
-	case typeFetch, typeStatus:
+	case typeFetch, typeStatus, typeStock:
 		return controlBodyMax, true
 	}
 	return 0, false
@@ -114,9 +115,21 @@ type fetchMsg struct {
 	Account identity.AccountID
 }
 
+// statusMsg answers a Publish or a Stock, or refuses any request. When
+// HasStock is set it carries the one-time prekeys the relay holds for a
+// device (fields appended in 1.0.0's minor revision: an older receiver
+// ignores them, and a Status without them has HasStock false).
 type statusMsg struct {
-	Code    Code
-	Message string
+	Code     Code
+	Message  string
+	HasStock bool
+	X25519   uint32
+	MLKEM    uint32
+}
+
+// stockMsg asks how many one-time prekeys the relay holds for a device.
+type stockMsg struct {
+	Device identity.DeviceID
 }
 
 // entriesMsg answers a Fetch: the account's list and, for each listed
@@ -137,6 +150,7 @@ func (*publishMsg) frameType() frameType { return typePublish }
 func (*fetchMsg) frameType() frameType   { return typeFetch }
 func (*statusMsg) frameType() frameType  { return typeStatus }
 func (*entriesMsg) frameType() frameType { return typeEntries }
+func (*stockMsg) frameType() frameType   { return typeStock }
 
 func (m *publishMsg) appendBody(b []byte) []byte {
 	b = appendVar32(b, m.List)
@@ -153,8 +167,14 @@ func (m *statusMsg) appendBody(b []byte) []byte {
 		s = s[:maxMessageLen]
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
+	b = append(b, s...)
+	if m.HasStock {
+		b = appendU32(appendU32(b, m.X25519), m.MLKEM)
+	}
+	return b
 }
+
+func (m *stockMsg) appendBody(b []byte) []byte { return append(b, m.Device[:]...) }
 
 func (m *entriesMsg) appendBody(b []byte) []byte {
 	b = appendVar32(b, m.List)
@@ -202,7 +222,15 @@ func decodeBody(t frameType, body []byte) (message, error) {
 			r.fail("status text of %d bytes > %d", n, maxMessageLen)
 		}
 		s.Message = string(r.Take(n))
+		if r.Err() == nil && r.Len() >= 8 {
+			s.HasStock = true
+			s.X25519, s.MLKEM = r.U32(), r.U32()
+		}
 		m = s
+	case typeStock:
+		st := &stockMsg{}
+		r.Fixed(st.Device[:])
+		m = st
 	case typeEntries:
 		e := &entriesMsg{}
 		e.List = r.var32(maxListSize)

@@ -53,6 +53,8 @@ func TestFrameRoundTrip(t *testing.T) {
 		&publishMsg{List: []byte{1, 2}, Bundle: []byte{}, Record: []byte{3}},
 		&fetchMsg{Account: f.acct.ID()},
 		&statusMsg{Code: CodeFork, Message: "two lists"},
+		&statusMsg{Code: CodeOK, Message: "", HasStock: true, X25519: 7, MLKEM: 1000},
+		&stockMsg{Device: f.devs[0].ID()},
 		&entriesMsg{List: []byte{9}, Entries: []entry{{Device: f.devs[0].ID(), Bundle: []byte{4}, Record: []byte{}}}},
 		&entriesMsg{List: []byte{9}},
 	}
