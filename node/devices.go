@@ -377,7 +377,18 @@ func (n *Node) maintainOwnList(ctx context.Context) (bool, error) {
 }
 
 // fetchHistory returns account a's lists with versions from..to
-// (inclusive), oldest first, from a home relay's directory.
+// (inclusive), oldest first, from the first home relay's directory that
+// has them all.
 func (n *Node) fetchHistory(ctx context.Context, a identity.AccountID, from, to uint64) ([]*identity.DeviceList, error) {
-	return nil, fmt.Errorf("node: lists %d..%d of %s: %w: no directory history", from, to, a, identity.ErrGap)
+	var errs []error
+	for _, r := range n.relays {
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		lists, err := n.dir.History(fctx, r.ID, a, from, to)
+		cancel()
+		if err == nil {
+			return lists, nil
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
+	}
+	return nil, fmt.Errorf("node: lists %d..%d of %s: %w", from, to, a, errors.Join(errs...))
 }

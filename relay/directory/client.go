@@ -179,6 +179,55 @@ func (c *Client) FetchSince(ctx context.Context, relay peer.ID, account identity
 	return res, nil
 }
 
+// History returns account's lists with versions from..to (inclusive),
+// oldest first, each verified under account and the versions consecutive
+// from from. It asks as many times as the relay's answers need
+// (MaxHistoryLists per answer). A relay that no longer keeps a version
+// in the range (or never had it) makes History fail with ErrGap; one that
+// sends anything else, with ErrBadSignature or ErrMalformed.
+func (c *Client) History(ctx context.Context, relay peer.ID, account identity.AccountID, from, to uint64) ([]*identity.DeviceList, error) {
+	if from == 0 || to < from || to-from >= maxHistory {
+		return nil, fmt.Errorf("directory: history: %w: range %d..%d", ErrMalformed, from, to)
+	}
+	var out []*identity.DeviceList
+	for next := from; next <= to; {
+		ans, err := c.roundTrip(ctx, relay, appendFrame(nil, &historyMsg{Account: account, From: next, To: to}))
+		if err != nil {
+			return nil, fmt.Errorf("directory: history: %w", err)
+		}
+		var m *listsMsg
+		switch a := ans.(type) {
+		case *statusMsg:
+			return nil, fmt.Errorf("directory: history: %w", &RefusalError{Code: a.Code, Message: a.Message})
+		case *listsMsg:
+			m = a
+		default:
+			return nil, fmt.Errorf("directory: history: %w: answer of type 0x%02x", ErrMalformed, uint8(ans.frameType()))
+		}
+		if len(m.Lists) == 0 {
+			return nil, fmt.Errorf("directory: history of %s: %w: the relay keeps no v%d", account, ErrGap, next)
+		}
+		for _, raw := range m.Lists {
+			l, err := identity.ParseDeviceList(raw)
+			if err != nil {
+				return nil, fmt.Errorf("directory: history: %w", foreign(err))
+			}
+			if err := l.Verify(account); err != nil {
+				return nil, fmt.Errorf("directory: history: %w", foreign(err))
+			}
+			if l.Version != next {
+				return nil, fmt.Errorf("directory: history of %s: %w: v%d where v%d belongs", account, ErrGap, l.Version, next)
+			}
+			out = append(out, l)
+			next++
+			if next > to {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // readAnswer checks a relay's answer to a Fetch for account.
 func readAnswer(ans message, account identity.AccountID, known *identity.DeviceList) (*Result, error) {
 	switch m := ans.(type) {
@@ -301,7 +350,7 @@ func exchange(str network.Stream, frame []byte) (message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t != typeStatus && t != typeEntries {
+	if t != typeStatus && t != typeEntries && t != typeLists {
 		return nil, fmt.Errorf("%w: answer of type 0x%02x", ErrMalformed, uint8(t))
 	}
 	body, err := fr.body(n)

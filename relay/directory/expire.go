@@ -135,6 +135,18 @@ func (st *store) expireAccount(a identity.AccountID, before int64) (bool, error)
 				return err
 			}
 		}
+		var versions [][]byte
+		if err := tx.Iterate(st.history, a[:], func(k, _ []byte) error {
+			versions = append(versions, bytes.Clone(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range versions {
+			if err := tx.Delete(st.history, k); err != nil {
+				return err
+			}
+		}
 		return tx.Delete(st.lists, a[:])
 	})
 	if err != nil || !expired {

@@ -90,6 +90,8 @@ func TestGolden(t *testing.T) {
 		{"frame_entries", appendFrame(nil, g.entries(t))},
 		{"frame_stock", appendFrame(nil, &stockMsg{Device: g.f.devs[0].ID()})},
 		{"frame_status_stock", appendFrame(nil, &statusMsg{Code: CodeOK, Message: "49+50 one-time prekeys stored", HasStock: true, X25519: 49, MLKEM: 50})},
+		{"frame_history", appendFrame(nil, &historyMsg{Account: g.list.Account, From: 2, To: 9})},
+		{"frame_lists", appendFrame(nil, &listsMsg{Lists: [][]byte{mustMarshal(t, g.list)}})},
 	}
 	for _, c := range cases {
 		path := filepath.Join("testdata", "golden_"+c.name+".hex")
@@ -152,6 +154,8 @@ func writeFuzzCorpus(t *testing.T, g *golden) {
 	seed("FuzzDecodeFrame", "entries", ent)
 	seed("FuzzDecodeFrame", "stock", appendFrame(nil, &stockMsg{Device: g.f.devs[0].ID()}))
 	seed("FuzzDecodeFrame", "status_stock", appendFrame(nil, &statusMsg{Code: CodeOK, Message: "2+2", HasStock: true, X25519: 2, MLKEM: 2}))
+	seed("FuzzDecodeFrame", "history", appendFrame(nil, &historyMsg{Account: g.list.Account, From: 1, To: 3}))
+	seed("FuzzDecodeFrame", "lists", appendFrame(nil, &listsMsg{Lists: [][]byte{mustMarshal(t, g.list), mustMarshal(t, g.list)}}))
 	seed("FuzzDecodeFrame", "oversized", []byte{0xff, 0xff, 0xff, 0xff, byte(typePublish)})
 	seed("FuzzDecodeFrame", "truncated", pub[:len(pub)-3])
 

@@ -191,6 +191,8 @@ func (s *Server) handleStream(str network.Stream, log *slog.Logger) {
 		op = "fetch"
 	case typeStock:
 		op = "stock"
+	case typeHistory:
+		op = "history"
 	default:
 		s.reply(str, log, op, &statusMsg{Code: CodeMalformed, Message: fmt.Sprintf("frame type 0x%02x is not a request", uint8(t))})
 		return
@@ -230,6 +232,8 @@ func (s *Server) handleStream(str network.Stream, log *slog.Logger) {
 		s.reply(str, log, op, s.serveFetch(log, from, m))
 	case *stockMsg:
 		s.reply(str, log, op, s.serveStock(log, from, m))
+	case *historyMsg:
+		s.reply(str, log, op, s.serveHistory(log, m))
 	}
 }
 
@@ -301,6 +305,17 @@ func (s *Server) serveFetch(log *slog.Logger, from peer.ID, m *fetchMsg) message
 		s.met.exhausted.WithLabelValues(kindNames[i]).Add(float64(out.empty[i]))
 	}
 	return msg
+}
+
+func (s *Server) serveHistory(log *slog.Logger, m *historyMsg) message {
+	if m.From == 0 || m.To < m.From {
+		return &statusMsg{Code: CodeMalformed, Message: fmt.Sprintf("history range %d..%d", m.From, m.To)}
+	}
+	lists, err := s.st.listHistory(m.Account, m.From, m.To)
+	if err != nil {
+		return status(log, fmt.Errorf("%w: %w", ErrInternal, err))
+	}
+	return &listsMsg{Lists: lists}
 }
 
 func (s *Server) serveStock(log *slog.Logger, from peer.ID, m *stockMsg) message {

@@ -28,7 +28,13 @@ const (
 	ksOwners  = "directory.owner"
 	ksMarks   = "directory.mark"
 	ksMeta    = "directory.meta"
+	ksHistory = "directory.history"
 )
+
+// maxHistory is how many versions of an account's list the directory
+// keeps, so a client that knows an older one can check every link to the
+// newest (a device re-signs its list weekly: about five years).
+const maxHistory = 256
 
 // schemaKey in ksMeta holds the storage schema version; schema 2 added the
 // touched and owner keyspaces, which Start fills in for older stores.
@@ -58,7 +64,7 @@ var kinds = [2]byte{pqxdh.KindX25519, pqxdh.KindMLKEM768}
 type store struct {
 	db                                            *storage.DB
 	lists, heads, prekeys, records, gone, cursors storage.Keyspace
-	touched, owners, marks, meta                  storage.Keyspace
+	touched, owners, marks, meta, history         storage.Keyspace
 
 	maxOneTime int   // per device and kind
 	quota      int64 // bytes per account
@@ -78,6 +84,7 @@ func newStore(db *storage.DB, maxOneTime int, quota int64) *store {
 		touched:    db.Keyspace(ksTouched),
 		owners:     db.Keyspace(ksOwners),
 		marks:      db.Keyspace(ksMarks),
+		history:    db.Keyspace(ksHistory),
 		meta:       db.Keyspace(ksMeta),
 		maxOneTime: maxOneTime,
 		quota:      quota,
@@ -238,6 +245,9 @@ func (st *store) publishTxn(tx *storage.Txn, req *publishReq, out *publishOutcom
 			return err
 		}
 		out.listStored = true
+		if err := st.keepHistory(tx, stored, req.list, req.listRaw); err != nil {
+			return err
+		}
 		if stored != nil {
 			if err := st.dropUnlisted(tx, stored, req.list, out); err != nil {
 				return err
@@ -262,6 +272,53 @@ func (st *store) publishTxn(tx *storage.Txn, req *publishReq, out *publishOutcom
 		}
 	}
 	return nil
+}
+
+func historyKey(a identity.AccountID, version uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 40), a[:]...), version)
+}
+
+// keepHistory stores next (raw) as a version of its account's history,
+// and prev too if a store from before history kept it not, and forgets
+// the version maxHistory behind.
+func (st *store) keepHistory(tx *storage.Txn, prev, next *identity.DeviceList, raw []byte) error {
+	a := next.Account
+	if prev != nil {
+		if ok, err := tx.Has(st.history, historyKey(a, prev.Version)); err != nil {
+			return err
+		} else if !ok {
+			prevRaw, err := prev.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(st.history, historyKey(a, prev.Version), prevRaw); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Set(st.history, historyKey(a, next.Version), raw); err != nil {
+		return err
+	}
+	if next.Version > maxHistory {
+		return tx.Delete(st.history, historyKey(a, next.Version-maxHistory))
+	}
+	return nil
+}
+
+// listHistory returns the stored lists of a with versions from..to, oldest
+// first, at most MaxHistoryLists.
+func (st *store) listHistory(a identity.AccountID, from, to uint64) ([][]byte, error) {
+	var out [][]byte
+	err := st.db.View(func(tx *storage.Txn) error {
+		return tx.IterateFrom(st.history, a[:], binary.BigEndian.AppendUint64(nil, from), func(k, v []byte) error {
+			if len(k) != 40 || binary.BigEndian.Uint64(k[32:]) > to || len(out) == MaxHistoryLists {
+				return storage.ErrStop
+			}
+			out = append(out, bytes.Clone(v))
+			return nil
+		})
+	})
+	return out, err
 }
 
 // touchDevice records that dev published at now, and that acct lists it

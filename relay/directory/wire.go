@@ -23,6 +23,8 @@ const (
 	typeStatus  frameType = 0x03 // S→C answer to Publish, or refusal of anything
 	typeEntries frameType = 0x04 // S→C answer to Fetch
 	typeStock   frameType = 0x05 // C→S; answered by a Status carrying the counts
+	typeHistory frameType = 0x06 // C→S
+	typeLists   frameType = 0x07 // S→C answer to History
 )
 
 // Sizes of the objects frames carry, in bytes. They follow from the
@@ -75,6 +77,12 @@ const (
 	// controlBodyMax bounds Fetch and Status bodies: small fixed fields,
 	// with room for fields appended by later minor versions.
 	controlBodyMax = 4 << 10
+
+	// MaxHistoryLists is the most lists one Lists answer carries; a
+	// client asks again from the next version for more.
+	MaxHistoryLists = 16
+	// maxListsBody bounds a Lists body.
+	maxListsBody = 2 + MaxHistoryLists*(4+maxListSize)
 )
 
 // Compile-time checks that the frame bounds hold every valid message.
@@ -82,6 +90,7 @@ var (
 	_ = [MaxPublishSize - maxPublishBody]struct{}{}
 	_ = [MaxFetchResponseSize - maxEntriesBody]struct{}{}
 	_ = [controlBodyMax - (3 + maxMessageLen)]struct{}{}
+	_ = [MaxFetchResponseSize - maxListsBody]struct{}{}
 )
 
 // maxBody returns the body bound of frames of type t, and false for types
@@ -92,7 +101,9 @@ func maxBody(t frameType) (int, bool) {
 		return MaxPublishSize, true
 	case typeEntries:
 		return MaxFetchResponseSize, true
-	case typeFetch, typeStatus, typeStock:
+	case typeLists:
+		return maxListsBody, true
+	case typeFetch, typeStatus, typeStock, typeHistory:
 		return controlBodyMax, true
 	}
 	return 0, false
@@ -132,6 +143,19 @@ type stockMsg struct {
 	Device identity.DeviceID
 }
 
+// historyMsg asks for an account's lists with versions From..To
+// (inclusive).
+type historyMsg struct {
+	Account  identity.AccountID
+	From, To uint64
+}
+
+// listsMsg answers a History: the stored lists in the range, oldest first,
+// at most MaxHistoryLists.
+type listsMsg struct {
+	Lists [][]byte
+}
+
 // entriesMsg answers a Fetch: the account's list and, for each listed
 // device that has anything stored, its taken bundle and record (either may
 // be empty).
@@ -151,6 +175,21 @@ func (*fetchMsg) frameType() frameType   { return typeFetch }
 func (*statusMsg) frameType() frameType  { return typeStatus }
 func (*entriesMsg) frameType() frameType { return typeEntries }
 func (*stockMsg) frameType() frameType   { return typeStock }
+func (*historyMsg) frameType() frameType { return typeHistory }
+func (*listsMsg) frameType() frameType   { return typeLists }
+
+func (m *historyMsg) appendBody(b []byte) []byte {
+	b = append(b, m.Account[:]...)
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(b, m.From), m.To)
+}
+
+func (m *listsMsg) appendBody(b []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Lists)))
+	for _, l := range m.Lists {
+		b = appendVar32(b, l)
+	}
+	return b
+}
 
 func (m *publishMsg) appendBody(b []byte) []byte {
 	b = appendVar32(b, m.List)
@@ -231,6 +270,21 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		st := &stockMsg{}
 		r.Fixed(st.Device[:])
 		m = st
+	case typeHistory:
+		h := &historyMsg{}
+		r.Fixed(h.Account[:])
+		h.From, h.To = r.U64(), r.U64()
+		m = h
+	case typeLists:
+		l := &listsMsg{}
+		n := int(r.U16())
+		if r.Err() == nil && n > MaxHistoryLists {
+			r.fail("%d lists > %d", n, MaxHistoryLists)
+		}
+		for i := 0; i < n && r.Err() == nil; i++ {
+			l.Lists = append(l.Lists, r.var32(maxListSize))
+		}
+		m = l
 	case typeEntries:
 		e := &entriesMsg{}
 		e.List = r.var32(maxListSize)
