@@ -201,7 +201,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if err := n.migrateOwnCert(); err != nil {
 		return fmt.Errorf("node: device certificate: %w", err)
 	}
-	if _, err := n.maintainPrekeys(); err != nil {
+	if _, err := n.maintainPrekeys(false); err != nil {
 		return fmt.Errorf("node: prekeys: %w", err)
 	}
 
@@ -326,7 +326,7 @@ func (n *Node) runMaintenance(ctx context.Context) {
 				}
 			}
 		}
-		n.refillPrekeys(ctx)
+		n.refillPrekeysIf(ctx, n.checkStock(ctx))
 	}
 }
 

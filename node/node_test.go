@@ -33,6 +33,13 @@ type testRelay struct {
 
 func startRelay(t *testing.T, dir string) *testRelay {
 	t.Helper()
+	return startRelayWith(t, dir, nil)
+}
+
+// startRelayWith is startRelay with a hook to change the directory's
+// configuration.
+func startRelayWith(t *testing.T, dir string, mod func(*directory.Config)) *testRelay {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +58,11 @@ func startRelay(t *testing.T, dir string) *testRelay {
 	if err := r.mbox.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if r.dir, err = directory.NewServer(directory.Config{DB: db, Host: h}); err != nil {
+	dcfg := directory.Config{DB: db, Host: h}
+	if mod != nil {
+		mod(&dcfg)
+	}
+	if r.dir, err = directory.NewServer(dcfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.dir.Start(); err != nil {

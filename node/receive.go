@@ -358,7 +358,14 @@ const signedPrekeyLifetime = 7 * 24 * time.Hour
 // last-resort prekeys when they are old or have accepted many sessions,
 // and publishes the result to every home relay.
 func (n *Node) refillPrekeys(ctx context.Context) {
-	changed, err := n.maintainPrekeys()
+	n.refillPrekeysIf(ctx, false)
+}
+
+// refillPrekeysIf is refillPrekeys that refills one-time prekeys also when
+// force is set (a directory's pool runs low though the node holds many:
+// handed out, never used).
+func (n *Node) refillPrekeysIf(ctx context.Context, force bool) {
+	changed, err := n.maintainPrekeys(force)
 	if err != nil {
 		n.log.Error("prekey maintenance", "err", err)
 		return
@@ -373,7 +380,7 @@ func (n *Node) refillPrekeys(ctx context.Context) {
 	}
 }
 
-func (n *Node) maintainPrekeys() (bool, error) {
+func (n *Node) maintainPrekeys(force bool) (bool, error) {
 	n.pkMu.Lock()
 	defer n.pkMu.Unlock()
 	pk, err := cloneprekeys(n.currentPrekeys())
@@ -394,8 +401,12 @@ func (n *Node) maintainPrekeys() (bool, error) {
 	}
 	now := n.cfg.Now()
 	changed := false
-	if x, _ := pk.OneTimeLeft(); x < refillBelow {
-		if _, err := pk.Refill(n.rand, n.keys.device, initialOneTimePrekeys-x); err != nil {
+	if x, _ := pk.OneTimeLeft(); x < refillBelow || force {
+		count := initialOneTimePrekeys
+		if !force {
+			count -= x
+		}
+		if _, err := pk.Refill(n.rand, n.keys.device, count); err != nil {
 			return false, err
 		}
 		changed = true

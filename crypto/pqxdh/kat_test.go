@@ -234,3 +234,41 @@ func TestLegacyPrekeySet(t *testing.T) {
 		t.Fatalf("re-marshal: %v, version %d", err, again[0])
 	}
 }
+
+// TestRetireOneTime: handed-out, unused one-time prekeys below a bound are
+// deleted; the others stay usable.
+func TestRetireOneTime(t *testing.T) {
+	r := seeded(43)
+	alice, bob := newParty(t, r), newParty(t, r)
+	set, err := GeneratePrekeys(r, bob.dev, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := set.Bundle(bob.dev)
+	// IDs alternate between kinds: retire the first two of each.
+	x, pq := b.OneTime[2].ID, b.OneTimePQ[2].ID
+	if n := set.RetireOneTime(x, pq); n != 4 {
+		t.Fatalf("retired %d, want 4", n)
+	}
+	if lx, lpq := set.OneTimeLeft(); lx != 3 || lpq != 3 {
+		t.Fatalf("left %d+%d, want 3+3", lx, lpq)
+	}
+	old := &Bundle{Device: b.Device, IdentityKey: b.IdentityKey, SignedPrekey: b.SignedPrekey, LastResortPQ: b.LastResortPQ,
+		OneTime: b.OneTime[:1], OneTimePQ: b.OneTimePQ[:1]}
+	_, init, err := Initiate(r, alice.dev.DH(), old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Respond(set, bob.dev.DH(), init); !errors.Is(err, ErrUnknownPrekey) {
+		t.Fatalf("a retired prekey: %v, want ErrUnknownPrekey", err)
+	}
+	kept := &Bundle{Device: b.Device, IdentityKey: b.IdentityKey, SignedPrekey: b.SignedPrekey, LastResortPQ: b.LastResortPQ,
+		OneTime: b.OneTime[2:3], OneTimePQ: b.OneTimePQ[2:3]}
+	_, init, err = Initiate(r, alice.dev.DH(), kept, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Respond(set, bob.dev.DH(), init); err != nil {
+		t.Fatalf("a kept prekey: %v", err)
+	}
+}

@@ -367,6 +367,28 @@ func (s *PrekeySet) Bundle(dev *identity.DeviceKey) *Bundle {
 	return b
 }
 
+// RetireOneTime deletes the unused one-time prekeys with IDs below
+// x25519Below (X25519) and mlkemBelow (ML-KEM-768) and returns how many it
+// deleted. An owner calls it for keys a directory handed out so long ago
+// that no initial message using them can still arrive: handed out, never
+// used, they would otherwise be kept forever.
+func (s *PrekeySet) RetireOneTime(x25519Below, mlkemBelow uint32) int {
+	n := 0
+	for id := range s.oneTime {
+		if id < x25519Below {
+			delete(s.oneTime, id)
+			n++
+		}
+	}
+	for id := range s.oneTimePQ {
+		if id < mlkemBelow {
+			delete(s.oneTimePQ, id)
+			n++
+		}
+	}
+	return n
+}
+
 // OneTimeLeft reports how many unused one-time prekeys of each kind remain.
 func (s *PrekeySet) OneTimeLeft() (x25519, mlkem768 int) {
 	return len(s.oneTime), len(s.oneTimePQ)

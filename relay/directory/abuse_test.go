@@ -278,6 +278,12 @@ func TestStock(t *testing.T) {
 	if x, pq, err := owner.Stock(ctx, r.h.ID(), dev); err != nil || x != 6 || pq != 6 {
 		t.Fatalf("Stock = %d, %d, %v; want 6, 6", x, pq, err)
 	}
+	// The cursor: the lowest one-time prekey of each kind was handed out.
+	b := set.Bundle(f.devs[0])
+	info, err := owner.StockInfo(ctx, r.h.ID(), dev)
+	if err != nil || info.NextX25519 != b.OneTime[0].ID+1 || info.NextMLKEM != b.OneTimePQ[0].ID+1 {
+		t.Fatalf("StockInfo = %+v, %v; want next %d, %d", info, err, b.OneTime[0].ID+1, b.OneTimePQ[0].ID+1)
+	}
 	if _, _, err := stranger.Stock(ctx, r.h.ID(), dev); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("stranger's Stock: %v, want ErrForbidden", err)
 	}

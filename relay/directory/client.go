@@ -84,22 +84,39 @@ func (c *Client) PublishStock(ctx context.Context, relay peer.ID, list *identity
 // makes new prekeys (pqxdh.PrekeySet.Refill) and publishes its bundle.
 // Stock shares the relay's per-peer rate of fetches (ErrRateLimited).
 func (c *Client) Stock(ctx context.Context, relay peer.ID, device identity.DeviceID) (x25519, mlkem int, err error) {
+	info, err := c.StockInfo(ctx, relay, device)
+	return info.X25519, info.MLKEM, err
+}
+
+// StockInfo is what the relay says of a device's one-time prekeys.
+type StockInfo struct {
+	// X25519 and MLKEM count the one-time prekeys the relay holds.
+	X25519, MLKEM int
+	// Every one-time prekey with an ID below NextX25519 (NextMLKEM) was
+	// handed out or dropped by the relay; zero if the relay does not say.
+	NextX25519, NextMLKEM uint32
+}
+
+// StockInfo is Stock with the relay's hand-out cursor, which tells the
+// device which of its one-time prekeys the relay has handed out (the
+// device may retire those no initial message can still use).
+func (c *Client) StockInfo(ctx context.Context, relay peer.ID, device identity.DeviceID) (StockInfo, error) {
 	ans, err := c.roundTrip(ctx, relay, appendFrame(nil, &stockMsg{Device: device}))
 	if err != nil {
-		return 0, 0, fmt.Errorf("directory: stock: %w", err)
+		return StockInfo{}, fmt.Errorf("directory: stock: %w", err)
 	}
 	st, ok := ans.(*statusMsg)
 	switch {
 	case !ok:
-		return 0, 0, fmt.Errorf("directory: stock: %w: answer of type 0x%02x", ErrMalformed, uint8(ans.frameType()))
+		return StockInfo{}, fmt.Errorf("directory: stock: %w: answer of type 0x%02x", ErrMalformed, uint8(ans.frameType()))
 	case st.Code != CodeOK:
-		return 0, 0, fmt.Errorf("directory: stock: %w", &RefusalError{Code: st.Code, Message: st.Message})
+		return StockInfo{}, fmt.Errorf("directory: stock: %w", &RefusalError{Code: st.Code, Message: st.Message})
 	case !st.HasStock:
-		return 0, 0, fmt.Errorf("directory: stock: %w: answer without counts", ErrMalformed)
+		return StockInfo{}, fmt.Errorf("directory: stock: %w: answer without counts", ErrMalformed)
 	case st.X25519 > pqxdh.MaxOneTime || st.MLKEM > pqxdh.MaxOneTime:
-		return 0, 0, fmt.Errorf("directory: stock: %w: %d+%d one-time prekeys > %d", ErrMalformed, st.X25519, st.MLKEM, pqxdh.MaxOneTime)
+		return StockInfo{}, fmt.Errorf("directory: stock: %w: %d+%d one-time prekeys > %d", ErrMalformed, st.X25519, st.MLKEM, pqxdh.MaxOneTime)
 	}
-	return int(st.X25519), int(st.MLKEM), nil
+	return StockInfo{X25519: int(st.X25519), MLKEM: int(st.MLKEM), NextX25519: st.NextX25519, NextMLKEM: st.NextMLKEM}, nil
 }
 
 func (c *Client) publish(ctx context.Context, relay peer.ID, list *identity.DeviceList, bundle *pqxdh.Bundle, rec *Record) (*statusMsg, error) {

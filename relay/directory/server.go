@@ -319,12 +319,13 @@ func (s *Server) serveHistory(log *slog.Logger, m *historyMsg) message {
 }
 
 func (s *Server) serveStock(log *slog.Logger, from peer.ID, m *stockMsg) message {
-	x, pq, err := s.st.stock(m.Device, from)
+	info, err := s.st.stockInfo(m.Device, from)
 	if err != nil {
 		return status(log, err)
 	}
-	return &statusMsg{Code: CodeOK, Message: fmt.Sprintf("%d+%d one-time prekeys stored", x, pq),
-		HasStock: true, X25519: uint32(x), MLKEM: uint32(pq)}
+	return &statusMsg{Code: CodeOK, Message: fmt.Sprintf("%d+%d one-time prekeys stored", info.X25519, info.MLKEM),
+		HasStock: true, X25519: uint32(info.X25519), MLKEM: uint32(info.MLKEM),
+		HasNext: true, NextX25519: info.NextX25519, NextMLKEM: info.NextMLKEM}
 }
 
 // validatePublish decodes the objects of a Publish and checks every

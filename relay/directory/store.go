@@ -752,6 +752,12 @@ func (st *store) fetchDevice(tx *storage.Txn, a identity.AccountID, d identity.D
 // key) answers for the first account, in byte order, whose record of it
 // names from.
 func (st *store) stock(d identity.DeviceID, from peer.ID) (x25519, mlkem int, err error) {
+	info, err := st.stockInfo(d, from)
+	return info.X25519, info.MLKEM, err
+}
+
+// stockInfo is stock with the hand-out cursor.
+func (st *store) stockInfo(d identity.DeviceID, from peer.ID) (info StockInfo, err error) {
 	err = st.db.View(func(tx *storage.Txn) error {
 		found := false
 		var accounts []identity.AccountID
@@ -790,7 +796,7 @@ func (st *store) stock(d identity.DeviceID, from peer.ID) (x25519, mlkem int, er
 			if err != nil {
 				return err
 			}
-			x25519, mlkem = c[0], c[1]
+			info = StockInfo{X25519: c[0], MLKEM: c[1], NextX25519: cur[0], NextMLKEM: cur[1]}
 			return nil
 		}
 		if found {
@@ -798,7 +804,7 @@ func (st *store) stock(d identity.DeviceID, from peer.ID) (x25519, mlkem int, er
 		}
 		return fmt.Errorf("%w: no account lists %s with a bundle or record", ErrNotFound, d)
 	})
-	return x25519, mlkem, err
+	return info, err
 }
 
 // getCursor returns, per kind, the lowest one-time prekey ID that may

@@ -136,6 +136,12 @@ type statusMsg struct {
 	HasStock bool
 	X25519   uint32
 	MLKEM    uint32
+	// HasNext (appended after the counts, a later minor revision): every
+	// one-time prekey of the device with an ID below NextX25519 or
+	// NextMLKEM was handed out or dropped.
+	HasNext    bool
+	NextX25519 uint32
+	NextMLKEM  uint32
 }
 
 // stockMsg asks how many one-time prekeys the relay holds for a device.
@@ -209,6 +215,9 @@ func (m *statusMsg) appendBody(b []byte) []byte {
 	b = append(b, s...)
 	if m.HasStock {
 		b = appendU32(appendU32(b, m.X25519), m.MLKEM)
+		if m.HasNext {
+			b = appendU32(appendU32(b, m.NextX25519), m.NextMLKEM)
+		}
 	}
 	return b
 }
@@ -264,6 +273,10 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		if r.Err() == nil && r.Len() >= 8 {
 			s.HasStock = true
 			s.X25519, s.MLKEM = r.U32(), r.U32()
+			if r.Err() == nil && r.Len() >= 8 {
+				s.HasNext = true
+				s.NextX25519, s.NextMLKEM = r.U32(), r.U32()
+			}
 		}
 		m = s
 	case typeStock:
