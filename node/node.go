@@ -179,6 +179,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.lockFile.Close()
+	// What a daemon killed with -9 left: its API file names a port that
+	// may now be anyone's; its socket is dead.
+	os.Remove(filepath.Join(n.cfg.Home, fileAPI))
+	os.Remove(filepath.Join(n.cfg.Home, fileSocket))
 	n.db, err = storage.Open(storage.Options{Dir: filepath.Join(n.cfg.Home, dirStore), Logger: n.log})
 	if errors.Is(err, storage.ErrLocked) {
 		return fmt.Errorf("%w: %s", ErrRunning, n.cfg.Home)
@@ -276,7 +280,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	wg.Go(func() { n.runMaintenance(ctx) })
 	close(n.ready)
 	apiFile := filepath.Join(n.cfg.Home, fileAPI)
-	if err := writeFileAtomic(apiFile, []byte(n.apiAddr+"\n"), 0o600); err != nil {
+	if err := writeFileAtomic(apiFile, []byte(n.apiAddr+"\n"+localapi.TokenTag(token)+"\n"), 0o600); err != nil {
 		cancel()
 		wg.Wait()
 		return err

@@ -61,14 +61,21 @@ func (a *app) connect() (*daemon, error) {
 	if !daemonLocked(home) {
 		return nil, notRunning(home, "no daemon holds "+filepath.Join(home, "daemon.lock"))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", apiFile, err)
-	}
 	tok, err := token()
 	if err != nil {
 		return nil, err
 	}
-	url := strings.TrimSpace(string(raw))
+	// A starting daemon writes its new token before its DIR/api: until
+	// then DIR/api may still be the dead daemon's. DIR/api names the token
+	// it goes with.
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) < 2 || strings.TrimSpace(lines[1]) != localapi.TokenTag(tok) {
+		return nil, notRunning(home, apiFile+" does not belong to the current token (the daemon is starting, or died)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", apiFile, err)
+	}
+	url := strings.TrimSpace(lines[0])
 	return &daemon{home: home, url: url, Client: localapi.NewClient(url, tok)}, nil
 }
 

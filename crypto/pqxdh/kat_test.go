@@ -272,3 +272,32 @@ func TestRetireOneTime(t *testing.T) {
 		t.Fatalf("a kept prekey: %v", err)
 	}
 }
+
+// TestParseRefusesNonCanonicalKeys: an initial message whose identity or
+// ephemeral key has the bit X25519 ignores set is refused on parsing.
+func TestParseRefusesNonCanonicalKeys(t *testing.T) {
+	r := seeded(44)
+	alice, bob := newParty(t, r), newParty(t, r)
+	set, err := GeneratePrekeys(r, bob.dev, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, init, err := Initiate(r, alice.dev.DH(), set.Bundle(bob.dev), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, flip := range map[string]func(m *InitMessage){
+		"identity key":  func(m *InitMessage) { m.IdentityKey[31] |= 0x80 },
+		"ephemeral key": func(m *InitMessage) { m.EphemeralKey[31] |= 0x80 },
+	} {
+		m := *init
+		flip(&m)
+		raw, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseInitMessage(raw); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s with bit 255 set: %v, want ErrMalformed", name, err)
+		}
+	}
+}

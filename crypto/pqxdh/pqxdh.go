@@ -74,6 +74,12 @@ func ParseInitMessage(data []byte) (*InitMessage, error) {
 	if m.PQKind != PQOneTime && m.PQKind != PQLastResort {
 		return nil, fmt.Errorf("%w: init message: PQ kind %d", ErrMalformed, m.PQKind)
 	}
+	// X25519 ignores the top bit of a public key (RFC 7748 §5), so a key
+	// with it set is the same key under a second encoding: refused, or a
+	// replay could slip past the replay memory with the bit flipped.
+	if m.IdentityKey[31]&0x80 != 0 || m.EphemeralKey[31]&0x80 != 0 {
+		return nil, fmt.Errorf("%w: init message: non-canonical X25519 key", ErrMalformed)
+	}
 	return m, nil
 }
 
@@ -170,7 +176,7 @@ func Initiate(rand io.Reader, ik *ecdh.PrivateKey, b *Bundle, encap Encapsulator
 // s together with the new session, so that a forged initial message burns
 // no prekey and a crash cannot make a one-time prekey usable twice.
 func Respond(s *PrekeySet, ik *ecdh.PrivateKey, m *InitMessage) (*Result, error) {
-	if s.replayed(m.SignedPrekey, m.EphemeralKey) {
+	if s.replayed(m.SignedPrekey, canonical(m.EphemeralKey)) {
 		return nil, ErrReplay
 	}
 	if len(s.seen[m.SignedPrekey]) >= MaxSeenEphemeral {
@@ -253,7 +259,14 @@ func (s *PrekeySet) Consume(m *InitMessage) {
 	if m.PQKind == PQOneTime {
 		delete(s.oneTimePQ, m.PQPrekey)
 	}
-	s.remember(m.SignedPrekey, m.EphemeralKey)
+	s.remember(m.SignedPrekey, canonical(m.EphemeralKey))
+}
+
+// canonical clears the bit X25519 ignores (RFC 7748 §5), so both
+// encodings of a public key are remembered as one.
+func canonical(k [32]byte) [32]byte {
+	k[31] &= 0x7f
+	return k
 }
 
 // kdf is §2.2's KDF: HKDF-SHA-256(salt = zeros, IKM = F || KM, info).

@@ -118,6 +118,15 @@ type Server struct {
 // NewToken returns a fresh random bearer token (128 bits, base32).
 func NewToken() string { return rand.Text() }
 
+// TokenTag names a token without revealing it: "token-sha256 " and the
+// first 16 hex digits of its SHA-256. The daemon writes it on the second
+// line of DIR/api, so a client can tell that file from one a dead daemon
+// left behind.
+func TokenTag(token string) string {
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return fmt.Sprintf("token-sha256 %x", sum[:8])
+}
+
 // New validates cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
 	if cfg.Backend == nil {
