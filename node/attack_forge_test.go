@@ -38,6 +38,7 @@ func forgePrekeyEnvelope(t *testing.T, recipient identity.DeviceID, recipientIK 
 	}
 	init := &pqxdh.InitMessage{IdentityKey: senderCert.DH, SignedPrekey: 1, PQKind: pqxdh.PQLastResort, PQPrekey: 2, Ciphertext: make([]byte, mlkem.CiphertextSize768)}
 	rand.Read(init.EphemeralKey[:])
+	init.EphemeralKey[31] &= 0x7f // a canonical X25519 public key
 	initRaw, err := init.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +53,12 @@ func (n *Node) publish(ctx context.Context, relay peer.ID) error {
 	n.mu.Lock()
 	bundle := n.keys.prekeys.Bundle(n.keys.device)
 	n.mu.Unlock()
+	issued, err := n.nextRecordIssued()
+	if err != nil {
+		return err
+	}
 	rec, err := directory.SignRecord(n.keys.device, directory.Record{
-		Device: n.keys.device.ID(), PeerID: n.host.ID(), Relays: n.relayAddrs(), Issued: n.cfg.Now().Unix(),
+		Device: n.keys.device.ID(), PeerID: n.host.ID(), Relays: n.relayAddrs(), Issued: issued,
 	})
 	if err != nil {
 		return err
@@ -64,6 +69,28 @@ func (n *Node) publish(ctx context.Context, relay peer.ID) error {
 		return fmt.Errorf("publish keys: %w", err)
 	}
 	return nil
+}
+
+// nextRecordIssued returns the Issued time of the next directory record:
+// now, or one second after the last one if the clock went back (after
+// running ahead), since a directory refuses an older record as a
+// rollback.
+func (n *Node) nextRecordIssued() (int64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	issued := n.cfg.Now().Unix()
+	key := []byte("record-issued")
+	err := n.db.Update(func(tx *storage.Txn) error {
+		raw, err := tx.Get(n.st.meta, key)
+		switch {
+		case err == nil && len(raw) == 8:
+			issued = max(issued, int64(binary.BigEndian.Uint64(raw))+1)
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return tx.Set(n.st.meta, key, binary.BigEndian.AppendUint64(nil, uint64(issued)))
+	})
+	return issued, err
 }
 
 // resolve finds an account the node knows (a contact, a request, a
@@ -356,6 +383,16 @@ func (n *Node) IgnoreRequest(_ context.Context, account string) error {
 			return fmt.Errorf("%w: %s is a contact (remove it first)", chat.ErrInvalid, c.Account)
 		}
 		c.State = stateIgnored
+		// Its sessions go too: what it sends next is dropped unread.
+		peers, err := n.st.peerSessions(tx, c.Account)
+		if err != nil {
+			return err
+		}
+		for _, p := range peers {
+			if err := n.st.dropSessions(tx, p); err != nil {
+				return err
+			}
+		}
 		return n.st.putContact(tx, c)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -114,15 +115,63 @@ func (n *Node) kick() {
 	}
 }
 
-// runOutbox delivers outbox jobs in order until ctx ends. A device whose
-// delivery failed in a pass is skipped for the rest of that pass, so
-// messages to it keep their order.
+// runOutbox delivers outbox jobs until ctx ends. Each recipient's jobs go
+// in order, by one worker at a time; recipients are served in parallel (at
+// most outboxWorkers at once), so a recipient that is slow to reach holds
+// up only its own messages. The dispatcher wakes when a job is added
+// (kick), when a worker ends, and when the earliest backoff runs out.
 func (n *Node) runOutbox(ctx context.Context) {
+	var (
+		mu     sync.Mutex
+		active = map[identity.AccountID]bool{}
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, outboxWorkers)
+	)
+	defer wg.Wait()
 	for ctx.Err() == nil {
-		next := n.outboxPass(ctx)
-		wait := time.Until(next)
-		if next.IsZero() {
-			wait = time.Hour
+		jobs, err := n.outboxJobs()
+		if err != nil {
+			n.log.Error("outbox: read", "err", err)
+		}
+		now := n.cfg.Now()
+		first := map[identity.AccountID]*job{}
+		for _, j := range jobs {
+			if first[j.To] == nil {
+				first[j.To] = j
+			}
+		}
+		var next time.Time
+		mu.Lock()
+		for to, j := range first {
+			if active[to] {
+				continue
+			}
+			if j.NextAt > now.UnixMilli() {
+				at := time.UnixMilli(j.NextAt)
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue // all workers busy: a worker's end wakes us
+			}
+			active[to] = true
+			wg.Go(func() {
+				defer func() { <-sem }()
+				n.serveRecipient(ctx, to)
+				mu.Lock()
+				delete(active, to)
+				mu.Unlock()
+				n.kick() // the dispatcher looks again: new jobs, the next backoff
+			})
+		}
+		mu.Unlock()
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(time.Until(next), 0)
 		}
 		select {
 		case <-ctx.Done():
@@ -133,9 +182,10 @@ func (n *Node) runOutbox(ctx context.Context) {
 	}
 }
 
-func (n *Node) outboxPass(ctx context.Context) (next time.Time) {
+// outboxJobs reads the outbox in order.
+func (n *Node) outboxJobs() ([]*job, error) {
 	var jobs []*job
-	if err := n.db.View(func(tx *storage.Txn) error {
+	err := n.db.View(func(tx *storage.Txn) error {
 		return tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
 			var j job
 			if err := json.Unmarshal(val, &j); err != nil {
@@ -144,34 +194,64 @@ func (n *Node) outboxPass(ctx context.Context) (next time.Time) {
 			jobs = append(jobs, &j)
 			return nil
 		})
-	}); err != nil {
-		n.log.Error("outbox: read", "err", err)
-		return n.cfg.Now().Add(n.cfg.RetryMax)
-	}
-	// A recipient whose earliest job waits (in backoff, or failed in this
-	// pass) holds back its later jobs: per-contact order is kept.
-	blocked := map[identity.AccountID]bool{}
-	wait := func(at time.Time) {
-		if next.IsZero() || at.Before(next) {
-			next = at
+	})
+	return jobs, err
+}
+
+// serveRecipient delivers to's jobs until none is due, re-reading the
+// outbox so jobs added meanwhile go too. It returns when the first waiting
+// job is due (zero if none is left).
+func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.Time {
+	for ctx.Err() == nil {
+		all, err := n.outboxJobs()
+		if err != nil {
+			n.log.Error("outbox: read", "err", err)
+			return time.Time{}
+		}
+		var jobs []*job
+		for _, j := range all {
+			if j.To == to {
+				jobs = append(jobs, j)
+			}
+		}
+		if len(jobs) == 0 {
+			return time.Time{}
+		}
+		if at := n.deliverQueue(ctx, jobs); !at.IsZero() {
+			return at
 		}
 	}
+	return time.Time{}
+}
+
+// outboxWorkers is how many recipients the outbox serves at once.
+const outboxWorkers = 32
+
+// jobBudget bounds one attempt at one job: a recipient whose devices and
+// relays do not answer waits out its backoff instead of the outbox.
+const jobBudget = 30 * time.Second
+
+// deliverQueue delivers one recipient's jobs in order. A job waiting out a
+// retry backoff, or failing now, holds back the later ones: per-contact
+// order is kept. It returns when the first waiting job is due (zero if
+// all went).
+func (n *Node) deliverQueue(ctx context.Context, jobs []*job) time.Time {
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
 		now := n.cfg.Now()
-		if blocked[j.To] {
-			continue
-		}
 		if j.NextAt > now.UnixMilli() {
-			blocked[j.To] = true
-			wait(time.UnixMilli(j.NextAt))
-			continue
+			return time.UnixMilli(j.NextAt)
 		}
-		err := n.deliverJob(ctx, j)
+		jctx, cancel := context.WithTimeout(ctx, jobBudget)
+		err := n.deliverJob(jctx, j)
+		cancel()
 		if err == nil {
 			continue
+		}
+		if ctx.Err() != nil {
+			return time.Time{}
 		}
 		limit := maxReceiptRetry
 		if j.Text {
@@ -184,7 +264,6 @@ func (n *Node) outboxPass(ctx context.Context) (next time.Time) {
 			}
 			continue
 		}
-		blocked[j.To] = true
 		j.Attempts++
 		delay := min(n.cfg.RetryMin<<min(j.Attempts, 16), n.cfg.RetryMax)
 		j.NextAt = now.Add(jitter(delay)).UnixMilli()
@@ -192,9 +271,9 @@ func (n *Node) outboxPass(ctx context.Context) (next time.Time) {
 		if err := n.saveJob(j); err != nil {
 			n.log.Error("outbox: save", "err", err)
 		}
-		wait(time.UnixMilli(j.NextAt))
+		return time.UnixMilli(j.NextAt)
 	}
-	return next
+	return time.Time{}
 }
 
 // failJob removes a job that cannot be delivered and marks its message

@@ -294,7 +294,7 @@ func (n *Node) migrateOwnCert() error {
 			devices = append(devices, d)
 		}
 	}
-	if err := n.signOwnListLocked(cert, devices); err != nil {
+	if err := n.signOwnListLocked(cert, devices, false); err != nil {
 		return err
 	}
 	n.self.Cert = cert
@@ -303,9 +303,15 @@ func (n *Node) migrateOwnCert() error {
 }
 
 // signOwnListLocked signs the successor of the held list with devices,
-// and stores it (with cert as this device's certificate). n.mu is held.
-func (n *Node) signOwnListLocked(cert *identity.DeviceCert, devices []identity.DeviceCert) error {
-	next, err := n.keys.account.SignDeviceList(n.keys.list, devices, max(n.cfg.Now().Unix(), n.keys.list.Issued))
+// and stores it (with cert as this device's certificate). The new list is
+// issued now, or — unless fixClock — at the held list's time if that is
+// later. n.mu is held.
+func (n *Node) signOwnListLocked(cert *identity.DeviceCert, devices []identity.DeviceCert, fixClock bool) error {
+	issued := n.cfg.Now().Unix()
+	if !fixClock {
+		issued = max(issued, n.keys.list.Issued)
+	}
+	next, err := n.keys.account.SignDeviceList(n.keys.list, devices, issued)
 	if err != nil {
 		return err
 	}
@@ -343,7 +349,10 @@ func (n *Node) maintainOwnList(ctx context.Context) (bool, error) {
 	n.mu.Lock()
 	list := n.keys.list
 	n.mu.Unlock()
-	if now-list.Issued < identity.ListRefresh {
+	// Issued in the future (the clock ran ahead when it was signed):
+	// contacts refuse it, so sign again at once, with the right time.
+	future := list.Issued > now+identity.MaxListSkew
+	if now-list.Issued < identity.ListRefresh && !future {
 		return false, nil
 	}
 	if len(n.relays) > 0 {
@@ -351,7 +360,8 @@ func (n *Node) maintainOwnList(ctx context.Context) (bool, error) {
 		if list, err = n.refreshOwnList(ctx); err != nil {
 			return false, fmt.Errorf("node: check the account's list before re-signing it: %w", err)
 		}
-		if now-list.Issued < identity.ListRefresh {
+		future = list.Issued > now+identity.MaxListSkew
+		if now-list.Issued < identity.ListRefresh && !future {
 			return false, nil // another device re-signed it
 		}
 	}
@@ -361,7 +371,7 @@ func (n *Node) maintainOwnList(ctx context.Context) (bool, error) {
 			designated = d
 		}
 	}
-	if designated.Device != n.keys.device.ID() && now-list.Issued < 2*identity.ListRefresh {
+	if designated.Device != n.keys.device.ID() && now-list.Issued < 2*identity.ListRefresh && !future {
 		return false, nil
 	}
 	n.mu.Lock()
@@ -369,7 +379,7 @@ func (n *Node) maintainOwnList(ctx context.Context) (bool, error) {
 	if n.keys.list.Version != list.Version {
 		return false, nil // changed meanwhile: the next round looks again
 	}
-	if err := n.signOwnListLocked(n.keys.cert, slices.Clone(list.Devices)); err != nil {
+	if err := n.signOwnListLocked(n.keys.cert, slices.Clone(list.Devices), future); err != nil {
 		return false, err
 	}
 	n.log.Info("device list re-signed", "version", n.keys.list.Version)

@@ -135,7 +135,8 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 // changed it) refuses ours as a rollback or fork: the node then fetches
 // the account's list first and publishes again.
 func (n *Node) publishLoop(ctx context.Context, relay peer.ID, st *relayState) {
-	backoff := n.cfg.RetryMin
+	// Directories allow a few publishes, then about one a minute.
+	backoff := max(n.cfg.RetryMin, 2*time.Second)
 	for ctx.Err() == nil {
 		err := n.publish(ctx, relay)
 		if errors.Is(err, directory.ErrRollback) || errors.Is(err, directory.ErrFork) || errors.Is(err, directory.ErrGap) {
@@ -149,13 +150,17 @@ func (n *Node) publishLoop(ctx context.Context, relay peer.ID, st *relayState) {
 			st.published.Store(true)
 			return
 		}
-		n.log.Warn("publish keys failed; retrying", "relay", relay, "err", err, "in", backoff)
+		wait := backoff
+		if errors.Is(err, directory.ErrRateLimited) {
+			wait = max(wait, time.Minute)
+		}
+		n.log.Warn("publish keys failed; retrying", "relay", relay, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(jitter(backoff)):
+		case <-time.After(jitter(wait)):
 		}
-		backoff = min(backoff*2, n.cfg.RetryMax)
+		backoff = min(backoff*2, max(n.cfg.RetryMax, 5*time.Minute))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/peergram/peergram/crypto/identity"
@@ -46,6 +47,7 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 		newPK   *pqxdh.PrekeySet
 		msg     sealed.Message
 		openErr error
+		archive bool // keep the session a fresh one replaces (contacts only)
 	)
 	switch env.Kind {
 	case sealed.KindMessage:
@@ -85,7 +87,41 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 			return fmt.Errorf("%w: %w", errPermanent, err)
 		}
 		p = peerKey{h.SenderCert.Account, h.SenderCert.Device}
-		// The certificate verified; it must also be on the account's
+		// The sealed layer proves nothing about the sender (anyone who
+		// knows our public key can write it, naming anyone's public
+		// certificate). So first: an ignored account is dropped, and an
+		// envelope that starts a new session must authenticate — tried
+		// on the current prekeys, read-only, no lock — before the node
+		// looks the sender up in a directory or takes a lock for it.
+		c, err := n.knownAccount(p.account)
+		if err != nil {
+			return err
+		}
+		if c != nil && c.state() == stateIgnored {
+			return nil // taken and dropped, as if read: the sender learns nothing
+		}
+		var existing bool
+		if err := n.db.View(func(tx *storage.Txn) error {
+			_, _, err := n.st.sessionByRecv(tx, h.SessionID)
+			existing = err == nil
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			return err
+		}); err != nil {
+			return err
+		}
+		if !existing {
+			if _, _, err := sealed.Trial(n.rand, n.self, n.currentPrekeys(), h, nowMs); err != nil && !sealed.IsPolicy(err) {
+				return fmt.Errorf("%w: %w", errPermanent, err)
+			}
+			if p.account != n.keys.account.ID() && (c == nil || !c.accepted()) {
+				if err := n.checkStrangerDevices(p); err != nil {
+					return err
+				}
+			}
+		}
+		// Authentic; the certificate must also be on the account's
 		// current list (a removed or never-listed device is refused).
 		if err := n.checkListed(ctx, p, h.SenderCert.DH); err != nil {
 			return err
@@ -108,13 +144,11 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 			// consumed ones are committed.
 			n.pkMu.Lock()
 			defer n.pkMu.Unlock()
-			pk, err := cloneprekeys(n.currentPrekeys())
-			if err != nil {
-				return err
-			}
+			pk := n.currentPrekeys().Clone()
 			fresh, msg, openErr = sealed.Accept(n.rand, n.self, pk, h, nowMs)
 			if fresh != nil {
 				newPK = pk
+				archive = p.account == n.keys.account.ID() || (c != nil && c.accepted())
 			}
 		default:
 			return err
@@ -132,7 +166,7 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 	err = n.db.Update(func(tx *storage.Txn) error {
 		receipts, events, dup = nil, nil, false
 		if fresh != nil {
-			if err := n.st.installSession(tx, fresh, true, n.cfg.Now().UnixNano()); err != nil {
+			if err := n.st.installSession(tx, fresh, archive, n.cfg.Now().UnixNano()); err != nil {
 				return err
 			}
 			if err := n.st.putPrekeys(tx, newPK); err != nil {
@@ -211,12 +245,38 @@ func (n *Node) afterAccept(ctx context.Context, pk *pqxdh.PrekeySet) {
 	}
 }
 
-func cloneprekeys(p *pqxdh.PrekeySet) (*pqxdh.PrekeySet, error) {
-	raw, err := p.MarshalBinary()
-	if err != nil {
-		return nil, err
+// maxStrangerDevices bounds the devices of an account that is not a
+// contact that the node keeps sessions with: a stranger's list can name
+// 64 devices, each session up to ~140 kB (2,000 skipped keys), and
+// accounts are free to make.
+const maxStrangerDevices = 4
+
+// checkStrangerDevices refuses a new session with a device of p.account,
+// which is not a contact, once maxStrangerDevices devices of it have one.
+func (n *Node) checkStrangerDevices(p peerKey) error {
+	return n.db.View(func(tx *storage.Txn) error {
+		peers, err := n.st.peerSessions(tx, p.account)
+		if err != nil {
+			return err
+		}
+		if len(peers) >= maxStrangerDevices && !slices.Contains(peers, p) {
+			return fmt.Errorf("%w: %s is not a contact and already has sessions with %d devices", errPermanent, p.account, len(peers))
+		}
+		return nil
+	})
+}
+
+// knownAccount returns the record of a, or nil if the node has none.
+func (n *Node) knownAccount(a identity.AccountID) (*contactRecord, error) {
+	var c *contactRecord
+	err := n.db.View(func(tx *storage.Txn) (err error) {
+		c, err = n.st.getContact(tx, a)
+		return err
+	})
+	if errors.Is(err, chat.ErrUnknownContact) {
+		return nil, nil
 	}
-	return pqxdh.UnmarshalPrekeySet(raw)
+	return c, err
 }
 
 // apply stores what a decrypted message says: a chat message (and a
@@ -264,9 +324,16 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		if err := n.st.putContact(tx, c); err != nil {
 			return nil, nil, err
 		}
+		sentAt := time.UnixMilli(m.Timestamp).UTC()
+		if warning != "" {
+			// The sender's time is off the window: order the chat by
+			// arrival instead (and a time JSON cannot hold, past year
+			// 9999, never reaches the store).
+			sentAt = time.UnixMilli(nowMs).UTC()
+		}
 		rec := &messageRecord{Message: chat.Message{
 			ID: chat.MessageID(m.ID).String(), Chat: chatAcct.String(), From: m.Sender.String(), Outgoing: outgoing,
-			Text: p.Text, SentAt: time.UnixMilli(m.Timestamp).UTC(), Received: time.UnixMilli(nowMs).UTC(),
+			Text: p.Text, SentAt: sentAt, Received: time.UnixMilli(nowMs).UTC(),
 			Status: chat.StatusReceived, Seq: p.Seq, Warning: warning,
 		}}
 		if outgoing {
@@ -383,10 +450,7 @@ func (n *Node) refillPrekeysIf(ctx context.Context, force bool) {
 func (n *Node) maintainPrekeys(force bool) (bool, error) {
 	n.pkMu.Lock()
 	defer n.pkMu.Unlock()
-	pk, err := cloneprekeys(n.currentPrekeys())
-	if err != nil {
-		return false, err
-	}
+	pk := n.currentPrekeys().Clone()
 	var rotated time.Time
 	if err := n.db.View(func(tx *storage.Txn) error {
 		raw, err := tx.Get(n.st.meta, []byte("spk-rotated"))

@@ -94,7 +94,9 @@ func (n *Node) retireHandedOut(now time.Time, fresh []otkMark) error {
 	for _, m := range marks {
 		if m.At > cutoff {
 			kept = append(kept, m)
-		} else if o, ok := old[m.Relay]; !ok || m.At > o.At {
+		} else if o, ok := old[m.Relay]; !ok || m.At > o.At || (m.At == o.At && m.NextX >= o.NextX && m.NextQ >= o.NextQ) {
+			// A relay's cursor only moves up: of marks older than the
+			// cutoff the newest (the highest) counts.
 			old[m.Relay] = m
 		}
 	}
@@ -123,9 +125,7 @@ func (n *Node) retireHandedOut(now time.Time, fresh []otkMark) error {
 	retired := 0
 	pk := n.currentPrekeys()
 	if everyRelay {
-		if pk, err = cloneprekeys(pk); err != nil {
-			return err
-		}
+		pk = pk.Clone()
 		retired = pk.RetireOneTime(belowX, belowQ)
 	}
 	if err := n.db.Update(func(tx *storage.Txn) error {

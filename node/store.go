@@ -284,7 +284,9 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 	}
 	raw, err := json.Marshal(m)
 	if err != nil {
-		return err
+		// What a message says cannot be stored, ever: not a reason to
+		// have it delivered again.
+		return fmt.Errorf("%w: message record: %w", errPermanent, err)
 	}
 	return tx.Set(s.messages, messageKey(a, id), raw)
 }

@@ -301,3 +301,46 @@ func TestParseRefusesNonCanonicalKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestClone: what a clone consumes, retires or rotates leaves the original
+// as it was (the node changes prekeys copy-on-write).
+func TestClone(t *testing.T) {
+	r := seeded(45)
+	alice, bob := newParty(t, r), newParty(t, r)
+	set, err := GeneratePrekeys(r, bob.dev, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, first, err := Initiate(r, alice.dev.DH(), set.Bundle(bob.dev).Take(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Consume(first)
+	before, err := set.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := set.Clone()
+	_, init, err := Initiate(r, alice.dev.DH(), set.Bundle(bob.dev).Take(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Consume(init)
+	c.RetireOneTime(1<<31, 1<<31)
+	if err := c.RotateSigned(r, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	after, err := set.MarshalBinary()
+	if err != nil || !bytes.Equal(before, after) {
+		t.Fatalf("changing a clone changed the original (%v)", err)
+	}
+	if _, err := Respond(set, bob.dev.DH(), init); err != nil {
+		t.Fatalf("the original lost what the clone consumed: %v", err)
+	}
+	if _, err := Respond(c, bob.dev.DH(), init); !errors.Is(err, ErrReplay) && !errors.Is(err, ErrUnknownPrekey) {
+		t.Fatalf("the clone accepts what it consumed: %v", err)
+	}
+	if _, err := Respond(c, bob.dev.DH(), first); !errors.Is(err, ErrReplay) {
+		t.Fatalf("the clone forgot what the original consumed: %v", err)
+	}
+}

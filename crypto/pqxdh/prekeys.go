@@ -7,6 +7,7 @@ import (
 	"crypto/mlkem"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 
 	"github.com/peergram/peergram/crypto/identity"
@@ -227,6 +228,35 @@ type PrekeySet struct {
 	// seen holds, per signed prekey ID, the ephemeral keys of the initial
 	// messages accepted with it; dropped with the signed prekey.
 	seen map[uint32]map[[32]byte]struct{}
+	// owned marks the seen sets this set may write to; a Clone shares the
+	// others with its origin and copies one before its first write.
+	owned map[uint32]bool
+}
+
+// Clone returns a copy that can be changed without changing s: the
+// owner's copy-on-write step before Consume, Refill, RotateSigned or
+// RetireOneTime. It is cheap: keys are immutable and shared, and a seen
+// set is copied only when the clone first writes to it.
+func (s *PrekeySet) Clone() *PrekeySet {
+	c := &PrekeySet{
+		nextID:     s.nextID,
+		signed:     slices.Clone(s.signed),
+		lastResort: slices.Clone(s.lastResort),
+		oneTime:    maps.Clone(s.oneTime),
+		oneTimePQ:  maps.Clone(s.oneTimePQ),
+		seen:       maps.Clone(s.seen),
+		owned:      map[uint32]bool{},
+	}
+	if c.oneTime == nil {
+		c.oneTime = map[uint32]ecPrekey{}
+	}
+	if c.oneTimePQ == nil {
+		c.oneTimePQ = map[uint32]pqPrekey{}
+	}
+	if c.seen == nil {
+		c.seen = map[uint32]map[[32]byte]struct{}{}
+	}
+	return c
 }
 
 type ecPrekey struct {
@@ -422,15 +452,19 @@ func (s *PrekeySet) findLastResort(id uint32) *mlkem.DecapsulationKey768 {
 }
 
 func newPrekeySet() *PrekeySet {
-	return &PrekeySet{oneTime: map[uint32]ecPrekey{}, oneTimePQ: map[uint32]pqPrekey{}, seen: map[uint32]map[[32]byte]struct{}{}}
+	return &PrekeySet{oneTime: map[uint32]ecPrekey{}, oneTimePQ: map[uint32]pqPrekey{}, seen: map[uint32]map[[32]byte]struct{}{}, owned: map[uint32]bool{}}
 }
 
 func (s *PrekeySet) remember(spk uint32, ek [32]byte) {
 	set := s.seen[spk]
-	if set == nil {
+	switch {
+	case set == nil:
 		set = map[[32]byte]struct{}{}
-		s.seen[spk] = set
+	case !s.owned[spk]:
+		set = maps.Clone(set)
 	}
+	s.seen[spk] = set
+	s.owned[spk] = true
 	set[ek] = struct{}{}
 }
 

@@ -277,6 +277,19 @@ func Unseal(self Device, env *Envelope) (*PrekeyHeader, error) {
 // checks, with the sender account's device list, that h.SenderCert's device
 // is listed.
 func Accept(rand io.Reader, self Device, prekeys *pqxdh.PrekeySet, h *PrekeyHeader, now int64) (*Session, Message, error) {
+	s, m, err := Trial(rand, self, prekeys, h, now)
+	if s != nil {
+		prekeys.Consume(h.Init)
+	}
+	return s, m, err
+}
+
+// Trial is Accept that leaves prekeys as they are: it authenticates a
+// prekey envelope (and decrypts its message) without consuming anything,
+// so a caller can check an envelope before it takes locks or does network
+// work on the sender's behalf, and Accept it for real afterwards. prekeys
+// is only read.
+func Trial(rand io.Reader, self Device, prekeys *pqxdh.PrekeySet, h *PrekeyHeader, now int64) (*Session, Message, error) {
 	res, err := pqxdh.Respond(prekeys, self.Key.DH(), h.Init)
 	if err != nil {
 		return nil, Message{}, fmt.Errorf("sealed: accept: %w", err)
@@ -308,7 +321,6 @@ func Accept(rand io.Reader, self Device, prekeys *pqxdh.PrekeySet, h *PrekeyHead
 	if err != nil && !IsPolicy(err) {
 		return nil, Message{}, err
 	}
-	prekeys.Consume(h.Init)
 	return s, m, err
 }
 
