@@ -9,6 +9,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -44,10 +45,12 @@ func TestAttackStrangerSessionState(t *testing.T) {
 	}
 	attacker.publishList(t, nil, certs...)
 
-	dirRes, err := attacker.dir.Fetch(ctx, attacker.relay, bob.keys.account.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	var dirRes *directory.Result
+	eventually(t, "Bob's keys in the directory", func() (bool, error) {
+		var err error
+		dirRes, err = attacker.dir.Fetch(ctx, attacker.relay, bob.keys.account.ID())
+		return err == nil, err
+	})
 	entry := dirRes.Devices[0]
 	bundle := *entry.Bundle
 	bundle.OneTime, bundle.OneTimePQ = nil, nil // signed + last-resort prekeys: reusable
