@@ -238,8 +238,12 @@ func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
 // held and flushing set; returns with qmu released.
 func (dc *depositConn) flushLocked() {
 	for len(dc.pend) > 0 && dc.dead == nil {
+		// buf is written without qmu held while callers append to pend,
+		// so the two must never share an array: the spare is handed over
+		// once (spare = nil) and only buf, once written, becomes the next
+		// spare.
 		buf := dc.pend
-		dc.pend = dc.spare[:0]
+		dc.pend, dc.spare = dc.spare[:0], nil
 		dc.qmu.Unlock()
 		dc.wmu.Lock()
 		_ = dc.str.SetWriteDeadline(time.Now().Add(dc.c.writeTimeout))
