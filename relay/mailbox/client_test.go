@@ -16,7 +16,7 @@ import (
 // must come back byte for byte. (A spare write buffer that aliased the live
 // one once stored 3–12 of 600 envelopes corrupted, each answered OK.)
 func TestConcurrentDepositIntegrity(t *testing.T) {
-	r := startRelay(t, t.TempDir(), nil, Config{})
+	r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100})
 	c, _ := newClient(t, r)
 	ctx := testCtx(t)
 	const workers, total, mailboxes = 48, 600, 3
@@ -79,5 +79,52 @@ func TestConcurrentDepositIntegrity(t *testing.T) {
 	}
 	if corrupted > 0 {
 		t.Fatalf("%d of %d envelopes answered OK were stored corrupted", corrupted, total)
+	}
+}
+
+// TestClientSpreadsStreams: a busy Client spreads its deposits for one
+// relay over a few streams (never more than maxStreams), a quiet one keeps
+// one, and answers are matched by envelope ID, the same ID twice included.
+func TestClientSpreadsStreams(t *testing.T) {
+	r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100, StrangerBudgets: Unlimited})
+	c, _ := newClient(t, r)
+	ctx := testCtx(t)
+	_, addr := newDevice(t)
+	streams := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if p := c.pools[r.h.ID()]; p != nil {
+			return len(p.conns)
+		}
+		return 0
+	}
+	for i := range 5 {
+		if err := c.Deposit(ctx, r.h.ID(), addr, envID(i), []byte("quiet")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streams(); n != 1 {
+		t.Fatalf("a quiet client opened %d streams", n)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for i := range 1000 {
+		wg.Go(func() {
+			// Every ID twice, concurrently.
+			if err := c.Deposit(ctx, r.h.ID(), addr, envID(100+i/2), envBody(i/2, 200)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := streams(); n < 2 || n > maxDepositStreams {
+		t.Fatalf("a busy client has %d streams, want 2..%d", n, maxDepositStreams)
+	}
+	if n, _ := r.stats(addr); n != 505 {
+		t.Fatalf("stored %d, want 505", n)
 	}
 }

@@ -122,10 +122,6 @@ func TestHandoff(t *testing.T) {
 func (r *testRelay) drained(addr Address) bool {
 	r.srv.mu.Lock()
 	defer r.srv.mu.Unlock()
-	for sess := range r.srv.subs[addr] {
-		if sess.drained.Load() {
-			return true
-		}
-	}
-	return false
+	sess := r.srv.subs[addr]
+	return sess != nil && sess.drained.Load()
 }

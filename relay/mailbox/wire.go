@@ -28,6 +28,9 @@ const (
 	typeError     frameType = 0x0a // S→C then the stream closes
 
 	optionalFrame frameType = 0x80
+
+	// Optional frames: a receiver that does not know them skips them.
+	typeTokens frameType = 0x80 // C→S subscribe stream, after Auth
 )
 
 const (
@@ -55,6 +58,19 @@ const (
 	idSize        = 16
 	nonceSize     = 32
 	signatureSize = 64
+	tokenSize     = 16
+
+	// MaxTokens is the most delivery tokens a mailbox has registered at
+	// once.
+	MaxTokens = 4
+)
+
+// Deposit flags (the optional flags byte after the token). Append-only.
+const (
+	// flagUnordered: Results on this stream may come in any order; the
+	// client matches them by envelope ID. A relay reads it from the first
+	// Deposit of a stream; older relays ignore it and answer in order.
+	flagUnordered uint8 = 1 << 0
 )
 
 // message is one decoded frame body.
@@ -67,6 +83,8 @@ type depositMsg struct {
 	To       Address
 	ID       EnvelopeID
 	Envelope []byte
+	Token    Token // zero: none
+	Flags    uint8 // flag* bits
 }
 
 type resultMsg struct {
@@ -100,6 +118,10 @@ type nackMsg struct{ IDs []EnvelopeID }
 
 type drainedMsg struct{}
 
+// tokensMsg replaces the delivery tokens registered for the subscriber's
+// mailbox (none: clear them).
+type tokensMsg struct{ Tokens []Token }
+
 type errorMsg struct {
 	Code    Code
 	Message string
@@ -115,12 +137,18 @@ func (*ackMsg) frameType() frameType       { return typeAck }
 func (*nackMsg) frameType() frameType      { return typeNack }
 func (*drainedMsg) frameType() frameType   { return typeDrained }
 func (*errorMsg) frameType() frameType     { return typeError }
+func (*tokensMsg) frameType() frameType    { return typeTokens }
 
 func (m *depositMsg) appendBody(b []byte) []byte {
 	b = append(b, m.To[:]...)
 	b = append(b, m.ID[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Envelope)))
-	return append(b, m.Envelope...)
+	b = append(b, m.Envelope...)
+	if m.Token == (Token{}) && m.Flags == 0 {
+		return b // the 1.0.0 layout, byte for byte
+	}
+	b = append(b, m.Token[:]...)
+	return append(b, m.Flags)
 }
 
 func (m *resultMsg) appendBody(b []byte) []byte {
@@ -153,6 +181,14 @@ func (m *ackMsg) appendBody(b []byte) []byte  { return appendIDs(b, m.IDs) }
 func (m *nackMsg) appendBody(b []byte) []byte { return appendIDs(b, m.IDs) }
 
 func (*drainedMsg) appendBody(b []byte) []byte { return b }
+
+func (m *tokensMsg) appendBody(b []byte) []byte {
+	b = append(b, byte(len(m.Tokens)))
+	for i := range m.Tokens {
+		b = append(b, m.Tokens[i][:]...)
+	}
+	return b
+}
 
 func (m *errorMsg) appendBody(b []byte) []byte {
 	b = append(b, byte(m.Code))
@@ -254,6 +290,13 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		r.Fixed(d.To[:])
 		r.Fixed(d.ID[:])
 		d.Envelope = r.bytes32(len(body))
+		// Appended fields: a body that ends early just lacks them.
+		if r.Err() == nil && r.Len() >= tokenSize {
+			r.Fixed(d.Token[:])
+			if r.Len() >= 1 {
+				d.Flags = r.U8()
+			}
+		}
 		m = d
 	case typeResult:
 		d := &resultMsg{}
@@ -286,6 +329,22 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		m = &nackMsg{IDs: r.ids()}
 	case typeDrained:
 		m = &drainedMsg{}
+	case typeTokens:
+		d := &tokensMsg{}
+		n := int(r.U8())
+		if r.Err() == nil && n > MaxTokens {
+			r.Fail(fmt.Errorf("%w: %d tokens > %d", ErrMalformed, n, MaxTokens))
+		}
+		if r.Err() == nil && n*tokenSize > r.Len() {
+			r.Fail(fmt.Errorf("%w: truncated token list", ErrMalformed))
+		}
+		if r.Err() == nil {
+			d.Tokens = make([]Token, n)
+			for i := range d.Tokens {
+				r.Fixed(d.Tokens[i][:])
+			}
+		}
+		m = d
 	case typeError:
 		d := &errorMsg{}
 		d.Code = Code(r.U8())
@@ -342,8 +401,18 @@ type frameReader struct {
 	hdr [headerSize]byte
 }
 
-func newFrameReader(r io.Reader) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 32<<10)}
+// newFrameReader reads from r through a buffer of size bytes (bodies
+// larger than the buffer are read straight into their own).
+func newFrameReader(r io.Reader, size int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, size)}
+}
+
+// grow gives the reader a buffer of size bytes, keeping what the old one
+// holds: the old buffer drains first, then reads pass through it.
+func (fr *frameReader) grow(size int) {
+	if fr.r.Size() < size {
+		fr.r = bufio.NewReaderSize(fr.r, size)
+	}
 }
 
 // header reads the next frame header. On ErrFrameTooLarge it still returns
