@@ -9,6 +9,8 @@ import (
 
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/relay/mailbox"
 )
 
 // DefaultListen are the listen multiaddrs used when Config.Listen is
@@ -66,6 +68,25 @@ type Config struct {
 	// mailbox.DefaultTTL (30 days). Passed to mailbox.Config.
 	TTL time.Duration
 
+	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
+	// never subscribed to this relay; 0 means mailbox.DefaultUnknownTTL (7
+	// days). Passed to mailbox.Config.
+	UnknownTTL time.Duration
+
+	// MaxStoreBytes caps the envelope bytes of all mailboxes together; 0
+	// means mailbox.DefaultMaxStoreBytes (4 GiB). Passed to mailbox.Config.
+	MaxStoreBytes int64
+
+	// StrangerPercent is the share of each mailbox's quota open to
+	// deposits without a delivery token, in percent; 0 means
+	// mailbox.DefaultStrangerPercent (10). Passed to mailbox.Config.
+	StrangerPercent int
+
+	// DepositBudgets and StrangerBudgets are the mailbox depositor rate
+	// limits; zero fields mean mailbox.DefaultDepositBudgets and
+	// mailbox.DefaultStrangerBudgets. Passed to mailbox.Config.
+	DepositBudgets, StrangerBudgets mailbox.Budgets
+
 	// Resources are the circuit relay v2 limits; the zero value means
 	// OperatorResources(). The resource manager's limits are derived from
 	// them (see operatorLimits).
@@ -87,7 +108,8 @@ func (c Config) validate() (validated, error) {
 	if c.Home == "" {
 		return v, fmt.Errorf("%w: Home is required", ErrInvalidConfig)
 	}
-	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 {
+	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 ||
+		c.UnknownTTL < 0 || c.MaxStoreBytes < 0 || c.StrangerPercent < 0 || c.StrangerPercent > 100 {
 		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	if v.Logger == nil {
