@@ -119,7 +119,8 @@ type depositConn struct {
 	str network.Stream
 	out atomic.Int64 // deposits awaiting their Result
 
-	wmu sync.Mutex // serialises stream writes
+	wmu sync.Mutex   // serialises stream writes
+	wdl lazyDeadline // guarded by wmu
 
 	qmu      sync.Mutex // guards the fields below
 	sent     []*call    // in frame order, answered ones dropped from the front
@@ -326,7 +327,7 @@ func (dc *depositConn) flushLocked() {
 		dc.pend, dc.spare = dc.spare[:0], nil
 		dc.qmu.Unlock()
 		dc.wmu.Lock()
-		_ = dc.str.SetWriteDeadline(time.Now().Add(dc.c.writeTimeout))
+		dc.wdl.extend(dc.c.writeTimeout, dc.str.SetWriteDeadline)
 		_, err := dc.str.Write(buf)
 		dc.wmu.Unlock()
 		if err != nil {

@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -110,6 +111,37 @@ type batch struct {
 	done    bool // guarded by fmu
 	err     error
 	reqErr  []error // per request, after a split commit
+	arena   []byte  // keys and values of ops, carved from a few large allocations
+}
+
+// reqError is the commit error of request i, if any.
+func (b *batch) reqError(i int) error {
+	if b.err == nil && b.reqErr != nil {
+		return b.reqErr[i]
+	}
+	return b.err
+}
+
+// alloc returns n fresh bytes from b's arena.
+func (b *batch) alloc(n int) []byte {
+	if cap(b.arena)-len(b.arena) < n {
+		b.arena = make([]byte, 0, max(n, 64<<10))
+	}
+	end := len(b.arena) + n
+	s := b.arena[len(b.arena):end:end]
+	b.arena = b.arena[:end]
+	return s
+}
+
+func (b *batch) envKey(addr Address, seq uint64) []byte {
+	k := b.alloc(addressSize + 8)
+	copy(k, addr[:])
+	binary.BigEndian.PutUint64(k[addressSize:], seq)
+	return k
+}
+
+func (b *batch) idxKey(k idxKeyT) []byte {
+	return append(b.alloc(len(k))[:0], k[:]...)
 }
 
 const (
@@ -424,9 +456,11 @@ func (c *committer) deposit(tx *storage.Txn, b *batch, d *depositReq, now time.T
 		return false, err
 	}
 	deposited := now.UnixNano()
+	ev := appendEnvValue(b.alloc(envHeaderV2 + size)[:0], m.ID, deposited, d.class, m.Envelope)
+	iv := appendIdxValue(b.alloc(idxSizeV2)[:0], idxEntry{seq: seq, size: size, deposited: deposited, class: d.class})
 	b.ops = append(b.ops,
-		op{ks: &c.st.env, key: envKey(m.To, seq), val: envValue(m.ID, deposited, d.class, m.Envelope), ttl: c.st.keyTTL},
-		op{ks: &c.st.idx, key: k[:], val: idxValue(idxEntry{seq: seq, size: size, deposited: deposited, class: d.class}), ttl: c.st.keyTTL})
+		op{ks: &c.st.env, key: b.envKey(m.To, seq), val: ev, ttl: c.st.keyTTL},
+		op{ks: &c.st.idx, key: b.idxKey(k), val: iv, ttl: c.st.keyTTL})
 	c.change(b, inf, m.To, size, d.class, 1)
 	inf.stored = true
 	inf.out = outcome{CodeOK, "stored"}
@@ -536,8 +570,8 @@ func (c *committer) lookup(tx *storage.Txn, addr Address, k idxKeyT) (idxEntry, 
 // remove deletes one envelope and its index entry.
 func (c *committer) remove(b *batch, inf *reqInfo, addr Address, k idxKeyT, e idxEntry) {
 	b.ops = append(b.ops,
-		op{ks: &c.st.env, key: envKey(addr, e.seq)},
-		op{ks: &c.st.idx, key: bytesOf(k)})
+		op{ks: &c.st.env, key: b.envKey(addr, e.seq)},
+		op{ks: &c.st.idx, key: b.idxKey(k)})
 	c.change(b, inf, addr, e.size, e.class, -1)
 	inf.deleted++
 	b.seen[k] = seenDeleted
@@ -563,8 +597,6 @@ func ownerIn(b *batch, addr Address) bool {
 	}
 	return false
 }
-
-func bytesOf(k idxKeyT) []byte { return append([]byte(nil), k[:]...) }
 
 func bytesOf32(a Address) []byte { return append([]byte(nil), a[:]...) }
 
@@ -626,14 +658,12 @@ func (c *committer) write(tx *storage.Txn, ops []op) error {
 // complete answers b's requests, releases what it held, and wakes the
 // subscribers of every batch that is now below the safe seq.
 func (c *committer) complete(b *batch) {
+	// Counters and metrics first, so that whoever hears of a commit sees
+	// them.
 	var stored, dups, bytes, ignored, expired int
 	for i, r := range b.reqs {
 		inf := &b.info[i]
-		err := b.err
-		if err == nil && b.reqErr != nil {
-			err = b.reqErr[i]
-		}
-		if err != nil {
+		if err := b.reqError(i); err != nil {
 			// Undo the projection.
 			if q := c.quotas[inf.addr]; q != nil && q.loaded {
 				q.plus(inf.d, -1)
@@ -642,60 +672,57 @@ func (c *committer) complete(b *batch) {
 			if errors.Is(err, storage.ErrDiskFull) {
 				c.diskFull = c.st.now()
 			}
-			switch {
-			case r.dep != nil:
-				r.dep.ans.answer(c.st.failure(err)) // the stream counts refusals
-			case r.ack != nil:
-				c.st.log.Warn("mailbox: ack not committed; envelopes will be redelivered", "err", err)
-				if r.ack.done != nil {
-					r.ack.done(0)
-				}
-			case r.exp != nil:
-				c.st.log.Warn("mailbox: expiry not committed; the next sweep retries", "err", err)
-				if r.exp.done != nil {
-					r.exp.done(0)
-				}
-			default:
-				if r.own.done != nil {
-					r.own.done(err)
-				}
-			}
 			continue
 		}
 		c.committed.plus(inf.d, 1)
 		ignored += inf.ignored
 		switch {
-		case r.ack != nil:
-			if r.ack.done != nil {
-				r.ack.done(inf.deleted)
-			}
 		case r.exp != nil:
 			expired += inf.deleted
-			if r.exp.done != nil {
-				r.exp.done(inf.deleted)
-			}
-		case r.own != nil:
-			if r.own.done != nil {
-				r.own.done(nil)
-			}
+		case r.dep == nil:
+		case inf.out.code != CodeOK: // the stream counts refusals
+		case inf.stored:
+			stored++
+			bytes += len(r.dep.msg.Envelope)
 		default:
-			switch {
-			case inf.out.code != CodeOK: // the stream counts refusals
-			case inf.stored:
-				stored++
-				bytes += len(r.dep.msg.Envelope)
-			default:
-				dups++
-			}
-			r.dep.ans.answer(inf.out)
+			dups++
 		}
 	}
+	c.met.setHeld(c.committed)
 	c.met.deposits.WithLabelValues("stored").Add(float64(stored))
 	c.met.deposits.WithLabelValues("duplicate").Add(float64(dups))
 	c.met.storedBytes.Add(float64(bytes))
 	c.met.acksIgnored.Add(float64(ignored))
 	c.met.expired.Add(float64(expired))
-	c.met.setHeld(c.committed)
+
+	for i, r := range b.reqs {
+		inf := &b.info[i]
+		err := b.reqError(i)
+		switch {
+		case r.dep != nil && err != nil:
+			r.dep.ans.answer(c.st.failure(err)) // the stream counts refusals
+		case r.dep != nil:
+			r.dep.ans.answer(inf.out)
+		case r.ack != nil:
+			if err != nil {
+				c.st.log.Warn("mailbox: ack not committed; envelopes will be redelivered", "err", err)
+			}
+			if r.ack.done != nil {
+				r.ack.done(inf.deleted * boolInt(err == nil))
+			}
+		case r.exp != nil:
+			if err != nil {
+				c.st.log.Warn("mailbox: expiry not committed; the next sweep retries", "err", err)
+			}
+			if r.exp.done != nil {
+				r.exp.done(inf.deleted * boolInt(err == nil))
+			}
+		default:
+			if r.own.done != nil {
+				r.own.done(err)
+			}
+		}
+	}
 	c.release(b)
 
 	var touched []Address
@@ -718,4 +745,11 @@ func (c *committer) complete(b *batch) {
 			}
 		}
 	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

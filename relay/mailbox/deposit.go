@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 )
@@ -135,6 +134,7 @@ func (s *Server) serveDeposits(str network.Stream, fr *frameReader, log *slog.Lo
 		ds.writeResults()
 	}()
 	var n uint64
+	var idle lazyDeadline
 	for {
 		ds.slots <- struct{}{} // at most depositPipeline unanswered
 		p, stop := ds.readDeposit(h, n)
@@ -146,7 +146,7 @@ func (s *Server) serveDeposits(str network.Stream, fr *frameReader, log *slog.Lo
 		if stop {
 			break
 		}
-		_ = str.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		idle.extend(s.idleTimeout, str.SetReadDeadline)
 		t, size, err := fr.header(s.maxFrame)
 		h = header{t, size, err}
 	}
@@ -266,6 +266,7 @@ func (s *Server) skipDeposit(fr *frameReader, n int) (EnvelopeID, error) {
 func (ds *depositStream) writeResults() {
 	var (
 		buf     []byte
+		wdl     lazyDeadline
 		broken  bool
 		written uint64
 		next    uint64                     // ordered: the position to write next
@@ -274,7 +275,7 @@ func (ds *depositStream) writeResults() {
 	)
 	flush := func() {
 		if !broken && len(buf) > 0 {
-			_ = ds.str.SetWriteDeadline(time.Now().Add(ds.s.writeTimeout))
+			wdl.extend(ds.s.writeTimeout, ds.str.SetWriteDeadline)
 			if _, err := ds.str.Write(buf); err != nil {
 				broken = true
 				_ = ds.str.Reset() // also unblocks the reader

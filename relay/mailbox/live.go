@@ -38,12 +38,11 @@ const (
 
 // liveDep is a deposit handed to a subscriber and not yet acked. Its
 // window entry in the session is its owner: whoever deletes the entry
-// (ack, nack, a timer, the session's end) answers or falls back.
+// (ack, nack, a deadline, the session's end) answers or falls back.
 type liveDep struct {
-	dep   *depositReq
-	f     *inflight   // its window entry
-	timer *time.Timer // guarded by the session's mu, like tgen
-	tgen  int         // which timer is current
+	dep      *depositReq
+	deadline time.Time // guarded by the session's mu, like done
+	done     bool      // its window entry is gone
 }
 
 // deposit hands d to a live subscriber if one can take it, else to the
@@ -75,26 +74,44 @@ func (s *Server) handoff(d *depositReq) bool {
 	id := d.msg.ID
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if sess.ended || sess.stuck || len(sess.inflight) >= s.cfg.Window || sess.inflight[id] != nil {
+	if _, dup := sess.inflight[id]; dup || sess.ended || sess.stuck || len(sess.inflight) >= s.cfg.Window {
 		return false
 	}
-	ld := &liveDep{dep: d}
-	ld.f = &inflight{loaded: loaded{id: id, size: len(d.msg.Envelope), class: d.class}, live: ld}
-	sess.inflight[id] = ld.f
+	ld := &liveDep{dep: d, deadline: time.Now().Add(s.queueWait)}
+	sess.inflight[id] = inflight{loaded: loaded{id: id}, live: ld}
 	sess.queue = append(sess.queue, ld)
-	s.armLocked(sess, ld, s.queueWait)
+	s.armLocked(sess)
 	sess.poke()
 	return true
 }
 
-// armLocked (re)starts ld's deadline.
-func (s *Server) armLocked(sess *session, ld *liveDep, d time.Duration) {
-	if ld.timer != nil {
-		ld.timer.Stop()
+// Deadlines: each hand-off has one (queueWait after it was queued, then
+// handoffWait after the sender took it); the queue and the sent list are
+// each in deadline order, so one timer per session, set for the earlier
+// of their heads, serves them all.
+
+// armLocked sets the session's timer for its next deadline, dropping
+// hand-offs that are done from the heads of the lists.
+func (s *Server) armLocked(sess *session) {
+	for len(sess.sent) > 0 && sess.sent[0].done {
+		sess.sent[0] = nil
+		sess.sent = sess.sent[1:]
 	}
-	ld.tgen++
-	g := ld.tgen
-	ld.timer = time.AfterFunc(d, func() { s.liveTimeout(sess, ld, g) })
+	var next time.Time
+	if len(sess.queue) > 0 {
+		next = sess.queue[0].deadline
+	}
+	if len(sess.sent) > 0 && (next.IsZero() || sess.sent[0].deadline.Before(next)) {
+		next = sess.sent[0].deadline
+	}
+	switch {
+	case next.IsZero() || next.Equal(sess.timerAt):
+	case sess.timer == nil:
+		sess.timer = time.AfterFunc(time.Until(next), func() { s.liveTimeout(sess) })
+	default:
+		sess.timer.Reset(time.Until(next))
+	}
+	sess.timerAt = next
 }
 
 // takeQueued returns the hand-offs waiting for the sender; from now on
@@ -102,32 +119,54 @@ func (s *Server) armLocked(sess *session, ld *liveDep, d time.Duration) {
 func (s *Server) takeQueued(sess *session) []*liveDep {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	q := sess.queue
-	sess.queue = nil
-	for _, ld := range q {
-		s.armLocked(sess, ld, s.handoffWait)
+	q := sess.queue[:0]
+	deadline := time.Now().Add(s.handoffWait)
+	for _, ld := range sess.queue {
+		if !ld.done { // a nack may name what was never sent
+			ld.deadline = deadline
+			q = append(q, ld)
+		}
 	}
+	sess.queue = nil
+	sess.sent = append(sess.sent, q...)
+	s.armLocked(sess)
 	return q
 }
 
-// liveTimeout falls back a hand-off whose deadline passed (timer g).
-func (s *Server) liveTimeout(sess *session, ld *liveDep, g int) {
-	sess.mu.Lock()
-	if sess.inflight[ld.f.id] != ld.f || ld.tgen != g {
-		sess.mu.Unlock()
-		return // acked, nacked, ended, or re-armed meanwhile
-	}
-	delete(sess.inflight, ld.f.id)
-	for i, q := range sess.queue {
-		if q == ld {
-			sess.queue = append(sess.queue[:i:i], sess.queue[i+1:]...)
-			break
+// liveTimeout falls back the hand-offs whose deadline passed: still queued
+// (the recipient's stream is stuck) or not acked in time.
+func (s *Server) liveTimeout(sess *session) {
+	now := time.Now()
+	var back []*liveDep
+	expire := func(list []*liveDep) []*liveDep {
+		for len(list) > 0 && !list[0].deadline.After(now) {
+			if ld := list[0]; !ld.done {
+				ld.done = true
+				delete(sess.inflight, ld.dep.msg.ID)
+				back = append(back, ld)
+			}
+			list[0] = nil
+			list = list[1:]
 		}
+		return list
 	}
-	sess.stuck = true
+	sess.mu.Lock()
+	sess.timerAt = time.Time{}
+	sess.queue = expire(sess.queue)
+	sess.sent = expire(sess.sent)
+	if len(back) > 0 {
+		sess.stuck = true
+	}
+	if !sess.ended {
+		s.armLocked(sess)
+	}
 	sess.mu.Unlock()
-	s.fallback(ld)
-	sess.poke() // its window slot is free: the stored copy may come through
+	for _, ld := range back {
+		s.fallback(ld)
+	}
+	if len(back) > 0 {
+		sess.poke() // window slots are free: the stored copies may come through
+	}
 }
 
 // fallback stores a hand-off its owner did not take.
@@ -146,11 +185,14 @@ func (s *Server) endLive(sess *session) {
 	for id, f := range sess.inflight {
 		if f.live != nil {
 			delete(sess.inflight, id)
-			f.live.timer.Stop()
+			f.live.done = true
 			back = append(back, f.live)
 		}
 	}
-	sess.queue = nil
+	sess.queue, sess.sent = nil, nil
+	if sess.timer != nil {
+		sess.timer.Stop()
+	}
 	sess.mu.Unlock()
 	for _, ld := range back {
 		s.fallback(ld)

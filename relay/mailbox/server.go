@@ -56,7 +56,7 @@ const (
 	DefaultMaxMailboxEnvelopes = 100_000
 	DefaultMaxMailboxBytes     = 256 << 20
 	DefaultTTL                 = 30 * 24 * time.Hour
-	DefaultWindow              = 256
+	DefaultWindow              = 1024
 	DefaultAuthTimeout         = 5 * time.Second
 	DefaultMaxStoreBytes       = 4 << 30
 	DefaultUnknownTTL          = 7 * 24 * time.Hour
@@ -120,7 +120,7 @@ type Config struct {
 	StrangerBudgets Budgets
 
 	// Window is the most deliveries a subscriber may leave unacked;
-	// defaults to DefaultWindow (256).
+	// defaults to DefaultWindow (1024).
 	Window int
 
 	// AuthTimeout bounds the time from the opening of a stream to its

@@ -140,7 +140,10 @@ func idxKey(addr Address, id EnvelopeID) idxKeyT {
 
 // envValue encodes a stored envelope (v2).
 func envValue(id EnvelopeID, deposited int64, cl class, env []byte) []byte {
-	v := make([]byte, 0, envHeaderV2+len(env))
+	return appendEnvValue(make([]byte, 0, envHeaderV2+len(env)), id, deposited, cl, env)
+}
+
+func appendEnvValue(v []byte, id EnvelopeID, deposited int64, cl class, env []byte) []byte {
 	v = append(v, valueV2)
 	v = append(v, id[:]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(deposited))
@@ -184,14 +187,14 @@ type idxEntry struct {
 	class     class
 }
 
-func idxValue(e idxEntry) []byte {
-	v := make([]byte, idxSizeV2)
-	v[0] = valueV2
-	binary.BigEndian.PutUint64(v[1:], e.seq)
-	binary.BigEndian.PutUint32(v[9:], uint32(e.size))
-	binary.BigEndian.PutUint64(v[13:], uint64(e.deposited))
-	v[21] = byte(e.class)
-	return v
+func idxValue(e idxEntry) []byte { return appendIdxValue(make([]byte, 0, idxSizeV2), e) }
+
+func appendIdxValue(v []byte, e idxEntry) []byte {
+	v = append(v, valueV2)
+	v = binary.BigEndian.AppendUint64(v, e.seq)
+	v = binary.BigEndian.AppendUint32(v, uint32(e.size))
+	v = binary.BigEndian.AppendUint64(v, uint64(e.deposited))
+	return append(v, byte(e.class))
 }
 
 func parseIdx(v []byte) (idxEntry, error) {

@@ -28,9 +28,12 @@ type session struct {
 
 	mu       sync.Mutex // guards the fields below
 	ended    bool
-	inflight map[EnvelopeID]*inflight // delivered (or queued), not acked: the window
-	queue    []*liveDep               // hand-offs the sender has not written yet
-	stuck    bool                     // a hand-off missed a deadline: send deposits to storage
+	inflight map[EnvelopeID]inflight // delivered (or queued), not acked: the window
+	queue    []*liveDep              // hand-offs the sender has not taken yet, in deadline order
+	sent     []*liveDep              // hand-offs taken, in deadline order (done ones dropped lazily)
+	stuck    bool                    // a hand-off missed a deadline: send deposits to storage
+	timer    *time.Timer             // for the earliest deadline of queue and sent
+	timerAt  time.Time
 }
 
 // inflight is an envelope in a session's window: loaded from storage, or
@@ -55,6 +58,7 @@ type frameWriter struct {
 	mu      sync.Mutex // guards the fields below and stream writes
 	str     network.Stream
 	timeout time.Duration
+	dl      lazyDeadline
 	buf     []byte
 }
 
@@ -72,7 +76,7 @@ func (w *frameWriter) write(b []byte) error {
 }
 
 func (w *frameWriter) writeLocked(b []byte) error {
-	_ = w.str.SetWriteDeadline(time.Now().Add(w.timeout))
+	w.dl.extend(w.timeout, w.str.SetWriteDeadline)
 	_, err := w.str.Write(b)
 	return err
 }
@@ -111,7 +115,7 @@ func (s *Server) serveSubscribe(str network.Stream, fr *frameReader, log *slog.L
 	sess := &session{
 		s: s, addr: auth.Address, str: str, w: w, from: from,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
-		inflight: make(map[EnvelopeID]*inflight),
+		inflight: make(map[EnvelopeID]inflight),
 	}
 	defer close(sess.done)
 	// Take the mailbox over from an earlier session and wait until it has
@@ -243,8 +247,12 @@ func (s *Server) sendDeliveries(sess *session, readerDone <-chan struct{}) error
 		}
 		sess.mu.Lock()
 		avail := s.cfg.Window - len(sess.inflight)
+		idle := len(sess.inflight) == 0
 		sess.mu.Unlock()
-		if avail > 0 {
+		// Load when a good part of the window is free (or nothing is in
+		// flight), not for every ack: a storage read and a write per few
+		// envelopes would cost more than the envelopes.
+		if avail > 0 && (idle || !drained || avail >= s.cfg.Window/4) {
 			gen, busy := s.com.expiry()
 			var next uint64
 			var err error
@@ -257,7 +265,7 @@ func (s *Server) sendDeliveries(sess *session, readerDone <-chan struct{}) error
 			if len(out) > 0 {
 				sess.mu.Lock()
 				for _, l := range out {
-					sess.inflight[l.id] = &inflight{loaded: l, gen: gen, blind: !busy}
+					sess.inflight[l.id] = inflight{loaded: l, gen: gen, blind: !busy}
 				}
 				sess.mu.Unlock()
 				if err := sess.w.write(buf); err != nil {
@@ -289,8 +297,9 @@ func (s *Server) sendDeliveries(sess *session, readerDone <-chan struct{}) error
 // readAcks reads Ack, Nack and Tokens frames until the subscriber closes
 // its side, goes silent past the idle timeout, or breaks the protocol.
 func (s *Server) readAcks(str network.Stream, fr *frameReader, w *frameWriter, sess *session, acks *sync.WaitGroup, log *slog.Logger) {
+	var idle lazyDeadline
 	for {
-		_ = str.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		idle.extend(s.idleTimeout, str.SetReadDeadline)
 		m, err := fr.next(controlFrameMax)
 		switch {
 		case err == io.EOF:
@@ -345,20 +354,23 @@ func (s *Server) acked(sess *session, ids []EnvelopeID) []ackItem {
 	unknown := 0
 	sess.mu.Lock()
 	for _, id := range ids {
-		f := sess.inflight[id]
-		if f == nil {
+		f, ok := sess.inflight[id]
+		if !ok {
 			unknown++
 			continue
 		}
 		delete(sess.inflight, id) // whoever deletes the entry owns it
 		if f.live != nil {
-			f.live.timer.Stop()
+			f.live.done = true
 			handed = append(handed, f.live)
 			continue
 		}
 		items = append(items, ackItem{id: id, seq: f.seq, size: f.size, class: f.class, gen: f.gen, blind: f.blind})
 	}
 	sess.stuck = false // it reads and acks
+	if len(handed) > 0 {
+		s.armLocked(sess)
+	}
 	sess.mu.Unlock()
 	if n := len(handed); n > 0 {
 		s.met.deposits.WithLabelValues("handed_off").Add(float64(n))
@@ -381,13 +393,13 @@ func (s *Server) nacked(sess *session, ids []EnvelopeID) {
 	var back []*liveDep
 	sess.mu.Lock()
 	for _, id := range ids {
-		f := sess.inflight[id]
-		if f == nil {
+		f, ok := sess.inflight[id]
+		if !ok {
 			continue
 		}
 		delete(sess.inflight, id)
 		if f.live != nil {
-			f.live.timer.Stop()
+			f.live.done = true
 			back = append(back, f.live)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/peergram/peergram/relay/internal/fields"
 )
@@ -226,8 +227,11 @@ func appendFrame(b []byte, m message) []byte {
 // version may append fields. Byte slices it returns alias the body.
 type bodyReader struct{ *fields.Reader }
 
+// errTruncated is made once: decoding runs for every frame.
+var errTruncated = fmt.Errorf("%w: truncated body", ErrMalformed)
+
 func newBodyReader(body []byte) *bodyReader {
-	return &bodyReader{fields.NewReader(body, fmt.Errorf("%w: truncated body", ErrMalformed))}
+	return &bodyReader{fields.NewReader(body, errTruncated)}
 }
 
 // bytes32 reads a uint32-prefixed field of at most max bytes.
@@ -465,4 +469,17 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// lazyDeadline keeps a stream deadline between d/2 and d ahead of the last
+// call: it sets a new one only once half of the old one has passed,
+// because setting a yamux deadline costs a timer, too much to pay for
+// every frame.
+type lazyDeadline struct{ at time.Time }
+
+func (l *lazyDeadline) extend(d time.Duration, set func(time.Time) error) {
+	if now := time.Now(); l.at.Sub(now) < d/2 {
+		l.at = now.Add(d)
+		_ = set(l.at)
+	}
 }
