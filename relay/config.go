@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
 )
 
 // DefaultListen are the listen multiaddrs used when Config.Listen is
@@ -77,6 +78,24 @@ type Config struct {
 	// directory; 0 means directory.DefaultAccountQuota (1 MiB). Passed to
 	// directory.Config, which checks it.
 	DirectoryAccountQuota int64
+	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
+	// never subscribed to this relay; 0 means mailbox.DefaultUnknownTTL (7
+	// days). Passed to mailbox.Config.
+	UnknownTTL time.Duration
+
+	// MaxStoreBytes caps the envelope bytes of all mailboxes together; 0
+	// means mailbox.DefaultMaxStoreBytes (4 GiB). Passed to mailbox.Config.
+	MaxStoreBytes int64
+
+	// StrangerPercent is the share of each mailbox's quota open to
+	// deposits without a delivery token, in percent; 0 means
+	// mailbox.DefaultStrangerPercent (10). Passed to mailbox.Config.
+	StrangerPercent int
+
+	// DepositBudgets and StrangerBudgets are the mailbox depositor rate
+	// limits; zero fields mean mailbox.DefaultDepositBudgets and
+	// mailbox.DefaultStrangerBudgets. Passed to mailbox.Config.
+	DepositBudgets, StrangerBudgets mailbox.Budgets
 
 	// Resources are the circuit relay v2 limits; the zero value means
 	// OperatorResources(). The resource manager's limits are derived from
@@ -106,7 +125,8 @@ func (c Config) validate() (validated, error) {
 		return v, fmt.Errorf("%w: Home is required", ErrInvalidConfig)
 	}
 	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 ||
-		c.DirectoryExpiry < 0 || c.DirectoryAccountQuota < 0 {
+		c.DirectoryExpiry < 0 || c.DirectoryAccountQuota < 0 ||
+		c.UnknownTTL < 0 || c.MaxStoreBytes < 0 || c.StrangerPercent < 0 || c.StrangerPercent > 100 {
 		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	if c.DirectoryAccountQuota > 0 && c.DirectoryAccountQuota < directory.MinAccountQuota {

@@ -23,6 +23,11 @@ func (r *Relay) startMailbox(stack *closers, db *storage.DB, h host.Host, reg pr
 		MaxMailboxEnvelopes: r.cfg.MaxMailboxEnvelopes,
 		MaxMailboxBytes:     r.cfg.MaxMailboxBytes,
 		TTL:                 r.cfg.TTL,
+		UnknownTTL:          r.cfg.UnknownTTL,
+		MaxStoreBytes:       r.cfg.MaxStoreBytes,
+		StrangerPercent:     r.cfg.StrangerPercent,
+		DepositBudgets:      r.cfg.DepositBudgets,
+		StrangerBudgets:     r.cfg.StrangerBudgets,
 		Logger:              r.log.With("component", "mailbox"),
 		Registerer:          reg,
 	})

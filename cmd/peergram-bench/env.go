@@ -84,7 +84,10 @@ func newRelay(c *cleanup, noHandoff bool) (*relayEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := mailbox.NewServer(mailbox.Config{DB: db, Host: h, NoHandoff: noHandoff})
+	// One sender stands for the many nodes a relay serves: no depositor
+	// budgets.
+	srv, err := mailbox.NewServer(mailbox.Config{DB: db, Host: h, NoHandoff: noHandoff,
+		DepositBudgets: mailbox.Unlimited, StrangerBudgets: mailbox.Unlimited})
 	if err != nil {
 		return nil, err
 	}

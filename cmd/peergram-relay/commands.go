@@ -45,6 +45,9 @@ type runFlags struct {
 	maxEnvelopes    int
 	maxBytes        int64
 	ttl             time.Duration
+	unknownTTL      time.Duration
+	maxStoreBytes   int64
+	strangerPercent int
 	dirExpiry       time.Duration
 	dirQuota        int64
 }
@@ -69,6 +72,9 @@ func runCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.maxEnvelopes, "mailbox-max-envelopes", 0, "most envelopes one mailbox holds (0 = 100000)")
 	fl.Int64Var(&f.maxBytes, "mailbox-max-bytes", 0, "most envelope bytes one mailbox holds (0 = 256 MiB)")
 	fl.DurationVar(&f.ttl, "mailbox-ttl", 0, "how long undelivered envelopes are kept, e.g. 720h (0 = 30 days)")
+	fl.DurationVar(&f.unknownTTL, "mailbox-unknown-ttl", 0, "how long envelopes are kept in a mailbox whose owner never subscribed here (0 = 7 days)")
+	fl.Int64Var(&f.maxStoreBytes, "mailbox-max-store-bytes", 0, "most envelope bytes all mailboxes hold together (0 = 4 GiB)")
+	fl.IntVar(&f.strangerPercent, "mailbox-stranger-percent", 0, "share of each mailbox's quota open to deposits without a delivery token, in percent (0 = 10)")
 	fl.DurationVar(&f.dirExpiry, "directory-expiry", 0, "how long the directory keeps an account or device nobody publishes again, e.g. 720h (0 = 30 days)")
 	fl.Int64Var(&f.dirQuota, "directory-account-quota", 0, "most bytes one account stores in the directory (0 = 1 MiB)")
 	return cmd
@@ -93,6 +99,9 @@ func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
 		MaxMailboxEnvelopes: f.maxEnvelopes,
 		MaxMailboxBytes:     f.maxBytes,
 		TTL:                 f.ttl,
+		UnknownTTL:          f.unknownTTL,
+		MaxStoreBytes:       f.maxStoreBytes,
+		StrangerPercent:     f.strangerPercent,
 
 		DirectoryExpiry:       f.dirExpiry,
 		DirectoryAccountQuota: f.dirQuota,

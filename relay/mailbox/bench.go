@@ -81,7 +81,7 @@ func BenchIngestAnchor(ctx context.Context, dir string, n, size int) (time.Durat
 		return 0, err
 	}
 	defer db.Close()
-	vals := benchValues(envValueHeader + size)
+	vals := benchValues(envHeaderV2 + size)
 	start := time.Now()
 	wb := db.Badger().NewWriteBatch()
 	defer wb.Cancel()
@@ -141,7 +141,7 @@ func BenchDrainAnchor(ctx context.Context, dir string, n, size int) (time.Durati
 	}
 	defer db.Close()
 	bdb := db.Badger()
-	vals := benchValues(envValueHeader + size)
+	vals := benchValues(envHeaderV2 + size)
 	wb := bdb.NewWriteBatch()
 	for i := range n {
 		if err := wb.Set(benchKey(i), vals[i%len(vals)]); err != nil {
@@ -202,8 +202,12 @@ type benchRig struct {
 	client *Client
 }
 
+// newBenchRig starts a relay on dir with cfg and a client connected to it.
+// The depositor budgets are lifted: one client stands for the many nodes
+// a busy relay serves.
 func newBenchRig(dir string, cfg Config) (b *benchRig, err error) {
 	b = &benchRig{}
+	cfg.DepositBudgets, cfg.StrangerBudgets = Unlimited, Unlimited
 	defer func() {
 		if err != nil {
 			b.close()
@@ -250,7 +254,7 @@ func (b *benchRig) fill(addr Address, n, size int) error {
 	}
 	for i := range n {
 		r := make(chan outcome, 1)
-		if !b.srv.submit(request{dep: &depositMsg{To: addr, ID: benchID(i), Envelope: envs[i%len(envs)]}, res: r}) {
+		if !b.srv.submit(request{dep: &depositReq{msg: &depositMsg{To: addr, ID: benchID(i), Envelope: envs[i%len(envs)]}, class: classContact, ans: chanAnswer(r)}}) {
 			return ErrClosed
 		}
 		if res = append(res, r); len(res) == inflight {

@@ -54,7 +54,7 @@ func benchIngestCommitter(ctx context.Context, dir string, n, size int) (time.Du
 		var to Address
 		binary.BigEndian.PutUint64(to[:], uint64(i%benchMailboxes+1))
 		res[i] = make(chan outcome, 1)
-		if !rig.srv.submit(request{dep: &depositMsg{To: to, ID: benchID(i), Envelope: env}, res: res[i]}) {
+		if !rig.srv.submit(request{dep: &depositReq{msg: &depositMsg{To: to, ID: benchID(i), Envelope: env}, class: classContact, ans: chanAnswer(res[i])}}) {
 			return 0, ErrClosed
 		}
 	}

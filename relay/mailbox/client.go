@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -20,9 +21,23 @@ const (
 	// well under the relay's idle timeout.
 	pingInterval = 30 * time.Second
 
+	// handshakeTimeout bounds the wait for the relay's Challenge.
+	handshakeTimeout = 30 * time.Second
+
 	// closeTimeout bounds the graceful end of a subscription (final acks
 	// written, relay commits them and closes).
 	closeTimeout = 10 * time.Second
+)
+
+const (
+	// maxDepositStreams is how many deposit streams a Client opens to
+	// one relay: one relay-side reader and writer each, so busy senders
+	// are not bound by one stream's goroutines and flow-control window.
+	maxDepositStreams = 4
+
+	// spreadAt is how many deposits a stream has outstanding before the
+	// Client opens another one to the same relay; a quiet node keeps one.
+	spreadAt = 32
 )
 
 // errStreamBroken reports a deposit stream that failed before answering;
@@ -35,13 +50,14 @@ type Client struct {
 	h   host.Host
 	log *slog.Logger
 
-	// Deadlines; fields so tests can shorten them.
+	// Fields so tests can change them.
 	writeTimeout time.Duration
 	pingInterval time.Duration
+	maxStreams   int
 
 	mu     sync.Mutex // guards the fields below
 	closed bool
-	slots  map[peer.ID]*connSlot
+	pools  map[peer.ID]*pool
 	subs   map[*subHandle]struct{}
 
 	wg sync.WaitGroup // deposit stream readers and Subscribe calls
@@ -58,7 +74,8 @@ func NewClient(h host.Host, logger *slog.Logger) *Client {
 		log:          logger,
 		writeTimeout: writeTimeout,
 		pingInterval: pingInterval,
-		slots:        make(map[peer.ID]*connSlot),
+		maxStreams:   maxDepositStreams,
+		pools:        make(map[peer.ID]*pool),
 		subs:         make(map[*subHandle]struct{}),
 	}
 }
@@ -72,60 +89,77 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	slots := c.slots
-	c.slots = nil
+	var conns []*depositConn
+	for _, p := range c.pools {
+		conns = append(conns, p.conns...)
+	}
+	c.pools = nil
 	for sh := range c.subs {
 		sh.cancel()
 	}
 	c.mu.Unlock()
-	for _, sl := range slots {
-		<-sl.ready
-		if sl.dc != nil {
-			sl.dc.fail(ErrClosed)
-		}
+	for _, dc := range conns {
+		dc.fail(ErrClosed)
 	}
 	c.wg.Wait()
 	return nil
 }
 
-// connSlot holds the deposit stream to one relay, or the dial for it.
-type connSlot struct {
-	ready chan struct{} // closed when dc or err is set
-	dc    *depositConn
-	err   error
+// pool holds the deposit streams to one relay.
+type pool struct {
+	conns   []*depositConn
+	dialing bool
+	dialed  chan struct{} // closed when the dial in progress ends
+	err     error         // of the last dial
 }
 
 // depositConn is one long-lived, pipelined deposit stream.
 type depositConn struct {
 	c   *Client
 	str network.Stream
+	out atomic.Int64 // deposits awaiting their Result
 
-	wmu sync.Mutex // serialises stream writes
+	wmu sync.Mutex   // serialises stream writes
+	wdl lazyDeadline // guarded by wmu
 
 	qmu      sync.Mutex // guards the fields below
-	queue    []*call    // sent or pending, awaiting their Result, in order
+	sent     []*call    // in frame order, answered ones dropped from the front
+	byID     map[EnvelopeID][]*call
 	dead     error
-	pend     []byte // frames not yet written, in queue order
+	started  bool   // the first Deposit (which sets the stream's flags) is queued
+	pend     []byte // frames not yet written, in sent order
 	spare    []byte // the other buffer, reused
 	flushing bool   // a caller is writing pend out
 }
 
 type call struct {
-	id   EnvelopeID
-	done chan error // buffered 1
+	id       EnvelopeID
+	answered bool       // guarded by qmu
+	done     chan error // buffered 1
 }
 
 // Deposit stores env in the mailbox to on relay and returns once the relay
-// has durably stored it (or reports it already had it). Refusals return a
-// *RefusalError matching ErrTooLarge, ErrQuotaExceeded, ErrUnavailable,
-// ErrMalformed or ErrInternal. Concurrent deposits to one relay share one
-// pipelined stream; a broken stream is replaced and the deposit retried
+// has durably stored it (or reports it already had it), or once the
+// mailbox's owner, subscribed at that moment, has acked it. Refusals
+// return a *RefusalError matching ErrTooLarge, ErrQuotaExceeded,
+// ErrStrangerQuota, ErrRelayFull, ErrRateLimited, ErrUnavailable,
+// ErrMalformed or ErrInternal. Deposits to one relay share a few
+// pipelined streams; a broken stream is replaced and the deposit retried
 // once, which is safe because deposits are idempotent.
 func (c *Client) Deposit(ctx context.Context, relay peer.ID, to Address, id EnvelopeID, env []byte) error {
+	return c.DepositWithToken(ctx, relay, to, id, env, Token{})
+}
+
+// DepositWithToken is Deposit with a delivery token the mailbox's owner
+// gave the caller: if the owner registered it (SubscribeWith), the
+// deposit may use the mailbox's whole quota instead of the small part open
+// to strangers, and it is not held to the stranger budgets. A zero token
+// is no token. A relay that does not know tokens ignores it.
+func (c *Client) DepositWithToken(ctx context.Context, relay peer.ID, to Address, id EnvelopeID, env []byte, tok Token) error {
 	if len(env) > maxEnvelopeCeiling {
 		return fmt.Errorf("mailbox: deposit: %w: %d bytes", ErrTooLarge, len(env))
 	}
-	msg := &depositMsg{To: to, ID: id, Envelope: env}
+	msg := &depositMsg{To: to, ID: id, Envelope: env, Token: tok}
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		var dc *depositConn
@@ -144,39 +178,76 @@ func (c *Client) Deposit(ctx context.Context, relay peer.ID, to Address, id Enve
 	return nil
 }
 
-// depositConn returns the live deposit stream to relay, opening one if
-// needed; concurrent callers share one dial.
+// depositConn returns a live deposit stream to relay: the least busy one,
+// or a new one while all are busy and there are fewer than maxStreams;
+// concurrent callers share one dial.
 func (c *Client) depositConn(ctx context.Context, relay peer.ID) (*depositConn, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	sl := c.slots[relay]
-	if sl != nil {
-		select {
-		case <-sl.ready:
-			if sl.err != nil || sl.dc.isDead() {
-				sl = nil
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		p := c.pools[relay]
+		if p == nil {
+			p = &pool{}
+			c.pools[relay] = p
+		}
+		best := p.pick()
+		switch {
+		case best != nil && (best.out.Load() < spreadAt || len(p.conns) >= c.maxStreams || p.dialing):
+			c.mu.Unlock()
+			return best, nil
+		case !p.dialing:
+			p.dialing, p.dialed = true, make(chan struct{})
+			c.mu.Unlock()
+			dc, err := c.dialDeposit(ctx, relay)
+			c.mu.Lock()
+			p.dialing, p.err = false, err
+			close(p.dialed)
+			if dc != nil {
+				p.conns = append(p.conns, dc)
 			}
-		default:
+			c.mu.Unlock()
+			if err != nil && best != nil {
+				return best, nil
+			}
+			return dc, err
+		}
+		dialed := p.dialed
+		c.mu.Unlock()
+		select {
+		case <-dialed:
+			c.mu.Lock()
+			err := p.err
+			ok := len(p.conns) > 0
+			c.mu.Unlock()
+			if err != nil && !ok {
+				return nil, err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	if sl == nil {
-		sl = &connSlot{ready: make(chan struct{})}
-		c.slots[relay] = sl
-		c.mu.Unlock()
-		sl.dc, sl.err = c.dialDeposit(ctx, relay)
-		close(sl.ready)
-		return sl.dc, sl.err
+}
+
+// pick drops dead streams and returns the one with the fewest deposits
+// outstanding, or nil. Called with the Client's mu held.
+func (p *pool) pick() *depositConn {
+	live := p.conns[:0]
+	var best *depositConn
+	for _, dc := range p.conns {
+		if dc.isDead() {
+			continue
+		}
+		live = append(live, dc)
+		if best == nil || dc.out.Load() < best.out.Load() {
+			best = dc
+		}
 	}
-	c.mu.Unlock()
-	select {
-	case <-sl.ready:
-		return sl.dc, sl.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	clear(p.conns[len(live):])
+	p.conns = live
+	return best
 }
 
 func (c *Client) dialDeposit(ctx context.Context, relay peer.ID) (*depositConn, error) {
@@ -184,7 +255,7 @@ func (c *Client) dialDeposit(ctx context.Context, relay peer.ID) (*depositConn, 
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	dc := &depositConn{c: c, str: str}
+	dc := &depositConn{c: c, str: str, byID: make(map[EnvelopeID][]*call)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -214,8 +285,18 @@ func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
 		dc.qmu.Unlock()
 		return errStreamBroken
 	}
-	// Queue order and frame order are fixed together, under qmu.
-	dc.queue = append(dc.queue, cl)
+	if !dc.started {
+		// The first Deposit of a stream allows answers in any order, so
+		// a deposit waiting for a slow recipient holds up no other.
+		dc.started = true
+		m := *msg
+		m.Flags |= flagUnordered
+		msg = &m
+	}
+	// Frame order and the order of sent are fixed together, under qmu.
+	dc.sent = append(dc.sent, cl)
+	dc.byID[msg.ID] = append(dc.byID[msg.ID], cl)
+	dc.out.Add(1)
 	dc.pend = appendFrame(dc.pend, msg)
 	if dc.flushing {
 		// The caller already writing takes this frame along: concurrent
@@ -238,11 +319,15 @@ func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
 // held and flushing set; returns with qmu released.
 func (dc *depositConn) flushLocked() {
 	for len(dc.pend) > 0 && dc.dead == nil {
+		// buf is written without qmu held while callers append to pend,
+		// so the two must never share an array: the spare is handed over
+		// once (spare = nil) and only buf, once written, becomes the next
+		// spare.
 		buf := dc.pend
-		dc.pend = dc.spare[:0]
+		dc.pend, dc.spare = dc.spare[:0], nil
 		dc.qmu.Unlock()
 		dc.wmu.Lock()
-		_ = dc.str.SetWriteDeadline(time.Now().Add(dc.c.writeTimeout))
+		dc.wdl.extend(dc.c.writeTimeout, dc.str.SetWriteDeadline)
 		_, err := dc.str.Write(buf)
 		dc.wmu.Unlock()
 		if err != nil {
@@ -257,37 +342,86 @@ func (dc *depositConn) flushLocked() {
 	dc.qmu.Unlock()
 }
 
-// fail ends the stream: every queued call gets err.
+// fail ends the stream: every call not yet answered gets err.
 func (dc *depositConn) fail(err error) {
 	dc.qmu.Lock()
 	if dc.dead == nil {
 		dc.dead = err
 	}
-	q := dc.queue
-	dc.queue = nil
+	q := dc.sent
+	dc.sent, dc.byID = nil, nil
+	var left []*call
+	for _, cl := range q {
+		if !cl.answered {
+			cl.answered = true
+			left = append(left, cl)
+		}
+	}
 	dc.qmu.Unlock()
 	_ = dc.str.Reset()
-	for _, cl := range q {
+	for _, cl := range left {
+		dc.out.Add(-1)
 		cl.done <- err
 	}
 }
 
-func (dc *depositConn) pop() *call {
+// take removes and returns the oldest call for id (nil if none): answers
+// to one ID come in the order of its deposits.
+func (dc *depositConn) take(id EnvelopeID) *call {
 	dc.qmu.Lock()
 	defer dc.qmu.Unlock()
-	if len(dc.queue) == 0 {
+	cs := dc.byID[id]
+	if len(cs) == 0 {
 		return nil
 	}
-	cl := dc.queue[0]
-	dc.queue[0] = nil
-	dc.queue = dc.queue[1:]
+	cl := cs[0]
+	if len(cs) == 1 {
+		delete(dc.byID, id)
+	} else {
+		cs[0] = nil
+		dc.byID[id] = cs[1:]
+	}
+	dc.answeredLocked(cl)
 	return cl
 }
 
-// readResults matches Results to queued calls in order until the stream
+// oldest removes and returns the earliest unanswered call (nil if none).
+func (dc *depositConn) oldest() *call {
+	dc.qmu.Lock()
+	defer dc.qmu.Unlock()
+	for _, cl := range dc.sent {
+		if !cl.answered {
+			cs := dc.byID[cl.id]
+			for i := range cs {
+				if cs[i] == cl {
+					dc.byID[cl.id] = append(cs[:i:i], cs[i+1:]...)
+					break
+				}
+			}
+			dc.answeredLocked(cl)
+			return cl
+		}
+	}
+	return nil
+}
+
+// answeredLocked marks cl answered and drops answered calls from the
+// front of sent.
+func (dc *depositConn) answeredLocked(cl *call) {
+	cl.answered = true
+	dc.out.Add(-1)
+	i := 0
+	for i < len(dc.sent) && dc.sent[i].answered {
+		dc.sent[i] = nil
+		i++
+	}
+	dc.sent = dc.sent[i:]
+}
+
+// readResults matches Results to calls by envelope ID until the stream
 // ends. An idle stream closed by the relay ends here too.
 func (dc *depositConn) readResults() {
-	fr := newFrameReader(dc.str)
+	fr := newFrameReader(dc.str, 4<<10)
 	for {
 		m, err := fr.next(controlFrameMax)
 		if err != nil {
@@ -296,9 +430,9 @@ func (dc *depositConn) readResults() {
 		}
 		switch m := m.(type) {
 		case *resultMsg:
-			cl := dc.pop()
-			if cl == nil || cl.id != m.ID {
-				dc.fail(fmt.Errorf("%w: Result for %v out of order", ErrUnexpectedFrame, m.ID))
+			cl := dc.take(m.ID)
+			if cl == nil {
+				dc.fail(fmt.Errorf("%w: Result for %v, which is not pending", ErrUnexpectedFrame, m.ID))
 				return
 			}
 			if m.Code == CodeOK {
@@ -308,8 +442,8 @@ func (dc *depositConn) readResults() {
 			}
 		case *errorMsg:
 			// The relay answers every earlier deposit first, so the
-			// Error belongs to the oldest one still queued.
-			if cl := dc.pop(); cl != nil {
+			// Error belongs to the oldest one still unanswered.
+			if cl := dc.oldest(); cl != nil {
 				cl.done <- &RefusalError{Code: m.Code, Message: m.Message}
 			}
 			dc.fail(fmt.Errorf("%w: relay closed it: %s: %q", errStreamBroken, m.Code, m.Message))
@@ -324,18 +458,35 @@ func (dc *depositConn) readResults() {
 // subHandle lets Close cancel a running Subscribe.
 type subHandle struct{ cancel context.CancelFunc }
 
-// Subscribe authenticates to relay as the mailbox of key and calls fn for
-// each stored envelope in deposit order, then for each new one as it
-// arrives, one at a time. fn returning nil acks the envelope (the relay
-// deletes it); an error leaves it stored for the next subscription.
-//
-// Subscribe runs until ctx is done (it then sends its last acks, lets the
-// relay commit them, and returns ctx.Err()), the Client is closed, or the
-// stream fails (the error is returned; the caller reconnects). A refused
-// signature returns an error matching ErrUnauthorized.
+// SubscribeOptions are the options of SubscribeWith.
+type SubscribeOptions struct {
+	// Tokens, if any, replace the delivery tokens registered for the
+	// mailbox (at most MaxTokens); none keeps those registered.
+	Tokens []Token
+}
+
+// Subscribe is SubscribeWith with no options.
 func (c *Client) Subscribe(ctx context.Context, relay peer.ID, key ed25519.PrivateKey, fn func(ctx context.Context, d Delivery) error) error {
+	return c.SubscribeWith(ctx, relay, key, SubscribeOptions{}, fn)
+}
+
+// SubscribeWith authenticates to relay as the mailbox of key, registers
+// opts.Tokens if any, and calls fn for each stored envelope in deposit
+// order, then for each new one as it arrives, one at a time. fn returning
+// nil acks the envelope (the relay deletes it); an error leaves it stored
+// for the next subscription. A mailbox has one subscription per relay: a
+// new one ends the one before.
+//
+// SubscribeWith runs until ctx is done (it then sends its last acks, lets
+// the relay commit them, and returns ctx.Err()), the Client is closed, or
+// the stream fails (the error is returned; the caller reconnects). A
+// refused signature returns an error matching ErrUnauthorized.
+func (c *Client) SubscribeWith(ctx context.Context, relay peer.ID, key ed25519.PrivateKey, opts SubscribeOptions, fn func(ctx context.Context, d Delivery) error) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("mailbox: subscribe: %w", ErrBadKey)
+	}
+	if len(opts.Tokens) > MaxTokens {
+		return fmt.Errorf("mailbox: subscribe: %w: %d tokens", ErrTooManyTokens, len(opts.Tokens))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -354,7 +505,7 @@ func (c *Client) Subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 		c.mu.Unlock()
 		c.wg.Done()
 	}()
-	if err := c.subscribe(ctx, relay, key, fn); err != nil {
+	if err := c.subscribe(ctx, relay, key, opts, fn); err != nil {
 		c.mu.Lock()
 		closed := c.closed
 		c.mu.Unlock()
@@ -366,7 +517,7 @@ func (c *Client) Subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 	return nil
 }
 
-func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.PrivateKey, fn func(context.Context, Delivery) error) error {
+func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.PrivateKey, opts SubscribeOptions, fn func(context.Context, Delivery) error) error {
 	str, err := c.h.NewStream(ctx, relay, ProtocolID)
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
@@ -374,8 +525,11 @@ func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 	// During the handshake, ctx ending just resets the stream.
 	stop := context.AfterFunc(ctx, func() { _ = str.Reset() })
 	w := &frameWriter{str: str, timeout: c.writeTimeout}
-	fr := newFrameReader(str)
+	fr := newFrameReader(str, 32<<10)
 	ch, err := handshake(str, w, fr, relay, key)
+	if err == nil && len(opts.Tokens) > 0 {
+		err = w.send(&tokensMsg{Tokens: opts.Tokens})
+	}
 	if !stop() || err != nil {
 		_ = str.Reset()
 		return ctxErr(ctx, err)
@@ -386,7 +540,7 @@ func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 	// ctx ends it waits for the delivery being handled, writes the last
 	// acks and closes our side; the relay then commits them and closes,
 	// which ends readDeliveries.
-	hand := &handoff{acks: make(chan ackItem, min(int(ch.Window), 4096)+16)}
+	hand := &handoff{acks: make(chan verdict, min(int(ch.Window), 4096)+16)}
 	stopAcker := make(chan struct{})
 	ackerDone := make(chan error, 1)
 	go func() {
@@ -421,7 +575,7 @@ func handshake(str network.Stream, w *frameWriter, fr *frameReader, relay peer.I
 	if err := w.send(&subscribeMsg{}); err != nil {
 		return nil, err
 	}
-	_ = str.SetReadDeadline(time.Now().Add(authTimeout))
+	_ = str.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	m, err := fr.next(controlFrameMax)
 	if err != nil {
 		return nil, err
@@ -437,7 +591,7 @@ func handshake(str network.Stream, w *frameWriter, fr *frameReader, relay peer.I
 	}
 }
 
-type ackItem struct {
+type verdict struct {
 	id EnvelopeID
 	ok bool
 }
@@ -449,7 +603,7 @@ type ackItem struct {
 type handoff struct {
 	mu      sync.Mutex // guards closing; held around fn
 	closing bool
-	acks    chan ackItem
+	acks    chan verdict
 }
 
 // readDeliveries hands deliveries to fn, one at a time, until the stream
@@ -474,7 +628,7 @@ func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody in
 				c.log.Debug("mailbox: delivery not accepted; relay keeps it", "id", m.ID, "err", ferr)
 			}
 			select {
-			case hand.acks <- ackItem{id: m.ID, ok: ferr == nil}:
+			case hand.acks <- verdict{id: m.ID, ok: ferr == nil}:
 			default: // more than the window unacked: the relay misbehaves
 				c.log.Debug("mailbox: relay exceeded its window; ack dropped", "id", m.ID)
 			}
@@ -510,7 +664,7 @@ func (c *Client) runAcker(ctx context.Context, str network.Stream, w *frameWrite
 		ack, nack = ack[:0], nack[:0]
 		return nil
 	}
-	add := func(it ackItem) error {
+	add := func(it verdict) error {
 		if it.ok {
 			ack = append(ack, it.id)
 		} else {

@@ -29,6 +29,20 @@ var ErrTooLarge = errors.New("mailbox: envelope too large")
 // or by bytes.
 var ErrQuotaExceeded = errors.New("mailbox: mailbox quota exceeded")
 
+// ErrStrangerQuota reports that the part of the recipient's mailbox open
+// to deposits without a valid delivery token is full; a deposit with a
+// token the recipient registered may still succeed.
+var ErrStrangerQuota = errors.New("mailbox: quota for deposits without a delivery token exceeded")
+
+// ErrRelayFull reports a relay whose storage cap for all mailboxes is
+// reached; it still serves subscriptions and acks. Retry later or deposit
+// elsewhere.
+var ErrRelayFull = errors.New("mailbox: relay full")
+
+// ErrRateLimited reports a depositor (peer or IP address) over its deposit
+// budget; retry after a while.
+var ErrRateLimited = errors.New("mailbox: rate limited")
+
 // ErrUnauthorized reports a subscription whose signature did not verify.
 var ErrUnauthorized = errors.New("mailbox: unauthorized")
 
@@ -44,6 +58,9 @@ var ErrRefused = errors.New("mailbox: refused")
 
 // ErrClosed reports use of a Client or Server after Close.
 var ErrClosed = errors.New("mailbox: closed")
+
+// ErrTooManyTokens reports more than MaxTokens delivery tokens.
+var ErrTooManyTokens = errors.New("mailbox: too many delivery tokens")
 
 // ErrBadKey reports a private key of the wrong length.
 var ErrBadKey = errors.New("mailbox: bad ed25519 private key")
@@ -61,6 +78,9 @@ const (
 	CodeUnauthorized  Code = 4 // subscription signature did not verify
 	CodeUnavailable   Code = 5 // shutting down or out of disk
 	CodeInternal      Code = 6 // anything else
+	CodeRelayFull     Code = 7 // the relay's cap for all mailboxes is reached
+	CodeRateLimited   Code = 8 // the depositor is over its budget
+	CodeStrangerQuota Code = 9 // the mailbox's share for deposits without a token is full
 )
 
 // codeErrors maps codes to sentinels in one place (style: map errors to
@@ -72,6 +92,9 @@ var codeErrors = [...]error{
 	CodeUnauthorized:  ErrUnauthorized,
 	CodeUnavailable:   ErrUnavailable,
 	CodeInternal:      ErrInternal,
+	CodeRelayFull:     ErrRelayFull,
+	CodeRateLimited:   ErrRateLimited,
+	CodeStrangerQuota: ErrStrangerQuota,
 }
 
 // Err returns the sentinel for c, nil for CodeOK and ErrRefused for codes
@@ -103,6 +126,12 @@ func (c Code) String() string {
 		return "unavailable"
 	case CodeInternal:
 		return "internal"
+	case CodeRelayFull:
+		return "relay_full"
+	case CodeRateLimited:
+		return "rate_limited"
+	case CodeStrangerQuota:
+		return "stranger_quota"
 	}
 	return fmt.Sprintf("code_%d", uint8(c))
 }

@@ -51,7 +51,7 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(all)
 	f.Add(appendFrame(appendFrame(nil, rawMsg{0x99, []byte("x")}), &drainedMsg{}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr := newFrameReader(bytes.NewReader(b))
+		fr := newFrameReader(bytes.NewReader(b), 512)
 		for range 1000 {
 			if _, err := fr.next(controlFrameMax); err != nil {
 				return

@@ -56,7 +56,8 @@ type testRelay struct {
 	h   host.Host
 	srv *Server
 
-	tweak func(*Server) // run between NewServer and Start
+	tweak   func(*Server) // run between NewServer and Start
+	minFree int64         // storage.Options.MinFreeBytes at the next start
 }
 
 // startRelay starts a relay on dir with cfg's limits (DB and Host are
@@ -82,7 +83,7 @@ func startRelay(t testing.TB, dir string, key crypto.PrivKey, cfg Config, tweak 
 func (r *testRelay) start() {
 	t := r.t
 	t.Helper()
-	db, err := storage.Open(storage.Options{Dir: r.dir})
+	db, err := storage.Open(storage.Options{Dir: r.dir, MinFreeBytes: r.minFree})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +190,16 @@ type collector struct {
 // subscribe runs c.Subscribe in the background until stop.
 func subscribe(t testing.TB, c *Client, r *testRelay, key ed25519.PrivateKey, reject func(Delivery) error) *collector {
 	t.Helper()
+	return subscribeWith(t, c, r, key, SubscribeOptions{}, reject)
+}
+
+// subscribeWith runs c.SubscribeWith in the background until stop.
+func subscribeWith(t testing.TB, c *Client, r *testRelay, key ed25519.PrivateKey, opts SubscribeOptions, reject func(Delivery) error) *collector {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	col := &collector{reject: reject, more: make(chan struct{}, 1), errc: make(chan error, 1), cancel: cancel}
 	go func() {
-		col.errc <- c.Subscribe(ctx, r.h.ID(), key, func(_ context.Context, d Delivery) error {
+		col.errc <- c.SubscribeWith(ctx, r.h.ID(), key, opts, func(_ context.Context, d Delivery) error {
 			col.mu.Lock()
 			col.got = append(col.got, d)
 			col.mu.Unlock()
@@ -276,7 +283,7 @@ func openRaw(t testing.TB, h host.Host, r *testRelay) *rawStream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = str.Reset() })
-	return &rawStream{t: t, str: str, fr: newFrameReader(str)}
+	return &rawStream{t: t, str: str, fr: newFrameReader(str, 32<<10)}
 }
 
 func (rs *rawStream) write(b []byte) {
@@ -353,6 +360,6 @@ func (r *testRelay) waitSubscribed(addr Address) {
 	eventually(r.t, "subscription", func() bool {
 		r.srv.mu.Lock()
 		defer r.srv.mu.Unlock()
-		return len(r.srv.subs[addr]) > 0
+		return r.srv.subs[addr] != nil
 	})
 }

@@ -9,15 +9,6 @@ import (
 // ProtocolID is the libp2p protocol of both mailbox stream kinds.
 const ProtocolID = "/peergram/mailbox/1.0.0"
 
-// Defaults of Config fields left zero.
-const (
-	DefaultMaxEnvelopeSize     = 256 << 10
-	DefaultMaxMailboxEnvelopes = 100_000
-	DefaultMaxMailboxBytes     = 256 << 20
-	DefaultTTL                 = 30 * 24 * time.Hour
-	DefaultWindow              = 256
-)
-
 // Address names a mailbox: the recipient device's Ed25519 public key. It is
 // given its own type so the API is clear about which 32 bytes go where.
 type Address [32]byte
@@ -42,6 +33,14 @@ type EnvelopeID [16]byte
 
 // String returns the ID in hex.
 func (id EnvelopeID) String() string { return hex.EncodeToString(id[:]) }
+
+// Token is a delivery token: 16 random bytes a mailbox's owner registers
+// with its relay (SubscribeOptions) and hands to its contacts inside the
+// end-to-end session, like Signal's sealed-sender access keys. A deposit
+// carrying a valid token (DepositWithToken) may use the mailbox's whole
+// quota; one without shares a small part of it and is rate-limited. The
+// relay stores only SHA-256 hashes of tokens. The zero Token means none.
+type Token [16]byte
 
 // Delivery is one envelope handed to a subscriber.
 type Delivery struct {

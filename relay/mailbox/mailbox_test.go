@@ -242,6 +242,7 @@ func TestRefusals(t *testing.T) {
 		MaxEnvelopeSize:     1000,
 		MaxMailboxEnvelopes: 3,
 		MaxMailboxBytes:     2000,
+		StrangerPercent:     100, // the mailbox quota, not the strangers' share
 	})
 	c, _ := newClient(t, r)
 	ctx := testCtx(t)
@@ -291,7 +292,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestQuotaFreedByAck(t *testing.T) {
-	r := startRelay(t, t.TempDir(), nil, Config{MaxMailboxEnvelopes: 2})
+	r := startRelay(t, t.TempDir(), nil, Config{MaxMailboxEnvelopes: 2, StrangerPercent: 100})
 	c, _ := newClient(t, r)
 	key, addr := newDevice(t)
 	ctx := testCtx(t)
@@ -316,7 +317,7 @@ func TestQuotaFreedByAck(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	r := startRelay(t, t.TempDir(), nil, Config{TTL: 2 * time.Second, MaxMailboxEnvelopes: 2})
+	r := startRelay(t, t.TempDir(), nil, Config{TTL: 2 * time.Second, MaxMailboxEnvelopes: 2, StrangerPercent: 100})
 	c, _ := newClient(t, r)
 	key, addr := newDevice(t)
 	ctx := testCtx(t)

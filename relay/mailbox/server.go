@@ -3,8 +3,8 @@ package mailbox
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -24,25 +24,43 @@ const (
 	// idleTimeout is closed (Clients send keepalives well within it).
 	idleTimeout  = 2 * time.Minute
 	writeTimeout = time.Minute
-	authTimeout  = 30 * time.Second
 
 	// depositPipeline and depositBudget bound the deposits of one stream
-	// awaiting commit, by count and by bytes.
+	// awaiting their answer, by count and by bytes.
 	depositPipeline = 1024
 	depositBudget   = 8 << 20
 
 	// Group-commit bounds: storage caps a transaction at 15% of a
 	// memtable (2.4 MiB by default); a batch over it is split.
-	maxBatchCount = 1024
-	maxBatchBytes = 1 << 20
+	maxBatchCount = 2048
+	maxBatchBytes = 2 << 20
 
 	// Delivery read-ahead per storage read.
-	loadCount = 128
+	loadCount = 256
 	loadBytes = 1 << 20
 
 	// maxEnvelopeCeiling bounds Config.MaxEnvelopeSize so that every
 	// Delivery fits what a Client accepts.
 	maxEnvelopeCeiling = clientFrameCeiling - frameOverhead
+
+	// Frame reader buffers: small until a stream proves itself (an
+	// unauthenticated stream holds as little as possible), larger for
+	// deposit streams, which carry many frames.
+	pendingReadBuffer = 512
+	depositReadBuffer = 32 << 10
+)
+
+// Defaults of Config fields left zero.
+const (
+	DefaultMaxEnvelopeSize     = 256 << 10
+	DefaultMaxMailboxEnvelopes = 100_000
+	DefaultMaxMailboxBytes     = 256 << 20
+	DefaultTTL                 = 30 * 24 * time.Hour
+	DefaultWindow              = 1024
+	DefaultAuthTimeout         = 5 * time.Second
+	DefaultMaxStoreBytes       = 4 << 30
+	DefaultUnknownTTL          = 7 * 24 * time.Hour
+	DefaultStrangerPercent     = 10
 )
 
 // Config configures a Server. Zero fields take the defaults named.
@@ -65,13 +83,50 @@ type Config struct {
 	// defaults to DefaultMaxMailboxBytes (256 MiB).
 	MaxMailboxBytes int64
 
-	// TTL is how long an unacked envelope is kept; defaults to
-	// DefaultTTL (30 days). Storage expiry has one-second granularity.
+	// StrangerPercent is the part, in percent of MaxMailboxEnvelopes and
+	// of MaxMailboxBytes, that deposits without a valid delivery token may
+	// fill in one mailbox, all strangers together; the rest is kept for
+	// the owner's contacts. Defaults to DefaultStrangerPercent (10); 100
+	// makes no difference between them.
+	StrangerPercent int
+
+	// MaxStoreBytes caps the envelope bytes of all mailboxes together;
+	// defaults to DefaultMaxStoreBytes (4 GiB), sized for a small VPS disk
+	// (Badger's files take up to about twice the envelope bytes). Above
+	// it deposits are refused with CodeRelayFull; the last 5 % are kept
+	// for deposits with a valid delivery token. Reads and acks go on.
+	MaxStoreBytes int64
+
+	// TTL is how long an unacked envelope is kept in a known mailbox (one
+	// whose owner has authenticated at least once); defaults to
+	// DefaultTTL (30 days).
 	TTL time.Duration
 
+	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
+	// has never authenticated to this relay (unknown mailboxes are where
+	// junk goes); defaults to DefaultUnknownTTL (7 days), at most TTL. A
+	// mailbox becomes known at its owner's first authentication, which
+	// the relay keeps for 3×TTL after the last one.
+	UnknownTTL time.Duration
+
+	// DepositBudgets bound every deposit per remote peer and per remote
+	// IP address (token buckets); zero fields default to
+	// DefaultDepositBudgets. Over budget, deposits are refused with
+	// CodeRateLimited.
+	DepositBudgets Budgets
+
+	// StrangerBudgets bound, in addition, deposits without a valid
+	// delivery token; zero fields default to DefaultStrangerBudgets.
+	StrangerBudgets Budgets
+
 	// Window is the most deliveries a subscriber may leave unacked;
-	// defaults to DefaultWindow (256).
+	// defaults to DefaultWindow (1024).
 	Window int
+
+	// AuthTimeout bounds the time from the opening of a stream to its
+	// first frame and, on a subscribe stream, to a verified Auth; the
+	// stream is then closed. Defaults to DefaultAuthTimeout (5 s).
+	AuthTimeout time.Duration
 
 	// NoHandoff stores every deposit before delivering it, even when its
 	// owner is subscribed and could take it at once (see live.go). Default
@@ -81,7 +136,7 @@ type Config struct {
 	// Logger receives the Server's logs; nil discards them.
 	Logger *slog.Logger
 
-	// Registerer receives the Server's counters at Start (and loses them
+	// Registerer receives the Server's metrics at Start (and loses them
 	// at Close); nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -90,27 +145,43 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DB == nil || c.Host == nil {
 		return c, fmt.Errorf("%w: DB and Host are required", ErrInvalidConfig)
 	}
-	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.Window < 0 {
+	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.Window < 0 ||
+		c.AuthTimeout < 0 || c.MaxStoreBytes < 0 || c.UnknownTTL < 0 || c.StrangerPercent < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	if c.MaxEnvelopeSize > maxEnvelopeCeiling {
 		return c, fmt.Errorf("%w: MaxEnvelopeSize %d > %d", ErrInvalidConfig, c.MaxEnvelopeSize, maxEnvelopeCeiling)
 	}
-	if c.MaxEnvelopeSize == 0 {
-		c.MaxEnvelopeSize = DefaultMaxEnvelopeSize
+	if c.StrangerPercent > 100 {
+		return c, fmt.Errorf("%w: StrangerPercent %d > 100", ErrInvalidConfig, c.StrangerPercent)
 	}
-	if c.MaxMailboxEnvelopes == 0 {
-		c.MaxMailboxEnvelopes = DefaultMaxMailboxEnvelopes
+	set := func(p *int, d int) {
+		if *p == 0 {
+			*p = d
+		}
 	}
+	set(&c.MaxEnvelopeSize, DefaultMaxEnvelopeSize)
+	set(&c.MaxMailboxEnvelopes, DefaultMaxMailboxEnvelopes)
+	set(&c.Window, DefaultWindow)
+	set(&c.StrangerPercent, DefaultStrangerPercent)
 	if c.MaxMailboxBytes == 0 {
 		c.MaxMailboxBytes = DefaultMaxMailboxBytes
+	}
+	if c.MaxStoreBytes == 0 {
+		c.MaxStoreBytes = DefaultMaxStoreBytes
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
 	}
-	if c.Window == 0 {
-		c.Window = DefaultWindow
+	if c.UnknownTTL == 0 {
+		c.UnknownTTL = DefaultUnknownTTL
 	}
+	c.UnknownTTL = min(c.UnknownTTL, c.TTL)
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = DefaultAuthTimeout
+	}
+	c.DepositBudgets = c.DepositBudgets.withDefaults(DefaultDepositBudgets)
+	c.StrangerBudgets = c.StrangerBudgets.withDefaults(DefaultStrangerBudgets)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,6 +195,8 @@ type Server struct {
 	log      *slog.Logger
 	met      *metrics
 	st       *store
+	admit    *admission
+	owners   *owners
 	self     peer.ID
 	maxFrame int // body bound of Deposit frames
 	maxDrain int // Deposit bodies up to this are skipped, not fatal
@@ -133,6 +206,8 @@ type Server struct {
 	writeTimeout time.Duration
 	authTimeout  time.Duration
 	handoffWait  time.Duration // wait for a handed-off envelope's ack
+	queueWait    time.Duration // wait for a hand-off to be written
+	sweepEvery   time.Duration
 
 	com        *committer    // set by Start
 	reqs       chan request  // to the committer
@@ -143,13 +218,11 @@ type Server struct {
 	started bool
 	closed  bool
 	streams map[network.Stream]struct{}
-	subs    map[Address]map[*session]struct{}
-
-	liveMu sync.Mutex // guards live
-	live   map[liveKey]*liveDep
+	subs    map[Address]*session // one authenticated session per mailbox
 
 	handlers  sync.WaitGroup
 	committer sync.WaitGroup
+	sweeper   sync.WaitGroup
 }
 
 // NewServer validates cfg and returns a Server. It starts nothing; call
@@ -160,30 +233,35 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	met := newMetrics()
+	st := newStore(cfg.DB, &cfg, cfg.Logger, met)
 	maxFrame := cfg.MaxEnvelopeSize + frameOverhead
 	return &Server{
 		cfg:          cfg,
 		log:          cfg.Logger,
 		met:          met,
-		st:           newStore(cfg.DB, &cfg, cfg.Logger, met),
+		st:           st,
+		admit:        newAdmission(cfg.DepositBudgets, cfg.StrangerBudgets),
+		owners:       newOwners(st),
 		self:         cfg.Host.ID(),
 		maxFrame:     maxFrame,
 		maxDrain:     max(4*maxFrame, 16<<20),
 		idleTimeout:  idleTimeout,
 		writeTimeout: writeTimeout,
-		authTimeout:  authTimeout,
+		authTimeout:  cfg.AuthTimeout,
 		handoffWait:  handoffTimeout,
+		queueWait:    handoffQueueTimeout,
+		sweepEvery:   sweepInterval(cfg.UnknownTTL),
 		reqs:         make(chan request, maxBatchCount),
 		quit:         make(chan struct{}),
 		stopCommit:   make(chan struct{}),
 		streams:      make(map[network.Stream]struct{}),
-		subs:         make(map[Address]map[*session]struct{}),
-		live:         make(map[liveKey]*liveDep),
+		subs:         make(map[Address]*session),
 	}, nil
 }
 
-// Start leases the storage sequence, registers the metrics, starts the
-// committer and registers the stream handler.
+// Start leases the storage sequence, counts what the store holds,
+// registers the metrics, starts the committer and the expiry sweep, and
+// registers the stream handler.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -212,13 +290,18 @@ func (s *Server) Start() error {
 		defer s.committer.Done()
 		s.com.run()
 	}()
+	s.sweeper.Add(1)
+	go func() {
+		defer s.sweeper.Done()
+		s.runSweep()
+	}()
 	s.cfg.Host.SetStreamHandler(ProtocolID, s.handleStream)
 	return nil
 }
 
 // Close removes the stream handler, resets open streams, waits for their
-// handlers and the committer (deposits already handed to it are
-// committed), and returns the sequence lease. It is idempotent.
+// handlers, the sweep and the committer (deposits already handed to it
+// are committed), and returns the sequence lease. It is idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -238,6 +321,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.handlers.Wait()
+	s.sweeper.Wait()
 	close(s.stopCommit)
 	s.committer.Wait()
 	s.met.unregister(s.cfg.Registerer)
@@ -248,7 +332,7 @@ func (s *Server) Close() error {
 }
 
 // Stats returns how many envelopes addr's mailbox holds and their total
-// size, counted exactly (expired envelopes excluded).
+// size, counted exactly.
 func (s *Server) Stats(addr Address) (count int, bytes int64, err error) {
 	count, bytes, err = s.st.stats(addr)
 	if err != nil {
@@ -275,29 +359,9 @@ func (s *Server) notify(addrs []Address) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range addrs {
-		for sess := range s.subs[a] {
+		if sess := s.subs[a]; sess != nil {
 			sess.poke()
 		}
-	}
-}
-
-func (s *Server) addSub(sess *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.subs[sess.addr]
-	if m == nil {
-		m = make(map[*session]struct{})
-		s.subs[sess.addr] = m
-	}
-	m[sess] = struct{}{}
-}
-
-func (s *Server) removeSub(sess *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.subs[sess.addr], sess)
-	if len(s.subs[sess.addr]) == 0 {
-		delete(s.subs, sess.addr)
 	}
 }
 
@@ -320,23 +384,50 @@ func (s *Server) untrack(str network.Stream) {
 	s.handlers.Done()
 }
 
+// streamKind keeps the streams gauge: a stream is counted under one kind
+// at a time.
+type streamKind struct {
+	g    *prometheus.GaugeVec
+	kind string
+}
+
+func (k *streamKind) set(kind string) {
+	if k.kind != "" {
+		k.g.WithLabelValues(k.kind).Dec()
+	}
+	k.kind = kind
+	if kind != "" {
+		k.g.WithLabelValues(kind).Inc()
+	}
+}
+
 func (s *Server) handleStream(str network.Stream) {
 	if !s.track(str) {
 		_ = str.Reset()
 		return
 	}
 	defer s.untrack(str)
+	kind := &streamKind{g: s.met.streams}
+	kind.set(streamPending)
+	defer kind.set("")
 	log := s.log.With("peer", str.Conn().RemotePeer())
 	if err := str.Scope().SetService(serviceName); err != nil {
 		log.Debug("mailbox: attach stream to service", "err", err)
 		_ = str.Reset()
 		return
 	}
-	fr := newFrameReader(str)
-	_ = str.SetReadDeadline(time.Now().Add(s.authTimeout))
+	// One deadline from the stream's opening to its first frame and, on
+	// a subscribe stream, to a verified Auth: a peer that does not
+	// authenticate in time holds the stream (and its resource-manager
+	// slot) no longer than that, however it dribbles its bytes.
+	authDeadline := time.Now().Add(s.authTimeout)
+	fr := newFrameReader(str, pendingReadBuffer)
+	_ = str.SetReadDeadline(authDeadline)
 	t, n, err := fr.header(s.maxFrame)
 	switch {
 	case t == typeDeposit && (err == nil || errors.Is(err, ErrFrameTooLarge)):
+		kind.set(streamDeposit)
+		fr.grow(depositReadBuffer)
 		s.serveDeposits(str, fr, log, header{t, n, err})
 	case err != nil:
 		s.refuseErr(str, log, err)
@@ -346,10 +437,10 @@ func (s *Server) handleStream(str network.Stream) {
 			return
 		}
 		if err := fr.discard(n); err != nil { // body is empty in 1.0.0
-			_ = str.Reset()
+			s.refuseErr(str, log, err)
 			return
 		}
-		s.serveSubscribe(str, fr, log)
+		s.serveSubscribe(str, fr, log, authDeadline, kind)
 	default:
 		s.refuse(str, log, CodeMalformed, fmt.Sprintf("first frame is type 0x%02x, want Deposit or Subscribe", uint8(t)))
 	}
@@ -358,7 +449,7 @@ func (s *Server) handleStream(str network.Stream) {
 // refuse sends an Error frame and closes the stream (not reset, so the
 // frame arrives).
 func (s *Server) refuse(str network.Stream, log *slog.Logger, code Code, text string) {
-	s.met.refusals.WithLabelValues(code.String()).Inc()
+	s.met.refusal(code)
 	log.Debug("mailbox: refusing stream", "code", code, "reason", text)
 	_ = str.SetWriteDeadline(time.Now().Add(s.writeTimeout))
 	if _, err := str.Write(appendFrame(nil, &errorMsg{Code: code, Message: text})); err != nil {
@@ -369,254 +460,27 @@ func (s *Server) refuse(str network.Stream, log *slog.Logger, code Code, text st
 }
 
 // refuseErr refuses a stream for a read or decode error: protocol errors
-// get an Error frame; transport errors just end the stream.
+// get an Error frame; a missed authentication deadline and transport
+// errors just end the stream.
 func (s *Server) refuseErr(str network.Stream, log *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, ErrFrameTooLarge):
 		s.refuse(str, log, CodeTooLarge, err.Error())
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrUnknownFrame), errors.Is(err, ErrUnexpectedFrame):
 		s.refuse(str, log, CodeMalformed, err.Error())
+	case isTimeout(err):
+		s.met.refusals.WithLabelValues("auth_timeout").Inc()
+		log.Debug("mailbox: stream did not authenticate in time", "err", err)
+		_ = str.Reset()
 	default:
 		log.Debug("mailbox: stream ended", "err", err)
 		_ = str.Reset()
 	}
 }
 
-// header is a frame header already read.
-type header struct {
-	t   frameType
-	n   int
-	err error
-}
-
-// pendingDep is a deposit awaiting its answer, in stream order.
-type pendingDep struct {
-	id       EnvelopeID
-	res      chan outcome // nil when out is already known
-	out      outcome
-	fatal    bool // answer with an Error frame, then close
-	reserved int  // budget to release
-}
-
-// budget bounds the bytes one deposit stream holds in memory, and
-// accounts them to the stream's libp2p resource scope in 1 MiB steps (a
-// reservation per frame costs more than the frame). A reader waits in
-// acquire until the writer releases; the writer always does, because the
-// committer outlives every handler.
-type budget struct {
-	scope    network.ResourceScope
-	mu       sync.Mutex
-	cond     sync.Cond
-	used     int
-	reserved int // held in scope
-	limit    int
-}
-
-const budgetStep = 1 << 20
-
-func newBudget(scope network.ResourceScope, limit int) *budget {
-	b := &budget{scope: scope, limit: limit}
-	b.cond.L = &b.mu
-	return b
-}
-
-// acquire takes n bytes; a single request larger than the limit is
-// admitted alone. It fails if the resource manager refuses the memory.
-func (b *budget) acquire(n int) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.used > 0 && b.used+n > b.limit {
-		b.cond.Wait()
-	}
-	if need := b.used + n - b.reserved; need > 0 {
-		step := (need + budgetStep - 1) / budgetStep * budgetStep
-		if err := b.scope.ReserveMemory(step, network.ReservationPriorityAlways); err != nil {
-			return err
-		}
-		b.reserved += step
-	}
-	b.used += n
-	return nil
-}
-
-func (b *budget) release(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.used -= n
-	if spare := b.reserved - b.used; spare > 2*budgetStep {
-		give := spare - budgetStep
-		b.scope.ReleaseMemory(give)
-		b.reserved -= give
-	}
-	b.cond.Broadcast()
-}
-
-// close returns every reservation; the stream is done.
-func (b *budget) close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.reserved > 0 {
-		b.scope.ReleaseMemory(b.reserved)
-		b.reserved = 0
-	}
-}
-
-func (s *Server) serveDeposits(str network.Stream, fr *frameReader, log *slog.Logger, h header) {
-	pending := make(chan *pendingDep, depositPipeline)
-	writerDone := make(chan struct{})
-	mem := newBudget(str.Scope(), depositBudget)
-	defer mem.close()
-	go s.writeResults(str, pending, mem, writerDone)
-	for {
-		p, stop := s.readDeposit(str, fr, log, h, mem)
-		if p != nil {
-			pending <- p // the writer drains it, whatever happens
-		}
-		if stop {
-			break
-		}
-		_ = str.SetReadDeadline(time.Now().Add(s.idleTimeout))
-		t, n, err := fr.header(s.maxFrame)
-		h = header{t, n, err}
-	}
-	close(pending)
-	<-writerDone
-	// After a fatal Error frame or the client's CloseWrite, all answers
-	// are written: close (not reset) so they arrive.
-	_ = str.Close()
-}
-
-// readDeposit reads the body of the frame whose header is h and turns it
-// into a pendingDep (nil when nothing is to be answered). stop reports
-// that the stream is done.
-func (s *Server) readDeposit(str network.Stream, fr *frameReader, log *slog.Logger, h header, mem *budget) (p *pendingDep, stop bool) {
-	fatal := func(code Code, text string) (*pendingDep, bool) {
-		log.Debug("mailbox: refusing deposit stream", "code", code, "reason", text)
-		return &pendingDep{out: outcome{code, text}, fatal: true}, true
-	}
-	switch {
-	case h.err == io.EOF:
-		return nil, true
-	case errors.Is(h.err, ErrFrameTooLarge) && h.t == typeDeposit && h.n <= s.maxDrain:
-		// Over the limit but small enough to skip: answer it, keep the stream.
-		id, err := s.skipDeposit(fr, h.n)
-		if err != nil {
-			return nil, true
-		}
-		return &pendingDep{id: id, out: outcome{CodeTooLarge, fmt.Sprintf(
-			"deposit frame of %d bytes; this relay accepts envelopes up to %d bytes", h.n, s.cfg.MaxEnvelopeSize)}}, false
-	case errors.Is(h.err, ErrFrameTooLarge):
-		return fatal(CodeTooLarge, h.err.Error())
-	case errors.Is(h.err, ErrMalformed):
-		return fatal(CodeMalformed, h.err.Error())
-	case h.err != nil:
-		log.Debug("mailbox: deposit stream ended", "err", h.err)
-		return nil, true
-	case h.t >= optionalFrame:
-		if err := fr.discard(h.n); err != nil {
-			return nil, true
-		}
-		return nil, false
-	case h.t != typeDeposit:
-		return fatal(CodeMalformed, fmt.Sprintf("frame type 0x%02x on a deposit stream", uint8(h.t)))
-	}
-	if err := mem.acquire(h.n); err != nil {
-		id, err := s.skipDeposit(fr, h.n)
-		if err != nil {
-			return nil, true
-		}
-		return &pendingDep{id: id, out: outcome{CodeUnavailable, "relay busy: out of stream memory"}}, false
-	}
-	release := func() { mem.release(h.n) }
-	body, err := fr.body(h.n)
-	if err != nil {
-		release()
-		return nil, true
-	}
-	m, err := decodeBody(h.t, body)
-	if err != nil {
-		release()
-		return fatal(CodeMalformed, err.Error())
-	}
-	d := m.(*depositMsg)
-	if len(d.Envelope) > s.cfg.MaxEnvelopeSize {
-		release()
-		return &pendingDep{id: d.ID, out: outcome{CodeTooLarge, fmt.Sprintf(
-			"envelope of %d bytes; this relay accepts up to %d", len(d.Envelope), s.cfg.MaxEnvelopeSize)}}, false
-	}
-	res := make(chan outcome, 1)
-	if !s.deposit(d, res) {
-		release()
-		return &pendingDep{id: d.ID, out: outcome{CodeUnavailable, "relay shutting down"}}, true
-	}
-	return &pendingDep{id: d.ID, res: res, reserved: h.n}, false
-}
-
-// skipDeposit reads the ID of a Deposit body of n bytes and discards the rest.
-func (s *Server) skipDeposit(fr *frameReader, n int) (EnvelopeID, error) {
-	var id EnvelopeID
-	var head [addressSize + idSize]byte
-	if n < len(head) {
-		return id, fr.discard(n)
-	}
-	if _, err := io.ReadFull(fr.r, head[:]); err != nil {
-		return id, err
-	}
-	copy(id[:], head[addressSize:])
-	return id, fr.discard(n - len(head))
-}
-
-// writeResults answers deposits in stream order, batching frames into one
-// write while the next answer is already known.
-func (s *Server) writeResults(str network.Stream, pending <-chan *pendingDep, mem *budget, done chan<- struct{}) {
-	defer close(done)
-	var buf []byte
-	broken := false
-	flush := func() {
-		if broken || len(buf) == 0 {
-			buf = buf[:0]
-			return
-		}
-		_ = str.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-		if _, err := str.Write(buf); err != nil {
-			broken = true
-			_ = str.Reset() // also unblocks the reader
-		}
-		buf = buf[:0]
-	}
-	for {
-		var p *pendingDep
-		var ok bool
-		select {
-		case p, ok = <-pending:
-		default:
-			flush()
-			p, ok = <-pending
-		}
-		if !ok {
-			flush()
-			return
-		}
-		out := p.out
-		if p.res != nil {
-			select {
-			case out = <-p.res:
-			default:
-				flush()
-				out = <-p.res // the committer outlives every handler
-			}
-		}
-		if p.reserved > 0 {
-			mem.release(p.reserved)
-		}
-		if p.fatal {
-			s.met.refusals.WithLabelValues(out.code.String()).Inc()
-			buf = appendFrame(buf, &errorMsg{Code: out.code, Message: out.text})
-		} else {
-			if p.res == nil { // refused before the committer
-				s.met.refusals.WithLabelValues(out.code.String()).Inc()
-			}
-			buf = appendFrame(buf, &resultMsg{ID: p.id, Code: out.code, Message: out.text})
-		}
-	}
+// isTimeout reports a read or write deadline reached (yamux reports its
+// own error type, other transports os.ErrDeadlineExceeded).
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &t) && t.Timeout()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,7 +173,10 @@ func TestBadFramesRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := openRaw(t, newHost(t, nil), r)
 			if tc.subscribe {
-				raw.auth(key, r.h.ID())
+				// Its own mailbox: a second session of the good
+				// subscriber's would replace it.
+				badKey, _ := newDevice(t)
+				raw.auth(badKey, r.h.ID())
 			}
 			for _, f := range tc.frames {
 				raw.write(f)
@@ -436,3 +440,98 @@ func TestMocknet(t *testing.T) {
 }
 
 var _ = io.EOF
+
+func TestConfigDefaults(t *testing.T) {
+	db, err := storage.Open(storage.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	h := newHost(t, nil)
+	s, err := NewServer(Config{DB: db, Host: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.cfg
+	if c.AuthTimeout != 5*time.Second || c.MaxStoreBytes != 4<<30 || c.UnknownTTL != 7*24*time.Hour ||
+		c.StrangerPercent != 10 || c.DepositBudgets != DefaultDepositBudgets || c.StrangerBudgets != DefaultStrangerBudgets {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if st := s.st; st.strangerCount != 10_000 || st.strangerBytes != 256<<20/10 || st.keyTTL != DefaultTTL+backstopTTL {
+		t.Fatalf("derived limits: %d, %d, %v", st.strangerCount, st.strangerBytes, st.keyTTL)
+	}
+	s, err = NewServer(Config{DB: db, Host: h, TTL: time.Hour, StrangerBudgets: Budgets{Peer: Budget{Envelopes: -1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.UnknownTTL != time.Hour || s.cfg.StrangerBudgets.Peer.Envelopes != -1 || s.cfg.StrangerBudgets.Peer.Bytes != DefaultStrangerBudgets.Peer.Bytes {
+		t.Fatalf("UnknownTTL %v (at most TTL), stranger peer budget %+v", s.cfg.UnknownTTL, s.cfg.StrangerBudgets.Peer)
+	}
+	for _, bad := range []Config{
+		{DB: db, Host: h, StrangerPercent: 101},
+		{DB: db, Host: h, StrangerPercent: -1},
+		{DB: db, Host: h, AuthTimeout: -time.Second},
+		{DB: db, Host: h, MaxStoreBytes: -1},
+		{DB: db, Host: h, UnknownTTL: -time.Second},
+	} {
+		if _, err := NewServer(bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewServer(%+v) = %v", bad, err)
+		}
+	}
+}
+
+// TestMetricsLabels: the Server's metrics carry only fixed label values
+// (no path, address or peer ID), and the gauges follow what is held and
+// what is open.
+func TestMetricsLabels(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := startRelay(t, t.TempDir(), nil, Config{Registerer: reg, MaxEnvelopeSize: 100, StrangerPercent: 100})
+	c, _ := newClient(t, r)
+	key, addr := newDevice(t)
+	ctx := testCtx(t)
+	for i := range 3 {
+		if err := c.Deposit(ctx, r.h.ID(), addr, envID(i), []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Deposit(ctx, r.h.ID(), addr, envID(9), make([]byte, 101)); !errors.Is(err, ErrTooLarge) {
+		t.Fatal(err)
+	}
+	col := subscribe(t, c, r, key, nil)
+	col.waitFor(t, 3)
+	eventually(t, "gauges", func() bool {
+		return gaugeValue(t, r.srv.met.streams.WithLabelValues(streamSubscribe)) == 1 &&
+			gaugeValue(t, r.srv.met.streams.WithLabelValues(streamDeposit)) >= 1 &&
+			gaugeValue(t, r.srv.met.heldEnvelopes) == 0
+	})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, v := range []string{"stored", "duplicate", "handed_off", streamPending, streamDeposit, streamSubscribe, "auth_timeout"} {
+		allowed[v] = true
+	}
+	for c := Code(0); c < 32; c++ {
+		allowed[c.String()] = true
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if !allowed[l.GetValue()] || strings.ContainsAny(l.GetValue(), "/\\.") {
+					t.Errorf("%s{%s=%q}: not a fixed label value", mf.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	for _, want := range []string{"peergram_mailbox_held_envelopes", "peergram_mailbox_held_bytes", "peergram_mailbox_streams", "peergram_mailbox_refusals_total"} {
+		if !names[want] {
+			t.Errorf("metric %s not registered", want)
+		}
+	}
+	if got := counterValue(t, r.srv.met.refusals.WithLabelValues("too_large")); got != 1 {
+		t.Errorf("refusals{reason=too_large} = %v", got)
+	}
+}

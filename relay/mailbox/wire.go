@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/peergram/peergram/relay/internal/fields"
 )
@@ -28,6 +29,9 @@ const (
 	typeError     frameType = 0x0a // S→C then the stream closes
 
 	optionalFrame frameType = 0x80
+
+	// Optional frames: a receiver that does not know them skips them.
+	typeTokens frameType = 0x80 // C→S subscribe stream, after Auth
 )
 
 const (
@@ -55,6 +59,19 @@ const (
 	idSize        = 16
 	nonceSize     = 32
 	signatureSize = 64
+	tokenSize     = 16
+
+	// MaxTokens is the most delivery tokens a mailbox has registered at
+	// once.
+	MaxTokens = 4
+)
+
+// Deposit flags (the optional flags byte after the token). Append-only.
+const (
+	// flagUnordered: Results on this stream may come in any order; the
+	// client matches them by envelope ID. A relay reads it from the first
+	// Deposit of a stream; older relays ignore it and answer in order.
+	flagUnordered uint8 = 1 << 0
 )
 
 // message is one decoded frame body.
@@ -67,6 +84,8 @@ type depositMsg struct {
 	To       Address
 	ID       EnvelopeID
 	Envelope []byte
+	Token    Token // zero: none
+	Flags    uint8 // flag* bits
 }
 
 type resultMsg struct {
@@ -100,6 +119,10 @@ type nackMsg struct{ IDs []EnvelopeID }
 
 type drainedMsg struct{}
 
+// tokensMsg replaces the delivery tokens registered for the subscriber's
+// mailbox (none: clear them).
+type tokensMsg struct{ Tokens []Token }
+
 type errorMsg struct {
 	Code    Code
 	Message string
@@ -115,12 +138,18 @@ func (*ackMsg) frameType() frameType       { return typeAck }
 func (*nackMsg) frameType() frameType      { return typeNack }
 func (*drainedMsg) frameType() frameType   { return typeDrained }
 func (*errorMsg) frameType() frameType     { return typeError }
+func (*tokensMsg) frameType() frameType    { return typeTokens }
 
 func (m *depositMsg) appendBody(b []byte) []byte {
 	b = append(b, m.To[:]...)
 	b = append(b, m.ID[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Envelope)))
-	return append(b, m.Envelope...)
+	b = append(b, m.Envelope...)
+	if m.Token == (Token{}) && m.Flags == 0 {
+		return b // the 1.0.0 layout, byte for byte
+	}
+	b = append(b, m.Token[:]...)
+	return append(b, m.Flags)
 }
 
 func (m *resultMsg) appendBody(b []byte) []byte {
@@ -153,6 +182,14 @@ func (m *ackMsg) appendBody(b []byte) []byte  { return appendIDs(b, m.IDs) }
 func (m *nackMsg) appendBody(b []byte) []byte { return appendIDs(b, m.IDs) }
 
 func (*drainedMsg) appendBody(b []byte) []byte { return b }
+
+func (m *tokensMsg) appendBody(b []byte) []byte {
+	b = append(b, byte(len(m.Tokens)))
+	for i := range m.Tokens {
+		b = append(b, m.Tokens[i][:]...)
+	}
+	return b
+}
 
 func (m *errorMsg) appendBody(b []byte) []byte {
 	b = append(b, byte(m.Code))
@@ -190,8 +227,11 @@ func appendFrame(b []byte, m message) []byte {
 // version may append fields. Byte slices it returns alias the body.
 type bodyReader struct{ *fields.Reader }
 
+// errTruncated is made once: decoding runs for every frame.
+var errTruncated = fmt.Errorf("%w: truncated body", ErrMalformed)
+
 func newBodyReader(body []byte) *bodyReader {
-	return &bodyReader{fields.NewReader(body, fmt.Errorf("%w: truncated body", ErrMalformed))}
+	return &bodyReader{fields.NewReader(body, errTruncated)}
 }
 
 // bytes32 reads a uint32-prefixed field of at most max bytes.
@@ -254,6 +294,13 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		r.Fixed(d.To[:])
 		r.Fixed(d.ID[:])
 		d.Envelope = r.bytes32(len(body))
+		// Appended fields: a body that ends early just lacks them.
+		if r.Err() == nil && r.Len() >= tokenSize {
+			r.Fixed(d.Token[:])
+			if r.Len() >= 1 {
+				d.Flags = r.U8()
+			}
+		}
 		m = d
 	case typeResult:
 		d := &resultMsg{}
@@ -286,6 +333,22 @@ func decodeBody(t frameType, body []byte) (message, error) {
 		m = &nackMsg{IDs: r.ids()}
 	case typeDrained:
 		m = &drainedMsg{}
+	case typeTokens:
+		d := &tokensMsg{}
+		n := int(r.U8())
+		if r.Err() == nil && n > MaxTokens {
+			r.Fail(fmt.Errorf("%w: %d tokens > %d", ErrMalformed, n, MaxTokens))
+		}
+		if r.Err() == nil && n*tokenSize > r.Len() {
+			r.Fail(fmt.Errorf("%w: truncated token list", ErrMalformed))
+		}
+		if r.Err() == nil {
+			d.Tokens = make([]Token, n)
+			for i := range d.Tokens {
+				r.Fixed(d.Tokens[i][:])
+			}
+		}
+		m = d
 	case typeError:
 		d := &errorMsg{}
 		d.Code = Code(r.U8())
@@ -342,8 +405,18 @@ type frameReader struct {
 	hdr [headerSize]byte
 }
 
-func newFrameReader(r io.Reader) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 32<<10)}
+// newFrameReader reads from r through a buffer of size bytes (bodies
+// larger than the buffer are read straight into their own).
+func newFrameReader(r io.Reader, size int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, size)}
+}
+
+// grow gives the reader a buffer of size bytes, keeping what the old one
+// holds: the old buffer drains first, then reads pass through it.
+func (fr *frameReader) grow(size int) {
+	if fr.r.Size() < size {
+		fr.r = bufio.NewReaderSize(fr.r, size)
+	}
 }
 
 // header reads the next frame header. On ErrFrameTooLarge it still returns
@@ -396,4 +469,17 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// lazyDeadline keeps a stream deadline between d/2 and d ahead of the last
+// call: it sets a new one only once half of the old one has passed,
+// because setting a yamux deadline costs a timer, too much to pay for
+// every frame.
+type lazyDeadline struct{ at time.Time }
+
+func (l *lazyDeadline) extend(d time.Duration, set func(time.Time) error) {
+	if now := time.Now(); l.at.Sub(now) < d/2 {
+		l.at = now.Add(d)
+		_ = set(l.at)
+	}
 }

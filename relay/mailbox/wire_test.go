@@ -44,6 +44,10 @@ func sampleMessages() []message {
 		&nackMsg{IDs: []EnvelopeID{id}},
 		&drainedMsg{},
 		&errorMsg{Code: CodeUnauthorized, Message: "bad signature"},
+		// Appended in 1.0.0's revisions; the lines above stay as they were.
+		&depositMsg{To: a, ID: id, Envelope: []byte("sealed"), Token: Token{0xc0, 0xc1, 0xc2}, Flags: flagUnordered},
+		&tokensMsg{Tokens: []Token{{0x11}, {0x22, 0x23}}},
+		&resultMsg{ID: id, Code: CodeStrangerQuota, Message: "share full"},
 	}
 }
 
@@ -120,6 +124,9 @@ func TestDecodeFrameErrors(t *testing.T) {
 		{"ack count over max", frame(byte(typeAck), 0x04, 0x01), 100, ErrMalformed},
 		{"nack truncated", frame(byte(typeNack), 0), 100, ErrMalformed},
 		{"error no text length", frame(byte(typeError), 1), 100, ErrMalformed},
+		{"tokens over max", frame(byte(typeTokens), append([]byte{MaxTokens + 1}, make([]byte, 80)...)...), 200, ErrMalformed},
+		{"tokens truncated", frame(byte(typeTokens), 2, 1, 2, 3), 100, ErrMalformed},
+		{"tokens no count", frame(byte(typeTokens)), 100, ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,7 +152,7 @@ func TestFrameReaderSkipsOptional(t *testing.T) {
 	b = appendFrame(b, rawMsg{0x99, []byte("future")})
 	b = appendFrame(b, &drainedMsg{})
 	b = appendFrame(b, rawMsg{0x42, nil})
-	fr := newFrameReader(bytes.NewReader(b))
+	fr := newFrameReader(bytes.NewReader(b), 512)
 	if m, err := fr.next(100); err != nil || m.frameType() != typeDrained {
 		t.Fatalf("next = %#v, %v; want Drained after the optional frame", m, err)
 	}
@@ -166,6 +173,9 @@ func TestCodes(t *testing.T) {
 		{CodeUnauthorized, ErrUnauthorized},
 		{CodeUnavailable, ErrUnavailable},
 		{CodeInternal, ErrInternal},
+		{CodeRelayFull, ErrRelayFull},
+		{CodeRateLimited, ErrRateLimited},
+		{CodeStrangerQuota, ErrStrangerQuota},
 		{Code(200), ErrRefused},
 	}
 	for _, tc := range tests {

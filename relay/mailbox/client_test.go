@@ -1,0 +1,130 @@
+package mailbox
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// TestConcurrentDepositIntegrity: many goroutines deposit distinct random
+// envelopes of mixed sizes over one Client, so that the Client's shared
+// stream writes often exceed 1 MiB; every envelope the relay answered OK
+// must come back byte for byte. (A spare write buffer that aliased the live
+// one once stored 3–12 of 600 envelopes corrupted, each answered OK.)
+func TestConcurrentDepositIntegrity(t *testing.T) {
+	r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100})
+	c, _ := newClient(t, r)
+	ctx := testCtx(t)
+	const workers, total, mailboxes = 48, 600, 3
+	keys := make([]ed25519.PrivateKey, mailboxes)
+	addrs := make([]Address, mailboxes)
+	for i := range keys {
+		keys[i], addrs[i] = newDevice(t)
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	sent := make([][]byte, total)
+	for i := range sent {
+		size := 100 + rng.IntN(4000)
+		if i%3 == 0 {
+			size = 64<<10 + rng.IntN(DefaultMaxEnvelopeSize-64<<10)
+		}
+		sent[i] = make([]byte, size)
+		_, _ = rand.Read(sent[i])
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, total)
+	next := make(chan int, total)
+	for i := range total {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := c.Deposit(ctx, r.h.ID(), addrs[i%mailboxes], envID(i), sent[i]); err != nil {
+					errs <- fmt.Errorf("deposit %d: %w", i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	corrupted := 0
+	for m := range mailboxes {
+		want := 0
+		for i := m; i < total; i += mailboxes {
+			want++
+		}
+		col := subscribe(t, c, r, keys[m], nil)
+		for _, d := range col.waitFor(t, want) {
+			var i int
+			if _, err := fmt.Sscanf(string(d.ID[4:]), "%d", &i); err != nil || i%mailboxes != m {
+				t.Fatalf("mailbox %d delivered unknown ID %q", m, d.ID[:])
+			}
+			if !bytes.Equal(d.Envelope, sent[i]) {
+				corrupted++
+				t.Errorf("envelope %d: %d bytes delivered, %d sent, contents differ", i, len(d.Envelope), len(sent[i]))
+			}
+		}
+		if err := col.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if corrupted > 0 {
+		t.Fatalf("%d of %d envelopes answered OK were stored corrupted", corrupted, total)
+	}
+}
+
+// TestClientSpreadsStreams: a busy Client spreads its deposits for one
+// relay over a few streams (never more than maxStreams), a quiet one keeps
+// one, and answers are matched by envelope ID, the same ID twice included.
+func TestClientSpreadsStreams(t *testing.T) {
+	r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100, StrangerBudgets: Unlimited})
+	c, _ := newClient(t, r)
+	ctx := testCtx(t)
+	_, addr := newDevice(t)
+	streams := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if p := c.pools[r.h.ID()]; p != nil {
+			return len(p.conns)
+		}
+		return 0
+	}
+	for i := range 5 {
+		if err := c.Deposit(ctx, r.h.ID(), addr, envID(i), []byte("quiet")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streams(); n != 1 {
+		t.Fatalf("a quiet client opened %d streams", n)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for i := range 1000 {
+		wg.Go(func() {
+			// Every ID twice, concurrently.
+			if err := c.Deposit(ctx, r.h.ID(), addr, envID(100+i/2), envBody(i/2, 200)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := streams(); n < 2 || n > maxDepositStreams {
+		t.Fatalf("a busy client has %d streams, want 2..%d", n, maxDepositStreams)
+	}
+	if n, _ := r.stats(addr); n != 505 {
+		t.Fatalf("stored %d, want 505", n)
+	}
+}
