@@ -333,14 +333,23 @@ func (n *Node) RenameContact(_ context.Context, contact, name string) (chat.Cont
 // stay; the alias is freed; later messages from the account arrive as a
 // message request.
 func (n *Node) RemoveContact(_ context.Context, contact string) error {
-	return n.db.Update(func(tx *storage.Txn) error {
+	err := n.db.Update(func(tx *storage.Txn) error {
 		c, err := n.resolveContact(tx, contact)
 		if err != nil {
 			return err
 		}
 		c.State, c.Name, c.Unsolicited = stateNone, "", false
-		return n.st.putContact(tx, c)
+		if err := n.st.putContact(tx, c); err != nil {
+			return err
+		}
+		// It knows our delivery token: a new one, so its deposits count
+		// as a stranger's again.
+		return n.rotateToken(tx)
 	})
+	if err == nil {
+		n.tokenRotated()
+	}
+	return err
 }
 
 // resolveContact is resolve restricted to contacts.
@@ -460,7 +469,7 @@ func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, erro
 		if err != nil {
 			return err
 		}
-		body, err := encodePayload(payload{Kind: "text", Seq: seq, Text: text, Chat: c.Account.String()})
+		body, err := encodePayload(payload{Kind: "text", Seq: seq, Text: text, Chat: c.Account.String(), DT: n.tokenHex()})
 		if err != nil {
 			return err
 		}

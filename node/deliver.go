@@ -51,6 +51,9 @@ type payload struct {
 	Chat   string   `json:"chat,omitempty"` // copies to the sender's own devices: the chat's account
 	Status string   `json:"status,omitempty"`
 	IDs    []string `json:"ids,omitempty"` // receipts: message IDs
+	// DT is the sending device's delivery token (hex): deposits to its
+	// mailbox that carry it are not limited as strangers' are.
+	DT string `json:"dt,omitempty"`
 }
 
 // job is one outbox entry: a payload to deliver to every device of an
@@ -603,6 +606,7 @@ func (n *Node) send(ctx context.Context, t target, env []byte) error {
 	var id mailbox.EnvelopeID
 	copy(id[:], sum[:])
 	addr := mailbox.Address(t.cert.Device)
+	tok := n.peerToken(t)
 	for _, s := range relays {
 		ai, err := addrInfo(s)
 		if err != nil {
@@ -611,7 +615,7 @@ func (n *Node) send(ctx context.Context, t target, env []byte) error {
 		}
 		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 		dctx, cancel := context.WithTimeout(ctx, depositTimeout)
-		err = n.mbox.Deposit(dctx, ai.ID, addr, id, env)
+		err = n.mbox.DepositWithToken(dctx, ai.ID, addr, id, env, tok)
 		cancel()
 		if err == nil {
 			n.sentMailbox.Add(1)

@@ -167,7 +167,8 @@ func (n *Node) refreshContact(ctx context.Context, a identity.AccountID) (*conta
 		c.ListChecked = n.cfg.Now()
 		devs := map[string]deviceInfo{}
 		for _, d := range res.Devices {
-			var info deviceInfo
+			// What the device told us itself (its delivery token) stays.
+			info := deviceInfo{Token: c.Devices[d.Cert.Device.String()].Token}
 			if d.Record != nil {
 				info.Record, _ = d.Record.MarshalBinary()
 			}

@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/mailbox"
 )
 
 // mdnsService is the mDNS service name Peergram nodes announce on the LAN.
@@ -109,15 +110,23 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 			if !expire.IsZero() {
 				subCtx, cancel = context.WithDeadline(ctx, expire.Add(-time.Minute))
 			}
+			tok, changed := n.currentToken()
+			go func() {
+				select {
+				case <-changed: // a new delivery token: subscribe again to register it
+					cancel()
+				case <-subCtx.Done():
+				}
+			}()
 			st.subscribed.Store(true)
-			err = n.mbox.Subscribe(subCtx, r.ID, n.keys.device.SigningKey(), n.handleMailbox)
+			err = n.mbox.SubscribeWith(subCtx, r.ID, n.keys.device.SigningKey(), mailbox.SubscribeOptions{Tokens: []mailbox.Token{tok}}, n.handleMailbox)
 			st.subscribed.Store(false)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
 			if subCtx.Err() != nil {
-				continue // reservation refresh
+				continue // reservation refresh, or a new token
 			}
 		}
 		log.Warn("relay connection lost; retrying", "err", err, "in", backoff)

@@ -86,6 +86,10 @@ type Node struct {
 	sentDirect, sentMailbox atomic.Int64
 	// relayState[i] is the state of relays[i].
 	relayState []relayState
+
+	tokMu        sync.Mutex // guards token, tokenChanged
+	token        mailbox.Token
+	tokenChanged chan struct{}
 }
 
 // New validates cfg and loads nothing yet; Run does the work.
@@ -201,6 +205,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.self = sealed.Device{Key: n.keys.device, Cert: n.keys.cert}
 	if err := n.migrate(); err != nil {
 		return err
+	}
+	if err := n.loadToken(); err != nil {
+		return fmt.Errorf("node: delivery token: %w", err)
 	}
 	if err := n.migrateOwnCert(); err != nil {
 		return fmt.Errorf("node: device certificate: %w", err)

@@ -40,6 +40,13 @@ func startRelay(t *testing.T, dir string) *testRelay {
 // configuration.
 func startRelayWith(t *testing.T, dir string, mod func(*directory.Config)) *testRelay {
 	t.Helper()
+	return startRelayConfig(t, dir, mod, nil)
+}
+
+// startRelayConfig is startRelay with hooks to change the directory's and
+// the mailbox's configuration.
+func startRelayConfig(t *testing.T, dir string, mod func(*directory.Config), mmod func(*mailbox.Config)) *testRelay {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +59,11 @@ func startRelayWith(t *testing.T, dir string, mod func(*directory.Config)) *test
 	if r.relay, err = relayv2.New(h); err != nil {
 		t.Fatal(err)
 	}
-	if r.mbox, err = mailbox.NewServer(mailbox.Config{DB: db, Host: h}); err != nil {
+	mcfg := mailbox.Config{DB: db, Host: h}
+	if mmod != nil {
+		mmod(&mcfg)
+	}
+	if r.mbox, err = mailbox.NewServer(mcfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.mbox.Start(); err != nil {

@@ -321,6 +321,11 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 				c.State = stateRequest
 			}
 		}
+		if !outgoing {
+			if err := storePeerToken(c, m.Device, p.DT); err != nil {
+				n.log.Info("bad delivery token", "from", m.Sender.String(), "err", err)
+			}
+		}
 		if err := n.st.putContact(tx, c); err != nil {
 			return nil, nil, err
 		}
@@ -361,6 +366,18 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		if status != chat.StatusDelivered && status != chat.StatusRead {
 			return nil, nil, nil
 		}
+		if p.DT != "" && m.Sender != self {
+			c, err := n.st.getContact(tx, m.Sender)
+			if err == nil {
+				if storePeerToken(c, m.Device, p.DT) == nil {
+					if err := n.st.putContact(tx, c); err != nil {
+						return nil, nil, err
+					}
+				}
+			} else if !errors.Is(err, chat.ErrUnknownContact) {
+				return nil, nil, err
+			}
+		}
 		var evs []chat.Event
 		for _, s := range p.IDs {
 			id, err := chat.ParseMessageID(s)
@@ -400,7 +417,7 @@ func (n *Node) receiptJobs(tx *storage.Txn, to identity.AccountID, status chat.S
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), maxReceiptIDs)]
 		ids = ids[len(batch):]
-		body, err := json.Marshal(payload{Kind: "receipt", Status: string(status), IDs: batch})
+		body, err := json.Marshal(payload{Kind: "receipt", Status: string(status), IDs: batch, DT: n.tokenHex()})
 		if err != nil {
 			return nil, err
 		}

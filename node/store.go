@@ -183,6 +183,9 @@ func (c *contactRecord) accepted() bool { return c.state() == stateContact }
 type deviceInfo struct {
 	Record []byte `json:"record,omitempty"` // directory.Record, marshalled
 	Bundle []byte `json:"bundle,omitempty"` // pqxdh.Bundle taken from a directory; cleared once used
+	// Token is the device's delivery token, as it sent it inside the
+	// session: deposits to its mailbox carry it (mailbox.DepositWithToken).
+	Token string `json:"token,omitempty"`
 }
 
 func (c *contactRecord) deviceList() (*identity.DeviceList, error) {
