@@ -28,7 +28,7 @@ func runScenario(b *testing.B, f scenario, n, size int) {
 }
 
 // BenchmarkS1Ingest: 20,000 deposits of 1 KiB through the protocol (256
-// concurrent depositors, one client stream, group commit, synced) against
+// concurrent depositors, one Client (up to 4 streams), group commit, synced) against
 // its anchor, a raw synced Badger WriteBatch of the same values; and the
 // same deposits through the committer alone (no network).
 func BenchmarkS1Ingest(b *testing.B) {
