@@ -123,9 +123,10 @@ type Limits struct {
 //   - Mailbox.Streams = 4,096. Each of the 2,048 peers the relay admits
 //     may hold a subscription and a deposit stream at once. A flood needs
 //     512 peers at the per-peer limit, 64 IPv4 addresses.
-//   - Mailbox.MemoryPerPeer = 16 MiB. Two deposit streams with their
-//     whole pipeline in flight (the server holds up to 8 MiB of one
-//     stream's deposits, reserved in 1 MiB steps).
+//   - Mailbox.MemoryPerPeer = 32 MiB. The four deposit streams a
+//     mailbox.Client spreads its deposits over, each with its whole
+//     pipeline in flight (the server holds up to 8 MiB of one stream's
+//     deposits, reserved in 1 MiB steps).
 //   - Mailbox.Memory = 128 MiB. Eight such peers at once, or over a
 //     hundred depositing an envelope each; a tenth of what a 2 GiB VPS
 //     has left besides Badger's caches and the connections' buffers. A
@@ -147,7 +148,7 @@ func OperatorLimits() Limits {
 		Mailbox: ProtocolLimits{
 			StreamsPerPeer: 8,
 			Streams:        4096,
-			MemoryPerPeer:  16 << 20,
+			MemoryPerPeer:  32 << 20,
 			Memory:         128 << 20,
 		},
 		Directory: ProtocolLimits{
