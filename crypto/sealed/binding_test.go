@@ -144,3 +144,39 @@ func TestADBindsAccounts(t *testing.T) {
 		t.Fatal("session accounts not set")
 	}
 }
+
+// TestSeenRing: a session remembers the last MaxSeenIDs message IDs, in
+// order, also across marshalling.
+func TestSeenRing(t *testing.T) {
+	r := seeded(35)
+	alice, bob := newPeer(t, r, "alice"), newPeer(t, r, "bob")
+	s := connect(t, r, alice, bob, nil)
+	id := func(i int) MessageID { return MessageID{byte(i), byte(i >> 8), 0x5e} }
+	const n = MaxSeenIDs + 500
+	for i := range n {
+		s.rememberID(id(i))
+	}
+	got := s.seenInOrder()
+	if len(got) != MaxSeenIDs || len(s.seenIndex) != MaxSeenIDs {
+		t.Fatalf("%d IDs held (%d indexed), want %d", len(got), len(s.seenIndex), MaxSeenIDs)
+	}
+	for i, x := range got {
+		if x != id(n-MaxSeenIDs+i) {
+			t.Fatalf("position %d holds the wrong ID", i)
+		}
+	}
+	raw, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalSession(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, old := back.seenIndex[id(n-MaxSeenIDs-1)]; old {
+		t.Fatal("a forgotten ID came back")
+	}
+	if _, kept := back.seenIndex[id(n-1)]; !kept || len(back.seenInOrder()) != MaxSeenIDs || back.seenInOrder()[0] != id(n-MaxSeenIDs) {
+		t.Fatal("the IDs were not kept in order across marshalling")
+	}
+}

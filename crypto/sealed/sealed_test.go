@@ -151,7 +151,7 @@ func TestForwardSecrecy(t *testing.T) {
 	}
 	forgetIDs := func(p *peer) {
 		for _, s := range p.sessions {
-			s.seen, s.seenIndex = nil, map[MessageID]struct{}{}
+			s.seen, s.seenHead, s.seenIndex = nil, 0, map[MessageID]struct{}{}
 		}
 	}
 	// Control: the earlier copy, without its ID set, reads message 500.

@@ -47,7 +47,8 @@ type Session struct {
 	// envelope.
 	pendingCert []byte
 	pendingInit []byte
-	seen        []MessageID // recent IDs, oldest first
+	seen        []MessageID // recent IDs: a ring of MaxSeenIDs once full, oldest at seenHead
+	seenHead    int
 	seenIndex   map[MessageID]struct{}
 }
 
@@ -378,12 +379,7 @@ func (s *Session) open(rand io.Reader, ct []byte, now int64) (Message, error) {
 	if _, dup := s.seenIndex[m.ID]; dup {
 		return Message{}, fmt.Errorf("%w: message ID seen before", ErrDuplicate)
 	}
-	s.seen = append(s.seen, m.ID)
-	s.seenIndex[m.ID] = struct{}{}
-	if len(s.seen) > MaxSeenIDs {
-		delete(s.seenIndex, s.seen[0])
-		s.seen = slices.Delete(s.seen, 0, 1)
-	}
+	s.rememberID(m.ID)
 	if m.Timestamp > now+MaxFutureSkew || m.Timestamp < now-MaxAge {
 		// Authentic and new, but the sender's clock (or ours) is off, or
 		// the message was held back: it is returned with the error so the
@@ -391,4 +387,22 @@ func (s *Session) open(rand io.Reader, ct []byte, now int64) (Message, error) {
 		return m, fmt.Errorf("%w: %d (now %d)", ErrTimestamp, m.Timestamp, now)
 	}
 	return m, nil
+}
+
+// rememberID adds id to the recent IDs, forgetting the oldest once
+// MaxSeenIDs are held (a ring: no copying per message).
+func (s *Session) rememberID(id MessageID) {
+	s.seenIndex[id] = struct{}{}
+	if len(s.seen) < MaxSeenIDs {
+		s.seen = append(s.seen, id)
+		return
+	}
+	delete(s.seenIndex, s.seen[s.seenHead])
+	s.seen[s.seenHead] = id
+	s.seenHead = (s.seenHead + 1) % len(s.seen)
+}
+
+// seenInOrder returns the recent IDs, oldest first.
+func (s *Session) seenInOrder() []MessageID {
+	return append(slices.Clone(s.seen[s.seenHead:]), s.seen[:s.seenHead]...)
 }

@@ -36,7 +36,7 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 	w.Var(s.pendingCert)
 	w.Var(s.pendingInit)
 	w.Uint32(uint32(len(s.seen)))
-	for _, id := range s.seen {
+	for _, id := range s.seenInOrder() {
 		w.Fixed(id[:])
 	}
 	return w.Bytes(), nil
