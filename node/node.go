@@ -405,13 +405,6 @@ func (n *Node) APIURL() string { return n.apiAddr }
 // Ready is closed once Run has started everything.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // broadcaster fans events out to API subscribers. A subscriber that falls
 // behind by more than its buffer loses events (it can re-list the chat).
 type broadcaster struct {
