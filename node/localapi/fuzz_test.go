@@ -36,7 +36,7 @@ func post(t *testing.T, h http.Handler, path string, body []byte, ok int) *httpt
 	switch rec.Code {
 	case ok:
 		return rec
-	case 400, 404, 413:
+	case 400, 404, 409, 413:
 		var e struct{ Error, Code string }
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Error == "" {
 			t.Fatalf("status %d with body %q", rec.Code, rec.Body)
