@@ -134,6 +134,7 @@ func TestADBindsAccounts(t *testing.T) {
 		"own device":   func(c *Session) { c.self[0] ^= 1 },
 	} {
 		c := *s
+		c.adSend, c.adRecv = nil, nil // built once per session; rebuild from the mutated fields
 		mutate(&c)
 		if string(c.ratchetAD(true)) == string(base) || string(c.ratchetAD(false)) == string(s.ratchetAD(false)) {
 			t.Errorf("AD does not depend on the %s", name)

@@ -47,6 +47,8 @@ type Session struct {
 	// envelope.
 	pendingCert []byte
 	pendingInit []byte
+	adSend      []byte      // ratchetAD(true), built once (not marshalled)
+	adRecv      []byte      // ratchetAD(false), built once
 	seen        []MessageID // recent IDs: a ring of MaxSeenIDs once full, oldest at seenHead
 	seenHead    int
 	seenIndex   map[MessageID]struct{}
@@ -131,6 +133,12 @@ func Initiate(rand io.Reader, self Device, peerCert *identity.DeviceCert, b *pqx
 // recommends in §4.8 "Identity binding"), so a message one peer wrote to
 // another can never authenticate in any other pair's session.
 func (s *Session) ratchetAD(sending bool) []byte {
+	if sending && s.adSend != nil {
+		return s.adSend
+	}
+	if !sending && s.adRecv != nil {
+		return s.adRecv
+	}
 	fromAcct, fromDev, toAcct, toDev, id := s.selfAcct, s.self, s.peerAccount, s.peerDevice, s.sendID
 	if !sending {
 		fromAcct, fromDev, toAcct, toDev, id = s.peerAccount, s.peerDevice, s.selfAcct, s.self, s.recvID
@@ -142,7 +150,13 @@ func (s *Session) ratchetAD(sending bool) []byte {
 	ad = append(ad, toAcct[:]...)
 	ad = append(ad, toDev[:]...)
 	ad = append(ad, id[:]...)
-	return append(ad, s.ad...)
+	ad = append(ad, s.ad...)
+	if sending {
+		s.adSend = ad
+	} else {
+		s.adRecv = ad
+	}
+	return ad
 }
 
 // Seal encrypts m for the peer device and returns the encoded envelope.
