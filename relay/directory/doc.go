@@ -121,9 +121,17 @@
 //	Status   0x03  code:u8 | len:u16 | text (≤512 bytes, UTF-8) [ | x25519:u32 | mlkem:u32 ]
 //	Entries  0x04  list:var | n:u16 (≤64) | n × ( device[32] | bundle:var | record:var )
 //	Stock    0x05  device[32]
+//	History  0x06  account[32] | from:u64 | to:u64
+//	Lists    0x07  n:u16 (≤ MaxHistoryLists) | n × (len:u32 | device list)
+//
+// History asks for an account's lists with versions from..to; Lists
+// answers with those the relay keeps (the newest 256 versions), oldest
+// first, at most MaxHistoryLists, so a client that knows an old list can
+// check every link to the newest.
 //
 // A Status that answers a Stock, or a Publish with a bundle sent by the
-// device's own peer, carries the stock: the one-time prekeys of each kind
+// device's own peer, carries the stock (and, answering a Stock, the
+// hand-out cursor: every one-time prekey below it was handed out): the one-time prekeys of each kind
 // the relay holds for the device. The counts are fields appended to the
 // Status of the first release, so a receiver that does not know them
 // ignores them, and a Status without them (a refusal, an older relay)
