@@ -587,12 +587,16 @@ func (n *Node) newSession(ctx context.Context, t target) (*sealed.Session, error
 // home relays' mailboxes.
 func (n *Node) send(ctx context.Context, t target, env []byte) error {
 	var errs []error
-	if t.record != nil && t.record.PeerID != "" && t.record.PeerID != n.host.ID() {
+	if t.record != nil && t.record.PeerID != "" && t.record.PeerID != n.host.ID() &&
+		n.reach.tryDirect(n.host.Network(), t.record.PeerID, n.cfg.Now()) {
+		n.directAttempts.Add(1)
 		err := n.sendDirect(ctx, t.record.PeerID, t.record.Relays, env)
 		if err == nil {
+			n.reach.reached(t.record.PeerID)
 			n.sentDirect.Add(1)
 			return nil
 		}
+		n.reach.failed(t.record.PeerID, n.cfg.Now())
 		errs = append(errs, fmt.Errorf("direct: %w", err))
 	}
 	relays := []string(nil)

@@ -82,8 +82,10 @@ type Node struct {
 	apiAddr  string
 	lockFile *os.File
 
-	// Envelopes handed over by path, for logs and tests.
-	sentDirect, sentMailbox atomic.Int64
+	// Envelopes handed over by path, and direct attempts, for logs and
+	// tests.
+	sentDirect, sentMailbox, directAttempts atomic.Int64
+	reach                                   reachability
 	// relayState[i] is the state of relays[i].
 	relayState []relayState
 
