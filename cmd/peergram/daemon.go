@@ -23,6 +23,7 @@ type daemonConfig struct {
 	Listen  []string // libp2p multiaddrs
 	APIAddr string   // host:port, loopback
 	Relays  []string // relay multiaddrs with /p2p/ID
+	Pprof   string   // host:port for Go's profiles, loopback; "" = off
 	Logger  *slog.Logger
 }
 
@@ -53,6 +54,11 @@ func runNode(ctx context.Context, cfg daemonConfig) error {
 		}
 		if cfg.Logger != nil {
 			cfg.Logger.Info("initialised a new home", "home", cfg.Home, "account", info.AccountID, "name", name)
+		}
+	}
+	if cfg.Pprof != "" {
+		if _, err := servePprof(ctx, cfg.Pprof, cfg.Logger); err != nil {
+			return err
 		}
 	}
 	n, err := node.New(node.Config{

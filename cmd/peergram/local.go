@@ -68,5 +68,6 @@ serves the local API on --api, writing its URL to DIR/api.`,
 	f.StringVar(&cfg.APIAddr, "api", "", "local API address HOST:PORT, loopback only (default 127.0.0.1, random port)")
 	f.StringArrayVar(&cfg.Relays, "relay", nil, "home relay multiaddr ending in /p2p/PEER_ID (repeatable)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on HOST:PORT, loopback only (default off)")
 	return cmd
 }
