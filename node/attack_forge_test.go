@@ -1,8 +1,6 @@
 package node
 
 import (
-	"bufio"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
@@ -11,11 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"io"
 	"testing"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
@@ -84,35 +79,6 @@ func forgePrekeyEnvelope(t *testing.T, recipient identity.DeviceID, recipientIK 
 		t.Fatal(err)
 	}
 	return raw
-}
-
-// sendRaw delivers raw bytes as one envelope over the direct protocol and
-// returns the node's answer (directOK, directRejected, or -1 on reset).
-func sendRaw(t *testing.T, f *fakeDevice, n *testNode, env []byte) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := f.h.Connect(ctx, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	str, err := f.h.NewStream(ctx, n.host.ID(), ProtocolID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer str.Close()
-	w := bufio.NewWriter(str)
-	if err := writeFrame(w, env); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	_ = str.CloseWrite()
-	var ack [1]byte
-	if _, err := io.ReadFull(str, ack[:]); err != nil {
-		return -1
-	}
-	return int(ack[0])
 }
 
 // TestAttackForgedPrekeySpoofsRequest: anyone can make Bob list Alice as

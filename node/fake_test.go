@@ -235,6 +235,15 @@ func (f *fakeDevice) send(t *testing.T, n *testNode, p payload, id sealed.Messag
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sendRaw(t, f, n, env)
+}
+
+// sendRaw delivers raw bytes as one envelope over the direct protocol and
+// returns the node's answer (directOK, directRejected, or -1 on reset).
+func sendRaw(t *testing.T, f *fakeDevice, n *testNode, env []byte) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	if err := f.h.Connect(ctx, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
