@@ -52,6 +52,7 @@ func (n *Node) Status(context.Context) (localapi.Status, error) {
 func (n *Node) publish(ctx context.Context, relay peer.ID) error {
 	n.mu.Lock()
 	bundle := n.keys.prekeys.Bundle(n.keys.device)
+	list := n.keys.list // replaced (never changed in place) by refreshOwnList and re-signing
 	n.mu.Unlock()
 	issued, err := n.nextRecordIssued()
 	if err != nil {
@@ -65,7 +66,7 @@ func (n *Node) publish(ctx context.Context, relay peer.ID) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	if err := n.dir.Publish(ctx, relay, n.keys.list, bundle, rec); err != nil {
+	if err := n.dir.Publish(ctx, relay, list, bundle, rec); err != nil {
 		return fmt.Errorf("publish keys: %w", err)
 	}
 	return nil
