@@ -257,7 +257,7 @@ func (n *Node) AddContact(ctx context.Context, idOrLink, name string) (chat.Cont
 		return chat.Contact{}, err
 	}
 	if len(receipts) > 0 {
-		n.kick()
+		n.notify(c.Account)
 	}
 	return n.contactView(c), nil
 }
@@ -466,7 +466,7 @@ func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, erro
 				return err
 			}
 		}
-		seq, err := n.st.nextChatSeq(tx, c.Account)
+		seq, err := n.nextChatSeq()
 		if err != nil {
 			return err
 		}
@@ -491,7 +491,9 @@ func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, erro
 		return chat.Message{}, err
 	}
 	n.events.publish(chat.Event{Type: chat.EventMessage, Message: rec.Message})
-	n.kick()
+	if to, err := identity.ParseAccountID(rec.Chat); err == nil {
+		n.notify(to)
+	}
 	return rec.Message, nil
 }
 
@@ -606,7 +608,7 @@ func (n *Node) markRead(acct identity.AccountID, ids []string) error {
 	for _, e := range evs {
 		n.events.publish(e)
 	}
-	n.kick()
+	n.notify(acct)
 	return nil
 }
 

@@ -5,12 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -81,255 +78,6 @@ type sealedCopy struct {
 	IK  [32]byte `json:"ik"`
 }
 
-// How long the outbox retries a job before it gives up: a text as long as
-// a relay would keep it (its recipient may be offline that long), a
-// receipt a few days.
-const (
-	maxTextRetry    = 30 * 24 * time.Hour
-	maxReceiptRetry = 3 * 24 * time.Hour
-)
-
-// errUndeliverable marks a job that can never succeed (the message can
-// never fit in an envelope, or the recipient has no devices): it fails at
-// once instead of retrying.
-var errUndeliverable = errors.New("node: undeliverable")
-
-func jobKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
-
-// enqueue stores a job in the outbox inside tx and wakes the worker after
-// commit (the caller calls n.kick).
-func (n *Node) enqueue(tx *storage.Txn, j *job) error {
-	seq, err := n.st.nextOutboxSeq(tx)
-	if err != nil {
-		return err
-	}
-	j.Seq = seq
-	raw, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	return tx.Set(n.st.outbox, jobKey(seq), raw)
-}
-
-func (n *Node) kick() {
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
-}
-
-// runOutbox delivers outbox jobs until ctx ends. Each recipient's jobs go
-// in order, by one worker at a time; recipients are served in parallel (at
-// most outboxWorkers at once), so a recipient that is slow to reach holds
-// up only its own messages. The dispatcher wakes when a job is added
-// (kick), when a worker ends, and when the earliest backoff runs out.
-func (n *Node) runOutbox(ctx context.Context) {
-	var (
-		mu     sync.Mutex
-		active = map[identity.AccountID]bool{}
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, outboxWorkers)
-	)
-	defer wg.Wait()
-	for ctx.Err() == nil {
-		jobs, err := n.outboxJobs()
-		if err != nil {
-			n.log.Error("outbox: read", "err", err)
-		}
-		now := n.cfg.Now()
-		first := map[identity.AccountID]*job{}
-		for _, j := range jobs {
-			if first[j.To] == nil {
-				first[j.To] = j
-			}
-		}
-		var next time.Time
-		mu.Lock()
-		for to, j := range first {
-			if active[to] {
-				continue
-			}
-			if j.NextAt > now.UnixMilli() {
-				at := time.UnixMilli(j.NextAt)
-				if next.IsZero() || at.Before(next) {
-					next = at
-				}
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				continue // all workers busy: a worker's end wakes us
-			}
-			active[to] = true
-			wg.Go(func() {
-				defer func() { <-sem }()
-				n.serveRecipient(ctx, to)
-				mu.Lock()
-				delete(active, to)
-				mu.Unlock()
-				n.kick() // the dispatcher looks again: new jobs, the next backoff
-			})
-		}
-		mu.Unlock()
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = max(time.Until(next), 0)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.wake:
-		case <-time.After(wait):
-		}
-	}
-}
-
-// outboxJobs reads the outbox in order.
-func (n *Node) outboxJobs() ([]*job, error) {
-	var jobs []*job
-	err := n.db.View(func(tx *storage.Txn) error {
-		return tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
-			var j job
-			if err := json.Unmarshal(val, &j); err != nil {
-				return err
-			}
-			jobs = append(jobs, &j)
-			return nil
-		})
-	})
-	return jobs, err
-}
-
-// serveRecipient delivers to's jobs until none is due, re-reading the
-// outbox so jobs added meanwhile go too. It returns when the first waiting
-// job is due (zero if none is left).
-func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.Time {
-	for ctx.Err() == nil {
-		all, err := n.outboxJobs()
-		if err != nil {
-			n.log.Error("outbox: read", "err", err)
-			return time.Time{}
-		}
-		var jobs []*job
-		for _, j := range all {
-			if j.To == to {
-				jobs = append(jobs, j)
-			}
-		}
-		if len(jobs) == 0 {
-			return time.Time{}
-		}
-		if at := n.deliverQueue(ctx, jobs); !at.IsZero() {
-			return at
-		}
-	}
-	return time.Time{}
-}
-
-// outboxWorkers is how many recipients the outbox serves at once.
-const outboxWorkers = 32
-
-// jobBudget bounds one attempt at one job: a recipient whose devices and
-// relays do not answer waits out its backoff instead of the outbox.
-const jobBudget = 30 * time.Second
-
-// deliverQueue delivers one recipient's jobs in order. A job waiting out a
-// retry backoff, or failing now, holds back the later ones: per-contact
-// order is kept. It returns when the first waiting job is due (zero if
-// all went).
-func (n *Node) deliverQueue(ctx context.Context, jobs []*job) time.Time {
-	for _, j := range jobs {
-		if ctx.Err() != nil {
-			return time.Time{}
-		}
-		now := n.cfg.Now()
-		if j.NextAt > now.UnixMilli() {
-			return time.UnixMilli(j.NextAt)
-		}
-		jctx, cancel := context.WithTimeout(ctx, jobBudget)
-		err := n.deliverJob(jctx, j)
-		cancel()
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return time.Time{}
-		}
-		limit := maxReceiptRetry
-		if j.Text {
-			limit = maxTextRetry
-		}
-		if errors.Is(err, errUndeliverable) || now.Sub(time.UnixMilli(j.SentAt)) > limit {
-			n.log.Warn("outbox: giving up", "to", j.To.String(), "id", j.ID.String(), "attempts", j.Attempts, "err", err)
-			if err := n.failJob(j, err); err != nil {
-				n.log.Error("outbox: fail", "err", err)
-			}
-			continue
-		}
-		j.Attempts++
-		delay := min(n.cfg.RetryMin<<min(j.Attempts, 16), n.cfg.RetryMax)
-		j.NextAt = now.Add(jitter(delay)).UnixMilli()
-		n.log.Info("outbox: delivery failed; will retry", "to", j.To.String(), "id", j.ID.String(), "attempt", j.Attempts, "err", err)
-		if err := n.saveJob(j); err != nil {
-			n.log.Error("outbox: save", "err", err)
-		}
-		return time.UnixMilli(j.NextAt)
-	}
-	return time.Time{}
-}
-
-// failJob removes a job that cannot be delivered and marks its message
-// failed, with the reason.
-func (n *Node) failJob(j *job, reason error) error {
-	var ev *chat.Event
-	err := n.db.Update(func(tx *storage.Txn) error {
-		ev = nil
-		if err := tx.Delete(n.st.outbox, jobKey(j.Seq)); err != nil {
-			return err
-		}
-		if !j.Text {
-			return nil
-		}
-		m, err := n.st.getMessage(tx, j.To, j.ID)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if m.Status != chat.StatusPending {
-			return nil
-		}
-		m.Status = chat.StatusFailed
-		m.Error = failReason(reason)
-		ev = &chat.Event{Type: chat.EventStatus, Message: m.Message}
-		return n.st.putMessage(tx, j.To, m)
-	})
-	if err == nil && ev != nil {
-		n.events.publish(*ev)
-	}
-	return err
-}
-
-func failReason(err error) string {
-	switch {
-	case errors.Is(err, sealed.ErrTooLarge):
-		return "too large to send"
-	case errors.Is(err, errUndeliverable):
-		return "cannot be delivered: " + err.Error()
-	}
-	return "not delivered in time: " + err.Error()
-}
-
-func (n *Node) saveJob(j *job) error {
-	raw, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	return n.db.Update(func(tx *storage.Txn) error { return tx.Set(n.st.outbox, jobKey(j.Seq), raw) })
-}
-
 // target is one device a job goes to.
 type target struct {
 	account identity.AccountID
@@ -398,136 +146,6 @@ func (n *Node) targets(ctx context.Context, to identity.AccountID) ([]target, er
 	return out, nil
 }
 
-// deliverJob seals j for every target device not yet done (or reuses the
-// copy sealed on an earlier attempt) and hands each copy to the device or
-// its relays.
-func (n *Node) deliverJob(ctx context.Context, j *job) error {
-	ts, err := n.targets(ctx, j.To)
-	if err != nil {
-		return err
-	}
-	var failed error
-	for _, t := range ts {
-		dev := t.cert.Device.String()
-		if slices.Contains(j.Done, dev) {
-			continue
-		}
-		env, err := n.sealFor(ctx, t, j)
-		if err == nil {
-			err = n.send(ctx, t, env)
-		}
-		if err != nil {
-			if errors.Is(err, sealed.ErrTooLarge) {
-				return fmt.Errorf("%w: %w", errUndeliverable, err)
-			}
-			failed = errors.Join(failed, fmt.Errorf("device %.8s: %w", dev, err))
-			continue
-		}
-		j.Done = append(j.Done, dev)
-		delete(j.Sealed, dev)
-	}
-	if failed != nil {
-		if err := n.saveJob(j); err != nil {
-			return err
-		}
-		return failed
-	}
-	var ev *chat.Event
-	err = n.db.Update(func(tx *storage.Txn) error {
-		ev = nil
-		if err := tx.Delete(n.st.outbox, jobKey(j.Seq)); err != nil {
-			return err
-		}
-		if !j.Text {
-			return nil
-		}
-		m, err := n.st.getMessage(tx, j.To, j.ID)
-		if err != nil {
-			return err
-		}
-		m.Status = chat.Advance(m.Status, chat.StatusSent)
-		ev = &chat.Event{Type: chat.EventStatus, Message: m.Message}
-		return n.st.putMessage(tx, j.To, m)
-	})
-	if err == nil && ev != nil {
-		n.events.publish(*ev) // only once the status is committed
-	}
-	return err
-}
-
-// sealFor returns j's envelope for device t: the copy sealed on an earlier
-// attempt if it was sealed to t's current key, else a new one. A new copy
-// is committed together with the session it advanced and the job, so a
-// crash never leaves a sealed copy the job does not know of.
-func (n *Node) sealFor(ctx context.Context, t target, j *job) ([]byte, error) {
-	dev := t.cert.Device.String()
-	if c, ok := j.Sealed[dev]; ok && c.IK == t.cert.DH {
-		return c.Env, nil
-	}
-	p := peerKey{t.account, t.cert.Device}
-	var sess *sealed.Session
-	err := n.db.View(func(tx *storage.Txn) (err error) {
-		sess, err = n.st.currentSession(tx, p)
-		return err
-	})
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return nil, err
-	}
-	if sess == nil || sess.PeerIdentityKey() != t.cert.DH {
-		// No session, or one agreed with a key the device's current
-		// certificate no longer has: start a new one (network, unlocked).
-		if sess, err = n.newSession(ctx, t); err != nil {
-			return nil, err
-		}
-	}
-	defer n.devLocks.lock(p)()
-	// Re-read under the lock: a receive may have advanced or replaced it.
-	var install bool
-	if err := n.db.View(func(tx *storage.Txn) error {
-		cur, err := n.st.currentSession(tx, p)
-		switch {
-		case err == nil && cur.PeerIdentityKey() == t.cert.DH:
-			sess = cur
-		case err == nil || errors.Is(err, storage.ErrNotFound):
-			install = true // the session made above becomes current
-		default:
-			return err
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if sess.PeerIdentityKey() != t.cert.DH || sess.PeerAccount() != t.account || sess.PeerDevice() != t.cert.Device {
-		return nil, fmt.Errorf("node: session does not match the certificate of %s", t.cert.Device)
-	}
-	env, err := sess.Seal(n.rand, sealed.Message{ID: sealed.MessageID(j.ID), Timestamp: j.SentAt, Body: j.Payload})
-	if err != nil {
-		return nil, err
-	}
-	if j.Sealed == nil {
-		j.Sealed = map[string]sealedCopy{}
-	}
-	j.Sealed[dev] = sealedCopy{Env: env, IK: t.cert.DH}
-	raw, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	if err := n.db.Update(func(tx *storage.Txn) error {
-		if install {
-			if err := n.st.installSession(tx, sess, false, n.cfg.Now().UnixNano()); err != nil {
-				return err
-			}
-		} else if err := n.st.saveSession(tx, &stored{sess: sess}); err != nil {
-			return err
-		}
-		return tx.Set(n.st.outbox, jobKey(j.Seq), raw)
-	}); err != nil {
-		delete(j.Sealed, dev)
-		return nil, err
-	}
-	return env, nil
-}
-
 // newSession starts a session with a device from a bundle kept since the
 // account was looked up, or fetched now. It stores nothing: sealFor
 // installs it with the first envelope.
@@ -583,21 +201,37 @@ func (n *Node) newSession(ctx context.Context, t target) (*sealed.Session, error
 	return sess, err
 }
 
-// send hands one envelope to the device directly, or else to one of its
-// home relays' mailboxes.
-func (n *Node) send(ctx context.Context, t target, env []byte) error {
-	var errs []error
+// sendBatch hands envelopes to device t, in order: directly while the
+// device is reachable, the rest to one of its home relays' mailboxes with
+// many deposits in flight. It returns per envelope nil (handed over) or
+// why not.
+func (n *Node) sendBatch(ctx context.Context, t target, envs [][]byte) []error {
+	errs := make([]error, len(envs))
+	left := make([]int, 0, len(envs))
 	if t.record != nil && t.record.PeerID != "" && t.record.PeerID != n.host.ID() &&
 		n.reach.tryDirect(n.host.Network(), t.record.PeerID, n.cfg.Now()) {
-		n.directAttempts.Add(1)
-		err := n.sendDirect(ctx, t.record.PeerID, t.record.Relays, env)
-		if err == nil {
+		for k, env := range envs {
+			if len(left) > 0 {
+				left = append(left, k)
+				continue
+			}
+			n.directAttempts.Add(1)
+			if err := n.sendDirect(ctx, t.record.PeerID, t.record.Relays, env); err != nil {
+				n.reach.failed(t.record.PeerID, n.cfg.Now())
+				errs[k] = fmt.Errorf("direct: %w", err)
+				left = append(left, k)
+				continue
+			}
 			n.reach.reached(t.record.PeerID)
 			n.sentDirect.Add(1)
-			return nil
 		}
-		n.reach.failed(t.record.PeerID, n.cfg.Now())
-		errs = append(errs, fmt.Errorf("direct: %w", err))
+	} else {
+		for k := range envs {
+			left = append(left, k)
+		}
+	}
+	if len(left) == 0 {
+		return errs
 	}
 	relays := []string(nil)
 	if t.record != nil {
@@ -606,31 +240,47 @@ func (n *Node) send(ctx context.Context, t target, env []byte) error {
 	if len(relays) == 0 {
 		relays = n.cfg.Relays // same home relays as ours: the common case in a small deployment
 	}
-	sum := sha256.Sum256(env)
-	var id mailbox.EnvelopeID
-	copy(id[:], sum[:])
+	if len(relays) == 0 {
+		for _, k := range left {
+			errs[k] = errors.Join(errs[k], fmt.Errorf("%w: no route to device %s", chat.ErrUnavailable, t.cert.Device))
+		}
+		return errs
+	}
 	addr := mailbox.Address(t.cert.Device)
 	tok := n.peerToken(t)
 	for _, s := range relays {
 		ai, err := addrInfo(s)
 		if err != nil {
-			errs = append(errs, err)
+			for _, k := range left {
+				errs[k] = errors.Join(errs[k], err)
+			}
 			continue
 		}
 		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
-		dctx, cancel := context.WithTimeout(ctx, depositTimeout)
-		err = n.mbox.DepositWithToken(dctx, ai.ID, addr, id, env, tok)
-		cancel()
-		if err == nil {
-			n.sentMailbox.Add(1)
-			return nil
+		items := make([]mailbox.Item, len(left))
+		for k, i := range left {
+			sum := sha256.Sum256(envs[i])
+			items[k] = mailbox.Item{To: addr, Envelope: envs[i], Token: tok}
+			copy(items[k].ID[:], sum[:])
 		}
-		errs = append(errs, fmt.Errorf("relay %s: %w", ai.ID, err))
+		dctx, cancel := context.WithTimeout(ctx, depositTimeout)
+		var failed []int
+		for k, err := range n.mbox.DepositAll(dctx, ai.ID, items) {
+			i := left[k]
+			if err != nil {
+				errs[i] = errors.Join(errs[i], fmt.Errorf("relay %s: %w", ai.ID, err))
+				failed = append(failed, i)
+				continue
+			}
+			errs[i] = nil
+			n.sentMailbox.Add(1)
+		}
+		cancel()
+		if left = failed; len(left) == 0 {
+			break
+		}
 	}
-	if len(errs) == 0 {
-		return fmt.Errorf("%w: no route to device %s", chat.ErrUnavailable, t.cert.Device)
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func (n *Node) sendDirect(ctx context.Context, p peer.ID, relays []string, env []byte) error {

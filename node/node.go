@@ -66,21 +66,25 @@ type Node struct {
 	rand   io.Reader
 	relays []peer.AddrInfo
 
-	mu       sync.Mutex // guards keys.prekeys, keys.list, keys.listChecked, keys.cert
-	pkMu     sync.Mutex // serialises changes of the prekey set (accepting sessions, refills)
-	devLocks deviceLocks
-	db       *storage.DB
-	st       *store
-	keys     *keyring
-	host     host.Host
-	mbox     *mailbox.Client
-	dir      *directory.Client
-	self     sealed.Device
-	ready    chan struct{}
-	wake     chan struct{}
-	events   *broadcaster
-	apiAddr  string
-	lockFile *os.File
+	mu          sync.Mutex // guards keys.prekeys, keys.list, keys.listChecked, keys.cert
+	pkMu        sync.Mutex // serialises changes of the prekey set (accepting sessions, refills)
+	devLocks    deviceLocks
+	db          *storage.DB
+	st          *store
+	keys        *keyring
+	host        host.Host
+	mbox        *mailbox.Client
+	dir         *directory.Client
+	self        sealed.Device
+	ready       chan struct{}
+	wake        chan struct{}
+	out         outboxState
+	outSeq      *storage.Sequence // outbox job numbers
+	chatSeq     *storage.Sequence // chat message numbers, above chatSeqBase
+	chatSeqBase uint64
+	events      *broadcaster
+	apiAddr     string
+	lockFile    *os.File
 
 	// Envelopes handed over by path, and direct attempts, for logs and
 	// tests.
@@ -207,6 +211,15 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.self = sealed.Device{Key: n.keys.device, Cert: n.keys.cert}
 	if err := n.migrate(); err != nil {
 		return err
+	}
+	if err := n.openCounters(); err != nil {
+		return fmt.Errorf("node: counters: %w", err)
+	}
+	if err := n.migrateOutbox(); err != nil {
+		return fmt.Errorf("node: outbox: %w", err)
+	}
+	if err := n.loadOutbox(); err != nil {
+		return fmt.Errorf("node: outbox: %w", err)
 	}
 	if err := n.loadToken(); err != nil {
 		return fmt.Errorf("node: delivery token: %w", err)

@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -251,5 +253,66 @@ func TestReceiptBatches(t *testing.T) {
 	}
 	if len(js) != 3 || total != len(ids) {
 		t.Fatalf("%d receipts naming %d IDs, want 3 naming %d", len(js), total, len(ids))
+	}
+}
+
+// TestLegacyOutboxMigrated: jobs a node stored in the outbox layout before
+// outbox.q (key: seq alone) are moved at start, in their order, and
+// delivered; chat numbers continue above the old per-chat counter.
+func TestLegacyOutboxMigrated(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := newFakeDevice(t, relay, nil, "bob")
+	bob.publish(t, nil, bob.cert)
+	ctx := context.Background()
+	if _, err := alice.AddContact(ctx, bob.acct.ID().String(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	alice.stop()
+	db, err := storage.Open(storage.Options{Dir: filepath.Join(aliceHome, dirStore)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(db)
+	to := bob.acct.ID()
+	if err := db.Update(func(tx *storage.Txn) error {
+		for i, text := range []string{"old one", "old two"} {
+			body, err := json.Marshal(payload{Kind: "text", Seq: uint64(i + 1), Text: text})
+			if err != nil {
+				return err
+			}
+			raw, err := json.Marshal(&job{Seq: uint64(10 - i), ID: chat.MessageID{byte(i + 1)}, To: to, Payload: body, SentAt: time.Now().UnixMilli()})
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(st.legacyOutbox, binary.BigEndian.AppendUint64(nil, uint64(i+1)), raw); err != nil {
+				return err
+			}
+		}
+		// A home from before the chat sequence: its per-chat counter, no base.
+		if err := tx.Delete(st.meta, []byte("chat-seq-base")); err != nil {
+			return err
+		}
+		return tx.Set(st.meta, append([]byte("seq/"), to[:]...), binary.BigEndian.AppendUint64(nil, 41))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alice = startNode(t, aliceHome, relay.addr)
+	if got := textsOf(t, bob.receiveN(t, 2)); !slices.Equal(got, []string{"old one", "old two"}) {
+		t.Fatalf("Bob received %q", got)
+	}
+	m, err := alice.Send(ctx, "bob", "new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Seq <= 41 {
+		t.Fatalf("chat seq %d after a per-chat counter at 41", m.Seq)
+	}
+	if n := len(jobs(t, alice)); n > 1 {
+		t.Fatalf("%d jobs left", n)
 	}
 }

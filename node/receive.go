@@ -211,7 +211,7 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 		n.events.publish(e)
 	}
 	if len(receipts) > 0 {
-		n.kick()
+		n.notify(receipts[0].To)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,11 +18,14 @@ import (
 
 // store names the node's keyspaces and encodes its records. Keys:
 //
-//	meta:     "account" "device" "cert" "list" "prekeys" "p2p" "name" "seq/<account>" "outbox-seq"
+//	meta:     "account" "device" "cert" "list" "prekeys" "p2p" "name" "chat-seq-base",
+//	          sequences "chat" and "outbox" (storage.Sequence); homes made before
+//	          them also hold "seq/<account>" and "outbox-seq"
 //	contacts: account(32) → contactRecord (JSON)
 //	sessions: see sessions.go
 //	messages: account(32) || messageID(16) → messageRecord (JSON)
-//	outbox:   seq(8) → job (JSON)
+//	outbox.q: recipient account(32) || seq(8) → job (JSON)
+//	outbox:   seq(8) → job (JSON): the layout before outbox.q, migrated at start
 //	seen:     sender account(32) || messageID(16) → empty, with a TTL past the relay TTL
 type store struct {
 	db       *storage.DB
@@ -33,6 +35,8 @@ type store struct {
 	messages storage.Keyspace
 	outbox   storage.Keyspace
 	seen     storage.Keyspace
+
+	legacyOutbox storage.Keyspace
 }
 
 // seenTTL outlives any envelope a relay may still hold (30 days).
@@ -42,7 +46,8 @@ func newStore(db *storage.DB) *store {
 	return &store{
 		db: db, meta: db.Keyspace("meta"), contacts: db.Keyspace("contacts"),
 		sessions: db.Keyspace("sessions"), messages: db.Keyspace("messages"),
-		outbox: db.Keyspace("outbox"), seen: db.Keyspace("seen"),
+		outbox: db.Keyspace("outbox.q"), seen: db.Keyspace("seen"),
+		legacyOutbox: db.Keyspace("outbox"),
 	}
 }
 
@@ -309,25 +314,3 @@ func (s *store) chatMessages(tx *storage.Txn, a identity.AccountID) ([]*messageR
 
 // nextChatSeq returns the next sequence number of our messages in the chat
 // with a.
-func (s *store) nextChatSeq(tx *storage.Txn, a identity.AccountID) (uint64, error) {
-	return s.nextCounter(tx, append([]byte("seq/"), a[:]...))
-}
-
-// nextOutboxSeq returns the key of the next outbox job: jobs run in this
-// order.
-func (s *store) nextOutboxSeq(tx *storage.Txn) (uint64, error) {
-	return s.nextCounter(tx, []byte("outbox-seq"))
-}
-
-func (s *store) nextCounter(tx *storage.Txn, key []byte) (uint64, error) {
-	var n uint64
-	raw, err := tx.Get(s.meta, key)
-	switch {
-	case err == nil && len(raw) == 8:
-		n = binary.BigEndian.Uint64(raw)
-	case err != nil && !errors.Is(err, storage.ErrNotFound):
-		return 0, err
-	}
-	n++
-	return n, tx.Set(s.meta, key, binary.BigEndian.AppendUint64(nil, n))
-}

@@ -178,6 +178,60 @@ func (c *Client) DepositWithToken(ctx context.Context, relay peer.ID, to Address
 	return nil
 }
 
+// Item is one deposit of DepositAll.
+type Item struct {
+	To       Address
+	ID       EnvelopeID
+	Envelope []byte
+	Token    Token // zero: none
+}
+
+// DepositAll deposits items on relay, in order on one pipelined stream
+// (the relay stores them in that order), and returns each one's outcome as
+// DepositWithToken would: nil once durably stored. Items whose stream
+// broke before they were answered are retried once, in order, on a fresh
+// stream.
+func (c *Client) DepositAll(ctx context.Context, relay peer.ID, items []Item) []error {
+	errs := make([]error, len(items))
+	todo := make([]int, 0, len(items))
+	for i, it := range items {
+		if len(it.Envelope) > maxEnvelopeCeiling {
+			errs[i] = fmt.Errorf("mailbox: deposit: %w: %d bytes", ErrTooLarge, len(it.Envelope))
+			continue
+		}
+		todo = append(todo, i)
+	}
+	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
+		dc, err := c.depositConn(ctx, relay)
+		if err != nil {
+			for _, i := range todo {
+				errs[i] = fmt.Errorf("mailbox: deposit: %w", err)
+			}
+			break
+		}
+		msgs := make([]*depositMsg, len(todo))
+		for k, i := range todo {
+			it := items[i]
+			msgs[k] = &depositMsg{To: it.To, ID: it.ID, Envelope: it.Envelope, Token: it.Token}
+		}
+		var broken []int
+		for k, err := range dc.doAll(ctx, msgs) {
+			i := todo[k]
+			switch {
+			case err == nil:
+				errs[i] = nil
+			case errors.Is(err, errStreamBroken) && ctx.Err() == nil:
+				broken = append(broken, i)
+				errs[i] = fmt.Errorf("mailbox: deposit: %w", err)
+			default:
+				errs[i] = fmt.Errorf("mailbox: deposit: %w", err)
+			}
+		}
+		todo = broken
+	}
+	return errs
+}
+
 // depositConn returns a live deposit stream to relay: the least busy one,
 // or a new one while all are busy and there are fewer than maxStreams;
 // concurrent callers share one dial.
@@ -313,6 +367,55 @@ func (dc *depositConn) do(ctx context.Context, msg *depositMsg) error {
 	case <-ctx.Done():
 		return ctx.Err() // the Result, when it comes, is matched and dropped
 	}
+}
+
+// doAll sends msgs as consecutive frames and waits for every Result.
+func (dc *depositConn) doAll(ctx context.Context, msgs []*depositMsg) []error {
+	errs := make([]error, len(msgs))
+	calls := make([]*call, len(msgs))
+	dc.qmu.Lock()
+	if dc.dead != nil {
+		dc.qmu.Unlock()
+		for i := range errs {
+			errs[i] = errStreamBroken
+		}
+		return errs
+	}
+	for i, msg := range msgs {
+		if !dc.started {
+			dc.started = true
+			m := *msg
+			m.Flags |= flagUnordered
+			msg = &m
+		}
+		cl := &call{id: msg.ID, done: make(chan error, 1)}
+		calls[i] = cl
+		dc.sent = append(dc.sent, cl)
+		dc.byID[msg.ID] = append(dc.byID[msg.ID], cl)
+		dc.out.Add(1)
+		dc.pend = appendFrame(dc.pend, msg)
+	}
+	if dc.flushing {
+		dc.qmu.Unlock()
+	} else {
+		dc.flushing = true
+		dc.flushLocked()
+	}
+	for i, cl := range calls {
+		select {
+		case errs[i] = <-cl.done:
+		case <-ctx.Done():
+			for k := i; k < len(calls); k++ {
+				select {
+				case errs[k] = <-calls[k].done:
+				default:
+					errs[k] = ctx.Err()
+				}
+			}
+			return errs
+		}
+	}
+	return errs
 }
 
 // flushLocked writes pending frames until none are left. Called with qmu

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"sync"
@@ -126,5 +127,37 @@ func TestClientSpreadsStreams(t *testing.T) {
 	}
 	if n, _ := r.stats(addr); n != 505 {
 		t.Fatalf("stored %d, want 505", n)
+	}
+}
+
+// TestDepositAllKeepsOrder: items deposited together arrive in their
+// order (they share one stream, which the relay stores in frame order);
+// an item over the limit fails alone; a duplicate is answered OK.
+func TestDepositAllKeepsOrder(t *testing.T) {
+	r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100})
+	c, _ := newClient(t, r)
+	ctx := testCtx(t)
+	key, addr := newDevice(t)
+	const n = 300
+	items := make([]Item, 0, n+2)
+	for i := range n {
+		items = append(items, Item{To: addr, ID: envID(i), Envelope: envBody(i, 200+i)})
+	}
+	items = append(items, Item{To: addr, ID: envID(n), Envelope: make([]byte, maxEnvelopeCeiling+1)})
+	items = append(items, items[5]) // a duplicate
+	errs := c.DepositAll(ctx, r.h.ID(), items)
+	for i, err := range errs {
+		switch {
+		case i == n && !errors.Is(err, ErrTooLarge):
+			t.Fatalf("oversize item: %v", err)
+		case i != n && err != nil:
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	got := subscribe(t, c, r, key, nil).waitFor(t, n)
+	for i, d := range got {
+		if d.ID != envID(i) || !bytes.Equal(d.Envelope, envBody(i, 200+i)) {
+			t.Fatalf("delivery %d is %v, want envelope %d", i, d.ID, i)
+		}
 	}
 }

@@ -1,0 +1,555 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/storage"
+)
+
+// The outbox holds every payload not yet handed to all its devices, keyed
+// by recipient account and a sequence number, so one recipient's jobs are
+// one prefix read in order. Delivery works in batches: a recipient's
+// worker takes up to outboxBatch due jobs, seals them for each device in
+// one transaction (the session written once), hands the envelopes over
+// with many in flight, and commits the outcome in one more transaction.
+// Nothing on this path syncs once per message.
+
+// How long the outbox retries a job before it gives up: a text as long as
+// a relay would keep it (its recipient may be offline that long), a
+// receipt a few days.
+const (
+	maxTextRetry    = 30 * 24 * time.Hour
+	maxReceiptRetry = 3 * 24 * time.Hour
+)
+
+const (
+	// outboxWorkers is how many recipients the outbox serves at once.
+	outboxWorkers = 32
+	// outboxBatch is how many jobs of one recipient go in one batch.
+	outboxBatch = 512
+	// jobBudget bounds one attempt at one batch: a recipient whose devices
+	// and relays do not answer waits out its backoff instead of the
+	// outbox.
+	jobBudget = 30 * time.Second
+)
+
+// errUndeliverable marks a job that can never succeed (the message can
+// never fit in an envelope, or the recipient has no devices): it fails at
+// once instead of retrying.
+var errUndeliverable = errors.New("node: undeliverable")
+
+// jobKey is j's outbox key: recipient || seq.
+func jobKey(j *job) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(j.To)+8), j.To[:]...), j.Seq)
+}
+
+// enqueue stores a job in the outbox inside tx. After the commit the
+// caller calls n.notify(j.To).
+func (n *Node) enqueue(tx *storage.Txn, j *job) error {
+	seq, err := n.outSeq.Next()
+	if err != nil {
+		return err
+	}
+	j.Seq = seq
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return tx.Set(n.st.outbox, jobKey(j), raw)
+}
+
+// outboxState is the dispatcher's view of the outbox: which recipients
+// have jobs and when the first is due, which are being served, and which
+// got new jobs while being served.
+type outboxState struct {
+	mu     sync.Mutex
+	due    map[identity.AccountID]int64 // unix ms; 0: now
+	active map[identity.AccountID]bool
+	poked  map[identity.AccountID]bool
+}
+
+// notify tells the dispatcher that jobs for these recipients were
+// committed.
+func (n *Node) notify(to ...identity.AccountID) {
+	o := &n.out
+	o.mu.Lock()
+	for _, a := range to {
+		o.due[a] = 0
+		if o.active[a] {
+			o.poked[a] = true
+		}
+	}
+	o.mu.Unlock()
+	n.kick()
+}
+
+func (n *Node) kick() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loadOutbox fills the dispatcher's state from the stored outbox: the
+// first job of each recipient says when it is due.
+func (n *Node) loadOutbox() error {
+	n.out = outboxState{due: map[identity.AccountID]int64{}, active: map[identity.AccountID]bool{}, poked: map[identity.AccountID]bool{}}
+	return n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.outbox, nil, func(k, v []byte) error {
+			var to identity.AccountID
+			copy(to[:], k)
+			if _, ok := n.out.due[to]; ok {
+				return nil
+			}
+			var j job
+			if err := json.Unmarshal(v, &j); err != nil {
+				n.log.Error("outbox: unreadable job; skipped", "err", err)
+				return nil
+			}
+			n.out.due[to] = j.NextAt
+			return nil
+		})
+	})
+}
+
+// migrateOutbox moves jobs of the old layout (seq(8) in keyspace "outbox")
+// to the new one, in their order, with new sequence numbers.
+func (n *Node) migrateOutbox() error {
+	var raws [][]byte
+	var keys [][]byte
+	if err := n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.legacyOutbox, nil, func(k, v []byte) error {
+			keys, raws = append(keys, bytes.Clone(k)), append(raws, bytes.Clone(v))
+			return nil
+		})
+	}); err != nil || len(raws) == 0 {
+		return err
+	}
+	return n.db.Update(func(tx *storage.Txn) error {
+		for i, raw := range raws {
+			if err := tx.Delete(n.st.legacyOutbox, keys[i]); err != nil {
+				return err
+			}
+			var j job
+			if err := json.Unmarshal(raw, &j); err != nil {
+				n.log.Error("outbox: unreadable job dropped while migrating", "err", err)
+				continue
+			}
+			if err := n.enqueue(tx, &j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// runOutbox delivers outbox jobs until ctx ends. Each recipient's jobs go
+// in order, by one worker at a time; recipients are served in parallel (at
+// most outboxWorkers at once), so a recipient that is slow to reach holds
+// up only its own messages. The dispatcher wakes when jobs are added
+// (notify), when a worker ends, and when the earliest backoff runs out.
+func (n *Node) runOutbox(ctx context.Context) {
+	o := &n.out
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, outboxWorkers)
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		now := n.cfg.Now().UnixMilli()
+		var next int64
+		o.mu.Lock()
+		for to, at := range o.due {
+			if o.active[to] {
+				continue
+			}
+			if at > now {
+				if next == 0 || at < next {
+					next = at
+				}
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue // all workers busy: a worker's end wakes us
+			}
+			o.active[to], o.poked[to] = true, false
+			wg.Go(func() {
+				defer func() { <-sem }()
+				at := n.serveRecipient(ctx, to)
+				o.mu.Lock()
+				delete(o.active, to)
+				switch {
+				case o.poked[to]:
+					o.due[to] = 0
+				case at.IsZero():
+					delete(o.due, to)
+				default:
+					o.due[to] = at.UnixMilli()
+				}
+				delete(o.poked, to)
+				o.mu.Unlock()
+				n.kick() // the dispatcher looks again: new jobs, the next backoff
+			})
+		}
+		o.mu.Unlock()
+		wait := time.Hour
+		if next != 0 {
+			wait = max(time.Until(time.UnixMilli(next)), 0)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// recipientJobs reads up to max of to's jobs, in order.
+func (n *Node) recipientJobs(to identity.AccountID, max int) ([]*job, error) {
+	var jobs []*job
+	err := n.db.View(func(tx *storage.Txn) error {
+		jobs = jobs[:0]
+		return tx.Iterate(n.st.outbox, to[:], func(_, val []byte) error {
+			var j job
+			if err := json.Unmarshal(val, &j); err != nil {
+				return err
+			}
+			jobs = append(jobs, &j)
+			if len(jobs) >= max {
+				return storage.ErrStop
+			}
+			return nil
+		})
+	})
+	return jobs, err
+}
+
+// serveRecipient delivers to's jobs, batch after batch, until none is due.
+// It returns when the first waiting job is due (zero if none is left).
+func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.Time {
+	for ctx.Err() == nil {
+		jobs, err := n.recipientJobs(to, outboxBatch)
+		if err != nil {
+			n.log.Error("outbox: read", "err", err)
+			return n.cfg.Now().Add(n.cfg.RetryMax)
+		}
+		if len(jobs) == 0 {
+			return time.Time{}
+		}
+		// A job waiting out a retry backoff holds back the later ones:
+		// per-contact order is kept.
+		now := n.cfg.Now()
+		due := 0
+		for due < len(jobs) && jobs[due].NextAt <= now.UnixMilli() {
+			due++
+		}
+		if due == 0 {
+			return time.UnixMilli(jobs[0].NextAt)
+		}
+		if at := n.deliverBatch(ctx, jobs[:due]); !at.IsZero() {
+			return at
+		}
+	}
+	return time.Time{}
+}
+
+// deliverBatch delivers jobs (due, in order, one recipient) and commits
+// the outcome. It returns when the first job that failed is due again, or
+// zero if none failed.
+func (n *Node) deliverBatch(ctx context.Context, jobs []*job) time.Time {
+	bctx, cancel := context.WithTimeout(ctx, jobBudget)
+	errs := n.attemptBatch(bctx, jobs)
+	cancel()
+	if ctx.Err() != nil {
+		return time.Time{}
+	}
+	now := n.cfg.Now()
+	var retryAt time.Time
+	var events []chat.Event
+	err := n.db.Update(func(tx *storage.Txn) error {
+		events = events[:0]
+		retryAt = time.Time{}
+		for i, j := range jobs {
+			err := errs[i]
+			if err == nil {
+				ev, err := n.completeJob(tx, j)
+				if err != nil {
+					return err
+				}
+				if ev != nil {
+					events = append(events, *ev)
+				}
+				continue
+			}
+			limit := maxReceiptRetry
+			if j.Text {
+				limit = maxTextRetry
+			}
+			if errors.Is(err, errUndeliverable) || now.Sub(time.UnixMilli(j.SentAt)) > limit {
+				n.log.Warn("outbox: giving up", "to", j.To.String(), "id", j.ID.String(), "attempts", j.Attempts, "err", err)
+				ev, err := n.failJobTx(tx, j, err)
+				if err != nil {
+					return err
+				}
+				if ev != nil {
+					events = append(events, *ev)
+				}
+				continue
+			}
+			jj := *j
+			if retryAt.IsZero() {
+				// The first job that failed waits out a backoff; the
+				// later ones that failed wait behind it.
+				jj.Attempts++
+				delay := min(n.cfg.RetryMin<<min(jj.Attempts, 16), n.cfg.RetryMax)
+				jj.NextAt = now.Add(jitter(delay)).UnixMilli()
+				retryAt = time.UnixMilli(jj.NextAt)
+				n.log.Info("outbox: delivery failed; will retry", "to", j.To.String(), "id", j.ID.String(), "attempt", jj.Attempts, "err", err)
+			}
+			raw, err := json.Marshal(&jj)
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(n.st.outbox, jobKey(&jj), raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Error("outbox: commit", "err", err)
+		return now.Add(n.cfg.RetryMin)
+	}
+	for _, e := range events {
+		n.events.publish(e) // only once the status is committed
+	}
+	return retryAt
+}
+
+// completeJob removes a delivered job and marks its message sent.
+func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
+	if err := tx.Delete(n.st.outbox, jobKey(j)); err != nil {
+		return nil, err
+	}
+	if !j.Text {
+		return nil, nil
+	}
+	m, err := n.st.getMessage(tx, j.To, j.ID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	next := chat.Advance(m.Status, chat.StatusSent)
+	if next == m.Status {
+		return nil, nil
+	}
+	m.Status = next
+	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putMessage(tx, j.To, m)
+}
+
+// failJobTx removes a job that cannot be delivered and marks its message
+// failed, with the reason.
+func (n *Node) failJobTx(tx *storage.Txn, j *job, reason error) (*chat.Event, error) {
+	if err := tx.Delete(n.st.outbox, jobKey(j)); err != nil {
+		return nil, err
+	}
+	if !j.Text {
+		return nil, nil
+	}
+	m, err := n.st.getMessage(tx, j.To, j.ID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.Status != chat.StatusPending {
+		return nil, nil
+	}
+	m.Status = chat.StatusFailed
+	m.Error = failReason(reason)
+	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putMessage(tx, j.To, m)
+}
+
+func failReason(err error) string {
+	switch {
+	case errors.Is(err, sealed.ErrTooLarge):
+		return "too large to send"
+	case errors.Is(err, errUndeliverable):
+		return "cannot be delivered: " + err.Error()
+	}
+	return "not delivered in time: " + err.Error()
+}
+
+// attemptBatch seals jobs for every target device not yet done (or reuses
+// the copies sealed on an earlier attempt) and hands the envelopes to each
+// device or its relays. It updates each job's Done and Sealed and returns
+// per job nil (every device has it) or why not.
+func (n *Node) attemptBatch(ctx context.Context, jobs []*job) []error {
+	errs := make([]error, len(jobs))
+	ts, err := n.targets(ctx, jobs[0].To)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	for _, t := range ts {
+		dev := t.cert.Device.String()
+		var todo []*job
+		var at []int
+		for i, j := range jobs {
+			if !slices.Contains(j.Done, dev) {
+				todo, at = append(todo, j), append(at, i)
+			}
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		envs, serrs := n.sealBatch(ctx, t, todo)
+		var sendIdx []int
+		var sendEnvs [][]byte
+		for k, e := range serrs {
+			if e != nil {
+				if errors.Is(e, sealed.ErrTooLarge) {
+					e = fmt.Errorf("%w: %w", errUndeliverable, e)
+				}
+				errs[at[k]] = errors.Join(errs[at[k]], fmt.Errorf("device %.8s: %w", dev, e))
+				continue
+			}
+			sendIdx, sendEnvs = append(sendIdx, at[k]), append(sendEnvs, envs[k])
+		}
+		for k, e := range n.sendBatch(ctx, t, sendEnvs) {
+			j := jobs[sendIdx[k]]
+			if e != nil {
+				errs[sendIdx[k]] = errors.Join(errs[sendIdx[k]], fmt.Errorf("device %.8s: %w", dev, e))
+				continue
+			}
+			j.Done = append(j.Done, dev)
+			delete(j.Sealed, dev)
+		}
+	}
+	return errs
+}
+
+// sealBatch returns the envelope of each job for device t: the copy sealed
+// on an earlier attempt if it was sealed to t's current key, else a new
+// one. New copies are committed in one transaction together with the
+// session they advanced (written once) and the jobs, so a crash never
+// leaves a sealed copy a job does not know of.
+func (n *Node) sealBatch(ctx context.Context, t target, jobs []*job) ([][]byte, []error) {
+	dev := t.cert.Device.String()
+	envs := make([][]byte, len(jobs))
+	errs := make([]error, len(jobs))
+	var fresh []int
+	for i, j := range jobs {
+		if c, ok := j.Sealed[dev]; ok && c.IK == t.cert.DH {
+			envs[i] = c.Env
+		} else {
+			fresh = append(fresh, i)
+		}
+	}
+	if len(fresh) == 0 {
+		return envs, errs
+	}
+	fail := func(err error) ([][]byte, []error) {
+		for _, i := range fresh {
+			errs[i] = err
+		}
+		return envs, errs
+	}
+	p := peerKey{t.account, t.cert.Device}
+	var sess *sealed.Session
+	err := n.db.View(func(tx *storage.Txn) (err error) {
+		sess, err = n.st.currentSession(tx, p)
+		return err
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fail(err)
+	}
+	if sess == nil || sess.PeerIdentityKey() != t.cert.DH {
+		// No session, or one agreed with a key the device's current
+		// certificate no longer has: start a new one (network, unlocked).
+		if sess, err = n.newSession(ctx, t); err != nil {
+			return fail(err)
+		}
+	}
+	defer n.devLocks.lock(p)()
+	// Re-read under the lock: a receive may have advanced or replaced it.
+	var install bool
+	if err := n.db.View(func(tx *storage.Txn) error {
+		cur, err := n.st.currentSession(tx, p)
+		switch {
+		case err == nil && cur.PeerIdentityKey() == t.cert.DH:
+			sess = cur
+		case err == nil || errors.Is(err, storage.ErrNotFound):
+			install = true // the session made above becomes current
+		default:
+			return err
+		}
+		return nil
+	}); err != nil {
+		return fail(err)
+	}
+	if sess.PeerIdentityKey() != t.cert.DH || sess.PeerAccount() != t.account || sess.PeerDevice() != t.cert.Device {
+		return fail(fmt.Errorf("node: session does not match the certificate of %s", t.cert.Device))
+	}
+	var sealedIdx []int
+	for _, i := range fresh {
+		j := jobs[i]
+		env, err := sess.Seal(n.rand, sealed.Message{ID: sealed.MessageID(j.ID), Timestamp: j.SentAt, Body: j.Payload})
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if j.Sealed == nil {
+			j.Sealed = map[string]sealedCopy{}
+		}
+		j.Sealed[dev] = sealedCopy{Env: env, IK: t.cert.DH}
+		envs[i] = env
+		sealedIdx = append(sealedIdx, i)
+	}
+	if len(sealedIdx) == 0 {
+		return envs, errs
+	}
+	err = n.db.Update(func(tx *storage.Txn) error {
+		if install {
+			if err := n.st.installSession(tx, sess, false, n.cfg.Now().UnixNano()); err != nil {
+				return err
+			}
+		} else if err := n.st.saveSession(tx, &stored{sess: sess}); err != nil {
+			return err
+		}
+		for _, i := range sealedIdx {
+			raw, err := json.Marshal(jobs[i])
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(n.st.outbox, jobKey(jobs[i]), raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, i := range sealedIdx {
+			delete(jobs[i].Sealed, dev)
+			envs[i], errs[i] = nil, err
+		}
+	}
+	return envs, errs
+}
