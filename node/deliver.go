@@ -380,6 +380,23 @@ func (n *Node) handleMailbox(ctx context.Context, d mailbox.Delivery) error {
 	return err
 }
 
+// handleMailboxBatch is handleMailbox for many deliveries, committed
+// together (receiveBatch); the relay deletes those acked.
+func (n *Node) handleMailboxBatch(ctx context.Context, ds []mailbox.Delivery) []error {
+	raws := make([][]byte, len(ds))
+	for i, d := range ds {
+		raws[i] = d.Envelope
+	}
+	errs := n.receiveBatch(ctx, raws)
+	for i, err := range errs {
+		if errors.Is(err, errPermanent) {
+			n.log.Info("mailbox: envelope rejected", "err", err)
+			errs[i] = nil
+		}
+	}
+	return errs
+}
+
 func addrInfo(s string) (*peer.AddrInfo, error) {
 	return peer.AddrInfoFromString(s)
 }

@@ -201,6 +201,13 @@ func (f *fakeDevice) open(t *testing.T, raw []byte) sealed.Message {
 // -1 if the stream was reset.
 func (f *fakeDevice) send(t *testing.T, n *testNode, p payload, id sealed.MessageID) int {
 	t.Helper()
+	return sendRaw(t, f, n, f.seal(t, n, p, id))
+}
+
+// seal seals a text message to n's device (starting a session the first
+// time) and returns the envelope.
+func (f *fakeDevice) seal(t *testing.T, n *testNode, p payload, id sealed.MessageID) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	to := n.keys.device.ID()
@@ -235,7 +242,7 @@ func (f *fakeDevice) send(t *testing.T, n *testNode, p payload, id sealed.Messag
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sendRaw(t, f, n, env)
+	return env
 }
 
 // sendRaw delivers raw bytes as one envelope over the direct protocol and

@@ -119,7 +119,7 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 				}
 			}()
 			st.subscribed.Store(true)
-			err = n.mbox.SubscribeWith(subCtx, r.ID, n.keys.device.SigningKey(), mailbox.SubscribeOptions{Tokens: []mailbox.Token{tok}}, n.handleMailbox)
+			err = n.mbox.SubscribeWith(subCtx, r.ID, n.keys.device.SigningKey(), mailbox.SubscribeOptions{Tokens: []mailbox.Token{tok}, Batch: n.handleMailboxBatch}, n.handleMailbox)
 			st.subscribed.Store(false)
 			cancel()
 			if ctx.Err() != nil {

@@ -194,7 +194,7 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 			warning = chat.WarnTimestamp
 		}
 		var err error
-		receipts, events, err = n.apply(tx, msg, nowMs, warning)
+		receipts, events, err = n.apply(tx, msg, nowMs, warning, nil)
 		return err
 	})
 	if err != nil {
@@ -283,8 +283,10 @@ func (n *Node) knownAccount(a identity.AccountID) (*contactRecord, error) {
 // delivered receipt back, if the sender is a contact) or a receipt for our
 // own messages. A message from an account that is not a contact is kept as
 // a message request: no receipt goes back until the user accepts it, and
-// nothing is kept from an account the user ignored.
-func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning string) ([]*job, []chat.Event, error) {
+// nothing is kept from an account the user ignored. With rc set, the IDs
+// a delivered receipt is due for are added to it instead of being
+// enqueued (a batch sends one receipt for many messages).
+func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning string, rc receiptSink) ([]*job, []chat.Event, error) {
 	var p payload
 	if err := json.Unmarshal(m.Body, &p); err != nil {
 		n.log.Info("undecodable payload", "from", m.Sender.String(), "err", err)
@@ -357,6 +359,10 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		}
 		evs := []chat.Event{{Type: chat.EventMessage, Message: n.messageView(c, rec.Message)}}
 		if outgoing || !c.accepted() {
+			return nil, evs, nil
+		}
+		if rc != nil {
+			rc[m.Sender] = append(rc[m.Sender], rec.ID)
 			return nil, evs, nil
 		}
 		jobs, err := n.receiptJobs(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)

@@ -566,6 +566,13 @@ type SubscribeOptions struct {
 	// Tokens, if any, replace the delivery tokens registered for the
 	// mailbox (at most MaxTokens); none keeps those registered.
 	Tokens []Token
+	// Batch, when set, is called instead of fn with every delivery that
+	// arrived while the previous call ran (at most MaxBatch, in order),
+	// so a subscriber can commit many in one transaction. It returns one
+	// error per delivery: nil acks it.
+	Batch func(ctx context.Context, ds []Delivery) []error
+	// MaxBatch bounds a Batch call; 0 means 512.
+	MaxBatch int
 }
 
 // Subscribe is SubscribeWith with no options.
@@ -654,7 +661,11 @@ func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 		ackerDone <- err
 	}()
 
-	err = c.readDeliveries(ctx, fr, maxBody, hand, fn)
+	if opts.Batch != nil {
+		err = c.readBatches(ctx, fr, maxBody, hand, opts)
+	} else {
+		err = c.readDeliveries(ctx, fr, maxBody, hand, fn)
+	}
 	if ctx.Err() == nil {
 		// The stream failed, or the relay closed it or refused a frame.
 		_ = str.Reset()
@@ -743,6 +754,79 @@ func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody in
 			return fmt.Errorf("%w: frame type 0x%02x on a subscribe stream", ErrUnexpectedFrame, uint8(m.frameType()))
 		}
 	}
+}
+
+// readBatches is readDeliveries for SubscribeOptions.Batch: a reader
+// goroutine takes frames off the stream while the batch function runs,
+// and each call gets every delivery that arrived meanwhile.
+func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, hand *handoff, opts SubscribeOptions) error {
+	maxBatch := opts.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = 512
+	}
+	in := make(chan Delivery, cap(hand.acks))
+	errc := make(chan error, 1)
+	go func() {
+		defer close(in)
+		for {
+			m, err := fr.next(maxBody)
+			if err != nil {
+				errc <- err
+				return
+			}
+			switch m := m.(type) {
+			case *deliveryMsg:
+				in <- Delivery{ID: m.ID, Deposited: time.Unix(0, m.Deposited), Envelope: m.Envelope}
+			case *drainedMsg:
+			case *errorMsg:
+				errc <- &RefusalError{Code: m.Code, Message: m.Message}
+				return
+			default:
+				errc <- fmt.Errorf("%w: frame type 0x%02x on a subscribe stream", ErrUnexpectedFrame, uint8(m.frameType()))
+				return
+			}
+		}
+	}()
+	ds := make([]Delivery, 0, maxBatch)
+	for d := range in {
+		ds = append(ds[:0], d)
+	more:
+		for len(ds) < maxBatch {
+			select {
+			case d, ok := <-in:
+				if !ok {
+					break more
+				}
+				ds = append(ds, d)
+			default:
+				break more
+			}
+		}
+		hand.mu.Lock()
+		if hand.closing {
+			hand.mu.Unlock()
+			continue // not handed over, not acked: redelivered next time
+		}
+		errs := opts.Batch(ctx, ds)
+		for i, d := range ds {
+			var ferr error
+			if i < len(errs) {
+				ferr = errs[i]
+			} else {
+				ferr = errors.New("mailbox: no verdict from the batch function")
+			}
+			if ferr != nil {
+				c.log.Debug("mailbox: delivery not accepted; relay keeps it", "id", d.ID, "err", ferr)
+			}
+			select {
+			case hand.acks <- verdict{id: d.ID, ok: ferr == nil}:
+			default: // more than the window unacked: the relay misbehaves
+				c.log.Debug("mailbox: relay exceeded its window; ack dropped", "id", d.ID)
+			}
+		}
+		hand.mu.Unlock()
+	}
+	return <-errc
 }
 
 // runAcker writes pending acks (and nacks) as one frame each, and an empty

@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestConcurrentDepositIntegrity: many goroutines deposit distinct random
@@ -160,4 +162,79 @@ func TestDepositAllKeepsOrder(t *testing.T) {
 			t.Fatalf("delivery %d is %v, want envelope %d", i, d.ID, i)
 		}
 	}
+}
+
+// TestSubscribeBatches: with SubscribeOptions.Batch, deliveries that
+// queue up while a batch is handled come in one call, in order; each
+// verdict counts alone (a refused delivery stays stored, the others of
+// its batch are deleted).
+func TestSubscribeBatches(t *testing.T) {
+	r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100})
+	c, _ := newClient(t, r)
+	ctx := testCtx(t)
+	key, addr := newDevice(t)
+	const n = 200
+	items := make([]Item, n)
+	for i := range items {
+		items[i] = Item{To: addr, ID: envID(i), Envelope: envBody(i, 300)}
+	}
+	for i, err := range c.DepositAll(ctx, r.h.ID(), items) {
+		if err != nil {
+			t.Fatalf("deposit %d: %v", i, err)
+		}
+	}
+	var (
+		mu      sync.Mutex
+		got     []EnvelopeID
+		largest int
+		done    = make(chan struct{})
+	)
+	sctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- c.SubscribeWith(sctx, r.h.ID(), key, SubscribeOptions{MaxBatch: 64, Batch: func(_ context.Context, ds []Delivery) []error {
+			mu.Lock()
+			defer mu.Unlock()
+			largest = max(largest, len(ds))
+			errs := make([]error, len(ds))
+			for i, d := range ds {
+				got = append(got, d.ID)
+				if d.ID == envID(7) {
+					errs[i] = errors.New("not now")
+				}
+			}
+			if len(got) >= n {
+				select {
+				case <-done:
+				default:
+					close(done)
+				}
+			}
+			time.Sleep(5 * time.Millisecond) // deliveries queue meanwhile
+			return errs
+		}}, func(context.Context, Delivery) error {
+			t.Error("fn called although Batch is set")
+			return nil
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every delivery arrived")
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range n {
+		if got[i] != envID(i) {
+			t.Fatalf("delivery %d is %v", i, got[i])
+		}
+	}
+	if largest < 2 || largest > 64 {
+		t.Fatalf("largest batch %d, want 2..64", largest)
+	}
+	eventually(t, "only the refused envelope left", func() bool { left, _ := r.stats(addr); return left == 1 })
 }

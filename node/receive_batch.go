@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/storage"
+)
+
+// receiptSink collects, per sender, the IDs of messages a delivered
+// receipt is due for.
+type receiptSink map[identity.AccountID][]string
+
+// receiveBatch opens and stores many envelopes, as receive does one, and
+// returns each one's outcome (nil: stored, or a duplicate; an error
+// matching errPermanent: never storable). Envelopes of an established
+// session are opened together under the device's lock and committed in
+// one transaction: the session written once, one delivered receipt per
+// sender. Envelopes that start a session, or that cannot be placed, go
+// through receive one by one. Order within a session is kept.
+func (n *Node) receiveBatch(ctx context.Context, raws [][]byte) []error {
+	errs := make([]error, len(raws))
+	type group struct {
+		p   peerKey
+		idx []int
+		env []*sealed.Envelope
+	}
+
+	var groups []*group
+	bySession := map[sealed.SessionID]*group{}
+	var single []int
+	if err := n.db.View(func(tx *storage.Txn) error {
+		for i, raw := range raws {
+			env, err := sealed.ParseEnvelope(raw)
+			if err != nil || env.Kind != sealed.KindMessage || env.Recipient != n.keys.device.ID() {
+				single = append(single, i)
+				continue
+			}
+			g := bySession[env.SessionID]
+			if g == nil {
+				p, _, err := n.st.sessionByRecv(tx, env.SessionID)
+				if errors.Is(err, storage.ErrNotFound) {
+					single = append(single, i)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				g = &group{p: p}
+				bySession[env.SessionID] = g
+				groups = append(groups, g)
+			}
+			g.idx, g.env = append(g.idx, i), append(g.env, env)
+		}
+		return nil
+	}); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	// Envelopes that start sessions first: later ones of a batch may use
+	// the sessions they start.
+	for _, i := range single {
+		errs[i] = n.receive(ctx, raws[i])
+	}
+	for _, g := range groups {
+		res, retry := n.receiveSession(ctx, g.p, g.env)
+		for k, i := range g.idx {
+			if retry {
+				// The batch could not be committed (nothing of it was):
+				// each envelope on its own, so one that can never be
+				// stored is dropped alone.
+				errs[i] = n.receive(ctx, raws[i])
+			} else {
+				errs[i] = res[k]
+			}
+		}
+	}
+	return errs
+}
+
+// receiveSession opens envs, all of one session with device p, in order,
+// and commits what they carry in one transaction. retry reports that the
+// commit failed: nothing was stored and the caller tries each envelope
+// alone.
+func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Envelope) (_ []error, retry bool) {
+	errs := make([]error, len(envs))
+	fail := func(err error) ([]error, bool) {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs, false
+	}
+	var st *stored
+	if err := n.db.View(func(tx *storage.Txn) error {
+		var err error
+		_, st, err = n.st.sessionByRecv(tx, envs[0].SessionID)
+		return err
+	}); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fail(fmt.Errorf("%w: no session %x", errPermanent, envs[0].SessionID[:4]))
+		}
+		return fail(err)
+	}
+	// The device must still be on its account's list.
+	if err := n.checkListed(ctx, p, st.sess.PeerIdentityKey()); err != nil {
+		return fail(err)
+	}
+	defer n.devLocks.lock(p)()
+	if err := n.db.View(func(tx *storage.Txn) error {
+		var err error
+		_, st, err = n.st.sessionByRecv(tx, envs[0].SessionID)
+		return err
+	}); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fail(fmt.Errorf("%w: session %x dropped", errPermanent, envs[0].SessionID[:4]))
+		}
+		return fail(err)
+	}
+	nowMs := n.cfg.Now().UnixMilli()
+	msgs := make([]sealed.Message, len(envs))
+	keep := make([]bool, len(envs))
+	warn := make([]string, len(envs))
+	opened := false
+	for i, env := range envs {
+		msg, err := st.sess.Open(n.rand, env, nowMs)
+		switch {
+		case err == nil:
+			msgs[i], keep[i], opened = msg, true, true
+		case errors.Is(err, sealed.ErrTimestamp):
+			msgs[i], keep[i], opened, warn[i] = msg, true, true, chat.WarnTimestamp
+		case sealed.IsPolicy(err):
+			opened = true // consumed: the session moved on; nothing to store
+			if !errors.Is(err, sealed.ErrDuplicate) {
+				n.log.Info("message rejected by policy", "err", err)
+			}
+		default:
+			errs[i] = fmt.Errorf("%w: %w", errPermanent, err)
+		}
+	}
+	if !opened {
+		return errs, false
+	}
+	var events []chat.Event
+	var receipts []*job
+	err := n.db.Update(func(tx *storage.Txn) error {
+		events, receipts = events[:0], receipts[:0]
+		if err := n.st.saveSession(tx, st); err != nil {
+			return err
+		}
+		rc := receiptSink{}
+		for i := range envs {
+			if !keep[i] {
+				continue
+			}
+			key := seenKey(msgs[i].Sender, msgs[i].ID)
+			if ok, err := tx.Has(n.st.seen, key); err != nil {
+				return err
+			} else if ok {
+				continue
+			}
+			if err := tx.SetTTL(n.st.seen, key, nil, seenTTL); err != nil {
+				return err
+			}
+			js, evs, err := n.apply(tx, msgs[i], nowMs, warn[i], rc)
+			if err != nil {
+				return err
+			}
+			receipts, events = append(receipts, js...), append(events, evs...)
+		}
+		for to, ids := range rc {
+			js, err := n.receiptJobs(tx, to, chat.StatusDelivered, ids, nowMs)
+			if err != nil {
+				return err
+			}
+			receipts = append(receipts, js...)
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Warn("receive: batch commit failed; envelopes taken one by one", "envelopes", len(envs), "err", err)
+		return nil, true
+	}
+	for _, e := range events {
+		n.events.publish(e)
+	}
+	for _, j := range receipts {
+		n.notify(j.To)
+	}
+	return errs, false
+}
