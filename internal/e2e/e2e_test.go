@@ -319,7 +319,13 @@ func TestTwoPeopleOneRelay(t *testing.T) {
 
 	// The relay only ever held ciphertext.
 	relay.kill(syscall.SIGTERM)
-	err := filepath.Walk(relayHome, func(path string, info os.FileInfo, err error) error {
+	assertNoPlaintext(t, relayHome)
+}
+
+// assertNoPlaintext fails if any file under dir holds message plaintext.
+func assertNoPlaintext(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
@@ -327,7 +333,7 @@ func TestTwoPeopleOneRelay(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte("offline 0")) {
+		if bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte("offline 0")) || bytes.Contains(b, []byte("round 0")) {
 			t.Errorf("relay file %s contains message plaintext", path)
 		}
 		return nil
