@@ -44,7 +44,13 @@ func (n *Node) Status(context.Context) (localapi.Status, error) {
 	for i, r := range n.relays {
 		st.Relays[i] = localapi.RelayStatus{Peer: r.ID.String(), Ready: n.relayState[i].ready()}
 	}
-	return st, nil
+	st.Received, st.SentDirect, st.SentMailbox = n.received.Load(), n.sentDirect.Load(), n.sentMailbox.Load()
+	err := n.db.View(func(tx *storage.Txn) error {
+		c, err := tx.Count(n.st.outbox, nil)
+		st.Outbox = c
+		return err
+	})
+	return st, err
 }
 
 // publish sends the device list, a fresh bundle of all unused prekeys and

@@ -89,6 +89,7 @@ type Node struct {
 	// Envelopes handed over by path, and direct attempts, for logs and
 	// tests.
 	sentDirect, sentMailbox, directAttempts atomic.Int64
+	received                                atomic.Int64 // messages stored since start
 	reach                                   reachability
 	// relayState[i] is the state of relays[i].
 	relayState []relayState

@@ -207,9 +207,7 @@ func (n *Node) receive(ctx context.Context, raw []byte) error {
 	if openErr != nil && !dup && !keep {
 		n.log.Info("message rejected by policy", "err", openErr)
 	}
-	for _, e := range events {
-		n.events.publish(e)
-	}
+	n.published(events)
 	if len(receipts) > 0 {
 		n.notify(receipts[0].To)
 	}

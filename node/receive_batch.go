@@ -186,11 +186,20 @@ func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Env
 		n.log.Warn("receive: batch commit failed; envelopes taken one by one", "envelopes", len(envs), "err", err)
 		return nil, true
 	}
-	for _, e := range events {
-		n.events.publish(e)
-	}
+	n.published(events)
 	for _, j := range receipts {
 		n.notify(j.To)
 	}
 	return errs, false
+}
+
+// published publishes events of received envelopes, counting the new
+// incoming messages among them.
+func (n *Node) published(events []chat.Event) {
+	for _, e := range events {
+		if e.Type == chat.EventMessage && !e.Message.Outgoing {
+			n.received.Add(1)
+		}
+		n.events.publish(e)
+	}
 }

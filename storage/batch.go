@@ -96,7 +96,10 @@ func (b *Batch) Delete(ks Keyspace, key []byte) error {
 func (b *Batch) Flush() error {
 	return b.use("flush", func() error {
 		b.forget()
-		return b.wb.Flush()
+		if err := b.wb.Flush(); err != nil {
+			return err
+		}
+		return b.db.syncCommitted()
 	})
 }
 

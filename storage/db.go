@@ -17,8 +17,9 @@ import (
 type DB struct {
 	bdb *badger.DB
 
-	dir     string // for free-space checks; "" in memory
-	reserve int64  // bytes of free space writes never eat into
+	dir     string       // for free-space checks; "" in memory
+	reserve int64        // bytes of free space writes never eat into
+	gs      *groupSyncer // nil: commits are not synced (NoSync, InMemory)
 
 	retryMu sync.Mutex // serializes Update attempts that already conflicted several times
 
@@ -60,6 +61,15 @@ func Open(opts Options) (db *DB, err error) {
 	db = newDB(bdb)
 	if !opts.InMemory {
 		db.dir, db.reserve = opts.Dir, opts.reserve(bo.MemTableSize)
+		if !opts.NoSync {
+			logs := &logFiles{dir: opts.Dir, done: map[string]bool{}}
+			db.gs = newGroupSyncer(func() error {
+				if err := bdb.Sync(); err != nil {
+					return fmt.Errorf("storage: sync: %w", mapWriteErr(err))
+				}
+				return logs.sync()
+			})
+		}
 	}
 	return db, nil
 }
@@ -181,6 +191,9 @@ func (db *DB) Close() error {
 			errs = append(errs, fmt.Errorf("storage: close: release sequence: %w", err))
 		}
 	}
+	if db.gs != nil {
+		db.gs.close()
+	}
 	if err := db.bdb.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: close: %w", err))
 	}
@@ -237,7 +250,30 @@ func (db *DB) updateOnce(fn func(*Txn) error) error {
 		}
 		return fmt.Errorf("storage: commit: %w", mapWriteErr(err))
 	}
+	if t.wrote {
+		return db.syncCommitted()
+	}
 	return nil
+}
+
+// syncCommitted returns once everything committed so far is durable: it
+// waits for a group sync (groupsync.go) that started after the call.
+func (db *DB) syncCommitted() error {
+	if db.gs == nil {
+		return nil
+	}
+	return db.gs.wait()
+}
+
+// Sync makes every committed write durable. Update, Batch.Flush and
+// Sequence do it themselves; Sync is for writes made through Badger
+// directly.
+func (db *DB) Sync() error {
+	if err := db.begin(); err != nil {
+		return fmt.Errorf("storage: sync: %w", err)
+	}
+	defer db.end()
+	return db.syncCommitted()
 }
 
 // View runs fn in a read-only transaction that sees a consistent snapshot.

@@ -46,9 +46,10 @@ type Options struct {
 	// with a key can only be opened with the same key (else ErrBadKey).
 	EncryptionKey []byte
 
-	// NoSync skips the fsync of each commit. The default (false) fsyncs every
-	// commit (Badger SyncWrites); concurrent commits share one fsync because
-	// Badger's write loop batches them (group commit).
+	// NoSync skips syncing commits. By default (false) a commit returns
+	// only once it is on disk, and concurrent commits share one sync (group
+	// commit; see groupsync.go: Badger's own SyncWrites syncs once per
+	// transaction, so the store does not use it).
 	NoSync bool
 
 	// Logger receives Badger's logs: its warnings and errors at Warn and
@@ -104,7 +105,8 @@ func (o Options) badgerOptions() (badger.Options, error) {
 
 	bo := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
-		WithSyncWrites(!o.NoSync).
+		WithSyncWrites(false). // the store syncs commits itself, in groups
+
 		WithLogger(slogAdapter{o.Logger}).
 		WithMemTableSize(mt).
 		WithNumMemtables(numMemtables).

@@ -35,7 +35,10 @@ func (db *DB) Sequence(ks Keyspace, name string) (*Sequence, error) {
 	return s, nil
 }
 
-// Next returns the next ID. It writes (and fsyncs) only when a new lease is needed.
+// Next returns the next ID. It writes only when a new lease is needed, and
+// does not wait for that write to be synced: the lease is committed before
+// any ID of it is handed out, so the synced commit that stores an ID (or
+// Sync) makes its lease durable too.
 func (s *Sequence) Next() (uint64, error) {
 	if err := s.hold(); err != nil {
 		return 0, fmt.Errorf("storage: sequence next: %w", err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ ours=\S+( msg/s)? anchor=\S+( msg/s)?$`)
+var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D1|D2|D3) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ ours=\S+( msg/s)? anchor=\S+( msg/s)?$`)
 
 func TestScenarios(t *testing.T) {
 	cfg := config{rounds: 1, n: 50, s2n: 1000, inflight: 8}

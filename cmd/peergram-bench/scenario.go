@@ -36,6 +36,9 @@ var scenarios = []scenario{
 	{"M3", runM3},
 	{"S1", runS1},
 	{"S2", runS2},
+	{"D1", runD1},
+	{"D2", runD2},
+	{"D3", runD3},
 }
 
 func findScenario(id string) *scenario {

@@ -53,10 +53,20 @@ type Identity struct {
 	Name      string   `json:"name"`
 }
 
-// Status is the node's connectivity as GET /v1/status shows it.
+// Status is the node's connectivity and traffic as GET /v1/status shows
+// it.
 type Status struct {
 	// Relays has one entry per home relay, in configuration order.
 	Relays []RelayStatus `json:"relays"`
+	// Outbox is how many payloads (messages and receipts) wait to be
+	// handed to every device they are for.
+	Outbox int `json:"outbox"`
+	// Received counts messages stored since the daemon started.
+	Received int64 `json:"received"`
+	// SentDirect and SentMailbox count envelopes handed over since the
+	// daemon started: straight to the device, or to a relay mailbox.
+	SentDirect  int64 `json:"sent_direct"`
+	SentMailbox int64 `json:"sent_mailbox"`
 }
 
 // RelayStatus is the state of one home relay.

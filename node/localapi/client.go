@@ -36,12 +36,18 @@ type Client struct {
 	hc    *http.Client
 }
 
+// maxIdleConns is how many idle connections a Client keeps to its daemon:
+// a bot or the web client with many requests in flight reuses them
+// instead of dialling anew for each (net/http keeps 2 by default).
+const maxIdleConns = 64
+
 // NewClient returns a Client for the daemon at baseURL (e.g.
 // "http://127.0.0.1:7777", the content of DIR/api) with the bearer token
 // (DIR/token).
 func NewClient(baseURL, token string) *Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil // the daemon is on loopback: never through a proxy
+	t.MaxIdleConnsPerHost = maxIdleConns
 	return &Client{
 		base:  strings.TrimRight(strings.TrimSpace(baseURL), "/"),
 		token: strings.TrimSpace(token),
@@ -56,6 +62,7 @@ func NewClient(baseURL, token string) *Client {
 func NewUnixClient(path, token string) *Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil
+	t.MaxIdleConnsPerHost = maxIdleConns
 	t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
