@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -442,11 +441,11 @@ func encodePayload(p payload) ([]byte, error) {
 }
 
 // Send implements localapi.Backend: the message is stored in the chat and
-// the outbox in one transaction, then delivered in the background. The
-// size limit applies to the encoded payload, so a message that is
-// accepted always fits in an envelope. Writing to an account whose message
-// request waits accepts the request.
-func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, error) {
+// the outbox, then delivered in the background. Concurrent sends are
+// committed together (sends.go). The size limit applies to the encoded
+// payload, so a message that is accepted always fits in an envelope.
+// Writing to an account whose message request waits accepts the request.
+func (n *Node) Send(ctx context.Context, contact, text string) (chat.Message, error) {
 	if strings.TrimSpace(text) == "" {
 		return chat.Message{}, fmt.Errorf("%w: empty message", chat.ErrInvalid)
 	}
@@ -460,47 +459,7 @@ func (n *Node) Send(_ context.Context, contact, text string) (chat.Message, erro
 	if _, err := n.rand.Read(id[:]); err != nil {
 		return chat.Message{}, err
 	}
-	now := n.cfg.Now()
-	var rec *messageRecord
-	err := n.db.Update(func(tx *storage.Txn) error {
-		c, err := n.resolve(tx, contact)
-		if err != nil {
-			return err
-		}
-		if !c.accepted() {
-			if _, err = n.acceptTx(tx, c, ""); err != nil {
-				return err
-			}
-		}
-		seq, err := n.nextChatSeq()
-		if err != nil {
-			return err
-		}
-		body, err := encodePayload(payload{Kind: "text", Seq: seq, Text: text, Chat: c.Account.String(), DT: n.tokenHex()})
-		if err != nil {
-			return err
-		}
-		if len(body) > sealed.MaxBodySize {
-			return fmt.Errorf("%w: %d bytes encoded (at most %d)", chat.ErrTooLarge, len(body), sealed.MaxBodySize)
-		}
-		rec = &messageRecord{Message: chat.Message{
-			ID: id.String(), Chat: c.Account.String(), From: n.keys.account.ID().String(), Outgoing: true,
-			Text: text, SentAt: time.UnixMilli(now.UnixMilli()).UTC(), Status: chat.StatusPending, Seq: seq,
-			FromName: n.keys.name, FromContact: true,
-		}}
-		if err := n.st.putMessage(tx, c.Account, rec); err != nil {
-			return err
-		}
-		return n.enqueue(tx, &job{ID: id, To: c.Account, Payload: body, SentAt: now.UnixMilli(), Text: true})
-	})
-	if err != nil {
-		return chat.Message{}, err
-	}
-	n.events.publish(chat.Event{Type: chat.EventMessage, Message: rec.Message})
-	if to, err := identity.ParseAccountID(rec.Chat); err == nil {
-		n.notify(to)
-	}
-	return rec.Message, nil
+	return n.submitSend(ctx, &sendReq{contact: contact, text: text, id: id, now: n.cfg.Now()})
 }
 
 // Messages implements localapi.Backend. With markRead, incoming messages

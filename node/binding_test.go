@@ -201,9 +201,9 @@ func TestMessageRequests(t *testing.T) {
 	if err != nil || c.Name != "Stranger Danger" {
 		t.Fatalf("accept: %+v, %v", c, err)
 	}
-	if n := outboxLen(t, bob); n == 0 {
-		t.Fatal("no delivered receipt after accepting the request")
-	}
+	eventually(t, "a delivered receipt after accepting the request", func() (bool, error) {
+		return outboxLen(t, bob) > 0 || bob.sentDirect.Load()+bob.sentMailbox.Load() > 0, nil
+	})
 	msgs, _ = bob.Messages(ctx, sid, false)
 	if len(msgs) != 1 || !msgs[0].FromContact || msgs[0].Status != chat.StatusSeen {
 		t.Fatalf("after accepting: %+v", msgs)

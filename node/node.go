@@ -79,6 +79,8 @@ type Node struct {
 	ready       chan struct{}
 	wake        chan struct{}
 	out         outboxState
+	sendq       chan *sendReq
+	quit        chan struct{}     // closed when Run ends
 	outSeq      *storage.Sequence // outbox job numbers
 	chatSeq     *storage.Sequence // chat message numbers, above chatSeqBase
 	chatSeqBase uint64
@@ -125,7 +127,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, ready: make(chan struct{}), wake: make(chan struct{}, 1), events: newBroadcaster()}
+	n := &Node{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, ready: make(chan struct{}), wake: make(chan struct{}, 1), events: newBroadcaster(),
+		sendq: make(chan *sendReq), quit: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -222,6 +225,15 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if err := n.loadOutbox(); err != nil {
 		return fmt.Errorf("node: outbox: %w", err)
 	}
+	sendsDone := make(chan struct{})
+	go func() {
+		defer close(sendsDone)
+		n.runSends()
+	}()
+	defer func() {
+		close(n.quit)
+		<-sendsDone
+	}()
 	if err := n.loadToken(); err != nil {
 		return fmt.Errorf("node: delivery token: %w", err)
 	}

@@ -216,12 +216,13 @@ func (n *Node) runOutbox(ctx context.Context) {
 	}
 }
 
-// recipientJobs reads up to max of to's jobs, in order.
-func (n *Node) recipientJobs(to identity.AccountID, max int) ([]*job, error) {
+// recipientJobs reads up to max of to's jobs, in order, from seq from on.
+func (n *Node) recipientJobs(to identity.AccountID, from uint64, max int) ([]*job, error) {
 	var jobs []*job
+	start := binary.BigEndian.AppendUint64(nil, from)
 	err := n.db.View(func(tx *storage.Txn) error {
 		jobs = jobs[:0]
-		return tx.Iterate(n.st.outbox, to[:], func(_, val []byte) error {
+		return tx.IterateFrom(n.st.outbox, to[:], start, func(_, val []byte) error {
 			var j job
 			if err := json.Unmarshal(val, &j); err != nil {
 				return err
@@ -238,15 +239,25 @@ func (n *Node) recipientJobs(to identity.AccountID, max int) ([]*job, error) {
 
 // serveRecipient delivers to's jobs, batch after batch, until none is due.
 // It returns when the first waiting job is due (zero if none is left).
+//
+// Each read starts after the last job delivered: delivered jobs leave
+// deletion markers that a read from the start would walk over again and
+// again. A job that committed late with a lower number (a receipt racing
+// a send) is found by the read from the start made before giving up.
 func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.Time {
+	var from uint64
 	for ctx.Err() == nil {
-		jobs, err := n.recipientJobs(to, outboxBatch)
+		jobs, err := n.recipientJobs(to, from, outboxBatch)
 		if err != nil {
 			n.log.Error("outbox: read", "err", err)
 			return n.cfg.Now().Add(n.cfg.RetryMax)
 		}
 		if len(jobs) == 0 {
-			return time.Time{}
+			if from == 0 {
+				return time.Time{}
+			}
+			from = 0
+			continue
 		}
 		// A job waiting out a retry backoff holds back the later ones:
 		// per-contact order is kept.
@@ -261,6 +272,7 @@ func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.T
 		if at := n.deliverBatch(ctx, jobs[:due]); !at.IsZero() {
 			return at
 		}
+		from = jobs[due-1].Seq + 1
 	}
 	return time.Time{}
 }
