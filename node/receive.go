@@ -283,8 +283,9 @@ func (n *Node) knownAccount(a identity.AccountID) (*contactRecord, error) {
 // a message request: no receipt goes back until the user accepts it, and
 // nothing is kept from an account the user ignored. With rc set, the IDs
 // a delivered receipt is due for are added to it instead of being
-// enqueued (a batch sends one receipt for many messages).
-func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning string, rc receiptSink) ([]*job, []chat.Event, error) {
+// enqueued (a batch sends one receipt for many messages), and contact
+// records are read once and written at the end of the batch.
+func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning string, rc *batchState) ([]*job, []chat.Event, error) {
 	var p payload
 	if err := json.Unmarshal(m.Body, &p); err != nil {
 		n.log.Info("undecodable payload", "from", m.Sender.String(), "err", err)
@@ -302,14 +303,26 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 			}
 			chatAcct, outgoing = a, true
 		}
-		c, err := n.st.getContact(tx, chatAcct)
-		if errors.Is(err, chat.ErrUnknownContact) {
-			c = &contactRecord{Account: chatAcct, Added: time.UnixMilli(nowMs).UTC(), State: stateRequest}
-			if outgoing {
-				c.State = stateContact // we wrote to them from another device
+		var c *contactRecord
+		if rc != nil {
+			c = rc.contacts[chatAcct]
+		}
+		changed := false
+		if c == nil {
+			var err error
+			c, err = n.st.getContact(tx, chatAcct)
+			if errors.Is(err, chat.ErrUnknownContact) {
+				c = &contactRecord{Account: chatAcct, Added: time.UnixMilli(nowMs).UTC(), State: stateRequest}
+				if outgoing {
+					c.State = stateContact // we wrote to them from another device
+				}
+				changed = true
+			} else if err != nil {
+				return nil, nil, err
 			}
-		} else if err != nil {
-			return nil, nil, err
+			if rc != nil {
+				rc.contacts[chatAcct] = c
+			}
 		}
 		switch c.state() {
 		case stateIgnored:
@@ -318,16 +331,24 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 			}
 		case stateNone:
 			if !outgoing {
-				c.State = stateRequest
+				c.State, changed = stateRequest, true
 			}
 		}
 		if !outgoing {
-			if err := storePeerToken(c, m.Device, p.DT); err != nil {
+			tokChanged, err := storePeerToken(c, m.Device, p.DT)
+			if err != nil {
 				n.log.Info("bad delivery token", "from", m.Sender.String(), "err", err)
 			}
+			changed = changed || tokChanged
 		}
-		if err := n.st.putContact(tx, c); err != nil {
-			return nil, nil, err
+		switch {
+		case !changed:
+		case rc != nil:
+			rc.dirty[chatAcct] = true
+		default:
+			if err := n.st.putContact(tx, c); err != nil {
+				return nil, nil, err
+			}
 		}
 		sentAt := time.UnixMilli(m.Timestamp).UTC()
 		if warning != "" {
@@ -360,7 +381,7 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 			return nil, evs, nil
 		}
 		if rc != nil {
-			rc[m.Sender] = append(rc[m.Sender], rec.ID)
+			rc.receipts[m.Sender] = append(rc.receipts[m.Sender], rec.ID)
 			return nil, evs, nil
 		}
 		jobs, err := n.receiptJobs(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)
@@ -373,7 +394,7 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		if p.DT != "" && m.Sender != self {
 			c, err := n.st.getContact(tx, m.Sender)
 			if err == nil {
-				if storePeerToken(c, m.Device, p.DT) == nil {
+				if changed, err := storePeerToken(c, m.Device, p.DT); err == nil && changed {
 					if err := n.st.putContact(tx, c); err != nil {
 						return nil, nil, err
 					}

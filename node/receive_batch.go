@@ -11,9 +11,18 @@ import (
 	"github.com/peergram/peergram/storage"
 )
 
-// receiptSink collects, per sender, the IDs of messages a delivered
-// receipt is due for.
-type receiptSink map[identity.AccountID][]string
+// batchState is what apply shares across the messages of one batch
+// transaction: per sender, the IDs of messages a delivered receipt is due
+// for, and the contact records read (and changed) so far.
+type batchState struct {
+	receipts map[identity.AccountID][]string
+	contacts map[identity.AccountID]*contactRecord
+	dirty    map[identity.AccountID]bool // contacts to write at the end
+}
+
+func newBatchState() *batchState {
+	return &batchState{receipts: map[identity.AccountID][]string{}, contacts: map[identity.AccountID]*contactRecord{}, dirty: map[identity.AccountID]bool{}}
+}
 
 // receiveBatch opens and stores many envelopes, as receive does one, and
 // returns each one's outcome (nil: stored, or a duplicate; an error
@@ -153,7 +162,7 @@ func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Env
 		if err := n.st.saveSession(tx, st); err != nil {
 			return err
 		}
-		rc := receiptSink{}
+		rc := newBatchState()
 		for i := range envs {
 			if !keep[i] {
 				continue
@@ -173,7 +182,12 @@ func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Env
 			}
 			receipts, events = append(receipts, js...), append(events, evs...)
 		}
-		for to, ids := range rc {
+		for a := range rc.dirty {
+			if err := n.st.putContact(tx, rc.contacts[a]); err != nil {
+				return err
+			}
+		}
+		for to, ids := range rc.receipts {
 			js, err := n.receiptJobs(tx, to, chat.StatusDelivered, ids, nowMs)
 			if err != nil {
 				return err

@@ -104,19 +104,22 @@ func (n *Node) peerToken(t target) mailbox.Token {
 
 // storePeerToken records the delivery token device dev of c's account
 // sent, inside tx.
-func storePeerToken(c *contactRecord, dev identity.DeviceID, token string) error {
+func storePeerToken(c *contactRecord, dev identity.DeviceID, token string) (changed bool, err error) {
 	if token == "" {
-		return nil
+		return false, nil
 	}
 	raw, err := hex.DecodeString(token)
 	if err != nil || len(raw) != len(mailbox.Token{}) {
-		return fmt.Errorf("%w: delivery token %q", chat.ErrInvalid, token)
+		return false, fmt.Errorf("%w: delivery token %q", chat.ErrInvalid, token)
 	}
 	if c.Devices == nil {
 		c.Devices = map[string]deviceInfo{}
 	}
 	d := c.Devices[dev.String()]
+	if d.Token == token {
+		return false, nil
+	}
 	d.Token = token
 	c.Devices[dev.String()] = d
-	return nil
+	return true, nil
 }
