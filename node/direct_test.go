@@ -4,20 +4,23 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/peergram/peergram/crypto/sealed"
 	"github.com/peergram/peergram/node/chat"
 )
 
 // TestDirectBadInput sends malformed, oversized, forged and misaddressed
-// frames on /peergram/msg/1.0.0: each is refused, and the node keeps
-// receiving genuine messages.
+// frames on /peergram/msg/1.0.0 and 2.0.0: each is refused, and the node
+// keeps receiving genuine messages.
 func TestDirectBadInput(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	aliceHome, aliceInfo := initHome(t, "alice")
@@ -46,20 +49,25 @@ func TestDirectBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	frame := func(b []byte) []byte { return append(binary.AppendUvarint(nil, uint64(len(b))), b...) }
+	rej := int(directRejected)
 	tests := []struct {
-		name    string
-		raw     []byte
-		wantAck int // -1: stream reset, no answer
+		name     string
+		protocol protocol.ID
+		raw      []byte
+		wantAcks []int // nil: stream reset, no answer
 	}{
-		{"oversized length", binary.AppendUvarint(nil, sealed.MaxEnvelopeSize+1), -1},
-		{"truncated frame", append(binary.AppendUvarint(nil, 100), 1, 2, 3), -1},
-		{"garbage envelope", frame([]byte("not an envelope at all")), int(directRejected)},
-		{"for another device", frame(other), int(directRejected)},
-		{"forged session", frame(forged), int(directRejected)},
+		{"oversized length", ProtocolID, binary.AppendUvarint(nil, sealed.MaxEnvelopeSize+1), nil},
+		{"truncated frame", ProtocolID, append(binary.AppendUvarint(nil, 100), 1, 2, 3), nil},
+		{"garbage envelope", ProtocolID, frame([]byte("not an envelope at all")), []int{rej}},
+		{"for another device", ProtocolID, frame(other), []int{rej}},
+		{"forged session", ProtocolID, frame(forged), []int{rej}},
+		{"stream: oversized length", StreamProtocolID, binary.AppendUvarint(nil, sealed.MaxEnvelopeSize+1), nil},
+		{"stream: truncated frame", StreamProtocolID, append(binary.AppendUvarint(nil, 100), 1, 2, 3), nil},
+		{"stream: bad envelopes", StreamProtocolID, slices.Concat(frame([]byte("garbage")), frame(other), frame(forged), frame(forged)), []int{rej, rej, rej, rej}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := mallory.NewStream(ctx, bob.host.ID(), ProtocolID)
+			s, err := mallory.NewStream(ctx, bob.host.ID(), tt.protocol)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,15 +76,14 @@ func TestDirectBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = s.CloseWrite()
-			var ack [1]byte
-			_, err = io.ReadFull(bufio.NewReader(s), ack[:])
+			got, err := io.ReadAll(bufio.NewReader(s))
 			switch {
-			case tt.wantAck < 0 && err == nil:
-				t.Fatalf("got answer %d, want the stream reset", ack[0])
-			case tt.wantAck >= 0 && err != nil:
+			case tt.wantAcks == nil && err == nil:
+				t.Fatalf("got answers %v, want the stream reset", got)
+			case tt.wantAcks != nil && err != nil:
 				t.Fatalf("no answer: %v", err)
-			case tt.wantAck >= 0 && int(ack[0]) != tt.wantAck:
-				t.Fatalf("answer %d, want %d", ack[0], tt.wantAck)
+			case tt.wantAcks != nil && fmt.Sprint(bytesToInts(got)) != fmt.Sprint(tt.wantAcks):
+				t.Fatalf("answers %v, want %v", got, tt.wantAcks)
 			}
 		})
 	}
@@ -86,4 +93,73 @@ func TestDirectBadInput(t *testing.T) {
 	eventually(t, "genuine message after bad input", func() (bool, error) {
 		return statusOf(t, bob, "alice")["still works"] == chat.StatusReceived, nil
 	})
+}
+
+func bytesToInts(b []byte) []int {
+	out := make([]int, len(b))
+	for i, x := range b {
+		out[i] = int(x)
+	}
+	return out
+}
+
+// TestDirectStream: many envelopes on one /peergram/msg/2.0.0 stream are
+// stored, once each, in order, and answered one status byte each; a bad
+// one among them is refused alone.
+func TestDirectStream(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	bobHome, _ := initHome(t, "bob")
+	bob := startNode(t, bobHome, relay.addr)
+	carol := newFakeDevice(t, relay, nil, "carol")
+	carol.publish(t, nil, carol.cert)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := bob.AddContact(ctx, carol.acct.ID().String(), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	text := func(i int) payload { return payload{Kind: "text", Text: fmt.Sprintf("stream %03d", i), Seq: uint64(i + 1)} }
+	if got := carol.send(t, bob, text(0), newMessageID(t)); got != int(directOK) {
+		t.Fatalf("first message: answer %d", got)
+	}
+	carol.receive(t) // Bob's receipt: Carol's session is confirmed
+	const n = 200
+	var raw []byte
+	want := []string{"stream 000"}
+	for i := 1; i < n; i++ {
+		if i == 100 {
+			raw = append(raw, binary.AppendUvarint(nil, 7)...)
+			raw = append(raw, "garbage"...)
+		}
+		env := carol.seal(t, bob, text(i), newMessageID(t))
+		raw = append(append(raw, binary.AppendUvarint(nil, uint64(len(env)))...), env...)
+		want = append(want, fmt.Sprintf("stream %03d", i))
+	}
+	s, err := carol.h.NewStream(ctx, bob.host.ID(), StreamProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	acks, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acks) != n {
+		t.Fatalf("%d answers for %d envelopes", len(acks), n)
+	}
+	for i, a := range acks {
+		if want := byte(directOK); i == 99 {
+			if a != directRejected {
+				t.Fatalf("garbage answered %d", a)
+			}
+		} else if a != want {
+			t.Fatalf("envelope %d answered %d", i, a)
+		}
+	}
+	if got := texts(t, bob, "carol"); !slices.Equal(got, want) {
+		t.Fatalf("Bob has %d messages, want %d in order", len(got), len(want))
+	}
 }

@@ -261,6 +261,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.dir = directory.NewClient(n.host)
 	n.host.SetStreamHandler(ProtocolID, n.handleDirect)
 	defer n.host.RemoveStreamHandler(ProtocolID)
+	n.host.SetStreamHandler(StreamProtocolID, n.handleDirectStream)
+	defer n.host.RemoveStreamHandler(StreamProtocolID)
 
 	// A new token at every start: one that leaked (to a process that
 	// answered on the old port after a crash, say) is worthless after a
