@@ -117,7 +117,9 @@ func TestDirectStream(t *testing.T) {
 	if _, err := bob.AddContact(ctx, carol.acct.ID().String(), "carol"); err != nil {
 		t.Fatal(err)
 	}
-	text := func(i int) payload { return payload{Kind: "text", Text: fmt.Sprintf("stream %03d", i), Seq: uint64(i + 1)} }
+	text := func(i int) payload {
+		return payload{Kind: "text", Text: fmt.Sprintf("stream %03d", i), Seq: uint64(i + 1)}
+	}
 	if got := carol.send(t, bob, text(0), newMessageID(t)); got != int(directOK) {
 		t.Fatalf("first message: answer %d", got)
 	}
