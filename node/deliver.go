@@ -68,6 +68,9 @@ type job struct {
 	// Sealed holds, per device not yet done, the envelope sealed for it:
 	// sealed once, committed with the session it advanced, and resent
 	// byte for byte on every retry, so retries never advance the ratchet.
+	// Stored apart from the job (outbox.sealed), so a job is written once
+	// however many devices it goes to; jobs of older nodes carry it
+	// inline.
 	Sealed map[string]sealedCopy `json:"sealed,omitempty"`
 }
 

@@ -62,11 +62,57 @@ func (n *Node) enqueue(tx *storage.Txn, j *job) error {
 		return err
 	}
 	j.Seq = seq
-	raw, err := json.Marshal(j)
+	return n.putJob(tx, j)
+}
+
+// putJob writes j; its sealed copies are written apart (putSealed).
+func (n *Node) putJob(tx *storage.Txn, j *job) error {
+	c := *j
+	c.Sealed = nil
+	raw, err := json.Marshal(&c)
 	if err != nil {
 		return err
 	}
 	return tx.Set(n.st.outbox, jobKey(j), raw)
+}
+
+func sealedKey(j *job, dev string) []byte { return append(jobKey(j), dev...) }
+
+// putSealed stores j's copy for dev.
+func (n *Node) putSealed(tx *storage.Txn, j *job, dev string) error {
+	c := j.Sealed[dev]
+	return tx.Set(n.st.sealed, sealedKey(j, dev), append(c.IK[:], c.Env...))
+}
+
+// loadSealed adds the copies stored for j to j.Sealed.
+func (n *Node) loadSealed(tx *storage.Txn, j *job) error {
+	prefix := jobKey(j)
+	return tx.Iterate(n.st.sealed, prefix, func(k, v []byte) error {
+		if len(v) < 32 {
+			return nil
+		}
+		if j.Sealed == nil {
+			j.Sealed = map[string]sealedCopy{}
+		}
+		var c sealedCopy
+		copy(c.IK[:], v)
+		c.Env = bytes.Clone(v[32:])
+		j.Sealed[string(k[len(prefix):])] = c
+		return nil
+	})
+}
+
+// deleteJob removes j and its sealed copies.
+func (n *Node) deleteJob(tx *storage.Txn, j *job) error {
+	if err := tx.Delete(n.st.outbox, jobKey(j)); err != nil {
+		return err
+	}
+	for dev := range j.Sealed {
+		if err := tx.Delete(n.st.sealed, sealedKey(j, dev)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // outboxState is the dispatcher's view of the outbox: which recipients
@@ -149,6 +195,11 @@ func (n *Node) migrateOutbox() error {
 			if err := n.enqueue(tx, &j); err != nil {
 				return err
 			}
+			for dev := range j.Sealed {
+				if err := n.putSealed(tx, &j, dev); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -222,7 +273,7 @@ func (n *Node) recipientJobs(to identity.AccountID, from uint64, max int) ([]*jo
 	start := binary.BigEndian.AppendUint64(nil, from)
 	err := n.db.View(func(tx *storage.Txn) error {
 		jobs = jobs[:0]
-		return tx.IterateFrom(n.st.outbox, to[:], start, func(_, val []byte) error {
+		err := tx.IterateFrom(n.st.outbox, to[:], start, func(_, val []byte) error {
 			var j job
 			if err := json.Unmarshal(val, &j); err != nil {
 				return err
@@ -233,6 +284,15 @@ func (n *Node) recipientJobs(to identity.AccountID, from uint64, max int) ([]*jo
 			}
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if err := n.loadSealed(tx, j); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return jobs, err
 }
@@ -261,9 +321,12 @@ func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.T
 		}
 		// A job waiting out a retry backoff holds back the later ones:
 		// per-contact order is kept.
+		// So are jobs beyond what one transaction holds: a job's envelope
+		// and its message's record are each about its payload's size.
 		now := n.cfg.Now()
-		due := 0
-		for due < len(jobs) && jobs[due].NextAt <= now.UnixMilli() {
+		due, size := 0, 0
+		for due < len(jobs) && jobs[due].NextAt <= now.UnixMilli() && (due == 0 || size < n.txnBudget()) {
+			size += 3 * len(jobs[due].Payload)
 			due++
 		}
 		if due == 0 {
@@ -330,12 +393,13 @@ func (n *Node) deliverBatch(ctx context.Context, jobs []*job) time.Time {
 				retryAt = time.UnixMilli(jj.NextAt)
 				n.log.Info("outbox: delivery failed; will retry", "to", j.To.String(), "id", j.ID.String(), "attempt", jj.Attempts, "err", err)
 			}
-			raw, err := json.Marshal(&jj)
-			if err != nil {
+			if err := n.putJob(tx, &jj); err != nil {
 				return err
 			}
-			if err := tx.Set(n.st.outbox, jobKey(&jj), raw); err != nil {
-				return err
+			for _, dev := range jj.Done {
+				if err := tx.Delete(n.st.sealed, sealedKey(&jj, dev)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -352,7 +416,7 @@ func (n *Node) deliverBatch(ctx context.Context, jobs []*job) time.Time {
 
 // completeJob removes a delivered job and marks its message sent.
 func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
-	if err := tx.Delete(n.st.outbox, jobKey(j)); err != nil {
+	if err := n.deleteJob(tx, j); err != nil {
 		return nil, err
 	}
 	if !j.Text {
@@ -376,7 +440,7 @@ func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
 // failJobTx removes a job that cannot be delivered and marks its message
 // failed, with the reason.
 func (n *Node) failJobTx(tx *storage.Txn, j *job, reason error) (*chat.Event, error) {
-	if err := tx.Delete(n.st.outbox, jobKey(j)); err != nil {
+	if err := n.deleteJob(tx, j); err != nil {
 		return nil, err
 	}
 	if !j.Text {
@@ -452,7 +516,6 @@ func (n *Node) attemptBatch(ctx context.Context, jobs []*job) []error {
 				continue
 			}
 			j.Done = append(j.Done, dev)
-			delete(j.Sealed, dev)
 		}
 	}
 	return errs
@@ -547,11 +610,7 @@ func (n *Node) sealBatch(ctx context.Context, t target, jobs []*job) ([][]byte, 
 			return err
 		}
 		for _, i := range sealedIdx {
-			raw, err := json.Marshal(jobs[i])
-			if err != nil {
-				return err
-			}
-			if err := tx.Set(n.st.outbox, jobKey(jobs[i]), raw); err != nil {
+			if err := n.putSealed(tx, jobs[i], dev); err != nil {
 				return err
 			}
 		}

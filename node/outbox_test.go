@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,14 +24,22 @@ func jobs(t *testing.T, n *testNode) []*job {
 	t.Helper()
 	var out []*job
 	if err := n.db.View(func(tx *storage.Txn) error {
-		return tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
+		if err := tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
 			var j job
 			if err := json.Unmarshal(val, &j); err != nil {
 				return err
 			}
 			out = append(out, &j)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		for _, j := range out {
+			if err := n.loadSealed(tx, j); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -316,4 +326,53 @@ func TestLegacyOutboxMigrated(t *testing.T) {
 		t.Fatalf("Bob received %q", got)
 	}
 	eventually(t, "an empty outbox", func() (bool, error) { return len(jobs(t, alice)) == 0, nil })
+	if err := alice.db.View(func(tx *storage.Txn) error {
+		n, err := tx.Count(alice.st.sealed, nil)
+		if err == nil && n != 0 {
+			return fmt.Errorf("%d sealed copies left after every job was delivered", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLargeMessagesBatched: large messages posted at once are stored,
+// sealed, deposited and received in batches that each fit in one
+// transaction (before, a batch of them failed with ErrTxnTooBig, again and
+// again). The messages wait in the outbox first (the contact has published
+// no prekeys yet), so the outbox meets them all in one go.
+func TestLargeMessagesBatched(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.RetryMin, c.RetryMax = time.Second, time.Second }, relay.addr)
+	bob := newFakeDevice(t, relay, nil, "bob")
+	list := bob.publishList(t, nil, bob.cert) // no prekeys yet: sealing fails
+	ctx := context.Background()
+	if _, err := alice.AddContact(ctx, bob.acct.ID().String(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 40, 100 << 10
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			text := fmt.Sprintf("%02d ", i) + strings.Repeat("x", size)
+			if _, err := alice.Send(ctx, "bob", text); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, "every message waiting", func() (bool, error) {
+		js := jobs(t, alice)
+		return len(js) == n && js[0].Attempts > 0, nil
+	})
+	bob.publishBundle(t, list)
+	got := textsOf(t, bob.receiveN(t, n))
+	slices.Sort(got)
+	for i, s := range got {
+		if want := fmt.Sprintf("%02d ", i) + strings.Repeat("x", size); s != want {
+			t.Fatalf("message %d: %d bytes starting %.8q", i, len(s), s)
+		}
+	}
 }

@@ -78,16 +78,26 @@ func (n *Node) receiveBatch(ctx context.Context, raws [][]byte) []error {
 		errs[i] = n.receive(ctx, raws[i])
 	}
 	for _, g := range groups {
-		res, retry := n.receiveSession(ctx, g.p, g.env)
-		for k, i := range g.idx {
-			if retry {
-				// The batch could not be committed (nothing of it was):
-				// each envelope on its own, so one that can never be
-				// stored is dropped alone.
-				errs[i] = n.receive(ctx, raws[i])
-			} else {
-				errs[i] = res[k]
+		// Chunks that stay well under the transaction limit: a message's
+		// record is about its envelope's size.
+		for lo := 0; lo < len(g.idx); {
+			hi, size := lo, 0
+			for hi < len(g.idx) && (hi == lo || size < n.txnBudget()) {
+				size += 2 * len(raws[g.idx[hi]])
+				hi++
 			}
+			res, retry := n.receiveSession(ctx, g.p, g.env[lo:hi])
+			for k, i := range g.idx[lo:hi] {
+				if retry {
+					// The chunk could not be committed (nothing of it
+					// was): each envelope on its own, so one that can
+					// never be stored is dropped alone.
+					errs[i] = n.receive(ctx, raws[i])
+				} else {
+					errs[i] = res[k]
+				}
+			}
+			lo = hi
 		}
 	}
 	return errs

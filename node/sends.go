@@ -59,11 +59,15 @@ func (n *Node) runSends() {
 		case <-n.quit:
 			return
 		}
+		// A group stays well under the transaction limit: a message
+		// writes its text about three times (record, job, JSON escaping).
+		size := 3 * len(batch[0].text)
 	more:
-		for len(batch) < maxSendBatch {
+		for len(batch) < maxSendBatch && size < n.txnBudget() {
 			select {
 			case r := <-n.sendq:
 				batch = append(batch, r)
+				size += 3 * len(r.text)
 			default:
 				break more
 			}
@@ -71,6 +75,10 @@ func (n *Node) runSends() {
 		n.commitSends(batch)
 	}
 }
+
+// txnBudget is the bytes a batch transaction aims to stay under: half of
+// what the store accepts in one transaction.
+func (n *Node) txnBudget() int { return int(n.db.MaxTxnBytes() / 2) }
 
 // commitSends stores a group of sends in one transaction. A send refused
 // for what it is (unknown contact, too large) fails alone; a storage

@@ -25,6 +25,7 @@ import (
 //	sessions: see sessions.go
 //	messages: account(32) || messageID(16) → messageRecord (JSON)
 //	outbox.q: recipient account(32) || seq(8) → job (JSON)
+//	outbox.sealed: job key(40) || device ID (text) → identity key(32) || envelope
 //	outbox:   seq(8) → job (JSON): the layout before outbox.q, migrated at start
 //	seen:     sender account(32) || messageID(16) → empty, with a TTL past the relay TTL
 type store struct {
@@ -36,6 +37,7 @@ type store struct {
 	outbox   storage.Keyspace
 	seen     storage.Keyspace
 
+	sealed       storage.Keyspace
 	legacyOutbox storage.Keyspace
 }
 
@@ -47,7 +49,7 @@ func newStore(db *storage.DB) *store {
 		db: db, meta: db.Keyspace("meta"), contacts: db.Keyspace("contacts"),
 		sessions: db.Keyspace("sessions"), messages: db.Keyspace("messages"),
 		outbox: db.Keyspace("outbox.q"), seen: db.Keyspace("seen"),
-		legacyOutbox: db.Keyspace("outbox"),
+		sealed: db.Keyspace("outbox.sealed"), legacyOutbox: db.Keyspace("outbox"),
 	}
 }
 

@@ -20,6 +20,7 @@ type DB struct {
 	dir     string       // for free-space checks; "" in memory
 	reserve int64        // bytes of free space writes never eat into
 	gs      *groupSyncer // nil: commits are not synced (NoSync, InMemory)
+	maxTxn  int64        // Badger's batch limit: bytes one transaction may write
 
 	retryMu sync.Mutex // serializes Update attempts that already conflicted several times
 
@@ -59,6 +60,7 @@ func Open(opts Options) (db *DB, err error) {
 		return nil, fmt.Errorf("storage: open %q: %w", opts.Dir, classifyOpenErr(err))
 	}
 	db = newDB(bdb)
+	db.maxTxn = bo.MemTableSize * 15 / 100
 	if !opts.InMemory {
 		db.dir, db.reserve = opts.Dir, opts.reserve(bo.MemTableSize)
 		if !opts.NoSync {
@@ -333,3 +335,9 @@ func (db *DB) gcRound(ctx context.Context) error {
 // Badger returns the underlying Badger database, for benchmarks and tools.
 // Keys written through it bypass keyspaces; Close still belongs to DB.
 func (db *DB) Badger() *badger.DB { return db.bdb }
+
+// MaxTxnBytes is about how many bytes (keys, values and per-entry
+// overhead) one transaction may write before it fails with ErrTxnTooBig:
+// 15% of a memtable. Callers that put many records in one transaction
+// keep well under it.
+func (db *DB) MaxTxnBytes() int64 { return db.maxTxn }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -103,7 +105,6 @@ func (d *daemon) waitStatus(ctx context.Context, what string, cond func(localapi
 // post sends n texts of msgSize bytes to contact through the API, posters
 // requests at a time.
 func (d *daemon) post(ctx context.Context, contact string, n int) error {
-	text := strings.Repeat("m", msgSize)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -116,7 +117,12 @@ func (d *daemon) post(ctx context.Context, contact string, n int) error {
 	close(next)
 	for range posters {
 		wg.Go(func() {
+			// Texts that do not compress, as real messages mostly do not
+			// once they are many.
+			buf := make([]byte, msgSize*3/4)
 			for range next {
+				_, _ = rand.Read(buf)
+				text := base64.StdEncoding.EncodeToString(buf)
 				if _, err := d.api.Send(ctx, contact, text); err != nil {
 					mu.Lock()
 					first = errors.Join(first, err)

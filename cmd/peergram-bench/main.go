@@ -18,6 +18,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		if err := runChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "peergram-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	var only string
 	var quick bool
@@ -26,6 +33,7 @@ func main() {
 	// and scheduler noise, on both sides; sustained load is what users see.
 	flag.IntVar(&cfg.n, "n", 20000, "messages per round")
 	flag.IntVar(&cfg.s2n, "s2n", 100000, "envelopes drained per round in S2")
+	flag.IntVar(&cfg.n4, "n4", 100000, "messages sent in D4")
 	flag.IntVar(&cfg.inflight, "inflight", defaultInflight, "deposits kept in flight in M1 and M3 (each message is its own deposit)")
 	flag.BoolVar(&quick, "quick", false, "smaller S2 (10,000 envelopes unless -s2n is set)")
 	flag.StringVar(&only, "only", "", "comma-separated scenario IDs to run (default all)")
@@ -47,8 +55,8 @@ func main() {
 	if quick && !flagSet("s2n") {
 		cfg.s2n = 10000
 	}
-	if cfg.rounds < 1 || cfg.n < 1 || cfg.s2n < 1 || cfg.inflight < 1 {
-		fmt.Fprintln(os.Stderr, "peergram-bench: -rounds, -n, -s2n and -inflight must be positive")
+	if cfg.rounds < 1 || cfg.n < 1 || cfg.s2n < 1 || cfg.inflight < 1 || cfg.n4 < 2 {
+		fmt.Fprintln(os.Stderr, "peergram-bench: -rounds, -n, -s2n, -n4 and -inflight must be positive")
 		os.Exit(2)
 	}
 	want := map[string]bool{}

@@ -2,15 +2,29 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"testing"
 )
 
-var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D1|D2|D3) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ ours=\S+( msg/s)? anchor=\S+( msg/s)?$`)
+var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D1|D2|D3|D4) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ (ours=\S+( msg/s)? anchor=\S+( msg/s)?|rss_alice=.* rate=\S+ msg/s)$`)
+
+// TestMain lets D4 start this test binary as a daemon.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		if err := runChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
 
 func TestScenarios(t *testing.T) {
-	cfg := config{rounds: 1, n: 50, s2n: 1000, inflight: 8}
+	cfg := config{rounds: 1, n: 50, s2n: 1000, n4: 200, inflight: 8}
 	for _, sc := range scenarios {
 		t.Run(sc.id, func(t *testing.T) {
 			line, err := sc.run(context.Background(), cfg)

@@ -15,6 +15,7 @@ type config struct {
 	rounds int // interleaved rounds per scenario
 	n      int // messages per round
 	s2n    int // envelopes drained per round in S2
+	n4     int // messages sent in D4
 	// inflight is how many deposits M1 and M3 keep in flight at once, as
 	// a relay serving many senders sees them (each message is its own
 	// deposit); default defaultInflight.
@@ -39,6 +40,7 @@ var scenarios = []scenario{
 	{"D1", runD1},
 	{"D2", runD2},
 	{"D3", runD3},
+	{"D4", runD4},
 }
 
 func findScenario(id string) *scenario {
