@@ -56,6 +56,9 @@ type Config struct {
 	// RetryMin and RetryMax bound the outbox's retry backoff; defaults 500ms
 	// and 30s.
 	RetryMin, RetryMax time.Duration
+	// GCInterval is how often the store's value log is garbage collected;
+	// 0 means DefaultGCInterval.
+	GCInterval time.Duration
 }
 
 // Node is a running Peergram device. Its Backend methods are safe for
@@ -123,6 +126,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 30 * time.Second
+	}
+	if cfg.GCInterval <= 0 {
+		cfg.GCInterval = DefaultGCInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -197,7 +203,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	// may now be anyone's; its socket is dead.
 	os.Remove(filepath.Join(n.cfg.Home, fileAPI))
 	os.Remove(filepath.Join(n.cfg.Home, fileSocket))
-	n.db, err = storage.Open(storage.Options{Dir: filepath.Join(n.cfg.Home, dirStore), Logger: n.log})
+	n.db, err = storage.Open(storeOptions(filepath.Join(n.cfg.Home, dirStore), n.log))
 	if errors.Is(err, storage.ErrLocked) {
 		return fmt.Errorf("%w: %s", ErrRunning, n.cfg.Home)
 	}
@@ -314,6 +320,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		wg.Go(func() { n.keepRelay(ctx, r, &n.relayState[i]) })
 	}
 	wg.Go(func() { n.runOutbox(ctx) })
+	wg.Go(func() {
+		if err := n.db.RunGC(ctx, n.cfg.GCInterval); err != nil && ctx.Err() == nil {
+			n.log.Error("store garbage collection stopped", "err", err)
+		}
+	})
 	wg.Go(func() { n.runMaintenance(ctx) })
 	close(n.ready)
 	apiFile := filepath.Join(n.cfg.Home, fileAPI)

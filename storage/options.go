@@ -77,6 +77,21 @@ type Options struct {
 	// set it: encrypted bytes do not compress, so compression only costs
 	// CPU on every write and every block read.
 	NoCompression bool
+
+	// ValueThreshold is the size above which a value is kept in the value
+	// log rather than in the LSM tree's tables; 0 means 1 MiB (Badger's
+	// default), capped at 15% of a memtable. A small threshold keeps the
+	// tables (and the memory Badger uses to build them) small when most
+	// values are large: the tables then hold keys and value pointers.
+	// Value-log space of deleted values comes back only through RunGC.
+	ValueThreshold int64
+
+	// TableSize is the size of the tables compactions write (Badger's
+	// BaseTableSize); 0 means Badger's 2 MiB. Badger builds each table in
+	// memory and keeps up to eight build buffers for reuse, each about
+	// twice this size or a memtable's, whichever is larger: a small value
+	// bounds that memory.
+	TableSize int64
 }
 
 // badgerOptions translates o into Badger's options.
@@ -101,7 +116,11 @@ func (o Options) badgerOptions() (badger.Options, error) {
 	}
 	mt = max(mt, minMemTableSize)
 	// Badger rejects a ValueThreshold above its batch limit (15% of a memtable).
-	vt := min(int64(valueThreshold), mt*15/100)
+	vt := int64(valueThreshold)
+	if o.ValueThreshold > 0 {
+		vt = o.ValueThreshold
+	}
+	vt = min(vt, mt*15/100)
 
 	bo := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
@@ -117,6 +136,9 @@ func (o Options) badgerOptions() (badger.Options, error) {
 		WithNumCompactors(numCompactors).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(true)
+	if o.TableSize > 0 {
+		bo = bo.WithBaseTableSize(o.TableSize)
+	}
 	if o.NoCompression {
 		bo = bo.WithCompression(options.None)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -40,13 +39,19 @@ const (
 	maxStoreOverhead = 1024      // bytes per message beyond its text
 )
 
+// childGC is the value-log GC interval of D4's daemons: short, so that
+// the store bytes D4 reports are those after garbage collection (a desktop
+// daemon collects every node.DefaultGCInterval).
+const childGC = 2 * time.Second
+
 // runChild runs a node daemon for home with one relay until SIGTERM or
 // SIGINT (`peergram-bench daemon-child HOME RELAY`).
 func runChild(args []string) error {
 	if len(args) != 2 {
 		return fmt.Errorf("usage: %s HOME RELAY", childArg)
 	}
-	n, err := node.New(node.Config{Home: args[0], Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: []string{args[1]}, DisableMDNS: true})
+	node.ApplyMemoryLimit()
+	n, err := node.New(node.Config{Home: args[0], Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: []string{args[1]}, DisableMDNS: true, GCInterval: childGC})
 	if err != nil {
 		return err
 	}
@@ -124,8 +129,13 @@ func (c *childDaemon) stop() {
 	}
 }
 
-// rss returns the process's resident set size in bytes (VmRSS).
-func (c *childDaemon) rss() (int64, error) {
+// rss returns the process's anonymous resident memory in bytes (RssAnon:
+// its heap and stacks, not the store's files mapped in, which the kernel
+// drops and reloads as it needs).
+func (c *childDaemon) rss() (int64, error) { return c.status("RssAnon:") }
+
+// status reads one kB field of /proc/PID/status, in bytes.
+func (c *childDaemon) status(field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -133,12 +143,12 @@ func (c *childDaemon) rss() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, c.cmd.Process.Pid)
 }
 
 // dirSize sums the sizes of the files under dir.
@@ -218,7 +228,7 @@ func runD4(ctx context.Context, cfg config) (string, error) {
 	if _, err := bob.api.AddContact(sctx, ids[0], "alice"); err != nil {
 		return "", err
 	}
-	var rss [2][2]int64 // [half][daemon]
+	var rss, vm [2][2]int64 // [half][daemon]: RssAnon, VmRSS
 	start := time.Now()
 	for half := range 2 {
 		if err := alice.post(ctx, "bob", cfg.n4/2); err != nil {
@@ -239,10 +249,35 @@ func runD4(ctx context.Context, cfg config) (string, error) {
 			if rss[half][i], err = d.rss(); err != nil {
 				return "", err
 			}
+			if vm[half][i], err = d.status("VmRSS:"); err != nil {
+				return "", err
+			}
 		}
 	}
 	took := time.Since(start)
+	// Let garbage collection catch up: wait until neither store shrinks
+	// for 10 s (at most two minutes).
 	var store [2]int64
+	settle := time.Now().Add(2 * time.Minute)
+	for stable := 0; stable < 5 && time.Now().Before(settle); {
+		time.Sleep(2 * time.Second)
+		shrank := false
+		for i, d := range ds {
+			b, err := dirSize(filepath.Join(d.home, "store"))
+			if err != nil {
+				return "", err
+			}
+			if store[i] == 0 || b < store[i] {
+				shrank = true
+			}
+			store[i] = b
+		}
+		if shrank {
+			stable = 0
+		} else {
+			stable++
+		}
+	}
 	for i, d := range ds {
 		d.stop()
 		if store[i], err = dirSize(filepath.Join(d.home, "store")); err != nil {
@@ -252,7 +287,8 @@ func runD4(ctx context.Context, cfg config) (string, error) {
 	top := max(rss[1][0], rss[1][1])
 	overhead := func(b int64) int64 { return b/int64(cfg.n4) - msgSize }
 	mib := func(b int64) string { return fmt.Sprintf("%.0fMiB", float64(b)/(1<<20)) }
-	return fmt.Sprintf("D4 ratio=%.3f target=<=1.00 rss_alice=%s/%s rss_bob=%s/%s store_overhead_alice=%dB/msg store_overhead_bob=%dB/msg target_store=<=%dB/msg messages=%d rate=%.0f msg/s",
+	return fmt.Sprintf("D4 ratio=%.3f target=<=1.00 rss_alice=%s/%s rss_bob=%s/%s vmrss_alice=%s/%s vmrss_bob=%s/%s store_overhead_alice=%dB/msg store_overhead_bob=%dB/msg target_store=<=%dB/msg messages=%d rate=%.0f msg/s",
 		float64(top)/maxRSS, mib(rss[0][0]), mib(rss[1][0]), mib(rss[0][1]), mib(rss[1][1]),
+		mib(vm[0][0]), mib(vm[1][0]), mib(vm[0][1]), mib(vm[1][1]),
 		overhead(store[0]), overhead(store[1]), maxStoreOverhead, cfg.n4, float64(cfg.n4)/took.Seconds()), nil
 }

@@ -61,6 +61,7 @@ func runNode(ctx context.Context, cfg daemonConfig) error {
 			return err
 		}
 	}
+	node.ApplyMemoryLimit()
 	n, err := node.New(node.Config{
 		Home:    cfg.Home,
 		Listen:  cfg.Listen,
