@@ -1,0 +1,129 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+// TestSoak is both directions at volume through two daemons and a relay,
+// with the recipient offline for part of it: 5,000 messages each way are
+// stored once each (none lost, none doubled), every one reaches delivered
+// at its sender, and the ratchets are still in step afterwards.
+func TestSoak(t *testing.T) {
+	const perSide = 5000
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	post := func(n *testNode, to, prefix string, from, count int) {
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := from + w; i < from+count; i += 8 {
+					if _, err := n.Send(ctx, to, fmt.Sprintf("%s %05d", prefix, i)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Both online, both sending.
+	var wg sync.WaitGroup
+	wg.Go(func() { post(alice, "bob", "a2b", 0, perSide/2) })
+	wg.Go(func() { post(bob, "alice", "b2a", 0, perSide/2) })
+	wg.Wait()
+	// Bob offline while Alice sends the rest; then back, sending his.
+	bob.stop()
+	post(alice, "bob", "a2b", perSide/2, perSide/2)
+	bob = startNode(t, bobHome, relay.addr)
+	post(bob, "alice", "b2a", perSide/2, perSide/2)
+
+	received := func(n *testNode, contact, prefix string) (map[string]int, error) {
+		msgs, err := n.Messages(ctx, contact, false)
+		if err != nil {
+			return nil, err
+		}
+		got := map[string]int{}
+		for _, m := range msgs {
+			if !m.Outgoing && strings.HasPrefix(m.Text, prefix) {
+				got[m.Text]++
+			}
+		}
+		return got, nil
+	}
+	for _, side := range []struct {
+		n               *testNode
+		contact, prefix string
+	}{{bob, "alice", "a2b"}, {alice, "bob", "b2a"}} {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			got, err := received(side.n, side.contact, side.prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for text, c := range got {
+				if c > 1 {
+					t.Fatalf("%q stored %d times", text, c)
+				}
+			}
+			if len(got) == perSide {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has %d of %d %s messages", side.contact, len(got), perSide, side.prefix)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for _, side := range []struct {
+		n       *testNode
+		contact string
+	}{{alice, "bob"}, {bob, "alice"}} {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			msgs, err := side.n.Messages(ctx, side.contact, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			behind := 0
+			for _, m := range msgs {
+				if m.Outgoing && m.Status != chat.StatusDelivered && m.Status != chat.StatusRead {
+					behind++
+				}
+			}
+			if behind == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d messages to %s not delivered", behind, side.contact)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// The ratchets are in step: one more each way goes through.
+	if _, err := alice.Send(ctx, "bob", "after the soak, to bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Send(ctx, "alice", "after the soak, to alice"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a message each way after the soak", func() (bool, error) {
+		a, err := received(bob, "alice", "after the soak")
+		if err != nil {
+			return false, err
+		}
+		b, err := received(alice, "bob", "after the soak")
+		return len(a) == 1 && len(b) == 1, err
+	})
+}
