@@ -31,7 +31,35 @@ const (
 	// perEnvelopeTime is added to directTimeout for each envelope of a
 	// stream.
 	perEnvelopeTime = 5 * time.Millisecond
+	// streamHeld bounds the envelope bytes a receiving stream holds read
+	// but not yet stored (a peer could otherwise make it buffer 1,024
+	// envelopes of up to 256 KiB each).
+	streamHeld = 2 << 20
+	// streamBatchBytes bounds the envelope bytes committed in one batch.
+	streamBatchBytes = 1 << 20
 )
+
+// byteBudget bounds the bytes held between a reader and its consumer, in
+// units of budgetUnit: acquire blocks while the budget is spent.
+type byteBudget chan struct{}
+
+const budgetUnit = 16 << 10
+
+func newByteBudget(max int) byteBudget { return make(byteBudget, max/budgetUnit) }
+
+func budgetUnits(n int) int { return n/budgetUnit + 1 }
+
+func (b byteBudget) acquire(n int) {
+	for range budgetUnits(n) {
+		b <- struct{}{}
+	}
+}
+
+func (b byteBudget) release(n int) {
+	for range budgetUnits(n) {
+		<-b
+	}
+}
 
 // sendDirectAll hands envs to peer p on one stream per maxStreamFrames
 // envelopes, in order, and returns each one's outcome. After a stream
@@ -121,6 +149,12 @@ func (n *Node) sendDirectStream(ctx context.Context, p peer.ID, relays []string,
 func (n *Node) handleDirectStream(s network.Stream) {
 	defer s.Close()
 	frames := make(chan []byte, streamBatch)
+	held := newByteBudget(streamHeld)
+	drain := func() {
+		for e := range frames {
+			held.release(len(e))
+		}
+	}
 	var readErr error // set before frames is closed
 	go func() {
 		defer close(frames)
@@ -134,6 +168,7 @@ func (n *Node) handleDirectStream(s network.Stream) {
 				}
 				return
 			}
+			held.acquire(len(env))
 			frames <- env
 		}
 	}()
@@ -142,19 +177,25 @@ func (n *Node) handleDirectStream(s network.Stream) {
 	batch := make([][]byte, 0, streamBatch)
 	for env := range frames {
 		batch = append(batch[:0], env)
+		size := len(env)
 	more:
-		for len(batch) < streamBatch {
+		for len(batch) < streamBatch && size < streamBatchBytes {
 			select {
 			case e, ok := <-frames:
 				if !ok {
 					break more
 				}
 				batch = append(batch, e)
+				size += len(e)
 			default:
 				break more
 			}
 		}
-		for _, err := range n.receiveBatch(ctx, batch) {
+		errs := n.receiveBatch(ctx, batch)
+		for _, e := range batch {
+			held.release(len(e))
+		}
+		for _, err := range errs {
 			ack := directOK
 			switch {
 			case err == nil:
@@ -163,22 +204,19 @@ func (n *Node) handleDirectStream(s network.Stream) {
 			default:
 				n.log.Info("direct: envelope not stored; the sender will retry", "peer", s.Conn().RemotePeer(), "err", err)
 				s.Reset()
-				for range frames {
-				}
+				drain()
 				return
 			}
 			if err := w.WriteByte(ack); err != nil {
 				s.Reset()
-				for range frames {
-				}
+				drain()
 				return
 			}
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(directTimeout))
 		if err := w.Flush(); err != nil {
 			s.Reset()
-			for range frames {
-			}
+			drain()
 			return
 		}
 	}

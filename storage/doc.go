@@ -1,9 +1,10 @@
 // Package storage is Peergram's embedded key-value store: a small layer over
 // Badger (github.com/dgraph-io/badger/v4) shared by the node daemon and the relay.
 //
-// Why a layer at all: every caller gets the same durability defaults (each commit
-// is fsynced; concurrent commits share one fsync through Badger's write loop, i.e.
-// group commit), the same memory budget (a desktop node and a relay both open
+// Why a layer at all: every caller gets the same durability defaults (a commit
+// returns once it is on disk, and concurrent commits share one sync: group
+// commit, done here because Badger v4 syncs once per transaction; see
+// groupsync.go), the same memory budget (a desktop node and a relay both open
 // several stores, and Badger's defaults reserve hundreds of MiB), encryption at
 // rest with Badger's AES support, and errors mapped to a few sentinels (see
 // errors.go) instead of Badger's strings.

@@ -766,6 +766,7 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 	}
 	in := make(chan Delivery, cap(hand.acks))
 	errc := make(chan error, 1)
+	held := newByteBudget(maxBatchHeld)
 	go func() {
 		defer close(in)
 		for {
@@ -776,6 +777,7 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 			}
 			switch m := m.(type) {
 			case *deliveryMsg:
+				held.acquire(len(m.Envelope))
 				in <- Delivery{ID: m.ID, Deposited: time.Unix(0, m.Deposited), Envelope: m.Envelope}
 			case *drainedMsg:
 			case *errorMsg:
@@ -805,6 +807,9 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 		hand.mu.Lock()
 		if hand.closing {
 			hand.mu.Unlock()
+			for _, d := range ds {
+				held.release(len(d.Envelope))
+			}
 			continue // not handed over, not acked: redelivered next time
 		}
 		errs := opts.Batch(ctx, ds)
@@ -823,10 +828,38 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 			default: // more than the window unacked: the relay misbehaves
 				c.log.Debug("mailbox: relay exceeded its window; ack dropped", "id", d.ID)
 			}
+			held.release(len(d.Envelope))
 		}
 		hand.mu.Unlock()
 	}
 	return <-errc
+}
+
+// maxBatchHeld bounds the envelope bytes a batching subscription holds
+// read but not yet handled: the relay may send a whole window (1,024
+// envelopes of up to 256 KiB) without waiting.
+const maxBatchHeld = 8 << 20
+
+// byteBudget bounds the bytes held between a reader and its consumer, in
+// units of budgetUnit: acquire blocks while the budget is spent.
+type byteBudget chan struct{}
+
+const budgetUnit = 16 << 10
+
+func newByteBudget(max int) byteBudget { return make(byteBudget, max/budgetUnit) }
+
+func budgetUnits(n int) int { return n/budgetUnit + 1 }
+
+func (b byteBudget) acquire(n int) {
+	for range budgetUnits(n) {
+		b <- struct{}{}
+	}
+}
+
+func (b byteBudget) release(n int) {
+	for range budgetUnits(n) {
+		<-b
+	}
 }
 
 // runAcker writes pending acks (and nacks) as one frame each, and an empty

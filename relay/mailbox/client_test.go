@@ -238,3 +238,27 @@ func TestSubscribeBatches(t *testing.T) {
 	}
 	eventually(t, "only the refused envelope left", func() bool { left, _ := r.stats(addr); return left == 1 })
 }
+
+// TestByteBudget: acquire blocks once the budget is spent, and release
+// lets it go on.
+func TestByteBudget(t *testing.T) {
+	b := newByteBudget(4 * budgetUnit)
+	b.acquire(2*budgetUnit - 1) // 2 units
+	b.acquire(budgetUnit - 1)   // 1 unit
+	done := make(chan struct{})
+	go func() {
+		b.acquire(budgetUnit) // 2 units: over the budget until a release
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("acquire went over the budget")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(budgetUnit - 1)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("acquire still blocked after a release")
+	}
+}
