@@ -219,6 +219,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.self = sealed.Device{Key: n.keys.device, Cert: n.keys.cert}
+	n.st.self = n.keys.account.ID()
 	if err := n.migrate(); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/sealed"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/storage"
@@ -374,5 +375,51 @@ func TestLargeMessagesBatched(t *testing.T) {
 		if want := fmt.Sprintf("%02d ", i) + strings.Repeat("x", size); s != want {
 			t.Fatalf("message %d: %d bytes starting %.8q", i, len(s), s)
 		}
+	}
+}
+
+// TestMessageRecordCompact: a stored record leaves out what its key and
+// the node already know, and reads back whole; a record in the older,
+// complete form reads the same.
+func TestMessageRecordCompact(t *testing.T) {
+	db, err := storage.Open(storage.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := newStore(db)
+	var self, peer identity.AccountID
+	self[0], peer[0] = 1, 2
+	st.self = self
+	id := chat.MessageID{7}
+	out := &messageRecord{Message: chat.Message{ID: id.String(), Chat: peer.String(), From: self.String(), Outgoing: true,
+		Text: "hi", SentAt: time.UnixMilli(1000).UTC(), Status: chat.StatusSent, Seq: 3, FromName: "me", FromContact: true}}
+	if err := db.Update(func(tx *storage.Txn) error { return st.putMessage(tx, peer, out) }); err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	var back *messageRecord
+	if err := db.View(func(tx *storage.Txn) (err error) {
+		if raw, err = tx.Get(st.messages, messageKey(peer, id)); err != nil {
+			return err
+		}
+		back, err = st.getMessage(tx, peer, id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(peer.String())) || bytes.Contains(raw, []byte(self.String())) || bytes.Contains(raw, []byte("received_at")) {
+		t.Fatalf("record stores what its key and the node know: %s", raw)
+	}
+	if fmt.Sprint(back.Message) != fmt.Sprint(out.Message) {
+		t.Fatalf("read back %+v, wrote %+v", back.Message, out.Message)
+	}
+	full, err := json.Marshal(out) // the older form: every field
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.decodeMessage(peer, full)
+	if err != nil || fmt.Sprint(old.Message) != fmt.Sprint(out.Message) {
+		t.Fatalf("older record read as %+v (%v)", old, err)
 	}
 }

@@ -39,6 +39,8 @@ type store struct {
 
 	sealed       storage.Keyspace
 	legacyOutbox storage.Keyspace
+
+	self identity.AccountID // the node's account, set once the keys are loaded
 }
 
 // seenTTL outlives any envelope a relay may still hold (30 days).
@@ -278,13 +280,53 @@ func messageKey(a identity.AccountID, id chat.MessageID) []byte {
 	return append(append(make([]byte, 0, 48), a[:]...), id[:]...)
 }
 
+// storedMessage is a message record as stored: what the key says (the
+// chat's account) and what the node knows (its own account, the sender of
+// outgoing messages) left out, zero values omitted. Records written
+// before it, with every field, read the same.
+type storedMessage struct {
+	ID          string      `json:"id"`
+	Chat        string      `json:"chat,omitempty"`
+	From        string      `json:"from,omitempty"`
+	Outgoing    bool        `json:"outgoing,omitempty"`
+	Text        string      `json:"text"`
+	SentAt      time.Time   `json:"sent_at"`
+	Received    time.Time   `json:"received_at,omitzero"`
+	Status      chat.Status `json:"status"`
+	Seq         uint64      `json:"seq,omitempty"`
+	FromName    string      `json:"from_name,omitempty"`
+	FromContact bool        `json:"from_contact,omitempty"`
+	Warning     string      `json:"warning,omitempty"`
+	Error       string      `json:"error,omitempty"`
+	Pending     []string    `json:"pending,omitempty"`
+}
+
+// decodeMessage reads a record of chat a.
+func (s *store) decodeMessage(a identity.AccountID, raw []byte) (*messageRecord, error) {
+	var sm storedMessage
+	if err := json.Unmarshal(raw, &sm); err != nil {
+		return nil, err
+	}
+	m := &messageRecord{Message: chat.Message{
+		ID: sm.ID, Chat: sm.Chat, From: sm.From, Outgoing: sm.Outgoing, Text: sm.Text, SentAt: sm.SentAt,
+		Received: sm.Received, Status: sm.Status, Seq: sm.Seq, FromName: sm.FromName, FromContact: sm.FromContact,
+		Warning: sm.Warning, Error: sm.Error,
+	}, Pending: sm.Pending}
+	if m.Chat == "" {
+		m.Chat = a.String()
+	}
+	if m.From == "" && m.Outgoing {
+		m.From = s.self.String()
+	}
+	return m, nil
+}
+
 func (s *store) getMessage(tx *storage.Txn, a identity.AccountID, id chat.MessageID) (*messageRecord, error) {
 	raw, err := tx.Get(s.messages, messageKey(a, id))
 	if err != nil {
 		return nil, err
 	}
-	var m messageRecord
-	return &m, json.Unmarshal(raw, &m)
+	return s.decodeMessage(a, raw)
 }
 
 func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageRecord) error {
@@ -292,7 +334,18 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(m)
+	sm := storedMessage{
+		ID: m.ID, From: m.From, Outgoing: m.Outgoing, Text: m.Text, SentAt: m.SentAt, Received: m.Received,
+		Status: m.Status, Seq: m.Seq, FromName: m.FromName, FromContact: m.FromContact, Warning: m.Warning,
+		Error: m.Error, Pending: m.Pending,
+	}
+	if m.Chat != a.String() {
+		sm.Chat = m.Chat
+	}
+	if m.Outgoing && m.From == s.self.String() {
+		sm.From = ""
+	}
+	raw, err := json.Marshal(&sm)
 	if err != nil {
 		// What a message says cannot be stored, ever: not a reason to
 		// have it delivered again.
@@ -304,11 +357,11 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 func (s *store) chatMessages(tx *storage.Txn, a identity.AccountID) ([]*messageRecord, error) {
 	var out []*messageRecord
 	err := tx.Iterate(s.messages, a[:], func(_, val []byte) error {
-		var m messageRecord
-		if err := json.Unmarshal(val, &m); err != nil {
+		m, err := s.decodeMessage(a, val)
+		if err != nil {
 			return err
 		}
-		out = append(out, &m)
+		out = append(out, m)
 		return nil
 	})
 	return out, err

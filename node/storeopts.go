@@ -20,7 +20,7 @@ import (
 // Compression is off: most of what the store holds is ciphertext or sits
 // in the value log, which Badger does not compress.
 const (
-	storeMemTable       = 2 << 20
+	storeMemTable       = 4 << 20
 	storeValueThreshold = 4 << 10
 	storeTableSize      = 512 << 10
 
