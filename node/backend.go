@@ -555,7 +555,7 @@ func (n *Node) markRead(acct identity.AccountID, ids []string) error {
 				continue
 			}
 			rec.Status = chat.StatusSeen
-			if err := n.st.putMessage(tx, acct, rec); err != nil {
+			if err := n.st.putStatus(tx, acct, rec); err != nil {
 				return err
 			}
 			changed = append(changed, s)

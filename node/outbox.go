@@ -434,7 +434,7 @@ func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
 		return nil, nil
 	}
 	m.Status = next
-	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putMessage(tx, j.To, m)
+	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putStatus(tx, j.To, m)
 }
 
 // failJobTx removes a job that cannot be delivered and marks its message
@@ -458,7 +458,10 @@ func (n *Node) failJobTx(tx *storage.Txn, j *job, reason error) (*chat.Event, er
 	}
 	m.Status = chat.StatusFailed
 	m.Error = failReason(reason)
-	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putMessage(tx, j.To, m)
+	if err := n.st.putMessage(tx, j.To, m); err != nil {
+		return nil, err
+	}
+	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putStatus(tx, j.To, m)
 }
 
 func failReason(err error) string {

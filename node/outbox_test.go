@@ -422,4 +422,26 @@ func TestMessageRecordCompact(t *testing.T) {
 	if err != nil || fmt.Sprint(old.Message) != fmt.Sprint(out.Message) {
 		t.Fatalf("older record read as %+v (%v)", old, err)
 	}
+	// A status change writes the status alone; reads see it.
+	out.Status = chat.StatusDelivered
+	if err := db.Update(func(tx *storage.Txn) error { return st.putStatus(tx, peer, out) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(tx *storage.Txn) error {
+		now, err := tx.Get(st.messages, messageKey(peer, id))
+		if err != nil || !bytes.Equal(now, raw) {
+			return fmt.Errorf("a status change rewrote the record (%v)", err)
+		}
+		m, err := st.getMessage(tx, peer, id)
+		if err != nil || m.Status != chat.StatusDelivered {
+			return fmt.Errorf("getMessage: %+v, %v", m, err)
+		}
+		all, err := st.chatMessages(tx, peer)
+		if err != nil || len(all) != 1 || all[0].Status != chat.StatusDelivered {
+			return fmt.Errorf("chatMessages: %+v, %v", all, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

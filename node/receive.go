@@ -421,7 +421,7 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 				continue
 			}
 			rec.Status = next
-			if err := n.st.putMessage(tx, m.Sender, rec); err != nil {
+			if err := n.st.putStatus(tx, m.Sender, rec); err != nil {
 				return nil, nil, err
 			}
 			evs = append(evs, chat.Event{Type: chat.EventStatus, Message: rec.Message})

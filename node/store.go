@@ -23,7 +23,9 @@ import (
 //	          them also hold "seq/<account>" and "outbox-seq"
 //	contacts: account(32) → contactRecord (JSON)
 //	sessions: see sessions.go
-//	messages: account(32) || messageID(16) → messageRecord (JSON)
+//	messages: account(32) || messageID(16) → messageRecord (JSON, storedMessage)
+//	msgstatus: account(32) || messageID(16) → status (text): a status changed after the
+//	          record was written (a status change writes this, not the record)
 //	outbox.q: recipient account(32) || seq(8) → job (JSON)
 //	outbox.sealed: job key(40) || device ID (text) → identity key(32) || envelope
 //	outbox:   seq(8) → job (JSON): the layout before outbox.q, migrated at start
@@ -38,6 +40,7 @@ type store struct {
 	seen     storage.Keyspace
 
 	sealed       storage.Keyspace
+	status       storage.Keyspace
 	legacyOutbox storage.Keyspace
 
 	self identity.AccountID // the node's account, set once the keys are loaded
@@ -51,7 +54,7 @@ func newStore(db *storage.DB) *store {
 		db: db, meta: db.Keyspace("meta"), contacts: db.Keyspace("contacts"),
 		sessions: db.Keyspace("sessions"), messages: db.Keyspace("messages"),
 		outbox: db.Keyspace("outbox.q"), seen: db.Keyspace("seen"),
-		sealed: db.Keyspace("outbox.sealed"), legacyOutbox: db.Keyspace("outbox"),
+		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
 	}
 }
 
@@ -322,11 +325,32 @@ func (s *store) decodeMessage(a identity.AccountID, raw []byte) (*messageRecord,
 }
 
 func (s *store) getMessage(tx *storage.Txn, a identity.AccountID, id chat.MessageID) (*messageRecord, error) {
-	raw, err := tx.Get(s.messages, messageKey(a, id))
+	key := messageKey(a, id)
+	raw, err := tx.Get(s.messages, key)
 	if err != nil {
 		return nil, err
 	}
-	return s.decodeMessage(a, raw)
+	m, err := s.decodeMessage(a, raw)
+	if err != nil {
+		return nil, err
+	}
+	switch st, err := tx.Get(s.status, key); {
+	case err == nil:
+		m.Status = chat.Status(st)
+	case !errors.Is(err, storage.ErrNotFound):
+		return nil, err
+	}
+	return m, nil
+}
+
+// putStatus stores m's status alone: a status change (sent, delivered,
+// read, seen) writes a few bytes instead of the whole record.
+func (s *store) putStatus(tx *storage.Txn, a identity.AccountID, m *messageRecord) error {
+	id, err := chat.ParseMessageID(m.ID)
+	if err != nil {
+		return err
+	}
+	return tx.Set(s.status, messageKey(a, id), []byte(m.Status))
 }
 
 func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageRecord) error {
@@ -355,11 +379,21 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 }
 
 func (s *store) chatMessages(tx *storage.Txn, a identity.AccountID) ([]*messageRecord, error) {
+	status := map[string]chat.Status{} // by message key
+	if err := tx.Iterate(s.status, a[:], func(k, v []byte) error {
+		status[string(k)] = chat.Status(v)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	var out []*messageRecord
-	err := tx.Iterate(s.messages, a[:], func(_, val []byte) error {
+	err := tx.Iterate(s.messages, a[:], func(k, val []byte) error {
 		m, err := s.decodeMessage(a, val)
 		if err != nil {
 			return err
+		}
+		if st, ok := status[string(k)]; ok {
+			m.Status = st
 		}
 		out = append(out, m)
 		return nil
