@@ -85,10 +85,14 @@ func (d *daemon) status(ctx context.Context) (localapi.Status, error) {
 	return d.api.Status(ctx)
 }
 
-// waitStatus polls the daemon until cond holds.
+// waitStatus polls the daemon until cond holds, for at most roundTimeout
+// unless ctx ends sooner.
 func (d *daemon) waitStatus(ctx context.Context, what string, cond func(localapi.Status) bool) error {
-	ctx, cancel := context.WithTimeout(ctx, roundTimeout)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, roundTimeout)
+		defer cancel()
+	}
 	for {
 		st, err := d.status(ctx)
 		if err == nil && cond(st) {
