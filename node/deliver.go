@@ -213,20 +213,19 @@ func (n *Node) sendBatch(ctx context.Context, t target, envs [][]byte) []error {
 	left := make([]int, 0, len(envs))
 	if t.record != nil && t.record.PeerID != "" && t.record.PeerID != n.host.ID() &&
 		n.reach.tryDirect(n.host.Network(), t.record.PeerID, n.cfg.Now()) {
-		for k, env := range envs {
-			if len(left) > 0 {
-				left = append(left, k)
-				continue
-			}
-			n.directAttempts.Add(1)
-			if err := n.sendDirect(ctx, t.record.PeerID, t.record.Relays, env); err != nil {
-				n.reach.failed(t.record.PeerID, n.cfg.Now())
+		n.directAttempts.Add(1)
+		for k, err := range n.sendDirectAll(ctx, t.record.PeerID, t.record.Relays, envs) {
+			if err != nil {
 				errs[k] = fmt.Errorf("direct: %w", err)
 				left = append(left, k)
 				continue
 			}
-			n.reach.reached(t.record.PeerID)
 			n.sentDirect.Add(1)
+		}
+		if len(left) < len(envs) {
+			n.reach.reached(t.record.PeerID)
+		} else {
+			n.reach.failed(t.record.PeerID, n.cfg.Now())
 		}
 	} else {
 		for k := range envs {

@@ -147,6 +147,7 @@ func (n *Node) sendDirectStream(ctx context.Context, p peer.ID, relays []string,
 // one batch. A transient failure resets the stream: the sender tries again
 // (or the relay) for every envelope not yet answered.
 func (n *Node) handleDirectStream(s network.Stream) {
+	n.streamsIn.Add(1)
 	defer s.Close()
 	frames := make(chan []byte, streamBatch)
 	held := newByteBudget(streamHeld)

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/peergram/peergram/crypto/sealed"
+	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/node/chat"
 )
 
@@ -163,5 +164,31 @@ func TestDirectStream(t *testing.T) {
 	}
 	if got := texts(t, bob, "carol"); !slices.Equal(got, want) {
 		t.Fatalf("Bob has %d messages, want %d in order", len(got), len(want))
+	}
+}
+
+// TestSendBatchUsesOneStream: a batch for a device that is online goes on
+// one /peergram/msg/2.0.0 stream, not one stream per envelope.
+func TestSendBatchUsesOneStream(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := alice.host.Connect(ctx, peer.AddrInfo{ID: bob.host.ID(), Addrs: bob.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	tg := target{account: bob.keys.account.ID(), cert: *bob.keys.cert, record: &directory.Record{PeerID: bob.host.ID()}}
+	envs := [][]byte{[]byte("one"), []byte("two"), []byte("three")} // not envelopes: rejected, then tried at the relay
+	before := bob.streamsIn.Load()
+	errs := alice.sendBatch(ctx, tg, envs)
+	if got := bob.streamsIn.Load() - before; got != 1 {
+		t.Fatalf("%d streams for a batch of %d", got, len(envs))
+	}
+	if len(errs) != len(envs) {
+		t.Fatalf("%d outcomes for %d envelopes", len(errs), len(envs))
 	}
 }

@@ -95,6 +95,7 @@ type Node struct {
 	// tests.
 	sentDirect, sentMailbox, directAttempts atomic.Int64
 	received                                atomic.Int64 // messages stored since start
+	streamsIn                               atomic.Int64 // /peergram/msg/2.0.0 streams accepted
 	reach                                   reachability
 	// relayState[i] is the state of relays[i].
 	relayState []relayState
