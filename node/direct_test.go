@@ -15,8 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/peergram/peergram/crypto/sealed"
-	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/directory"
 )
 
 // TestDirectBadInput sends malformed, oversized, forged and misaddressed
