@@ -416,17 +416,8 @@ func (n *Node) deliverBatch(ctx context.Context, jobs []*job) time.Time {
 
 // completeJob removes a delivered job and marks its message sent.
 func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
-	if err := n.deleteJob(tx, j); err != nil {
-		return nil, err
-	}
-	if !j.Text {
-		return nil, nil
-	}
-	m, err := n.st.getMessage(tx, j.To, j.ID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	m, err := n.endJob(tx, j)
+	if m == nil || err != nil {
 		return nil, err
 	}
 	next := chat.Advance(m.Status, chat.StatusSent)
@@ -440,21 +431,9 @@ func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
 // failJobTx removes a job that cannot be delivered and marks its message
 // failed, with the reason.
 func (n *Node) failJobTx(tx *storage.Txn, j *job, reason error) (*chat.Event, error) {
-	if err := n.deleteJob(tx, j); err != nil {
+	m, err := n.endJob(tx, j)
+	if m == nil || err != nil || m.Status != chat.StatusPending {
 		return nil, err
-	}
-	if !j.Text {
-		return nil, nil
-	}
-	m, err := n.st.getMessage(tx, j.To, j.ID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if m.Status != chat.StatusPending {
-		return nil, nil
 	}
 	m.Status = chat.StatusFailed
 	m.Error = failReason(reason)
@@ -462,6 +441,19 @@ func (n *Node) failJobTx(tx *storage.Txn, j *job, reason error) (*chat.Event, er
 		return nil, err
 	}
 	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putStatus(tx, j.To, m)
+}
+
+// endJob removes j and returns the message it carried, if it carried one
+// that is still stored.
+func (n *Node) endJob(tx *storage.Txn, j *job) (*messageRecord, error) {
+	if err := n.deleteJob(tx, j); err != nil || !j.Text {
+		return nil, err
+	}
+	m, err := n.st.getMessage(tx, j.To, j.ID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	return m, err
 }
 
 func failReason(err error) string {

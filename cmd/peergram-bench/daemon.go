@@ -228,6 +228,16 @@ func newDaemonRig(ctx context.Context) (_ *daemonRig, err error) {
 
 func (r *daemonRig) close() { r.c.run() }
 
+// depositForOfflineBob stops Bob's daemon, posts n texts to Alice's API
+// and waits until every one is deposited (Alice's outbox empty).
+func (r *daemonRig) depositForOfflineBob(ctx context.Context, n int) error {
+	r.bob.stop()
+	if err := r.alice.post(ctx, "bob", n); err != nil {
+		return err
+	}
+	return r.alice.waitStatus(ctx, "all deposited", func(s localapi.Status) bool { return s.Outbox == 0 })
+}
+
 // runD1 is Bob online: n texts posted to Alice's API until all are stored
 // at Bob, against M1's anchor (raw frames forwarded through a relay host).
 func runD1(ctx context.Context, cfg config) (string, error) {
@@ -271,12 +281,9 @@ func runD2(ctx context.Context, cfg config) (string, error) {
 				return 0, 0, err
 			}
 			defer r.close()
-			r.bob.stop()
+			r.bob.stop() // not timed (depositForOfflineBob's stop is then a no-op)
 			start := time.Now()
-			if err := r.alice.post(ctx, "bob", cfg.n); err != nil {
-				return 0, 0, err
-			}
-			if err := r.alice.waitStatus(ctx, "all deposited", func(s localapi.Status) bool { return s.Outbox == 0 }); err != nil {
+			if err := r.depositForOfflineBob(ctx, cfg.n); err != nil {
 				return 0, 0, err
 			}
 			return cfg.n, time.Since(start), nil
@@ -295,11 +302,7 @@ func runD3(ctx context.Context, cfg config) (string, error) {
 				return 0, 0, err
 			}
 			defer r.close()
-			r.bob.stop()
-			if err := r.alice.post(ctx, "bob", cfg.n); err != nil {
-				return 0, 0, err
-			}
-			if err := r.alice.waitStatus(ctx, "all deposited", func(s localapi.Status) bool { return s.Outbox == 0 }); err != nil {
+			if err := r.depositForOfflineBob(ctx, cfg.n); err != nil {
 				return 0, 0, err
 			}
 			start := time.Now()

@@ -210,29 +210,65 @@ func checkChat(got []message, prefix string, want []string) error {
 	return nil
 }
 
+// cluster is a relay and the initialised homes of Alice and Bob, run as
+// the built binaries.
+type cluster struct {
+	t                            *testing.T
+	e                            *env
+	relayHome, listen, relayAddr string
+	relay                        *proc
+	alice, bob                   string // homes
+}
+
+// newCluster initialises a relay home and two node homes and starts the
+// relay.
+func newCluster(t *testing.T, e *env) *cluster {
+	c := &cluster{t: t, e: e, relayHome: filepath.Join(e.root, "relay"), listen: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
+	e.must("peergram-relay", "init", "--home", c.relayHome)
+	c.relay = c.startRelay()
+	c.relayAddr = strings.Fields(waitFile(t, filepath.Join(c.relayHome, "addrs"), c.relay))[0]
+	c.alice, c.bob = filepath.Join(e.root, "alice"), filepath.Join(e.root, "bob")
+	e.must("peergram", "init", "--home", c.alice, "--name", "alice")
+	e.must("peergram", "init", "--home", c.bob, "--name", "bob")
+	return c
+}
+
+// startRelay (re)starts the relay on its fixed listen address.
+func (c *cluster) startRelay() *proc {
+	os.Remove(filepath.Join(c.relayHome, "addrs"))
+	p := c.e.start("peergram-relay", "run", "--home", c.relayHome, "--listen", c.listen, "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(c.t)))
+	waitFile(c.t, filepath.Join(c.relayHome, "addrs"), p)
+	return p
+}
+
+// startDaemon starts the daemon of home and waits for its API.
+func (c *cluster) startDaemon(home string) *proc {
+	os.Remove(filepath.Join(home, "api"))
+	p := c.e.start("peergram", "daemon", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--relay", c.relayAddr)
+	waitFile(c.t, filepath.Join(home, "api"), p)
+	return p
+}
+
+// addContacts makes Alice and Bob contacts of each other (both daemons
+// running), once each other's keys are in the directory.
+func (c *cluster) addContacts() {
+	e := c.e
+	aliceID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", c.alice), "\n", 2)[0])
+	bobID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", c.bob), "\n", 2)[0])
+	eventually(c.t, "contacts with keys", 30*time.Second, func() error {
+		if _, err := e.run("peergram", "contacts", "add", "--home", c.alice, bobID, "--name", "bob"); err != nil {
+			return err
+		}
+		_, err := e.run("peergram", "contacts", "add", "--home", c.bob, aliceID, "--name", "alice")
+		return err
+	})
+}
+
 func TestTwoPeopleOneRelay(t *testing.T) {
 	e := build(t)
-	relayHome := filepath.Join(e.root, "relay")
-	e.must("peergram-relay", "init", "--home", relayHome)
-	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
-	startRelay := func() *proc {
-		os.Remove(filepath.Join(relayHome, "addrs"))
-		p := e.start("peergram-relay", "run", "--home", relayHome, "--listen", listen, "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-		waitFile(t, filepath.Join(relayHome, "addrs"), p)
-		return p
-	}
-	relay := startRelay()
-	relayAddr := strings.Fields(waitFile(t, filepath.Join(relayHome, "addrs"), relay))[0]
-
-	alice, bob := filepath.Join(e.root, "alice"), filepath.Join(e.root, "bob")
-	e.must("peergram", "init", "--home", alice, "--name", "alice")
-	e.must("peergram", "init", "--home", bob, "--name", "bob")
-	startDaemon := func(home string) *proc {
-		os.Remove(filepath.Join(home, "api"))
-		p := e.start("peergram", "daemon", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--relay", relayAddr)
-		waitFile(t, filepath.Join(home, "api"), p)
-		return p
-	}
+	c := newCluster(t, e)
+	relay, relayHome, alice, bob := c.relay, c.relayHome, c.alice, c.bob
+	startRelay, startDaemon := c.startRelay, c.startDaemon
 	aliceD, bobD := startDaemon(alice), startDaemon(bob)
 	_ = aliceD
 
@@ -240,16 +276,7 @@ func TestTwoPeopleOneRelay(t *testing.T) {
 	if out, err := e.run("peergram", "daemon", "--home", alice, "--listen", "/ip4/127.0.0.1/tcp/0"); err == nil {
 		t.Fatalf("second daemon started: %s", out)
 	}
-
-	aliceID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", alice), "\n", 2)[0])
-	bobID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", bob), "\n", 2)[0])
-	eventually(t, "contacts with keys", 30*time.Second, func() error {
-		if _, err := e.run("peergram", "contacts", "add", "--home", alice, bobID, "--name", "bob"); err != nil {
-			return err
-		}
-		_, err := e.run("peergram", "contacts", "add", "--home", bob, aliceID, "--name", "alice")
-		return err
-	})
+	c.addContacts()
 
 	// Online exchange.
 	e.must("peergram", "send", "--home", alice, "bob", "hello bob "+marker)

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,36 +15,11 @@ import (
 // restarts the relay between the deposits and Bob's start.
 func TestStoreAndForwardSenderGone(t *testing.T) {
 	e := build(t)
-	relayHome := filepath.Join(e.root, "relay")
-	e.must("peergram-relay", "init", "--home", relayHome)
-	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
-	startRelay := func() *proc {
-		os.Remove(filepath.Join(relayHome, "addrs"))
-		p := e.start("peergram-relay", "run", "--home", relayHome, "--listen", listen, "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-		waitFile(t, filepath.Join(relayHome, "addrs"), p)
-		return p
-	}
-	relay := startRelay()
-	relayAddr := strings.Fields(waitFile(t, filepath.Join(relayHome, "addrs"), relay))[0]
-	alice, bob := filepath.Join(e.root, "alice"), filepath.Join(e.root, "bob")
-	e.must("peergram", "init", "--home", alice, "--name", "alice")
-	e.must("peergram", "init", "--home", bob, "--name", "bob")
-	startDaemon := func(home string) *proc {
-		os.Remove(filepath.Join(home, "api"))
-		p := e.start("peergram", "daemon", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--relay", relayAddr)
-		waitFile(t, filepath.Join(home, "api"), p)
-		return p
-	}
+	c := newCluster(t, e)
+	relay, relayHome, alice, bob := c.relay, c.relayHome, c.alice, c.bob
+	startRelay, startDaemon := c.startRelay, c.startDaemon
 	aliceD, bobD := startDaemon(alice), startDaemon(bob)
-	aliceID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", alice), "\n", 2)[0])
-	bobID := strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", bob), "\n", 2)[0])
-	eventually(t, "contacts with keys", 30*time.Second, func() error {
-		if _, err := e.run("peergram", "contacts", "add", "--home", alice, bobID, "--name", "bob"); err != nil {
-			return err
-		}
-		_, err := e.run("peergram", "contacts", "add", "--home", bob, aliceID, "--name", "alice")
-		return err
-	})
+	c.addContacts()
 	e.must("peergram", "send", "--home", bob, "alice", "hello alice "+marker)
 	eventually(t, "Bob's first message", 30*time.Second, func() error {
 		return checkChat(e.messages(alice, "bob"), "hello alice", []string{"hello alice " + marker})
