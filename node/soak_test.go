@@ -81,7 +81,21 @@ func TestSoak(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s has %d of %d %s messages", side.contact, len(got), perSide, side.prefix)
+				sender := alice
+				if side.n == alice {
+					sender = bob
+				}
+				st := map[chat.Status]int{}
+				for _, m := range mustMessages(t, sender, strings.TrimPrefix(strings.TrimPrefix(side.prefix, "a2b"), "b2a")+map[string]string{"a2b": "bob", "b2a": "alice"}[side.prefix]) {
+					if m.Outgoing {
+						st[m.Status]++
+					}
+				}
+				var attempts []int
+				for _, j := range jobs(t, sender) {
+					attempts = append(attempts, j.Attempts)
+				}
+				t.Fatalf("%s has %d of %d %s messages; the sender's statuses %v, outbox %d jobs (attempts %v)", side.contact, len(got), perSide, side.prefix, st, len(attempts), attempts)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -126,4 +140,13 @@ func TestSoak(t *testing.T) {
 		b, err := received(alice, "bob", "after the soak")
 		return len(a) == 1 && len(b) == 1, err
 	})
+}
+
+func mustMessages(t *testing.T, n *testNode, contact string) []chat.Message {
+	t.Helper()
+	msgs, err := n.Messages(context.Background(), contact, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }
