@@ -116,14 +116,17 @@ func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Env
 		return errs, false
 	}
 	var st *stored
-	if err := n.db.View(func(tx *storage.Txn) error {
-		var err error
-		_, st, err = n.st.sessionByRecv(tx, envs[0].SessionID)
-		return err
-	}); err != nil {
+	load := func(missing string) error {
+		err := n.db.View(func(tx *storage.Txn) (err error) {
+			_, st, err = n.st.sessionByRecv(tx, envs[0].SessionID)
+			return err
+		})
 		if errors.Is(err, storage.ErrNotFound) {
-			return fail(fmt.Errorf("%w: no session %x", errPermanent, envs[0].SessionID[:4]))
+			return fmt.Errorf("%w: session %x %s", errPermanent, envs[0].SessionID[:4], missing)
 		}
+		return err
+	}
+	if err := load("unknown"); err != nil {
 		return fail(err)
 	}
 	// The device must still be on its account's list.
@@ -131,14 +134,8 @@ func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Env
 		return fail(err)
 	}
 	defer n.devLocks.lock(p)()
-	if err := n.db.View(func(tx *storage.Txn) error {
-		var err error
-		_, st, err = n.st.sessionByRecv(tx, envs[0].SessionID)
-		return err
-	}); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return fail(fmt.Errorf("%w: session %x dropped", errPermanent, envs[0].SessionID[:4]))
-		}
+	// Again under the lock: another batch may have advanced or dropped it.
+	if err := load("dropped"); err != nil {
 		return fail(err)
 	}
 	nowMs := n.cfg.Now().UnixMilli()
