@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -67,13 +66,7 @@ func (n *Node) enqueue(tx *storage.Txn, j *job) error {
 
 // putJob writes j; its sealed copies are written apart (putSealed).
 func (n *Node) putJob(tx *storage.Txn, j *job) error {
-	c := *j
-	c.Sealed = nil
-	raw, err := json.Marshal(&c)
-	if err != nil {
-		return err
-	}
-	return tx.Set(n.st.outbox, jobKey(j), raw)
+	return tx.Set(n.st.outbox, jobKey(j), encodeJob(j))
 }
 
 func sealedKey(j *job, dev string) []byte { return append(jobKey(j), dev...) }
@@ -158,8 +151,8 @@ func (n *Node) loadOutbox() error {
 			if _, ok := n.out.due[to]; ok {
 				return nil
 			}
-			var j job
-			if err := json.Unmarshal(v, &j); err != nil {
+			j, err := decodeJob(v)
+			if err != nil {
 				n.log.Error("outbox: unreadable job; skipped", "err", err)
 				return nil
 			}
@@ -187,16 +180,16 @@ func (n *Node) migrateOutbox() error {
 			if err := tx.Delete(n.st.legacyOutbox, keys[i]); err != nil {
 				return err
 			}
-			var j job
-			if err := json.Unmarshal(raw, &j); err != nil {
+			j, err := decodeJob(raw)
+			if err != nil {
 				n.log.Error("outbox: unreadable job dropped while migrating", "err", err)
 				continue
 			}
-			if err := n.enqueue(tx, &j); err != nil {
+			if err := n.enqueue(tx, j); err != nil {
 				return err
 			}
 			for dev := range j.Sealed {
-				if err := n.putSealed(tx, &j, dev); err != nil {
+				if err := n.putSealed(tx, j, dev); err != nil {
 					return err
 				}
 			}
@@ -274,11 +267,11 @@ func (n *Node) recipientJobs(to identity.AccountID, from uint64, max int) ([]*jo
 	err := n.db.View(func(tx *storage.Txn) error {
 		jobs = jobs[:0]
 		err := tx.IterateFrom(n.st.outbox, to[:], start, func(_, val []byte) error {
-			var j job
-			if err := json.Unmarshal(val, &j); err != nil {
+			j, err := decodeJob(val)
+			if err != nil {
 				return err
 			}
-			jobs = append(jobs, &j)
+			jobs = append(jobs, j)
 			if len(jobs) >= max {
 				return storage.ErrStop
 			}

@@ -26,11 +26,11 @@ func jobs(t *testing.T, n *testNode) []*job {
 	var out []*job
 	if err := n.db.View(func(tx *storage.Txn) error {
 		if err := tx.Iterate(n.st.outbox, nil, func(_, val []byte) error {
-			var j job
-			if err := json.Unmarshal(val, &j); err != nil {
+			j, err := decodeJob(val)
+			if err != nil {
 				return err
 			}
-			out = append(out, &j)
+			out = append(out, j)
 			return nil
 		}); err != nil {
 			return err

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +22,14 @@ func TestSoak(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	aliceHome, aliceInfo := initHome(t, "alice")
 	bobHome, bobInfo := initHome(t, "bob")
-	alice := startNode(t, aliceHome, relay.addr)
-	bob := startNode(t, bobHome, relay.addr)
+	logs := &syncBuffer{}
+	logTo := func(name string) func(*Config) {
+		return func(c *Config) {
+			c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+		}
+	}
+	alice := startNodeWith(t, aliceHome, logTo("alice"), relay.addr)
+	bob := startNodeWith(t, bobHome, logTo("bob"), relay.addr)
 	addEachOther(t, alice, bob, aliceInfo, bobInfo)
 	ctx := context.Background()
 	post := func(n *testNode, to, prefix string, from, count int) {
@@ -46,7 +54,7 @@ func TestSoak(t *testing.T) {
 	// Bob offline while Alice sends the rest; then back, sending his.
 	bob.stop()
 	post(alice, "bob", "a2b", perSide/2, perSide/2)
-	bob = startNode(t, bobHome, relay.addr)
+	bob = startNodeWith(t, bobHome, logTo("bob"), relay.addr)
 	post(bob, "alice", "b2a", perSide/2, perSide/2)
 
 	received := func(n *testNode, contact, prefix string) (map[string]int, error) {
@@ -95,6 +103,14 @@ func TestSoak(t *testing.T) {
 				for _, j := range jobs(t, sender) {
 					attempts = append(attempts, j.Attempts)
 				}
+				var missing []int
+				for i := range perSide {
+					if got[fmt.Sprintf("%s %05d", side.prefix, i)] == 0 {
+						missing = append(missing, i)
+					}
+				}
+				t.Logf("missing %v", missing)
+				t.Logf("logs (info and up):\n%s", logs.String())
 				t.Fatalf("%s has %d of %d %s messages; the sender's statuses %v, outbox %d jobs (attempts %v)", side.contact, len(got), perSide, side.prefix, st, len(attempts), attempts)
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -149,4 +165,23 @@ func mustMessages(t *testing.T, n *testNode, contact string) []chat.Message {
 		t.Fatal(err)
 	}
 	return msgs
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (the nodes'
+// loggers).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

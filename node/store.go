@@ -23,10 +23,10 @@ import (
 //	          them also hold "seq/<account>" and "outbox-seq"
 //	contacts: account(32) → contactRecord (JSON)
 //	sessions: see sessions.go
-//	messages: account(32) || messageID(16) → messageRecord (JSON, storedMessage)
+//	messages: account(32) || messageID(16) → messageRecord (storedMessage; binary, see records.go, or JSON if older)
 //	msgstatus: account(32) || messageID(16) → status (text): a status changed after the
 //	          record was written (a status change writes this, not the record)
-//	outbox.q: recipient account(32) || seq(8) → job (JSON)
+//	outbox.q: recipient account(32) || seq(8) → job (binary, see records.go, or JSON if older)
 //	outbox.sealed: job key(40) || device ID (text) → identity key(32) || envelope
 //	outbox:   seq(8) → job (JSON): the layout before outbox.q, migrated at start
 //	seen:     sender account(32) || messageID(16) → empty, with a TTL past the relay TTL
@@ -306,8 +306,8 @@ type storedMessage struct {
 
 // decodeMessage reads a record of chat a.
 func (s *store) decodeMessage(a identity.AccountID, raw []byte) (*messageRecord, error) {
-	var sm storedMessage
-	if err := json.Unmarshal(raw, &sm); err != nil {
+	sm, err := decodeStoredMessage(raw)
+	if err != nil {
 		return nil, err
 	}
 	m := &messageRecord{Message: chat.Message{
@@ -369,13 +369,7 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 	if m.Outgoing && m.From == s.self.String() {
 		sm.From = ""
 	}
-	raw, err := json.Marshal(&sm)
-	if err != nil {
-		// What a message says cannot be stored, ever: not a reason to
-		// have it delivered again.
-		return fmt.Errorf("%w: message record: %w", errPermanent, err)
-	}
-	return tx.Set(s.messages, messageKey(a, id), raw)
+	return tx.Set(s.messages, messageKey(a, id), encodeMessage(&sm))
 }
 
 func (s *store) chatMessages(tx *storage.Txn, a identity.AccountID) ([]*messageRecord, error) {
