@@ -77,20 +77,39 @@ func (n *Node) putSealed(tx *storage.Txn, j *job, dev string) error {
 	return tx.Set(n.st.sealed, sealedKey(j, dev), append(c.IK[:], c.Env...))
 }
 
-// loadSealed adds the copies stored for j to j.Sealed.
-func (n *Node) loadSealed(tx *storage.Txn, j *job) error {
-	prefix := jobKey(j)
-	return tx.Iterate(n.st.sealed, prefix, func(k, v []byte) error {
-		if len(v) < 32 {
+// loadSealedAll adds the copies stored for jobs (of one recipient, in
+// sequence order) to their Sealed, in one pass over the copies (an
+// iterator per job cost more than reading the copies).
+func (n *Node) loadSealedAll(tx *storage.Txn, jobs []*job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	to := jobs[0].To
+	last := jobs[len(jobs)-1].Seq
+	i := 0
+	start := binary.BigEndian.AppendUint64(nil, jobs[0].Seq)
+	return tx.IterateFrom(n.st.sealed, to[:], start, func(k, v []byte) error {
+		if len(k) < len(to)+8 || len(v) < 32 {
 			return nil
 		}
+		seq := binary.BigEndian.Uint64(k[len(to):])
+		if seq > last {
+			return storage.ErrStop
+		}
+		for i < len(jobs) && jobs[i].Seq < seq {
+			i++
+		}
+		if i == len(jobs) || jobs[i].Seq != seq {
+			return nil // a copy of a job not read
+		}
+		j := jobs[i]
 		if j.Sealed == nil {
 			j.Sealed = map[string]sealedCopy{}
 		}
 		var c sealedCopy
 		copy(c.IK[:], v)
 		c.Env = bytes.Clone(v[32:])
-		j.Sealed[string(k[len(prefix):])] = c
+		j.Sealed[string(k[len(to)+8:])] = c
 		return nil
 	})
 }
@@ -280,12 +299,7 @@ func (n *Node) recipientJobs(to identity.AccountID, from uint64, max int) ([]*jo
 		if err != nil {
 			return err
 		}
-		for _, j := range jobs {
-			if err := n.loadSealed(tx, j); err != nil {
-				return err
-			}
-		}
-		return nil
+		return n.loadSealedAll(tx, jobs)
 	})
 	return jobs, err
 }

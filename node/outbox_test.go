@@ -36,7 +36,7 @@ func jobs(t *testing.T, n *testNode) []*job {
 			return err
 		}
 		for _, j := range out {
-			if err := n.loadSealed(tx, j); err != nil {
+			if err := n.loadSealedAll(tx, []*job{j}); err != nil {
 				return err
 			}
 		}
