@@ -472,6 +472,13 @@ func (b *broadcaster) subscribe(ctx context.Context) <-chan chat.Event {
 	return ch
 }
 
+// active reports whether anyone listens.
+func (b *broadcaster) active() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs) > 0
+}
+
 func (b *broadcaster) publish(e chat.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

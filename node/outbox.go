@@ -423,16 +423,39 @@ func (n *Node) deliverBatch(ctx context.Context, jobs []*job) time.Time {
 
 // completeJob removes a delivered job and marks its message sent.
 func (n *Node) completeJob(tx *storage.Txn, j *job) (*chat.Event, error) {
-	m, err := n.endJob(tx, j)
-	if m == nil || err != nil {
+	if err := n.deleteJob(tx, j); err != nil || !j.Text {
 		return nil, err
 	}
-	next := chat.Advance(m.Status, chat.StatusSent)
-	if next == m.Status {
+	return n.advanceStatus(tx, j.To, j.ID, chat.StatusSent)
+}
+
+// advanceStatus moves outgoing message id of chat a to status next,
+// unless it is already there or further (chat.Advance). It returns the
+// status event, or nil if nothing changed, there is no such outgoing
+// message, or no one listens to events (the whole message is read only
+// for a listener).
+func (n *Node) advanceStatus(tx *storage.Txn, a identity.AccountID, id chat.MessageID, next chat.Status) (*chat.Event, error) {
+	cur, err := n.st.currentStatus(tx, a, id)
+	if errors.Is(err, storage.ErrNotFound) || cur == chat.StatusReceived || cur == chat.StatusSeen {
+		return nil, nil // not an outgoing message of this chat
+	}
+	if err != nil {
+		return nil, err
+	}
+	if next = chat.Advance(cur, next); next == cur {
 		return nil, nil
 	}
-	m.Status = next
-	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, n.st.putStatus(tx, j.To, m)
+	if err := n.st.setStatus(tx, a, id, next); err != nil {
+		return nil, err
+	}
+	if !n.events.active() {
+		return nil, nil
+	}
+	m, err := n.st.getMessage(tx, a, id)
+	if err != nil {
+		return nil, err
+	}
+	return &chat.Event{Type: chat.EventStatus, Message: m.Message}, nil
 }
 
 // failJobTx removes a job that cannot be delivered and marks its message

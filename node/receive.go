@@ -409,22 +409,15 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 			if err != nil {
 				continue
 			}
-			rec, err := n.st.getMessage(tx, m.Sender, id)
-			if errors.Is(err, storage.ErrNotFound) || (err == nil && !rec.Outgoing) {
-				continue // not ours: a receipt names only messages we sent to its sender
-			}
+			// A receipt names only messages we sent to its sender: others
+			// are left as they are.
+			ev, err := n.advanceStatus(tx, m.Sender, id, status)
 			if err != nil {
 				return nil, nil, err
 			}
-			next := chat.Advance(rec.Status, status)
-			if next == rec.Status {
-				continue
+			if ev != nil {
+				evs = append(evs, *ev)
 			}
-			rec.Status = next
-			if err := n.st.putStatus(tx, m.Sender, rec); err != nil {
-				return nil, nil, err
-			}
-			evs = append(evs, chat.Event{Type: chat.EventStatus, Message: rec.Message})
 		}
 		return nil, evs, nil
 	}

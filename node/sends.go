@@ -162,5 +162,8 @@ func (n *Node) sendTx(tx *storage.Txn, r *sendReq, contacts map[string]*contactR
 	if err := n.st.putMessage(tx, c.Account, rec); err != nil {
 		return nil, c.Account, err
 	}
+	if err := n.st.setStatus(tx, c.Account, r.id, rec.Status); err != nil {
+		return nil, c.Account, err
+	}
 	return rec, c.Account, n.enqueue(tx, &job{ID: r.id, To: c.Account, Payload: body, SentAt: r.now.UnixMilli(), Text: true})
 }

@@ -343,6 +343,35 @@ func (s *store) getMessage(tx *storage.Txn, a identity.AccountID, id chat.Messag
 	return m, nil
 }
 
+// currentStatus returns the status of message id of chat a: its status
+// record if it has one (a send writes it with the message, so this is one
+// lookup), else the message record's. storage.ErrNotFound if there is no
+// such message.
+func (s *store) currentStatus(tx *storage.Txn, a identity.AccountID, id chat.MessageID) (chat.Status, error) {
+	key := messageKey(a, id)
+	st, err := tx.Get(s.status, key)
+	if err == nil {
+		return chat.Status(st), nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	raw, err := tx.Get(s.messages, key)
+	if err != nil {
+		return "", err
+	}
+	sm, err := decodeStoredMessage(raw)
+	if err != nil {
+		return "", err
+	}
+	return sm.Status, nil
+}
+
+// setStatus stores the status of message id of chat a.
+func (s *store) setStatus(tx *storage.Txn, a identity.AccountID, id chat.MessageID, st chat.Status) error {
+	return tx.Set(s.status, messageKey(a, id), []byte(st))
+}
+
 // putStatus stores m's status alone: a status change (sent, delivered,
 // read, seen) writes a few bytes instead of the whole record.
 func (s *store) putStatus(tx *storage.Txn, a identity.AccountID, m *messageRecord) error {

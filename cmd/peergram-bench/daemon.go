@@ -30,7 +30,7 @@ const (
 	// setupTimeout bounds starting a rig.
 	setupTimeout = time.Minute
 	// pollEvery is how often a scenario reads a daemon's status.
-	pollEvery = 5 * time.Millisecond
+	pollEvery = 20 * time.Millisecond
 )
 
 // daemon is a node daemon running in this process.
