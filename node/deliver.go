@@ -352,6 +352,11 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 
 // handleDirect receives one envelope from a peer device.
 func (n *Node) handleDirect(s network.Stream) {
+	if !n.takesDirect() {
+		// The sender deposits in the mailbox instead (see takesDirect).
+		_ = s.Reset()
+		return
+	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(directTimeout * 2))
 	env, err := readFrame(bufio.NewReader(s))

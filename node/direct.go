@@ -148,6 +148,12 @@ func (n *Node) sendDirectStream(ctx context.Context, p peer.ID, relays []string,
 // (or the relay) for every envelope not yet answered.
 func (n *Node) handleDirectStream(s network.Stream) {
 	n.streamsIn.Add(1)
+	if !n.takesDirect() {
+		// The sender deposits in the mailbox instead (see takesDirect).
+		n.log.Debug("direct: refused while the mailbox drains", "peer", s.Conn().RemotePeer())
+		_ = s.Reset()
+		return
+	}
 	defer s.Close()
 	frames := make(chan []byte, streamBatch)
 	held := newByteBudget(streamHeld)

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/pqxdh"
@@ -249,12 +250,19 @@ func (f *fakeDevice) seal(t *testing.T, n *testNode, p payload, id sealed.Messag
 // returns the node's answer (directOK, directRejected, or -1 on reset).
 func sendRaw(t *testing.T, f *fakeDevice, n *testNode, env []byte) int {
 	t.Helper()
+	return sendRawOn(t, f, n, ProtocolID, env)
+}
+
+// sendRawOn is sendRaw on protocol proto (ProtocolID or StreamProtocolID,
+// which answer one envelope alike).
+func sendRawOn(t *testing.T, f *fakeDevice, n *testNode, proto protocol.ID, env []byte) int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := f.h.Connect(ctx, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	str, err := f.h.NewStream(ctx, n.host.ID(), ProtocolID)
+	str, err := f.h.NewStream(ctx, n.host.ID(), proto)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,40 @@ type relayState struct {
 	published  atomic.Bool // keys published to its directory
 	subscribed atomic.Bool // mailbox subscription running
 	publishing atomic.Bool // a publish loop runs
+	// drained: the running subscription has handed over everything the
+	// mailbox held (mailbox.SubscribeOptions.OnDrained).
+	drained atomic.Bool
+	// downSince is when the node last had no subscription there (unix
+	// ns, local clock): at start, and when one ended.
+	downSince atomic.Int64
+}
+
+// drainGrace is how long a home relay that cannot be reached holds back
+// direct deliveries (its mailbox may hold older messages of the same
+// senders); after it, contacts online reach the node directly whatever
+// the relay's state.
+const drainGrace = 10 * time.Second
+
+// takesDirect reports whether the node takes envelopes directly from
+// other devices now: not while it reads a mailbox's backlog, nor while a
+// home relay has been out of reach for less than drainGrace. A message
+// taken directly would overtake older ones of its sender waiting on the
+// relay, and the ratchet keeps keys for at most ratchet.MaxSkippedKeys
+// skipped messages: the oldest of a larger backlog would then be lost.
+// Refused, the sender deposits in the mailbox, behind the backlog.
+func (n *Node) takesDirect() bool {
+	now := time.Now().UnixNano()
+	for i := range n.relayState {
+		st := &n.relayState[i]
+		switch {
+		case st.drained.Load():
+		case st.subscribed.Load():
+			return false
+		case now-st.downSince.Load() < int64(drainGrace):
+			return false
+		}
+	}
+	return true
 }
 
 // ready reports whether others can find this device through the relay and
@@ -85,6 +119,7 @@ func (s *relayState) ready() bool { return s.published.Load() && s.subscribed.Lo
 func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 	log := n.log.With("relay", r.ID)
 	backoff := n.cfg.RetryMin
+	st.downSince.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -118,8 +153,13 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 				case <-subCtx.Done():
 				}
 			}()
+			st.drained.Store(false)
 			st.subscribed.Store(true)
-			err = n.mbox.SubscribeWith(subCtx, r.ID, n.keys.device.SigningKey(), mailbox.SubscribeOptions{Tokens: []mailbox.Token{tok}, Batch: n.handleMailboxBatch}, n.handleMailbox)
+			err = n.mbox.SubscribeWith(subCtx, r.ID, n.keys.device.SigningKey(), mailbox.SubscribeOptions{
+				Tokens: []mailbox.Token{tok}, Batch: n.handleMailboxBatch, OnDrained: func() { st.drained.Store(true) },
+			}, n.handleMailbox)
+			st.drained.Store(false)
+			st.downSince.Store(time.Now().UnixNano())
 			st.subscribed.Store(false)
 			cancel()
 			if ctx.Err() != nil {

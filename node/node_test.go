@@ -120,6 +120,19 @@ func startNode(t *testing.T, home string, relays ...string) *testNode {
 // startNodeWith is startNode with a hook to change the configuration.
 func startNodeWith(t *testing.T, home string, mod func(*Config), relays ...string) *testNode {
 	t.Helper()
+	tn := launchNode(t, home, mod, relays...)
+	// Until its mailboxes are read the node takes nothing directly (see
+	// takesDirect); tests that send directly at once wait for that. A
+	// relay that cannot be reached stops holding it back after drainGrace.
+	for deadline := time.Now().Add(drainGrace + time.Second); !tn.takesDirect() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return tn
+}
+
+// launchNode is startNodeWith without waiting for the node's mailboxes.
+func launchNode(t *testing.T, home string, mod func(*Config), relays ...string) *testNode {
+	t.Helper()
 	offset := new(atomic.Int64)
 	cfg := Config{
 		Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: relays, DisableMDNS: true,

@@ -573,6 +573,13 @@ type SubscribeOptions struct {
 	Batch func(ctx context.Context, ds []Delivery) []error
 	// MaxBatch bounds a Batch call; 0 means 512.
 	MaxBatch int
+	// OnDrained, when set, is called once per subscription, after every
+	// envelope the mailbox held when it started (and any deposited
+	// before the relay got through them) was handed to fn or Batch. A
+	// node takes nothing directly from its contacts before that: a
+	// message sent directly would overtake the older ones still on the
+	// relay.
+	OnDrained func()
 }
 
 // Subscribe is SubscribeWith with no options.
@@ -664,7 +671,7 @@ func (c *Client) subscribe(ctx context.Context, relay peer.ID, key ed25519.Priva
 	if opts.Batch != nil {
 		err = c.readBatches(ctx, fr, maxBody, hand, opts)
 	} else {
-		err = c.readDeliveries(ctx, fr, maxBody, hand, fn)
+		err = c.readDeliveries(ctx, fr, maxBody, hand, fn, opts.OnDrained)
 	}
 	if ctx.Err() == nil {
 		// The stream failed, or the relay closed it or refused a frame.
@@ -723,7 +730,7 @@ type handoff struct {
 // readDeliveries hands deliveries to fn, one at a time, until the stream
 // ends. Once the acker is closing it hands over nothing more and reads
 // until the relay closes.
-func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody int, hand *handoff, fn func(context.Context, Delivery) error) error {
+func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody int, hand *handoff, fn func(context.Context, Delivery) error, onDrained func()) error {
 	for {
 		m, err := fr.next(maxBody)
 		if err != nil {
@@ -748,6 +755,9 @@ func (c *Client) readDeliveries(ctx context.Context, fr *frameReader, maxBody in
 			}
 			hand.mu.Unlock()
 		case *drainedMsg:
+			if onDrained != nil {
+				onDrained()
+			}
 		case *errorMsg:
 			return &RefusalError{Code: m.Code, Message: m.Message}
 		default:
@@ -764,7 +774,13 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 	if maxBatch <= 0 {
 		maxBatch = 512
 	}
-	in := make(chan Delivery, cap(hand.acks))
+	// in carries deliveries and, in its place among them, the relay's
+	// Drained (a zero Delivery with drained set).
+	type item struct {
+		d       Delivery
+		drained bool
+	}
+	in := make(chan item, cap(hand.acks))
 	errc := make(chan error, 1)
 	held := newByteBudget(maxBatchHeld)
 	go func() {
@@ -778,8 +794,9 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 			switch m := m.(type) {
 			case *deliveryMsg:
 				held.acquire(len(m.Envelope))
-				in <- Delivery{ID: m.ID, Deposited: time.Unix(0, m.Deposited), Envelope: m.Envelope}
+				in <- item{d: Delivery{ID: m.ID, Deposited: time.Unix(0, m.Deposited), Envelope: m.Envelope}}
 			case *drainedMsg:
+				in <- item{drained: true}
 			case *errorMsg:
 				errc <- &RefusalError{Code: m.Code, Message: m.Message}
 				return
@@ -790,49 +807,72 @@ func (c *Client) readBatches(ctx context.Context, fr *frameReader, maxBody int, 
 		}
 	}()
 	ds := make([]Delivery, 0, maxBatch)
-	for d := range in {
-		ds = append(ds[:0], d)
+	drained := func() {
+		if opts.OnDrained != nil {
+			opts.OnDrained()
+		}
+	}
+	for it := range in {
+		if it.drained {
+			drained()
+			continue
+		}
+		ds = append(ds[:0], it.d)
+		drainedAfter := false
 	more:
 		for len(ds) < maxBatch {
 			select {
-			case d, ok := <-in:
+			case it, ok := <-in:
 				if !ok {
 					break more
 				}
-				ds = append(ds, d)
+				if it.drained {
+					drainedAfter = true // after this batch is handled
+					break more
+				}
+				ds = append(ds, it.d)
 			default:
 				break more
 			}
 		}
-		hand.mu.Lock()
-		if hand.closing {
-			hand.mu.Unlock()
-			for _, d := range ds {
-				held.release(len(d.Envelope))
-			}
-			continue // not handed over, not acked: redelivered next time
+		if c.handleBatch(ctx, ds, hand, held, opts) && drainedAfter {
+			drained()
 		}
-		errs := opts.Batch(ctx, ds)
-		for i, d := range ds {
-			var ferr error
-			if i < len(errs) {
-				ferr = errs[i]
-			} else {
-				ferr = errors.New("mailbox: no verdict from the batch function")
-			}
-			if ferr != nil {
-				c.log.Debug("mailbox: delivery not accepted; relay keeps it", "id", d.ID, "err", ferr)
-			}
-			select {
-			case hand.acks <- verdict{id: d.ID, ok: ferr == nil}:
-			default: // more than the window unacked: the relay misbehaves
-				c.log.Debug("mailbox: relay exceeded its window; ack dropped", "id", d.ID)
-			}
-			held.release(len(d.Envelope))
-		}
-		hand.mu.Unlock()
 	}
 	return <-errc
+}
+
+// handleBatch hands ds to opts.Batch and queues the verdicts. Once the
+// acker is closing it hands over nothing (the relay redelivers ds next
+// time) and returns false.
+func (c *Client) handleBatch(ctx context.Context, ds []Delivery, hand *handoff, held byteBudget, opts SubscribeOptions) bool {
+	hand.mu.Lock()
+	defer hand.mu.Unlock()
+	if hand.closing {
+		for _, d := range ds {
+			held.release(len(d.Envelope))
+		}
+		return false
+	}
+	errs := opts.Batch(ctx, ds)
+	for i, d := range ds {
+		var ferr error
+		if i < len(errs) {
+			ferr = errs[i]
+		} else {
+			ferr = errors.New("mailbox: no verdict from the batch function")
+		}
+		if ferr != nil {
+			c.log.Debug("mailbox: delivery not accepted; relay keeps it", "id", d.ID, "err", ferr)
+		}
+		select {
+		case hand.acks <- verdict{id: d.ID, ok: ferr == nil}:
+		default: // more than the window unacked: the relay misbehaves
+			c.log.Debug("mailbox: relay exceeded its window; ack dropped", "id", d.ID)
+		}
+		held.release(len(d.Envelope))
+	}
+	return true
 }
 
 // maxBatchHeld bounds the envelope bytes a batching subscription holds
