@@ -9,6 +9,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -260,5 +261,69 @@ func TestByteBudget(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("acquire still blocked after a release")
+	}
+}
+
+// TestOnDrained: OnDrained is called once per subscription, after every
+// envelope stored when it started has been handled (not merely read off
+// the stream), with Batch and with fn alike.
+func TestOnDrained(t *testing.T) {
+	for _, batch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			r := startRelay(t, t.TempDir(), nil, Config{StrangerPercent: 100})
+			c, _ := newClient(t, r)
+			ctx := testCtx(t)
+			key, addr := newDevice(t)
+			const n = 50
+			items := make([]Item, n)
+			for i := range items {
+				items[i] = Item{To: addr, ID: envID(i), Envelope: envBody(i, 300)}
+			}
+			for i, err := range c.DepositAll(ctx, r.h.ID(), items) {
+				if err != nil {
+					t.Fatalf("deposit %d: %v", i, err)
+				}
+			}
+			var handled, drainedAt, calls atomic.Int64
+			drainedAt.Store(-1)
+			handle := func() {
+				time.Sleep(2 * time.Millisecond) // slow: the rest arrives meanwhile
+				handled.Add(1)
+			}
+			opts := SubscribeOptions{OnDrained: func() {
+				calls.Add(1)
+				drainedAt.Store(handled.Load())
+			}}
+			if batch {
+				opts.Batch = func(_ context.Context, ds []Delivery) []error {
+					for range ds {
+						handle()
+					}
+					return make([]error, len(ds))
+				}
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			errc := make(chan error, 1)
+			go func() {
+				errc <- c.SubscribeWith(sctx, r.h.ID(), key, opts, func(context.Context, Delivery) error {
+					handle()
+					return nil
+				})
+			}()
+			eventually(t, "OnDrained", func() bool { return calls.Load() > 0 })
+			// One more, live: handled, and no second call.
+			if err := c.Deposit(ctx, r.h.ID(), addr, envID(n), envBody(n, 300)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the live delivery", func() bool { return handled.Load() == n+1 })
+			cancel()
+			<-errc
+			if got := drainedAt.Load(); got != n {
+				t.Fatalf("OnDrained called after %d of %d stored envelopes were handled", got, n)
+			}
+			if got := calls.Load(); got != 1 {
+				t.Fatalf("OnDrained called %d times", got)
+			}
+		})
 	}
 }
