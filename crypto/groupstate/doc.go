@@ -1,0 +1,50 @@
+// Package groupstate is a group's state — title, members and their roles,
+// bans, permissions, pins, invite links — as a signed, hash-chained log of
+// changes that every member verifies on its own.
+//
+// No server decides who is in a group: a relay keeps the log and passes it
+// on but cannot change it, and a member accepts an entry only if it is
+// signed by a device certified by its author's account and the author held
+// the right to make that change at that point of the log. The group's ID is
+// the hash of its first entry, so nobody can present another history for
+// the same group from its start.
+//
+// # Entries
+//
+// An Entry names the hash of the one before it (Prev) and its height
+// (Seq), carries its author's device certificate, the author's clock
+// (Unix ms) and one Change, and is signed by the device key (label
+// "peergram/group-entry/v1"). Encoding (crypto/internal/wire):
+//
+//	version(1)=1 || prev[32] || seq u64 || time u64 || cert Var || change || sig[64]
+//	change: kind(1) || text Var(≤ MaxText) || ref[32] || account[32] || perms(1) || expires u64
+//
+// Fields a kind does not use are zero.
+//
+// # Rights
+//
+// Roles are owner (the creator), admin and member. The owner does
+// everything and alone promotes and demotes admins. Admins change the
+// title, description, photo and member permissions, add, remove, ban and
+// unban members (not admins or the owner), pin and unpin, and create and
+// revoke invite links. A member does what the group's permissions allow
+// (PermSend, PermAdd, PermPin, PermInfo; PermAdd also lets it create
+// invite links, which it may revoke again), and may leave. The owner may
+// not leave (a group always has one). Anyone not banned may join with an
+// invite link that is neither revoked nor expired at the time of the join.
+//
+// # Concurrent changes
+//
+// Two valid entries may extend the same entry (two admins acted at once).
+// Every member resolves such a fork the same way, whatever order it saw
+// the entries in: of the two entries that follow the fork point, the one
+// whose author had the higher role at the fork point wins, and between
+// equal roles the one with the smaller hash; the losing entry and
+// everything built on it are dropped (Log.Add returns them, so their
+// authors can make the change again on the winning branch if it is still
+// allowed). A fork is considered only within the last ForkWindow entries:
+// older history is final, so a former admin cannot rewrite the past from
+// the point where it still had rights.
+//
+// The package is pure: no I/O and no clock; callers pass times in.
+package groupstate

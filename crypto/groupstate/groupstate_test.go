@@ -1,0 +1,475 @@
+package groupstate
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/peergram/peergram/crypto/identity"
+)
+
+type user struct {
+	name string
+	acct *identity.AccountKey
+	dev  *identity.DeviceKey
+	cert *identity.DeviceCert
+}
+
+func newUser(t testing.TB, name string) *user {
+	t.Helper()
+	acct, err := identity.NewAccountKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := identity.NewDeviceKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := acct.CertifyDevice(dev, name, 1_700_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &user{name: name, acct: acct, dev: dev, cert: cert}
+}
+
+func (u *user) id() identity.AccountID { return u.acct.ID() }
+
+// sign makes u's entry after prev, through the encoding (as a member
+// receives it).
+func (u *user) sign(t testing.TB, prev *Entry, c Change) *Entry {
+	t.Helper()
+	e, err := Sign(u.dev, u.cert, prev, now(prev), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := e.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(raw)
+	if err != nil {
+		t.Fatalf("parse own entry: %v", err)
+	}
+	if back.Hash() != e.Hash() {
+		t.Fatal("hash changed through the encoding")
+	}
+	return back
+}
+
+func now(prev *Entry) int64 {
+	if prev == nil {
+		return 1_800_000_000_000
+	}
+	return prev.Time + 1000
+}
+
+func ref(s string) (r [32]byte) {
+	copy(r[:], s)
+	return r
+}
+
+// group is a log with owner O, admin A, members M and N, and outsider X.
+type group struct {
+	log                *Log
+	owner, admin, m, n *user
+	outsider           *user
+}
+
+func newGroup(t *testing.T) *group {
+	t.Helper()
+	g := &group{owner: newUser(t, "O"), admin: newUser(t, "A"), m: newUser(t, "M"), n: newUser(t, "N"), outsider: newUser(t, "X")}
+	create := g.owner.sign(t, nil, Change{Kind: KindCreate, Text: "friends", Perms: DefaultPerms, Ref: ref("nonce")})
+	var err error
+	if g.log, err = NewLog(create); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		by *user
+		ch Change
+	}{
+		{g.owner, Change{Kind: KindAdd, Account: g.admin.id()}},
+		{g.owner, Change{Kind: KindPromote, Account: g.admin.id()}},
+		{g.admin, Change{Kind: KindAdd, Account: g.m.id()}},
+		{g.m, Change{Kind: KindAdd, Account: g.n.id()}},
+	} {
+		g.add(t, c.by, c.ch)
+	}
+	return g
+}
+
+func (g *group) add(t *testing.T, by *user, c Change) *Entry {
+	t.Helper()
+	e := by.sign(t, g.log.Head(), c)
+	if _, err := g.log.Add(e); err != nil {
+		t.Fatalf("%s by %s: %v", c.Kind, by.name, err)
+	}
+	return e
+}
+
+func TestGroupCreated(t *testing.T) {
+	g := newGroup(t)
+	st := g.log.State()
+	want := map[*user]Role{g.owner: RoleOwner, g.admin: RoleAdmin, g.m: RoleMember, g.n: RoleMember, g.outsider: RoleNone}
+	for u, r := range want {
+		if got := st.Role(u.id()); got != r {
+			t.Errorf("%s is %s, want %s", u.name, got, r)
+		}
+	}
+	if st.Title != "friends" || st.Seq != 4 || GroupID(g.log.Entries(0)[0].Hash()) != st.Group {
+		t.Fatalf("state %+v", st)
+	}
+}
+
+// TestRights is each role against each change: who may and who may not.
+func TestRights(t *testing.T) {
+	type actor int
+	const (
+		owner actor = iota
+		admin
+		member
+		outsider
+	)
+	tests := []struct {
+		name   string
+		by     actor
+		change func(g *group) Change
+		prep   func(t *testing.T, g *group) // changes made first
+		ok     bool
+	}{
+		{"member renames (no PermInfo)", member, func(*group) Change { return Change{Kind: KindTitle, Text: "x"} }, nil, false},
+		{"admin renames", admin, func(*group) Change { return Change{Kind: KindTitle, Text: "x"} }, nil, true},
+		{"member renames with PermInfo", member, func(*group) Change { return Change{Kind: KindTitle, Text: "x"} },
+			func(t *testing.T, g *group) {
+				g.add(t, g.admin, Change{Kind: KindPermissions, Perms: DefaultPerms | PermInfo})
+			}, true},
+		{"outsider renames", outsider, func(*group) Change { return Change{Kind: KindTitle, Text: "x"} }, nil, false},
+		{"member adds", member, func(g *group) Change { return Change{Kind: KindAdd, Account: g.outsider.id()} }, nil, true},
+		{"member adds without PermAdd", member, func(g *group) Change { return Change{Kind: KindAdd, Account: g.outsider.id()} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindPermissions, Perms: PermSend}) }, false},
+		{"outsider adds itself", outsider, func(g *group) Change { return Change{Kind: KindAdd, Account: g.outsider.id()} }, nil, false},
+		{"member removes member", member, func(g *group) Change { return Change{Kind: KindRemove, Account: g.n.id()} }, nil, false},
+		{"admin removes member", admin, func(g *group) Change { return Change{Kind: KindRemove, Account: g.n.id()} }, nil, true},
+		{"admin removes owner", admin, func(g *group) Change { return Change{Kind: KindRemove, Account: g.owner.id()} }, nil, false},
+		{"owner removes admin", owner, func(g *group) Change { return Change{Kind: KindRemove, Account: g.admin.id()} }, nil, true},
+		{"admin bans outsider", admin, func(g *group) Change { return Change{Kind: KindBan, Account: g.outsider.id()} }, nil, true},
+		{"member bans", member, func(g *group) Change { return Change{Kind: KindBan, Account: g.n.id()} }, nil, false},
+		{"member adds banned", member, func(g *group) Change { return Change{Kind: KindAdd, Account: g.outsider.id()} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindBan, Account: g.outsider.id()}) }, false},
+		{"admin adds banned", admin, func(g *group) Change { return Change{Kind: KindAdd, Account: g.outsider.id()} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindBan, Account: g.outsider.id()}) }, true},
+		{"admin promotes", admin, func(g *group) Change { return Change{Kind: KindPromote, Account: g.m.id()} }, nil, false},
+		{"owner promotes", owner, func(g *group) Change { return Change{Kind: KindPromote, Account: g.m.id()} }, nil, true},
+		{"owner promotes outsider", owner, func(g *group) Change { return Change{Kind: KindPromote, Account: g.outsider.id()} }, nil, false},
+		{"admin demotes itself", admin, func(g *group) Change { return Change{Kind: KindDemote, Account: g.admin.id()} }, nil, false},
+		{"owner demotes admin", owner, func(g *group) Change { return Change{Kind: KindDemote, Account: g.admin.id()} }, nil, true},
+		{"member sets permissions", member, func(*group) Change { return Change{Kind: KindPermissions, Perms: permAll} }, nil, false},
+		{"member pins", member, func(*group) Change { return Change{Kind: KindPin, Ref: ref("msg")} }, nil, true},
+		{"member pins twice", member, func(*group) Change { return Change{Kind: KindPin, Ref: ref("msg")} },
+			func(t *testing.T, g *group) { g.add(t, g.m, Change{Kind: KindPin, Ref: ref("msg")}) }, false},
+		{"member unpins what is not pinned", member, func(*group) Change { return Change{Kind: KindUnpin, Ref: ref("msg")} }, nil, false},
+		{"outsider joins without invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} }, nil, false},
+		{"outsider joins with invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")}) }, true},
+		{"outsider joins with revoked invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+			func(t *testing.T, g *group) {
+				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")})
+				g.add(t, g.admin, Change{Kind: KindInviteRevoke, Ref: ref("inv")})
+			}, false},
+		{"outsider joins with expired invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+			func(t *testing.T, g *group) {
+				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv"), Expires: g.log.Head().Time + 500})
+			}, false},
+		{"banned joins with invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+			func(t *testing.T, g *group) {
+				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")})
+				g.add(t, g.admin, Change{Kind: KindBan, Account: g.outsider.id()})
+			}, false},
+		{"member revokes admin's invite", member, func(*group) Change { return Change{Kind: KindInviteRevoke, Ref: ref("inv")} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")}) }, false},
+		{"member revokes own invite", member, func(*group) Change { return Change{Kind: KindInviteRevoke, Ref: ref("inv")} },
+			func(t *testing.T, g *group) { g.add(t, g.m, Change{Kind: KindInviteCreate, Ref: ref("inv")}) }, true},
+		{"member leaves", member, func(*group) Change { return Change{Kind: KindLeave} }, nil, true},
+		{"owner leaves", owner, func(*group) Change { return Change{Kind: KindLeave} }, nil, false},
+		{"outsider leaves", outsider, func(*group) Change { return Change{Kind: KindLeave} }, nil, false},
+		{"removed member posts a change", member, func(*group) Change { return Change{Kind: KindPin, Ref: ref("msg")} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindRemove, Account: g.m.id()}) }, false},
+		{"a second creation", owner, func(*group) Change { return Change{Kind: KindCreate, Text: "again"} }, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGroup(t)
+			if tt.prep != nil {
+				tt.prep(t, g)
+			}
+			by := []*user{g.owner, g.admin, g.m, g.outsider}[tt.by]
+			c := tt.change(g)
+			e, err := Sign(by.dev, by.cert, g.log.Head(), now(g.log.Head()), c)
+			if err == nil {
+				_, err = g.log.Add(e)
+			}
+			if tt.ok != (err == nil) {
+				t.Fatalf("%s by %s: %v, want allowed=%v", c.Kind, by.name, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not match ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestForgeries is the attack of entries that do not come from who they
+// claim, or do not follow the log: each is refused.
+func TestForgeries(t *testing.T) {
+	g := newGroup(t)
+	head := g.log.Head()
+	good := g.admin.sign(t, head, Change{Kind: KindTitle, Text: "renamed"})
+	raw, _ := good.MarshalBinary()
+
+	// A member signs an admin's change with its own device but the
+	// admin's certificate.
+	if _, err := Sign(g.m.dev, g.admin.cert, head, now(head), Change{Kind: KindTitle, Text: "x"}); !errors.Is(err, ErrSignature) {
+		t.Fatalf("signing with another device's certificate: %v", err)
+	}
+	tests := map[string][]byte{
+		"flipped text":      flip(raw, 1+32+8+8+4+len(mustCert(t, g.admin))+1+4),
+		"flipped signature": flip(raw, len(raw)-1),
+		"truncated":         raw[:len(raw)-10],
+		"trailing":          append(append([]byte(nil), raw...), 0),
+		"empty":             nil,
+		"unknown version":   append([]byte{2}, raw[1:]...),
+		"oversized":         make([]byte, MaxEntrySize+1),
+	}
+	for name, b := range tests {
+		if _, err := Parse(b); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: parsed (%v)", name, err)
+		}
+	}
+	// An outsider's device with a certificate naming the admin's account
+	// (the account's signature cannot match): a valid device signature
+	// over an admin's change.
+	fake := *g.outsider.cert
+	fake.Account = g.admin.id()
+	byFake, err := Sign(g.outsider.dev, &fake, head, now(head), Change{Kind: KindTitle, Text: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeRaw, _ := byFake.MarshalBinary()
+	if _, err := Parse(fakeRaw); !errors.Is(err, ErrSignature) {
+		t.Fatalf("entry with a forged certificate: %v", err)
+	}
+	// An outsider's own certificate and signature, valid bytes, no rights.
+	if _, err := g.log.Add(g.outsider.sign(t, head, Change{Kind: KindTitle, Text: "mine"})); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("outsider's change: %v", err)
+	}
+	// An entry of another group at this position.
+	other := newGroup(t)
+	if _, err := g.log.Add(other.admin.sign(t, other.log.Head(), Change{Kind: KindTitle, Text: "x"})); !errors.Is(err, ErrChain) {
+		t.Fatalf("entry of another group: %v", err)
+	}
+	// A replay: the same entry twice changes nothing; an old entry again
+	// is not a new change.
+	if _, err := g.log.Add(good); err != nil {
+		t.Fatal(err)
+	}
+	seq := g.log.State().Seq
+	for _, e := range []*Entry{good, g.log.Entries(1)[0]} {
+		if dropped, err := g.log.Add(e); err != nil || dropped != nil || g.log.State().Seq != seq {
+			t.Fatalf("replay of entry %d: %v, %v, seq %d", e.Seq, dropped, err, g.log.State().Seq)
+		}
+	}
+	// An entry from far ahead.
+	if _, err := g.log.Add(g.admin.sign(t, &Entry{hash: ref("x"), Seq: seq + 5, Time: head.Time}, Change{Kind: KindTitle, Text: "x"})); !errors.Is(err, ErrGap) {
+		t.Fatalf("entry from ahead: %v", err)
+	}
+	// Time running far backwards.
+	back, err := Sign(g.admin.dev, g.admin.cert, g.log.Head(), g.log.Head().Time-MaxSkew-1, Change{Kind: KindTitle, Text: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.log.Add(back); !errors.Is(err, ErrChain) {
+		t.Fatalf("entry from the past: %v", err)
+	}
+}
+
+func mustCert(t *testing.T, u *user) []byte {
+	b, err := u.cert.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func flip(b []byte, i int) []byte {
+	c := append([]byte(nil), b...)
+	c[i] ^= 1
+	return c
+}
+
+// TestForks: concurrent changes resolve the same way whatever order a
+// member sees them in; the higher role wins; history older than the
+// window is final, so a former admin cannot rewrite it.
+func TestForks(t *testing.T) {
+	t.Run("two admins, both orders", func(t *testing.T) {
+		g := newGroup(t)
+		g.add(t, g.owner, Change{Kind: KindPromote, Account: g.m.id()})
+		fork := g.log.Head()
+		a := g.admin.sign(t, fork, Change{Kind: KindTitle, Text: "by A"})
+		b := g.m.sign(t, fork, Change{Kind: KindTitle, Text: "by M"})
+		entries := g.log.Entries(0)
+		heads := map[string]string{}
+		for _, order := range [][]*Entry{{a, b}, {b, a}} {
+			l, err := Replay(entries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range order {
+				if _, err := l.Add(e); err != nil && !errors.Is(err, ErrLostFork) {
+					t.Fatal(err)
+				}
+			}
+			heads[fmt.Sprintf("%x", l.Head().Hash())] = l.State().Title
+		}
+		if len(heads) != 1 {
+			t.Fatalf("orders disagree: %v", heads)
+		}
+	})
+	t.Run("owner beats admin; the admin's branch is dropped", func(t *testing.T) {
+		g := newGroup(t)
+		fork := g.log.Head()
+		byAdmin := g.add(t, g.admin, Change{Kind: KindRemove, Account: g.n.id()})
+		next := g.add(t, g.admin, Change{Kind: KindTitle, Text: "admin's"})
+		byOwner := g.owner.sign(t, fork, Change{Kind: KindDemote, Account: g.admin.id()})
+		dropped, err := g.log.Add(byOwner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dropped) != 2 || dropped[0] != byAdmin || dropped[1] != next {
+			t.Fatalf("dropped %v", dropped)
+		}
+		st := g.log.State()
+		if st.Role(g.admin.id()) != RoleMember || st.Role(g.n.id()) != RoleMember || st.Title != "friends" {
+			t.Fatalf("after the owner's change: admin %s, N %s, title %q", st.Role(g.admin.id()), st.Role(g.n.id()), st.Title)
+		}
+		// The admin's change again, now: it is no longer an admin.
+		if _, err := g.log.Add(byAdmin); !errors.Is(err, ErrLostFork) {
+			t.Fatalf("the dropped entry again: %v", err)
+		}
+	})
+	t.Run("a member does not beat an admin", func(t *testing.T) {
+		g := newGroup(t)
+		fork := g.log.Head()
+		g.add(t, g.admin, Change{Kind: KindRemove, Account: g.m.id()})
+		if _, err := g.log.Add(g.m.sign(t, fork, Change{Kind: KindPin, Ref: ref("p")})); !errors.Is(err, ErrLostFork) {
+			t.Fatalf("member's concurrent change: %v", err)
+		}
+		if g.log.State().Role(g.m.id()) != RoleNone {
+			t.Fatal("the removal was undone")
+		}
+	})
+	t.Run("history beyond the window is final", func(t *testing.T) {
+		g := newGroup(t)
+		fork := g.log.Head() // the admin is still an admin here
+		g.add(t, g.owner, Change{Kind: KindDemote, Account: g.admin.id()})
+		for i := range ForkWindow {
+			g.add(t, g.owner, Change{Kind: KindPin, Ref: ref(fmt.Sprint(i))})
+		}
+		// An owner's entry would win a fork, but not this far back.
+		if _, err := g.log.Add(g.owner.sign(t, fork, Change{Kind: KindTitle, Text: "x"})); !errors.Is(err, ErrFinal) {
+			t.Fatalf("fork beyond the window: %v", err)
+		}
+	})
+}
+
+// TestUndo: after any sequence of forks the state equals a replay of the
+// log from its start (the undo records take back exactly what each entry
+// changed).
+func TestUndo(t *testing.T) {
+	g := newGroup(t)
+	users := []*user{g.owner, g.admin, g.m, g.n, g.outsider}
+	changes := func(i int) []Change {
+		return []Change{
+			{Kind: KindTitle, Text: fmt.Sprint("t", i)},
+			{Kind: KindDescription, Text: fmt.Sprint("d", i)},
+			{Kind: KindPhoto, Ref: ref(fmt.Sprint("p", i))},
+			{Kind: KindAdd, Account: g.outsider.id()},
+			{Kind: KindRemove, Account: g.n.id()},
+			{Kind: KindBan, Account: g.outsider.id()},
+			{Kind: KindUnban, Account: g.outsider.id()},
+			{Kind: KindPromote, Account: g.m.id()},
+			{Kind: KindDemote, Account: g.m.id()},
+			{Kind: KindPermissions, Perms: Perm(i) & permAll},
+			{Kind: KindPin, Ref: ref(fmt.Sprint("m", i%3))},
+			{Kind: KindUnpin, Ref: ref(fmt.Sprint("m", i%3))},
+			{Kind: KindInviteCreate, Ref: ref(fmt.Sprint("i", i%2))},
+			{Kind: KindInviteRevoke, Ref: ref(fmt.Sprint("i", i%2))},
+			{Kind: KindJoin, Ref: ref(fmt.Sprint("i", i%2))},
+			{Kind: KindLeave},
+		}
+	}
+	var rnd [1]byte
+	pick := func(n int) int {
+		_, _ = rand.Read(rnd[:])
+		return int(rnd[0]) % n
+	}
+	applied, forks := 0, 0
+	for i := range 3000 {
+		var prev *Entry
+		if n := len(g.log.entries); pick(3) == 0 && n > 2 {
+			prev = g.log.entries[n-1-pick(min(n-1, ForkWindow))] // a fork
+		} else {
+			prev = g.log.Head()
+		}
+		cs := changes(i)
+		e, err := Sign(users[pick(len(users))].dev, users[pick(len(users))].cert, prev, prev.Time+1, cs[pick(len(cs))])
+		if err != nil {
+			continue // a device with another's certificate
+		}
+		dropped, err := g.log.Add(e)
+		if err != nil {
+			continue
+		}
+		applied++
+		if dropped != nil {
+			forks++
+		}
+		want, err := Replay(g.log.Entries(0))
+		if err != nil {
+			t.Fatalf("step %d: the log does not replay: %v", i, err)
+		}
+		if fmt.Sprint(*want.State()) != fmt.Sprint(*g.log.State()) {
+			t.Fatalf("step %d: state\n%+v\nreplayed\n%+v", i, *g.log.State(), *want.State())
+		}
+	}
+	if applied < 100 || forks < 10 {
+		t.Fatalf("only %d entries applied, %d forks won: the test exercised too little", applied, forks)
+	}
+}
+
+// FuzzParse: any bytes give an entry or ErrInvalid, never a panic; an
+// entry parsed re-encodes to the same bytes.
+func FuzzParse(f *testing.F) {
+	u := newUser(f, "O")
+	create, err := Sign(u.dev, u.cert, nil, 1_800_000_000_000, Change{Kind: KindCreate, Text: "g", Perms: DefaultPerms})
+	if err != nil {
+		f.Fatal(err)
+	}
+	raw, _ := create.MarshalBinary()
+	f.Add(raw)
+	next, _ := Sign(u.dev, u.cert, create, 1_800_000_001_000, Change{Kind: KindInviteCreate, Ref: ref("i"), Expires: 5})
+	raw, _ = next.MarshalBinary()
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := Parse(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		again, err := e.MarshalBinary()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("re-encoded differently (%v)", err)
+		}
+	})
+}
