@@ -42,9 +42,13 @@
 // equal roles the one with the smaller hash; the losing entry and
 // everything built on it are dropped (Log.Add returns them, so their
 // authors can make the change again on the winning branch if it is still
-// allowed). A fork is considered only within the last ForkWindow entries:
-// older history is final, so a former admin cannot rewrite the past from
-// the point where it still had rights.
+// allowed). An entry is final once the log has reached ForkWindow entries
+// beyond it (on any branch the member saw): a fork before it is refused
+// (ErrFinal), so a former admin cannot rewrite the past from the point
+// where it still had rights. A fork that arrives that late can leave
+// members that saw different amounts of the log on different branches;
+// they converge by syncing the log from a relay, which keeps what it saw
+// first.
 //
 // The package is pure: no I/O and no clock; callers pass times in.
 package groupstate
