@@ -1,0 +1,338 @@
+// Package groupnet carries groups and channels over gossipsub: one topic
+// per group, and validators that drop what must not spread before it does.
+//
+// Why validators and not just end-to-end checks: gossipsub forwards a
+// message to the whole mesh as soon as a node accepts it. A non-member's
+// junk, a forged or replayed envelope, or a flood from one member would
+// cost every member bandwidth before any of them could decrypt it and see
+// it is bad. So every node — member or relay — checks each envelope's clear
+// part (package crypto/groupmsg) before forwarding it: the device's
+// certificate and signature, the group named, the time, the sender's right
+// to publish (from the group's state log, which the Members interface
+// answers) and a per-sender rate. A node that forwards invalid envelopes
+// loses peer score and is pruned from meshes.
+//
+// Queues are sized so that a burst is delivered, not dropped: gossipsub's
+// defaults (32 messages per peer outbound, per subscription and in the
+// validation queue) lose most of a 1,000-message burst.
+package groupnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/identity"
+)
+
+// Members answers, for the validators, who may publish what in a group.
+// The node implements it from the groups' state logs.
+type Members interface {
+	// MayPublish reports whether account may publish an envelope of kind
+	// in group now.
+	MayPublish(group [32]byte, account identity.AccountID, kind groupmsg.Kind) bool
+}
+
+// Config configures a Net.
+type Config struct {
+	Host    host.Host
+	Members Members
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxAge and MaxAhead bound an envelope's time against Now: older or
+	// further ahead is dropped (defaults 2 minutes and 1 minute). Within
+	// the window the seen-message cache drops replays; outside it the
+	// time does. History older than MaxAge comes from relays' stores, not
+	// from gossip.
+	MaxAge, MaxAhead time.Duration
+	// Rate and Burst bound what one device publishes in one group
+	// (defaults 200 envelopes/s, burst 2,000).
+	Rate  rate.Limit
+	Burst int
+	// QueueSize is the per-peer outbound queue, the validation queue and
+	// each subscription's buffer (default 4,096).
+	QueueSize int
+	Logger    *slog.Logger
+}
+
+// Net is a node's gossip for its groups.
+type Net struct {
+	cfg Config
+	ps  *pubsub.PubSub
+	log *slog.Logger
+
+	mu     sync.Mutex
+	topics map[[32]byte]*joined
+	limits map[limitKey]*rate.Limiter
+}
+
+type limitKey struct {
+	group  [32]byte
+	device identity.DeviceID
+}
+
+type joined struct {
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+}
+
+// ErrNotJoined reports a group the Net has not joined.
+var ErrNotJoined = errors.New("groupnet: group not joined")
+
+// New starts gossipsub on cfg.Host with Peergram's parameters (see
+// docs/protocol.md "Groups over gossipsub").
+func New(ctx context.Context, cfg Config) (*Net, error) {
+	if cfg.Host == nil || cfg.Members == nil {
+		return nil, errors.New("groupnet: Host and Members are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 2 * time.Minute
+	}
+	if cfg.MaxAhead <= 0 {
+		cfg.MaxAhead = time.Minute
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 200
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = 2000
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[[32]byte]*joined{}, limits: map[limitKey]*rate.Limiter{}}
+	ps, err := pubsub.NewGossipSub(ctx, cfg.Host,
+		// Authenticity is the envelope's (a device signature bound to an
+		// account); libp2p's own signature would add a second one and
+		// name the publishing peer.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return groupmsg.ID(m.Data) }),
+		pubsub.WithSeenMessagesTTL(cfg.MaxAge+cfg.MaxAhead+time.Minute),
+		pubsub.WithMaxMessageSize(groupmsg.MaxSize+4096),
+		pubsub.WithPeerOutboundQueueSize(cfg.QueueSize),
+		pubsub.WithValidateQueueSize(cfg.QueueSize),
+		pubsub.WithPeerScore(scoreParams(), scoreThresholds()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("groupnet: %w", err)
+	}
+	n.ps = ps
+	return n, nil
+}
+
+// Join subscribes to group's topic (idempotent).
+func (n *Net) Join(group [32]byte) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.topics[group] != nil {
+		return nil
+	}
+	name := groupmsg.Topic(group)
+	if err := n.ps.RegisterTopicValidator(name, n.validator(group), pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
+		return fmt.Errorf("groupnet: validator: %w", err)
+	}
+	t, err := n.ps.Join(name)
+	if err != nil {
+		_ = n.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("groupnet: join: %w", err)
+	}
+	if err := t.SetScoreParams(topicScoreParams()); err != nil {
+		_ = t.Close()
+		_ = n.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("groupnet: score: %w", err)
+	}
+	sub, err := t.Subscribe(pubsub.WithBufferSize(n.cfg.QueueSize))
+	if err != nil {
+		_ = t.Close()
+		_ = n.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("groupnet: subscribe: %w", err)
+	}
+	n.topics[group] = &joined{topic: t, sub: sub}
+	return nil
+}
+
+// Leave unsubscribes from group's topic.
+func (n *Net) Leave(group [32]byte) {
+	n.mu.Lock()
+	j := n.topics[group]
+	delete(n.topics, group)
+	n.mu.Unlock()
+	if j == nil {
+		return
+	}
+	j.sub.Cancel()
+	_ = j.topic.Close()
+	_ = n.ps.UnregisterTopicValidator(groupmsg.Topic(group))
+}
+
+// Publish publishes an envelope (groupmsg.Seal) on its group's topic. It
+// goes through the same validator as everyone's.
+func (n *Net) Publish(ctx context.Context, group [32]byte, envelope []byte) error {
+	n.mu.Lock()
+	j := n.topics[group]
+	n.mu.Unlock()
+	if j == nil {
+		return ErrNotJoined
+	}
+	if err := j.topic.Publish(ctx, envelope); err != nil {
+		return fmt.Errorf("groupnet: publish: %w", err)
+	}
+	return nil
+}
+
+// Next returns the next envelope received in group (validated), and the
+// peer that forwarded it.
+func (n *Net) Next(ctx context.Context, group [32]byte) (*groupmsg.Envelope, peer.ID, error) {
+	n.mu.Lock()
+	j := n.topics[group]
+	n.mu.Unlock()
+	if j == nil {
+		return nil, "", ErrNotJoined
+	}
+	m, err := j.sub.Next(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	env, _ := m.ValidatorData.(*groupmsg.Envelope)
+	if env == nil { // cannot happen: the validator set it
+		return nil, "", errors.New("groupnet: message without a validated envelope")
+	}
+	return env, m.ReceivedFrom, nil
+}
+
+// Peers lists the peers known in group's topic.
+func (n *Net) Peers(group [32]byte) []peer.ID {
+	return n.ps.ListPeers(groupmsg.Topic(group))
+}
+
+// Close leaves every group. Gossipsub itself stops with the context given
+// to New.
+func (n *Net) Close() error {
+	n.mu.Lock()
+	groups := make([][32]byte, 0, len(n.topics))
+	for g := range n.topics {
+		groups = append(groups, g)
+	}
+	n.mu.Unlock()
+	for _, g := range groups {
+		n.Leave(g)
+	}
+	return nil
+}
+
+// validator checks an envelope of group before it is delivered or
+// forwarded: Reject for what no honest node sends (malformed, forged,
+// another group, a sender without the right), which costs the forwarding
+// peer score; Ignore for what an honest node may relay (too old or too
+// new, over the sender's rate).
+func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
+	return func(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+		env, err := groupmsg.Open(m.Data)
+		if err != nil {
+			n.log.Debug("group: envelope rejected", "from", from, "err", err)
+			return pubsub.ValidationReject
+		}
+		if env.Group != group {
+			return pubsub.ValidationReject
+		}
+		now := n.cfg.Now()
+		if t := time.UnixMilli(env.Time); t.Before(now.Add(-n.cfg.MaxAge)) || t.After(now.Add(n.cfg.MaxAhead)) {
+			return pubsub.ValidationIgnore
+		}
+		if !n.cfg.Members.MayPublish(group, env.Sender(), env.Kind) {
+			n.log.Debug("group: envelope from a sender without the right", "from", from, "sender", env.Sender(), "kind", env.Kind)
+			return pubsub.ValidationReject
+		}
+		if !n.limiter(group, env.Cert.Device).Allow() {
+			return pubsub.ValidationIgnore
+		}
+		m.ValidatorData = env
+		return pubsub.ValidationAccept
+	}
+}
+
+func (n *Net) limiter(group [32]byte, dev identity.DeviceID) *rate.Limiter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := limitKey{group, dev}
+	l := n.limits[k]
+	if l == nil {
+		if len(n.limits) > 100_000 { // forget idle senders rather than grow
+			for key, old := range n.limits {
+				if old.Tokens() >= float64(n.cfg.Burst) {
+					delete(n.limits, key)
+				}
+			}
+		}
+		l = rate.NewLimiter(n.cfg.Rate, n.cfg.Burst)
+		n.limits[k] = l
+	}
+	return l
+}
+
+// Peer scoring (gossipsub v1.1). What it punishes here: forwarding
+// envelopes the validator rejects (invalid deliveries, weight −100 each,
+// squared; one bad envelope takes a peer below the gossip threshold),
+// and, mildly, IP colocation (many peers from one address). What it
+// rewards: first deliveries and time in the mesh. Mesh-delivery penalties
+// are off: a quiet group must not make honest peers look bad.
+func scoreParams() *pubsub.PeerScoreParams {
+	return &pubsub.PeerScoreParams{
+		Topics:                      map[string]*pubsub.TopicScoreParams{},
+		TopicScoreCap:               100,
+		AppSpecificScore:            func(peer.ID) float64 { return 0 },
+		AppSpecificWeight:           1,
+		IPColocationFactorWeight:    -1,
+		IPColocationFactorThreshold: 50, // loopback tests and NATs put many peers on one IP
+		DecayInterval:               time.Second,
+		DecayToZero:                 0.01,
+		RetainScore:                 10 * time.Minute,
+	}
+}
+
+func topicScoreParams() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		TopicWeight:                     1,
+		TimeInMeshWeight:                0.01,
+		TimeInMeshQuantum:               time.Second,
+		TimeInMeshCap:                   100,
+		FirstMessageDeliveriesWeight:    1,
+		FirstMessageDeliveriesDecay:     0.5,
+		FirstMessageDeliveriesCap:       50,
+		MeshMessageDeliveriesDecay:      0.5,
+		MeshMessageDeliveriesCap:        1,
+		MeshMessageDeliveriesThreshold:  1,
+		MeshMessageDeliveriesWindow:     10 * time.Millisecond,
+		MeshMessageDeliveriesActivation: time.Minute,
+		MeshFailurePenaltyDecay:         0.5,
+		InvalidMessageDeliveriesWeight:  -100,
+		InvalidMessageDeliveriesDecay:   0.9,
+	}
+}
+
+func scoreThresholds() *pubsub.PeerScoreThresholds {
+	return &pubsub.PeerScoreThresholds{
+		GossipThreshold:             -10,
+		PublishThreshold:            -50,
+		GraylistThreshold:           -80,
+		AcceptPXThreshold:           10,
+		OpportunisticGraftThreshold: 5,
+	}
+}

@@ -1,0 +1,304 @@
+package groupnet
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/identity"
+)
+
+// roster is a Members of fixed membership.
+type roster struct {
+	mu      sync.Mutex
+	members map[identity.AccountID]bool
+}
+
+func (r *roster) MayPublish(_ [32]byte, a identity.AccountID, _ groupmsg.Kind) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.members[a]
+}
+
+func (r *roster) add(a identity.AccountID) {
+	r.mu.Lock()
+	r.members[a] = true
+	r.mu.Unlock()
+}
+
+type device struct {
+	key  *identity.DeviceKey
+	cert *identity.DeviceCert
+}
+
+func newDevice(t testing.TB) device {
+	t.Helper()
+	acct, err := identity.NewAccountKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := identity.NewDeviceKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := acct.CertifyDevice(dev, "d", 1_700_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return device{dev, cert}
+}
+
+func (d device) seal(t testing.TB, group [32]byte, at time.Time, text string) []byte {
+	t.Helper()
+	b, err := groupmsg.Seal(d.key, d.cert, group, groupmsg.KindSenderKey, at.UnixMilli(), []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type node struct {
+	h   host.Host
+	net *Net
+	dev device
+}
+
+// mesh starts n hosts on a mocknet, each connected to degree random
+// others, each running a Net that joined group; members of the roster
+// are the first members hosts' accounts.
+func mesh(t *testing.T, n, degree, members int, group [32]byte) ([]*node, *roster, mocknet.Mocknet) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	r := &roster{members: map[identity.AccountID]bool{}}
+	nodes := make([]*node, n)
+	for i := range nodes {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = &node{h: h, dev: newDevice(t)}
+		if i < members {
+			r.add(nodes[i].dev.cert.Account)
+		}
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes {
+		for range degree {
+			j := mrand.IntN(n)
+			if j == i {
+				continue
+			}
+			if _, err := mn.ConnectPeers(nodes[i].h.ID(), nodes[j].h.ID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, nd := range nodes {
+		var err error
+		if nd.net, err = New(ctx, Config{Host: nd.h, Members: r}); err != nil {
+			t.Fatal(err)
+		}
+		if err := nd.net.Join(group); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = nd.net.Close() })
+	}
+	// Until every node sees a topic peer and a heartbeat built the mesh.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, nd := range nodes {
+		for len(nd.net.Peers(group)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("a node found no peer in the topic")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	return nodes, r, mn
+}
+
+// collect reads texts from nd in group until want arrived or the time is
+// up, and returns how many times each text arrived.
+func collect(ctx context.Context, nd *node, group [32]byte, want int) map[string]int {
+	got := map[string]int{}
+	total := 0
+	for total < want {
+		env, _, err := nd.net.Next(ctx, group)
+		if err != nil {
+			break
+		}
+		got[string(env.Payload)]++
+		total++
+	}
+	return got
+}
+
+// TestGroupOf100: 100 hosts, each linked to a few others, all in one
+// group: every message of a member reaches all 99 others, once each; a
+// host that is not a member publishes and reaches no one.
+func TestGroupOf100(t *testing.T) {
+	group := [32]byte{1}
+	nodes, _, _ := mesh(t, 100, 6, 99, group) // the last host is not a member
+	const msgs = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outsider := nodes[len(nodes)-1]
+	// Its own node's validator refuses it already.
+	if err := outsider.net.Publish(ctx, group, outsider.dev.seal(t, group, time.Now(), "from an outsider")); err == nil {
+		t.Fatal("the outsider's node published its envelope")
+	}
+	results := make([]map[string]int, len(nodes))
+	var wg sync.WaitGroup
+	for i, nd := range nodes[1:] {
+		wg.Go(func() { results[i+1] = collect(ctx, nd, group, msgs) })
+	}
+	for i := range msgs {
+		if err := nodes[0].net.Publish(ctx, group, nodes[0].dev.seal(t, group, time.Now(), fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for i, got := range results[1:] {
+		for k := range msgs {
+			if got[fmt.Sprint("m", k)] != 1 {
+				t.Fatalf("host %d got m%d %d times (%d texts in all)", i+1, k, got[fmt.Sprint("m", k)], len(got))
+			}
+		}
+		if got["from an outsider"] != 0 {
+			t.Fatalf("host %d delivered the outsider's envelope", i+1)
+		}
+	}
+}
+
+// TestBurst: 1,000 envelopes published at once by one member reach every
+// other member (gossipsub's default queues lose most of such a burst).
+func TestBurst(t *testing.T) {
+	group := [32]byte{2}
+	nodes, _, _ := mesh(t, 20, 4, 20, group)
+	const burst = 1000
+	envs := make([][]byte, burst)
+	for i := range envs {
+		envs[i] = nodes[0].dev.seal(t, group, time.Now(), fmt.Sprint("b", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	results := make([]map[string]int, len(nodes))
+	var wg sync.WaitGroup
+	for i, nd := range nodes[1:] {
+		wg.Go(func() { results[i+1] = collect(ctx, nd, group, burst) })
+	}
+	for _, e := range envs {
+		if err := nodes[0].net.Publish(ctx, group, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for i, got := range results[1:] {
+		if len(got) != burst {
+			t.Fatalf("host %d got %d of %d", i+1, len(got), burst)
+		}
+	}
+}
+
+// TestValidatorsDrop is the attack of a peer in the mesh that publishes,
+// with gossipsub but none of our checks, what a member must never get:
+// garbage, an envelope forged in a member's name, an envelope of another
+// group, a member's genuine envelope replayed after its time, one from
+// the future, and a genuine one twice. Members get the genuine ones only,
+// once each.
+func TestValidatorsDrop(t *testing.T) {
+	group := [32]byte{3}
+	nodes, _, mn := mesh(t, 4, 3, 3, group)
+	member := nodes[0]
+	// The attacker: a host of its own on the same network with plain
+	// gossipsub, connected to every member.
+	ah, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, nd := range nodes {
+		if _, err := mn.ConnectPeers(ah.ID(), nd.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aps, err := pubsub.NewGossipSub(ctx, ah, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return groupmsg.ID(m.Data) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := aps.Join(groupmsg.Topic(group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	for len(topic.ListPeers()) < len(nodes) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+
+	attacker := newDevice(t)
+	forged := *attacker.cert
+	forged.Account = member.dev.cert.Account
+	forgedEnv, err := groupmsg.Seal(attacker.key, &forged, group, groupmsg.KindSenderKey, time.Now().UnixMilli(), []byte("forged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := member.dev.seal(t, group, time.Now().Add(-10*time.Minute), "replayed after its time")
+	bad := [][]byte{
+		[]byte("garbage"),
+		forgedEnv,
+		attacker.seal(t, group, time.Now(), "from a non-member"),
+		member.dev.seal(t, [32]byte{99}, time.Now(), "another group"),
+		old,
+		member.dev.seal(t, group, time.Now().Add(10*time.Minute), "from the future"),
+	}
+	// A genuine envelope, from the member; the attacker sends it again.
+	genuine := member.dev.seal(t, group, time.Now(), "genuine")
+	if err := member.net.Publish(ctx, group, genuine); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, b := range append(bad, genuine) {
+		if err := topic.Publish(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := member.dev.seal(t, group, time.Now(), "last")
+	if err := member.net.Publish(ctx, group, last); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes[1:] {
+		got := collect(ctx, nd, group, 2)
+		if got["genuine"] != 1 || got["last"] != 1 || len(got) != 2 {
+			t.Fatalf("a member got %v", got)
+		}
+		// Nothing else comes after.
+		short, stop := context.WithTimeout(ctx, 500*time.Millisecond)
+		if env, _, err := nd.net.Next(short, group); err == nil {
+			t.Fatalf("a member got %q too", env.Payload)
+		}
+		stop()
+	}
+}
