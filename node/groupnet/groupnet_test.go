@@ -78,6 +78,12 @@ type node struct {
 // are the first members hosts' accounts.
 func mesh(t *testing.T, n, degree, members int, group [32]byte) ([]*node, *roster, mocknet.Mocknet) {
 	t.Helper()
+	return meshWith(t, n, degree, members, group, nil)
+}
+
+// meshWith is mesh with a hook to change each node's Config.
+func meshWith(t *testing.T, n, degree, members int, group [32]byte, mod func(*Config)) ([]*node, *roster, mocknet.Mocknet) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	mn := mocknet.New()
@@ -110,7 +116,11 @@ func mesh(t *testing.T, n, degree, members int, group [32]byte) ([]*node, *roste
 	}
 	for _, nd := range nodes {
 		var err error
-		if nd.net, err = New(ctx, Config{Host: nd.h, Members: r}); err != nil {
+		cfg := Config{Host: nd.h, Members: r}
+		if mod != nil {
+			mod(&cfg)
+		}
+		if nd.net, err = New(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
 		if err := nd.net.Join(group); err != nil {
@@ -312,5 +322,26 @@ func TestValidatorsDrop(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRateLimit: a member over its rate floods no one: what exceeds the
+// burst is dropped at the first hop.
+func TestRateLimit(t *testing.T) {
+	group := [32]byte{4}
+	nodes, _, _ := meshWith(t, 3, 2, 3, group, func(c *Config) { c.Rate, c.Burst = 1, 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sent := 0
+	for i := range 200 {
+		if err := nodes[0].net.Publish(ctx, group, nodes[0].dev.seal(t, group, time.Now(), fmt.Sprint("f", i))); err == nil {
+			sent++
+		}
+	}
+	short, stop := context.WithTimeout(ctx, 3*time.Second)
+	defer stop()
+	got := collect(short, nodes[1], group, 200)
+	if len(got) == 0 || len(got) > 25 || sent > 25 {
+		t.Fatalf("published %d of 200, a member got %d (burst 20)", sent, len(got))
 	}
 }
