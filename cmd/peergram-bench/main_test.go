@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D1|D2|D3|D4) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ (ours=\S+( msg/s)? anchor=\S+( msg/s)?|rss_alice=.* rate=\S+ msg/s)$`)
+var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D1|D2|D3|D4|G1|G2|G4) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ (ours=\S+( msg/s)? anchor=\S+( msg/s)?|rss_alice=.* rate=\S+ msg/s|ours=\S+ anchor=\S+ members=\d+ \S+)$`)
 
 // TestMain lets D4 start this test binary as a daemon.
 func TestMain(m *testing.M) {

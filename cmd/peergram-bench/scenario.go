@@ -41,6 +41,9 @@ var scenarios = []scenario{
 	{"D2", runD2},
 	{"D3", runD3},
 	{"D4", runD4},
+	{"G1", runG1},
+	{"G2", runG2},
+	{"G4", runG4},
 }
 
 func findScenario(id string) *scenario {
