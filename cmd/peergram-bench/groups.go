@@ -122,7 +122,9 @@ type oursSide struct {
 
 type allMembers struct{}
 
-func (allMembers) MayPublish([32]byte, identity.AccountID, groupmsg.Kind) bool { return true }
+func (allMembers) MayPublish([32]byte, identity.DeviceID, groupmsg.Kind) (identity.AccountID, bool) {
+	return identity.AccountID{}, true
+}
 
 func newOurs(ctx context.Context, r *gossipRig) (*oursSide, error) {
 	s := &oursSide{body: make([]byte, msgSize)}
@@ -164,7 +166,7 @@ func (s *oursSide) publish(ctx context.Context, i int, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	env, err := groupmsg.Seal(s.dev, s.cert, s.group, groupmsg.KindSenderKey, at.UnixMilli(), ct)
+	env, err := groupmsg.Seal(s.dev, s.group, groupmsg.KindSenderKey, at.UnixMilli(), ct)
 	if err != nil {
 		return err
 	}
@@ -172,11 +174,11 @@ func (s *oursSide) publish(ctx context.Context, i int, at time.Time) error {
 }
 
 func (s *oursSide) next(ctx context.Context, m int) (int, error) {
-	env, _, err := s.nets[m].Next(ctx, s.group)
+	msg, err := s.nets[m].Next(ctx, s.group)
 	if err != nil {
 		return 0, err
 	}
-	pt, err := s.recv[m].Open(env.Payload)
+	pt, err := s.recv[m].Open(msg.Payload)
 	if err != nil {
 		return 0, err
 	}

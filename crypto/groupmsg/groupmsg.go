@@ -4,17 +4,25 @@
 //
 // Why an envelope of its own: gossipsub forwards a message before any
 // member has decrypted it, so whether to forward must be decidable from
-// clear fields. The envelope says which group, what kind, when, and which
-// device of which account (its certificate) signed it; a validator that
-// knows the group's members (its state log) drops what a non-member sent,
-// what is too old or too new, too large, or forged, before it spreads —
-// without any key of the group. The content stays encrypted.
+// clear fields. The envelope says what kind, when, and which device signed
+// it; a validator that knows the group's members and their devices (the
+// group's state log and the members' device lists) drops what a
+// non-member sent, what is too old or too new, too large, or forged,
+// before it spreads — without any key of the group. The content stays
+// encrypted. The device's signature is also what proves who wrote a group
+// message: Sender Keys messages carry no signature of their own (package
+// crypto/senderkey), so a group message costs one signature, not two.
 //
-// Encoding (crypto/internal/wire), signed by the device key with label
-// "peergram/group-msg/v1" over everything before the signature:
+// The envelope is kept small — it is sent once per member per message:
+// the group is not in it (the topic names it, and the signature covers
+// it), nor is the device's certificate (members know the devices of each
+// other's accounts from the device lists).
 //
-//	version(1)=1 || group[32] || kind(1) || time u64 (Unix ms) ||
-//	cert Var || payload Var || sig[64]
+// Encoding, signed by the device key with label "peergram/group-msg/v1"
+// over group[32] followed by everything before the signature:
+//
+//	version(1)=1 || kind(1) || time u64 (Unix ms, big-endian) ||
+//	device[32] || payload (the rest) || sig[64]
 //
 // A group's topic name is a hash of its ID ("/peergram/group/1/" + hex of
 // SHA-256("peergram/group-topic/v1" || group ID)): it reveals nothing about
@@ -25,12 +33,12 @@ package groupmsg
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 
 	"github.com/peergram/peergram/crypto/identity"
-	"github.com/peergram/peergram/crypto/internal/wire"
 )
 
 const (
@@ -44,8 +52,8 @@ const (
 	// plaintext and its overhead).
 	MaxPayload = 256<<10 + 1024
 	// MaxSize bounds an encoded envelope.
-	MaxSize = MaxPayload + 1024
-	maxCert = 512
+	MaxSize    = MaxPayload + headerSize + ed25519.SignatureSize
+	headerSize = 1 + 1 + 8 + 32
 )
 
 // Kind is what an envelope carries.
@@ -63,7 +71,7 @@ const (
 // Errors.
 var (
 	ErrMalformed = errors.New("groupmsg: malformed")
-	ErrAuth      = errors.New("groupmsg: bad signature or certificate")
+	ErrAuth      = errors.New("groupmsg: bad signature")
 )
 
 // Envelope is a verified envelope.
@@ -71,12 +79,9 @@ type Envelope struct {
 	Group   [32]byte
 	Kind    Kind
 	Time    int64
-	Cert    identity.DeviceCert
+	Device  identity.DeviceID
 	Payload []byte
 }
-
-// Sender is the account that signed the envelope.
-func (e *Envelope) Sender() identity.AccountID { return e.Cert.Account }
 
 // Topic is the gossip topic of group.
 func Topic(group [32]byte) string {
@@ -84,62 +89,43 @@ func Topic(group [32]byte) string {
 	return TopicPrefix + hex.EncodeToString(h[:])
 }
 
-// Seal encodes and signs an envelope of dev (certified by cert).
-func Seal(dev *identity.DeviceKey, cert *identity.DeviceCert, group [32]byte, kind Kind, timeMs int64, payload []byte) ([]byte, error) {
-	if cert.Device != dev.ID() {
-		return nil, fmt.Errorf("%w: certificate of another device", ErrAuth)
-	}
+// Seal encodes an envelope of group and signs it with dev.
+func Seal(dev *identity.DeviceKey, group [32]byte, kind Kind, timeMs int64, payload []byte) ([]byte, error) {
 	if kind == 0 || kind > maxKind || len(payload) > MaxPayload || timeMs <= 0 {
 		return nil, fmt.Errorf("%w: kind %d, %d bytes, time %d", ErrMalformed, kind, len(payload), timeMs)
 	}
-	c, err := cert.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	w := wire.NewWriter(1 + 32 + 1 + 8 + 4 + len(c) + 4 + len(payload) + ed25519.SignatureSize)
-	w.Byte(version)
-	w.Fixed(group[:])
-	w.Byte(byte(kind))
-	w.Uint64(uint64(timeMs))
-	w.Var(c)
-	w.Var(payload)
-	w.Fixed(dev.Sign(labelSig, w.Bytes()))
-	return w.Bytes(), nil
+	id := dev.ID()
+	b := make([]byte, 0, headerSize+len(payload)+ed25519.SignatureSize)
+	b = append(b, version, byte(kind))
+	b = binary.BigEndian.AppendUint64(b, uint64(timeMs))
+	b = append(b, id[:]...)
+	b = append(b, payload...)
+	return append(b, dev.Sign(labelSig, signed(group, b))...), nil
 }
 
-// Open decodes an envelope and checks its certificate (against the
-// account it names) and signature. Membership, time and rate are the
-// caller's checks.
-func Open(b []byte) (*Envelope, error) {
-	if len(b) > MaxSize {
+func signed(group [32]byte, body []byte) []byte {
+	return append(append(make([]byte, 0, 32+len(body)), group[:]...), body...)
+}
+
+// Open decodes an envelope published on group's topic and checks its
+// signature against the device it names. Whether that device belongs to
+// a member who may publish, and the time, are the caller's checks. The
+// payload aliases b.
+func Open(group [32]byte, b []byte) (*Envelope, error) {
+	if len(b) > MaxSize || len(b) < headerSize+ed25519.SignatureSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
 	}
-	r := wire.NewReader(b)
-	if v := r.Byte(); r.Err() == nil && v != version {
-		return nil, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	if b[0] != version {
+		return nil, fmt.Errorf("%w: version %d", ErrMalformed, b[0])
 	}
-	e := &Envelope{}
-	r.FixedInto(e.Group[:])
-	e.Kind = Kind(r.Byte())
-	e.Time = int64(r.Uint64())
-	certRaw := r.Var(maxCert)
-	e.Payload = r.Var(MaxPayload)
-	sig := r.Fixed(ed25519.SignatureSize)
-	if err := r.Finish(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
+	e := &Envelope{Group: group, Kind: Kind(b[1]), Time: int64(binary.BigEndian.Uint64(b[2:10]))}
+	copy(e.Device[:], b[10:headerSize])
+	body := b[:len(b)-ed25519.SignatureSize]
+	e.Payload = body[headerSize:]
 	if e.Kind == 0 || e.Kind > maxKind || e.Time <= 0 {
 		return nil, fmt.Errorf("%w: kind %d, time %d", ErrMalformed, e.Kind, e.Time)
 	}
-	cert, err := identity.ParseDeviceCert(certRaw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if err := cert.Verify(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAuth, err)
-	}
-	e.Cert = *cert
-	if !identity.Verify(cert.Device.PublicKey(), labelSig, b[:len(b)-ed25519.SignatureSize], sig) {
+	if !identity.Verify(e.Device.PublicKey(), labelSig, signed(group, body), b[len(body):]) {
 		return nil, ErrAuth
 	}
 	return e, nil

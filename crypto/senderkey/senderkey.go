@@ -8,25 +8,32 @@
 // gossip, and every member holding the sender's distribution opens it.
 // Each message key comes from a hash chain (forward secrecy: a member that
 // learns the chain state later cannot read earlier messages) and is used
-// once (replays are refused). Each message is signed by a key only the
-// sender holds, so members cannot forge one another's messages even though
-// they all hold the same decryption chain. Removing a member means every
-// remaining sender starts a new chain (a new KeyID) and distributes it to
-// the remaining members only: the removed member cannot read what follows.
+// once (replays are refused). Removing a member means every remaining
+// sender starts a new chain (a new KeyID) and distributes it to the
+// remaining members only: the removed member cannot read what follows.
 //
-// # Construction (as libsignal's SenderKeyMessage, with Peergram's primitives)
+// Who sent a message is not this package's to prove. Every member holds
+// every sender's chain, so a chain key proves nothing about its author;
+// libsignal therefore signs each message with a per-chain key. Peergram's
+// messages travel inside a group envelope signed by the sender's device
+// (package crypto/groupmsg), which every node checks before forwarding; a
+// second signature would double the cost and the size. So a message here
+// binds its group and sending device as associated data (not sent: the
+// envelope carries them), and the caller must open it only with the
+// Receiver of the device that signed the envelope. A member that encrypts
+// under another's chain then signs the envelope as itself, and the
+// message does not open under its own chain.
+//
+// # Construction
 //
 //   - Chain: message key = HMAC-SHA-256(ck, 0x01), next chain key =
 //     HMAC-SHA-256(ck, 0x02); iteration counts the keys used.
 //   - Encryption: HKDF-SHA-256(IKM = message key, info
 //     "peergram/senderkey/msg/v1") → AES-256 key ‖ 12-byte nonce, then
-//     AES-256-GCM with the header as associated data.
-//   - Signature: Ed25519 over "peergram/senderkey/sig/v1" ‖ header ‖
-//     ciphertext by the chain's signing key (its public half is in the
-//     Distribution).
-//   - Message: version(1)=1 ‖ group[32] ‖ device[32] ‖ keyID u32 ‖
-//     iteration u32 ‖ ciphertext Var ‖ sig[64]. Header = everything before
-//     the ciphertext.
+//     AES-256-GCM; associated data "peergram/senderkey/ad/v1" ‖ group[32]
+//     ‖ device[32] ‖ header.
+//   - Message: version(1)=1 ‖ keyID u32 ‖ iteration u32 ‖ ciphertext
+//     (the rest). Header = the first 9 bytes.
 //   - Bounds: a message may skip at most MaxSkip keys; at most
 //     MaxSkippedKeys skipped keys are kept per chain (oldest dropped).
 //
@@ -36,7 +43,6 @@ package senderkey
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -52,8 +58,9 @@ import (
 const (
 	version    = 1
 	labelMsg   = "peergram/senderkey/msg/v1"
-	labelSig   = "peergram/senderkey/sig/v1"
-	headerSize = 1 + 32 + 32 + 4 + 4
+	labelAD    = "peergram/senderkey/ad/v1"
+	headerSize = 1 + 4 + 4
+	tagSize    = 16
 
 	// MaxSkip is the most keys one message may skip.
 	MaxSkip = 2000
@@ -73,10 +80,9 @@ var (
 	ErrExhausted = errors.New("senderkey: chain exhausted")
 )
 
-// Header names the chain and the key of a message.
+// Header names the chain and the key of a message (its group and device
+// come from the envelope around it).
 type Header struct {
-	Group     [32]byte
-	Device    identity.DeviceID
 	KeyID     uint32
 	Iteration uint32
 }
@@ -89,13 +95,11 @@ type Distribution struct {
 	KeyID     uint32
 	Iteration uint32
 	Chain     [32]byte
-	SigningPK ed25519.PublicKey
 }
 
 // Sender is a device's sending chain in a group.
 type Sender struct {
-	d    Distribution // the current state
-	sign ed25519.PrivateKey
+	d Distribution // the current state
 }
 
 // NewSender starts a chain for device in group.
@@ -104,26 +108,17 @@ func NewSender(rand io.Reader, group [32]byte, device identity.DeviceID, keyID u
 	if _, err := io.ReadFull(rand, s.d.Chain[:]); err != nil {
 		return nil, fmt.Errorf("senderkey: %w", err)
 	}
-	pub, priv, err := ed25519.GenerateKey(rand)
-	if err != nil {
-		return nil, fmt.Errorf("senderkey: %w", err)
-	}
-	s.d.SigningPK, s.sign = pub, priv
 	return s, nil
 }
 
 // Distribution returns the chain's current state for other members: they
 // open what is sent from now on, nothing before.
-func (s *Sender) Distribution() Distribution {
-	d := s.d
-	d.SigningPK = append(ed25519.PublicKey(nil), s.d.SigningPK...)
-	return d
-}
+func (s *Sender) Distribution() Distribution { return s.d }
 
 // KeyID is the chain's ID.
 func (s *Sender) KeyID() uint32 { return s.d.KeyID }
 
-// Seal encrypts and signs plaintext with the chain's next key.
+// Seal encrypts plaintext with the chain's next key.
 func (s *Sender) Seal(plaintext []byte) ([]byte, error) {
 	if len(plaintext) > MaxPlaintext {
 		return nil, fmt.Errorf("%w: %d bytes of plaintext", ErrMalformed, len(plaintext))
@@ -132,35 +127,36 @@ func (s *Sender) Seal(plaintext []byte) ([]byte, error) {
 		return nil, ErrExhausted
 	}
 	mk, next := step(&s.d.Chain)
-	h := Header{Group: s.d.Group, Device: s.d.Device, KeyID: s.d.KeyID, Iteration: s.d.Iteration}
-	hdr := h.encode()
+	hdr := Header{KeyID: s.d.KeyID, Iteration: s.d.Iteration}.encode()
 	aead, nonce, err := messageCipher(&mk)
 	if err != nil {
 		return nil, err
 	}
-	ct := aead.Seal(nil, nonce, plaintext, hdr)
-	w := wire.NewWriter(len(hdr) + 4 + len(ct) + ed25519.SignatureSize)
-	w.Fixed(hdr)
-	w.Var(ct)
-	sig := ed25519.Sign(s.sign, signed(w.Bytes()))
-	w.Fixed(sig)
+	out := aead.Seal(hdr, nonce, plaintext, ad(&s.d, hdr))
 	s.d.Chain, s.d.Iteration = next, s.d.Iteration+1
-	return w.Bytes(), nil
+	return out, nil
+}
+
+// ad is a message's associated data: its group, device and header.
+func ad(d *Distribution, hdr []byte) []byte {
+	b := make([]byte, 0, len(labelAD)+64+len(hdr))
+	b = append(b, labelAD...)
+	b = append(b, d.Group[:]...)
+	b = append(b, d.Device[:]...)
+	return append(b, hdr...)
 }
 
 // PeekHeader returns a message's header (unauthenticated) so the caller
 // can find the Receiver for it.
 func PeekHeader(msg []byte) (Header, error) {
 	var h Header
-	if len(msg) < headerSize+4+ed25519.SignatureSize {
+	if len(msg) < headerSize+tagSize {
 		return h, fmt.Errorf("%w: %d bytes", ErrMalformed, len(msg))
 	}
-	r := wire.NewReader(msg[:headerSize])
-	if v := r.Byte(); v != version {
-		return h, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	if msg[0] != version {
+		return h, fmt.Errorf("%w: version %d", ErrMalformed, msg[0])
 	}
-	r.FixedInto(h.Group[:])
-	r.FixedInto(h.Device[:])
+	r := wire.NewReader(msg[1:headerSize])
 	h.KeyID = r.Uint32()
 	h.Iteration = r.Uint32()
 	return h, r.Finish()
@@ -169,8 +165,6 @@ func PeekHeader(msg []byte) (Header, error) {
 func (h Header) encode() []byte {
 	w := wire.NewWriter(headerSize)
 	w.Byte(version)
-	w.Fixed(h.Group[:])
-	w.Fixed(h.Device[:])
 	w.Uint32(h.KeyID)
 	w.Uint32(h.Iteration)
 	return w.Bytes()
@@ -189,38 +183,32 @@ type Receiver struct {
 
 // NewReceiver starts reading a chain from its distribution.
 func NewReceiver(d Distribution) (*Receiver, error) {
-	if len(d.SigningPK) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: signing key of %d bytes", ErrMalformed, len(d.SigningPK))
-	}
-	d.SigningPK = append(ed25519.PublicKey(nil), d.SigningPK...)
 	return &Receiver{d: d}, nil
 }
 
-// Open checks and decrypts msg. The Receiver changes only if it succeeds.
+// KeyID is the chain's ID.
+func (r *Receiver) KeyID() uint32 { return r.d.KeyID }
+
+// Open decrypts msg, a message of this chain's group and device (as the
+// envelope around it says). The Receiver changes only if it succeeds.
 func (r *Receiver) Open(msg []byte) ([]byte, error) {
 	h, err := PeekHeader(msg)
 	if err != nil {
 		return nil, err
 	}
-	if h.Group != r.d.Group || h.Device != r.d.Device || h.KeyID != r.d.KeyID {
+	if len(msg) > headerSize+MaxPlaintext+tagSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(msg))
+	}
+	if h.KeyID != r.d.KeyID {
 		return nil, ErrWrongKey
 	}
-	rd := wire.NewReader(msg[headerSize:])
-	ct := rd.Var(MaxPlaintext + 16)
-	sig := rd.Fixed(ed25519.SignatureSize)
-	if err := rd.Finish(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	body := msg[:len(msg)-ed25519.SignatureSize]
-	if !ed25519.Verify(r.d.SigningPK, signed(body), sig) {
-		return nil, ErrAuth
-	}
-	hdr := msg[:headerSize]
+	hdr, ct := msg[:headerSize], msg[headerSize:]
+	aad := ad(&r.d, hdr)
 	// A skipped key?
 	if h.Iteration < r.d.Iteration {
 		for i, s := range r.skipped {
 			if s.iter == h.Iteration {
-				pt, err := open(&s.mk, ct, hdr)
+				pt, err := open(&s.mk, ct, aad)
 				if err != nil {
 					return nil, err
 				}
@@ -242,7 +230,7 @@ func (r *Receiver) Open(msg []byte) ([]byte, error) {
 		chain = next
 	}
 	mk, next := step(&chain)
-	pt, err := open(&mk, ct, hdr)
+	pt, err := open(&mk, ct, aad)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +240,6 @@ func (r *Receiver) Open(msg []byte) ([]byte, error) {
 	}
 	r.d.Chain, r.d.Iteration = next, h.Iteration+1
 	return pt, nil
-}
-
-func signed(body []byte) []byte {
-	return append([]byte(labelSig), body...)
 }
 
 func step(ck *[32]byte) (mk, next [32]byte) {
@@ -284,12 +268,12 @@ func messageCipher(mk *[32]byte) (cipher.AEAD, []byte, error) {
 	return aead, km[32:], nil
 }
 
-func open(mk *[32]byte, ct, hdr []byte) ([]byte, error) {
+func open(mk *[32]byte, ct, aad []byte) ([]byte, error) {
 	aead, nonce, err := messageCipher(mk)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := aead.Open(nil, nonce, ct, hdr)
+	pt, err := aead.Open(nil, nonce, ct, aad)
 	if err != nil {
 		return nil, ErrAuth
 	}
@@ -300,15 +284,12 @@ const (
 	distV1     = 1
 	senderV1   = 1
 	receiverV1 = 1
-	distSize   = 1 + 32 + 32 + 4 + 4 + 32 + ed25519.PublicKeySize
+	distSize   = 1 + 32 + 32 + 4 + 4 + 32
 )
 
 // MarshalBinary encodes a distribution (to send it over a pairwise
 // session). It holds the chain key: never send it in the clear.
 func (d Distribution) MarshalBinary() ([]byte, error) {
-	if len(d.SigningPK) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: signing key of %d bytes", ErrMalformed, len(d.SigningPK))
-	}
 	w := wire.NewWriter(distSize)
 	d.writeTo(w)
 	return w.Bytes(), nil
@@ -321,7 +302,6 @@ func (d *Distribution) writeTo(w *wire.Writer) {
 	w.Uint32(d.KeyID)
 	w.Uint32(d.Iteration)
 	w.Fixed(d.Chain[:])
-	w.Fixed(d.SigningPK)
 }
 
 func (d *Distribution) readFrom(r *wire.Reader) error {
@@ -333,7 +313,6 @@ func (d *Distribution) readFrom(r *wire.Reader) error {
 	d.KeyID = r.Uint32()
 	d.Iteration = r.Uint32()
 	r.FixedInto(d.Chain[:])
-	d.SigningPK = r.Fixed(ed25519.PublicKeySize)
 	return nil
 }
 
@@ -350,13 +329,12 @@ func ParseDistribution(b []byte) (Distribution, error) {
 	return d, nil
 }
 
-// MarshalBinary encodes the sender's state, its signing key included
-// (secret: store it only in the device's own store).
+// MarshalBinary encodes the sender's state (secret: store it only in the
+// device's own store).
 func (s *Sender) MarshalBinary() ([]byte, error) {
-	w := wire.NewWriter(1 + distSize + ed25519.SeedSize)
+	w := wire.NewWriter(1 + distSize)
 	w.Byte(senderV1)
 	s.d.writeTo(w)
-	w.Fixed(s.sign.Seed())
 	return w.Bytes(), nil
 }
 
@@ -370,13 +348,8 @@ func ParseSender(b []byte) (*Sender, error) {
 	if err := s.d.readFrom(r); err != nil {
 		return nil, err
 	}
-	seed := r.Fixed(ed25519.SeedSize)
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("%w: sender: %w", ErrMalformed, err)
-	}
-	s.sign = ed25519.NewKeyFromSeed(seed)
-	if !s.sign.Public().(ed25519.PublicKey).Equal(s.d.SigningPK) {
-		return nil, fmt.Errorf("%w: sender: signing key does not match", ErrMalformed)
 	}
 	return s, nil
 }

@@ -2,7 +2,6 @@ package senderkey
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -60,21 +59,29 @@ func TestOutOfOrderOnce(t *testing.T) {
 	}
 }
 
-// TestForgedByMember is the attack of a member that holds the sender's
-// chain (every member does) and writes a message in the sender's name:
-// it encrypts correctly but cannot sign, and is refused.
-func TestForgedByMember(t *testing.T) {
+// TestBoundToGroupAndDevice: a message opens only as a message of the
+// group and device its chain belongs to. A member holding another's
+// chain (every member does) and sealing with it as itself, or in another
+// group, makes messages that the chain's receiver refuses. (Sealing with
+// it under the other's name is stopped one layer up: the group envelope
+// is signed by the sending device, and the caller opens a message with
+// the receiver of the device that signed it; see crypto/groupmsg.)
+func TestBoundToGroupAndDevice(t *testing.T) {
 	s, r := newPair(t, 1)
 	seal(t, s, "genuine")
-	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
-	forger := &Sender{d: s.Distribution(), sign: otherKey} // the chain a member holds, its own signing key
-	forged := seal(t, forger, "forged in the sender's name")
-	if _, err := r.Open(forged); !errors.Is(err, ErrAuth) {
-		t.Fatalf("forged message: %v", err)
+	asM := s.Distribution()
+	asM.Device[0] ^= 1 // the chain, claimed by another device
+	otherGroup := s.Distribution()
+	otherGroup.Group[0] ^= 1
+	for name, d := range map[string]Distribution{"another device": asM, "another group": otherGroup} {
+		forger := &Sender{d: d}
+		if _, err := r.Open(seal(t, forger, "forged")); !errors.Is(err, ErrAuth) {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 	// Refused without a trace: the genuine next message still opens.
 	if pt, err := r.Open(seal(t, s, "next")); err != nil || string(pt) != "next" {
-		t.Fatalf("after the forgery: %q, %v", pt, err)
+		t.Fatalf("after the forgeries: %q, %v", pt, err)
 	}
 }
 
@@ -99,7 +106,7 @@ func TestRotation(t *testing.T) {
 	// Even claiming the old key ID, the ciphertext does not open under
 	// the old chain.
 	patched := bytes.Clone(msg)
-	patched[1+32+32+3] = byte(s.KeyID())
+	patched[4] = byte(s.KeyID())
 	if _, err := removed.Open(patched); err == nil {
 		t.Fatal("the removed member opened a message of the new chain")
 	}

@@ -7,7 +7,7 @@
 // cost every member bandwidth before any of them could decrypt it and see
 // it is bad. So every node — member or relay — checks each envelope's clear
 // part (package crypto/groupmsg) before forwarding it: the device's
-// certificate and signature, the group named, the time, the sender's right
+// signature (over the group's ID), the time, the device's account's right
 // to publish (from the group's state log, which the Members interface
 // answers) and a per-sender rate. A node that forwards invalid envelopes
 // loses peer score and is pruned from meshes.
@@ -36,11 +36,20 @@ import (
 )
 
 // Members answers, for the validators, who may publish what in a group.
-// The node implements it from the groups' state logs.
+// The node implements it from the groups' state logs and the members'
+// device lists.
 type Members interface {
-	// MayPublish reports whether account may publish an envelope of kind
-	// in group now.
-	MayPublish(group [32]byte, account identity.AccountID, kind groupmsg.Kind) bool
+	// MayPublish returns the account of device if it is a device of a
+	// member of group that may publish an envelope of kind now.
+	MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, bool)
+}
+
+// Message is an envelope received in a group, validated, with the account
+// of the device that signed it.
+type Message struct {
+	*groupmsg.Envelope
+	Account identity.AccountID
+	From    peer.ID // the peer that forwarded it
 }
 
 // Config configures a Net.
@@ -197,24 +206,24 @@ func (n *Net) Publish(ctx context.Context, group [32]byte, envelope []byte) erro
 	return nil
 }
 
-// Next returns the next envelope received in group (validated), and the
-// peer that forwarded it.
-func (n *Net) Next(ctx context.Context, group [32]byte) (*groupmsg.Envelope, peer.ID, error) {
+// Next returns the next message received in group (validated).
+func (n *Net) Next(ctx context.Context, group [32]byte) (*Message, error) {
 	n.mu.Lock()
 	j := n.topics[group]
 	n.mu.Unlock()
 	if j == nil {
-		return nil, "", ErrNotJoined
+		return nil, ErrNotJoined
 	}
 	m, err := j.sub.Next(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	env, _ := m.ValidatorData.(*groupmsg.Envelope)
-	if env == nil { // cannot happen: the validator set it
-		return nil, "", errors.New("groupnet: message without a validated envelope")
+	msg, _ := m.ValidatorData.(*Message)
+	if msg == nil { // cannot happen: the validator set it
+		return nil, errors.New("groupnet: message without a validated envelope")
 	}
-	return env, m.ReceivedFrom, nil
+	msg.From = m.ReceivedFrom
+	return msg, nil
 }
 
 // Peers lists the peers known in group's topic.
@@ -244,26 +253,24 @@ func (n *Net) Close() error {
 // new, over the sender's rate).
 func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 	return func(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-		env, err := groupmsg.Open(m.Data)
+		env, err := groupmsg.Open(group, m.Data) // also fails for another group's envelope
 		if err != nil {
 			n.log.Debug("group: envelope rejected", "from", from, "err", err)
-			return pubsub.ValidationReject
-		}
-		if env.Group != group {
 			return pubsub.ValidationReject
 		}
 		now := n.cfg.Now()
 		if t := time.UnixMilli(env.Time); t.Before(now.Add(-n.cfg.MaxAge)) || t.After(now.Add(n.cfg.MaxAhead)) {
 			return pubsub.ValidationIgnore
 		}
-		if !n.cfg.Members.MayPublish(group, env.Sender(), env.Kind) {
-			n.log.Debug("group: envelope from a sender without the right", "from", from, "sender", env.Sender(), "kind", env.Kind)
+		acct, ok := n.cfg.Members.MayPublish(group, env.Device, env.Kind)
+		if !ok {
+			n.log.Debug("group: envelope from a device without the right", "from", from, "device", env.Device, "kind", env.Kind)
 			return pubsub.ValidationReject
 		}
-		if !n.limiter(group, env.Cert.Device).Allow() {
+		if !n.limiter(group, env.Device).Allow() {
 			return pubsub.ValidationIgnore
 		}
-		m.ValidatorData = env
+		m.ValidatorData = &Message{Envelope: env, Account: acct}
 		return pubsub.ValidationAccept
 	}
 }

@@ -18,21 +18,23 @@ import (
 	"github.com/peergram/peergram/crypto/identity"
 )
 
-// roster is a Members of fixed membership.
+// roster is a Members of fixed membership: member devices and their
+// accounts.
 type roster struct {
 	mu      sync.Mutex
-	members map[identity.AccountID]bool
+	members map[identity.DeviceID]identity.AccountID
 }
 
-func (r *roster) MayPublish(_ [32]byte, a identity.AccountID, _ groupmsg.Kind) bool {
+func (r *roster) MayPublish(_ [32]byte, d identity.DeviceID, _ groupmsg.Kind) (identity.AccountID, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.members[a]
+	a, ok := r.members[d]
+	return a, ok
 }
 
-func (r *roster) add(a identity.AccountID) {
+func (r *roster) add(c *identity.DeviceCert) {
 	r.mu.Lock()
-	r.members[a] = true
+	r.members[c.Device] = c.Account
 	r.mu.Unlock()
 }
 
@@ -60,7 +62,7 @@ func newDevice(t testing.TB) device {
 
 func (d device) seal(t testing.TB, group [32]byte, at time.Time, text string) []byte {
 	t.Helper()
-	b, err := groupmsg.Seal(d.key, d.cert, group, groupmsg.KindSenderKey, at.UnixMilli(), []byte(text))
+	b, err := groupmsg.Seal(d.key, group, groupmsg.KindSenderKey, at.UnixMilli(), []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func meshWith(t *testing.T, n, degree, members int, group [32]byte, mod func(*Co
 	t.Cleanup(cancel)
 	mn := mocknet.New()
 	t.Cleanup(func() { _ = mn.Close() })
-	r := &roster{members: map[identity.AccountID]bool{}}
+	r := &roster{members: map[identity.DeviceID]identity.AccountID{}}
 	nodes := make([]*node, n)
 	for i := range nodes {
 		h, err := mn.GenPeer()
@@ -97,7 +99,7 @@ func meshWith(t *testing.T, n, degree, members int, group [32]byte, mod func(*Co
 		}
 		nodes[i] = &node{h: h, dev: newDevice(t)}
 		if i < members {
-			r.add(nodes[i].dev.cert.Account)
+			r.add(nodes[i].dev.cert)
 		}
 	}
 	if err := mn.LinkAll(); err != nil {
@@ -148,11 +150,11 @@ func collect(ctx context.Context, nd *node, group [32]byte, want int) map[string
 	got := map[string]int{}
 	total := 0
 	for total < want {
-		env, _, err := nd.net.Next(ctx, group)
+		msg, err := nd.net.Next(ctx, group)
 		if err != nil {
 			break
 		}
-		got[string(env.Payload)]++
+		got[string(msg.Payload)]++
 		total++
 	}
 	return got
@@ -273,8 +275,6 @@ func TestValidatorsDrop(t *testing.T) {
 	nodes, _, mn := mesh(t, 3, 2, 3, group)
 	member := nodes[0]
 	attacker := newDevice(t)
-	forged := *attacker.cert
-	forged.Account = member.dev.cert.Account
 	seen := member.dev.seal(t, group, time.Now(), "already delivered")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -292,10 +292,9 @@ func TestValidatorsDrop(t *testing.T) {
 	}{
 		{"garbage", func() []byte { return []byte("garbage") }},
 		{"forged in a member's name", func() []byte {
-			b, err := groupmsg.Seal(attacker.key, &forged, group, groupmsg.KindSenderKey, time.Now().UnixMilli(), []byte("forged"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := attacker.seal(t, group, time.Now(), "forged")
+			id := member.dev.key.ID()
+			copy(b[10:42], id[:]) // the member's device, the attacker's signature
 			return b
 		}},
 		{"from a non-member", func() []byte { return attacker.seal(t, group, time.Now(), "non-member") }},
