@@ -154,7 +154,9 @@ func (n *Net) Join(group [32]byte) error {
 		return nil
 	}
 	name := groupmsg.Topic(group)
-	if err := n.ps.RegisterTopicValidator(name, n.validator(group), pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
+	// Inline: the validator is CPU-bound (one signature check) and never
+	// blocks; a goroutine per message only added scheduling latency.
+	if err := n.ps.RegisterTopicValidator(name, n.validator(group), pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("groupnet: validator: %w", err)
 	}
 	t, err := n.ps.Join(name)
