@@ -16,7 +16,8 @@
 // the group (relays included) reads anything; a member removed or banned
 // gets no copy of the next epoch's key, so it cannot read what is sent
 // after the rotation; a member cannot write in another's name (messages
-// are signed by device keys, checkable by anyone who knows the members).
+// travel in envelopes signed by device keys, and a message opens only as
+// one of the device that signed its envelope).
 //
 // # Encodings (crypto/internal/wire)
 //
@@ -25,12 +26,11 @@
 //	  count × (device[32] || wrapped Var) || sig[64]
 //	  wrapped = HPKE single-shot Seal of the 32-byte key, info =
 //	  "peergram/epoch/wrap/v1" || group || epoch || device.
-//	Message:
-//	  version(1)=1 || group[32] || epoch u64 || sender device[32] ||
-//	  nonce[12] || ciphertext Var || sig[64]
+//	Message: version(1)=1 || epoch u64 || nonce[12] || ciphertext
 //	  key = HKDF-SHA256(epoch key, info "peergram/epoch/msg/v1" || sender
-//	  device), AES-256-GCM with the header as associated data; the
-//	  signature (label "peergram/epoch/sig/v1") covers everything before it.
+//	  device), AES-256-GCM, associated data "peergram/epoch/ad/v1" ||
+//	  group || sender device || header. Not signed: the group envelope
+//	  around it is (crypto/groupmsg).
 package epochkey
 
 import (
@@ -41,6 +41,7 @@ import (
 	"crypto/hkdf"
 	"crypto/hpke"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +54,7 @@ const (
 	version    = 1
 	labelWrap  = "peergram/epoch/wrap/v1"
 	labelMsg   = "peergram/epoch/msg/v1"
-	labelSig   = "peergram/epoch/sig/v1"
+	labelAD    = "peergram/epoch/ad/v1"
 	labelGrant = "peergram/epoch/grants/v1"
 
 	// PageGrants is the most wrapped copies in one Grants (about 150
@@ -62,7 +63,7 @@ const (
 	// MaxPlaintext bounds a message's plaintext.
 	MaxPlaintext = 256 << 10
 	wrappedSize  = 32 + 32 + 16 // X25519 enc, key, tag
-	headerSize   = 1 + 32 + 8 + 32 + 12
+	headerSize   = 1 + 8 + 12
 	maxCert      = 512
 )
 
@@ -71,7 +72,7 @@ var (
 	ErrMalformed = errors.New("epochkey: malformed")
 	ErrAuth      = errors.New("epochkey: authentication failed")
 	ErrNoGrant   = errors.New("epochkey: no copy of the key for this device")
-	ErrWrongKey  = errors.New("epochkey: message of another group or epoch")
+	ErrWrongKey  = errors.New("epochkey: message of another epoch")
 )
 
 // Key is an epoch's key.
@@ -240,89 +241,75 @@ func (g *Grants) Unwrap(dev *identity.DeviceKey) (Key, error) {
 
 // Header is a message's clear part.
 type Header struct {
-	Group  [32]byte
-	Epoch  uint64
-	Sender identity.DeviceID
+	Epoch uint64
 }
 
-// Seal encrypts plaintext under k and signs it with the sender's device
-// key.
-func Seal(rand io.Reader, k Key, sender *identity.DeviceKey, plaintext []byte) ([]byte, error) {
+// Seal encrypts plaintext under k as a message of device sender. It is
+// not signed: it travels in a group envelope (crypto/groupmsg) signed by
+// the sender's device, and the receiver opens it as a message of the
+// device that signed the envelope (a member that encrypts under the
+// epoch key as another device makes a message that does not open as its
+// own).
+func Seal(rand io.Reader, k Key, sender identity.DeviceID, plaintext []byte) ([]byte, error) {
 	if len(plaintext) > MaxPlaintext {
 		return nil, fmt.Errorf("%w: %d bytes of plaintext", ErrMalformed, len(plaintext))
 	}
-	id := sender.ID()
-	aead, err := messageCipher(k, id)
+	aead, err := messageCipher(k, sender)
 	if err != nil {
 		return nil, err
 	}
-	w := wire.NewWriter(headerSize + 4 + len(plaintext) + 16 + ed25519.SignatureSize)
-	w.Byte(version)
-	w.Fixed(k.Group[:])
-	w.Uint64(k.Epoch)
-	w.Fixed(id[:])
-	var nonce [12]byte
-	if _, err := io.ReadFull(rand, nonce[:]); err != nil {
+	hdr := make([]byte, headerSize, headerSize+len(plaintext)+aead.Overhead())
+	hdr[0] = version
+	binary.BigEndian.PutUint64(hdr[1:9], k.Epoch)
+	if _, err := io.ReadFull(rand, hdr[9:headerSize]); err != nil {
 		return nil, fmt.Errorf("epochkey: %w", err)
 	}
-	w.Fixed(nonce[:])
-	hdr := w.Bytes()
-	w.Var(aead.Seal(nil, nonce[:], plaintext, hdr))
-	w.Fixed(sender.Sign(labelSig, w.Bytes()))
-	return w.Bytes(), nil
+	return aead.Seal(hdr, hdr[9:headerSize], plaintext, ad(k.Group, sender, hdr)), nil
 }
 
-// PeekHeader returns a message's header and checks its signature, which
-// anyone can (relays and validators included): it says which device sent
-// it, not what it says.
+func ad(group [32]byte, sender identity.DeviceID, hdr []byte) []byte {
+	b := make([]byte, 0, len(labelAD)+64+len(hdr))
+	b = append(b, labelAD...)
+	b = append(b, group[:]...)
+	b = append(b, sender[:]...)
+	return append(b, hdr...)
+}
+
+// PeekHeader returns a message's header (unauthenticated), to pick the
+// epoch's key.
 func PeekHeader(msg []byte) (Header, error) {
-	var h Header
-	if len(msg) < headerSize+4+ed25519.SignatureSize {
-		return h, fmt.Errorf("%w: %d bytes", ErrMalformed, len(msg))
+	if len(msg) < headerSize+16 {
+		return Header{}, fmt.Errorf("%w: %d bytes", ErrMalformed, len(msg))
 	}
-	r := wire.NewReader(msg)
-	if v := r.Byte(); v != version {
-		return h, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	if msg[0] != version {
+		return Header{}, fmt.Errorf("%w: version %d", ErrMalformed, msg[0])
 	}
-	r.FixedInto(h.Group[:])
-	h.Epoch = r.Uint64()
-	r.FixedInto(h.Sender[:])
-	r.Fixed(12)
-	r.Var(MaxPlaintext + 16)
-	r.Fixed(ed25519.SignatureSize)
-	if err := r.Finish(); err != nil {
-		return h, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	body := msg[:len(msg)-ed25519.SignatureSize]
-	if !identity.Verify(h.Sender.PublicKey(), labelSig, body, msg[len(body):]) {
-		return h, ErrAuth
-	}
-	return h, nil
+	return Header{Epoch: binary.BigEndian.Uint64(msg[1:9])}, nil
 }
 
-// Open checks msg's signature and decrypts it with k.
-func Open(k Key, msg []byte) (Header, []byte, error) {
+// Open decrypts msg, a message of device sender (as its envelope says),
+// with k.
+func Open(k Key, sender identity.DeviceID, msg []byte) ([]byte, error) {
 	h, err := PeekHeader(msg)
 	if err != nil {
-		return h, nil, err
+		return nil, err
 	}
-	if h.Group != k.Group || h.Epoch != k.Epoch {
-		return h, nil, ErrWrongKey
+	if len(msg) > headerSize+MaxPlaintext+16 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(msg))
 	}
-	aead, err := messageCipher(k, h.Sender)
+	if h.Epoch != k.Epoch {
+		return nil, ErrWrongKey
+	}
+	aead, err := messageCipher(k, sender)
 	if err != nil {
-		return h, nil, err
+		return nil, err
 	}
-	r := wire.NewReader(msg[headerSize : len(msg)-ed25519.SignatureSize])
-	ct := r.Var(MaxPlaintext + 16)
-	if err := r.Finish(); err != nil {
-		return h, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	pt, err := aead.Open(nil, msg[headerSize-12:headerSize], ct, msg[:headerSize])
+	hdr := msg[:headerSize]
+	pt, err := aead.Open(nil, hdr[9:], msg[headerSize:], ad(k.Group, sender, hdr))
 	if err != nil {
-		return h, nil, ErrAuth
+		return nil, ErrAuth
 	}
-	return h, pt, nil
+	return pt, nil
 }
 
 func messageCipher(k Key, sender identity.DeviceID) (cipher.AEAD, error) {
