@@ -30,6 +30,7 @@ import (
 //	outbox.sealed: job key(40) || device ID (text) → identity key(32) || envelope
 //	outbox:   seq(8) → job (JSON): the layout before outbox.q, migrated at start
 //	seen:     sender account(32) || messageID(16) → empty, with a TTL past the relay TTL
+//	groups.log: group ID(32) || seq(8) → a crypto/groupstate entry (its encoding)
 type store struct {
 	db       *storage.DB
 	meta     storage.Keyspace
@@ -42,6 +43,7 @@ type store struct {
 	sealed       storage.Keyspace
 	status       storage.Keyspace
 	legacyOutbox storage.Keyspace
+	groupLog     storage.Keyspace
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -55,6 +57,7 @@ func newStore(db *storage.DB) *store {
 		sessions: db.Keyspace("sessions"), messages: db.Keyspace("messages"),
 		outbox: db.Keyspace("outbox.q"), seen: db.Keyspace("seen"),
 		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
+		groupLog: db.Keyspace("groups.log"),
 	}
 }
 

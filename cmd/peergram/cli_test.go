@@ -442,3 +442,39 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("completion bash: %.100q", out)
 	}
 }
+
+func TestGroupCommands(t *testing.T) {
+	c := newCLI(t)
+	c.startDaemon()
+	if out := c.ok("group", "list"); !strings.Contains(out, "no groups yet") {
+		t.Errorf("empty list: %q", out)
+	}
+	out := c.ok("group", "create", "Book club")
+	id := strings.SplitN(out, "\n", 2)[0]
+	if len(id) != 64 || !strings.Contains(out, "created group Book club") {
+		t.Fatalf("create: %q", out)
+	}
+	var g chat.Group
+	if err := json.Unmarshal([]byte(c.ok("group", "create", "Hikers", "--json")), &g); err != nil || g.Title != "Hikers" || g.ID == "" || g.Role != "owner" {
+		t.Fatalf("create --json: %+v (%v)", g, err)
+	}
+	var gs []chat.Group
+	if err := json.Unmarshal([]byte(c.ok("group", "list", "--json")), &gs); err != nil || len(gs) != 2 {
+		t.Fatalf("list --json: %+v (%v)", gs, err)
+	}
+	for _, name := range []string{"Book club", id} {
+		var info chat.Group
+		if err := json.Unmarshal([]byte(c.ok("group", "info", name, "--json")), &info); err != nil || info.ID != id || len(info.Members) != 1 || info.Members[0].Role != "owner" {
+			t.Fatalf("info %q: %+v (%v)", name, info, err)
+		}
+	}
+	if out := c.ok("group", "info", "Hikers"); !strings.Contains(out, "your role: owner") || !strings.Contains(out, "ROLE") {
+		t.Errorf("info: %q", out)
+	}
+	if errOut := c.fail("group", "info", "Nobody's"); !strings.Contains(errOut, "unknown group") {
+		t.Errorf("unknown group: %q", errOut)
+	}
+	if errOut := c.fail("group", "create", " "); !strings.Contains(errOut, "invalid") && !strings.Contains(errOut, "title") {
+		t.Errorf("empty title: %q", errOut)
+	}
+}

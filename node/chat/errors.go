@@ -21,3 +21,7 @@ var ErrUnavailable = errors.New("unavailable")
 // another form: a contact added again under another name, an alias taken
 // by another contact.
 var ErrExists = errors.New("already exists")
+
+// ErrUnknownGroup reports a group ID or title that names no group of this
+// node (or a title more than one group has).
+var ErrUnknownGroup = errors.New("unknown group")

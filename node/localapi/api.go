@@ -42,6 +42,12 @@ type Backend interface {
 	// Subscribe returns the node's events; the channel is closed when ctx
 	// is done.
 	Subscribe(ctx context.Context) <-chan chat.Event
+	// CreateGroup creates a group owned by this account; Groups lists the
+	// node's groups; Group returns one by ID or unique title
+	// (chat.ErrUnknownGroup if none).
+	CreateGroup(ctx context.Context, title string) (chat.Group, error)
+	Groups(ctx context.Context) ([]chat.Group, error)
+	Group(ctx context.Context, idOrTitle string) (chat.Group, error)
 }
 
 // Identity is the local account as GET /v1/identity shows it.
@@ -197,6 +203,9 @@ func (s *Server) routes() []route {
 		{"GET /v1/chats/{contact}/messages", s.messages},
 		{"POST /v1/chats/{contact}/read", s.markRead},
 		{"GET /v1/events", s.events},
+		{"POST /v1/groups", s.createGroup},
+		{"GET /v1/groups", s.groups},
+		{"GET /v1/groups/{group}", s.group},
 	}
 }
 

@@ -103,6 +103,27 @@ func (c *Client) AddContact(ctx context.Context, idOrLink, name string) (chat.Co
 	return ct, err
 }
 
+// CreateGroup is POST /v1/groups.
+func (c *Client) CreateGroup(ctx context.Context, title string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups", CreateGroupRequest{Title: title}, &g, http.StatusCreated)
+	return g, err
+}
+
+// Groups is GET /v1/groups.
+func (c *Client) Groups(ctx context.Context) ([]chat.Group, error) {
+	var gs []chat.Group
+	err := c.do(ctx, http.MethodGet, "/v1/groups", nil, &gs, http.StatusOK)
+	return gs, err
+}
+
+// Group is GET /v1/groups/{group}: a group by ID or unique title.
+func (c *Client) Group(ctx context.Context, idOrTitle string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodGet, "/v1/groups/"+url.PathEscape(idOrTitle), nil, &g, http.StatusOK)
+	return g, err
+}
+
 // Contacts lists the contacts.
 func (c *Client) Contacts(ctx context.Context) ([]chat.Contact, error) {
 	var cs []chat.Contact

@@ -42,6 +42,7 @@ const (
 	CodeNotFound       = "not_found"
 	CodeInternal       = "internal"
 	CodeExists         = "exists"
+	CodeUnknownGroup   = "unknown_group"
 )
 
 // errorCodes is the single mapping between errors, HTTP status codes and
@@ -53,6 +54,7 @@ var errorCodes = [...]struct {
 	code   string
 }{
 	{chat.ErrUnknownContact, http.StatusNotFound, CodeUnknownContact},
+	{chat.ErrUnknownGroup, http.StatusNotFound, CodeUnknownGroup},
 	{chat.ErrInvalid, http.StatusBadRequest, CodeInvalid},
 	{chat.ErrTooLarge, http.StatusRequestEntityTooLarge, CodeTooLarge},
 	{chat.ErrExists, http.StatusConflict, CodeExists},

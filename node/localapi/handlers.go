@@ -321,3 +321,42 @@ func contactParam(r *http.Request) (string, error) {
 	}
 	return c, nil
 }
+
+// CreateGroupRequest is the body of POST /v1/groups.
+type CreateGroupRequest struct {
+	Title string `json:"title"`
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
+	var req CreateGroupRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.CreateGroup(r.Context(), req.Title)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, g)
+	return nil
+}
+
+func (s *Server) groups(w http.ResponseWriter, r *http.Request) error {
+	gs, err := s.backend.Groups(r.Context())
+	if err != nil {
+		return err
+	}
+	if gs == nil {
+		gs = []chat.Group{}
+	}
+	writeJSON(w, http.StatusOK, gs)
+	return nil
+}
+
+func (s *Server) group(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.backend.Group(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}

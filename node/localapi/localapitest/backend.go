@@ -32,6 +32,7 @@ type Backend struct {
 	marked   []chat.MessageID
 	requests []chat.Contact // accounts that wrote first (AddRequest)
 	ignored  map[string]bool
+	groups   []chat.Group
 }
 
 // New returns a Backend answering Identity with id.
@@ -370,4 +371,54 @@ func (b *Backend) newMessageLocked(chatID, from, text string) chat.Message {
 		SentAt: b.epoch.Add(time.Duration(b.seq) * time.Second),
 		Seq:    b.seq,
 	}
+}
+
+// CreateGroup adds a group owned by the identity's account, with an ID
+// made from its position.
+func (b *Backend) CreateGroup(_ context.Context, title string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	title = strings.TrimSpace(title)
+	if title == "" {
+		return chat.Group{}, fmt.Errorf("%w: empty title", chat.ErrInvalid)
+	}
+	g := chat.Group{ID: fmt.Sprintf("%064x", len(b.groups)+1), Title: title, Role: "owner",
+		Members: []chat.GroupMember{{AccountID: b.identity.AccountID, Name: b.identity.Name, Role: "owner"}}}
+	b.groups = append(b.groups, g)
+	return g, nil
+}
+
+// Groups lists the groups in the order they were created.
+func (b *Backend) Groups(context.Context) ([]chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	return append([]chat.Group(nil), b.groups...), nil
+}
+
+// Group finds a group by ID or unique title.
+func (b *Backend) Group(_ context.Context, idOrTitle string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	var found []chat.Group
+	for _, g := range b.groups {
+		if g.ID == idOrTitle {
+			return g, nil
+		}
+		if g.Title == idOrTitle {
+			found = append(found, g)
+		}
+	}
+	if len(found) != 1 {
+		return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, idOrTitle)
+	}
+	return found[0], nil
 }

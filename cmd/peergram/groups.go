@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+func (a *app) newGroupCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "group",
+		Short: "Create groups and show them (members, messages and channels are coming)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd())
+	return cmd
+}
+
+// groupError explains an error of a call about one group.
+func (d *daemon) groupError(err error, group string) error {
+	if errors.Is(err, chat.ErrUnknownGroup) {
+		return fmt.Errorf("unknown group %q (see 'peergram group list'; a title that several groups share needs the group's ID)", clean(group))
+	}
+	return d.explain(err)
+}
+
+func (a *app) newGroupCreateCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "create TITLE",
+		Short: "Create a group you own; prints its ID on the first line",
+		Args:  args(1, "a title"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.CreateGroup(ctx, argv[0])
+			})
+			if err != nil {
+				return d.explain(err)
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintln(a.stdout, g.ID)
+			fmt.Fprintf(a.stdout, "created group %s\n", clean(g.Title))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON (group_id, title, role, members)")
+	return cmd
+}
+
+func (a *app) newGroupListCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List your groups",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			gs, err := call(cmd.Context(), d.Groups)
+			if err != nil {
+				return d.explain(err)
+			}
+			if asJSON {
+				if gs == nil {
+					gs = []chat.Group{}
+				}
+				return printJSON(a.stdout, gs)
+			}
+			if len(gs) == 0 {
+				fmt.Fprintln(a.stdout, "no groups yet (create one with 'peergram group create TITLE')")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TITLE\tMEMBERS\tROLE\tID")
+			for _, g := range gs {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", clean(g.Title), len(g.Members), g.Role, g.ID)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the groups as a JSON array")
+	return cmd
+}
+
+func (a *app) newGroupInfoCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "info GROUP",
+		Short: "Show a group (by ID or title) and its members",
+		Args:  args(1, "a group ID or title"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.Group(ctx, argv[0])
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s\nid: %s\nyour role: %s\n", clean(g.Title), g.ID, g.Role)
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ROLE\tNAME\tACCOUNT")
+			for _, m := range g.Members {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Role, clean(m.Name), m.AccountID)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON (group_id, title, role, members: account_id, name, role)")
+	return cmd
+}

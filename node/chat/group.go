@@ -1,0 +1,16 @@
+package chat
+
+// Group is a group as the API shows it.
+type Group struct {
+	ID      string        `json:"group_id"` // 64 hex digits: the hash of the group's creation entry
+	Title   string        `json:"title"`
+	Role    string        `json:"role"` // this account's: owner, admin, member
+	Members []GroupMember `json:"members"`
+}
+
+// GroupMember is one member of a group.
+type GroupMember struct {
+	AccountID string `json:"account_id"`
+	Name      string `json:"name"` // the local alias of a contact, else empty
+	Role      string `json:"role"` // owner, admin, member
+}
