@@ -42,7 +42,7 @@ const (
 // payload is what a sealed message carries for the node: a chat message or
 // a receipt. Encoded as JSON inside the encryption.
 type payload struct {
-	Kind   string   `json:"k"`              // "text" or "receipt"
+	Kind   string   `json:"k"`              // "text", "receipt" or "group-log"
 	Seq    uint64   `json:"seq,omitempty"`  // sender's chat sequence
 	Text   string   `json:"text,omitempty"` // text messages
 	Chat   string   `json:"chat,omitempty"` // copies to the sender's own devices: the chat's account
@@ -51,6 +51,10 @@ type payload struct {
 	// DT is the sending device's delivery token (hex): deposits to its
 	// mailbox that carry it are not limited as strangers' are.
 	DT string `json:"dt,omitempty"`
+	// Group and Log: "group-log", a group's ID (hex) and its state log
+	// (encoded entries, oldest first), sent to the group's members.
+	Group string   `json:"group,omitempty"`
+	Log   [][]byte `json:"log,omitempty"`
 }
 
 // job is one outbox entry: a payload to deliver to every device of an

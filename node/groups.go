@@ -86,16 +86,28 @@ func (n *Node) Groups(context.Context) ([]chat.Group, error) {
 // Group returns one group, named by its ID or by a title no other group
 // of the node has.
 func (n *Node) Group(_ context.Context, idOrTitle string) (chat.Group, error) {
-	logs, err := n.loadGroups()
-	if err != nil {
+	var l *groupstate.Log
+	if err := n.db.View(func(tx *storage.Txn) (err error) {
+		l, err = n.findGroup(tx, idOrTitle)
+		return err
+	}); err != nil {
 		return chat.Group{}, err
+	}
+	return n.groupView(l.State())
+}
+
+// findGroup returns the log of the group named by idOrTitle.
+func (n *Node) findGroup(tx *storage.Txn, idOrTitle string) (*groupstate.Log, error) {
+	logs, err := n.loadGroupsTx(tx)
+	if err != nil {
+		return nil, err
 	}
 	want := strings.TrimSpace(idOrTitle)
 	var found []*groupstate.Log
 	for _, l := range logs {
 		id := l.Group()
 		if strings.EqualFold(hex.EncodeToString(id[:]), want) {
-			return n.groupView(l.State())
+			return l, nil
 		}
 		if l.State().Title == want {
 			found = append(found, l)
@@ -103,11 +115,182 @@ func (n *Node) Group(_ context.Context, idOrTitle string) (chat.Group, error) {
 	}
 	switch len(found) {
 	case 1:
-		return n.groupView(found[0].State())
+		return found[0], nil
 	case 0:
-		return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, idOrTitle)
+		return nil, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, idOrTitle)
 	}
-	return chat.Group{}, fmt.Errorf("%w: %d groups are titled %q; name one by its ID", chat.ErrUnknownGroup, len(found), idOrTitle)
+	return nil, fmt.Errorf("%w: %d groups are titled %q; name one by its ID", chat.ErrUnknownGroup, len(found), idOrTitle)
+}
+
+// maxLogSync bounds the entries of a log sent to members in one payload
+// (each ~300 bytes; the body limit holds about this many).
+const maxLogSync = 150
+
+// AddGroupMembers adds contacts to a group: one signed entry each, then
+// the whole log to every other member over the pairwise sessions, so
+// every member (the new ones included) holds and checks the same log.
+// A member added by an account in its contacts joins at once.
+func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []string) (chat.Group, error) {
+	if len(contacts) == 0 {
+		return chat.Group{}, fmt.Errorf("%w: no contact to add", chat.ErrInvalid)
+	}
+	self := n.keys.account.ID()
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	var st *groupstate.State
+	var notify []identity.AccountID
+	err := n.db.Update(func(tx *storage.Txn) error {
+		notify = notify[:0]
+		l, err := n.findGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		id := l.Group()
+		for _, name := range contacts {
+			c, err := n.resolveContact(tx, name)
+			if err != nil {
+				return err
+			}
+			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), max(n.cfg.Now().UnixMilli(), l.Head().Time), groupstate.Change{Kind: groupstate.KindAdd, Account: c.Account})
+			if err != nil {
+				return err
+			}
+			if _, err := l.Add(e); err != nil {
+				if errors.Is(err, groupstate.ErrForbidden) {
+					return fmt.Errorf("%w: %s: %w", chat.ErrInvalid, name, err)
+				}
+				return err
+			}
+			raw, err := e.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), raw); err != nil {
+				return err
+			}
+		}
+		st = l.State()
+		entries := l.Entries(0)
+		if len(entries) > maxLogSync {
+			return fmt.Errorf("%w: the group's log has %d entries; sending logs over %d to members waits for relay history (issue 8)", chat.ErrInvalid, len(entries), maxLogSync)
+		}
+		p := payload{Kind: "group-log", Group: hex.EncodeToString(id[:]), DT: n.tokenHex()}
+		for _, e := range entries {
+			raw, err := e.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			p.Log = append(p.Log, raw)
+		}
+		body, err := encodePayload(p)
+		if err != nil {
+			return err
+		}
+		nowMs := n.cfg.Now().UnixMilli()
+		for a := range st.Members {
+			if a == self {
+				continue
+			}
+			var mid chat.MessageID
+			if _, err := n.rand.Read(mid[:]); err != nil {
+				return err
+			}
+			if err := n.enqueue(tx, &job{ID: mid, To: a, Payload: body, SentAt: nowMs}); err != nil {
+				return err
+			}
+			notify = append(notify, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return chat.Group{}, err
+	}
+	for _, a := range notify {
+		n.notify(a)
+	}
+	return n.groupView(st)
+}
+
+// applyGroupLog takes a group's log sent by sender, a contact. A group the
+// node does not have is taken if the node's account is a member of it and
+// the sender is too (joining at once: the sender is a contact); one it has
+// is brought up to date with the entries beyond its own. Anything that
+// does not verify is dropped (and logged): the sender cannot make the node
+// hold a log it could not have built itself.
+func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, c *contactRecord, p payload) error {
+	bad := func(why string, err error) error {
+		n.log.Info("group log dropped", "from", sender.String(), "why", why, "err", err)
+		return nil
+	}
+	gid, err := hex.DecodeString(p.Group)
+	if err != nil || len(gid) != 32 || len(p.Log) == 0 || len(p.Log) > maxLogSync {
+		return bad("malformed", err)
+	}
+	entries := make([]*groupstate.Entry, len(p.Log))
+	for i, raw := range p.Log {
+		if entries[i], err = groupstate.Parse(raw); err != nil {
+			return bad("entry does not verify", err)
+		}
+	}
+	theirs, err := groupstate.Replay(entries)
+	if err != nil {
+		return bad("log does not verify", err)
+	}
+	id := theirs.Group()
+	if string(id[:]) != string(gid) {
+		return bad("log of another group", nil)
+	}
+	if theirs.State().Role(sender) == groupstate.RoleNone {
+		return bad("sender is not a member", nil)
+	}
+	self := n.keys.account.ID()
+	logs, err := n.loadGroupsTx(tx)
+	if err != nil {
+		return err
+	}
+	var mine *groupstate.Log
+	for _, l := range logs {
+		if l.Group() == id {
+			mine = l
+		}
+	}
+	if mine == nil {
+		if theirs.State().Role(self) == groupstate.RoleNone {
+			return bad("not a member", nil)
+		}
+		if c == nil || !c.accepted() {
+			return bad("not added by a contact (invitations come later)", nil)
+		}
+		for _, e := range entries {
+			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, e := range entries {
+		oldHead := mine.Head().Seq
+		dropped, err := mine.Add(e)
+		if err != nil {
+			if e.Seq > oldHead || !errors.Is(err, groupstate.ErrLostFork) {
+				n.log.Info("group log: entry not taken", "group", hex.EncodeToString(id[:8]), "seq", e.Seq, "err", err)
+			}
+			continue
+		}
+		if dropped == nil && e.Seq <= oldHead {
+			continue // had it
+		}
+		if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
+			return err
+		}
+		for seq := e.Seq + 1; seq <= oldHead && dropped != nil; seq++ {
+			if err := tx.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func groupEntryKey(g groupstate.GroupID, seq uint64) []byte {
@@ -116,6 +299,16 @@ func groupEntryKey(g groupstate.GroupID, seq uint64) []byte {
 
 // loadGroups reads and verifies every group's log.
 func (n *Node) loadGroups() ([]*groupstate.Log, error) {
+	var logs []*groupstate.Log
+	err := n.db.View(func(tx *storage.Txn) (err error) {
+		logs, err = n.loadGroupsTx(tx)
+		return err
+	})
+	return logs, err
+}
+
+// loadGroupsTx is loadGroups inside tx.
+func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
 	var logs []*groupstate.Log
 	var cur []*groupstate.Entry
 	var curID []byte
@@ -130,24 +323,22 @@ func (n *Node) loadGroups() ([]*groupstate.Log, error) {
 		logs, cur = append(logs, l), nil
 		return nil
 	}
-	err := n.db.View(func(tx *storage.Txn) error {
-		return tx.Iterate(n.st.groupLog, nil, func(k, v []byte) error {
-			if len(k) != 40 {
-				return fmt.Errorf("node: group log key of %d bytes", len(k))
+	err := tx.Iterate(n.st.groupLog, nil, func(k, v []byte) error {
+		if len(k) != 40 {
+			return fmt.Errorf("node: group log key of %d bytes", len(k))
+		}
+		if curID != nil && string(curID) != string(k[:32]) {
+			if err := flush(); err != nil {
+				return err
 			}
-			if curID != nil && string(curID) != string(k[:32]) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			curID = append(curID[:0], k[:32]...)
-			e, err := groupstate.Parse(v)
-			if err != nil {
-				return fmt.Errorf("node: group %x entry %d: %w", k[:32], binary.BigEndian.Uint64(k[32:]), err)
-			}
-			cur = append(cur, e)
-			return nil
-		})
+		}
+		curID = append(curID[:0], k[:32]...)
+		e, err := groupstate.Parse(v)
+		if err != nil {
+			return fmt.Errorf("node: group %x entry %d: %w", k[:32], binary.BigEndian.Uint64(k[32:]), err)
+		}
+		cur = append(cur, e)
+		return nil
 	})
 	if err != nil {
 		return nil, err

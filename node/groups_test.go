@@ -6,7 +6,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/storage"
 )
@@ -70,5 +73,109 @@ func TestGroupCreate(t *testing.T) {
 	}
 	if _, err := alice.Groups(ctx); err == nil {
 		t.Fatal("a tampered log was read")
+	}
+}
+
+// TestGroupAddSyncsLog: the owner adds a contact; the contact's node gets
+// the whole log over the pairwise session and holds the same group, the
+// owner shown by its alias; adding the same member again is refused.
+func TestGroupAddSyncsLog(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Book club")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err = alice.AddGroupMembers(ctx, "Book club", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Members) != 2 || g.Members[1].AccountID != bobInfo.AccountID || g.Members[1].Role != "member" || g.Members[1].Name != "bob" {
+		t.Fatalf("after add: %+v", g)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("adding a member again: %v", err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"nobody"}); !errors.Is(err, chat.ErrUnknownContact) {
+		t.Fatalf("adding an unknown contact: %v", err)
+	}
+	var got chat.Group
+	eventually(t, "the group at Bob", func() (bool, error) {
+		got, err = bob.Group(ctx, g.ID)
+		return err == nil, nil
+	})
+	if got.Title != "Book club" || got.Role != "member" || len(got.Members) != 2 ||
+		got.Members[0].AccountID != aliceInfo.AccountID || got.Members[0].Role != "owner" || got.Members[0].Name != "alice" {
+		t.Fatalf("at Bob: %+v", got)
+	}
+}
+
+// TestGroupLogAttacks: logs a node must not take — from a contact, a
+// group the node is not a member of; from a stranger, a group that lists
+// the node; a log whose entry was edited — leave it without the group.
+func TestGroupLogAttacks(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	bobHome, _ := initHome(t, "bob")
+	bob := startNode(t, bobHome, relay.addr)
+	ctx := context.Background()
+	mallory := newFakeDevice(t, relay, nil, "mallory") // becomes a contact
+	mallory.publish(t, nil, mallory.cert)
+	if _, err := bob.AddContact(ctx, mallory.acct.ID().String(), "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	stranger := newFakeDevice(t, relay, nil, "stranger")
+	stranger.publish(t, nil, stranger.cert)
+	logOf := func(f *fakeDevice, members ...identity.AccountID) (string, [][]byte) {
+		create, err := groupstate.Sign(f.dev, f.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "g", Perms: groupstate.DefaultPerms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := []*groupstate.Entry{create}
+		for _, a := range members {
+			e, err := groupstate.Sign(f.dev, f.cert, entries[len(entries)-1], time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindAdd, Account: a})
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, e)
+		}
+		var raws [][]byte
+		for _, e := range entries {
+			b, _ := e.MarshalBinary()
+			raws = append(raws, b)
+		}
+		id := create.Hash()
+		return hex.EncodeToString(id[:]), raws
+	}
+	send := func(f *fakeDevice, group string, raws [][]byte) {
+		if got := f.send(t, bob, payload{Kind: "group-log", Group: group, Log: raws}, newMessageID(t)); got != int(directOK) {
+			t.Fatalf("answer %d", got)
+		}
+	}
+	notMember, raws := logOf(mallory)
+	send(mallory, notMember, raws)
+	byStranger, sraws := logOf(stranger, bob.keys.account.ID())
+	send(stranger, byStranger, sraws)
+	edited, eraws := logOf(mallory, bob.keys.account.ID())
+	eraws[1] = append([]byte(nil), eraws[1]...)
+	eraws[1][len(eraws[1])-70] ^= 1
+	send(mallory, edited, eraws)
+	wrongID, wraws := logOf(mallory, bob.keys.account.ID())
+	send(mallory, strings.Repeat("00", 32), wraws)
+	_ = wrongID
+	// A genuine one last: once it is there, the others were handled.
+	genuine, graws := logOf(mallory, bob.keys.account.ID())
+	send(mallory, genuine, graws)
+	eventually(t, "the genuine group", func() (bool, error) {
+		_, err := bob.Group(ctx, genuine)
+		return err == nil, nil
+	})
+	gs, err := bob.Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].ID != genuine {
+		t.Fatalf("Bob holds %+v (%v)", gs, err)
 	}
 }
