@@ -212,13 +212,13 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 	return n.groupView(st)
 }
 
-// applyGroupLog takes a group's log sent by sender, a contact. A group the
-// node does not have is taken if the node's account is a member of it and
-// the sender is too (joining at once: the sender is a contact); one it has
-// is brought up to date with the entries beyond its own. Anything that
+// applyGroupLog takes a group's log sent by sender, who must be a member
+// of it. A group the node does not have is taken if the node's account is
+// a member and was added by one of its contacts (joining at once); one it
+// has is brought up to date with the entries beyond its own. Anything that
 // does not verify is dropped (and logged): the sender cannot make the node
 // hold a log it could not have built itself.
-func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, c *contactRecord, p payload) error {
+func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p payload) error {
 	bad := func(why string, err error) error {
 		n.log.Info("group log dropped", "from", sender.String(), "why", why, "err", err)
 		return nil
@@ -259,8 +259,22 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, c *cont
 		if theirs.State().Role(self) == groupstate.RoleNone {
 			return bad("not a member", nil)
 		}
-		if c == nil || !c.accepted() {
-			return bad("not added by a contact (invitations come later)", nil)
+		// Joining at once is for groups a contact added us to; an
+		// invitation to accept comes later (issue 8).
+		adder := self
+		for _, e := range entries {
+			if e.Change.Kind == groupstate.KindAdd && e.Change.Account == self {
+				adder = e.Author()
+			}
+		}
+		if adder != self {
+			ac, err := n.st.getContact(tx, adder)
+			if errors.Is(err, chat.ErrUnknownContact) || (err == nil && !ac.accepted()) {
+				return bad("added by an account that is not a contact (invitations come later)", nil)
+			}
+			if err != nil {
+				return err
+			}
 		}
 		for _, e := range entries {
 			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {

@@ -115,9 +115,10 @@ func TestGroupAddSyncsLog(t *testing.T) {
 	}
 }
 
-// TestGroupLogAttacks: logs a node must not take — from a contact, a
-// group the node is not a member of; from a stranger, a group that lists
-// the node; a log whose entry was edited — leave it without the group.
+// TestGroupLogAttacks: logs a node must not take — a group the node is
+// not a member of; a group a stranger added it to (sent by the stranger,
+// or passed on by a contact, member or not); a log whose entry was
+// edited; a log under another group's ID — leave it without the group.
 func TestGroupLogAttacks(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	bobHome, _ := initHome(t, "bob")
@@ -164,9 +165,13 @@ func TestGroupLogAttacks(t *testing.T) {
 	eraws[1] = append([]byte(nil), eraws[1]...)
 	eraws[1][len(eraws[1])-70] ^= 1
 	send(mallory, edited, eraws)
-	wrongID, wraws := logOf(mallory, bob.keys.account.ID())
+	_, wraws := logOf(mallory, bob.keys.account.ID())
 	send(mallory, strings.Repeat("00", 32), wraws)
-	_ = wrongID
+	// The stranger's group, passed on by Mallory: not a member of it,
+	// then a member that did not add Bob.
+	send(mallory, byStranger, sraws)
+	withMallory, mraws := logOf(stranger, bob.keys.account.ID(), mallory.acct.ID())
+	send(mallory, withMallory, mraws)
 	// A genuine one last: once it is there, the others were handled.
 	genuine, graws := logOf(mallory, bob.keys.account.ID())
 	send(mallory, genuine, graws)

@@ -387,15 +387,7 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		jobs, err := n.receiptJobs(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)
 		return jobs, evs, err
 	case "group-log":
-		var c *contactRecord
-		if m.Sender == self {
-			c = &contactRecord{Account: self, State: stateContact} // another device of ours
-		} else if got, err := n.st.getContact(tx, m.Sender); err == nil {
-			c = got
-		} else if !errors.Is(err, chat.ErrUnknownContact) {
-			return nil, nil, err
-		}
-		return nil, nil, n.applyGroupLog(tx, m.Sender, c, p)
+		return nil, nil, n.applyGroupLog(tx, m.Sender, p)
 	case "receipt":
 		status := chat.Status(p.Status)
 		if status != chat.StatusDelivered && status != chat.StatusRead {
