@@ -172,6 +172,15 @@ func TestGroupLogAttacks(t *testing.T) {
 	send(mallory, byStranger, sraws)
 	withMallory, mraws := logOf(stranger, bob.keys.account.ID(), mallory.acct.ID())
 	send(mallory, withMallory, mraws)
+	// Carol, a contact but no member, passes on a group Mallory added Bob
+	// to: logs come from members only.
+	carol := newFakeDevice(t, relay, nil, "carol")
+	carol.publish(t, nil, carol.cert)
+	if _, err := bob.AddContact(ctx, carol.acct.ID().String(), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	passedOn, praws := logOf(mallory, bob.keys.account.ID())
+	send(carol, passedOn, praws)
 	// A genuine one last: once it is there, the others were handled.
 	genuine, graws := logOf(mallory, bob.keys.account.ID())
 	send(mallory, genuine, graws)
