@@ -477,4 +477,14 @@ func TestGroupCommands(t *testing.T) {
 	if errOut := c.fail("group", "create", " "); !strings.Contains(errOut, "invalid") && !strings.Contains(errOut, "title") {
 		t.Errorf("empty title: %q", errOut)
 	}
+	c.ok("contacts", "add", "acct-bob", "--name", "bob")
+	if out := c.ok("group", "add", "Book club", "bob"); !strings.Contains(out, "Book club has 2 members") {
+		t.Errorf("add: %q", out)
+	}
+	if errOut := c.fail("group", "add", "Book club", "nobody"); !strings.Contains(errOut, "contacts list") {
+		t.Errorf("add an unknown contact: %q", errOut)
+	}
+	if errOut := c.fail("group", "add", "Nobody's", "bob"); !strings.Contains(errOut, "unknown group") {
+		t.Errorf("add to an unknown group: %q", errOut)
+	}
 }

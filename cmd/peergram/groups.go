@@ -17,7 +17,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Short: "Create groups and show them (members, messages and channels are coming)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd())
+	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd())
 	return cmd
 }
 
@@ -128,5 +128,37 @@ func (a *app) newGroupInfoCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON (group_id, title, role, members: account_id, name, role)")
+	return cmd
+}
+
+func (a *app) newGroupAddCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "add GROUP CONTACT...",
+		Short: "Add contacts to a group; each gets the group's log and joins (a member added by one of its contacts joins at once)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.AddGroupMembers(ctx, argv[0], argv[1:])
+			})
+			switch {
+			case errors.Is(err, chat.ErrUnknownContact):
+				return fmt.Errorf("%v (members are added from your contacts: see 'peergram contacts list')", d.explain(err))
+			case err != nil:
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s has %d members\n", clean(g.Title), len(g.Members))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
 	return cmd
 }

@@ -48,6 +48,8 @@ type Backend interface {
 	CreateGroup(ctx context.Context, title string) (chat.Group, error)
 	Groups(ctx context.Context) ([]chat.Group, error)
 	Group(ctx context.Context, idOrTitle string) (chat.Group, error)
+	// AddGroupMembers adds contacts (aliases or account IDs) to a group.
+	AddGroupMembers(ctx context.Context, group string, contacts []string) (chat.Group, error)
 }
 
 // Identity is the local account as GET /v1/identity shows it.
@@ -206,6 +208,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups", s.createGroup},
 		{"GET /v1/groups", s.groups},
 		{"GET /v1/groups/{group}", s.group},
+		{"POST /v1/groups/{group}/members", s.addGroupMembers},
 	}
 }
 

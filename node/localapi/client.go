@@ -124,6 +124,13 @@ func (c *Client) Group(ctx context.Context, idOrTitle string) (chat.Group, error
 	return g, err
 }
 
+// AddGroupMembers is POST /v1/groups/{group}/members.
+func (c *Client) AddGroupMembers(ctx context.Context, group string, contacts []string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/members", AddMembersRequest{Members: contacts}, &g, http.StatusOK)
+	return g, err
+}
+
 // Contacts lists the contacts.
 func (c *Client) Contacts(ctx context.Context) ([]chat.Contact, error) {
 	var cs []chat.Contact

@@ -360,3 +360,24 @@ func (s *Server) group(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, g)
 	return nil
 }
+
+// AddMembersRequest is the body of POST /v1/groups/{group}/members.
+type AddMembersRequest struct {
+	Members []string `json:"members"` // contacts: aliases or account IDs
+}
+
+func (s *Server) addGroupMembers(w http.ResponseWriter, r *http.Request) error {
+	var req AddMembersRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if len(req.Members) == 0 {
+		return fmt.Errorf("members is required: %w", chat.ErrInvalid)
+	}
+	g, err := s.backend.AddGroupMembers(r.Context(), r.PathValue("group"), req.Members)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}

@@ -422,3 +422,40 @@ func (b *Backend) Group(_ context.Context, idOrTitle string) (chat.Group, error)
 	}
 	return found[0], nil
 }
+
+// AddGroupMembers adds contacts of the Backend (by name or account ID) to
+// a group as members.
+func (b *Backend) AddGroupMembers(_ context.Context, group string, contacts []string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	gi := -1
+	for i, g := range b.groups {
+		if g.ID == group || g.Title == group {
+			gi = i
+		}
+	}
+	if gi < 0 {
+		return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+	}
+	for _, name := range contacts {
+		var found *chat.Contact
+		for i := range b.contacts {
+			if b.contacts[i].Name == name || b.contacts[i].AccountID == name {
+				found = &b.contacts[i]
+			}
+		}
+		if found == nil {
+			return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownContact, name)
+		}
+		for _, m := range b.groups[gi].Members {
+			if m.AccountID == found.AccountID {
+				return chat.Group{}, fmt.Errorf("%w: %s is already a member", chat.ErrInvalid, name)
+			}
+		}
+		b.groups[gi].Members = append(b.groups[gi].Members, chat.GroupMember{AccountID: found.AccountID, Name: found.Name, Role: "member"})
+	}
+	return b.groups[gi], nil
+}
