@@ -12,6 +12,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/senderkey"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/storage"
 )
@@ -57,6 +58,7 @@ func (n *Node) CreateGroup(_ context.Context, title string) (chat.Group, error) 
 	}); err != nil {
 		return chat.Group{}, err
 	}
+	n.groupChanged(n.runCtx, l.State())
 	return n.groupView(l.State())
 }
 
@@ -147,6 +149,7 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 			return err
 		}
 		id := l.Group()
+		var added []identity.AccountID
 		for _, name := range contacts {
 			c, err := n.resolveContact(tx, name)
 			if err != nil {
@@ -169,6 +172,10 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), raw); err != nil {
 				return err
 			}
+			added = append(added, c.Account)
+		}
+		if err := n.sendOwnChain(tx, id, added); err != nil {
+			return err
 		}
 		st = l.State()
 		entries := l.Entries(0)
@@ -206,6 +213,7 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 	if err != nil {
 		return chat.Group{}, err
 	}
+	n.groupChanged(n.runCtx, st)
 	for _, a := range notify {
 		n.notify(a)
 	}
@@ -281,8 +289,10 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 				return err
 			}
 		}
+		n.touch(id)
 		return nil
 	}
+	var added []identity.AccountID
 	for _, e := range entries {
 		oldHead := mine.Head().Seq
 		dropped, err := mine.Add(e)
@@ -298,13 +308,58 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
 			return err
 		}
+		n.touch(id)
+		if e.Change.Kind == groupstate.KindAdd {
+			added = append(added, e.Change.Account)
+		}
 		for seq := e.Seq + 1; seq <= oldHead && dropped != nil; seq++ {
 			if err := tx.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return n.sendOwnChain(tx, id, added)
+}
+
+// sendOwnChain hands this device's chain in group, if it has one, to the
+// accounts just added (they read what it sends from now on).
+func (n *Node) sendOwnChain(tx *storage.Txn, id groupstate.GroupID, to []identity.AccountID) error {
+	if len(to) == 0 {
+		return nil
+	}
+	raw, err := tx.Get(n.st.groupKeys, senderKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // its first message will hand it to every member
+	}
+	if err != nil {
+		return err
+	}
+	s, err := senderkey.ParseSender(raw)
+	if err != nil {
+		return err
+	}
+	return n.sendDistribution(tx, s, to)
+}
+
+// touch notes a group whose log a receive changed; refreshTouched reloads
+// them once the receive committed.
+func (n *Node) touch(id groupstate.GroupID) {
+	n.touchedMu.Lock()
+	if n.touched == nil {
+		n.touched = map[groupstate.GroupID]bool{}
+	}
+	n.touched[id] = true
+	n.touchedMu.Unlock()
+}
+
+func (n *Node) refreshTouched() {
+	n.touchedMu.Lock()
+	ids := n.touched
+	n.touched = nil
+	n.touchedMu.Unlock()
+	for id := range ids {
+		n.refreshGroup(n.runCtx, id)
+	}
 }
 
 func groupEntryKey(g groupstate.GroupID, seq uint64) []byte {

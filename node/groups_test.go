@@ -1,9 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +196,97 @@ func TestGroupLogAttacks(t *testing.T) {
 	gs, err := bob.Groups(ctx)
 	if err != nil || len(gs) != 1 || gs[0].ID != genuine {
 		t.Fatalf("Bob holds %+v (%v)", gs, err)
+	}
+}
+
+// groupTexts returns the texts of a group at n, oldest first.
+func groupTexts(t *testing.T, n *testNode, group string) []string {
+	t.Helper()
+	msgs, err := n.GroupMessages(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// TestGroupMessages: two members post in a group over gossip; each holds
+// both messages, sealed with the sender's chain, which came over the
+// pairwise session (a message that arrives before its sender's chain is
+// held, not lost); the relay saw neither text.
+func TestGroupMessages(t *testing.T) {
+	relayDir := t.TempDir()
+	relay := startRelay(t, relayDir)
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Book club")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", func() (bool, error) {
+		_, err := bob.Group(ctx, g.ID)
+		return err == nil, nil
+	})
+	gid, _ := hex.DecodeString(g.ID)
+	eventually(t, "each in the other's topic", func() (bool, error) {
+		return len(alice.groups.net.Peers([32]byte(gid))) > 0 && len(bob.groups.net.Peers([32]byte(gid))) > 0, nil
+	})
+	time.Sleep(1500 * time.Millisecond) // a heartbeat grafts the mesh
+	if _, err := alice.SendGroup(ctx, g.ID, "hello club "+testMarker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendGroup(ctx, "Book club", "hi alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{alice, bob} {
+		eventually(t, "both messages", func() (bool, error) {
+			got := groupTexts(t, n, g.ID)
+			return len(got) == 2, nil
+		})
+	}
+	msgs, err := bob.GroupMessages(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.Text == "hello club "+testMarker && (m.From != aliceInfo.AccountID || m.FromName != "alice" || m.Outgoing) {
+			t.Fatalf("Alice's message at Bob: %+v", m)
+		}
+	}
+	relay.close()
+	assertNoMarker(t, relayDir)
+}
+
+// testMarker is a string that must never appear in a relay's files.
+const testMarker = "PEERGRAM-GROUP-MARKER-51c7"
+
+// assertNoMarker fails if any file under dir holds testMarker.
+func assertNoMarker(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(testMarker)) {
+			return fmt.Errorf("%s holds the marker", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

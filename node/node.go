@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/sealed"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/node/localapi"
@@ -88,6 +89,10 @@ type Node struct {
 	chatSeq     *storage.Sequence // chat message numbers, above chatSeqBase
 	chatSeqBase uint64
 	events      *broadcaster
+	groups      *groupEngine // nil until Run started gossip
+	touchedMu   sync.Mutex
+	touched     map[groupstate.GroupID]bool // groups whose log a receive changed, to reload after its commit
+	runCtx      context.Context
 	apiAddr     string
 	lockFile    *os.File
 
@@ -267,6 +272,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.mbox = mailbox.NewClient(n.host, n.log)
 	defer n.mbox.Close()
 	n.dir = directory.NewClient(n.host)
+	n.runCtx = ctx
+	if err := n.startGroups(ctx); err != nil {
+		return fmt.Errorf("node: groups: %w", err)
+	}
 	n.host.SetStreamHandler(ProtocolID, n.handleDirect)
 	defer n.host.RemoveStreamHandler(ProtocolID)
 	n.host.SetStreamHandler(StreamProtocolID, n.handleDirectStream)

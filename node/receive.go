@@ -388,6 +388,14 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		return jobs, evs, err
 	case "group-log":
 		return nil, nil, n.applyGroupLog(tx, m.Sender, p)
+	case "group-key":
+		from := &messageFrom{account: m.Sender, device: m.Device, contact: m.Sender == self}
+		if c, err := n.st.getContact(tx, m.Sender); err == nil {
+			from.contact = c.accepted()
+		} else if !errors.Is(err, chat.ErrUnknownContact) {
+			return nil, nil, err
+		}
+		return nil, nil, n.applyGroupKey(tx, from, p)
 	case "receipt":
 		status := chat.Status(p.Status)
 		if status != chat.StatusDelivered && status != chat.StatusRead {

@@ -217,6 +217,7 @@ func (n *Node) receiveSession(ctx context.Context, p peerKey, envs []*sealed.Env
 // published publishes events of received envelopes, counting the new
 // incoming messages among them.
 func (n *Node) published(events []chat.Event) {
+	n.refreshTouched()
 	for _, e := range events {
 		if e.Type == chat.EventMessage && !e.Message.Outgoing {
 			n.received.Add(1)

@@ -31,6 +31,9 @@ import (
 //	outbox:   seq(8) → job (JSON): the layout before outbox.q, migrated at start
 //	seen:     sender account(32) || messageID(16) → empty, with a TTL past the relay TTL
 //	groups.log: group ID(32) || seq(8) → a crypto/groupstate entry (its encoding)
+//	groups.sk:  see groupchat.go (Sender Keys chains: this device's, and other members')
+//	groups.msg: group ID(32) || sent(8) || envelope hash(8) → groupMessage (JSON)
+//	groups.pend: group messages held until their sender's chain arrives (groupchat.go), with a TTL
 type store struct {
 	db       *storage.DB
 	meta     storage.Keyspace
@@ -44,6 +47,9 @@ type store struct {
 	status       storage.Keyspace
 	legacyOutbox storage.Keyspace
 	groupLog     storage.Keyspace
+	groupKeys    storage.Keyspace
+	groupMsgs    storage.Keyspace
+	groupPend    storage.Keyspace
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -57,7 +63,7 @@ func newStore(db *storage.DB) *store {
 		sessions: db.Keyspace("sessions"), messages: db.Keyspace("messages"),
 		outbox: db.Keyspace("outbox.q"), seen: db.Keyspace("seen"),
 		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
-		groupLog: db.Keyspace("groups.log"),
+		groupLog: db.Keyspace("groups.log"), groupKeys: db.Keyspace("groups.sk"), groupMsgs: db.Keyspace("groups.msg"), groupPend: db.Keyspace("groups.pend"),
 	}
 }
 

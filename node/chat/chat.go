@@ -105,10 +105,13 @@ type EventType string
 const (
 	EventMessage EventType = "message" // a new incoming or outgoing message
 	EventStatus  EventType = "status"  // a message's status changed
+	// EventGroupMessage is a new message in a group (Event.Group).
+	EventGroupMessage EventType = "group_message"
 )
 
 // Event is one entry of the event stream.
 type Event struct {
-	Type    EventType `json:"type"`
-	Message Message   `json:"message"`
+	Type    EventType     `json:"type"`
+	Message Message       `json:"message"`
+	Group   *GroupMessage `json:"group_message,omitempty"`
 }

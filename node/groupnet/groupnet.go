@@ -49,6 +49,7 @@ type Members interface {
 type Message struct {
 	*groupmsg.Envelope
 	Account identity.AccountID
+	ID      string  // groupmsg.ID of the envelope
 	From    peer.ID // the peer that forwarded it
 }
 
@@ -272,7 +273,7 @@ func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 		if !n.limiter(group, env.Device).Allow() {
 			return pubsub.ValidationIgnore
 		}
-		m.ValidatorData = &Message{Envelope: env, Account: acct}
+		m.ValidatorData = &Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Data)}
 		return pubsub.ValidationAccept
 	}
 }

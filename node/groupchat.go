@@ -1,0 +1,647 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/senderkey"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/groupnet"
+	"github.com/peergram/peergram/storage"
+)
+
+// Group messages: Sender Keys over gossipsub (node/groupnet). Each member
+// device has its own chain per group (groups.sk), handed to the other
+// members over the pairwise sessions (payload "group-key"); a message is
+// sealed once under the sender's chain, wrapped in an envelope signed by
+// the device (crypto/groupmsg) and published on the group's topic; every
+// node's validators check the envelope against the group's log and the
+// members' device lists before it spreads. What is not built yet: history
+// for members who were offline (relays), rotation on removal, the epoch
+// tier, channels.
+
+// groupEngine is the node's gossip state.
+type groupEngine struct {
+	net *groupnet.Net
+
+	mu      sync.Mutex
+	states  map[groupstate.GroupID]*groupstate.State // current state per group (cache of the stored logs)
+	devices map[identity.DeviceID]identity.AccountID // devices of contacts and of this account
+	devAt   time.Time
+	loops   map[groupstate.GroupID]context.CancelFunc
+}
+
+// startGroups starts gossip and joins every stored group.
+func (n *Node) startGroups(ctx context.Context) error {
+	g := &groupEngine{states: map[groupstate.GroupID]*groupstate.State{}, loops: map[groupstate.GroupID]context.CancelFunc{}}
+	net, err := groupnet.New(ctx, groupnet.Config{Host: n.host, Members: (*groupMembers)(n), Logger: n.log, Now: n.cfg.Now})
+	if err != nil {
+		return err
+	}
+	g.net = net
+	n.groups = g
+	logs, err := n.loadGroups()
+	if err != nil {
+		return err
+	}
+	for _, l := range logs {
+		n.groupChanged(ctx, l.State())
+	}
+	return nil
+}
+
+// groupChanged caches a group's new state and joins its topic if this
+// account is a member (leaving it otherwise).
+func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
+	g := n.groups
+	if g == nil {
+		return
+	}
+	member := st.Role(n.keys.account.ID()) != groupstate.RoleNone
+	g.mu.Lock()
+	g.states[st.Group] = st.Clone()
+	_, running := g.loops[st.Group]
+	g.mu.Unlock()
+	switch {
+	case member && !running:
+		if err := g.net.Join(st.Group); err != nil {
+			n.log.Error("group: join topic", "err", err)
+			return
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		g.mu.Lock()
+		g.loops[st.Group] = cancel
+		g.mu.Unlock()
+		go n.receiveGroup(lctx, st.Group)
+		go n.connectMembers(lctx, st.Clone())
+	case member:
+		go n.connectMembers(ctx, st.Clone()) // members may have joined
+	case !member && running:
+		g.mu.Lock()
+		cancel := g.loops[st.Group]
+		delete(g.loops, st.Group)
+		g.mu.Unlock()
+		cancel()
+		g.net.Leave(st.Group)
+	}
+}
+
+// connectMembers dials the devices of a group's members that the node
+// knows (the directory records of its contacts' devices), so gossip has
+// peers: a relayed connection is limited and carries no gossip, so a
+// relayed one is followed by a direct dial to the addresses the peer
+// announced over it (on a LAN, or where hole punching opens a way).
+func (n *Node) connectMembers(ctx context.Context, st *groupstate.State) {
+	self := n.keys.account.ID()
+	type dev struct {
+		id     peer.ID
+		relays []string
+	}
+	var devs []dev
+	_ = n.db.View(func(tx *storage.Txn) error {
+		for a := range st.Members {
+			if a == self {
+				continue
+			}
+			c, err := n.st.getContact(tx, a)
+			if err != nil {
+				continue
+			}
+			list, err := c.deviceList()
+			if err != nil || list == nil {
+				continue
+			}
+			for _, d := range list.Devices {
+				if rec := c.record(d.Device); rec != nil && rec.PeerID != "" {
+					devs = append(devs, dev{rec.PeerID, rec.Relays})
+				}
+			}
+		}
+		return nil
+	})
+	for _, d := range devs {
+		if n.directlyConnected(d.id) {
+			continue
+		}
+		n.addCircuitAddrs(d.id, d.relays)
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		if err := n.host.Connect(network.WithAllowLimitedConn(cctx, "peergram-groups"), peer.AddrInfo{ID: d.id}); err == nil && !n.directlyConnected(d.id) {
+			_, err = n.host.Network().DialPeer(network.WithForceDirectDial(cctx, "peergram-groups"), d.id)
+			if err != nil {
+				n.log.Debug("group: no direct connection to a member", "peer", d.id, "err", err)
+			}
+		}
+		cancel()
+	}
+}
+
+func (n *Node) directlyConnected(p peer.ID) bool {
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if !c.Stat().Limited {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshGroup reloads a group after a change committed to its log.
+func (n *Node) refreshGroup(ctx context.Context, id groupstate.GroupID) {
+	var l *groupstate.Log
+	err := n.db.View(func(tx *storage.Txn) (err error) {
+		l, err = n.findGroup(tx, hex.EncodeToString(id[:]))
+		return err
+	})
+	if err != nil {
+		n.log.Error("group: reload", "err", err)
+		return
+	}
+	n.groupChanged(ctx, l.State())
+}
+
+// groupMembers is the node as groupnet.Members.
+type groupMembers Node
+
+func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, bool) {
+	n := (*Node)(m)
+	g := n.groups
+	g.mu.Lock()
+	st := g.states[groupstate.GroupID(group)]
+	acct, known := g.devices[device]
+	stale := time.Since(g.devAt) > time.Second
+	g.mu.Unlock()
+	if st == nil {
+		return identity.AccountID{}, false
+	}
+	if !known && stale {
+		n.refreshDevices()
+		g.mu.Lock()
+		acct, known = g.devices[device]
+		g.mu.Unlock()
+	}
+	if !known {
+		return identity.AccountID{}, false
+	}
+	switch kind {
+	case groupmsg.KindSenderKey:
+		return acct, st.MayPost(acct)
+	case groupmsg.KindState:
+		return acct, st.Role(acct) != groupstate.RoleNone
+	}
+	return acct, false // the epoch tier is not in the daemon yet
+}
+
+// refreshDevices rebuilds the device → account map from the contacts'
+// signed device lists and the node's own.
+func (n *Node) refreshDevices() {
+	devs := map[identity.DeviceID]identity.AccountID{}
+	n.mu.Lock()
+	own := n.keys.list
+	n.mu.Unlock()
+	self := n.keys.account.ID()
+	devs[n.keys.device.ID()] = self
+	if own != nil {
+		for _, c := range own.Devices {
+			devs[c.Device] = self
+		}
+	}
+	_ = n.db.View(func(tx *storage.Txn) error {
+		all, err := n.st.allContacts(tx)
+		if err != nil {
+			return err
+		}
+		for _, c := range all {
+			if len(c.List) == 0 {
+				continue
+			}
+			l, err := identity.ParseDeviceList(c.List)
+			if err != nil || l.Verify(c.Account) != nil {
+				continue
+			}
+			for _, d := range l.Devices {
+				devs[d.Device] = c.Account
+			}
+		}
+		return nil
+	})
+	g := n.groups
+	g.mu.Lock()
+	g.devices, g.devAt = devs, time.Now()
+	g.mu.Unlock()
+}
+
+// Keys of groups.sk: group(32) || 'S' → this device's chain (Sender);
+// group(32) || 'R' || device(32) || keyID(4) → a member device's chain
+// (Receiver). Keys of groups.msg: group(32) || sent(8, unix ms) ||
+// envelope hash(8) → groupMessage (JSON).
+func senderKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'S') }
+
+func receiverKey(g groupstate.GroupID, d identity.DeviceID, keyID uint32) []byte {
+	k := append(append(append([]byte(nil), g[:]...), 'R'), d[:]...)
+	return binary.BigEndian.AppendUint32(k, keyID)
+}
+
+// groupMessage is a stored group message.
+type groupMessage struct {
+	ID       string             `json:"id"` // hex of the envelope's hash
+	From     identity.AccountID `json:"from"`
+	Device   identity.DeviceID  `json:"device"`
+	Text     string             `json:"text"`
+	SentAt   int64              `json:"sent_at"` // sender's clock, unix ms
+	Received int64              `json:"received_at"`
+}
+
+// groupBody is a group message's plaintext.
+type groupBody struct {
+	Text string `json:"text"`
+}
+
+// ensureSender returns this device's chain in group, starting one (and
+// handing it to every other member) if there is none.
+func (n *Node) ensureSender(tx *storage.Txn, st *groupstate.State) (*senderkey.Sender, []identity.AccountID, error) {
+	raw, err := tx.Get(n.st.groupKeys, senderKey(st.Group))
+	if err == nil {
+		s, err := senderkey.ParseSender(raw)
+		return s, nil, err
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, err
+	}
+	s, err := senderkey.NewSender(n.rand, st.Group, n.keys.device.ID(), 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	var to []identity.AccountID
+	for a := range st.Members {
+		to = append(to, a) // our own other devices too
+	}
+	return s, to, n.sendDistribution(tx, s, to)
+}
+
+// sendDistribution enqueues s's current state for every device of the
+// accounts to (over the pairwise sessions).
+func (n *Node) sendDistribution(tx *storage.Txn, s *senderkey.Sender, to []identity.AccountID) error {
+	d, err := s.Distribution().MarshalBinary()
+	if err != nil {
+		return err
+	}
+	dist := s.Distribution()
+	body, err := encodePayload(payload{Kind: "group-key", Group: hex.EncodeToString(dist.Group[:]), Log: [][]byte{d}, DT: n.tokenHex()})
+	if err != nil {
+		return err
+	}
+	self := n.keys.account.ID()
+	nowMs := n.cfg.Now().UnixMilli()
+	for _, a := range to {
+		if a == self && len(n.ownOtherDevices()) == 0 {
+			continue
+		}
+		var id chat.MessageID
+		if _, err := n.rand.Read(id[:]); err != nil {
+			return err
+		}
+		if err := n.enqueue(tx, &job{ID: id, To: a, Payload: body, SentAt: nowMs}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownOtherDevices lists the account's devices other than this one.
+func (n *Node) ownOtherDevices() []identity.DeviceID {
+	n.mu.Lock()
+	l := n.keys.list
+	n.mu.Unlock()
+	var out []identity.DeviceID
+	if l != nil {
+		for _, c := range l.Devices {
+			if c.Device != n.keys.device.ID() {
+				out = append(out, c.Device)
+			}
+		}
+	}
+	return out
+}
+
+// applyGroupKey stores a member device's chain, from a "group-key"
+// payload its device sent over the pairwise session. Only chains of the
+// device that sent it are taken (a member cannot hand out another's), and
+// only from members of a group the node holds, or from contacts (the key
+// may arrive before the group's log).
+func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
+	if len(p.Log) != 1 {
+		return nil
+	}
+	d, err := senderkey.ParseDistribution(p.Log[0])
+	if err != nil || hex.EncodeToString(d.Group[:]) != p.Group || d.Device != m.device {
+		n.log.Info("group key dropped", "from", m.account.String(), "err", err)
+		return nil
+	}
+	st := n.groupState(groupstate.GroupID(d.Group))
+	switch {
+	case st != nil && st.Role(m.account) != groupstate.RoleNone:
+	case st == nil && m.contact:
+	default:
+		n.log.Info("group key dropped: not from a member", "from", m.account.String())
+		return nil
+	}
+	r, err := senderkey.NewReceiver(d)
+	if err != nil {
+		return nil
+	}
+	k := receiverKey(groupstate.GroupID(d.Group), d.Device, d.KeyID)
+	if ok, err := tx.Has(n.st.groupKeys, k); err != nil || ok {
+		return err // the chain as first received stays (no rewinding it)
+	}
+	raw, err := r.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
+		return err
+	}
+	// Messages that came before the chain, in chain order.
+	gid := groupstate.GroupID(d.Group)
+	prefix := pendingPrefix(gid, d.Device, d.KeyID)
+	var held []pendingMessage
+	var keys [][]byte
+	if err := tx.Iterate(n.st.groupPend, prefix, func(key, v []byte) error {
+		var p pendingMessage
+		if json.Unmarshal(v, &p) == nil {
+			held = append(held, p)
+		}
+		keys = append(keys, append([]byte(nil), key...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i := range held {
+		if _, err := n.openGroupMessage(tx, gid, d.Device, k, &held[i]); err != nil {
+			return err
+		}
+	}
+	for _, key := range keys {
+		if err := tx.Delete(n.st.groupPend, key); err != nil {
+			return err
+		}
+	}
+	if len(held) > 0 {
+		n.received.Add(int64(len(held)))
+	}
+	return nil
+}
+
+// messageFrom is who sent a pairwise payload.
+type messageFrom struct {
+	account identity.AccountID
+	device  identity.DeviceID
+	contact bool
+}
+
+func (n *Node) groupState(id groupstate.GroupID) *groupstate.State {
+	g := n.groups
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.states[id]
+}
+
+// SendGroup posts text to a group: sealed under this device's chain, the
+// chain's new state and the message committed, then published.
+func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error) {
+	if text == "" || len(text) > groupsenderMax {
+		return chat.GroupMessage{}, fmt.Errorf("%w: a group message is 1 to %d bytes", chat.ErrInvalid, groupsenderMax)
+	}
+	if n.groups == nil {
+		return chat.GroupMessage{}, fmt.Errorf("%w: groups are not running", chat.ErrUnavailable)
+	}
+	var env []byte
+	var gm groupMessage
+	var gid groupstate.GroupID
+	var notify []identity.AccountID
+	err := n.db.Update(func(tx *storage.Txn) error {
+		l, err := n.findGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		st := l.State()
+		gid = st.Group
+		if !st.MayPost(n.keys.account.ID()) {
+			return fmt.Errorf("%w: you may not post in this group", chat.ErrInvalid)
+		}
+		s, to, err := n.ensureSender(tx, st)
+		if err != nil {
+			return err
+		}
+		notify = to
+		body, err := json.Marshal(groupBody{Text: text})
+		if err != nil {
+			return err
+		}
+		ct, err := s.Seal(body)
+		if err != nil {
+			return err
+		}
+		raw, err := s.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if err := tx.Set(n.st.groupKeys, senderKey(gid), raw); err != nil {
+			return err
+		}
+		now := n.cfg.Now().UnixMilli()
+		if env, err = groupmsg.Seal(n.keys.device, gid, groupmsg.KindSenderKey, now, ct); err != nil {
+			return err
+		}
+		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), Text: text, SentAt: now, Received: now}
+		return n.putGroupMessage(tx, gid, &gm)
+	})
+	if err != nil {
+		return chat.GroupMessage{}, err
+	}
+	for _, a := range notify {
+		n.notify(a)
+	}
+	if err := n.groups.net.Publish(ctx, gid, env); err != nil {
+		return chat.GroupMessage{}, fmt.Errorf("%w: %w", chat.ErrUnavailable, err)
+	}
+	return n.groupMessageView(gid, gm), nil
+}
+
+// groupsenderMax bounds a group message's text.
+const groupsenderMax = 64 << 10
+
+func envelopeID(env []byte) string {
+	id := groupmsg.ID(env)
+	return hex.EncodeToString([]byte(id))
+}
+
+func (n *Node) putGroupMessage(tx *storage.Txn, gid groupstate.GroupID, gm *groupMessage) error {
+	raw, err := json.Marshal(gm)
+	if err != nil {
+		return err
+	}
+	hash, _ := hex.DecodeString(gm.ID)
+	k := binary.BigEndian.AppendUint64(append([]byte(nil), gid[:]...), uint64(gm.SentAt))
+	return tx.Set(n.st.groupMsgs, append(k, hash[:8]...), raw)
+}
+
+// receiveGroup takes a group's validated envelopes until ctx ends.
+func (n *Node) receiveGroup(ctx context.Context, gid groupstate.GroupID) {
+	for {
+		msg, err := n.groups.net.Next(ctx, gid)
+		if err != nil {
+			return
+		}
+		if msg.Device == n.keys.device.ID() {
+			continue // our own, stored when sent
+		}
+		switch msg.Kind {
+		case groupmsg.KindSenderKey:
+			if err := n.takeGroupMessage(gid, msg); err != nil {
+				n.log.Info("group message not taken", "group", hex.EncodeToString(gid[:8]), "err", err)
+			}
+		default:
+			n.log.Debug("group: envelope kind not handled yet", "kind", msg.Kind)
+		}
+	}
+}
+
+func (n *Node) takeGroupMessage(gid groupstate.GroupID, msg *groupnet.Message) error {
+	h, err := senderkey.PeekHeader(msg.Payload)
+	if err != nil {
+		return err
+	}
+	var gm groupMessage
+	err = n.db.Update(func(tx *storage.Txn) error {
+		k := receiverKey(gid, msg.Device, h.KeyID)
+		ok, err := tx.Has(n.st.groupKeys, k)
+		if err != nil {
+			return err
+		}
+		p := pendingMessage{ID: hex.EncodeToString([]byte(msg.ID)), From: msg.Account, Time: msg.Time, Payload: msg.Payload}
+		if !ok {
+			// The sender's chain comes over the pairwise session and may
+			// arrive after its first messages: keep them until it does.
+			return n.holdGroupMessage(tx, gid, msg.Device, h, &p)
+		}
+		gm, err = n.openGroupMessage(tx, gid, msg.Device, k, &p)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if gm.ID != "" {
+		n.received.Add(1)
+		n.events.publish(chat.Event{Type: chat.EventGroupMessage, Group: ptr(n.groupMessageView(gid, gm))})
+	}
+	return nil
+}
+
+// pendingMessage is a group message held until its sender's chain
+// arrives (groups.pend: group(32) || device(32) || keyID(4) || iteration(4)).
+type pendingMessage struct {
+	ID      string             `json:"id"`
+	From    identity.AccountID `json:"from"`
+	Time    int64              `json:"time"`
+	Payload []byte             `json:"payload"`
+}
+
+// maxPending bounds the messages held per sender chain.
+const maxPending = 1000
+
+func pendingPrefix(gid groupstate.GroupID, dev identity.DeviceID, keyID uint32) []byte {
+	k := append(append([]byte(nil), gid[:]...), dev[:]...)
+	return binary.BigEndian.AppendUint32(k, keyID)
+}
+
+func (n *Node) holdGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev identity.DeviceID, h senderkey.Header, p *pendingMessage) error {
+	prefix := pendingPrefix(gid, dev, h.KeyID)
+	held, err := tx.Count(n.st.groupPend, prefix)
+	if err != nil || held >= maxPending {
+		return err
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return tx.SetTTL(n.st.groupPend, binary.BigEndian.AppendUint32(prefix, h.Iteration), raw, 7*24*time.Hour)
+}
+
+// openGroupMessage opens a message with the chain stored under k and
+// stores it. A message that does not open is dropped (logged).
+func (n *Node) openGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev identity.DeviceID, k []byte, p *pendingMessage) (groupMessage, error) {
+	raw, err := tx.Get(n.st.groupKeys, k)
+	if err != nil {
+		return groupMessage{}, err
+	}
+	r, err := senderkey.ParseReceiver(raw)
+	if err != nil {
+		return groupMessage{}, err
+	}
+	pt, err := r.Open(p.Payload)
+	if err != nil {
+		n.log.Info("group message does not open", "group", hex.EncodeToString(gid[:8]), "err", err)
+		return groupMessage{}, nil
+	}
+	var b groupBody
+	if err := json.Unmarshal(pt, &b); err != nil {
+		n.log.Info("group message undecodable", "group", hex.EncodeToString(gid[:8]), "err", err)
+		return groupMessage{}, nil
+	}
+	if raw, err = r.MarshalBinary(); err != nil {
+		return groupMessage{}, err
+	}
+	if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
+		return groupMessage{}, err
+	}
+	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, Text: b.Text, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
+	return gm, n.putGroupMessage(tx, gid, &gm)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// GroupMessages lists a group's messages, oldest first.
+func (n *Node) GroupMessages(_ context.Context, group string) ([]chat.GroupMessage, error) {
+	out := []chat.GroupMessage{}
+	err := n.db.View(func(tx *storage.Txn) error {
+		l, err := n.findGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		gid := l.Group()
+		return tx.Iterate(n.st.groupMsgs, gid[:], func(_, v []byte) error {
+			var gm groupMessage
+			if err := json.Unmarshal(v, &gm); err != nil {
+				return err
+			}
+			out = append(out, n.groupMessageView(gid, gm))
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (n *Node) groupMessageView(gid groupstate.GroupID, gm groupMessage) chat.GroupMessage {
+	v := chat.GroupMessage{ID: gm.ID, Group: hex.EncodeToString(gid[:]), From: gm.From.String(), Text: gm.Text,
+		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == n.keys.account.ID()}
+	if v.Outgoing {
+		v.FromName = n.keys.name
+	} else if c, err := n.knownAccount(gm.From); err == nil && c != nil && c.accepted() {
+		v.FromName = c.Name
+	}
+	return v
+}
