@@ -487,4 +487,17 @@ func TestGroupCommands(t *testing.T) {
 	if errOut := c.fail("group", "add", "Nobody's", "bob"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("add to an unknown group: %q", errOut)
 	}
+	if out := c.ok("group", "send", "Book club", "hello club"); len(strings.TrimSpace(out)) != 64 {
+		t.Errorf("send: %q", out)
+	}
+	var ms []chat.GroupMessage
+	if err := json.Unmarshal([]byte(c.ok("group", "messages", id, "--json")), &ms); err != nil || len(ms) != 1 || ms[0].Text != "hello club" || ms[0].ID == "" || ms[0].From == "" || ms[0].SentAt.IsZero() {
+		t.Fatalf("messages --json: %+v (%v)", ms, err)
+	}
+	if out := c.ok("group", "messages", "Book club"); !strings.Contains(out, "hello club") {
+		t.Errorf("messages: %q", out)
+	}
+	if errOut := c.fail("group", "send", "Nobody's", "x"); !strings.Contains(errOut, "unknown group") {
+		t.Errorf("send to an unknown group: %q", errOut)
+	}
 }

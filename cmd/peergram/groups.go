@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/localapi"
 )
 
 func (a *app) newGroupCmd() *cobra.Command {
@@ -17,7 +20,8 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Short: "Create groups and show them (members, messages and channels are coming)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd())
+	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd(),
+		a.newGroupSendCmd(), a.newGroupMessagesCmd())
 	return cmd
 }
 
@@ -160,5 +164,86 @@ func (a *app) newGroupAddCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
+	return cmd
+}
+
+func (a *app) newGroupSendCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "send GROUP TEXT|-",
+		Short: "Post to a group (- reads the text from stdin); exits once the message is stored and published; prints its ID",
+		Args:  args(2, "a group and a text"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			group, text := argv[0], argv[1]
+			if text == "-" {
+				b, err := io.ReadAll(io.LimitReader(a.stdin, localapi.MaxBodyBytes+1))
+				if err != nil {
+					return fmt.Errorf("read stdin: %w", err)
+				}
+				if len(b) > localapi.MaxBodyBytes {
+					return fmt.Errorf("message on stdin is over %d bytes", localapi.MaxBodyBytes)
+				}
+				text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+			}
+			if text == "" {
+				return fmt.Errorf("empty message; nothing sent")
+			}
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			m, err := call(cmd.Context(), func(ctx context.Context) (chat.GroupMessage, error) {
+				return d.SendGroup(ctx, group, text)
+			})
+			if err != nil {
+				return d.groupError(err, group)
+			}
+			if asJSON {
+				return printJSON(a.stdout, m)
+			}
+			fmt.Fprintln(a.stdout, m.ID)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the message as JSON")
+	return cmd
+}
+
+func (a *app) newGroupMessagesCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "messages GROUP",
+		Short: "Show a group's messages, oldest first",
+		Args:  args(1, "a group ID or title"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			ms, err := call(cmd.Context(), func(ctx context.Context) ([]chat.GroupMessage, error) {
+				return d.GroupMessages(ctx, argv[0])
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				if ms == nil {
+					ms = []chat.GroupMessage{}
+				}
+				return printJSON(a.stdout, ms)
+			}
+			for _, m := range ms {
+				who := m.FromName
+				if who == "" {
+					who = m.From
+				}
+				fmt.Fprintf(a.stdout, "%s  %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04"), clean(who), clean(m.Text))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the messages as a JSON array (id, group, from, from_name, outgoing, text, sent_at)")
 	return cmd
 }

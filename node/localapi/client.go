@@ -131,6 +131,20 @@ func (c *Client) AddGroupMembers(ctx context.Context, group string, contacts []s
 	return g, err
 }
 
+// SendGroup is POST /v1/groups/{group}/messages.
+func (c *Client) SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error) {
+	var m chat.GroupMessage
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/messages", GroupSendRequest{Text: text}, &m, http.StatusCreated)
+	return m, err
+}
+
+// GroupMessages is GET /v1/groups/{group}/messages.
+func (c *Client) GroupMessages(ctx context.Context, group string) ([]chat.GroupMessage, error) {
+	var ms []chat.GroupMessage
+	err := c.do(ctx, http.MethodGet, "/v1/groups/"+url.PathEscape(group)+"/messages", nil, &ms, http.StatusOK)
+	return ms, err
+}
+
 // Contacts lists the contacts.
 func (c *Client) Contacts(ctx context.Context) ([]chat.Contact, error) {
 	var cs []chat.Contact

@@ -381,3 +381,36 @@ func (s *Server) addGroupMembers(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, g)
 	return nil
 }
+
+// GroupSendRequest is the body of POST /v1/groups/{group}/messages.
+type GroupSendRequest struct {
+	Text string `json:"text"`
+}
+
+func (s *Server) sendGroup(w http.ResponseWriter, r *http.Request) error {
+	var req GroupSendRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Text == "" {
+		return fmt.Errorf("text is required: %w", chat.ErrInvalid)
+	}
+	m, err := s.backend.SendGroup(r.Context(), r.PathValue("group"), req.Text)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (s *Server) groupMessages(w http.ResponseWriter, r *http.Request) error {
+	ms, err := s.backend.GroupMessages(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []chat.GroupMessage{}
+	}
+	writeJSON(w, http.StatusOK, ms)
+	return nil
+}

@@ -33,6 +33,7 @@ type Backend struct {
 	requests []chat.Contact // accounts that wrote first (AddRequest)
 	ignored  map[string]bool
 	groups   []chat.Group
+	gmsgs    map[string][]chat.GroupMessage // by group ID
 }
 
 // New returns a Backend answering Identity with id.
@@ -458,4 +459,55 @@ func (b *Backend) AddGroupMembers(_ context.Context, group string, contacts []st
 		b.groups[gi].Members = append(b.groups[gi].Members, chat.GroupMember{AccountID: found.AccountID, Name: found.Name, Role: "member"})
 	}
 	return b.groups[gi], nil
+}
+
+// SendGroup appends a message from the identity's account to a group.
+func (b *Backend) SendGroup(_ context.Context, group, text string) (chat.GroupMessage, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.GroupMessage{}, b.fail
+	}
+	g, err := b.findGroupLocked(group)
+	if err != nil {
+		return chat.GroupMessage{}, err
+	}
+	if b.gmsgs == nil {
+		b.gmsgs = map[string][]chat.GroupMessage{}
+	}
+	b.seq++
+	m := chat.GroupMessage{ID: fmt.Sprintf("%064x", b.seq), Group: g.ID, From: b.identity.AccountID, FromName: b.identity.Name,
+		Outgoing: true, Text: text, SentAt: b.epoch.Add(time.Duration(b.seq) * time.Second)}
+	b.gmsgs[g.ID] = append(b.gmsgs[g.ID], m)
+	return m, nil
+}
+
+// GroupMessages lists a group's messages in the order they were sent.
+func (b *Backend) GroupMessages(_ context.Context, group string) ([]chat.GroupMessage, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	g, err := b.findGroupLocked(group)
+	if err != nil {
+		return nil, err
+	}
+	return append([]chat.GroupMessage(nil), b.gmsgs[g.ID]...), nil
+}
+
+func (b *Backend) findGroupLocked(group string) (chat.Group, error) {
+	var found []chat.Group
+	for _, g := range b.groups {
+		if g.ID == group {
+			return g, nil
+		}
+		if g.Title == group {
+			found = append(found, g)
+		}
+	}
+	if len(found) != 1 {
+		return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+	}
+	return found[0], nil
 }
