@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/crypto/senderkey"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/storage"
 )
@@ -288,5 +290,65 @@ func assertNoMarker(t *testing.T, dir string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGroupKeyAttacks: Sender Keys chains a node must not take — one a
+// member hands out for another device (it would make the node unable to
+// read that device: the first chain received stays), and one from an
+// account that is neither a member nor a contact.
+func TestGroupKeyAttacks(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	bobHome, _ := initHome(t, "bob")
+	bob := startNode(t, bobHome, relay.addr)
+	ctx := context.Background()
+	mallory := newFakeDevice(t, relay, nil, "mallory")
+	mallory.publish(t, nil, mallory.cert)
+	if _, err := bob.AddContact(ctx, mallory.acct.ID().String(), "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	stranger := newFakeDevice(t, relay, nil, "stranger")
+	stranger.publish(t, nil, stranger.cert)
+	// Mallory's group, Bob in it.
+	create, err := groupstate.Sign(mallory.dev, mallory.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "g", Perms: groupstate.DefaultPerms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := groupstate.Sign(mallory.dev, mallory.cert, create, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindAdd, Account: bob.keys.account.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := create.Hash()
+	c1, _ := create.MarshalBinary()
+	c2, _ := add.MarshalBinary()
+	mallory.send(t, bob, payload{Kind: "group-log", Group: hex.EncodeToString(gid[:]), Log: [][]byte{c1, c2}}, newMessageID(t))
+	eventually(t, "the group at Bob", func() (bool, error) {
+		_, err := bob.Group(ctx, hex.EncodeToString(gid[:]))
+		return err == nil, nil
+	})
+	key := func(f *fakeDevice, dev identity.DeviceID) {
+		s, err := senderkey.NewSender(rand.Reader, gid, dev, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := s.Distribution().MarshalBinary()
+		f.send(t, bob, payload{Kind: "group-key", Group: hex.EncodeToString(gid[:]), Log: [][]byte{d}}, newMessageID(t))
+	}
+	has := func(dev identity.DeviceID) bool {
+		var ok bool
+		if err := bob.db.View(func(tx *storage.Txn) (err error) {
+			ok, err = tx.Has(bob.st.groupKeys, receiverKey(gid, dev, 1))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	key(mallory, stranger.dev.ID())  // a chain for another device
+	key(stranger, stranger.dev.ID()) // not a member, not a contact
+	key(mallory, mallory.dev.ID())   // genuine, last
+	eventually(t, "Mallory's own chain", func() (bool, error) { return has(mallory.dev.ID()), nil })
+	if has(stranger.dev.ID()) {
+		t.Fatal("Bob took a chain for the stranger's device")
 	}
 }
