@@ -422,8 +422,8 @@ func (n *Node) groupState(id groupstate.GroupID) *groupstate.State {
 // SendGroup posts text to a group: sealed under this device's chain, the
 // chain's new state and the message committed, then published.
 func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error) {
-	if text == "" || len(text) > groupsenderMax {
-		return chat.GroupMessage{}, fmt.Errorf("%w: a group message is 1 to %d bytes", chat.ErrInvalid, groupsenderMax)
+	if text == "" || len(text) > maxGroupText {
+		return chat.GroupMessage{}, fmt.Errorf("%w: a group message is 1 to %d bytes", chat.ErrInvalid, maxGroupText)
 	}
 	if n.groups == nil {
 		return chat.GroupMessage{}, fmt.Errorf("%w: groups are not running", chat.ErrUnavailable)
@@ -481,8 +481,8 @@ func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMes
 	return n.groupMessageView(gid, gm), nil
 }
 
-// groupsenderMax bounds a group message's text.
-const groupsenderMax = 64 << 10
+// maxGroupText bounds a group message's text.
+const maxGroupText = 64 << 10
 
 func envelopeID(env []byte) string {
 	id := groupmsg.ID(env)

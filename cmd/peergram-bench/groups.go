@@ -79,8 +79,12 @@ func newGossipRig(ctx context.Context, n int, seed uint64) (*gossipRig, error) {
 	}
 	rnd := mrand.New(mrand.NewPCG(seed, 1))
 	for i, h := range r.hosts {
-		for range gossipDegree / 2 {
+		// A ring keeps the graph connected; random links make it a mesh.
+		for k := range gossipDegree / 2 {
 			j := rnd.IntN(n)
+			if k == 0 {
+				j = (i + 1) % n
+			}
 			if j == i {
 				continue
 			}

@@ -106,7 +106,11 @@ func meshWith(t *testing.T, n, degree, members int, group [32]byte, mod func(*Co
 		t.Fatal(err)
 	}
 	for i := range nodes {
-		for range degree {
+		// A ring keeps the graph connected; random links make it a mesh.
+		if _, err := mn.ConnectPeers(nodes[i].h.ID(), nodes[(i+1)%n].h.ID()); err != nil {
+			t.Fatal(err)
+		}
+		for range degree - 1 {
 			j := mrand.IntN(n)
 			if j == i {
 				continue
