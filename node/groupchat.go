@@ -278,7 +278,13 @@ func (n *Node) ensureSender(tx *storage.Txn, st *groupstate.State) (*senderkey.S
 	if !errors.Is(err, storage.ErrNotFound) {
 		return nil, nil, err
 	}
-	s, err := senderkey.NewSender(n.rand, st.Group, n.keys.device.ID(), 1)
+	keyID := uint32(1)
+	if raw, err := tx.Get(n.st.groupKeys, nextKeyIDKey(st.Group)); err == nil && len(raw) == 4 {
+		keyID = binary.BigEndian.Uint32(raw)
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, err
+	}
+	s, err := senderkey.NewSender(n.rand, st.Group, n.keys.device.ID(), keyID)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -136,6 +136,62 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 	if len(contacts) == 0 {
 		return chat.Group{}, fmt.Errorf("%w: no contact to add", chat.ErrInvalid)
 	}
+	return n.changeGroup(group, func(tx *storage.Txn, _ *groupstate.Log) ([]groupstate.Change, error) {
+		var cs []groupstate.Change
+		for _, name := range contacts {
+			c, err := n.resolveContact(tx, name)
+			if err != nil {
+				return nil, err
+			}
+			cs = append(cs, groupstate.Change{Kind: groupstate.KindAdd, Account: c.Account})
+		}
+		return cs, nil
+	})
+}
+
+// RemoveGroupMember removes a member (a contact's alias or any account
+// ID). The removed account gets the log too, so its node knows it is out;
+// every remaining member starts a new Sender Keys chain, so it reads
+// nothing sent after this.
+func (n *Node) RemoveGroupMember(_ context.Context, group, member string) (chat.Group, error) {
+	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		a, err := n.memberAccount(tx, l.State(), member)
+		if err != nil {
+			return nil, err
+		}
+		return []groupstate.Change{{Kind: groupstate.KindRemove, Account: a}}, nil
+	})
+}
+
+// LeaveGroup leaves a group (the owner cannot: chat.ErrInvalid).
+func (n *Node) LeaveGroup(_ context.Context, group string) (chat.Group, error) {
+	return n.changeGroup(group, func(*storage.Txn, *groupstate.Log) ([]groupstate.Change, error) {
+		return []groupstate.Change{{Kind: groupstate.KindLeave}}, nil
+	})
+}
+
+// memberAccount resolves a member named by a contact alias or account ID.
+func (n *Node) memberAccount(tx *storage.Txn, st *groupstate.State, name string) (identity.AccountID, error) {
+	var a identity.AccountID
+	if c, err := n.resolveContact(tx, name); err == nil {
+		a = c.Account
+	} else if parsed, perr := identity.ParseAccountID(name); perr == nil {
+		a = parsed
+	} else {
+		return a, err
+	}
+	if st.Role(a) == groupstate.RoleNone {
+		return a, fmt.Errorf("%w: %s is not a member", chat.ErrInvalid, name)
+	}
+	return a, nil
+}
+
+// changeGroup signs the changes build returns, one entry each, stores
+// them, and sends the whole log to every member and to every account the
+// changes took out; a change that takes someone out also retires this
+// device's Sender Keys chain (the next message starts a new one, handed
+// to the remaining members only).
+func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Log) ([]groupstate.Change, error)) (chat.Group, error) {
 	self := n.keys.account.ID()
 	n.mu.Lock()
 	cert := n.keys.cert
@@ -149,19 +205,19 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 			return err
 		}
 		id := l.Group()
-		var added []identity.AccountID
-		for _, name := range contacts {
-			c, err := n.resolveContact(tx, name)
-			if err != nil {
-				return err
-			}
-			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), max(n.cfg.Now().UnixMilli(), l.Head().Time), groupstate.Change{Kind: groupstate.KindAdd, Account: c.Account})
+		changes, err := build(tx, l)
+		if err != nil {
+			return err
+		}
+		var added, out []identity.AccountID
+		for _, c := range changes {
+			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), max(n.cfg.Now().UnixMilli(), l.Head().Time), c)
 			if err != nil {
 				return err
 			}
 			if _, err := l.Add(e); err != nil {
 				if errors.Is(err, groupstate.ErrForbidden) {
-					return fmt.Errorf("%w: %s: %w", chat.ErrInvalid, name, err)
+					return fmt.Errorf("%w: %w", chat.ErrInvalid, err)
 				}
 				return err
 			}
@@ -172,43 +228,29 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), raw); err != nil {
 				return err
 			}
-			added = append(added, c.Account)
+			switch c.Kind {
+			case groupstate.KindAdd:
+				added = append(added, c.Account)
+			case groupstate.KindRemove, groupstate.KindBan:
+				out = append(out, c.Account)
+			case groupstate.KindLeave:
+				out = append(out, self)
+			}
 		}
-		if err := n.sendOwnChain(tx, id, added); err != nil {
+		if len(out) > 0 {
+			if err := n.retireChain(tx, id); err != nil {
+				return err
+			}
+		} else if err := n.sendOwnChain(tx, id, added); err != nil {
 			return err
 		}
 		st = l.State()
-		entries := l.Entries(0)
-		if len(entries) > maxLogSync {
-			return fmt.Errorf("%w: the group's log has %d entries; sending logs over %d to members waits for relay history (issue 8)", chat.ErrInvalid, len(entries), maxLogSync)
-		}
-		p := payload{Kind: "group-log", Group: hex.EncodeToString(id[:]), DT: n.tokenHex()}
-		for _, e := range entries {
-			raw, err := e.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			p.Log = append(p.Log, raw)
-		}
-		body, err := encodePayload(p)
-		if err != nil {
-			return err
-		}
-		nowMs := n.cfg.Now().UnixMilli()
+		to := append([]identity.AccountID(nil), out...)
 		for a := range st.Members {
-			if a == self {
-				continue
-			}
-			var mid chat.MessageID
-			if _, err := n.rand.Read(mid[:]); err != nil {
-				return err
-			}
-			if err := n.enqueue(tx, &job{ID: mid, To: a, Payload: body, SentAt: nowMs}); err != nil {
-				return err
-			}
-			notify = append(notify, a)
+			to = append(to, a)
 		}
-		return nil
+		notify, err = n.sendGroupLog(tx, l, to)
+		return err
 	})
 	if err != nil {
 		return chat.Group{}, err
@@ -219,6 +261,72 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 	}
 	return n.groupView(st)
 }
+
+// sendGroupLog enqueues group's whole log for the accounts to (but this
+// one) and returns whom to notify.
+func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.AccountID) ([]identity.AccountID, error) {
+	self := n.keys.account.ID()
+	id := l.Group()
+	entries := l.Entries(0)
+	if len(entries) > maxLogSync {
+		return nil, fmt.Errorf("%w: the group's log has %d entries; sending logs over %d to members waits for relay history (issue 8)", chat.ErrInvalid, len(entries), maxLogSync)
+	}
+	p := payload{Kind: "group-log", Group: hex.EncodeToString(id[:]), DT: n.tokenHex()}
+	for _, e := range entries {
+		raw, err := e.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		p.Log = append(p.Log, raw)
+	}
+	body, err := encodePayload(p)
+	if err != nil {
+		return nil, err
+	}
+	nowMs := n.cfg.Now().UnixMilli()
+	var notify []identity.AccountID
+	seen := map[identity.AccountID]bool{self: true}
+	for _, a := range to {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		var mid chat.MessageID
+		if _, err := n.rand.Read(mid[:]); err != nil {
+			return nil, err
+		}
+		if err := n.enqueue(tx, &job{ID: mid, To: a, Payload: body, SentAt: nowMs}); err != nil {
+			return nil, err
+		}
+		notify = append(notify, a)
+	}
+	return notify, nil
+}
+
+// retireChain drops this device's Sender Keys chain in a group after
+// someone left it; the next message starts a chain with the next key ID,
+// handed to the members of that time.
+func (n *Node) retireChain(tx *storage.Txn, id groupstate.GroupID) error {
+	raw, err := tx.Get(n.st.groupKeys, senderKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s, err := senderkey.ParseSender(raw)
+	if err != nil {
+		return err
+	}
+	if err := tx.Set(n.st.groupKeys, nextKeyIDKey(id), binary.BigEndian.AppendUint32(nil, s.KeyID()+1)); err != nil {
+		return err
+	}
+	return tx.Delete(n.st.groupKeys, senderKey(id))
+}
+
+// nextKeyIDKey (groups.sk: group || 'K') holds the key ID of the device's
+// next chain in a group, after one was retired.
+func nextKeyIDKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'K') }
 
 // applyGroupLog takes a group's log sent by sender, who must be a member
 // of it. A group the node does not have is taken if the node's account is
@@ -249,8 +357,9 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	if string(id[:]) != string(gid) {
 		return bad("log of another group", nil)
 	}
-	if theirs.State().Role(sender) == groupstate.RoleNone {
-		return bad("sender is not a member", nil)
+	if last := entries[len(entries)-1]; theirs.State().Role(sender) == groupstate.RoleNone &&
+		(last.Change.Kind != groupstate.KindLeave || last.Author() != sender) {
+		return bad("sender is not a member", nil) // (one that just left tells the others)
 	}
 	self := n.keys.account.ID()
 	logs, err := n.loadGroupsTx(tx)
@@ -293,6 +402,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		return nil
 	}
 	var added []identity.AccountID
+	retire := false
 	for _, e := range entries {
 		oldHead := mine.Head().Seq
 		dropped, err := mine.Add(e)
@@ -309,14 +419,20 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			return err
 		}
 		n.touch(id)
-		if e.Change.Kind == groupstate.KindAdd {
+		switch e.Change.Kind {
+		case groupstate.KindAdd:
 			added = append(added, e.Change.Account)
+		case groupstate.KindRemove, groupstate.KindBan, groupstate.KindLeave:
+			retire = true
 		}
 		for seq := e.Seq + 1; seq <= oldHead && dropped != nil; seq++ {
 			if err := tx.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
 				return err
 			}
 		}
+	}
+	if retire {
+		return n.retireChain(tx, id)
 	}
 	return n.sendOwnChain(tx, id, added)
 }

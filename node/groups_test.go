@@ -18,6 +18,7 @@ import (
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/senderkey"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/groupnet"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -351,4 +352,117 @@ func TestGroupKeyAttacks(t *testing.T) {
 	if has(stranger.dev.ID()) {
 		t.Fatal("Bob took a chain for the stranger's device")
 	}
+}
+
+// TestGroupRemoval: Alice removes Carol. Every node learns it from the
+// log; Alice's next message goes under a new chain that Carol never got.
+// Carol, still listening to the topic as anyone in the mesh could, gets
+// the envelope and cannot read it; the text is in no file of her home.
+func TestGroupRemoval(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	homes := map[string]string{}
+	infos := map[string]Info{}
+	nodes := map[string]*testNode{}
+	for _, name := range []string{"alice", "bob", "carol"} {
+		homes[name], infos[name] = initHome(t, name)
+		nodes[name] = startNode(t, homes[name], relay.addr)
+	}
+	alice, bob, carol := nodes["alice"], nodes["bob"], nodes["carol"]
+	addEachOther(t, alice, bob, infos["alice"], infos["bob"])
+	addEachOther(t, alice, carol, infos["alice"], infos["carol"])
+	addEachOther(t, bob, carol, infos["bob"], infos["carol"])
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "club")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := hex.DecodeString(g.ID)
+	for _, n := range []*testNode{bob, carol} {
+		eventually(t, "the group", func() (bool, error) {
+			got, err := n.Group(ctx, g.ID)
+			return err == nil && len(got.Members) == 3, nil
+		})
+	}
+	for _, n := range nodes {
+		eventually(t, "topic peers", func() (bool, error) { return len(n.groups.net.Peers([32]byte(gid))) >= 2, nil })
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := alice.SendGroup(ctx, g.ID, "before the removal"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{bob, carol} {
+		eventually(t, "the first message", func() (bool, error) { return len(groupTexts(t, n, g.ID)) == 1, nil })
+	}
+	if _, err := alice.RemoveGroupMember(ctx, g.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Carol out, at Carol and Bob", func() (bool, error) {
+		cg, err1 := carol.Group(ctx, g.ID)
+		bg, err2 := bob.Group(ctx, g.ID)
+		return err1 == nil && err2 == nil && cg.Role == "none" && len(bg.Members) == 2, nil
+	})
+	// Carol listens on as an outsider in the mesh would.
+	if err := carol.groups.net.Join([32]byte(gid)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Carol in the topic again", func() (bool, error) { return len(carol.groups.net.Peers([32]byte(gid))) >= 1, nil })
+	time.Sleep(1500 * time.Millisecond)
+	secret := "after the removal " + testMarker
+	var env *groupnet.Message
+	for env == nil {
+		if _, err := alice.SendGroup(ctx, g.ID, secret); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		m, err := carol.groups.net.Next(short, [32]byte(gid))
+		cancel()
+		if err == nil && m.Account == alice.keys.account.ID() {
+			env = m
+		}
+	}
+	eventually(t, "the message at Bob", func() (bool, error) {
+		for _, text := range groupTexts(t, bob, g.ID) {
+			if text == secret {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err := carol.takeGroupMessage([32]byte(gid), env); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range groupTexts(t, carol, g.ID) {
+		if text == secret {
+			t.Fatal("Carol read a message sent after her removal")
+		}
+	}
+	// Her chain of Alice's device cannot open it either.
+	h, err := senderkey.PeekHeader(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.db.View(func(tx *storage.Txn) error {
+		raw, err := tx.Get(carol.st.groupKeys, receiverKey([32]byte(gid), alice.keys.device.ID(), 1))
+		if err != nil {
+			return err
+		}
+		r, err := senderkey.ParseReceiver(raw)
+		if err != nil {
+			return err
+		}
+		if h.KeyID == 1 {
+			return fmt.Errorf("Alice did not start a new chain")
+		}
+		if _, err := r.Open(env.Payload); err == nil {
+			return fmt.Errorf("Carol's old chain opened the new message")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	carol.stop()
+	assertNoMarker(t, homes["carol"])
 }
