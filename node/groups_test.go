@@ -463,6 +463,34 @@ func TestGroupRemoval(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Bob, who learnt of the removal from the log, also starts a new chain.
+	secret2 := "bob after the removal " + testMarker
+	var env2 *groupnet.Message
+	for env2 == nil {
+		if _, err := bob.SendGroup(ctx, g.ID, secret2); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		for {
+			m, err := carol.groups.net.Next(short, [32]byte(gid))
+			if err != nil {
+				break
+			}
+			if m.Account == bob.keys.account.ID() {
+				env2 = m
+				break
+			}
+		}
+		cancel()
+	}
+	if err := carol.takeGroupMessage([32]byte(gid), env2); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range groupTexts(t, carol, g.ID) {
+		if text == secret2 {
+			t.Fatal("Carol read Bob's message sent after her removal")
+		}
+	}
 	carol.stop()
 	assertNoMarker(t, homes["carol"])
 }
