@@ -393,8 +393,11 @@ func TestGroupRemoval(t *testing.T) {
 	if _, err := alice.SendGroup(ctx, g.ID, "before the removal"); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []*testNode{bob, carol} {
-		eventually(t, "the first message", func() (bool, error) { return len(groupTexts(t, n, g.ID)) == 1, nil })
+	if _, err := bob.SendGroup(ctx, g.ID, "bob before the removal"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{alice, bob, carol} {
+		eventually(t, "the first messages", func() (bool, error) { return len(groupTexts(t, n, g.ID)) == 2, nil })
 	}
 	if _, err := alice.RemoveGroupMember(ctx, g.ID, "carol"); err != nil {
 		t.Fatal(err)
