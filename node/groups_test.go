@@ -121,6 +121,17 @@ func TestGroupAddSyncsLog(t *testing.T) {
 		got.Members[0].AccountID != aliceInfo.AccountID || got.Members[0].Role != "owner" || got.Members[0].Name != "alice" {
 		t.Fatalf("at Bob: %+v", got)
 	}
+	// Bob leaves; Alice learns it from the log he sends; the owner cannot.
+	if left, err := bob.LeaveGroup(ctx, g.ID); err != nil || left.Role != "none" {
+		t.Fatalf("leave: %+v (%v)", left, err)
+	}
+	eventually(t, "Bob gone at Alice", func() (bool, error) {
+		ag, err := alice.Group(ctx, g.ID)
+		return err == nil && len(ag.Members) == 1, nil
+	})
+	if _, err := alice.LeaveGroup(ctx, g.ID); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("the owner leaves: %v", err)
+	}
 }
 
 // TestGroupLogAttacks: logs a node must not take — a group the node is

@@ -500,4 +500,13 @@ func TestGroupCommands(t *testing.T) {
 	if errOut := c.fail("group", "send", "Nobody's", "x"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("send to an unknown group: %q", errOut)
 	}
+	if out := c.ok("group", "remove", "Book club", "bob"); !strings.Contains(out, "Book club has 1 members") {
+		t.Errorf("remove: %q", out)
+	}
+	if errOut := c.fail("group", "remove", "Book club", "bob"); !strings.Contains(errOut, "not a member") {
+		t.Errorf("remove twice: %q", errOut)
+	}
+	if errOut := c.fail("group", "leave", "Book club"); !strings.Contains(errOut, "owner") {
+		t.Errorf("owner leaves: %q", errOut)
+	}
 }

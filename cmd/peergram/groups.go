@@ -21,7 +21,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd(),
-		a.newGroupSendCmd(), a.newGroupMessagesCmd())
+		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd())
 	return cmd
 }
 
@@ -246,4 +246,55 @@ func (a *app) newGroupMessagesCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the messages as a JSON array (id, group, from, from_name, outgoing, text, sent_at)")
 	return cmd
+}
+
+func (a *app) newGroupRemoveCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "remove GROUP MEMBER",
+		Short: "Remove a member (contact alias or account ID); every member starts a new key, so it reads nothing sent after",
+		Args:  args(2, "a group and a member"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.RemoveGroupMember(ctx, argv[0], argv[1])
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s has %d members\n", clean(g.Title), len(g.Members))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
+	return cmd
+}
+
+func (a *app) newGroupLeaveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave GROUP",
+		Short: "Leave a group (its owner cannot)",
+		Args:  args(1, "a group"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			if _, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.LeaveGroup(ctx, argv[0])
+			}); err != nil {
+				return d.groupError(err, argv[0])
+			}
+			fmt.Fprintf(a.stdout, "left %s\n", clean(argv[0]))
+			return nil
+		},
+	}
 }

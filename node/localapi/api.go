@@ -50,6 +50,10 @@ type Backend interface {
 	Group(ctx context.Context, idOrTitle string) (chat.Group, error)
 	// AddGroupMembers adds contacts (aliases or account IDs) to a group.
 	AddGroupMembers(ctx context.Context, group string, contacts []string) (chat.Group, error)
+	// RemoveGroupMember removes a member (alias or account ID); LeaveGroup
+	// leaves a group.
+	RemoveGroupMember(ctx context.Context, group, member string) (chat.Group, error)
+	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
 	// SendGroup posts a text to a group; GroupMessages lists a group's
 	// messages, oldest first.
 	SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error)
@@ -213,6 +217,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/groups", s.groups},
 		{"GET /v1/groups/{group}", s.group},
 		{"POST /v1/groups/{group}/members", s.addGroupMembers},
+		{"DELETE /v1/groups/{group}/members/{member}", s.removeGroupMember},
+		{"POST /v1/groups/{group}/leave", s.leaveGroup},
 		{"POST /v1/groups/{group}/messages", s.sendGroup},
 		{"GET /v1/groups/{group}/messages", s.groupMessages},
 	}

@@ -145,6 +145,20 @@ func (c *Client) GroupMessages(ctx context.Context, group string) ([]chat.GroupM
 	return ms, err
 }
 
+// RemoveGroupMember is DELETE /v1/groups/{group}/members/{member}.
+func (c *Client) RemoveGroupMember(ctx context.Context, group, member string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/members/"+url.PathEscape(member), nil, &g, http.StatusOK)
+	return g, err
+}
+
+// LeaveGroup is POST /v1/groups/{group}/leave.
+func (c *Client) LeaveGroup(ctx context.Context, group string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/leave", struct{}{}, &g, http.StatusOK)
+	return g, err
+}
+
 // Contacts lists the contacts.
 func (c *Client) Contacts(ctx context.Context) ([]chat.Contact, error) {
 	var cs []chat.Contact

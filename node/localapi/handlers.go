@@ -414,3 +414,21 @@ func (s *Server) groupMessages(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, ms)
 	return nil
 }
+
+func (s *Server) removeGroupMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.backend.RemoveGroupMember(r.Context(), r.PathValue("group"), r.PathValue("member"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.backend.LeaveGroup(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}

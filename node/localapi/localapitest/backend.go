@@ -511,3 +511,38 @@ func (b *Backend) findGroupLocked(group string) (chat.Group, error) {
 	}
 	return found[0], nil
 }
+
+// RemoveGroupMember removes a member by name or account ID.
+func (b *Backend) RemoveGroupMember(_ context.Context, group, member string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		for k, m := range g.Members {
+			if m.Name == member || m.AccountID == member {
+				if m.Role == "owner" {
+					return chat.Group{}, fmt.Errorf("%w: the owner cannot be removed", chat.ErrInvalid)
+				}
+				b.groups[i].Members = append(g.Members[:k:k], g.Members[k+1:]...)
+				return b.groups[i], nil
+			}
+		}
+		return chat.Group{}, fmt.Errorf("%w: %s is not a member", chat.ErrInvalid, member)
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+}
+
+// LeaveGroup refuses: the fake's account owns every group it created.
+func (b *Backend) LeaveGroup(_ context.Context, group string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := b.findGroupLocked(group); err != nil {
+		return chat.Group{}, err
+	}
+	return chat.Group{}, fmt.Errorf("%w: the owner does not leave", chat.ErrInvalid)
+}
