@@ -173,7 +173,7 @@ func (n *Node) refreshGroup(ctx context.Context, id groupstate.GroupID) {
 // groupMembers is the node as groupnet.Members.
 type groupMembers Node
 
-func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, bool) {
+func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, error) {
 	n := (*Node)(m)
 	g := n.groups
 	g.mu.Lock()
@@ -182,7 +182,7 @@ func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind
 	stale := time.Since(g.devAt) > time.Second
 	g.mu.Unlock()
 	if st == nil {
-		return identity.AccountID{}, false
+		return identity.AccountID{}, groupnet.ErrNotAllowed // not a group of ours: not joined
 	}
 	if !known && stale {
 		n.refreshDevices()
@@ -191,15 +191,21 @@ func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind
 		g.mu.Unlock()
 	}
 	if !known {
-		return identity.AccountID{}, false
+		// A member that is not a contact: its devices are not known here
+		// yet (fetching them from the directory comes later).
+		return identity.AccountID{}, groupnet.ErrUnknownDevice
 	}
+	ok := false
 	switch kind {
 	case groupmsg.KindSenderKey:
-		return acct, st.MayPost(acct)
+		ok = st.MayPost(acct)
 	case groupmsg.KindState:
-		return acct, st.Role(acct) != groupstate.RoleNone
+		ok = st.Role(acct) != groupstate.RoleNone
 	}
-	return acct, false // the epoch tier is not in the daemon yet
+	if !ok {
+		return acct, groupnet.ErrNotAllowed // (the epoch tier is not in the daemon yet)
+	}
+	return acct, nil
 }
 
 // refreshDevices rebuilds the device → account map from the contacts'

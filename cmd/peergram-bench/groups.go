@@ -126,8 +126,8 @@ type oursSide struct {
 
 type allMembers struct{}
 
-func (allMembers) MayPublish([32]byte, identity.DeviceID, groupmsg.Kind) (identity.AccountID, bool) {
-	return identity.AccountID{}, true
+func (allMembers) MayPublish([32]byte, identity.DeviceID, groupmsg.Kind) (identity.AccountID, error) {
+	return identity.AccountID{}, nil
 }
 
 func newOurs(ctx context.Context, r *gossipRig) (*oursSide, error) {

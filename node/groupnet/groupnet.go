@@ -40,9 +40,20 @@ import (
 // device lists.
 type Members interface {
 	// MayPublish returns the account of device if it is a device of a
-	// member of group that may publish an envelope of kind now.
-	MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, bool)
+	// member of group that may publish an envelope of kind now;
+	// ErrUnknownDevice if it cannot tell (a device it has not learnt
+	// yet: the envelope is dropped without blaming the peer that
+	// forwarded it); any other error if not (the envelope is rejected and
+	// the forwarding peer scored down).
+	MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, error)
 }
+
+// ErrUnknownDevice is what Members answers for a device it does not know.
+var ErrUnknownDevice = errors.New("groupnet: unknown device")
+
+// ErrNotAllowed is what Members answers for a device whose account may
+// not publish that kind in the group.
+var ErrNotAllowed = errors.New("groupnet: not allowed to publish")
 
 // Message is an envelope received in a group, validated, with the account
 // of the device that signed it.
@@ -253,7 +264,7 @@ func (n *Net) Close() error {
 // forwarded: Reject for what no honest node sends (malformed, forged,
 // another group, a sender without the right), which costs the forwarding
 // peer score; Ignore for what an honest node may relay (too old or too
-// new, over the sender's rate).
+// new, over the sender's rate, from a device this node does not know).
 func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 	return func(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 		env, err := groupmsg.Open(group, m.Data) // also fails for another group's envelope
@@ -265,9 +276,12 @@ func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 		if t := time.UnixMilli(env.Time); t.Before(now.Add(-n.cfg.MaxAge)) || t.After(now.Add(n.cfg.MaxAhead)) {
 			return pubsub.ValidationIgnore
 		}
-		acct, ok := n.cfg.Members.MayPublish(group, env.Device, env.Kind)
-		if !ok {
-			n.log.Debug("group: envelope from a device without the right", "from", from, "device", env.Device, "kind", env.Kind)
+		acct, err := n.cfg.Members.MayPublish(group, env.Device, env.Kind)
+		switch {
+		case errors.Is(err, ErrUnknownDevice):
+			return pubsub.ValidationIgnore
+		case err != nil:
+			n.log.Debug("group: envelope from a device without the right", "from", from, "device", env.Device, "kind", env.Kind, "err", err)
 			return pubsub.ValidationReject
 		}
 		if !n.limiter(group, env.Device).Allow() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"golang.org/x/time/rate"
 
 	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/identity"
@@ -25,11 +27,14 @@ type roster struct {
 	members map[identity.DeviceID]identity.AccountID
 }
 
-func (r *roster) MayPublish(_ [32]byte, d identity.DeviceID, _ groupmsg.Kind) (identity.AccountID, bool) {
+func (r *roster) MayPublish(_ [32]byte, d identity.DeviceID, _ groupmsg.Kind) (identity.AccountID, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a, ok := r.members[d]
-	return a, ok
+	if !ok {
+		return a, ErrNotAllowed
+	}
+	return a, nil
 }
 
 func (r *roster) add(c *identity.DeviceCert) {
@@ -346,5 +351,44 @@ func TestRateLimit(t *testing.T) {
 	got := collect(short, nodes[1], group, 200)
 	if len(got) == 0 || len(got) > 25 || sent > 25 {
 		t.Fatalf("published %d of 200, a member got %d (burst 20)", sent, len(got))
+	}
+}
+
+// verdict is a Members answering the same for every device.
+type verdict struct{ err error }
+
+func (v verdict) MayPublish([32]byte, identity.DeviceID, groupmsg.Kind) (identity.AccountID, error) {
+	return identity.AccountID{1}, v.err
+}
+
+// TestValidatorVerdicts: what the validator makes of each answer of
+// Members and of each clear field, without a network.
+func TestValidatorVerdicts(t *testing.T) {
+	group := [32]byte{5}
+	d := newDevice(t)
+	now := time.Now()
+	tests := []struct {
+		name    string
+		members Members
+		env     []byte
+		want    pubsub.ValidationResult
+	}{
+		{"member", verdict{nil}, d.seal(t, group, now, "x"), pubsub.ValidationAccept},
+		{"not allowed", verdict{ErrNotAllowed}, d.seal(t, group, now, "x"), pubsub.ValidationReject},
+		{"unknown device", verdict{ErrUnknownDevice}, d.seal(t, group, now, "x"), pubsub.ValidationIgnore},
+		{"another group", verdict{nil}, d.seal(t, [32]byte{6}, now, "x"), pubsub.ValidationReject},
+		{"stale", verdict{nil}, d.seal(t, group, now.Add(-3*time.Minute), "x"), pubsub.ValidationIgnore},
+		{"future", verdict{nil}, d.seal(t, group, now.Add(2*time.Minute), "x"), pubsub.ValidationIgnore},
+		{"garbage", verdict{nil}, []byte("garbage"), pubsub.ValidationReject},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &Net{cfg: Config{Members: tt.members, Now: time.Now, MaxAge: 2 * time.Minute, MaxAhead: time.Minute, Rate: 10, Burst: 10},
+				log: slog.New(slog.DiscardHandler), limits: map[limitKey]*rate.Limiter{}}
+			got := n.validator(group)(context.Background(), "", &pubsub.Message{Message: &pb.Message{Data: tt.env}})
+			if got != tt.want {
+				t.Fatalf("verdict %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
