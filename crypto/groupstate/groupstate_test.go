@@ -1,6 +1,7 @@
 package groupstate
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -365,6 +366,50 @@ func TestForks(t *testing.T) {
 		}
 		if g.log.State().Role(g.m.id()) != RoleNone {
 			t.Fatal("the removal was undone")
+		}
+	})
+	t.Run("a removed member cannot fork back over its removal", func(t *testing.T) {
+		// The attack found in review: Mallory pins, the admin removes her;
+		// she forks her own pin with an entry whose hash she grinds below
+		// the pin's, which under the hash rule alone won and dropped her
+		// removal with it.
+		g := newGroup(t)
+		fork := g.log.Head()
+		mine := g.add(t, g.m, Change{Kind: KindPin, Ref: ref("x")})
+		g.add(t, g.admin, Change{Kind: KindRemove, Account: g.m.id()})
+		var rival *Entry
+		for i := int64(0); rival == nil; i++ {
+			e, err := Sign(g.m.dev, g.m.cert, fork, fork.Time+1+i, Change{Kind: KindPin, Ref: ref("y")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Compare(e.hash[:], mine.hash[:]) < 0 {
+				rival = e
+			}
+		}
+		if _, err := g.log.Add(rival); !errors.Is(err, ErrLostFork) {
+			t.Fatalf("the removed member's fork: %v", err)
+		}
+		if g.log.State().Role(g.m.id()) != RoleNone {
+			t.Fatal("the removal was undone")
+		}
+		// Nor can a member's fork drop an admin's later entry.
+		g2 := newGroup(t)
+		fork2 := g2.log.Head()
+		nsPin := g2.add(t, g2.n, Change{Kind: KindPin, Ref: ref("n")})
+		g2.add(t, g2.admin, Change{Kind: KindTitle, Text: "admin's title"})
+		var rival2 *Entry
+		for i := int64(0); rival2 == nil; i++ {
+			e, err := Sign(g2.m.dev, g2.m.cert, fork2, fork2.Time+1+i, Change{Kind: KindPin, Ref: ref("m")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Compare(e.hash[:], nsPin.hash[:]) < 0 {
+				rival2 = e
+			}
+		}
+		if _, err := g2.log.Add(rival2); !errors.Is(err, ErrLostFork) || g2.log.State().Title != "admin's title" {
+			t.Fatalf("a member's fork over an admin's entry: %v, title %q", err, g2.log.State().Title)
 		}
 	})
 	t.Run("history beyond the window is final", func(t *testing.T) {
