@@ -130,21 +130,15 @@ func (l *Log) Add(e *Entry) (dropped []*Entry, err error) {
 
 // displaces says why e may not replace the entries rest (the branch from
 // the fork point st on), or "" if it may: a fork never drops an entry by
-// an author of a higher role than e's author at the fork point, nor one
-// that removes, bans or demotes e's author. (A member removed by the owner
-// after some member's entry cannot fork that entry to undo its removal,
-// however it grinds its entry's hash.)
+// an author of a higher role than e's author at the fork point. So a
+// member removed after some member's entry cannot fork that entry to undo
+// its removal, however it grinds its entry's hash: whoever removes,
+// bans or demotes an account holds a higher role than it.
 func displaces(st *State, e *Entry, rest []*Entry) string {
 	re := st.Role(e.Author())
 	for _, r := range rest {
 		if st.Role(r.Author()) > re {
 			return fmt.Sprintf("would drop entry %d by a %s", r.Seq, st.Role(r.Author()))
-		}
-		switch r.Change.Kind {
-		case KindRemove, KindBan, KindDemote:
-			if r.Change.Account == e.Author() {
-				return fmt.Sprintf("would drop entry %d, a %s of its author", r.Seq, r.Change.Kind)
-			}
 		}
 	}
 	return ""
