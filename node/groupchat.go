@@ -380,7 +380,17 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
+	if st == nil {
+		// A chain for a group whose log has not come: kept a week only,
+		// and a contact may leave at most maxEarlyChains of them.
+		early, err := n.earlyChains(tx, m.device)
+		if err != nil || early >= maxEarlyChains {
+			return err
+		}
+		if err := tx.SetTTL(n.st.groupKeys, k, raw, 7*24*time.Hour); err != nil {
+			return err
+		}
+	} else if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
 		return err
 	}
 	// Messages that came before the chain, in chain order.
@@ -412,6 +422,23 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
 		n.received.Add(int64(len(held)))
 	}
 	return nil
+}
+
+// maxEarlyChains bounds the chains one device may leave for groups the
+// node does not hold.
+const maxEarlyChains = 16
+
+// earlyChains counts the chains of dev stored for groups the node does
+// not hold.
+func (n *Node) earlyChains(tx *storage.Txn, dev identity.DeviceID) (int, error) {
+	count := 0
+	err := tx.Iterate(n.st.groupKeys, nil, func(k, _ []byte) error {
+		if len(k) == 32+1+32+4 && k[32] == 'R' && string(k[33:65]) == string(dev[:]) && n.groupState(groupstate.GroupID(k[:32])) == nil {
+			count++
+		}
+		return nil
+	})
+	return count, err
 }
 
 // messageFrom is who sent a pairwise payload.
@@ -572,8 +599,14 @@ type pendingMessage struct {
 	Payload []byte             `json:"payload"`
 }
 
-// maxPending bounds the messages held per sender chain.
-const maxPending = 1000
+// Held messages are bounded per sending device and per group, and in
+// size (a real message's text is at most maxGroupText): a member cannot
+// fill the disk by naming key IDs it never hands out.
+const (
+	maxPendingDevice = 200
+	maxPendingGroup  = 2000
+	maxHeldPayload   = maxGroupText + 1024
+)
 
 func pendingPrefix(gid groupstate.GroupID, dev identity.DeviceID, keyID uint32) []byte {
 	k := append(append([]byte(nil), gid[:]...), dev[:]...)
@@ -581,11 +614,23 @@ func pendingPrefix(gid groupstate.GroupID, dev identity.DeviceID, keyID uint32) 
 }
 
 func (n *Node) holdGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev identity.DeviceID, h senderkey.Header, p *pendingMessage) error {
-	prefix := pendingPrefix(gid, dev, h.KeyID)
-	held, err := tx.Count(n.st.groupPend, prefix)
-	if err != nil || held >= maxPending {
-		return err
+	if len(p.Payload) > maxHeldPayload {
+		return fmt.Errorf("a held message of %d bytes (at most %d)", len(p.Payload), maxHeldPayload)
 	}
+	// Bounds per sending device (whatever key IDs it names) and per group.
+	for _, b := range []struct {
+		prefix []byte
+		max    int
+	}{{append(append([]byte(nil), gid[:]...), dev[:]...), maxPendingDevice}, {gid[:], maxPendingGroup}} {
+		held, err := tx.Count(n.st.groupPend, b.prefix)
+		if err != nil {
+			return err
+		}
+		if held >= b.max {
+			return fmt.Errorf("%d messages held already", held)
+		}
+	}
+	prefix := pendingPrefix(gid, dev, h.KeyID)
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/senderkey"
@@ -507,4 +509,46 @@ func TestGroupRemoval(t *testing.T) {
 	}
 	carol.stop()
 	assertNoMarker(t, homes["carol"])
+}
+
+// TestGroupHeldBounded: a member's device that sends messages under key
+// IDs it never hands out cannot make the node hold more than a bounded
+// number of them, nor a large one (review finding: 40 junk envelopes
+// under 40 key IDs held 14 MB).
+func TestGroupHeldBounded(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	home, _ := initHome(t, "bob")
+	bob := startNode(t, home, relay.addr)
+	g, err := bob.CreateGroup(context.Background(), "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := hex.DecodeString(g.ID)
+	var dev identity.DeviceID
+	dev[0] = 7
+	junk := func(keyID uint32, size int) *groupnet.Message {
+		p := make([]byte, size)
+		p[0] = 1
+		binary.BigEndian.PutUint32(p[1:], keyID)
+		var id [32]byte
+		rand.Read(id[:])
+		return &groupnet.Message{Envelope: &groupmsg.Envelope{Group: [32]byte(gid), Kind: groupmsg.KindSenderKey, Time: time.Now().UnixMilli(), Device: dev, Payload: p},
+			Account: bob.keys.account.ID(), ID: string(id[:])}
+	}
+	if err := bob.takeGroupMessage([32]byte(gid), junk(1, maxHeldPayload+1)); err == nil {
+		t.Fatal("a held message over the size bound was taken")
+	}
+	for i := range maxPendingDevice + 50 {
+		_ = bob.takeGroupMessage([32]byte(gid), junk(uint32(i+1), 1000))
+	}
+	var held int
+	if err := bob.db.View(func(tx *storage.Txn) (err error) {
+		held, err = tx.Count(bob.st.groupPend, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if held != maxPendingDevice {
+		t.Fatalf("%d messages held from one device (bound %d)", held, maxPendingDevice)
+	}
 }
