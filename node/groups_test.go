@@ -552,3 +552,39 @@ func TestGroupHeldBounded(t *testing.T) {
 		t.Fatalf("%d messages held from one device (bound %d)", held, maxPendingDevice)
 	}
 }
+
+// TestGroupEarlyChainsBounded: a contact cannot make the node store
+// chains for any number of groups it does not hold (review finding).
+func TestGroupEarlyChainsBounded(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	home, _ := initHome(t, "bob")
+	bob := startNode(t, home, relay.addr)
+	ctx := context.Background()
+	mallory := newFakeDevice(t, relay, nil, "mallory")
+	mallory.publish(t, nil, mallory.cert)
+	if _, err := bob.AddContact(ctx, mallory.acct.ID().String(), "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	for range maxEarlyChains + 8 {
+		var gid [32]byte
+		rand.Read(gid[:])
+		s, err := senderkey.NewSender(rand.Reader, gid, mallory.dev.ID(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := s.Distribution().MarshalBinary()
+		if got := mallory.send(t, bob, payload{Kind: "group-key", Group: hex.EncodeToString(gid[:]), Log: [][]byte{d}}, newMessageID(t)); got != int(directOK) {
+			t.Fatalf("answer %d", got)
+		}
+	}
+	var stored int
+	if err := bob.db.View(func(tx *storage.Txn) (err error) {
+		stored, err = bob.earlyChains(tx, mallory.dev.ID())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if stored != maxEarlyChains {
+		t.Fatalf("%d chains stored for groups Bob does not hold (bound %d)", stored, maxEarlyChains)
+	}
+}
