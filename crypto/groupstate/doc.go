@@ -39,8 +39,11 @@
 // Every member resolves such a fork the same way, whatever order it saw
 // the entries in: of the two entries that follow the fork point, the one
 // whose author had the higher role at the fork point wins, and between
-// equal roles the one with the smaller hash; the losing entry and
-// everything built on it are dropped (Log.Add returns them, so their
+// equal roles the one with the smaller hash — except that a fork never
+// drops an entry written by a higher role than its own author's (so a
+// removed member cannot undo its removal by forking an earlier entry and
+// grinding its hash); the losing entry and everything built on it are
+// dropped (Log.Add returns them, so their
 // authors can make the change again on the winning branch if it is still
 // allowed). An entry is final once the log has reached ForkWindow entries
 // beyond it (on any branch the member saw): a fork before it is refused
