@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/peergram/peergram/node/chat"
-	"github.com/peergram/peergram/node/localapi"
 )
 
 func (a *app) newGroupCmd() *cobra.Command {
@@ -174,19 +171,10 @@ func (a *app) newGroupSendCmd() *cobra.Command {
 		Short: "Post to a group (- reads the text from stdin); exits once the message is stored and published; prints its ID",
 		Args:  args(2, "a group and a text"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			group, text := argv[0], argv[1]
-			if text == "-" {
-				b, err := io.ReadAll(io.LimitReader(a.stdin, localapi.MaxBodyBytes+1))
-				if err != nil {
-					return fmt.Errorf("read stdin: %w", err)
-				}
-				if len(b) > localapi.MaxBodyBytes {
-					return fmt.Errorf("message on stdin is over %d bytes", localapi.MaxBodyBytes)
-				}
-				text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-			}
-			if text == "" {
-				return fmt.Errorf("empty message; nothing sent")
+			group := argv[0]
+			text, err := a.messageText(argv[1])
+			if err != nil {
+				return err
 			}
 			d, err := a.connect()
 			if err != nil {

@@ -32,19 +32,10 @@ not happen within DURATION or the message fails.`,
 		Args:              args(2, "a contact and a text"),
 		ValidArgsFunction: a.completeContact,
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			contact, text := argv[0], argv[1]
-			if text == "-" {
-				b, err := io.ReadAll(io.LimitReader(a.stdin, localapi.MaxBodyBytes+1))
-				if err != nil {
-					return fmt.Errorf("read stdin: %w", err)
-				}
-				if len(b) > localapi.MaxBodyBytes {
-					return fmt.Errorf("message on stdin is over %d bytes", localapi.MaxBodyBytes)
-				}
-				text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-			}
-			if text == "" {
-				return fmt.Errorf("empty message; nothing sent")
+			contact := argv[0]
+			text, err := a.messageText(argv[1])
+			if err != nil {
+				return err
 			}
 			d, err := a.connect()
 			if err != nil {
@@ -104,4 +95,24 @@ func (a *app) waitDelivered(ctx context.Context, d *daemon, m chat.Message, time
 		case <-tick.C:
 		}
 	}
+}
+
+// messageText is a message's text argument: "-" reads it from stdin (one
+// trailing newline dropped); an empty text is refused.
+func (a *app) messageText(arg string) (string, error) {
+	text := arg
+	if text == "-" {
+		b, err := io.ReadAll(io.LimitReader(a.stdin, localapi.MaxBodyBytes+1))
+		if err != nil {
+			return "", fmt.Errorf("read stdin: %w", err)
+		}
+		if len(b) > localapi.MaxBodyBytes {
+			return "", fmt.Errorf("message on stdin is over %d bytes", localapi.MaxBodyBytes)
+		}
+		text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	}
+	if text == "" {
+		return "", fmt.Errorf("empty message; nothing sent")
+	}
+	return text, nil
 }
