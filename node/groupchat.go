@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -18,11 +19,11 @@ import (
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/senderkey"
 	"github.com/peergram/peergram/node/chat"
-	"github.com/peergram/peergram/node/groupnet"
+	"github.com/peergram/peergram/relay/groupnet"
 	"github.com/peergram/peergram/storage"
 )
 
-// Group messages: Sender Keys over gossipsub (node/groupnet). Each member
+// Group messages: Sender Keys over gossipsub (relay/groupnet). Each member
 // device has its own chain per group (groups.sk), handed to the other
 // members over the pairwise sessions (payload "group-key"); a message is
 // sealed once under the sender's chain, wrapped in an envelope signed by
@@ -41,6 +42,9 @@ type groupEngine struct {
 	devices map[identity.DeviceID]identity.AccountID // devices of contacts and of this account
 	devAt   time.Time
 	loops   map[groupstate.GroupID]context.CancelFunc
+	// lastSent is the time of this device's last group message (Unix
+	// ms; under the store's write transaction).
+	lastSent atomic.Int64
 }
 
 // startGroups starts gossip and joins every stored group.
@@ -86,8 +90,10 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 		g.mu.Unlock()
 		go n.receiveGroup(lctx, st.Group)
 		go n.connectMembers(lctx, st.Clone())
+		n.wakeHistory()
 	case member:
 		go n.connectMembers(ctx, st.Clone()) // members may have joined
+		n.wakeHistory()
 	case !member && running:
 		g.mu.Lock()
 		cancel := g.loops[st.Group]
@@ -501,7 +507,10 @@ func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMes
 		if err := tx.Set(n.st.groupKeys, senderKey(gid), raw); err != nil {
 			return err
 		}
-		now := n.cfg.Now().UnixMilli()
+		// Strictly increasing per device, so that members order a
+		// device's messages as it sent them.
+		now := max(n.cfg.Now().UnixMilli(), n.groups.lastSent.Load()+1)
+		n.groups.lastSent.Store(now)
 		if env, err = groupmsg.Seal(n.keys.device, gid, groupmsg.KindSenderKey, now, ct); err != nil {
 			return err
 		}
@@ -534,6 +543,12 @@ func (n *Node) putGroupMessage(tx *storage.Txn, gid groupstate.GroupID, gm *grou
 		return err
 	}
 	hash, _ := hex.DecodeString(gm.ID)
+	if len(hash) != 32 {
+		return fmt.Errorf("a group message ID of %d bytes", len(hash))
+	}
+	if err := n.markSeen(tx, gid, hash); err != nil {
+		return err
+	}
 	k := binary.BigEndian.AppendUint64(append([]byte(nil), gid[:]...), uint64(gm.SentAt))
 	return tx.Set(n.st.groupMsgs, append(k, hash[:8]...), raw)
 }
@@ -566,6 +581,10 @@ func (n *Node) takeGroupMessage(gid groupstate.GroupID, msg *groupnet.Message) e
 	}
 	var gm groupMessage
 	err = n.db.Update(func(tx *storage.Txn) error {
+		gm = groupMessage{}
+		if seen, err := tx.Has(n.st.groupSeen, groupSeenKey(gid, []byte(msg.ID))); err != nil || seen {
+			return err // held already (gossip and a relay's history both bring it)
+		}
 		k := receiverKey(gid, msg.Device, h.KeyID)
 		ok, err := tx.Has(n.st.groupKeys, k)
 		if err != nil {
@@ -633,6 +652,13 @@ func (n *Node) holdGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 	prefix := pendingPrefix(gid, dev, h.KeyID)
 	raw, err := json.Marshal(p)
 	if err != nil {
+		return err
+	}
+	hash, err := hex.DecodeString(p.ID)
+	if err != nil {
+		return err
+	}
+	if err := n.markSeen(tx, gid, hash); err != nil {
 		return err
 	}
 	return tx.SetTTL(n.st.groupPend, binary.BigEndian.AppendUint32(prefix, h.Iteration), raw, 7*24*time.Hour)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/senderkey"
 	"github.com/peergram/peergram/node/chat"
-	"github.com/peergram/peergram/node/groupnet"
+	"github.com/peergram/peergram/relay/groupnet"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -587,4 +588,62 @@ func TestGroupEarlyChainsBounded(t *testing.T) {
 	if stored != maxEarlyChains {
 		t.Fatalf("%d chains stored for groups Bob does not hold (bound %d)", stored, maxEarlyChains)
 	}
+}
+
+// TestGroupOfflineMember: a member offline while 50 messages are posted
+// gets all 50 from its home relay's history when it starts, once each
+// and in order; the relay stored only ciphertext.
+func TestGroupOfflineMember(t *testing.T) {
+	relayDir := t.TempDir()
+	relay := startRelay(t, relayDir)
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Night shift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", func() (bool, error) {
+		_, err := bob.Group(ctx, g.ID)
+		return err == nil, nil
+	})
+	gid, _ := hex.DecodeString(g.ID)
+	eventually(t, "the relay in the group's topic", func() (bool, error) {
+		return slices.Contains(alice.groups.net.Peers([32]byte(gid)), relay.h.ID()), nil
+	})
+	// Bob's chain reaches Alice before he goes: one message of his.
+	if _, err := bob.SendGroup(ctx, g.ID, "going offline"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob's message at Alice", func() (bool, error) { return len(groupTexts(t, alice, g.ID)) == 1, nil })
+	bob.stop()
+
+	var want []string
+	for i := range 50 {
+		text := fmt.Sprintf("while you were away %02d %s", i, testMarker)
+		if _, err := alice.SendGroup(ctx, g.ID, text); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, text)
+	}
+	// Past gossipsub's message cache (3 heartbeats), so nothing but the
+	// relay's history can bring them.
+	time.Sleep(4 * time.Second)
+	bob = startNode(t, bobHome, relay.addr)
+	eventually(t, "all 50 at Bob", func() (bool, error) {
+		return len(groupTexts(t, bob, g.ID)) >= 51, nil
+	})
+	time.Sleep(time.Second) // nothing more comes
+	got := groupTexts(t, bob, g.ID)
+	if len(got) != 51 || got[0] != "going offline" || !slices.Equal(got[1:], want) {
+		t.Fatalf("Bob holds %d messages: %q", len(got), got)
+	}
+	relay.close()
+	assertNoMarker(t, relayDir)
 }

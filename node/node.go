@@ -102,6 +102,8 @@ type Node struct {
 	received                                atomic.Int64 // messages stored since start
 	streamsIn                               atomic.Int64 // /peergram/msg/2.0.0 streams accepted
 	reach                                   reachability
+	// histWake[i] wakes the group history loop of relays[i].
+	histWake []chan struct{}
 	// relayState[i] is the state of relays[i].
 	relayState []relayState
 
@@ -159,6 +161,9 @@ func New(cfg Config) (*Node, error) {
 		n.relays = append(n.relays, *ai)
 	}
 	n.relayState = make([]relayState, len(n.relays))
+	for range n.relays {
+		n.histWake = append(n.histWake, make(chan struct{}, 1))
+	}
 	return n, nil
 }
 
@@ -329,6 +334,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	for i, r := range n.relays {
 		wg.Go(func() { n.keepRelay(ctx, r, &n.relayState[i]) })
+		wg.Go(func() { n.syncHistory(ctx, r.ID, n.histWake[i]) })
 	}
 	wg.Go(func() { n.runOutbox(ctx) })
 	wg.Go(func() {

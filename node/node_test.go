@@ -16,6 +16,7 @@ import (
 
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
 	"github.com/peergram/peergram/storage"
 )
@@ -27,6 +28,7 @@ type testRelay struct {
 	addr  string
 	mbox  *mailbox.Server
 	dir   *directory.Server
+	hist  *history.Server
 	db    *storage.DB
 	relay *relayv2.Relay
 }
@@ -79,6 +81,12 @@ func startRelayConfig(t *testing.T, dir string, mod func(*directory.Config), mmo
 	if err := r.dir.Start(); err != nil {
 		t.Fatal(err)
 	}
+	if r.hist, err = history.NewServer(history.Config{DB: db, Host: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.hist.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(r.close)
 	return r
 }
@@ -86,6 +94,7 @@ func startRelayConfig(t *testing.T, dir string, mod func(*directory.Config), mmo
 func (r *testRelay) close() {
 	r.mbox.Close()
 	r.dir.Close()
+	r.hist.Close()
 	r.relay.Close()
 	r.h.Close()
 	r.db.Close()

@@ -50,6 +50,8 @@ type store struct {
 	groupKeys    storage.Keyspace
 	groupMsgs    storage.Keyspace
 	groupPend    storage.Keyspace
+	groupSeen    storage.Keyspace // group(32) | envelope hash(32) → nothing: messages held
+	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -64,6 +66,7 @@ func newStore(db *storage.DB) *store {
 		outbox: db.Keyspace("outbox.q"), seen: db.Keyspace("seen"),
 		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
 		groupLog: db.Keyspace("groups.log"), groupKeys: db.Keyspace("groups.sk"), groupMsgs: db.Keyspace("groups.msg"), groupPend: db.Keyspace("groups.pend"),
+		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
 	}
 }
 

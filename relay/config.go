@@ -78,6 +78,16 @@ type Config struct {
 	// directory; 0 means directory.DefaultAccountQuota (1 MiB). Passed to
 	// directory.Config, which checks it.
 	DirectoryAccountQuota int64
+	// HistoryRetention is how long the relay keeps groups' envelopes for
+	// members who were offline; 0 means 30 days. HistoryGroupMessages
+	// and HistoryGroupBytes are one group's quota (0: 100,000 envelopes,
+	// 256 MiB; over it the oldest go); HistoryMaxGroups bounds the groups
+	// kept (0: 10,000). Passed to history.Config.
+	HistoryRetention     time.Duration
+	HistoryGroupMessages int
+	HistoryGroupBytes    int64
+	HistoryMaxGroups     int
+
 	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
 	// never subscribed to this relay; 0 means mailbox.DefaultUnknownTTL (7
 	// days). Passed to mailbox.Config.
@@ -126,6 +136,7 @@ func (c Config) validate() (validated, error) {
 	}
 	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 ||
 		c.DirectoryExpiry < 0 || c.DirectoryAccountQuota < 0 ||
+		c.HistoryRetention < 0 || c.HistoryGroupMessages < 0 || c.HistoryGroupBytes < 0 || c.HistoryMaxGroups < 0 ||
 		c.UnknownTTL < 0 || c.MaxStoreBytes < 0 || c.StrangerPercent < 0 || c.StrangerPercent > 100 {
 		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}

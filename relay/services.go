@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
 	"github.com/peergram/peergram/storage"
 )
@@ -57,5 +58,25 @@ func (r *Relay) startDirectory(stack *closers, db *storage.DB, h host.Host, reg 
 		return fmt.Errorf("relay: directory: %w", err)
 	}
 	stack.push("directory server", srv.Close)
+	return nil
+}
+
+func (r *Relay) startHistory(stack *closers, db *storage.DB, h host.Host) error {
+	srv, err := history.NewServer(history.Config{
+		DB:               db,
+		Host:             h,
+		Retention:        r.cfg.HistoryRetention,
+		MaxGroupMessages: r.cfg.HistoryGroupMessages,
+		MaxGroupBytes:    r.cfg.HistoryGroupBytes,
+		MaxGroups:        r.cfg.HistoryMaxGroups,
+		Logger:           r.log.With("component", "history"),
+	})
+	if err != nil {
+		return fmt.Errorf("relay: history: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("relay: history: %w", err)
+	}
+	stack.push("history server", srv.Close)
 	return nil
 }

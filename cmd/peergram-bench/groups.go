@@ -20,10 +20,10 @@ import (
 	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/senderkey"
-	"github.com/peergram/peergram/node/groupnet"
+	"github.com/peergram/peergram/relay/groupnet"
 )
 
-// Group scenarios (issue 8). Each runs ours — node/groupnet with its
+// Group scenarios (issue 8). Each runs ours — relay/groupnet with its
 // validators, every message sealed with Sender Keys in a signed envelope
 // and opened by every member — and the anchor — raw gossipsub, unsigned,
 // content message IDs, default parameters and queues, the 1 KiB

@@ -50,6 +50,10 @@ type runFlags struct {
 	strangerPercent int
 	dirExpiry       time.Duration
 	dirQuota        int64
+	histRetention   time.Duration
+	histMessages    int
+	histBytes       int64
+	histGroups      int
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -77,6 +81,10 @@ func runCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.strangerPercent, "mailbox-stranger-percent", 0, "share of each mailbox's quota open to deposits without a delivery token, in percent (0 = 10)")
 	fl.DurationVar(&f.dirExpiry, "directory-expiry", 0, "how long the directory keeps an account or device nobody publishes again, e.g. 720h (0 = 30 days)")
 	fl.Int64Var(&f.dirQuota, "directory-account-quota", 0, "most bytes one account stores in the directory (0 = 1 MiB)")
+	fl.DurationVar(&f.histRetention, "history-retention", 0, "how long group history is kept for members who were offline, e.g. 720h (0 = 30 days)")
+	fl.IntVar(&f.histMessages, "history-group-messages", 0, "most envelopes kept per group; the oldest go first (0 = 100000)")
+	fl.Int64Var(&f.histBytes, "history-group-bytes", 0, "most bytes kept per group (0 = 256 MiB)")
+	fl.IntVar(&f.histGroups, "history-max-groups", 0, "most groups whose history the relay keeps (0 = 10000)")
 	return cmd
 }
 
@@ -105,6 +113,10 @@ func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
 
 		DirectoryExpiry:       f.dirExpiry,
 		DirectoryAccountQuota: f.dirQuota,
+		HistoryRetention:      f.histRetention,
+		HistoryGroupMessages:  f.histMessages,
+		HistoryGroupBytes:     f.histBytes,
+		HistoryMaxGroups:      f.histGroups,
 	}
 	r, err := relay.New(cfg)
 	if err != nil {

@@ -61,6 +61,7 @@ type Message struct {
 	*groupmsg.Envelope
 	Account identity.AccountID
 	ID      string  // groupmsg.ID of the envelope
+	Raw     []byte  // the envelope as received
 	From    peer.ID // the peer that forwarded it
 }
 
@@ -287,7 +288,7 @@ func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 		if !n.limiter(group, env.Device).Allow() {
 			return pubsub.ValidationIgnore
 		}
-		m.ValidatorData = &Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Data)}
+		m.ValidatorData = &Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Data), Raw: m.Data}
 		return pubsub.ValidationAccept
 	}
 }

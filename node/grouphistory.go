@@ -1,0 +1,360 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/relay/groupnet"
+	"github.com/peergram/peergram/relay/history"
+	"github.com/peergram/peergram/storage"
+)
+
+// Group history from the home relays (relay/history): each home relay
+// is asked to keep the history of every group this account is a member
+// of (registered again after each change of the group's log), and the
+// node keeps, per group and relay, a cursor: the relay's sequence number
+// up to which it holds everything. One Heads request waits at each relay
+// for a head to pass a cursor; the node then gives gossip a moment
+// (historySettle), asks for the IDs after the cursor, fetches the ones it
+// does not hold (groups.seen) and takes them in the relay's order exactly
+// as if they had come over gossip, minus the time window. A member that
+// was offline catches up at its start the same way, and a message that
+// gossip missed is repaired within historySettle of the relay storing it.
+
+// historySettle is how long the node waits after a relay reports new
+// messages before asking for those it lacks: gossip usually brings them
+// first, and then nothing is fetched.
+const historySettle = 500 * time.Millisecond
+
+// historyWait is how long one Heads request waits at the relay.
+const historyWait = 25 * time.Second
+
+func groupSeenKey(gid groupstate.GroupID, id []byte) []byte {
+	return append(append([]byte(nil), gid[:]...), id...)
+}
+
+func cursorKey(gid groupstate.GroupID, relay peer.ID) []byte {
+	return append(append([]byte(nil), gid[:]...), []byte(relay)...)
+}
+
+// markSeen records that a message of gid is held (stored or waiting for
+// its sender's chain). id is the envelope's raw SHA-256.
+func (n *Node) markSeen(tx *storage.Txn, gid groupstate.GroupID, id []byte) error {
+	return tx.SetTTL(n.st.groupSeen, groupSeenKey(gid, id), nil, seenTTL)
+}
+
+// wakeHistory makes the history loops register and catch up now.
+func (n *Node) wakeHistory() {
+	for _, ch := range n.histWake {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// syncHistory keeps this node's groups registered at one home relay and
+// takes from it what gossip did not bring, until ctx ends.
+func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struct{}) {
+	c := history.NewClient(n.host)
+	registered := map[groupstate.GroupID]int{} // entries registered at this relay
+	backoff := time.Second
+	fail := func(what string, err error) {
+		if ctx.Err() == nil {
+			n.log.Debug("group history", "relay", relay, "step", what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		case <-wake:
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+	wait := time.Duration(0) // the first round catches up at once
+	for ctx.Err() == nil {
+		states := n.memberStates()
+		if len(states) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			}
+			continue
+		}
+		if err := n.registerGroups(ctx, c, relay, states, registered); err != nil {
+			fail("register", err)
+			continue
+		}
+		heads := make([]history.Head, 0, len(states))
+		for _, st := range states {
+			heads = append(heads, history.Head{Group: st.Group, Seq: n.cursor(st.Group, relay)})
+		}
+		hctx, cancel := context.WithTimeout(ctx, wait+15*time.Second)
+		woke := make(chan struct{})
+		go func() {
+			select {
+			case <-wake:
+				cancel() // a group changed: register and ask again
+			case <-hctx.Done():
+			}
+			close(woke)
+		}()
+		moved, err := c.Heads(hctx, relay, heads, wait)
+		cancel()
+		<-woke
+		if err != nil {
+			if ctx.Err() == nil && hctx.Err() != nil && !errors.Is(hctx.Err(), context.DeadlineExceeded) {
+				continue // woken
+			}
+			fail("heads", err)
+			continue
+		}
+		if wait > 0 && len(moved) > 0 {
+			select { // let gossip bring them first
+			case <-ctx.Done():
+				return
+			case <-time.After(historySettle):
+			}
+		}
+		for _, h := range moved {
+			if h.Seq <= n.cursor(h.Group, relay) {
+				continue
+			}
+			if err := n.catchUp(ctx, c, relay, h.Group); err != nil {
+				if errors.Is(err, history.ErrUnknownGroup) {
+					delete(registered, h.Group)
+				}
+				n.log.Info("group history: catch up", "group", hex.EncodeToString(h.Group[:8]), "relay", relay, "err", err)
+			}
+		}
+		backoff, wait = time.Second, historyWait
+	}
+}
+
+// memberStates returns the states of the groups this account is a
+// member of.
+func (n *Node) memberStates() []*groupstate.State {
+	g := n.groups
+	self := n.keys.account.ID()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*groupstate.State
+	for _, st := range g.states {
+		if st.Role(self) != groupstate.RoleNone {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// registerGroups registers at relay the groups whose log grew since they
+// were last registered there.
+func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer.ID, states []*groupstate.State, registered map[groupstate.GroupID]int) error {
+	for _, st := range states {
+		var entries, lists [][]byte
+		err := n.db.View(func(tx *storage.Txn) error {
+			l, err := n.findGroup(tx, hex.EncodeToString(st.Group[:]))
+			if err != nil {
+				return err
+			}
+			all := l.Entries(0)
+			if registered[st.Group] == len(all) {
+				return nil
+			}
+			for _, e := range all {
+				raw, err := e.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				entries = append(entries, raw)
+			}
+			lists = n.memberLists(tx, l.State())
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if entries == nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = c.Register(rctx, relay, st.Group, entries, lists)
+		cancel()
+		if err != nil {
+			return err
+		}
+		registered[st.Group] = len(entries)
+	}
+	return nil
+}
+
+// memberLists returns the signed device lists this node holds of a
+// group's members, its own included.
+func (n *Node) memberLists(tx *storage.Txn, st *groupstate.State) [][]byte {
+	var out [][]byte
+	n.mu.Lock()
+	own := n.keys.list
+	n.mu.Unlock()
+	if own != nil {
+		if raw, err := own.MarshalBinary(); err == nil {
+			out = append(out, raw)
+		}
+	}
+	self := n.keys.account.ID()
+	for a := range st.Members {
+		if a == self {
+			continue
+		}
+		c, err := n.st.getContact(tx, a)
+		if err != nil || len(c.List) == 0 {
+			continue
+		}
+		out = append(out, c.List)
+	}
+	return out
+}
+
+// cursor is the relay sequence number up to which this node holds a
+// group's history from relay.
+func (n *Node) cursor(gid groupstate.GroupID, relay peer.ID) uint64 {
+	var cur uint64
+	_ = n.db.View(func(tx *storage.Txn) error {
+		v, err := tx.Get(n.st.groupCur, cursorKey(gid, relay))
+		if err == nil && len(v) == 8 {
+			cur = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return cur
+}
+
+// catchUp takes from relay every message of gid after the node's cursor
+// that it does not hold, in the relay's order, moving the cursor page by
+// page.
+func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gid groupstate.GroupID) error {
+	since := n.joinedAt(gid).Add(-time.Minute).UnixMilli()
+	for {
+		cur := n.cursor(gid, relay)
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		page, err := c.Query(qctx, relay, gid, cur, history.MaxPageItems, true)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if cur > 0 && page.First > cur+1 {
+			n.log.Warn("group history: messages expired at the relay before this device fetched them",
+				"group", hex.EncodeToString(gid[:8]), "from", cur+1, "to", page.First-1)
+		}
+		var want []uint64
+		err = n.db.View(func(tx *storage.Txn) error {
+			for _, it := range page.Items {
+				if it.Stored < since {
+					continue // before this account joined: not for it
+				}
+				ok, err := tx.Has(n.st.groupSeen, groupSeenKey(gid, it.ID[:]))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					want = append(want, it.Seq)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for len(want) > 0 {
+			gctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			got, err := c.Get(gctx, relay, gid, want)
+			cancel()
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(got.Items, func(a, b history.Item) int { return compareU64(a.Seq, b.Seq) })
+			for _, it := range got.Items {
+				if err := n.takeHistory(gid, it.Envelope); err != nil {
+					n.log.Info("group history: message not taken", "group", hex.EncodeToString(gid[:8]), "err", err)
+				}
+			}
+			if !got.More || len(got.Items) == 0 {
+				break
+			}
+			last := got.Items[len(got.Items)-1].Seq
+			want = slices.DeleteFunc(want, func(s uint64) bool { return s <= last })
+		}
+		if len(page.Items) > 0 {
+			last := page.Items[len(page.Items)-1].Seq
+			if err := n.db.Update(func(tx *storage.Txn) error {
+				return tx.Set(n.st.groupCur, cursorKey(gid, relay), binary.BigEndian.AppendUint64(nil, last))
+			}); err != nil {
+				return err
+			}
+		}
+		if !page.More {
+			return nil
+		}
+	}
+}
+
+func compareU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// joinedAt is when this account last became a member of gid (the log
+// entry that created the group or added it), or the zero time.
+func (n *Node) joinedAt(gid groupstate.GroupID) time.Time {
+	self := n.keys.account.ID()
+	var at int64
+	_ = n.db.View(func(tx *storage.Txn) error {
+		l, err := n.findGroup(tx, hex.EncodeToString(gid[:]))
+		if err != nil {
+			return err
+		}
+		for _, e := range l.Entries(0) {
+			switch {
+			case e.Change.Kind == groupstate.KindCreate && e.Author() == self,
+				e.Change.Kind == groupstate.KindAdd && e.Change.Account == self,
+				e.Change.Kind == groupstate.KindJoin && e.Author() == self:
+				at = e.Time
+			}
+		}
+		return nil
+	})
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(at)
+}
+
+// takeHistory takes an envelope from a relay's history: the checks of
+// the gossip validators except the time window, then the same path as a
+// message from gossip.
+func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
+	e, err := groupmsg.Open(gid, env)
+	if err != nil {
+		return err
+	}
+	if e.Device == n.keys.device.ID() || e.Kind != groupmsg.KindSenderKey {
+		return nil
+	}
+	acct, err := (*groupMembers)(n).MayPublish(gid, e.Device, e.Kind)
+	if err != nil {
+		return err
+	}
+	return n.takeGroupMessage(gid, &groupnet.Message{Envelope: e, Account: acct, ID: groupmsg.ID(env), Raw: env})
+}

@@ -1,0 +1,822 @@
+package history
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/relay/groupnet"
+	"github.com/peergram/peergram/relay/internal/ratelimit"
+	"github.com/peergram/peergram/relay/internal/serve"
+	"github.com/peergram/peergram/storage"
+)
+
+// ServiceName is the libp2p resource-manager service of the protocol's
+// streams.
+const ServiceName = "peergram.history"
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	DB   *storage.DB
+	Host host.Host
+
+	// Retention is how long an envelope is kept (30 days).
+	Retention time.Duration
+	// MaxGroupMessages and MaxGroupBytes are a group's quota (100,000
+	// envelopes, 256 MiB); over it the oldest are deleted.
+	MaxGroupMessages int
+	MaxGroupBytes    int64
+	// MaxGroups bounds the groups a relay keeps (10,000);
+	// MaxGroupsPerPeer the new registrations one peer makes per day (256).
+	MaxGroups        int
+	MaxGroupsPerPeer int
+	// RegistrationTTL is how long a registration lasts unless renewed
+	// (30 days).
+	RegistrationTTL time.Duration
+	// RequestBurst and RequestEvery rate requests per peer (burst 200,
+	// one more every 10 ms).
+	RequestBurst int
+	RequestEvery time.Duration
+	// MaxWait bounds a Heads request's wait (30 s).
+	MaxWait time.Duration
+
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.DB == nil || c.Host == nil {
+		return errors.New("history: DB and Host are required")
+	}
+	if c.Retention <= 0 {
+		c.Retention = 30 * 24 * time.Hour
+	}
+	if c.MaxGroupMessages <= 0 {
+		c.MaxGroupMessages = 100_000
+	}
+	if c.MaxGroupBytes <= 0 {
+		c.MaxGroupBytes = 256 << 20
+	}
+	if c.MaxGroups <= 0 {
+		c.MaxGroups = 10_000
+	}
+	if c.MaxGroupsPerPeer <= 0 {
+		c.MaxGroupsPerPeer = 256
+	}
+	if c.RegistrationTTL <= 0 {
+		c.RegistrationTTL = 30 * 24 * time.Hour
+	}
+	if c.RequestBurst <= 0 {
+		c.RequestBurst = 200
+	}
+	if c.RequestEvery <= 0 {
+		c.RequestEvery = 10 * time.Millisecond
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server is the relay side: it keeps the registered groups' logs, joins
+// their topics, stores what it accepts and answers queries. Safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	streams *serve.Streams
+	net     *groupnet.Net
+
+	reg, msgs, ids storage.Keyspace
+
+	requests *ratelimit.Limiter[peer.ID]
+	newGroup *ratelimit.Limiter[peer.ID]
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	in     chan *groupnet.Message
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex // guards the fields below
+	groups  map[[32]byte]*group
+	changed chan struct{} // closed and replaced when a head moves
+}
+
+// group is what the relay knows of one registered group.
+type group struct {
+	state   *groupstate.State
+	entries int
+	devices map[identity.DeviceID]identity.AccountID
+	lists   map[identity.AccountID]uint64 // version of each account's list
+	expires time.Time
+	// Sequence numbers held: [first, next); head is next-1.
+	first, next uint64
+	bytes       int64
+	cancel      context.CancelFunc
+}
+
+// NewServer checks cfg; Start serves.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		reg:      cfg.DB.Keyspace("history.reg"),
+		msgs:     cfg.DB.Keyspace("history.msg"),
+		ids:      cfg.DB.Keyspace("history.id"),
+		requests: ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
+		newGroup: ratelimit.New[peer.ID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
+		in:       make(chan *groupnet.Message, 4096),
+		groups:   map[[32]byte]*group{},
+		changed:  make(chan struct{}),
+	}
+	s.streams = serve.New(serve.Config{Host: cfg.Host, Protocol: ProtocolID, Service: ServiceName,
+		Timeout: cfg.MaxWait + 30*time.Second, Logger: cfg.Logger}, s.handle)
+	return s, nil
+}
+
+// Start starts gossip on the host, loads the registered groups, joins
+// their topics and serves the protocol.
+func (s *Server) Start() error {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	net, err := groupnet.New(s.ctx, groupnet.Config{Host: s.cfg.Host, Members: (*members)(s), Now: s.cfg.Now, Logger: s.log})
+	if err != nil {
+		s.cancel()
+		return fmt.Errorf("history: %w", err)
+	}
+	s.net = net
+	if err := s.load(); err != nil {
+		s.cancel()
+		return err
+	}
+	s.wg.Add(2)
+	go s.commit()
+	go s.expire()
+	return s.streams.Start()
+}
+
+// Close stops serving, leaves every topic and waits for the committer.
+func (s *Server) Close() error {
+	s.streams.Close()
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	_ = s.net.Close()
+	s.wg.Wait()
+	return nil
+}
+
+// Net is the server's gossip (for tests and metrics).
+func (s *Server) Net() *groupnet.Net { return s.net }
+
+// load reads the registrations, drops the expired ones, and finds each
+// group's sequence range and size.
+func (s *Server) load() error {
+	type stored struct {
+		expires time.Time
+		body    []byte
+	}
+	var regs []stored
+	var dead [][]byte
+	now := s.cfg.Now()
+	err := s.cfg.DB.View(func(tx *storage.Txn) error {
+		return tx.Iterate(s.reg, nil, func(k, v []byte) error {
+			if len(v) < 8 {
+				dead = append(dead, append([]byte(nil), k...))
+				return nil
+			}
+			exp := time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+			if exp.Before(now) {
+				dead = append(dead, append([]byte(nil), k...))
+				return nil
+			}
+			regs = append(regs, stored{exp, append([]byte(nil), v[8:]...)})
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("history: load: %w", err)
+	}
+	if len(dead) > 0 {
+		if err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+			for _, k := range dead {
+				if err := tx.Delete(s.reg, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("history: load: %w", err)
+		}
+	}
+	for _, r := range regs {
+		m, err := decodeRegister(r.body)
+		if err != nil {
+			s.log.Warn("history: a stored registration does not decode", "err", err)
+			continue
+		}
+		g, err := verifyRegister(m)
+		if err != nil {
+			s.log.Warn("history: a stored registration does not verify", "err", err)
+			continue
+		}
+		g.expires = r.expires
+		g.first, g.next = 1, 1
+		err = s.cfg.DB.View(func(tx *storage.Txn) error {
+			return tx.Iterate(s.msgs, m.Group[:], func(k, v []byte) error {
+				if len(k) != 40 {
+					return nil
+				}
+				seq := binary.BigEndian.Uint64(k[32:]) // ascending
+				if g.bytes == 0 {
+					g.first = seq
+				}
+				g.next = seq + 1
+				g.bytes += int64(len(v))
+				return nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("history: load: %w", err)
+		}
+		if err := s.join(m.Group, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyRegister checks a registration's log and lists and builds the
+// group's state from them.
+func verifyRegister(m *registerMsg) (*group, error) {
+	if len(m.Entries) == 0 {
+		return nil, errors.New("no state log")
+	}
+	entries := make([]*groupstate.Entry, len(m.Entries))
+	for i, raw := range m.Entries {
+		e, err := groupstate.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		entries[i] = e
+	}
+	l, err := groupstate.Replay(entries)
+	if err != nil {
+		return nil, err
+	}
+	if l.Group() != m.Group {
+		return nil, errors.New("the log is another group's")
+	}
+	st := l.State().Clone()
+	g := &group{state: st, entries: len(entries), devices: map[identity.DeviceID]identity.AccountID{}, lists: map[identity.AccountID]uint64{}}
+	for i, raw := range m.Lists {
+		dl, err := identity.ParseDeviceList(raw)
+		if err != nil {
+			return nil, fmt.Errorf("device list %d: %w", i, err)
+		}
+		if err := dl.Verify(dl.Account); err != nil {
+			return nil, fmt.Errorf("device list %d: %w", i, err)
+		}
+		if st.Role(dl.Account) == groupstate.RoleNone {
+			continue // not a member (any more): not needed
+		}
+		if v, ok := g.lists[dl.Account]; ok && v >= dl.Version {
+			continue
+		}
+		for d, a := range g.devices {
+			if a == dl.Account {
+				delete(g.devices, d)
+			}
+		}
+		g.lists[dl.Account] = dl.Version
+		for _, c := range dl.Devices {
+			g.devices[c.Device] = dl.Account
+		}
+	}
+	return g, nil
+}
+
+// join records g and subscribes to its topic.
+func (s *Server) join(id [32]byte, g *group) error {
+	if err := s.net.Join(id); err != nil {
+		return fmt.Errorf("history: join: %w", err)
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	g.cancel = cancel
+	s.mu.Lock()
+	s.groups[id] = g
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.receive(ctx, id)
+	return nil
+}
+
+// receive hands a group's accepted envelopes to the committer.
+func (s *Server) receive(ctx context.Context, id [32]byte) {
+	defer s.wg.Done()
+	for {
+		m, err := s.net.Next(ctx, id)
+		if err != nil {
+			return
+		}
+		select {
+		case s.in <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// commit stores accepted envelopes, many per transaction, once each, and
+// applies each group's quota.
+func (s *Server) commit() {
+	defer s.wg.Done()
+	for {
+		var batch []*groupnet.Message
+		select {
+		case m := <-s.in:
+			batch = append(batch, m)
+		case <-s.ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < 512 {
+			select {
+			case m := <-s.in:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		if err := s.store(batch); err != nil {
+			// Lost for this relay; members that saw it live still hold
+			// it. The log says why (a full disk, shutdown).
+			s.log.Error("history: store", "envelopes", len(batch), "err", err)
+		}
+	}
+}
+
+// store writes a batch and trims groups over quota.
+func (s *Server) store(batch []*groupnet.Message) error {
+	now := s.cfg.Now().UnixMilli()
+	type placed struct {
+		group [32]byte
+		seq   uint64
+		size  int64
+	}
+	var done []placed
+	// Sequence numbers are taken under the lock and given back (not
+	// reused: a gap in numbering is harmless, since Get names what exists)
+	// if the commit fails.
+	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+		done = done[:0]
+		inBatch := map[string]bool{}
+		for _, m := range batch {
+			g := m.Envelope.Group
+			idKey := append(append([]byte(nil), g[:]...), m.ID...)
+			if inBatch[string(idKey)] {
+				continue
+			}
+			ok, err := tx.Has(s.ids, idKey)
+			if err != nil {
+				return err
+			}
+			if ok {
+				continue
+			}
+			inBatch[string(idKey)] = true
+			s.mu.Lock()
+			gr := s.groups[g]
+			var seq uint64
+			if gr != nil {
+				seq = gr.next
+				gr.next++
+			}
+			s.mu.Unlock()
+			if gr == nil {
+				continue // left meanwhile
+			}
+			k := binary.BigEndian.AppendUint64(append([]byte(nil), g[:]...), seq)
+			v := binary.BigEndian.AppendUint64(nil, uint64(now))
+			v = append(append(v, m.ID...), m.Raw...)
+			if err := tx.SetTTL(s.msgs, k, v, s.cfg.Retention); err != nil {
+				return err
+			}
+			if err := tx.SetTTL(s.ids, idKey, binary.BigEndian.AppendUint64(nil, seq), s.cfg.Retention); err != nil {
+				return err
+			}
+			done = append(done, placed{g, seq, int64(len(v))})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	var trim [][32]byte
+	s.mu.Lock()
+	for _, p := range done {
+		if gr := s.groups[p.group]; gr != nil {
+			gr.bytes += p.size
+			if gr.next-gr.first > uint64(s.cfg.MaxGroupMessages) || gr.bytes > s.cfg.MaxGroupBytes {
+				trim = append(trim, p.group)
+			}
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	for _, g := range trim {
+		if err := s.trim(g); err != nil {
+			s.log.Error("history: trim", "err", err)
+		}
+	}
+	return nil
+}
+
+// trim deletes a group's oldest envelopes until it is within its quota.
+func (s *Server) trim(id [32]byte) error {
+	s.mu.Lock()
+	gr := s.groups[id]
+	if gr == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	first, next, bytes := gr.first, gr.next, gr.bytes
+	s.mu.Unlock()
+	var freed int64
+	var newFirst = first
+	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+		freed, newFirst = 0, first
+		var del [][2][]byte
+		err := tx.IterateFrom(s.msgs, id[:], binary.BigEndian.AppendUint64(nil, first), func(k, v []byte) error {
+			seq := binary.BigEndian.Uint64(k[32:])
+			if next-seq <= uint64(s.cfg.MaxGroupMessages) && bytes-freed <= s.cfg.MaxGroupBytes {
+				return storage.ErrStop
+			}
+			if len(v) >= 40 {
+				del = append(del, [2][]byte{append([]byte(nil), k...), append(append([]byte(nil), id[:]...), v[8:40]...)})
+			}
+			freed += int64(len(v))
+			newFirst = seq + 1
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, d := range del {
+			if err := tx.Delete(s.msgs, d[0]); err != nil {
+				return err
+			}
+			if err := tx.Delete(s.ids, d[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if gr := s.groups[id]; gr != nil {
+		gr.first = max(gr.first, newFirst)
+		gr.bytes -= freed
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// expire drops registrations that were not renewed, hourly.
+func (s *Server) expire() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		var gone [][32]byte
+		s.mu.Lock()
+		for id, g := range s.groups {
+			if g.expires.Before(now) {
+				gone = append(gone, id)
+				g.cancel()
+				delete(s.groups, id)
+			}
+		}
+		s.mu.Unlock()
+		for _, id := range gone {
+			s.net.Leave(id)
+			_ = s.cfg.DB.Update(func(tx *storage.Txn) error { return tx.Delete(s.reg, id[:]) })
+		}
+	}
+}
+
+// members is the server as groupnet.Members.
+type members Server
+
+func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, error) {
+	s := (*Server)(m)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[id]
+	if g == nil {
+		return identity.AccountID{}, groupnet.ErrUnknownDevice
+	}
+	acct, ok := g.devices[device]
+	if !ok {
+		return identity.AccountID{}, groupnet.ErrUnknownDevice
+	}
+	allowed := false
+	switch kind {
+	case groupmsg.KindSenderKey:
+		allowed = g.state.MayPost(acct)
+	case groupmsg.KindState:
+		allowed = g.state.Role(acct) != groupstate.RoleNone
+	}
+	if !allowed {
+		return acct, groupnet.ErrNotAllowed
+	}
+	return acct, nil
+}
+
+// handle serves one request.
+func (s *Server) handle(str network.Stream, log *slog.Logger) {
+	defer str.Close()
+	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads)
+	if err != nil {
+		log.Debug("history: bad request", "err", err)
+		s.answerStatus(str, CodeMalformed, err.Error())
+		return
+	}
+	p := str.Conn().RemotePeer()
+	if !s.requests.Allow(p, s.cfg.Now()) {
+		s.answerStatus(str, CodeRateLimited, "too many requests")
+		return
+	}
+	switch t {
+	case typeRegister:
+		m, err := decodeRegister(body)
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		code, text := s.register(p, m, body)
+		s.answerStatus(str, code, text)
+	case typeQuery:
+		m, err := decodeQuery(body)
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		s.answerPage(str, m.Group, func(tx *storage.Txn, pg *Page) error { return s.query(tx, m, pg) })
+	case typeGet:
+		m, err := decodeGet(body)
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		s.answerPage(str, m.Group, func(tx *storage.Txn, pg *Page) error { return s.get(tx, m, pg) })
+	case typeHeads:
+		m, err := decodeHeads(body)
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		s.heads(str, m)
+	}
+}
+
+func (s *Server) answerStatus(str network.Stream, c Code, text string) {
+	_, _ = str.Write(frame(typeStatus, (&statusMsg{Code: c, Text: text}).appendBody(nil)))
+}
+
+// register verifies and stores a registration, joining the topic of a
+// group new to the relay.
+func (s *Server) register(p peer.ID, m *registerMsg, body []byte) (Code, string) {
+	g, err := verifyRegister(m)
+	if err != nil {
+		return CodeInvalid, err.Error()
+	}
+	expires := s.cfg.Now().Add(s.cfg.RegistrationTTL)
+	s.mu.Lock()
+	old := s.groups[m.Group]
+	n := len(s.groups)
+	if old != nil {
+		if g.entries < old.entries {
+			// An older log than the relay's: renew only.
+			old.expires = expires
+			s.mu.Unlock()
+			return s.storeRegistration(m.Group, expires, nil)
+		}
+		old.state, old.entries, old.expires = g.state, g.entries, expires
+		for a, v := range g.lists {
+			if old.lists[a] > v {
+				continue
+			}
+			for d, acct := range old.devices {
+				if acct == a {
+					delete(old.devices, d)
+				}
+			}
+			old.lists[a] = v
+		}
+		for d, a := range g.devices {
+			if old.lists[a] == g.lists[a] {
+				old.devices[d] = a
+			}
+		}
+		s.mu.Unlock()
+		return s.storeRegistration(m.Group, expires, body)
+	}
+	s.mu.Unlock()
+	if n >= s.cfg.MaxGroups {
+		return CodeFull, "the relay keeps no more groups"
+	}
+	if !s.newGroup.Allow(p, s.cfg.Now()) {
+		return CodeFull, "too many new groups from this peer today"
+	}
+	if code, text := s.storeRegistration(m.Group, expires, body); code != CodeOK {
+		return code, text
+	}
+	g.expires = expires
+	g.first, g.next = 1, 1
+	s.mu.Lock()
+	if s.groups[m.Group] != nil { // registered meanwhile
+		s.mu.Unlock()
+		return CodeOK, ""
+	}
+	s.mu.Unlock()
+	if err := s.join(m.Group, g); err != nil {
+		return CodeUnavailable, err.Error()
+	}
+	return CodeOK, ""
+}
+
+// storeRegistration writes a registration's expiry and, if body is not
+// nil, its body (nil renews the stored one).
+func (s *Server) storeRegistration(id [32]byte, expires time.Time, body []byte) (Code, string) {
+	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+		if body == nil {
+			old, err := tx.Get(s.reg, id[:])
+			if err != nil {
+				return err
+			}
+			if len(old) < 8 {
+				return errors.New("a stored registration without expiry")
+			}
+			body = old[8:]
+		}
+		v := binary.BigEndian.AppendUint64(nil, uint64(expires.UnixMilli()))
+		return tx.Set(s.reg, id[:], append(v, body...))
+	})
+	if err != nil {
+		return CodeUnavailable, err.Error()
+	}
+	return CodeOK, ""
+}
+
+// answerPage fills a Page in one snapshot and sends it.
+func (s *Server) answerPage(str network.Stream, id [32]byte, fill func(*storage.Txn, *Page) error) {
+	s.mu.Lock()
+	g := s.groups[id]
+	var first, head uint64
+	if g != nil {
+		first, head = g.first, g.next-1
+	}
+	s.mu.Unlock()
+	if g == nil {
+		s.answerStatus(str, CodeUnknown, "no history of this group here")
+		return
+	}
+	pg := &Page{First: first, Head: head}
+	if err := s.cfg.DB.View(func(tx *storage.Txn) error { return fill(tx, pg) }); err != nil {
+		s.answerStatus(str, CodeUnavailable, err.Error())
+		return
+	}
+	_, _ = str.Write(frame(typePage, pg.appendBody(nil)))
+}
+
+func decodeStored(k, v []byte, withEnvelope bool) (Item, bool) {
+	if len(k) != 40 || len(v) < 40 {
+		return Item{}, false
+	}
+	it := Item{Seq: binary.BigEndian.Uint64(k[32:]), Stored: int64(binary.BigEndian.Uint64(v))}
+	copy(it.ID[:], v[8:40])
+	if withEnvelope {
+		it.Envelope = append([]byte{}, v[40:]...)
+	}
+	return it, true
+}
+
+func (s *Server) query(tx *storage.Txn, m *queryMsg, pg *Page) error {
+	limit := int(m.Limit)
+	if limit == 0 || limit > MaxPageItems {
+		limit = MaxPageItems
+	}
+	size := 0
+	return tx.IterateFrom(s.msgs, m.Group[:], binary.BigEndian.AppendUint64(nil, m.After+1), func(k, v []byte) error {
+		if len(pg.Items) >= limit || (!m.IDsOnly && size+len(v) > pageBudget && len(pg.Items) > 0) {
+			pg.More = true
+			return storage.ErrStop
+		}
+		it, ok := decodeStored(k, v, !m.IDsOnly)
+		if !ok {
+			return nil
+		}
+		size += len(v)
+		pg.Items = append(pg.Items, it)
+		return nil
+	})
+}
+
+func (s *Server) get(tx *storage.Txn, m *getMsg, pg *Page) error {
+	size := 0
+	for _, seq := range m.Seqs {
+		k := binary.BigEndian.AppendUint64(append([]byte(nil), m.Group[:]...), seq)
+		v, err := tx.Get(s.msgs, k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if size+len(v) > pageBudget && len(pg.Items) > 0 {
+			pg.More = true
+			break
+		}
+		it, ok := decodeStored(k, v, true)
+		if !ok {
+			continue
+		}
+		size += len(v)
+		pg.Items = append(pg.Items, it)
+	}
+	return nil
+}
+
+// heads answers with the heads that passed the client's cursors, waiting
+// for one up to the asked wait.
+func (s *Server) heads(str network.Stream, m *headsMsg) {
+	wait := min(time.Duration(m.WaitMS)*time.Millisecond, s.cfg.MaxWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		var moved []Head
+		var all []Head
+		for _, h := range m.Heads {
+			g := s.groups[h.Group]
+			if g == nil {
+				continue
+			}
+			cur := Head{Group: h.Group, Seq: g.next - 1}
+			all = append(all, cur)
+			if cur.Seq > h.Seq {
+				moved = append(moved, cur)
+			}
+		}
+		s.mu.Unlock()
+		if len(moved) > 0 || wait == 0 {
+			if len(moved) == 0 {
+				moved = all
+			}
+			_, _ = str.Write(frame(typeHeads, (&headsMsg{Heads: moved}).appendBody(nil)))
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			_, _ = str.Write(frame(typeHeads, (&headsMsg{Heads: all}).appendBody(nil)))
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,537 @@
+package history
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ProtocolID is the group history protocol.
+const ProtocolID = "/peergram/group-history/1.0.0"
+
+// frameType is the first byte after a frame's length. Wire enum:
+// append-only, never renumber.
+type frameType uint8
+
+const (
+	typeRegister frameType = 0x01 // C→S; answered by Status
+	typeQuery    frameType = 0x02 // C→S; answered by Page
+	typeGet      frameType = 0x03 // C→S; answered by Page
+	typeHeads    frameType = 0x04 // C→S and S→C
+	typePage     frameType = 0x05 // S→C
+	typeStatus   frameType = 0x06 // S→C: Register's answer, or a refusal
+)
+
+// Bounds of frame bodies.
+const (
+	headerSize = 5 // length:u32 | type:u8
+
+	// MaxRegisterSize bounds a Register body: a group's whole state log
+	// and the members' device lists known to the registering member.
+	MaxRegisterSize = 8 << 20
+	// MaxPageSize bounds a Page body; the relay fills a page up to
+	// pageBudget, so one envelope of groupmsg.MaxSize always fits.
+	MaxPageSize = 4 << 20
+	pageBudget  = 2 << 20
+	// controlMax bounds every other body.
+	controlMax = 64 << 10
+
+	// MaxPageItems is the most items a Page carries.
+	MaxPageItems = 1000
+	// MaxHeads is the most groups one Heads names.
+	MaxHeads = 1000
+	// maxText bounds a Status text.
+	maxText = 512
+)
+
+// ErrMalformed reports bytes that are not a valid frame of this protocol.
+var ErrMalformed = errors.New("history: malformed frame")
+
+// ErrTooLarge reports a frame over its type's bound.
+var ErrTooLarge = errors.New("history: frame too large")
+
+func maxBody(t frameType) (int, bool) {
+	switch t {
+	case typeRegister:
+		return MaxRegisterSize, true
+	case typePage:
+		return MaxPageSize, true
+	case typeQuery, typeGet, typeHeads, typeStatus:
+		return controlMax, true
+	}
+	return 0, false
+}
+
+// Code is a Status code. Wire enum: append-only.
+type Code uint8
+
+const (
+	CodeOK          Code = 0
+	CodeMalformed   Code = 1 // the request did not decode
+	CodeInvalid     Code = 2 // a log or device list did not verify
+	CodeUnknown     Code = 3 // the relay keeps no history of that group
+	CodeRateLimited Code = 4
+	CodeFull        Code = 5 // the relay keeps no more groups (or no more for this peer)
+	CodeUnavailable Code = 6 // storage failed; try again
+)
+
+func (c Code) String() string {
+	switch c {
+	case CodeOK:
+		return "ok"
+	case CodeMalformed:
+		return "malformed"
+	case CodeInvalid:
+		return "invalid"
+	case CodeUnknown:
+		return "unknown group"
+	case CodeRateLimited:
+		return "rate limited"
+	case CodeFull:
+		return "full"
+	case CodeUnavailable:
+		return "unavailable"
+	}
+	return fmt.Sprintf("code %d", uint8(c))
+}
+
+// registerMsg asks the relay to keep a group's history: the group's
+// state log, oldest first, and members' signed device lists.
+type registerMsg struct {
+	Group   [32]byte
+	Entries [][]byte
+	Lists   [][]byte
+}
+
+// queryMsg asks for what the relay holds of a group after a cursor.
+type queryMsg struct {
+	Group   [32]byte
+	After   uint64
+	Limit   uint32
+	IDsOnly bool
+}
+
+// getMsg asks for items by their sequence numbers.
+type getMsg struct {
+	Group [32]byte
+	Seqs  []uint64
+}
+
+// Head is a group and a sequence number: in a request the last one the
+// client holds, in the answer the relay's newest.
+type Head struct {
+	Group [32]byte
+	Seq   uint64
+}
+
+// headsMsg: the client's cursors and how long the relay may wait for one
+// of them to be passed; the relay answers with the heads that moved (or
+// all of them once the wait is over).
+type headsMsg struct {
+	Heads  []Head
+	WaitMS uint32
+}
+
+// Item is one stored envelope of a group.
+type Item struct {
+	Seq      uint64
+	ID       [32]byte // SHA-256 of the envelope (groupmsg.ID)
+	Stored   int64    // when the relay stored it, Unix ms
+	Envelope []byte   // nil in an IDs-only page
+}
+
+// Page answers a Query or a Get.
+type Page struct {
+	Items []Item
+	// First is the oldest sequence number the relay still holds (older
+	// ones expired or were trimmed by the group's quota); Head the
+	// newest. A client whose cursor is below First-1 has lost messages.
+	First, Head uint64
+	// More: a Query's page stopped before Head.
+	More bool
+}
+
+type statusMsg struct {
+	Code Code
+	Text string
+}
+
+// Field numbers.
+const (
+	fGroup   = 1
+	fEntry   = 2
+	fList    = 3
+	fAfter   = 2
+	fLimit   = 3
+	fIDsOnly = 4
+	fSeq     = 2
+	fHead    = 1
+	fWait    = 2
+	fItem    = 1
+	fFirst   = 2
+	fHeadSeq = 3
+	fMore    = 4
+	fCode    = 1
+	fText    = 2
+
+	fItemSeq = 1
+	fItemID  = 2
+	fItemAt  = 3
+	fItemEnv = 4
+)
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func (m *registerMsg) appendBody(b []byte) []byte {
+	b = appendBytes(b, fGroup, m.Group[:])
+	for _, e := range m.Entries {
+		b = appendBytes(b, fEntry, e)
+	}
+	for _, l := range m.Lists {
+		b = appendBytes(b, fList, l)
+	}
+	return b
+}
+
+func (m *queryMsg) appendBody(b []byte) []byte {
+	b = appendBytes(b, fGroup, m.Group[:])
+	b = appendVarint(b, fAfter, m.After)
+	b = appendVarint(b, fLimit, uint64(m.Limit))
+	if m.IDsOnly {
+		b = appendVarint(b, fIDsOnly, 1)
+	}
+	return b
+}
+
+func (m *getMsg) appendBody(b []byte) []byte {
+	b = appendBytes(b, fGroup, m.Group[:])
+	for _, s := range m.Seqs {
+		b = appendVarint(b, fSeq, s)
+	}
+	return b
+}
+
+func appendHead(b []byte, h Head) []byte {
+	var in []byte
+	in = appendBytes(in, fGroup, h.Group[:])
+	in = appendVarint(in, fSeq, h.Seq)
+	return appendBytes(b, fHead, in)
+}
+
+func (m *headsMsg) appendBody(b []byte) []byte {
+	for _, h := range m.Heads {
+		b = appendHead(b, h)
+	}
+	return appendVarint(b, fWait, uint64(m.WaitMS))
+}
+
+func appendItem(b []byte, it *Item) []byte {
+	var in []byte
+	in = appendVarint(in, fItemSeq, it.Seq)
+	in = appendBytes(in, fItemID, it.ID[:])
+	in = appendVarint(in, fItemAt, uint64(it.Stored))
+	if it.Envelope != nil {
+		in = appendBytes(in, fItemEnv, it.Envelope)
+	}
+	return appendBytes(b, fItem, in)
+}
+
+func (p *Page) appendBody(b []byte) []byte {
+	for i := range p.Items {
+		b = appendItem(b, &p.Items[i])
+	}
+	b = appendVarint(b, fFirst, p.First)
+	b = appendVarint(b, fHeadSeq, p.Head)
+	if p.More {
+		b = appendVarint(b, fMore, 1)
+	}
+	return b
+}
+
+func (m *statusMsg) appendBody(b []byte) []byte {
+	b = appendVarint(b, fCode, uint64(m.Code))
+	if m.Text != "" {
+		t := m.Text
+		if len(t) > maxText {
+			t = t[:maxText]
+		}
+		b = appendBytes(b, fText, []byte(t))
+	}
+	return b
+}
+
+// frame returns header and body of one frame.
+func frame(t frameType, body []byte) []byte {
+	out := make([]byte, headerSize, headerSize+len(body))
+	binary.BigEndian.PutUint32(out, uint32(1+len(body)))
+	out[4] = byte(t)
+	return append(out, body...)
+}
+
+// readFrame reads one frame whose type is in want, refusing a body over
+// its type's bound before reading it.
+func readFrame(r io.Reader, want ...frameType) (frameType, []byte, error) {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	t := frameType(hdr[4])
+	if n < 1 {
+		return 0, nil, fmt.Errorf("%w: empty frame", ErrMalformed)
+	}
+	bound, ok := maxBody(t)
+	if !ok || !contains(want, t) {
+		return 0, nil, fmt.Errorf("%w: unexpected frame type 0x%02x", ErrMalformed, uint8(t))
+	}
+	if int64(n-1) > int64(bound) {
+		return 0, nil, fmt.Errorf("%w: %d bytes (at most %d)", ErrTooLarge, n-1, bound)
+	}
+	body := make([]byte, n-1)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return t, body, nil
+}
+
+func contains(ts []frameType, t frameType) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldsOf walks a protowire body, calling fn for each field; unknown
+// fields are skipped (later minor versions append fields).
+func fieldsOf(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ != protowire.VarintType && typ != protowire.BytesType {
+			continue
+		}
+		if err := fn(num, typ, v, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func group32(dst *[32]byte, v []byte, seen *bool) error {
+	if len(v) != 32 {
+		return fmt.Errorf("%w: a group ID of %d bytes", ErrMalformed, len(v))
+	}
+	copy(dst[:], v)
+	*seen = true
+	return nil
+}
+
+func needGroup(seen bool) error {
+	if !seen {
+		return fmt.Errorf("%w: no group", ErrMalformed)
+	}
+	return nil
+}
+
+func decodeRegister(b []byte) (*registerMsg, error) {
+	m := &registerMsg{}
+	var seen bool
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		if typ != protowire.BytesType {
+			return nil
+		}
+		switch num {
+		case fGroup:
+			return group32(&m.Group, v, &seen)
+		case fEntry:
+			m.Entries = append(m.Entries, v)
+		case fList:
+			m.Lists = append(m.Lists, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, needGroup(seen)
+}
+
+func decodeQuery(b []byte) (*queryMsg, error) {
+	m := &queryMsg{}
+	var seen bool
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fGroup && typ == protowire.BytesType:
+			return group32(&m.Group, v, &seen)
+		case num == fAfter && typ == protowire.VarintType:
+			m.After = x
+		case num == fLimit && typ == protowire.VarintType:
+			m.Limit = uint32(min(x, MaxPageItems))
+		case num == fIDsOnly && typ == protowire.VarintType:
+			m.IDsOnly = x != 0
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, needGroup(seen)
+}
+
+func decodeGet(b []byte) (*getMsg, error) {
+	m := &getMsg{}
+	var seen bool
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fGroup && typ == protowire.BytesType:
+			return group32(&m.Group, v, &seen)
+		case num == fSeq && typ == protowire.VarintType:
+			if len(m.Seqs) >= MaxPageItems {
+				return fmt.Errorf("%w: more than %d sequence numbers", ErrMalformed, MaxPageItems)
+			}
+			m.Seqs = append(m.Seqs, x)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, needGroup(seen)
+}
+
+func decodeHead(b []byte) (Head, error) {
+	var h Head
+	var seen bool
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fGroup && typ == protowire.BytesType:
+			return group32(&h.Group, v, &seen)
+		case num == fSeq && typ == protowire.VarintType:
+			h.Seq = x
+		}
+		return nil
+	})
+	if err != nil {
+		return h, err
+	}
+	return h, needGroup(seen)
+}
+
+func decodeHeads(b []byte) (*headsMsg, error) {
+	m := &headsMsg{}
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fHead && typ == protowire.BytesType:
+			if len(m.Heads) >= MaxHeads {
+				return fmt.Errorf("%w: more than %d heads", ErrMalformed, MaxHeads)
+			}
+			h, err := decodeHead(v)
+			if err != nil {
+				return err
+			}
+			m.Heads = append(m.Heads, h)
+		case num == fWait && typ == protowire.VarintType:
+			m.WaitMS = uint32(min(x, 1<<31))
+		}
+		return nil
+	})
+	return m, err
+}
+
+func decodeItem(b []byte) (Item, error) {
+	var it Item
+	var hasID bool
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fItemSeq && typ == protowire.VarintType:
+			it.Seq = x
+		case num == fItemID && typ == protowire.BytesType:
+			if len(v) != 32 {
+				return fmt.Errorf("%w: an item ID of %d bytes", ErrMalformed, len(v))
+			}
+			copy(it.ID[:], v)
+			hasID = true
+		case num == fItemAt && typ == protowire.VarintType:
+			it.Stored = int64(x)
+		case num == fItemEnv && typ == protowire.BytesType:
+			it.Envelope = append([]byte{}, v...)
+		}
+		return nil
+	})
+	if err == nil && !hasID {
+		err = fmt.Errorf("%w: an item without ID", ErrMalformed)
+	}
+	return it, err
+}
+
+func decodePage(b []byte) (*Page, error) {
+	p := &Page{}
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fItem && typ == protowire.BytesType:
+			if len(p.Items) >= MaxPageItems {
+				return fmt.Errorf("%w: more than %d items", ErrMalformed, MaxPageItems)
+			}
+			it, err := decodeItem(v)
+			if err != nil {
+				return err
+			}
+			p.Items = append(p.Items, it)
+		case num == fFirst && typ == protowire.VarintType:
+			p.First = x
+		case num == fHeadSeq && typ == protowire.VarintType:
+			p.Head = x
+		case num == fMore && typ == protowire.VarintType:
+			p.More = x != 0
+		}
+		return nil
+	})
+	return p, err
+}
+
+func decodeStatus(b []byte) (*statusMsg, error) {
+	m := &statusMsg{}
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fCode && typ == protowire.VarintType:
+			m.Code = Code(min(x, 255))
+		case num == fText && typ == protowire.BytesType:
+			if len(v) > maxText {
+				v = v[:maxText]
+			}
+			m.Text = string(v)
+		}
+		return nil
+	})
+	return m, err
+}
