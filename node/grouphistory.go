@@ -98,22 +98,22 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			heads = append(heads, history.Head{Group: st.Group, Seq: n.cursor(st.Group, relay)})
 		}
 		hctx, cancel := context.WithTimeout(ctx, wait+15*time.Second)
-		woke := make(chan struct{})
+		woken := make(chan bool, 1)
 		go func() {
 			select {
 			case <-wake:
+				woken <- true
 				cancel() // a group changed: register and ask again
 			case <-hctx.Done():
+				woken <- false
 			}
-			close(woke)
 		}()
 		moved, err := c.Heads(hctx, relay, heads, wait)
 		cancel()
-		<-woke
+		if <-woken {
+			continue
+		}
 		if err != nil {
-			if ctx.Err() == nil && hctx.Err() != nil && !errors.Is(hctx.Err(), context.DeadlineExceeded) {
-				continue // woken
-			}
 			fail("heads", err)
 			continue
 		}
@@ -358,3 +358,4 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 	}
 	return n.takeGroupMessage(gid, &groupnet.Message{Envelope: e, Account: acct, ID: groupmsg.ID(env), Raw: env})
 }
+

@@ -258,7 +258,6 @@ func TestGroupMessages(t *testing.T) {
 	eventually(t, "each in the other's topic", func() (bool, error) {
 		return len(alice.groups.net.Peers([32]byte(gid))) > 0 && len(bob.groups.net.Peers([32]byte(gid))) > 0, nil
 	})
-	time.Sleep(1500 * time.Millisecond) // a heartbeat grafts the mesh
 	if _, err := alice.SendGroup(ctx, g.ID, "hello club "+testMarker); err != nil {
 		t.Fatal(err)
 	}
@@ -646,4 +645,47 @@ func TestGroupOfflineMember(t *testing.T) {
 	}
 	relay.close()
 	assertNoMarker(t, relayDir)
+}
+
+// TestGroupGapRepaired: a member online whose gossip misses messages (it
+// is out of the topic's mesh) gets them from its relay's history while
+// it runs, once each and in order.
+func TestGroupGapRepaired(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Gaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", func() (bool, error) {
+		_, err := bob.Group(ctx, g.ID)
+		return err == nil, nil
+	})
+	if _, err := alice.SendGroup(ctx, g.ID, "first"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first message at Bob", func() (bool, error) { return len(groupTexts(t, bob, g.ID)) == 1, nil })
+	gid, _ := hex.DecodeString(g.ID)
+	bob.groups.net.Leave([32]byte(gid)) // gossip brings Bob nothing more
+	want := []string{"first"}
+	for i := range 5 {
+		text := fmt.Sprintf("missed %d", i)
+		if _, err := alice.SendGroup(ctx, g.ID, text); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, text)
+	}
+	eventually(t, "the missed messages at Bob", func() (bool, error) { return len(groupTexts(t, bob, g.ID)) >= 6, nil })
+	time.Sleep(time.Second)
+	if got := groupTexts(t, bob, g.ID); !slices.Equal(got, want) {
+		t.Fatalf("Bob holds %q, want %q", got, want)
+	}
 }

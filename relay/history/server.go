@@ -176,11 +176,13 @@ func (s *Server) Start() error {
 
 // Close stops serving, leaves every topic and waits for the committer.
 func (s *Server) Close() error {
+	if s.cancel != nil {
+		s.cancel() // first: it ends the Heads requests that wait
+	}
 	s.streams.Close()
 	if s.cancel == nil {
 		return nil
 	}
-	s.cancel()
 	_ = s.net.Close()
 	s.wg.Wait()
 	return nil
