@@ -55,6 +55,9 @@ type payload struct {
 	// (encoded entries, oldest first), sent to the group's members.
 	Group string   `json:"group,omitempty"`
 	Log   [][]byte `json:"log,omitempty"`
+	// Info: "group-log" to members, the group's info keys (titles and
+	// descriptions in the log are sealed with them).
+	Info []infoKey `json:"info,omitempty"`
 }
 
 // job is one outbox entry: a payload to deliver to every device of an

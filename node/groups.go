@@ -39,8 +39,16 @@ func (n *Node) CreateGroup(_ context.Context, title string) (chat.Group, error) 
 	n.mu.Lock()
 	cert := n.keys.cert
 	n.mu.Unlock()
+	info, err := newInfoKey()
+	if err != nil {
+		return chat.Group{}, err
+	}
+	sealedTitle, err := sealInfo(info, title)
+	if err != nil {
+		return chat.Group{}, err
+	}
 	e, err := groupstate.Sign(n.keys.device, cert, nil, n.cfg.Now().UnixMilli(),
-		groupstate.Change{Kind: groupstate.KindCreate, Text: title, Perms: groupstate.DefaultPerms, Ref: nonce})
+		groupstate.Change{Kind: groupstate.KindCreate, Text: sealedTitle, Perms: groupstate.DefaultPerms, Ref: nonce})
 	if err != nil {
 		return chat.Group{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
 	}
@@ -54,6 +62,9 @@ func (n *Node) CreateGroup(_ context.Context, title string) (chat.Group, error) 
 	}
 	id := l.Group()
 	if err := n.db.Update(func(tx *storage.Txn) error {
+		if err := n.addInfoKeys(tx, id, []infoKey{info}); err != nil {
+			return err
+		}
 		return tx.Set(n.st.groupLog, groupEntryKey(id, 0), raw)
 	}); err != nil {
 		return chat.Group{}, err
@@ -111,7 +122,7 @@ func (n *Node) findGroup(tx *storage.Txn, idOrTitle string) (*groupstate.Log, er
 		if strings.EqualFold(hex.EncodeToString(id[:]), want) {
 			return l, nil
 		}
-		if l.State().Title == want {
+		if n.groupTitle(tx, l.State()) == want {
 			found = append(found, l)
 		}
 	}
@@ -241,6 +252,10 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 			if err := n.retireChain(tx, id); err != nil {
 				return err
 			}
+			// Titles set from now on are for the remaining members.
+			if err := n.rotateInfoKey(tx, id); err != nil {
+				return err
+			}
 		} else if err := n.sendOwnChain(tx, id, added); err != nil {
 			return err
 		}
@@ -279,10 +294,19 @@ func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.Ac
 		}
 		p.Log = append(p.Log, raw)
 	}
+	// Accounts the log leaves out get it without the info keys.
+	outBody, err := encodePayload(p)
+	if err != nil {
+		return nil, err
+	}
+	if p.Info, err = n.infoKeys(tx, id); err != nil {
+		return nil, err
+	}
 	body, err := encodePayload(p)
 	if err != nil {
 		return nil, err
 	}
+	st := l.State()
 	nowMs := n.cfg.Now().UnixMilli()
 	var notify []identity.AccountID
 	seen := map[identity.AccountID]bool{self: true}
@@ -295,7 +319,11 @@ func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.Ac
 		if _, err := n.rand.Read(mid[:]); err != nil {
 			return nil, err
 		}
-		if err := n.enqueue(tx, &job{ID: mid, To: a, Payload: body, SentAt: nowMs}); err != nil {
+		b := body
+		if st.Role(a) == groupstate.RoleNone {
+			b = outBody
+		}
+		if err := n.enqueue(tx, &job{ID: mid, To: a, Payload: b, SentAt: nowMs}); err != nil {
 			return nil, err
 		}
 		notify = append(notify, a)
@@ -398,8 +426,16 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 				return err
 			}
 		}
+		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
+			return err
+		}
 		n.touch(id)
 		return nil
+	}
+	if theirs.State().Role(sender) != groupstate.RoleNone {
+		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
+			return err
+		}
 	}
 	var added []identity.AccountID
 	retire := false
@@ -537,9 +573,10 @@ func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
 // groupView is a group's state as the API shows it.
 func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	self := n.keys.account.ID()
-	g := chat.Group{ID: hex.EncodeToString(st.Group[:]), Title: st.Title, Role: st.Role(self).String(), Members: []chat.GroupMember{}}
+	g := chat.Group{ID: hex.EncodeToString(st.Group[:]), Role: st.Role(self).String(), Members: []chat.GroupMember{}}
 	var names map[identity.AccountID]string
 	if err := n.db.View(func(tx *storage.Txn) error {
+		g.Title = n.groupTitle(tx, st)
 		names = map[identity.AccountID]string{}
 		for a := range st.Members {
 			if a == self {

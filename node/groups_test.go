@@ -601,7 +601,7 @@ func TestGroupOfflineMember(t *testing.T) {
 	bob := startNode(t, bobHome, relay.addr)
 	addEachOther(t, alice, bob, aliceInfo, bobInfo)
 	ctx := context.Background()
-	g, err := alice.CreateGroup(ctx, "Night shift")
+	g, err := alice.CreateGroup(ctx, "Night shift "+testMarker)
 	if err != nil {
 		t.Fatal(err)
 	}

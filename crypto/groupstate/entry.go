@@ -18,7 +18,11 @@ const (
 
 	// MaxText bounds a title or description, in bytes of UTF-8.
 	MaxText = 1024
-	// MaxTitle bounds a title, in bytes.
+	// MaxTitle bounds a title's plaintext, in bytes. Logs reach relays,
+	// which verify them, so a node seals titles and descriptions (with
+	// the group's info key, which members share and relays never get)
+	// before it signs them: to this package a title is opaque text of
+	// at most MaxText bytes.
 	MaxTitle = 128
 	// MaxEntrySize bounds an encoded entry.
 	MaxEntrySize = 2048
@@ -262,8 +266,8 @@ func (e *Entry) checkForm() error {
 		return bad("negative expiry")
 	case usesText && !utf8.ValidString(c.Text):
 		return bad("text is not UTF-8")
-	case (c.Kind == KindCreate || c.Kind == KindTitle) && (c.Text == "" || len(c.Text) > MaxTitle):
-		return bad(fmt.Sprintf("title of %d bytes (1 to %d)", len(c.Text), MaxTitle))
+	case (c.Kind == KindCreate || c.Kind == KindTitle) && (c.Text == "" || len(c.Text) > MaxText):
+		return bad(fmt.Sprintf("title of %d bytes (1 to %d)", len(c.Text), MaxText))
 	case usesAccount && c.Account == identity.AccountID{}:
 		return bad("no account")
 	case (c.Kind == KindPin || c.Kind == KindUnpin || c.Kind == KindInviteCreate || c.Kind == KindInviteRevoke || c.Kind == KindJoin) && c.Ref == zero:

@@ -151,6 +151,13 @@ func New(ctx context.Context, cfg Config) (*Net, error) {
 		pubsub.WithPeerOutboundQueueSize(cfg.QueueSize),
 		pubsub.WithValidateQueueSize(cfg.QueueSize),
 		pubsub.WithPeerScore(scoreParams(), scoreThresholds()),
+		// A device's own messages go to every peer it knows in the
+		// topic, not only to its mesh: a mesh is grafted at heartbeats,
+		// and without this a message published before the next one
+		// reached nobody (gossip offers messages to non-mesh peers only,
+		// and the peers it missed were grafted meanwhile). v0.19's
+		// default is off.
+		pubsub.WithFloodPublish(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("groupnet: %w", err)

@@ -1,0 +1,484 @@
+package history
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/relay/groupnet"
+	"github.com/peergram/peergram/storage"
+)
+
+// member is an account with one device.
+type member struct {
+	acct *identity.AccountKey
+	dev  *identity.DeviceKey
+	cert *identity.DeviceCert
+	list *identity.DeviceList
+}
+
+func newMember(t *testing.T) *member {
+	t.Helper()
+	acct, err := identity.NewAccountKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := identity.NewDeviceKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := acct.CertifyDevice(dev, "d", time.Now().Unix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := acct.SignDeviceList(nil, []identity.DeviceCert{*cert}, time.Now().Unix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &member{acct, dev, cert, list}
+}
+
+func (m *member) listBytes(t *testing.T) []byte {
+	t.Helper()
+	b, err := m.list.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (m *member) seal(t *testing.T, group [32]byte, text string) []byte {
+	t.Helper()
+	b, err := groupmsg.Seal(m.dev, group, groupmsg.KindSenderKey, time.Now().UnixMilli(), []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// groupLog signs a group created by owner with others added, and
+// returns its ID and entries.
+func groupLog(t *testing.T, owner *member, others ...*member) ([32]byte, [][]byte) {
+	t.Helper()
+	ref := [32]byte{}
+	_, _ = rand.Read(ref[:])
+	e, err := groupstate.Sign(owner.dev, owner.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "g", Perms: groupstate.DefaultPerms, Ref: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := groupstate.NewLog(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range others {
+		e, err = groupstate.Sign(owner.dev, owner.cert, l.Head(), time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindAdd, Account: o.acct.ID()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var raws [][]byte
+	for _, e := range l.Entries(0) {
+		b, err := e.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, b)
+	}
+	return l.Group(), raws
+}
+
+// openAll lets every device of the given members publish.
+type openAll map[identity.DeviceID]identity.AccountID
+
+func (o openAll) MayPublish(_ [32]byte, d identity.DeviceID, _ groupmsg.Kind) (identity.AccountID, error) {
+	if a, ok := o[d]; ok {
+		return a, nil
+	}
+	return identity.AccountID{}, groupnet.ErrUnknownDevice
+}
+
+type relayUnderTest struct {
+	h   host.Host
+	db  *storage.DB
+	srv *Server
+	dir string
+}
+
+func newHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func startServer(t *testing.T, dir string, h host.Host, mod func(*Config)) *relayUnderTest {
+	t.Helper()
+	db, err := storage.Open(storage.Options{Dir: dir, MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DB: db, Host: h}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &relayUnderTest{h: h, db: db, srv: srv, dir: dir}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(r.stop) })
+	return r
+}
+
+func (r *relayUnderTest) stop() {
+	r.srv.Close()
+	r.db.Close()
+}
+
+// peerNet is a member's host running gossip, connected to the relay.
+type peerNet struct {
+	h   host.Host
+	net *groupnet.Net
+}
+
+func startPeer(t *testing.T, relay host.Host, group [32]byte, members openAll) *peerNet {
+	t.Helper()
+	h := newHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	n, err := groupnet.New(ctx, groupnet.Config{Host: h, Members: members})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Join(group); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Connect(ctx, peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	return &peerNet{h, n}
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// publish waits until the peer and the relay see each other in the
+// topic, then publishes.
+func (p *peerNet) publish(t *testing.T, r *relayUnderTest, group [32]byte, env []byte) {
+	t.Helper()
+	eventually(t, "the relay and the peer in each other's topic", func() bool {
+		return slices.Contains(p.net.Peers(group), r.h.ID()) && slices.Contains(r.srv.Net().Peers(group), p.h.ID())
+	})
+	if err := p.net.Publish(context.Background(), group, env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func texts(t *testing.T, items []Item, group [32]byte) []string {
+	t.Helper()
+	var out []string
+	for _, it := range items {
+		e, err := groupmsg.Open(group, it.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(e.Payload))
+	}
+	return out
+}
+
+// TestStoreAndQuery: a relay registered for a group stores what members
+// publish, once each and in order, and serves it by cursor in pages, by
+// IDs, and by sequence numbers; a Heads request wakes when it stores
+// more. Everything survives a restart of the relay.
+func TestStoreAndQuery(t *testing.T) {
+	alice, bob := newMember(t), newMember(t)
+	gid, entries := groupLog(t, alice, bob)
+	rh := newHost(t)
+	dir := t.TempDir()
+	r := startServer(t, dir, rh, nil)
+	c := NewClient(newHost(t))
+	ctx := context.Background()
+	if err := c.h.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Query(ctx, rh.ID(), gid, 0, 10, false); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("a query before registration: %v", err)
+	}
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}); err != nil {
+		t.Fatal(err)
+	}
+	members := openAll{alice.dev.ID(): alice.acct.ID(), bob.dev.ID(): bob.acct.ID()}
+	pa := startPeer(t, rh, gid, members)
+
+	// A Heads request waits for the first message.
+	heads := make(chan []Head, 1)
+	go func() {
+		h, err := c.Heads(ctx, rh.ID(), []Head{{Group: gid, Seq: 0}}, 20*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		heads <- h
+	}()
+	var want []string
+	for i := range 25 {
+		text := fmt.Sprintf("message %02d", i)
+		env := alice.seal(t, gid, text)
+		pa.publish(t, r, gid, env)
+		want = append(want, text)
+		if i == 0 {
+			select {
+			case h := <-heads:
+				if len(h) != 1 || h[0].Group != gid || h[0].Seq < 1 {
+					t.Fatalf("heads %+v", h)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Heads did not wake")
+			}
+			// The same envelope again is stored once.
+			if err := pa.net.Publish(ctx, gid, env); err == nil {
+				t.Log("published a duplicate")
+			}
+		}
+	}
+	eventually(t, "25 stored", func() bool {
+		p, err := c.Query(ctx, rh.ID(), gid, 0, 0, true)
+		return err == nil && len(p.Items) == 25
+	})
+	check := func() {
+		t.Helper()
+		var got []string
+		after := uint64(0)
+		for pages := 0; ; pages++ {
+			p, err := c.Query(ctx, rh.ID(), gid, after, 10, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, texts(t, p.Items, gid)...)
+			if !p.More {
+				if pages != 2 || p.First != 1 || p.Head != 25 {
+					t.Fatalf("%d pages, first %d, head %d", pages+1, p.First, p.Head)
+				}
+				break
+			}
+			after = p.Items[len(p.Items)-1].Seq
+		}
+		// The relay's order is the order it received them in (gossip
+		// may reorder); members order by the sender's time.
+		if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
+			t.Fatalf("got %q", got)
+		}
+		p, err := c.Get(ctx, rh.ID(), gid, []uint64{3, 7, 99})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := texts(t, p.Items, gid); len(g) != 2 || g[0] != got[2] || g[1] != got[6] {
+			t.Fatalf("Get: %q", g)
+		}
+	}
+	check()
+
+	// Restart: the history and the registration stay.
+	r.stop()
+	rh2 := newHost(t)
+	r2 := startServer(t, dir, rh2, nil)
+	if err := c.h.Connect(ctx, peer.AddrInfo{ID: rh2.ID(), Addrs: rh2.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	rh = rh2
+	check()
+	pb := startPeer(t, rh2, gid, members)
+	pb.publish(t, r2, gid, bob.seal(t, gid, "after the restart"))
+	eventually(t, "a message after the restart", func() bool {
+		p, err := c.Query(ctx, rh2.ID(), gid, 25, 0, false)
+		return err == nil && len(p.Items) == 1 && p.Items[0].Seq == 26
+	})
+}
+
+// TestRelayChecksSenders: the relay stores only envelopes from devices of
+// members of the registered log: not a non-member's, not a forged one,
+// not another group's — even when they reach it from a peer that
+// forwards everything.
+func TestRelayChecksSenders(t *testing.T) {
+	alice, bob, mallory := newMember(t), newMember(t), newMember(t)
+	gid, entries := groupLog(t, alice, bob)
+	other, _ := groupLog(t, mallory)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := NewClient(newHost(t))
+	ctx := context.Background()
+	if err := c.h.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	// Mallory's list comes along: the relay must ignore it (not a member).
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t), mallory.listBytes(t)}); err != nil {
+		t.Fatal(err)
+	}
+	attacker := startAttacker(t, r, gid)
+	forged := alice.seal(t, gid, "forged")
+	forged[len(forged)-1] ^= 1
+	for _, env := range [][]byte{
+		mallory.seal(t, gid, "non-member"),
+		forged,
+		alice.seal(t, other, "another group's"),
+	} {
+		if err := attacker.Publish(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A genuine one last, from an honest peer (the attacker is
+	// graylisted by now): once it is stored, the others were handled.
+	time.Sleep(200 * time.Millisecond)
+	honest := startPeer(t, rh, gid, openAll{bob.dev.ID(): bob.acct.ID()})
+	honest.publish(t, r, gid, bob.seal(t, gid, "genuine"))
+	eventually(t, "the genuine message", func() bool {
+		p, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+		return err == nil && len(p.Items) > 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	p, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, p.Items, gid); fmt.Sprint(got) != "[genuine]" {
+		t.Fatalf("the relay holds %q", got)
+	}
+}
+
+// TestRegisterRefusals: a log that does not verify, a log of another
+// group, and a malformed request are refused.
+func TestRegisterRefusals(t *testing.T) {
+	alice := newMember(t)
+	gid, entries := groupLog(t, alice)
+	other, otherEntries := groupLog(t, alice)
+	_ = other
+	rh := newHost(t)
+	startServer(t, t.TempDir(), rh, nil)
+	c := NewClient(newHost(t))
+	ctx := context.Background()
+	if err := c.h.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	tampered := [][]byte{bytes.Clone(entries[0])}
+	tampered[0][len(tampered[0])-1] ^= 1
+	badList := alice.listBytes(t)
+	badList[len(badList)-1] ^= 1
+	for _, tc := range []struct {
+		name    string
+		entries [][]byte
+		lists   [][]byte
+	}{
+		{"tampered entry", tampered, nil},
+		{"another group's log", otherEntries, nil},
+		{"no log", nil, nil},
+		{"forged device list", entries, [][]byte{badList}},
+	} {
+		err := c.Register(ctx, rh.ID(), gid, tc.entries, tc.lists)
+		var se *StatusError
+		if !errors.As(err, &se) || se.Code != CodeInvalid {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	if _, err := c.Query(ctx, rh.ID(), gid, 0, 0, true); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("a refused group is kept: %v", err)
+	}
+}
+
+// TestQuota: over a group's quota the oldest envelopes go; a client sees
+// it in First.
+func TestQuota(t *testing.T) {
+	alice := newMember(t)
+	gid, entries := groupLog(t, alice)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, func(c *Config) { c.MaxGroupMessages = 10 })
+	c := NewClient(newHost(t))
+	ctx := context.Background()
+	if err := c.h.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t)}); err != nil {
+		t.Fatal(err)
+	}
+	p := startPeer(t, rh, gid, openAll{alice.dev.ID(): alice.acct.ID()})
+	for i := range 15 {
+		p.publish(t, r, gid, alice.seal(t, gid, fmt.Sprint(i)))
+	}
+	eventually(t, "the head at 15", func() bool {
+		pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, true)
+		return err == nil && pg.Head == 15
+	})
+	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Items) != 10 || pg.First != 6 || pg.Items[0].Seq != 6 || pg.Items[9].Seq != 15 {
+		t.Fatalf("%d items, first %d: %q", len(pg.Items), pg.First, texts(t, pg.Items, gid))
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// startAttacker is a peer that runs gossipsub with none of our checks,
+// connected to the relay, in group's topic.
+func startAttacker(t *testing.T, r *relayUnderTest, group [32]byte) *pubsub.Topic {
+	t.Helper()
+	h := newHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(), pubsub.WithFloodPublish(true),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return groupmsg.ID(m.Data) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(groupmsg.Topic(group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Connect(ctx, peer.AddrInfo{ID: r.h.ID(), Addrs: r.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the attacker and the relay in each other's topic", func() bool {
+		return slices.Contains(topic.ListPeers(), r.h.ID()) && slices.Contains(r.srv.Net().Peers(group), h.ID())
+	})
+	return topic
+}
