@@ -358,4 +358,3 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 	}
 	return n.takeGroupMessage(gid, &groupnet.Message{Envelope: e, Account: acct, ID: groupmsg.ID(env), Raw: env})
 }
-

@@ -299,9 +299,6 @@ func verifyRegister(m *registerMsg) (*group, error) {
 		if err := dl.Verify(dl.Account); err != nil {
 			return nil, fmt.Errorf("device list %d: %w", i, err)
 		}
-		if st.Role(dl.Account) == groupstate.RoleNone {
-			continue // not a member (any more): not needed
-		}
 		if v, ok := g.lists[dl.Account]; ok && v >= dl.Version {
 			continue
 		}
