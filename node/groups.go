@@ -174,6 +174,31 @@ func (n *Node) RemoveGroupMember(_ context.Context, group, member string) (chat.
 	})
 }
 
+// SetGroupRole makes a member an admin (role "admin") or a member again
+// ("member"); only the owner may (Telegram's admin rights to add admins
+// are not modelled).
+func (n *Node) SetGroupRole(_ context.Context, group, member, role string) (chat.Group, error) {
+	var kind groupstate.Kind
+	switch role {
+	case "admin":
+		kind = groupstate.KindPromote
+	case "member":
+		kind = groupstate.KindDemote
+	default:
+		return chat.Group{}, fmt.Errorf("%w: a role is \"admin\" or \"member\", not %q", chat.ErrInvalid, role)
+	}
+	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		a, err := n.memberAccount(tx, l.State(), member)
+		if err != nil {
+			return nil, err
+		}
+		if cur := l.State().Role(a); (kind == groupstate.KindPromote && cur != groupstate.RoleMember) || (kind == groupstate.KindDemote && cur != groupstate.RoleAdmin) {
+			return nil, fmt.Errorf("%w: %s is the group's %s", chat.ErrInvalid, member, cur)
+		}
+		return []groupstate.Change{{Kind: kind, Account: a}}, nil
+	})
+}
+
 // LeaveGroup leaves a group (the owner cannot: chat.ErrInvalid).
 func (n *Node) LeaveGroup(_ context.Context, group string) (chat.Group, error) {
 	return n.changeGroup(group, func(*storage.Txn, *groupstate.Log) ([]groupstate.Change, error) {

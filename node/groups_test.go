@@ -689,3 +689,52 @@ func TestGroupGapRepaired(t *testing.T) {
 		t.Fatalf("Bob holds %q, want %q", got, want)
 	}
 }
+
+// TestGroupRoles: the owner promotes and demotes a member, and the
+// member's node sees it; a member cannot promote or demote anyone.
+func TestGroupRoles(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Roles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	roleAt := func(n *testNode, acct string) string {
+		got, err := n.Group(ctx, g.ID)
+		if err != nil {
+			return ""
+		}
+		for _, m := range got.Members {
+			if m.AccountID == acct {
+				return m.Role
+			}
+		}
+		return ""
+	}
+	eventually(t, "the group at Bob", func() (bool, error) { return roleAt(bob, bobInfo.AccountID) == "member", nil })
+	if _, err := bob.SetGroupRole(ctx, g.ID, bobInfo.AccountID, "admin"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a member promotes: %v", err)
+	}
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "owner"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("role owner: %v", err)
+	}
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob an admin at Bob", func() (bool, error) { return roleAt(bob, bobInfo.AccountID) == "admin", nil })
+	if _, err := bob.SetGroupRole(ctx, g.ID, aliceInfo.AccountID, "member"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("an admin demotes the owner: %v", err)
+	}
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "member"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob a member again at Bob", func() (bool, error) { return roleAt(bob, bobInfo.AccountID) == "member", nil })
+}

@@ -500,6 +500,19 @@ func TestGroupCommands(t *testing.T) {
 	if errOut := c.fail("group", "send", "Nobody's", "x"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("send to an unknown group: %q", errOut)
 	}
+	if out := c.ok("group", "promote", "Book club", "bob"); !strings.Contains(out, "bob is now an admin of Book club") {
+		t.Errorf("promote: %q", out)
+	}
+	var promoted chat.Group
+	if err := json.Unmarshal([]byte(c.ok("group", "info", "Book club", "--json")), &promoted); err != nil || len(promoted.Members) != 2 || promoted.Members[1].Role != "admin" {
+		t.Fatalf("after promote: %+v (%v)", promoted, err)
+	}
+	if errOut := c.fail("group", "promote", "Book club", "bob"); !strings.Contains(errOut, "admin") {
+		t.Errorf("promote twice: %q", errOut)
+	}
+	if out := c.ok("group", "demote", "Book club", "bob", "--json"); !strings.Contains(out, `"role": "member"`) && !strings.Contains(out, `"role":"member"`) {
+		t.Errorf("demote --json: %q", out)
+	}
 	if out := c.ok("group", "remove", "Book club", "bob"); !strings.Contains(out, "Book club has 1 members") {
 		t.Errorf("remove: %q", out)
 	}

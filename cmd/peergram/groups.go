@@ -18,7 +18,9 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd(),
-		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd())
+		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(),
+		a.newGroupRoleCmd("promote", "admin", "Make a member an admin (the owner only)"),
+		a.newGroupRoleCmd("demote", "member", "Make an admin a member again (the owner only)"))
 	return cmd
 }
 
@@ -258,6 +260,37 @@ func (a *app) newGroupRemoveCmd() *cobra.Command {
 				return printJSON(a.stdout, g)
 			}
 			fmt.Fprintf(a.stdout, "%s has %d members\n", clean(g.Title), len(g.Members))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
+	return cmd
+}
+
+// newGroupRoleCmd is "group promote" (role "admin") or "group demote"
+// (role "member").
+func (a *app) newGroupRoleCmd(use, role, short string) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   use + " GROUP MEMBER",
+		Short: short,
+		Args:  args(2, "a group and a member"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.SetGroupRole(ctx, argv[0], argv[1], role)
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s is now %s of %s\n", clean(argv[1]), map[string]string{"admin": "an admin", "member": "a member"}[role], clean(g.Title))
 			return nil
 		},
 	}

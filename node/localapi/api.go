@@ -53,6 +53,8 @@ type Backend interface {
 	// RemoveGroupMember removes a member (alias or account ID); LeaveGroup
 	// leaves a group.
 	RemoveGroupMember(ctx context.Context, group, member string) (chat.Group, error)
+	// SetGroupRole makes a member "admin" or "member" again.
+	SetGroupRole(ctx context.Context, group, member, role string) (chat.Group, error)
 	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
 	// SendGroup posts a text to a group; GroupMessages lists a group's
 	// messages, oldest first.
@@ -218,6 +220,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/groups/{group}", s.group},
 		{"POST /v1/groups/{group}/members", s.addGroupMembers},
 		{"DELETE /v1/groups/{group}/members/{member}", s.removeGroupMember},
+		{"PUT /v1/groups/{group}/members/{member}/role", s.setGroupRole},
 		{"POST /v1/groups/{group}/leave", s.leaveGroup},
 		{"POST /v1/groups/{group}/messages", s.sendGroup},
 		{"GET /v1/groups/{group}/messages", s.groupMessages},

@@ -152,6 +152,14 @@ func (c *Client) RemoveGroupMember(ctx context.Context, group, member string) (c
 	return g, err
 }
 
+// SetGroupRole is PUT /v1/groups/{group}/members/{member}/role.
+func (c *Client) SetGroupRole(ctx context.Context, group, member, role string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPut, "/v1/groups/"+url.PathEscape(group)+"/members/"+url.PathEscape(member)+"/role",
+		map[string]string{"role": role}, &g, http.StatusOK)
+	return g, err
+}
+
 // LeaveGroup is POST /v1/groups/{group}/leave.
 func (c *Client) LeaveGroup(ctx context.Context, group string) (chat.Group, error) {
 	var g chat.Group

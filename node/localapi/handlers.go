@@ -424,6 +424,21 @@ func (s *Server) removeGroupMember(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
+func (s *Server) setGroupRole(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Role string `json:"role"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.SetGroupRole(r.Context(), r.PathValue("group"), r.PathValue("member"), req.Role)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
 func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.backend.LeaveGroup(r.Context(), r.PathValue("group"))
 	if err != nil {

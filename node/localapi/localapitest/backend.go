@@ -512,6 +512,34 @@ func (b *Backend) findGroupLocked(group string) (chat.Group, error) {
 	return found[0], nil
 }
 
+// SetGroupRole sets a member's role ("admin" or "member").
+func (b *Backend) SetGroupRole(_ context.Context, group, member, role string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	if role != "admin" && role != "member" {
+		return chat.Group{}, fmt.Errorf("%w: role %q", chat.ErrInvalid, role)
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		for k, m := range g.Members {
+			if m.Name == member || m.AccountID == member {
+				if m.Role == "owner" || m.Role == role {
+					return chat.Group{}, fmt.Errorf("%w: %s is the group's %s", chat.ErrInvalid, member, m.Role)
+				}
+				b.groups[i].Members[k].Role = role
+				return b.groups[i], nil
+			}
+		}
+		return chat.Group{}, fmt.Errorf("%w: %s is not a member", chat.ErrInvalid, member)
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+}
+
 // RemoveGroupMember removes a member by name or account ID.
 func (b *Backend) RemoveGroupMember(_ context.Context, group, member string) (chat.Group, error) {
 	b.mu.Lock()
