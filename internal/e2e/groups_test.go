@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,8 +50,6 @@ func TestGroupCreateAndAdd(t *testing.T) {
 	if g.ID != id || g.Title != title || len(g.Members) != 2 || g.Members[0].Role != "owner" || g.Members[0].Name != "alice" || g.Members[1].Role != "member" {
 		t.Fatalf("Bob's group: %+v", g)
 	}
-	// Gossip needs a direct connection and a heartbeat: post until the
-	// first message reaches Bob, then one from him.
 	type gmsg struct {
 		ID     string `json:"id"`
 		From   string `json:"from"`
@@ -70,16 +71,14 @@ func TestGroupCreateAndAdd(t *testing.T) {
 		}
 		return false
 	}
-	sent := 0
-	eventually(t, "a group message at Bob", 60*time.Second, func() error {
+	// One post is enough: gossip, or else the relay's history, brings it.
+	e.must("peergram", "group", "send", "--home", c.alice, id, "from alice "+marker)
+	eventually(t, "a group message at Bob", 30*time.Second, func() error {
 		if has(messages(c.bob), "from alice") {
 			return nil
 		}
-		sent++
-		e.must("peergram", "group", "send", "--home", c.alice, id, fmt.Sprintf("from alice %d %s", sent, marker))
 		return fmt.Errorf("not yet")
 	})
-	t.Logf("%d posted before the first reached Bob (gossip keeps no history; relays will)", sent)
 	e.must("peergram", "group", "send", "--home", c.bob, title, "from bob "+marker)
 	eventually(t, "Bob's message at Alice", 30*time.Second, func() error {
 		if !has(messages(c.alice), "from bob") {
@@ -91,4 +90,167 @@ func TestGroupCreateAndAdd(t *testing.T) {
 	bobD.kill(syscall.SIGTERM)
 	c.relay.kill(syscall.SIGTERM)
 	assertNoPlaintext(t, c.relayHome)
+}
+
+// TestGroupThreeDaemons drives the binaries with a relay and three
+// daemons. Carol is offline while Alice posts 50 messages and gets all
+// 50 from the relay's history when she starts, once each and in order.
+// Then Alice removes Carol: what Alice posts after that never shows at
+// Carol and its text is in no file of Carol's home nor of the relay's;
+// what Carol posts after that shows at nobody.
+func TestGroupThreeDaemons(t *testing.T) {
+	e := build(t)
+	c := newCluster(t, e)
+	carol := filepath.Join(e.root, "carol")
+	e.must("peergram", "init", "--home", carol, "--name", "carol")
+	aliceD, bobD, carolD := c.startDaemon(c.alice), c.startDaemon(c.bob), c.startDaemon(carol)
+	ids := map[string]string{}
+	for name, home := range map[string]string{"alice": c.alice, "bob": c.bob, "carol": carol} {
+		ids[name] = strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", home), "\n", 2)[0])
+	}
+	homes := map[string]string{"alice": c.alice, "bob": c.bob, "carol": carol}
+	// Everyone a contact of everyone (members know each other's devices).
+	for a, ha := range homes {
+		for b := range homes {
+			if a == b {
+				continue
+			}
+			eventually(t, a+" adds "+b, 30*time.Second, func() error {
+				out, err := e.run("peergram", "contacts", "add", "--home", ha, ids[b], "--name", b)
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		}
+	}
+	title := "three " + marker
+	id := strings.TrimSpace(strings.SplitN(e.must("peergram", "group", "create", "--home", c.alice, title), "\n", 2)[0])
+	e.must("peergram", "group", "add", "--home", c.alice, id, "bob", "carol")
+	for _, home := range []string{c.bob, carol} {
+		eventually(t, "the group at "+filepath.Base(home), 30*time.Second, func() error {
+			var g groupInfo
+			out, err := e.run("peergram", "group", "info", "--home", home, id, "--json")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if err := json.Unmarshal([]byte(out), &g); err != nil {
+				return err
+			}
+			if g.Title != title || len(g.Members) != 3 {
+				return fmt.Errorf("group %+v", g)
+			}
+			return nil
+		})
+	}
+	type gmsg struct {
+		ID   string `json:"id"`
+		From string `json:"from"`
+		Text string `json:"text"`
+	}
+	texts := func(home string) []string {
+		var ms []gmsg
+		if err := json.Unmarshal([]byte(e.must("peergram", "group", "messages", "--home", home, id, "--json")), &ms); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Text)
+		}
+		return out
+	}
+
+	// Carol offline during 50 messages.
+	carolD.kill(syscall.SIGTERM)
+	var want []string
+	for i := range 50 {
+		text := fmt.Sprintf("while carol was away %02d %s", i, marker)
+		e.must("peergram", "group", "send", "--home", c.alice, id, text)
+		want = append(want, text)
+	}
+	carolD = c.startDaemon(carol)
+	eventually(t, "all 50 at Carol", 60*time.Second, func() error {
+		got := texts(carol)
+		if len(got) < 50 {
+			return fmt.Errorf("%d of 50", len(got))
+		}
+		return nil
+	})
+	if got := texts(carol); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("Carol holds %d messages: %q", len(got), got)
+	}
+	eventually(t, "all 50 at Bob", 60*time.Second, func() error {
+		if got := texts(c.bob); len(got) != 50 {
+			return fmt.Errorf("%d of 50", len(got))
+		}
+		return nil
+	})
+
+	// Carol removed.
+	e.must("peergram", "group", "remove", "--home", c.alice, id, "carol")
+	eventually(t, "Carol out at Bob and at Carol", 30*time.Second, func() error {
+		for _, home := range []string{c.bob, carol} {
+			var g groupInfo
+			if err := json.Unmarshal([]byte(e.must("peergram", "group", "info", "--home", home, id, "--json")), &g); err != nil {
+				return err
+			}
+			if len(g.Members) != 2 {
+				return fmt.Errorf("%s sees %d members", filepath.Base(home), len(g.Members))
+			}
+		}
+		return nil
+	})
+	const after = "PEERGRAM-AFTER-REMOVAL-4b1e"
+	e.must("peergram", "group", "send", "--home", c.alice, id, "alice after "+after)
+	if out, err := e.run("peergram", "group", "send", "--home", carol, id, "carol after removal"); err == nil {
+		t.Logf("Carol's post after her removal was accepted locally: %s", out)
+	}
+	e.must("peergram", "group", "send", "--home", c.bob, id, "bob after")
+	for _, home := range []string{c.alice, c.bob} {
+		eventually(t, "the posts after the removal at "+filepath.Base(home), 30*time.Second, func() error {
+			got := texts(home)
+			if !contains(got, "alice after "+after) || !contains(got, "bob after") {
+				return fmt.Errorf("not yet: %d messages", len(got))
+			}
+			return nil
+		})
+	}
+	time.Sleep(2 * time.Second) // Carol's history loop and gossip have had their chance
+	for _, home := range []string{c.alice, c.bob, carol} {
+		got := texts(home)
+		if contains(got, "carol after removal") {
+			t.Errorf("%s shows Carol's post after her removal", filepath.Base(home))
+		}
+		if home == carol && (contains(got, "alice after "+after) || contains(got, "bob after")) {
+			t.Errorf("Carol shows a post sent after her removal")
+		}
+	}
+	for _, p := range []*proc{aliceD, bobD, carolD, c.relay} {
+		p.kill(syscall.SIGTERM)
+	}
+	for _, dir := range []string{carol, c.relayHome} {
+		assertNoString(t, dir, after)
+	}
+	assertNoPlaintext(t, c.relayHome)
+}
+
+// assertNoString fails if any file under dir holds s.
+func assertNoString(t *testing.T, dir, s string) {
+	t.Helper()
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(s)) {
+			t.Errorf("%s holds %q", path, s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
