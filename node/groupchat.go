@@ -110,6 +110,7 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 // relayed one is followed by a direct dial to the addresses the peer
 // announced over it (on a LAN, or where hole punching opens a way).
 func (n *Node) connectMembers(ctx context.Context, st *groupstate.State) {
+	n.learnMembers(ctx, st)
 	self := n.keys.account.ID()
 	type dev struct {
 		id     peer.ID
@@ -369,7 +370,7 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
 	st := n.groupState(groupstate.GroupID(d.Group))
 	switch {
 	case st != nil && st.Role(m.account) != groupstate.RoleNone:
-	case st == nil && m.contact:
+	case st == nil && (m.contact || n.invitedBy(tx, groupstate.GroupID(d.Group), m.account)):
 	default:
 		n.log.Info("group key dropped: not from a member", "from", m.account.String())
 		return nil

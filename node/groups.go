@@ -87,6 +87,13 @@ func (n *Node) Groups(context.Context) ([]chat.Group, error) {
 		}
 		out = append(out, g)
 	}
+	if err := n.db.View(func(tx *storage.Txn) error {
+		invs, err := n.invitations(tx)
+		out = append(out, invs...)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	slices.SortFunc(out, func(a, b chat.Group) int {
 		if c := strings.Compare(a.Title, b.Title); c != 0 {
 			return c
@@ -100,11 +107,28 @@ func (n *Node) Groups(context.Context) ([]chat.Group, error) {
 // of the node has.
 func (n *Node) Group(_ context.Context, idOrTitle string) (chat.Group, error) {
 	var l *groupstate.Log
+	var inv *chat.Group
 	if err := n.db.View(func(tx *storage.Txn) (err error) {
 		l, err = n.findGroup(tx, idOrTitle)
+		if errors.Is(err, chat.ErrUnknownGroup) {
+			// An invitation, if it names one.
+			invs, ierr := n.invitations(tx)
+			if ierr != nil {
+				return ierr
+			}
+			for _, g := range invs {
+				if strings.EqualFold(g.ID, strings.TrimSpace(idOrTitle)) || g.Title == strings.TrimSpace(idOrTitle) {
+					inv = &g
+					return nil
+				}
+			}
+		}
 		return err
 	}); err != nil {
 		return chat.Group{}, err
+	}
+	if inv != nil {
+		return *inv, nil
 	}
 	return n.groupView(l.State())
 }
@@ -440,7 +464,9 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if adder != self {
 			ac, err := n.st.getContact(tx, adder)
 			if errors.Is(err, chat.ErrUnknownContact) || (err == nil && !ac.accepted()) {
-				return bad("added by an account that is not a contact (invitations come later)", nil)
+				// Added by someone who is not a contact: an invitation the
+				// user accepts with JoinGroup (or not).
+				return n.storeInvitation(tx, id, adder, p)
 			}
 			if err != nil {
 				return err

@@ -738,3 +738,87 @@ func TestGroupRoles(t *testing.T) {
 	}
 	eventually(t, "Bob a member again at Bob", func() (bool, error) { return roleAt(bob, bobInfo.AccountID) == "member", nil })
 }
+
+// TestGroupNonContacts: members who are not each other's contacts talk in
+// a group (each node learns the other members' devices from the
+// directory); an account added by someone who is not its contact gets an
+// invitation, sees nothing of the group until it joins, and then reads
+// what is posted.
+func TestGroupNonContacts(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	homes := map[string]string{}
+	infos := map[string]Info{}
+	nodes := map[string]*testNode{}
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		homes[name], infos[name] = initHome(t, name)
+		nodes[name] = startNode(t, homes[name], relay.addr)
+	}
+	alice, bob, carol, dave := nodes["alice"], nodes["bob"], nodes["carol"], nodes["dave"]
+	addEachOther(t, alice, bob, infos["alice"], infos["bob"])
+	addEachOther(t, alice, carol, infos["alice"], infos["carol"])
+	ctx := context.Background()
+	eventually(t, "Dave's keys at Alice", func() (bool, error) {
+		c, err := alice.AddContact(ctx, infos["dave"].AccountID, "dave")
+		return err == nil && c.Devices == 1, nil
+	})
+	g, err := alice.CreateGroup(ctx, "Strangers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob", "carol", "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{bob, carol} {
+		eventually(t, "the group at a contact of Alice", func() (bool, error) {
+			got, err := n.Group(ctx, g.ID)
+			return err == nil && got.Role == "member", nil
+		})
+	}
+	// Bob and Carol are strangers to each other.
+	if _, err := carol.SendGroup(ctx, g.ID, "hi from carol"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Carol's message at Bob", func() (bool, error) {
+		return slices.Contains(groupTexts(t, bob, g.ID), "hi from carol"), nil
+	})
+	if _, err := bob.SendGroup(ctx, g.ID, "hi from bob"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob's message at Carol", func() (bool, error) {
+		return slices.Contains(groupTexts(t, carol, g.ID), "hi from bob"), nil
+	})
+
+	// Dave: an invitation. What Alice posts meanwhile is his to read
+	// once he joins (he was added before it), from the relay's history,
+	// with the chain Alice handed him with it.
+	if _, err := alice.SendGroup(ctx, g.ID, "before dave joins"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invitation at Dave", func() (bool, error) {
+		gs, err := dave.Groups(ctx)
+		return err == nil && len(gs) == 1 && gs[0].Role == "invited" && gs[0].Title == "Strangers", err
+	})
+	if _, err := dave.GroupMessages(ctx, g.ID); !errors.Is(err, chat.ErrUnknownGroup) {
+		t.Fatalf("messages of an invitation: %v", err)
+	}
+	if _, err := dave.SendGroup(ctx, g.ID, "not yet"); !errors.Is(err, chat.ErrUnknownGroup) {
+		t.Fatalf("a post before joining: %v", err)
+	}
+	if _, err := dave.JoinGroup(ctx, "peergram://join/x"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("an invite link: %v", err)
+	}
+	joined, err := dave.JoinGroup(ctx, "Strangers")
+	if err != nil || joined.Role != "member" || len(joined.Members) != 4 {
+		t.Fatalf("join: %+v (%v)", joined, err)
+	}
+	if _, err := dave.JoinGroup(ctx, "Strangers"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("join twice: %v", err)
+	}
+	if _, err := alice.SendGroup(ctx, g.ID, "welcome dave"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Alice's messages at Dave", func() (bool, error) {
+		got := groupTexts(t, dave, g.ID)
+		return slices.Contains(got, "welcome dave") && slices.Contains(got, "before dave joins"), nil
+	})
+}

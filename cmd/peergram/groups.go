@@ -18,7 +18,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd(),
-		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(),
+		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(),
 		a.newGroupRoleCmd("promote", "admin", "Make a member an admin (the owner only)"),
 		a.newGroupRoleCmd("demote", "member", "Make an admin a member again (the owner only)"))
 	return cmd
@@ -291,6 +291,35 @@ func (a *app) newGroupRoleCmd(use, role, short string) *cobra.Command {
 				return printJSON(a.stdout, g)
 			}
 			fmt.Fprintf(a.stdout, "%s is now %s of %s\n", clean(argv[1]), map[string]string{"admin": "an admin", "member": "a member"}[role], clean(g.Title))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
+	return cmd
+}
+
+func (a *app) newGroupJoinCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "join GROUP_OR_LINK",
+		Short: "Accept an invitation to a group (group list shows them, role invited)",
+		Args:  args(1, "a group or an invite link"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.JoinGroup(ctx, argv[0])
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "joined %s (%d members)\n", clean(g.Title), len(g.Members))
 			return nil
 		},
 	}

@@ -56,6 +56,8 @@ type Backend interface {
 	// SetGroupRole makes a member "admin" or "member" again.
 	SetGroupRole(ctx context.Context, group, member, role string) (chat.Group, error)
 	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
+	// JoinGroup accepts an invitation (group ID or title).
+	JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error)
 	// SendGroup posts a text to a group; GroupMessages lists a group's
 	// messages, oldest first.
 	SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error)
@@ -222,6 +224,7 @@ func (s *Server) routes() []route {
 		{"DELETE /v1/groups/{group}/members/{member}", s.removeGroupMember},
 		{"PUT /v1/groups/{group}/members/{member}/role", s.setGroupRole},
 		{"POST /v1/groups/{group}/leave", s.leaveGroup},
+		{"POST /v1/groups/{group}/join", s.joinGroup},
 		{"POST /v1/groups/{group}/messages", s.sendGroup},
 		{"GET /v1/groups/{group}/messages", s.groupMessages},
 	}

@@ -160,6 +160,13 @@ func (c *Client) SetGroupRole(ctx context.Context, group, member, role string) (
 	return g, err
 }
 
+// JoinGroup is POST /v1/groups/{group}/join.
+func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(groupOrLink)+"/join", struct{}{}, &g, http.StatusOK)
+	return g, err
+}
+
 // LeaveGroup is POST /v1/groups/{group}/leave.
 func (c *Client) LeaveGroup(ctx context.Context, group string) (chat.Group, error) {
 	var g chat.Group

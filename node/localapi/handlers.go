@@ -439,6 +439,15 @@ func (s *Server) setGroupRole(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) joinGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.backend.JoinGroup(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
 func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.backend.LeaveGroup(r.Context(), r.PathValue("group"))
 	if err != nil {

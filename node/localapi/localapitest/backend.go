@@ -565,6 +565,38 @@ func (b *Backend) RemoveGroupMember(_ context.Context, group, member string) (ch
 	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
 }
 
+// Invite adds a group the fake's account is invited to (role
+// "invited"), for tests of join.
+func (b *Backend) Invite(g chat.Group) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g.Role = "invited"
+	b.groups = append(b.groups, g)
+}
+
+// JoinGroup accepts an invitation by ID or title.
+func (b *Backend) JoinGroup(_ context.Context, group string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	if strings.Contains(group, "://") {
+		return chat.Group{}, fmt.Errorf("%w: invite links are not supported yet", chat.ErrInvalid)
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		if g.Role != "invited" {
+			return chat.Group{}, fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, group)
+		}
+		b.groups[i].Role = "member"
+		return b.groups[i], nil
+	}
+	return chat.Group{}, fmt.Errorf("%w: no invitation to %q", chat.ErrUnknownGroup, group)
+}
+
 // LeaveGroup refuses: the fake's account owns every group it created.
 func (b *Backend) LeaveGroup(_ context.Context, group string) (chat.Group, error) {
 	b.mu.Lock()
