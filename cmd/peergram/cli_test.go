@@ -445,7 +445,7 @@ func TestCompletion(t *testing.T) {
 
 func TestGroupCommands(t *testing.T) {
 	c := newCLI(t)
-	c.startDaemon()
+	b := c.startDaemon()
 	if out := c.ok("group", "list"); !strings.Contains(out, "no groups yet") {
 		t.Errorf("empty list: %q", out)
 	}
@@ -521,5 +521,18 @@ func TestGroupCommands(t *testing.T) {
 	}
 	if errOut := c.fail("group", "leave", "Book club"); !strings.Contains(errOut, "owner") {
 		t.Errorf("owner leaves: %q", errOut)
+	}
+	b.Invite(chat.Group{ID: strings.Repeat("ab", 32), Title: "Strangers", Members: []chat.GroupMember{{AccountID: "acct-x", Role: "owner"}}})
+	if out := c.ok("group", "list"); !strings.Contains(out, "Strangers") || !strings.Contains(out, "invited") {
+		t.Errorf("list with an invitation: %q", out)
+	}
+	if errOut := c.fail("group", "join", "peergram://join/abc"); !strings.Contains(errOut, "not supported") {
+		t.Errorf("join by link: %q", errOut)
+	}
+	if out := c.ok("group", "join", "Strangers"); !strings.Contains(out, "joined Strangers") {
+		t.Errorf("join: %q", out)
+	}
+	if errOut := c.fail("group", "join", "Strangers"); !strings.Contains(errOut, "already") {
+		t.Errorf("join twice: %q", errOut)
 	}
 }
