@@ -273,11 +273,22 @@ type groupMessage struct {
 	Text     string             `json:"text"`
 	SentAt   int64              `json:"sent_at"` // sender's clock, unix ms
 	Received int64              `json:"received_at"`
+	ReplyTo  string             `json:"reply,omitempty"`
+	Mentions []string           `json:"at,omitempty"`
+	Poll     *pollBody          `json:"poll,omitempty"`
+	Vote     *voteBody          `json:"vote,omitempty"`
+	Close    string             `json:"close,omitempty"`
 }
 
-// groupBody is a group message's plaintext.
+// groupBody is a group message's plaintext: a text (with an optional
+// reply and mentions), a poll, a vote or a poll's close.
 type groupBody struct {
-	Text string `json:"text"`
+	Text     string    `json:"text,omitempty"`
+	ReplyTo  string    `json:"reply,omitempty"` // hex ID of the message answered
+	Mentions []string  `json:"at,omitempty"`    // account IDs named with @
+	Poll     *pollBody `json:"poll,omitempty"`  // Text is empty
+	Vote     *voteBody `json:"vote,omitempty"`  // Text is empty
+	Close    string    `json:"close,omitempty"` // hex ID of the poll closed
 }
 
 // ensureSender returns this device's chain in group, starting one (and
@@ -358,14 +369,14 @@ func (n *Node) ownOtherDevices() []identity.DeviceID {
 // device that sent it are taken (a member cannot hand out another's), and
 // only from members of a group the node holds, or from contacts (the key
 // may arrive before the group's log).
-func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
+func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) ([]chat.Event, error) {
 	if len(p.Log) != 1 {
-		return nil
+		return nil, nil
 	}
 	d, err := senderkey.ParseDistribution(p.Log[0])
 	if err != nil || hex.EncodeToString(d.Group[:]) != p.Group || d.Device != m.device {
 		n.log.Info("group key dropped", "from", m.account.String(), "err", err)
-		return nil
+		return nil, nil
 	}
 	st := n.groupState(groupstate.GroupID(d.Group))
 	switch {
@@ -373,32 +384,32 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
 	case st == nil && (m.contact || n.invitedBy(tx, groupstate.GroupID(d.Group), m.account)):
 	default:
 		n.log.Info("group key dropped: not from a member", "from", m.account.String())
-		return nil
+		return nil, nil
 	}
 	r, err := senderkey.NewReceiver(d)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	k := receiverKey(groupstate.GroupID(d.Group), d.Device, d.KeyID)
 	if ok, err := tx.Has(n.st.groupKeys, k); err != nil || ok {
-		return err // the chain as first received stays (no rewinding it)
+		return nil, err // the chain as first received stays (no rewinding it)
 	}
 	raw, err := r.MarshalBinary()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st == nil {
 		// A chain for a group whose log has not come: kept a week only,
 		// and a contact may leave at most maxEarlyChains of them.
 		early, err := n.earlyChains(tx, m.device)
 		if err != nil || early >= maxEarlyChains {
-			return err
+			return nil, err
 		}
 		if err := tx.SetTTL(n.st.groupKeys, k, raw, 7*24*time.Hour); err != nil {
-			return err
+			return nil, err
 		}
 	} else if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
-		return err
+		return nil, err
 	}
 	// Messages that came before the chain, in chain order.
 	gid := groupstate.GroupID(d.Group)
@@ -413,22 +424,31 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) error {
 		keys = append(keys, append([]byte(nil), key...))
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
+	var events []chat.Event
 	for i := range held {
-		if _, err := n.openGroupMessage(tx, gid, d.Device, k, &held[i]); err != nil {
-			return err
+		gm, err := n.openGroupMessage(tx, gid, d.Device, k, &held[i])
+		if err != nil {
+			return nil, err
+		}
+		if gm.ID != "" && gm.shown() {
+			v := n.groupMessageView(gid, gm, nil)
+			events = append(events, chat.Event{Type: chat.EventGroupMessage, Group: &v})
+			if v.MentionsMe {
+				events = append(events, chat.Event{Type: chat.EventGroupMention, Group: &v})
+			}
 		}
 	}
 	for _, key := range keys {
 		if err := tx.Delete(n.st.groupPend, key); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if len(held) > 0 {
 		n.received.Add(int64(len(held)))
 	}
-	return nil
+	return events, nil
 }
 
 // maxEarlyChains bounds the chains one device may leave for groups the
@@ -468,8 +488,14 @@ func (n *Node) groupState(id groupstate.GroupID) *groupstate.State {
 // SendGroup posts text to a group: sealed under this device's chain, the
 // chain's new state and the message committed, then published.
 func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error) {
-	if text == "" || len(text) > maxGroupText {
-		return chat.GroupMessage{}, fmt.Errorf("%w: a group message is 1 to %d bytes", chat.ErrInvalid, maxGroupText)
+	return n.PostGroup(ctx, group, chat.GroupPost{Text: text})
+}
+
+// postGroup seals body under this device's chain, commits the chain's new
+// state and the message, then publishes it.
+func (n *Node) postGroup(ctx context.Context, group string, body *groupBody, check func(*storage.Txn, *groupstate.State) error) (chat.GroupMessage, error) {
+	if err := body.check(); err != nil {
+		return chat.GroupMessage{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
 	}
 	if n.groups == nil {
 		return chat.GroupMessage{}, fmt.Errorf("%w: groups are not running", chat.ErrUnavailable)
@@ -488,16 +514,21 @@ func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMes
 		if !st.MayPost(n.keys.account.ID()) {
 			return fmt.Errorf("%w: you may not post in this group", chat.ErrInvalid)
 		}
+		if check != nil {
+			if err := check(tx, st); err != nil {
+				return err
+			}
+		}
 		s, to, err := n.ensureSender(tx, st)
 		if err != nil {
 			return err
 		}
 		notify = to
-		body, err := json.Marshal(groupBody{Text: text})
+		plain, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		ct, err := s.Seal(body)
+		ct, err := s.Seal(plain)
 		if err != nil {
 			return err
 		}
@@ -515,7 +546,8 @@ func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMes
 		if env, err = groupmsg.Seal(n.keys.device, gid, groupmsg.KindSenderKey, now, ct); err != nil {
 			return err
 		}
-		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), Text: text, SentAt: now, Received: now}
+		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), SentAt: now, Received: now}
+		gm.setBody(body)
 		return n.putGroupMessage(tx, gid, &gm)
 	})
 	if err != nil {
@@ -527,7 +559,7 @@ func (n *Node) SendGroup(ctx context.Context, group, text string) (chat.GroupMes
 	if err := n.groups.net.Publish(ctx, gid, env); err != nil {
 		return chat.GroupMessage{}, fmt.Errorf("%w: %w", chat.ErrUnavailable, err)
 	}
-	return n.groupMessageView(gid, gm), nil
+	return n.groupMessageView(gid, gm, nil), nil
 }
 
 // maxGroupText bounds a group message's text.
@@ -605,7 +637,9 @@ func (n *Node) takeGroupMessage(gid groupstate.GroupID, msg *groupnet.Message) e
 	}
 	if gm.ID != "" {
 		n.received.Add(1)
-		n.events.publish(chat.Event{Type: chat.EventGroupMessage, Group: ptr(n.groupMessageView(gid, gm))})
+		for _, ev := range n.groupMessageEvents(gid, gm) {
+			n.events.publish(ev)
+		}
 	}
 	return nil
 }
@@ -682,7 +716,10 @@ func (n *Node) openGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 		return groupMessage{}, nil
 	}
 	var b groupBody
-	if err := json.Unmarshal(pt, &b); err != nil {
+	if err := json.Unmarshal(pt, &b); err == nil {
+		err = b.check()
+	}
+	if err != nil {
 		n.log.Info("group message undecodable", "group", hex.EncodeToString(gid[:8]), "err", err)
 		return groupMessage{}, nil
 	}
@@ -692,40 +729,9 @@ func (n *Node) openGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 	if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
 		return groupMessage{}, err
 	}
-	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, Text: b.Text, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
+	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
+	gm.setBody(&b)
 	return gm, n.putGroupMessage(tx, gid, &gm)
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// GroupMessages lists a group's messages, oldest first.
-func (n *Node) GroupMessages(_ context.Context, group string) ([]chat.GroupMessage, error) {
-	out := []chat.GroupMessage{}
-	err := n.db.View(func(tx *storage.Txn) error {
-		l, err := n.findGroup(tx, group)
-		if err != nil {
-			return err
-		}
-		gid := l.Group()
-		return tx.Iterate(n.st.groupMsgs, gid[:], func(_, v []byte) error {
-			var gm groupMessage
-			if err := json.Unmarshal(v, &gm); err != nil {
-				return err
-			}
-			out = append(out, n.groupMessageView(gid, gm))
-			return nil
-		})
-	})
-	return out, err
-}
-
-func (n *Node) groupMessageView(gid groupstate.GroupID, gm groupMessage) chat.GroupMessage {
-	v := chat.GroupMessage{ID: gm.ID, Group: hex.EncodeToString(gid[:]), From: gm.From.String(), Text: gm.Text,
-		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == n.keys.account.ID()}
-	if v.Outgoing {
-		v.FromName = n.keys.name
-	} else if c, err := n.knownAccount(gm.From); err == nil && c != nil && c.accepted() {
-		v.FromName = c.Name
-	}
-	return v
-}

@@ -625,6 +625,9 @@ func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
 func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	self := n.keys.account.ID()
 	g := chat.Group{ID: hex.EncodeToString(st.Group[:]), Role: st.Role(self).String(), Members: []chat.GroupMember{}}
+	for _, p := range st.Pins {
+		g.Pinned = append(g.Pinned, hex.EncodeToString(p[:]))
+	}
 	var names map[identity.AccountID]string
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)

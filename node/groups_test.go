@@ -138,9 +138,9 @@ func TestGroupAddSyncsLog(t *testing.T) {
 }
 
 // TestGroupLogAttacks: logs a node must not take — a group the node is
-// not a member of; a group a stranger added it to (sent by the stranger,
-// or passed on by a contact, member or not); a log whose entry was
-// edited; a log under another group's ID — leave it without the group.
+// not a member of; a group a stranger added it to (an invitation at most,
+// and only when a member sends it); a log whose entry was edited; a log
+// under another group's ID — leave it without the group.
 func TestGroupLogAttacks(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	bobHome, _ := initHome(t, "bob")
@@ -211,8 +211,23 @@ func TestGroupLogAttacks(t *testing.T) {
 		return err == nil, nil
 	})
 	gs, err := bob.Groups(ctx)
-	if err != nil || len(gs) != 1 || gs[0].ID != genuine {
-		t.Fatalf("Bob holds %+v (%v)", gs, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The groups a stranger added Bob to, sent by a member, are
+	// invitations, not groups he is in.
+	roles := map[string]string{}
+	for _, g := range gs {
+		roles[g.ID] = g.Role
+	}
+	want := map[string]string{genuine: "member", byStranger: "invited", withMallory: "invited"}
+	if len(roles) != len(want) {
+		t.Fatalf("Bob holds %+v", gs)
+	}
+	for id, r := range want {
+		if roles[id] != r {
+			t.Fatalf("Bob holds %+v", gs)
+		}
 	}
 }
 
@@ -820,5 +835,152 @@ func TestGroupNonContacts(t *testing.T) {
 	eventually(t, "Alice's messages at Dave", func() (bool, error) {
 		got := groupTexts(t, dave, g.ID)
 		return slices.Contains(got, "welcome dave") && slices.Contains(got, "before dave joins"), nil
+	})
+}
+
+// TestGroupFeatures: replies, mentions (an event at the member named),
+// polls (votes counted once per member, the latest; a close by anyone
+// but the creator and out-of-range votes count for nothing, even when a
+// member's node sends them past its own checks) and pins.
+func TestGroupFeatures(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g, err := alice.CreateGroup(ctx, "Features")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", func() (bool, error) {
+		_, err := bob.Group(ctx, g.ID)
+		return err == nil, nil
+	})
+	events := alice.Subscribe(ctx)
+	hello, err := alice.SendGroup(ctx, g.ID, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "hello at Bob", func() (bool, error) { return slices.Contains(groupTexts(t, bob, g.ID), "hello"), nil })
+
+	// A reply that mentions Alice.
+	if _, err := bob.PostGroup(ctx, g.ID, chat.GroupPost{Text: "x", ReplyTo: strings.Repeat("0", 64)}); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a reply to nothing: %v", err)
+	}
+	reply, err := bob.PostGroup(ctx, g.ID, chat.GroupPost{Text: "hi @Alice, welcome", ReplyTo: hello.ID})
+	if err != nil || len(reply.Mentions) != 1 || reply.Mentions[0] != aliceInfo.AccountID {
+		t.Fatalf("reply %+v (%v)", reply, err)
+	}
+	var mention *chat.GroupMessage
+	for mention == nil {
+		select {
+		case ev := <-events:
+			if ev.Type == chat.EventGroupMention {
+				mention = ev.Group
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("no mention event at Alice")
+		}
+	}
+	if !mention.MentionsMe || mention.ReplyTo != hello.ID || mention.Text != "hi @Alice, welcome" {
+		t.Fatalf("the mention at Alice: %+v", mention)
+	}
+
+	// A poll.
+	pm, err := alice.CreatePoll(ctx, g.ID, chat.PollSpec{Question: "Lunch?", Options: []string{"pizza", "sushi"}})
+	if err != nil || pm.Poll == nil || pm.Poll.ID != pm.ID || pm.Text != "Lunch?" {
+		t.Fatalf("poll %+v (%v)", pm, err)
+	}
+	if _, err := alice.CreatePoll(ctx, g.ID, chat.PollSpec{Question: "One?", Options: []string{"only"}}); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a poll of one option: %v", err)
+	}
+	eventually(t, "the poll at Bob", func() (bool, error) {
+		_, err := bob.GroupPoll(ctx, g.ID, pm.ID)
+		return err == nil, nil
+	})
+	if _, err := bob.VotePoll(ctx, g.ID, pm.ID, []int{0, 1}); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("two options in a single-choice poll: %v", err)
+	}
+	if _, err := bob.VotePoll(ctx, g.ID, pm.ID, []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.VotePoll(ctx, g.ID, pm.ID, []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.VotePoll(ctx, g.ID, pm.ID, []int{0}); err != nil { // changes his mind
+		t.Fatal(err)
+	}
+	// Past Bob's own checks: a close of Alice's poll and a vote out of
+	// range; neither counts anywhere.
+	if _, err := bob.postGroup(ctx, g.ID, &groupBody{Close: pm.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.postGroup(ctx, g.ID, &groupBody{Vote: &voteBody{Poll: pm.ID, Options: []int{7}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.ClosePoll(ctx, g.ID, pm.ID); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("Bob closes Alice's poll: %v", err)
+	}
+	last, err := bob.SendGroup(ctx, g.ID, "after the votes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob's last message at Alice", func() (bool, error) {
+		return slices.Contains(groupTexts(t, alice, g.ID), "after the votes"), nil
+	})
+	for _, n := range []*testNode{alice, bob} {
+		p, err := n.GroupPoll(ctx, g.ID, pm.ID)
+		if err != nil || p.Closed || p.Voters != 1 || p.Options[0].Votes != 1 || p.Options[1].Votes != 0 {
+			// Bob's out-of-range vote replaced his valid one and counts
+			// for nothing: one voter (Alice), pizza 1.
+			t.Fatalf("poll at a node: %+v (%v)", p, err)
+		}
+	}
+	closed, err := alice.ClosePoll(ctx, g.ID, pm.ID)
+	if err != nil || !closed.Closed {
+		t.Fatalf("close: %+v (%v)", closed, err)
+	}
+	eventually(t, "the poll closed at Bob", func() (bool, error) {
+		p, err := bob.GroupPoll(ctx, g.ID, pm.ID)
+		return err == nil && p.Closed, nil
+	})
+	if _, err := bob.VotePoll(ctx, g.ID, pm.ID, []int{1}); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a vote after the close: %v", err)
+	}
+	msgs, err := alice.GroupMessages(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, m := range msgs {
+		texts = append(texts, m.Text)
+	}
+	if !slices.Equal(texts, []string{"hello", "hi @Alice, welcome", "Lunch?", "after the votes"}) {
+		t.Fatalf("Alice lists %q (votes and closes are not messages)", texts)
+	}
+
+	// Pins.
+	if _, err := bob.PinGroupMessage(ctx, g.ID, last.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the pin at Alice", func() (bool, error) {
+		got, err := alice.Group(ctx, g.ID)
+		return err == nil && slices.Equal(got.Pinned, []string{last.ID}), nil
+	})
+	if _, err := bob.PinGroupMessage(ctx, g.ID, last.ID, true); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("pin twice: %v", err)
+	}
+	if _, err := alice.PinGroupMessage(ctx, g.ID, last.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the unpin at Bob", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && len(got.Pinned) == 0, nil
 	})
 }

@@ -395,7 +395,8 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		} else if !errors.Is(err, chat.ErrUnknownContact) {
 			return nil, nil, err
 		}
-		return nil, nil, n.applyGroupKey(tx, from, p)
+		evs, err := n.applyGroupKey(tx, from, p)
+		return nil, evs, err
 	case "receipt":
 		status := chat.Status(p.Status)
 		if status != chat.StatusDelivered && status != chat.StatusRead {

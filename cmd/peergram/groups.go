@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -14,11 +17,13 @@ import (
 func (a *app) newGroupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "group",
-		Short: "Create groups and show them (members, messages and channels are coming)",
+		Short: "Groups: create, members and roles, invitations, messages, replies, polls and pins",
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd(),
-		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(),
+		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
+		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
+		a.newGroupPinCmd("unpin", false, "Unpin a message"),
 		a.newGroupRoleCmd("promote", "admin", "Make a member an admin (the owner only)"),
 		a.newGroupRoleCmd("demote", "member", "Make an admin a member again (the owner only)"))
 	return cmd
@@ -168,6 +173,7 @@ func (a *app) newGroupAddCmd() *cobra.Command {
 
 func (a *app) newGroupSendCmd() *cobra.Command {
 	var asJSON bool
+	var replyTo string
 	cmd := &cobra.Command{
 		Use:   "send GROUP TEXT|-",
 		Short: "Post to a group (- reads the text from stdin); exits once the message is stored and published; prints its ID",
@@ -184,7 +190,7 @@ func (a *app) newGroupSendCmd() *cobra.Command {
 			}
 			defer d.Close()
 			m, err := call(cmd.Context(), func(ctx context.Context) (chat.GroupMessage, error) {
-				return d.SendGroup(ctx, group, text)
+				return d.PostGroup(ctx, group, chat.GroupPost{Text: text, ReplyTo: replyTo})
 			})
 			if err != nil {
 				return d.groupError(err, group)
@@ -197,6 +203,7 @@ func (a *app) newGroupSendCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the message as JSON")
+	cmd.Flags().StringVar(&replyTo, "reply-to", "", "the ID of the message this one answers")
 	return cmd
 }
 
@@ -229,12 +236,22 @@ func (a *app) newGroupMessagesCmd() *cobra.Command {
 				if who == "" {
 					who = m.From
 				}
-				fmt.Fprintf(a.stdout, "%s  %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04"), clean(who), clean(m.Text))
+				line := clean(m.Text)
+				if m.Poll != nil {
+					line = "poll " + pollSummary(m.Poll)
+				}
+				if m.ReplyTo != "" {
+					line = "(reply to " + m.ReplyTo[:12] + ") " + line
+				}
+				if m.MentionsMe {
+					line = "(mentions you) " + line
+				}
+				fmt.Fprintf(a.stdout, "%s  %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04"), clean(who), line)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the messages as a JSON array (id, group, from, from_name, outgoing, text, sent_at)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the messages as a JSON array (id, group, from, from_name, outgoing, text, sent_at, reply_to, mentions, mentions_me, poll)")
 	return cmd
 }
 
@@ -347,4 +364,160 @@ func (a *app) newGroupLeaveCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// pollSummary is a poll on one line: question, options with votes.
+func pollSummary(p *chat.Poll) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q", clean(p.Question))
+	for i, o := range p.Options {
+		mine := ""
+		if slices.Contains(p.MyVotes, i) {
+			mine = "*"
+		}
+		fmt.Fprintf(&b, " [%d%s] %s: %d", i+1, mine, clean(o.Text), o.Votes)
+	}
+	fmt.Fprintf(&b, " (%d voters", p.Voters)
+	if p.Closed {
+		b.WriteString(", closed")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func (a *app) newGroupPinCmd(use string, pin bool, short string) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   use + " GROUP MESSAGE_ID",
+		Short: short,
+		Args:  args(2, "a group and a message ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.PinGroupMessage(ctx, argv[0], argv[1], pin)
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s has %d pinned messages\n", clean(g.Title), len(g.Pinned))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
+	return cmd
+}
+
+func (a *app) newGroupPollCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "poll",
+		Short: "Polls in a group: create, vote, close, results",
+	}
+	var multiple, asJSON bool
+	create := &cobra.Command{
+		Use:   "create GROUP QUESTION OPTION OPTION...",
+		Short: "Post a poll (2 to 10 options); prints its ID",
+		Args:  cobra.MinimumNArgs(4),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			m, err := call(cmd.Context(), func(ctx context.Context) (chat.GroupMessage, error) {
+				return d.CreatePoll(ctx, argv[0], chat.PollSpec{Question: argv[1], Options: argv[2:], Multiple: multiple})
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, m)
+			}
+			fmt.Fprintln(a.stdout, m.ID)
+			return nil
+		},
+	}
+	create.Flags().BoolVar(&multiple, "multiple", false, "voters may pick several options")
+	create.Flags().BoolVar(&asJSON, "json", false, "print the poll's message as JSON")
+	cmd.AddCommand(create,
+		a.newPollActionCmd("vote GROUP POLL_ID OPTION...", "Vote: options by number (from 1) or by their text; none takes your vote back", 2, true),
+		a.newPollActionCmd("close GROUP POLL_ID", "Close a poll you created", 2, false),
+		a.newPollActionCmd("results GROUP POLL_ID", "Show a poll's results", 2, false))
+	return cmd
+}
+
+func (a *app) newPollActionCmd(use, short string, minArgs int, vote bool) *cobra.Command {
+	var asJSON bool
+	name := strings.Fields(use)[0]
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.MinimumNArgs(minArgs),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if !vote && len(argv) != 2 {
+				return fmt.Errorf("%s takes a group and a poll ID", name)
+			}
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			group, poll := argv[0], argv[1]
+			p, err := call(cmd.Context(), func(ctx context.Context) (chat.Poll, error) {
+				switch name {
+				case "vote":
+					cur, err := d.GroupPoll(ctx, group, poll)
+					if err != nil {
+						return chat.Poll{}, err
+					}
+					opts, err := pollOptions(&cur, argv[2:])
+					if err != nil {
+						return chat.Poll{}, err
+					}
+					return d.VotePoll(ctx, group, poll, opts)
+				case "close":
+					return d.ClosePoll(ctx, group, poll)
+				}
+				return d.GroupPoll(ctx, group, poll)
+			})
+			if err != nil {
+				return d.groupError(err, group)
+			}
+			if asJSON {
+				return printJSON(a.stdout, p)
+			}
+			fmt.Fprintln(a.stdout, pollSummary(&p))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the poll as JSON (id, question, options with votes, multiple, closed, voters, my_votes)")
+	return cmd
+}
+
+// pollOptions reads vote arguments: option numbers from 1, or texts.
+func pollOptions(p *chat.Poll, args []string) ([]int, error) {
+	out := []int{}
+	for _, arg := range args {
+		found := -1
+		for i, o := range p.Options {
+			if o.Text == arg {
+				found = i
+			}
+		}
+		if found < 0 {
+			k, err := strconv.Atoi(arg)
+			if err != nil || k < 1 || k > len(p.Options) {
+				return nil, fmt.Errorf("%w: %q is not an option (1 to %d, or an option's text)", chat.ErrInvalid, arg, len(p.Options))
+			}
+			found = k - 1
+		}
+		out = append(out, found)
+	}
+	return out, nil
 }

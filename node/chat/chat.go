@@ -107,6 +107,12 @@ const (
 	EventStatus  EventType = "status"  // a message's status changed
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
+	// EventGroupMention is a new group message that mentions this
+	// account (Event.Group; it comes in addition to group_message).
+	EventGroupMention EventType = "group_mention"
+	// EventGroupPoll is a vote or a poll's close: Event.Group is the
+	// poll's message with the new results.
+	EventGroupPoll EventType = "group_poll"
 )
 
 // Event is one entry of the event stream.

@@ -6,8 +6,9 @@ import "time"
 type Group struct {
 	ID      string        `json:"group_id"` // 64 hex digits: the hash of the group's creation entry
 	Title   string        `json:"title"`
-	Role    string        `json:"role"` // this account's: owner, admin, member
+	Role    string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation
 	Members []GroupMember `json:"members"`
+	Pinned  []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
 }
 
 // GroupMember is one member of a group.
@@ -26,4 +27,49 @@ type GroupMessage struct {
 	Outgoing bool      `json:"outgoing"`
 	Text     string    `json:"text"`
 	SentAt   time.Time `json:"sent_at"` // sender's clock
+	// ReplyTo is the ID of the message this one answers.
+	ReplyTo string `json:"reply_to,omitempty"`
+	// Mentions are the accounts the text names with @alias;
+	// MentionsMe is set when this account is one of them.
+	Mentions   []string `json:"mentions,omitempty"`
+	MentionsMe bool     `json:"mentions_me,omitempty"`
+	// Poll is set for a poll (Text is then its question).
+	Poll *Poll `json:"poll,omitempty"`
 }
+
+// GroupPost is what a member posts: text, optionally a reply.
+type GroupPost struct {
+	Text    string `json:"text"`
+	ReplyTo string `json:"reply_to,omitempty"`
+}
+
+// PollSpec is a new poll.
+type PollSpec struct {
+	Question string   `json:"question"`
+	Options  []string `json:"options"`
+	Multiple bool     `json:"multiple,omitempty"` // voters may pick several options
+}
+
+// Poll is a poll with its results as this node has counted them.
+type Poll struct {
+	ID       string       `json:"id"` // the poll message's ID
+	Question string       `json:"question"`
+	Options  []PollOption `json:"options"`
+	Multiple bool         `json:"multiple"`
+	Closed   bool         `json:"closed"`
+	Voters   int          `json:"voters"`
+	MyVotes  []int        `json:"my_votes"` // this account's choice (option indexes, from 0)
+}
+
+// PollOption is one answer and its votes.
+type PollOption struct {
+	Text  string `json:"text"`
+	Votes int    `json:"votes"`
+}
+
+// Poll bounds.
+const (
+	MaxPollQuestion = 300
+	MaxPollOptions  = 10
+	MaxPollOption   = 100
+)

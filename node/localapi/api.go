@@ -58,9 +58,18 @@ type Backend interface {
 	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
 	// JoinGroup accepts an invitation (group ID or title).
 	JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error)
-	// SendGroup posts a text to a group; GroupMessages lists a group's
-	// messages, oldest first.
-	SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error)
+	// PostGroup posts a text (optionally a reply) to a group;
+	// GroupMessages lists a group's messages, oldest first.
+	PostGroup(ctx context.Context, group string, post chat.GroupPost) (chat.GroupMessage, error)
+	// CreatePoll posts a poll; VotePoll votes (option indexes from 0;
+	// none takes the vote back); ClosePoll closes one (its creator only);
+	// GroupPoll returns one with its results.
+	CreatePoll(ctx context.Context, group string, spec chat.PollSpec) (chat.GroupMessage, error)
+	VotePoll(ctx context.Context, group, poll string, options []int) (chat.Poll, error)
+	ClosePoll(ctx context.Context, group, poll string) (chat.Poll, error)
+	GroupPoll(ctx context.Context, group, poll string) (chat.Poll, error)
+	// PinGroupMessage pins (pin true) or unpins a message.
+	PinGroupMessage(ctx context.Context, group, message string, pin bool) (chat.Group, error)
 	GroupMessages(ctx context.Context, group string) ([]chat.GroupMessage, error)
 }
 
@@ -225,6 +234,12 @@ func (s *Server) routes() []route {
 		{"PUT /v1/groups/{group}/members/{member}/role", s.setGroupRole},
 		{"POST /v1/groups/{group}/leave", s.leaveGroup},
 		{"POST /v1/groups/{group}/join", s.joinGroup},
+		{"POST /v1/groups/{group}/polls", s.createPoll},
+		{"GET /v1/groups/{group}/polls/{poll}", s.groupPoll},
+		{"POST /v1/groups/{group}/polls/{poll}/votes", s.votePoll},
+		{"POST /v1/groups/{group}/polls/{poll}/close", s.closePoll},
+		{"POST /v1/groups/{group}/pins", s.pinMessage},
+		{"DELETE /v1/groups/{group}/pins/{message}", s.unpinMessage},
 		{"POST /v1/groups/{group}/messages", s.sendGroup},
 		{"GET /v1/groups/{group}/messages", s.groupMessages},
 	}

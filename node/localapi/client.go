@@ -131,11 +131,64 @@ func (c *Client) AddGroupMembers(ctx context.Context, group string, contacts []s
 	return g, err
 }
 
-// SendGroup is POST /v1/groups/{group}/messages.
+// SendGroup posts a text: PostGroup without a reply.
 func (c *Client) SendGroup(ctx context.Context, group, text string) (chat.GroupMessage, error) {
+	return c.PostGroup(ctx, group, chat.GroupPost{Text: text})
+}
+
+// PostGroup is POST /v1/groups/{group}/messages.
+func (c *Client) PostGroup(ctx context.Context, group string, post chat.GroupPost) (chat.GroupMessage, error) {
 	var m chat.GroupMessage
-	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/messages", GroupSendRequest{Text: text}, &m, http.StatusCreated)
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/messages", post, &m, http.StatusCreated)
 	return m, err
+}
+
+func pollPath(group, poll string) string {
+	return "/v1/groups/" + url.PathEscape(group) + "/polls/" + url.PathEscape(poll)
+}
+
+// CreatePoll is POST /v1/groups/{group}/polls.
+func (c *Client) CreatePoll(ctx context.Context, group string, spec chat.PollSpec) (chat.GroupMessage, error) {
+	var m chat.GroupMessage
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/polls", spec, &m, http.StatusCreated)
+	return m, err
+}
+
+// GroupPoll is GET /v1/groups/{group}/polls/{poll}.
+func (c *Client) GroupPoll(ctx context.Context, group, poll string) (chat.Poll, error) {
+	var p chat.Poll
+	err := c.do(ctx, http.MethodGet, pollPath(group, poll), nil, &p, http.StatusOK)
+	return p, err
+}
+
+// VotePoll is POST /v1/groups/{group}/polls/{poll}/votes.
+func (c *Client) VotePoll(ctx context.Context, group, poll string, options []int) (chat.Poll, error) {
+	var p chat.Poll
+	if options == nil {
+		options = []int{}
+	}
+	err := c.do(ctx, http.MethodPost, pollPath(group, poll)+"/votes", VoteRequest{Options: options}, &p, http.StatusOK)
+	return p, err
+}
+
+// ClosePoll is POST /v1/groups/{group}/polls/{poll}/close.
+func (c *Client) ClosePoll(ctx context.Context, group, poll string) (chat.Poll, error) {
+	var p chat.Poll
+	err := c.do(ctx, http.MethodPost, pollPath(group, poll)+"/close", struct{}{}, &p, http.StatusOK)
+	return p, err
+}
+
+// PinGroupMessage is POST /v1/groups/{group}/pins (pin) or DELETE
+// /v1/groups/{group}/pins/{message} (unpin).
+func (c *Client) PinGroupMessage(ctx context.Context, group, message string, pin bool) (chat.Group, error) {
+	var g chat.Group
+	var err error
+	if pin {
+		err = c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/pins", PinRequest{Message: message}, &g, http.StatusOK)
+	} else {
+		err = c.do(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/pins/"+url.PathEscape(message), nil, &g, http.StatusOK)
+	}
+	return g, err
 }
 
 // GroupMessages is GET /v1/groups/{group}/messages.

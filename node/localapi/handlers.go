@@ -383,9 +383,7 @@ func (s *Server) addGroupMembers(w http.ResponseWriter, r *http.Request) error {
 }
 
 // GroupSendRequest is the body of POST /v1/groups/{group}/messages.
-type GroupSendRequest struct {
-	Text string `json:"text"`
-}
+type GroupSendRequest = chat.GroupPost
 
 func (s *Server) sendGroup(w http.ResponseWriter, r *http.Request) error {
 	var req GroupSendRequest
@@ -395,7 +393,7 @@ func (s *Server) sendGroup(w http.ResponseWriter, r *http.Request) error {
 	if req.Text == "" {
 		return fmt.Errorf("text is required: %w", chat.ErrInvalid)
 	}
-	m, err := s.backend.SendGroup(r.Context(), r.PathValue("group"), req.Text)
+	m, err := s.backend.PostGroup(r.Context(), r.PathValue("group"), req)
 	if err != nil {
 		return err
 	}
@@ -432,6 +430,82 @@ func (s *Server) setGroupRole(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	g, err := s.backend.SetGroupRole(r.Context(), r.PathValue("group"), r.PathValue("member"), req.Role)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) createPoll(w http.ResponseWriter, r *http.Request) error {
+	var req chat.PollSpec
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	m, err := s.backend.CreatePoll(r.Context(), r.PathValue("group"), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (s *Server) groupPoll(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.backend.GroupPoll(r.Context(), r.PathValue("group"), r.PathValue("poll"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// VoteRequest is the body of POST /v1/groups/{group}/polls/{poll}/votes.
+type VoteRequest struct {
+	Options []int `json:"options"`
+}
+
+func (s *Server) votePoll(w http.ResponseWriter, r *http.Request) error {
+	var req VoteRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	p, err := s.backend.VotePoll(r.Context(), r.PathValue("group"), r.PathValue("poll"), req.Options)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (s *Server) closePoll(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.backend.ClosePoll(r.Context(), r.PathValue("group"), r.PathValue("poll"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// PinRequest is the body of POST /v1/groups/{group}/pins.
+type PinRequest struct {
+	Message string `json:"message"`
+}
+
+func (s *Server) pinMessage(w http.ResponseWriter, r *http.Request) error {
+	var req PinRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.PinGroupMessage(r.Context(), r.PathValue("group"), req.Message, true)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) unpinMessage(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.backend.PinGroupMessage(r.Context(), r.PathValue("group"), r.PathValue("message"), false)
 	if err != nil {
 		return err
 	}

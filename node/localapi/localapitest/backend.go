@@ -461,8 +461,8 @@ func (b *Backend) AddGroupMembers(_ context.Context, group string, contacts []st
 	return b.groups[gi], nil
 }
 
-// SendGroup appends a message from the identity's account to a group.
-func (b *Backend) SendGroup(_ context.Context, group, text string) (chat.GroupMessage, error) {
+// PostGroup appends a message from the identity's account to a group.
+func (b *Backend) PostGroup(_ context.Context, group string, post chat.GroupPost) (chat.GroupMessage, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.fail != nil {
@@ -472,14 +472,170 @@ func (b *Backend) SendGroup(_ context.Context, group, text string) (chat.GroupMe
 	if err != nil {
 		return chat.GroupMessage{}, err
 	}
+	if post.ReplyTo != "" && b.groupMessageLocked(g.ID, post.ReplyTo) == nil {
+		return chat.GroupMessage{}, fmt.Errorf("%w: no message %s in this group", chat.ErrInvalid, post.ReplyTo)
+	}
+	return b.appendGroupLocked(g.ID, chat.GroupMessage{Text: post.Text, ReplyTo: post.ReplyTo}), nil
+}
+
+func (b *Backend) appendGroupLocked(group string, m chat.GroupMessage) chat.GroupMessage {
 	if b.gmsgs == nil {
 		b.gmsgs = map[string][]chat.GroupMessage{}
 	}
 	b.seq++
-	m := chat.GroupMessage{ID: fmt.Sprintf("%064x", b.seq), Group: g.ID, From: b.identity.AccountID, FromName: b.identity.Name,
-		Outgoing: true, Text: text, SentAt: b.epoch.Add(time.Duration(b.seq) * time.Second)}
-	b.gmsgs[g.ID] = append(b.gmsgs[g.ID], m)
+	m.ID, m.Group, m.From, m.FromName, m.Outgoing = fmt.Sprintf("%064x", b.seq), group, b.identity.AccountID, b.identity.Name, true
+	m.SentAt = b.epoch.Add(time.Duration(b.seq) * time.Second)
+	b.gmsgs[group] = append(b.gmsgs[group], m)
+	return m
+}
+
+func (b *Backend) groupMessageLocked(group, id string) *chat.GroupMessage {
+	for i, m := range b.gmsgs[group] {
+		if m.ID == id {
+			return &b.gmsgs[group][i]
+		}
+	}
+	return nil
+}
+
+// CreatePoll posts a poll.
+func (b *Backend) CreatePoll(_ context.Context, group string, spec chat.PollSpec) (chat.GroupMessage, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.GroupMessage{}, b.fail
+	}
+	g, err := b.findGroupLocked(group)
+	if err != nil {
+		return chat.GroupMessage{}, err
+	}
+	if spec.Question == "" || len(spec.Options) < 2 || len(spec.Options) > chat.MaxPollOptions {
+		return chat.GroupMessage{}, fmt.Errorf("%w: a poll has a question and 2 to %d options", chat.ErrInvalid, chat.MaxPollOptions)
+	}
+	p := &chat.Poll{Question: spec.Question, Multiple: spec.Multiple, MyVotes: []int{}}
+	for _, o := range spec.Options {
+		p.Options = append(p.Options, chat.PollOption{Text: o})
+	}
+	m := b.appendGroupLocked(g.ID, chat.GroupMessage{Text: spec.Question, Poll: p})
+	stored := b.groupMessageLocked(g.ID, m.ID)
+	stored.Poll.ID = m.ID
+	m.Poll = clonePoll(stored.Poll)
 	return m, nil
+}
+
+func clonePoll(p *chat.Poll) *chat.Poll {
+	c := *p
+	c.Options = append([]chat.PollOption(nil), p.Options...)
+	c.MyVotes = append([]int{}, p.MyVotes...)
+	return &c
+}
+
+func (b *Backend) pollLocked(group, poll string) (*chat.Poll, error) {
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	g, err := b.findGroupLocked(group)
+	if err != nil {
+		return nil, err
+	}
+	m := b.groupMessageLocked(g.ID, poll)
+	if m == nil || m.Poll == nil {
+		return nil, fmt.Errorf("%w: no poll %s in this group", chat.ErrInvalid, poll)
+	}
+	return m.Poll, nil
+}
+
+// VotePoll records the identity's vote.
+func (b *Backend) VotePoll(_ context.Context, group, poll string, options []int) (chat.Poll, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, err := b.pollLocked(group, poll)
+	if err != nil {
+		return chat.Poll{}, err
+	}
+	if p.Closed || (!p.Multiple && len(options) > 1) {
+		return chat.Poll{}, fmt.Errorf("%w: not a vote this poll takes", chat.ErrInvalid)
+	}
+	for _, o := range options {
+		if o < 0 || o >= len(p.Options) {
+			return chat.Poll{}, fmt.Errorf("%w: the poll has options 0 to %d", chat.ErrInvalid, len(p.Options)-1)
+		}
+	}
+	for _, o := range p.MyVotes {
+		p.Options[o].Votes--
+	}
+	if len(p.MyVotes) > 0 {
+		p.Voters--
+	}
+	p.MyVotes = append([]int{}, options...)
+	for _, o := range options {
+		p.Options[o].Votes++
+	}
+	if len(options) > 0 {
+		p.Voters++
+	}
+	return *clonePoll(p), nil
+}
+
+// ClosePoll closes a poll.
+func (b *Backend) ClosePoll(_ context.Context, group, poll string) (chat.Poll, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, err := b.pollLocked(group, poll)
+	if err != nil {
+		return chat.Poll{}, err
+	}
+	if p.Closed {
+		return chat.Poll{}, fmt.Errorf("%w: the poll is closed already", chat.ErrInvalid)
+	}
+	p.Closed = true
+	return *clonePoll(p), nil
+}
+
+// GroupPoll returns a poll.
+func (b *Backend) GroupPoll(_ context.Context, group, poll string) (chat.Poll, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, err := b.pollLocked(group, poll)
+	if err != nil {
+		return chat.Poll{}, err
+	}
+	return *clonePoll(p), nil
+}
+
+// PinGroupMessage pins or unpins a message.
+func (b *Backend) PinGroupMessage(_ context.Context, group, message string, pin bool) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		at := -1
+		for k, p := range g.Pinned {
+			if p == message {
+				at = k
+			}
+		}
+		switch {
+		case pin && at >= 0:
+			return chat.Group{}, fmt.Errorf("%w: the message is pinned already", chat.ErrInvalid)
+		case !pin && at < 0:
+			return chat.Group{}, fmt.Errorf("%w: the message is not pinned", chat.ErrInvalid)
+		case pin:
+			if b.groupMessageLocked(g.ID, message) == nil {
+				return chat.Group{}, fmt.Errorf("%w: no message %s in this group", chat.ErrInvalid, message)
+			}
+			b.groups[i].Pinned = append(b.groups[i].Pinned, message)
+		default:
+			b.groups[i].Pinned = append(g.Pinned[:at:at], g.Pinned[at+1:]...)
+		}
+		return b.groups[i], nil
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
 }
 
 // GroupMessages lists a group's messages in the order they were sent.
