@@ -497,6 +497,39 @@ func TestGroupCommands(t *testing.T) {
 	if out := c.ok("group", "messages", "Book club"); !strings.Contains(out, "hello club") {
 		t.Errorf("messages: %q", out)
 	}
+	first := ms[0].ID
+	if out := c.ok("group", "send", "Book club", "a reply", "--reply-to", first); len(strings.TrimSpace(out)) != 64 {
+		t.Errorf("send --reply-to: %q", out)
+	}
+	if out := c.ok("group", "messages", "Book club"); !strings.Contains(out, "(reply to "+first[:12]+") a reply") {
+		t.Errorf("messages with a reply: %q", out)
+	}
+	poll := strings.TrimSpace(c.ok("group", "poll", "create", "Book club", "Lunch?", "pizza", "sushi"))
+	if len(poll) != 64 {
+		t.Fatalf("poll create: %q", poll)
+	}
+	if out := c.ok("group", "poll", "vote", "Book club", poll, "2"); !strings.Contains(out, "[2*] sushi: 1") {
+		t.Errorf("vote by number: %q", out)
+	}
+	if out := c.ok("group", "poll", "vote", "Book club", poll, "pizza"); !strings.Contains(out, "[1*] pizza: 1") || !strings.Contains(out, "sushi: 0") {
+		t.Errorf("vote by text: %q", out)
+	}
+	if errOut := c.fail("group", "poll", "vote", "Book club", poll, "3"); !strings.Contains(errOut, "not an option") {
+		t.Errorf("vote out of range: %q", errOut)
+	}
+	var pr chat.Poll
+	if err := json.Unmarshal([]byte(c.ok("group", "poll", "results", "Book club", poll, "--json")), &pr); err != nil || pr.Voters != 1 || pr.Options[0].Votes != 1 || pr.ID != poll {
+		t.Fatalf("results --json: %+v (%v)", pr, err)
+	}
+	if out := c.ok("group", "poll", "close", "Book club", poll); !strings.Contains(out, "closed") {
+		t.Errorf("close: %q", out)
+	}
+	if out := c.ok("group", "pin", "Book club", first); !strings.Contains(out, "1 pinned") {
+		t.Errorf("pin: %q", out)
+	}
+	if out := c.ok("group", "unpin", "Book club", first); !strings.Contains(out, "0 pinned") {
+		t.Errorf("unpin: %q", out)
+	}
 	if errOut := c.fail("group", "send", "Nobody's", "x"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("send to an unknown group: %q", errOut)
 	}
