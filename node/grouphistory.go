@@ -186,7 +186,7 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = c.Register(rctx, relay, st.Group, entries, lists)
+		err = c.Register(rctx, relay, st.Group, entries, lists, n.keys.device)
 		cancel()
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/identity"
 )
 
 // ErrUnknownGroup is a relay's answer for a group it keeps no history of.
@@ -43,9 +44,13 @@ type Client struct {
 func NewClient(h host.Host) *Client { return &Client{h: h} }
 
 // Register asks relay to keep group's history: entries is the group's
-// state log, oldest first; lists the members' signed device lists.
-func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, entries, lists [][]byte) error {
-	body := (&registerMsg{Group: group, Entries: entries, Lists: lists}).appendBody(nil)
+// state log, oldest first; lists the members' signed device lists, dev's
+// among them (dev signs the request: the relay keeps groups for their
+// members only).
+func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, entries, lists [][]byte, dev *identity.DeviceKey) error {
+	m := &registerMsg{Group: group, Entries: entries, Lists: lists, Time: time.Now().UnixMilli(), Device: dev.ID()}
+	m.Sig = dev.Sign(RegisterLabel, registerSigned(string(relay), group, m.Time))
+	body := m.appendBody(nil)
 	if len(body) > MaxRegisterSize {
 		return fmt.Errorf("%w: a registration of %d bytes", ErrTooLarge, len(body))
 	}

@@ -238,7 +238,7 @@ func TestStoreAndQuery(t *testing.T) {
 	if _, err := c.Query(ctx, rh.ID(), gid, 0, 10, false); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("a query before registration: %v", err)
 	}
-	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}); err != nil {
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}, alice.dev); err != nil {
 		t.Fatal(err)
 	}
 	members := openAll{alice.dev.ID(): alice.acct.ID(), bob.dev.ID(): bob.acct.ID()}
@@ -344,7 +344,7 @@ func TestRelayChecksSenders(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Mallory's list comes along: the relay must ignore it (not a member).
-	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t), mallory.listBytes(t)}); err != nil {
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t), mallory.listBytes(t)}, bob.dev); err != nil {
 		t.Fatal(err)
 	}
 	attacker := startAttacker(t, r, gid)
@@ -381,10 +381,9 @@ func TestRelayChecksSenders(t *testing.T) {
 // TestRegisterRefusals: a log that does not verify, a log of another
 // group, and a malformed request are refused.
 func TestRegisterRefusals(t *testing.T) {
-	alice := newMember(t)
+	alice, mallory := newMember(t), newMember(t)
 	gid, entries := groupLog(t, alice)
-	other, otherEntries := groupLog(t, alice)
-	_ = other
+	_, otherEntries := groupLog(t, alice)
 	rh := newHost(t)
 	startServer(t, t.TempDir(), rh, nil)
 	c := NewClient(newHost(t))
@@ -396,24 +395,45 @@ func TestRegisterRefusals(t *testing.T) {
 	tampered[0][len(tampered[0])-1] ^= 1
 	badList := alice.listBytes(t)
 	badList[len(badList)-1] ^= 1
+	sign := func(m *registerMsg, by *member, relay string, at time.Time) {
+		m.Time, m.Device = at.UnixMilli(), by.dev.ID()
+		m.Sig = by.dev.Sign(RegisterLabel, registerSigned(relay, m.Group, m.Time))
+	}
+	relay := string(rh.ID())
 	for _, tc := range []struct {
-		name    string
-		entries [][]byte
-		lists   [][]byte
+		name string
+		mod  func(*registerMsg)
 	}{
-		{"tampered entry", tampered, nil},
-		{"another group's log", otherEntries, nil},
-		{"no log", nil, nil},
-		{"forged device list", entries, [][]byte{badList}},
+		{"tampered entry", func(m *registerMsg) { m.Entries = tampered }},
+		{"another group's log", func(m *registerMsg) { m.Entries = otherEntries }},
+		{"no log", func(m *registerMsg) { m.Entries = nil }},
+		{"forged device list", func(m *registerMsg) { m.Lists = [][]byte{badList} }},
+		{"no signature", func(m *registerMsg) { m.Sig = nil }},
+		{"signed by a non-member", func(m *registerMsg) {
+			m.Lists = append(m.Lists, mallory.listBytes(t))
+			sign(m, mallory, relay, time.Now())
+		}},
+		{"signed for another relay", func(m *registerMsg) { sign(m, alice, relay+"x", time.Now()) }},
+		{"signed an hour ago", func(m *registerMsg) { sign(m, alice, relay, time.Now().Add(-time.Hour)) }},
+		{"bad signature", func(m *registerMsg) { m.Sig[0] ^= 1 }},
 	} {
-		err := c.Register(ctx, rh.ID(), gid, tc.entries, tc.lists)
-		var se *StatusError
-		if !errors.As(err, &se) || se.Code != CodeInvalid {
-			t.Errorf("%s: %v", tc.name, err)
+		m := &registerMsg{Group: gid, Entries: entries, Lists: [][]byte{alice.listBytes(t)}}
+		sign(m, alice, relay, time.Now())
+		tc.mod(m)
+		_, ans, err := c.roundTrip(ctx, rh.ID(), typeRegister, m.appendBody(nil), typeStatus)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		st, err := decodeStatus(ans)
+		if err != nil || st.Code != CodeInvalid {
+			t.Errorf("%s: %+v (%v)", tc.name, st, err)
 		}
 	}
 	if _, err := c.Query(ctx, rh.ID(), gid, 0, 0, true); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("a refused group is kept: %v", err)
+	}
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t)}, alice.dev); err != nil {
+		t.Fatalf("the genuine registration: %v", err)
 	}
 }
 
@@ -429,7 +449,7 @@ func TestQuota(t *testing.T) {
 	if err := c.h.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t)}); err != nil {
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t)}, alice.dev); err != nil {
 		t.Fatal(err)
 	}
 	p := startPeer(t, rh, gid, openAll{alice.dev.ID(): alice.acct.ID()})
@@ -481,4 +501,163 @@ func startAttacker(t *testing.T, r *relayUnderTest, group [32]byte) *pubsub.Topi
 		return slices.Contains(topic.ListPeers(), r.h.ID()) && slices.Contains(r.srv.Net().Peers(group), h.ID())
 	})
 	return topic
+}
+
+// appendLog signs changes by m on top of raws and returns the longer log.
+func appendLog(t *testing.T, raws [][]byte, m *member, cs ...groupstate.Change) [][]byte {
+	t.Helper()
+	var entries []*groupstate.Entry
+	for _, r := range raws {
+		e, err := groupstate.Parse(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	l, err := groupstate.Replay(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := slices.Clone(raws)
+	for _, c := range cs {
+		e, err := groupstate.Sign(m.dev, m.cert, l.Head(), max(time.Now().UnixMilli(), l.Head().Time), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Add(e); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := e.MarshalBinary()
+		out = append(out, b)
+	}
+	return out
+}
+
+func pins(n int) []groupstate.Change {
+	var cs []groupstate.Change
+	for range n {
+		var ref [32]byte
+		_, _ = rand.Read(ref[:])
+		cs = append(cs, groupstate.Change{Kind: groupstate.KindPin, Ref: ref})
+	}
+	return cs
+}
+
+func clientOf(t *testing.T, r *relayUnderTest) *Client {
+	t.Helper()
+	c := NewClient(newHost(t))
+	if err := c.h.Connect(context.Background(), peer.AddrInfo{ID: r.h.ID(), Addrs: r.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestForkedRegistration: Mallory, removed by the owner, registers a
+// longer fork of the log from before her removal (pins, a member's
+// right). The relay merges it by the fork rule, so the owner's removal
+// stands: Mallory's envelopes are not stored, and a member the owner adds
+// next is.
+func TestForkedRegistration(t *testing.T) {
+	alice, bob, mallory, carol := newMember(t), newMember(t), newMember(t), newMember(t)
+	gid, prefix := groupLog(t, alice, bob, mallory)
+	real := appendLog(t, prefix, alice, groupstate.Change{Kind: groupstate.KindRemove, Account: mallory.acct.ID()})
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	lists := [][]byte{alice.listBytes(t), bob.listBytes(t), mallory.listBytes(t), carol.listBytes(t)}
+	if err := c.Register(ctx, rh.ID(), gid, real, lists, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	fork := appendLog(t, prefix, mallory, pins(3)...)
+	if err := clientOf(t, r).Register(ctx, rh.ID(), gid, fork, [][]byte{mallory.listBytes(t)}, mallory.dev); err != nil {
+		t.Fatalf("the fork's registration (valid on its own): %v", err)
+	}
+	real2 := appendLog(t, real, alice, groupstate.Change{Kind: groupstate.KindAdd, Account: carol.acct.ID()})
+	if err := c.Register(ctx, rh.ID(), gid, real2, lists, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	everyone := openAll{alice.dev.ID(): alice.acct.ID(), mallory.dev.ID(): mallory.acct.ID(), carol.dev.ID(): carol.acct.ID()}
+	p := startPeer(t, rh, gid, everyone)
+	p.publish(t, r, gid, mallory.seal(t, gid, "from the removed member"))
+	time.Sleep(100 * time.Millisecond)
+	honest := startPeer(t, rh, gid, openAll{alice.dev.ID(): alice.acct.ID(), carol.dev.ID(): carol.acct.ID()})
+	honest.publish(t, r, gid, carol.seal(t, gid, "from the new member"))
+	honest.publish(t, r, gid, alice.seal(t, gid, "from the owner"))
+	eventually(t, "the owner's message", func() bool {
+		pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+		return err == nil && slices.Contains(texts(t, pg.Items, gid), "from the owner")
+	})
+	time.Sleep(300 * time.Millisecond)
+	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, pg.Items, gid); fmt.Sprint(sorted(got)) != fmt.Sprint([]string{"from the new member", "from the owner"}) {
+		t.Fatalf("the relay holds %q", got)
+	}
+}
+
+// TestListsKeptAcrossRestart: device lists merged from several
+// registrations (each member knows some) survive a restart of the relay,
+// and lists of accounts that are not members are not kept at all.
+func TestListsKeptAcrossRestart(t *testing.T) {
+	alice, bob, carol := newMember(t), newMember(t), newMember(t)
+	gid, entries := groupLog(t, alice, bob, carol)
+	rh := newHost(t)
+	dir := t.TempDir()
+	r := startServer(t, dir, rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	strangers := [][]byte{alice.listBytes(t), bob.listBytes(t), carol.listBytes(t)}
+	for range 20 {
+		strangers = append(strangers, newMember(t).listBytes(t))
+	}
+	if err := c.Register(ctx, rh.ID(), gid, entries, strangers, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	devices := func(r *relayUnderTest) int {
+		r.srv.mu.Lock()
+		defer r.srv.mu.Unlock()
+		g := r.srv.groups[gid]
+		return len(g.devices) + len(g.lists)
+	}
+	if n := devices(r); n != 6 {
+		t.Fatalf("%d devices and lists held before the restart (3 members: 6)", n)
+	}
+	r.stop()
+	rh2 := newHost(t)
+	r2 := startServer(t, dir, rh2, nil)
+	if n := devices(r2); n != 6 {
+		t.Fatalf("%d devices and lists held after the restart", n)
+	}
+	p := startPeer(t, rh2, gid, openAll{carol.dev.ID(): carol.acct.ID()})
+	p.publish(t, r2, gid, carol.seal(t, gid, "carol after the restart"))
+	eventually(t, "Carol's message stored", func() bool {
+		pg, err := clientOf(t, r2).Query(ctx, rh2.ID(), gid, 0, 0, true)
+		return err == nil && len(pg.Items) == 1
+	})
+}
+
+// TestNewGroupsPerAccount: one account registers at most
+// MaxGroupsPerPeer new groups a day, whatever peer it comes from.
+func TestNewGroupsPerAccount(t *testing.T) {
+	alice := newMember(t)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, func(c *Config) { c.MaxGroupsPerPeer = 3 })
+	ctx := context.Background()
+	for i := range 4 {
+		gid, entries := groupLog(t, alice)
+		err := clientOf(t, r).Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t)}, alice.dev)
+		var se *StatusError
+		switch {
+		case i < 3 && err != nil:
+			t.Fatalf("group %d: %v", i, err)
+		case i == 3 && (!errors.As(err, &se) || se.Code != CodeFull):
+			t.Fatalf("a fourth new group the same day: %v", err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -107,7 +108,7 @@ type Server struct {
 	reg, msgs, ids storage.Keyspace
 
 	requests *ratelimit.Limiter[peer.ID]
-	newGroup *ratelimit.Limiter[peer.ID]
+	newGroup *ratelimit.Limiter[identity.AccountID]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -121,10 +122,9 @@ type Server struct {
 
 // group is what the relay knows of one registered group.
 type group struct {
-	state   *groupstate.State
-	entries int
+	log     *groupstate.Log                 // verified; registrations are merged into it (groupstate's fork rule)
+	lists   map[identity.AccountID]heldList // members' newest lists
 	devices map[identity.DeviceID]identity.AccountID
-	lists   map[identity.AccountID]uint64 // version of each account's list
 	expires time.Time
 	// Sequence numbers held: [first, next); head is next-1.
 	first, next uint64
@@ -144,7 +144,7 @@ func NewServer(cfg Config) (*Server, error) {
 		msgs:     cfg.DB.Keyspace("history.msg"),
 		ids:      cfg.DB.Keyspace("history.id"),
 		requests: ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
-		newGroup: ratelimit.New[peer.ID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
+		newGroup: ratelimit.New[identity.AccountID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
 		in:       make(chan *groupnet.Message, 4096),
 		groups:   map[[32]byte]*group{},
 		changed:  make(chan struct{}),
@@ -268,8 +268,16 @@ func (s *Server) load() error {
 	return nil
 }
 
+// heldList is a member's signed device list as the relay keeps it.
+type heldList struct {
+	version uint64
+	raw     []byte
+	devices []identity.DeviceID
+}
+
 // verifyRegister checks a registration's log and lists and builds the
-// group's state from them.
+// group's state from them. Of the lists, only members' are kept (the
+// newest per account), and only those are verified.
 func verifyRegister(m *registerMsg) (*group, error) {
 	if len(m.Entries) == 0 {
 		return nil, errors.New("no state log")
@@ -289,30 +297,96 @@ func verifyRegister(m *registerMsg) (*group, error) {
 	if l.Group() != m.Group {
 		return nil, errors.New("the log is another group's")
 	}
-	st := l.State().Clone()
-	g := &group{state: st, entries: len(entries), devices: map[identity.DeviceID]identity.AccountID{}, lists: map[identity.AccountID]uint64{}}
-	for i, raw := range m.Lists {
-		dl, err := identity.ParseDeviceList(raw)
-		if err != nil {
-			return nil, fmt.Errorf("device list %d: %w", i, err)
-		}
-		if err := dl.Verify(dl.Account); err != nil {
-			return nil, fmt.Errorf("device list %d: %w", i, err)
-		}
-		if v, ok := g.lists[dl.Account]; ok && v >= dl.Version {
-			continue
-		}
-		for d, a := range g.devices {
-			if a == dl.Account {
-				delete(g.devices, d)
-			}
-		}
-		g.lists[dl.Account] = dl.Version
-		for _, c := range dl.Devices {
-			g.devices[c.Device] = dl.Account
-		}
+	g := &group{log: l, lists: map[identity.AccountID]heldList{}}
+	if err := g.takeLists(m.Lists); err != nil {
+		return nil, err
 	}
 	return g, nil
+}
+
+// takeLists keeps, of raws, the newest list of each member that is newer
+// than the one held, after verifying it; then drops non-members' lists.
+func (g *group) takeLists(raws [][]byte) error {
+	st := g.log.State()
+	best := map[identity.AccountID]*identity.DeviceList{}
+	bestRaw := map[identity.AccountID][]byte{}
+	for i, raw := range raws {
+		dl, err := identity.ParseDeviceList(raw)
+		if err != nil {
+			return fmt.Errorf("device list %d: %w", i, err)
+		}
+		if st.Role(dl.Account) == groupstate.RoleNone {
+			continue // not a member: of no use, and not kept
+		}
+		if h, ok := g.lists[dl.Account]; ok && h.version >= dl.Version {
+			continue
+		}
+		if b := best[dl.Account]; b == nil || dl.Version > b.Version {
+			best[dl.Account], bestRaw[dl.Account] = dl, raw
+		}
+	}
+	for a, dl := range best {
+		if err := dl.Verify(a); err != nil {
+			return fmt.Errorf("the device list of %s: %w", a, err)
+		}
+		h := heldList{version: dl.Version, raw: bytes.Clone(bestRaw[a])}
+		for _, c := range dl.Devices {
+			h.devices = append(h.devices, c.Device)
+		}
+		g.lists[a] = h
+	}
+	g.prune()
+	return nil
+}
+
+// prune drops the lists of accounts that are no longer members and
+// rebuilds the device map.
+func (g *group) prune() {
+	st := g.log.State()
+	g.devices = map[identity.DeviceID]identity.AccountID{}
+	for a, h := range g.lists {
+		if st.Role(a) == groupstate.RoleNone {
+			delete(g.lists, a)
+			continue
+		}
+		for _, d := range h.devices {
+			g.devices[d] = a
+		}
+	}
+}
+
+// body is the registration the relay stores for g: its merged log and
+// lists (no signature: it was checked when it came).
+func (g *group) body(id [32]byte) ([]byte, error) {
+	m := &registerMsg{Group: id}
+	for _, e := range g.log.Entries(0) {
+		raw, err := e.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		m.Entries = append(m.Entries, raw)
+	}
+	for _, h := range g.lists {
+		m.Lists = append(m.Lists, h.raw)
+	}
+	return m.appendBody(nil), nil
+}
+
+// signer checks a registration's signature: by a device on a member's
+// list, over this relay's ID, the group and a time within 10 minutes.
+func (g *group) signer(m *registerMsg, relay peer.ID, now time.Time) (identity.AccountID, error) {
+	acct, ok := g.devices[identity.DeviceID(m.Device)]
+	switch {
+	case m.Sig == nil:
+		return acct, errors.New("no signature")
+	case !ok:
+		return acct, errors.New("signed by a device that is not a member's")
+	case time.UnixMilli(m.Time).Before(now.Add(-10*time.Minute)) || time.UnixMilli(m.Time).After(now.Add(10*time.Minute)):
+		return acct, errors.New("signed at a time more than 10 minutes from now")
+	case !identity.Verify(identity.DeviceID(m.Device).PublicKey(), RegisterLabel, registerSigned(string(relay), m.Group, m.Time), m.Sig):
+		return acct, errors.New("bad signature")
+	}
+	return acct, nil
 }
 
 // join records g and subscribes to its topic.
@@ -554,9 +628,9 @@ func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupms
 	allowed := false
 	switch kind {
 	case groupmsg.KindSenderKey:
-		allowed = g.state.MayPost(acct)
+		allowed = g.log.State().MayPost(acct)
 	case groupmsg.KindState:
-		allowed = g.state.Role(acct) != groupstate.RoleNone
+		allowed = g.log.State().Role(acct) != groupstate.RoleNone
 	}
 	if !allowed {
 		return acct, groupnet.ErrNotAllowed
@@ -585,7 +659,7 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			s.answerStatus(str, CodeMalformed, err.Error())
 			return
 		}
-		code, text := s.register(p, m, body)
+		code, text := s.register(m)
 		s.answerStatus(str, code, text)
 	case typeQuery:
 		m, err := decodeQuery(body)
@@ -615,50 +689,54 @@ func (s *Server) answerStatus(str network.Stream, c Code, text string) {
 	_, _ = str.Write(frame(typeStatus, (&statusMsg{Code: c, Text: text}).appendBody(nil)))
 }
 
-// register verifies and stores a registration, joining the topic of a
-// group new to the relay.
-func (s *Server) register(p peer.ID, m *registerMsg, body []byte) (Code, string) {
+// register verifies a registration and merges it into what the relay
+// holds: a new group's topic is joined; a known group's log takes the new
+// entries by groupstate's fork rule (an entry that loses a fork is
+// ignored, so a removed member cannot roll the relay back to a branch
+// where it is still in), and its lists the newer members' lists.
+func (s *Server) register(m *registerMsg) (Code, string) {
 	g, err := verifyRegister(m)
 	if err != nil {
 		return CodeInvalid, err.Error()
 	}
-	expires := s.cfg.Now().Add(s.cfg.RegistrationTTL)
+	now := s.cfg.Now()
+	acct, err := g.signer(m, s.cfg.Host.ID(), now)
+	if err != nil {
+		return CodeInvalid, "registration: " + err.Error()
+	}
+	expires := now.Add(s.cfg.RegistrationTTL)
 	s.mu.Lock()
 	old := s.groups[m.Group]
 	n := len(s.groups)
 	if old != nil {
-		if g.entries < old.entries {
-			// An older log than the relay's: renew only.
-			old.expires = expires
+		for _, e := range g.log.Entries(0) {
+			if _, err := old.log.Add(e); err != nil && !errors.Is(err, groupstate.ErrLostFork) {
+				s.log.Debug("history: a registered entry not taken", "seq", e.Seq, "err", err)
+			}
+		}
+		if err := old.takeLists(m.Lists); err != nil {
 			s.mu.Unlock()
-			return s.storeRegistration(m.Group, expires, nil)
+			return CodeInvalid, err.Error() // (verified above: cannot happen)
 		}
-		old.state, old.entries, old.expires = g.state, g.entries, expires
-		for a, v := range g.lists {
-			if old.lists[a] > v {
-				continue
-			}
-			for d, acct := range old.devices {
-				if acct == a {
-					delete(old.devices, d)
-				}
-			}
-			old.lists[a] = v
-		}
-		for d, a := range g.devices {
-			if old.lists[a] == g.lists[a] {
-				old.devices[d] = a
-			}
-		}
+		old.prune()
+		old.expires = expires
+		body, err := old.body(m.Group)
 		s.mu.Unlock()
+		if err != nil {
+			return CodeUnavailable, err.Error()
+		}
 		return s.storeRegistration(m.Group, expires, body)
 	}
 	s.mu.Unlock()
 	if n >= s.cfg.MaxGroups {
 		return CodeFull, "the relay keeps no more groups"
 	}
-	if !s.newGroup.Allow(p, s.cfg.Now()) {
-		return CodeFull, "too many new groups from this peer today"
+	if !s.newGroup.Allow(acct, now) {
+		return CodeFull, "too many new groups from this account today"
+	}
+	body, err := g.body(m.Group)
+	if err != nil {
+		return CodeUnavailable, err.Error()
 	}
 	if code, text := s.storeRegistration(m.Group, expires, body); code != CodeOK {
 		return code, text
@@ -677,20 +755,9 @@ func (s *Server) register(p peer.ID, m *registerMsg, body []byte) (Code, string)
 	return CodeOK, ""
 }
 
-// storeRegistration writes a registration's expiry and, if body is not
-// nil, its body (nil renews the stored one).
+// storeRegistration writes a registration: its expiry and body.
 func (s *Server) storeRegistration(id [32]byte, expires time.Time, body []byte) (Code, string) {
 	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
-		if body == nil {
-			old, err := tx.Get(s.reg, id[:])
-			if err != nil {
-				return err
-			}
-			if len(old) < 8 {
-				return errors.New("a stored registration without expiry")
-			}
-			body = old[8:]
-		}
 		v := binary.BigEndian.AppendUint64(nil, uint64(expires.UnixMilli()))
 		return tx.Set(s.reg, id[:], append(v, body...))
 	})

@@ -30,8 +30,10 @@ const (
 	headerSize = 5 // length:u32 | type:u8
 
 	// MaxRegisterSize bounds a Register body: a group's whole state log
-	// and the members' device lists known to the registering member.
-	MaxRegisterSize = 8 << 20
+	// and the members' device lists known to the registering member. The
+	// relay stores what it keeps of it as one value, and a value must
+	// stay well under Badger's limit (4 MiB with the relay's options).
+	MaxRegisterSize = 2 << 20
 	// MaxPageSize bounds a Page body; the relay fills a page up to
 	// pageBudget, so one envelope of groupmsg.MaxSize always fits.
 	MaxPageSize = 4 << 20
@@ -99,11 +101,27 @@ func (c Code) String() string {
 }
 
 // registerMsg asks the relay to keep a group's history: the group's
-// state log, oldest first, and members' signed device lists.
+// state log, oldest first, and members' signed device lists; Device
+// signs (RegisterLabel, relay peer ID, group, Time) to show the request
+// comes from a member's device.
 type registerMsg struct {
 	Group   [32]byte
 	Entries [][]byte
 	Lists   [][]byte
+	Time    int64 // Unix ms
+	Device  [32]byte
+	Sig     []byte
+}
+
+// RegisterLabel is the domain-separation label of a Register's signature.
+const RegisterLabel = "peergram/history/register/v1"
+
+// registerSigned is what a Register's device signs.
+func registerSigned(relay string, group [32]byte, timeMs int64) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(relay)))
+	b = append(b, relay...)
+	b = append(b, group[:]...)
+	return binary.BigEndian.AppendUint64(b, uint64(timeMs))
 }
 
 // queryMsg asks for what the relay holds of a group after a cursor.
@@ -176,6 +194,9 @@ const (
 	fMore    = 4
 	fCode    = 1
 	fText    = 2
+	fRegTime = 4
+	fRegDev  = 5
+	fRegSig  = 6
 
 	fItemSeq = 1
 	fItemID  = 2
@@ -200,6 +221,11 @@ func (m *registerMsg) appendBody(b []byte) []byte {
 	}
 	for _, l := range m.Lists {
 		b = appendBytes(b, fList, l)
+	}
+	if m.Sig != nil {
+		b = appendVarint(b, fRegTime, uint64(m.Time))
+		b = appendBytes(b, fRegDev, m.Device[:])
+		b = appendBytes(b, fRegSig, m.Sig)
 	}
 	return b
 }
@@ -366,8 +392,11 @@ func needGroup(seen bool) error {
 func decodeRegister(b []byte) (*registerMsg, error) {
 	m := &registerMsg{}
 	var seen bool
-	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if typ != protowire.BytesType {
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		if typ == protowire.VarintType {
+			if num == fRegTime {
+				m.Time = int64(min(x, 1<<62))
+			}
 			return nil
 		}
 		switch num {
@@ -377,6 +406,13 @@ func decodeRegister(b []byte) (*registerMsg, error) {
 			m.Entries = append(m.Entries, v)
 		case fList:
 			m.Lists = append(m.Lists, v)
+		case fRegDev:
+			if len(v) != 32 {
+				return fmt.Errorf("%w: a device of %d bytes", ErrMalformed, len(v))
+			}
+			copy(m.Device[:], v)
+		case fRegSig:
+			m.Sig = v
 		}
 		return nil
 	})
