@@ -573,6 +573,12 @@ func TestForkedRegistration(t *testing.T) {
 	if err := clientOf(t, r).Register(ctx, rh.ID(), gid, fork, [][]byte{mallory.listBytes(t)}, mallory.dev); err != nil {
 		t.Fatalf("the fork's registration (valid on its own): %v", err)
 	}
+	r.srv.mu.Lock()
+	role := r.srv.groups[gid].log.State().Role(mallory.acct.ID())
+	r.srv.mu.Unlock()
+	if role != groupstate.RoleNone {
+		t.Fatalf("after the fork's registration the relay holds Mallory as %s", role)
+	}
 	real2 := appendLog(t, real, alice, groupstate.Change{Kind: groupstate.KindAdd, Account: carol.acct.ID()})
 	if err := c.Register(ctx, rh.ID(), gid, real2, lists, alice.dev); err != nil {
 		t.Fatal(err)
