@@ -65,7 +65,7 @@ func (n *Node) wakeHistory() {
 // takes from it what gossip did not bring, until ctx ends.
 func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struct{}) {
 	c := history.NewClient(n.host)
-	registered := map[groupstate.GroupID]int{} // entries registered at this relay
+	registered := map[groupstate.GroupID]registration{} // at this relay
 	backoff := time.Second
 	fail := func(what string, err error) {
 		if ctx.Err() == nil {
@@ -89,10 +89,7 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			}
 			continue
 		}
-		if err := n.registerGroups(ctx, c, relay, states, registered); err != nil {
-			fail("register", err)
-			continue
-		}
+		n.registerGroups(ctx, c, relay, states, registered)
 		heads := make([]history.Head, 0, len(states))
 		for _, st := range states {
 			heads = append(heads, history.Head{Group: st.Group, Seq: n.cursor(st.Group, relay)})
@@ -124,6 +121,7 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			case <-time.After(historySettle):
 			}
 		}
+		failed := false
 		for _, h := range moved {
 			if h.Seq <= n.cursor(h.Group, relay) {
 				continue
@@ -132,8 +130,13 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 				if errors.Is(err, history.ErrUnknownGroup) {
 					delete(registered, h.Group)
 				}
+				failed = true
 				n.log.Info("group history: catch up", "group", hex.EncodeToString(h.Group[:8]), "relay", relay, "err", err)
 			}
+		}
+		if failed {
+			fail("catch up", errors.New("some groups could not catch up"))
+			continue
 		}
 		backoff, wait = time.Second, historyWait
 	}
@@ -155,10 +158,28 @@ func (n *Node) memberStates() []*groupstate.State {
 	return out
 }
 
+// registration is what this node last registered of a group at a relay
+// and when; a failed one waits until retry.
+type registration struct {
+	entries int
+	at      time.Time
+	retry   time.Time
+}
+
+// reregister is how often a registration is renewed although nothing
+// changed (relays drop registrations after 30 days without one).
+const reregister = 12 * time.Hour
+
 // registerGroups registers at relay the groups whose log grew since they
-// were last registered there.
-func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer.ID, states []*groupstate.State, registered map[groupstate.GroupID]int) error {
+// were last registered there, or whose registration is old. A group the
+// relay refuses does not hold up the others; it is tried again later.
+func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer.ID, states []*groupstate.State, registered map[groupstate.GroupID]registration) {
+	now := time.Now()
 	for _, st := range states {
+		r := registered[st.Group]
+		if now.Before(r.retry) {
+			continue
+		}
 		var entries, lists [][]byte
 		err := n.db.View(func(tx *storage.Txn) error {
 			l, err := n.findGroup(tx, hex.EncodeToString(st.Group[:]))
@@ -166,7 +187,7 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 				return err
 			}
 			all := l.Entries(0)
-			if registered[st.Group] == len(all) {
+			if r.entries == len(all) && now.Sub(r.at) < reregister {
 				return nil
 			}
 			for _, e := range all {
@@ -179,21 +200,23 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 			lists = n.memberLists(tx, l.State())
 			return nil
 		})
-		if err != nil {
-			return err
+		if err == nil && entries != nil {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = c.Register(rctx, relay, st.Group, entries, lists, n.keys.device)
+			cancel()
 		}
-		if entries == nil {
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Info("group history: register", "group", hex.EncodeToString(st.Group[:8]), "relay", relay, "err", err)
+			}
+			r.retry = now.Add(time.Minute)
+			registered[st.Group] = r
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = c.Register(rctx, relay, st.Group, entries, lists, n.keys.device)
-		cancel()
-		if err != nil {
-			return err
+		if entries != nil {
+			registered[st.Group] = registration{entries: len(entries), at: now}
 		}
-		registered[st.Group] = len(entries)
 	}
-	return nil
 }
 
 // memberLists returns the signed device lists this node holds of a
@@ -291,10 +314,19 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 			last := got.Items[len(got.Items)-1].Seq
 			want = slices.DeleteFunc(want, func(s uint64) bool { return s <= last })
 		}
+		next := cur
 		if len(page.Items) > 0 {
-			last := page.Items[len(page.Items)-1].Seq
+			next = page.Items[len(page.Items)-1].Seq
+		}
+		if !page.More {
+			// Everything up to the relay's committed head is in this
+			// page: numbers without an envelope (expired, or lost to a
+			// failed write at the relay) are passed too.
+			next = max(next, page.Head)
+		}
+		if next > cur {
 			if err := n.db.Update(func(tx *storage.Txn) error {
-				return tx.Set(n.st.groupCur, cursorKey(gid, relay), binary.BigEndian.AppendUint64(nil, last))
+				return tx.Set(n.st.groupCur, cursorKey(gid, relay), binary.BigEndian.AppendUint64(nil, next))
 			}); err != nil {
 				return err
 			}

@@ -301,9 +301,12 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 			if err := n.retireChain(tx, id); err != nil {
 				return err
 			}
-			// Titles set from now on are for the remaining members.
-			if err := n.rotateInfoKey(tx, id); err != nil {
-				return err
+			// Titles set from now on are for the remaining members
+			// (a member that leaves has nothing to rotate for them).
+			if st := l.State(); st.Role(self) != groupstate.RoleNone {
+				if err := n.rotateInfoKey(tx, id); err != nil {
+					return err
+				}
 			}
 		} else if err := n.sendOwnChain(tx, id, added); err != nil {
 			return err
@@ -483,11 +486,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		n.touch(id)
 		return nil
 	}
-	if theirs.State().Role(sender) != groupstate.RoleNone {
-		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
-			return err
-		}
-	}
+
 	var added []identity.AccountID
 	retire := false
 	for _, e := range entries {
@@ -518,8 +517,38 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			}
 		}
 	}
+	// Info keys only from a member of the log as this node holds it now
+	// (not of the log the sender chose to send: a removed member could
+	// send one from before its removal).
+	if mine.State().Role(sender) != groupstate.RoleNone {
+		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
+			return err
+		}
+	}
 	if retire {
-		return n.retireChain(tx, id)
+		if err := n.retireChain(tx, id); err != nil {
+			return err
+		}
+		// Someone left or was taken out by another: the owner's node
+		// makes a new info key for the members that remain (one who left
+		// cannot do it for them).
+		if mine.State().Owner == n.keys.account.ID() {
+			if err := n.rotateInfoKey(tx, id); err != nil {
+				return err
+			}
+			var members []identity.AccountID
+			for a := range mine.State().Members {
+				members = append(members, a)
+			}
+			notify, err := n.sendGroupLog(tx, mine, members)
+			if err != nil {
+				return err
+			}
+			n.touchedMu.Lock()
+			n.notifyLater = append(n.notifyLater, notify...)
+			n.touchedMu.Unlock()
+		}
+		return nil
 	}
 	return n.sendOwnChain(tx, id, added)
 }
@@ -559,7 +588,12 @@ func (n *Node) refreshTouched() {
 	n.touchedMu.Lock()
 	ids := n.touched
 	n.touched = nil
+	later := n.notifyLater
+	n.notifyLater = nil
 	n.touchedMu.Unlock()
+	if len(later) > 0 {
+		n.notify(later...)
+	}
 	for id := range ids {
 		n.refreshGroup(n.runCtx, id)
 	}

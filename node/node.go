@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/sealed"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/node/localapi"
@@ -92,6 +93,7 @@ type Node struct {
 	groups      *groupEngine // nil until Run started gossip
 	touchedMu   sync.Mutex
 	touched     map[groupstate.GroupID]bool // groups whose log a receive changed, to reload after its commit
+	notifyLater []identity.AccountID        // recipients of jobs a receive enqueued, to notify after its commit
 	runCtx      context.Context
 	apiAddr     string
 	lockFile    *os.File

@@ -126,8 +126,11 @@ type group struct {
 	lists   map[identity.AccountID]heldList // members' newest lists
 	devices map[identity.DeviceID]identity.AccountID
 	expires time.Time
-	// Sequence numbers held: [first, next); head is next-1.
-	first, next uint64
+	// Sequence numbers: next is the next to give; head the highest
+	// committed (Heads and pages report it, so a client never sees a
+	// number whose envelope is still being written); first the lowest
+	// still held.
+	first, next, head uint64
 	bytes       int64
 	cancel      context.CancelFunc
 }
@@ -253,7 +256,7 @@ func (s *Server) load() error {
 				if g.bytes == 0 {
 					g.first = seq
 				}
-				g.next = seq + 1
+				g.next, g.head = seq+1, seq
 				g.bytes += int64(len(v))
 				return nil
 			})
@@ -510,6 +513,7 @@ func (s *Server) store(batch []*groupnet.Message) error {
 	s.mu.Lock()
 	for _, p := range done {
 		if gr := s.groups[p.group]; gr != nil {
+			gr.head = max(gr.head, p.seq)
 			gr.bytes += p.size
 			if gr.next-gr.first > uint64(s.cfg.MaxGroupMessages) || gr.bytes > s.cfg.MaxGroupBytes {
 				trim = append(trim, p.group)
@@ -771,7 +775,7 @@ func (s *Server) answerPage(str network.Stream, id [32]byte, fill func(*storage.
 	g := s.groups[id]
 	var first, head uint64
 	if g != nil {
-		first, head = g.first, g.next-1
+		first, head = g.first, g.head
 	}
 	s.mu.Unlock()
 	if g == nil {
@@ -860,7 +864,7 @@ func (s *Server) heads(str network.Stream, m *headsMsg) {
 			if g == nil {
 				continue
 			}
-			cur := Head{Group: h.Group, Seq: g.next - 1}
+			cur := Head{Group: h.Group, Seq: g.head}
 			all = append(all, cur)
 			if cur.Seq > h.Seq {
 				moved = append(moved, cur)
