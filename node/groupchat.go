@@ -497,6 +497,13 @@ func (n *Node) postGroup(ctx context.Context, group string, body *groupBody, che
 	if err := body.check(); err != nil {
 		return chat.GroupMessage{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
 	}
+	return n.sealGroup(ctx, group, body, nil, check)
+}
+
+// sealGroup is postGroup without the body's check; raw, if not nil, is
+// sealed instead of body's encoding (tests send what no honest node
+// would, to see the members' nodes refuse it).
+func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw []byte, check func(*storage.Txn, *groupstate.State) error) (chat.GroupMessage, error) {
 	if n.groups == nil {
 		return chat.GroupMessage{}, fmt.Errorf("%w: groups are not running", chat.ErrUnavailable)
 	}
@@ -527,6 +534,9 @@ func (n *Node) postGroup(ctx context.Context, group string, body *groupBody, che
 		plain, err := json.Marshal(body)
 		if err != nil {
 			return err
+		}
+		if raw != nil {
+			plain = raw
 		}
 		ct, err := s.Seal(plain)
 		if err != nil {
@@ -716,7 +726,8 @@ func (n *Node) openGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 		return groupMessage{}, nil
 	}
 	var b groupBody
-	if err := json.Unmarshal(pt, &b); err == nil {
+	err = json.Unmarshal(pt, &b)
+	if err == nil {
 		err = b.check()
 	}
 	if err != nil {

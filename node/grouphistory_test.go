@@ -109,7 +109,7 @@ func idleAfterExpiry(t *testing.T, retention time.Duration) {
 		}
 	}
 	time.Sleep(4 * time.Second) // the relay's copies expire
-	bob = startNode(t, bobHome, relay.addr)
+	startNode(t, bobHome, relay.addr)
 	time.Sleep(2 * time.Second)
 	in0 := bw.GetBandwidthForProtocol(history.ProtocolID).TotalIn
 	time.Sleep(5 * time.Second)

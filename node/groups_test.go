@@ -924,6 +924,19 @@ func TestGroupFeatures(t *testing.T) {
 	if _, err := bob.postGroup(ctx, g.ID, &groupBody{Vote: &voteBody{Poll: pm.ID, Options: []int{7}}}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Bodies no honest node sends are dropped by the receiving nodes:
+	// two kinds at once, a vote without a poll ID, too many mentions,
+	// not JSON.
+	for _, raw := range []string{
+		`{"text":"poll and text","poll":{"q":"q","o":["a","b"]}}`,
+		`{"vote":{"p":"","o":[0]}}`,
+		`{"text":"x","at":[` + strings.Repeat(`"`+aliceInfo.AccountID+`",`, 50) + `"` + aliceInfo.AccountID + `"]}`,
+		`not json`,
+	} {
+		if _, err := bob.sealGroup(ctx, g.ID, &groupBody{}, []byte(raw), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := bob.ClosePoll(ctx, g.ID, pm.ID); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("Bob closes Alice's poll: %v", err)
 	}
@@ -962,6 +975,8 @@ func TestGroupFeatures(t *testing.T) {
 		texts = append(texts, m.Text)
 	}
 	if !slices.Equal(texts, []string{"hello", "hi @Alice, welcome", "Lunch?", "after the votes"}) {
+		// (Bob's malformed bodies were stored at Bob, who sent them past
+		// his checks, but not at Alice.)
 		t.Fatalf("Alice lists %q (votes and closes are not messages)", texts)
 	}
 

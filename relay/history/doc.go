@@ -16,15 +16,22 @@
 //
 // # What the relay checks
 //
-// A Register carries the group's whole signed state log and the signed
-// device lists of the members the registering device knows. The relay
-// verifies both (crypto/groupstate, crypto/identity) and from them checks
-// each envelope exactly as a member's validators do, except the content:
-// signature by a device of a member with the right to publish, group,
-// time, per-device rate. A newer registration (a longer log that
-// verifies) replaces the older; members register again after every
-// change they see. The relay stores only envelopes its validators
-// accepted, once each (keyed by the envelope's hash).
+// A Register carries the group's whole signed state log, the signed
+// device lists of the members the registering device knows, and that
+// device's signature over (RegisterLabel, the relay's peer ID, the group,
+// a time within 10 minutes): the relay keeps groups for their members
+// only, and a registration cannot be replayed to another relay. The relay
+// verifies log and lists (crypto/groupstate, crypto/identity; of the
+// lists only members' are verified and kept, the newest per account) and
+// from them checks each envelope exactly as a member's validators do,
+// except the content: signature by a device of a member with the right
+// to publish, group, time, per-device rate. A registration of a group the
+// relay holds is merged into its log entry by entry by groupstate's fork
+// rule (Log.Add), never replacing it: a removed member that registers a
+// longer fork from before its removal loses the fork to the removal.
+// Members register again after every change they see, and every 12
+// hours. The relay stores only envelopes its validators accepted, once
+// each (keyed by the envelope's hash).
 //
 // Who may read a group's history: anyone who names the group's ID. The
 // ID is known to members (and to those they tell); the gossip topic's
@@ -61,7 +68,8 @@
 //
 //	frame = length:u32 | type:u8 | body       (body: protobuf wire format;
 //	                                           unknown fields are skipped)
-//	Register 0x01  1: group (32 bytes), 2: entry (repeated), 3: device list (repeated)   ≤ 8 MiB
+//	Register 0x01  1: group (32 bytes), 2: entry (repeated), 3: device list (repeated),
+//	               4: time (Unix ms), 5: device (32 bytes), 6: signature                ≤ 2 MiB
 //	Query    0x02  1: group, 2: after, 3: limit (≤ 1,000), 4: ids only                    ≤ 64 KiB
 //	Get      0x03  1: group, 2: seq (repeated, ≤ 1,000)                                   ≤ 64 KiB
 //	Heads    0x04  1: head {1: group, 2: seq} (repeated, ≤ 1,000), 2: wait ms            ≤ 64 KiB
@@ -75,13 +83,16 @@
 // days) and a per-group quota (Config.MaxGroupMessages, 100,000;
 // MaxGroupBytes, 256 MiB): over it, the oldest go first. Registrations
 // expire (Config.RegistrationTTL, 30 days) unless renewed; a relay keeps
-// at most Config.MaxGroups groups (10,000), and one peer registers at
-// most Config.MaxGroupsPerPeer (256) a day. Requests are rate limited
-// per peer.
+// at most Config.MaxGroups groups (10,000), and one account registers at
+// most Config.MaxGroupsPerPeer (256) new groups a day. Requests are rate
+// limited per peer. Sequence numbers are given as envelopes are accepted
+// and reported (Heads, a page's head) only once committed; a number
+// whose envelope expired or whose write failed is passed by clients
+// (a page without More covers everything up to its head).
 //
 // # Storage
 //
-//	history.reg  group[32]             → expires:u64 | Register body
+//	history.reg  group[32]             → expires:u64 | Register body (the merged log and lists, unsigned)
 //	history.msg  group[32] | seq:u64   → stored:u64 (Unix ms) | id[32] | envelope
 //	history.id   group[32] | id[32]    → seq:u64
 //

@@ -131,8 +131,8 @@ type group struct {
 	// number whose envelope is still being written); first the lowest
 	// still held.
 	first, next, head uint64
-	bytes       int64
-	cancel      context.CancelFunc
+	bytes             int64
+	cancel            context.CancelFunc
 }
 
 // NewServer checks cfg; Start serves.
