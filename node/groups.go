@@ -223,6 +223,33 @@ func (n *Node) SetGroupRole(_ context.Context, group, member, role string) (chat
 	})
 }
 
+// BanGroupMember bans an account (a contact's alias or any account ID)
+// from a group: out of it if a member (every member starts a new key, as
+// on a removal), and not to be added again until unbanned (ban false).
+// Admins and the owner may.
+func (n *Node) BanGroupMember(_ context.Context, group, member string, ban bool) (chat.Group, error) {
+	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		var a identity.AccountID
+		if c, err := n.resolveContact(tx, member); err == nil {
+			a = c.Account
+		} else if parsed, perr := identity.ParseAccountID(member); perr == nil {
+			a = parsed
+		} else {
+			return nil, err
+		}
+		banned := l.State().Banned[a]
+		switch {
+		case ban && banned:
+			return nil, fmt.Errorf("%w: %s is banned already", chat.ErrInvalid, member)
+		case !ban && !banned:
+			return nil, fmt.Errorf("%w: %s is not banned", chat.ErrInvalid, member)
+		case ban:
+			return []groupstate.Change{{Kind: groupstate.KindBan, Account: a}}, nil
+		}
+		return []groupstate.Change{{Kind: groupstate.KindUnban, Account: a}}, nil
+	})
+}
+
 // LeaveGroup leaves a group (the owner cannot: chat.ErrInvalid).
 func (n *Node) LeaveGroup(_ context.Context, group string) (chat.Group, error) {
 	return n.changeGroup(group, func(*storage.Txn, *groupstate.Log) ([]groupstate.Change, error) {
@@ -662,6 +689,10 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	for _, p := range st.Pins {
 		g.Pinned = append(g.Pinned, hex.EncodeToString(p[:]))
 	}
+	for a := range st.Banned {
+		g.Banned = append(g.Banned, a.String())
+	}
+	slices.Sort(g.Banned)
 	var names map[identity.AccountID]string
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)

@@ -999,3 +999,62 @@ func TestGroupFeatures(t *testing.T) {
 		return err == nil && len(got.Pinned) == 0, nil
 	})
 }
+
+// TestGroupBan: a banned member is out (its node sees it and cannot
+// post); a ban is lifted by an unban or by an admin adding the account
+// again; a member without the right cannot ban.
+func TestGroupBan(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Bans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && got.Role == "member", nil
+	})
+	if _, err := bob.BanGroupMember(ctx, g.ID, "alice", true); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a member bans the owner: %v", err)
+	}
+	banned, err := alice.BanGroupMember(ctx, g.ID, "bob", true)
+	if err != nil || len(banned.Members) != 1 || !slices.Equal(banned.Banned, []string{bobInfo.AccountID}) {
+		t.Fatalf("ban: %+v (%v)", banned, err)
+	}
+	eventually(t, "Bob out at Bob", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && got.Role == "none", nil
+	})
+	if _, err := bob.SendGroup(ctx, g.ID, "still here?"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a banned member posts: %v", err)
+	}
+	if _, err := alice.BanGroupMember(ctx, g.ID, "bob", true); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("ban twice: %v", err)
+	}
+	unbanned, err := alice.BanGroupMember(ctx, g.ID, "bob", false)
+	if err != nil || len(unbanned.Banned) != 0 {
+		t.Fatalf("unban: %+v (%v)", unbanned, err)
+	}
+	if _, err := alice.BanGroupMember(ctx, g.ID, "bob", false); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("unban twice: %v", err)
+	}
+	// An admin's add lifts a ban too (groupstate's rule, as Telegram).
+	if _, err := alice.BanGroupMember(ctx, g.ID, "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil || len(got.Members) != 2 || len(got.Banned) != 0 {
+		t.Fatalf("the owner adds a banned account: %+v (%v)", got, err)
+	}
+	eventually(t, "Bob back at Bob", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && got.Role == "member", nil
+	})
+}

@@ -524,6 +524,16 @@ func TestGroupCommands(t *testing.T) {
 	if out := c.ok("group", "poll", "close", "Book club", poll); !strings.Contains(out, "closed") {
 		t.Errorf("close: %q", out)
 	}
+	if out := c.ok("group", "ban", "Book club", "bob"); !strings.Contains(out, "1 banned") {
+		t.Errorf("ban: %q", out)
+	}
+	if errOut := c.fail("group", "ban", "Book club", "bob"); !strings.Contains(errOut, "banned already") {
+		t.Errorf("ban twice: %q", errOut)
+	}
+	if out := c.ok("group", "unban", "Book club", "bob"); !strings.Contains(out, "0 banned") {
+		t.Errorf("unban: %q", out)
+	}
+	c.ok("group", "add", "Book club", "bob")
 	if out := c.ok("group", "pin", "Book club", first); !strings.Contains(out, "1 pinned") {
 		t.Errorf("pin: %q", out)
 	}

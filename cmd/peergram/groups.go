@@ -24,6 +24,8 @@ func (a *app) newGroupCmd() *cobra.Command {
 		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
 		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
 		a.newGroupPinCmd("unpin", false, "Unpin a message"),
+		a.newGroupBanCmd("ban", true, "Ban an account: out of the group (a new key for the others) and not to be added again"),
+		a.newGroupBanCmd("unban", false, "Lift a ban"),
 		a.newGroupRoleCmd("promote", "admin", "Make a member an admin (the owner only)"),
 		a.newGroupRoleCmd("demote", "member", "Make an admin a member again (the owner only)"))
 	return cmd
@@ -383,6 +385,35 @@ func pollSummary(p *chat.Poll) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+func (a *app) newGroupBanCmd(use string, ban bool, short string) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   use + " GROUP MEMBER",
+		Short: short,
+		Args:  args(2, "a group and a member (alias or account ID)"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.BanGroupMember(ctx, argv[0], argv[1], ban)
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s has %d members, %d banned\n", clean(g.Title), len(g.Members), len(g.Banned))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
+	return cmd
 }
 
 func (a *app) newGroupPinCmd(use string, pin bool, short string) *cobra.Command {

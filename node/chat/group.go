@@ -9,6 +9,7 @@ type Group struct {
 	Role    string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation
 	Members []GroupMember `json:"members"`
 	Pinned  []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
+	Banned  []string      `json:"banned,omitempty"` // accounts banned from the group
 }
 
 // GroupMember is one member of a group.

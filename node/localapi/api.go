@@ -68,6 +68,8 @@ type Backend interface {
 	VotePoll(ctx context.Context, group, poll string, options []int) (chat.Poll, error)
 	ClosePoll(ctx context.Context, group, poll string) (chat.Poll, error)
 	GroupPoll(ctx context.Context, group, poll string) (chat.Poll, error)
+	// BanGroupMember bans (ban true) or unbans an account.
+	BanGroupMember(ctx context.Context, group, member string, ban bool) (chat.Group, error)
 	// PinGroupMessage pins (pin true) or unpins a message.
 	PinGroupMessage(ctx context.Context, group, message string, pin bool) (chat.Group, error)
 	GroupMessages(ctx context.Context, group string) ([]chat.GroupMessage, error)
@@ -238,6 +240,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/groups/{group}/polls/{poll}", s.groupPoll},
 		{"POST /v1/groups/{group}/polls/{poll}/votes", s.votePoll},
 		{"POST /v1/groups/{group}/polls/{poll}/close", s.closePoll},
+		{"POST /v1/groups/{group}/bans", s.banMember},
+		{"DELETE /v1/groups/{group}/bans/{member}", s.unbanMember},
 		{"POST /v1/groups/{group}/pins", s.pinMessage},
 		{"DELETE /v1/groups/{group}/pins/{message}", s.unpinMessage},
 		{"POST /v1/groups/{group}/messages", s.sendGroup},

@@ -178,6 +178,19 @@ func (c *Client) ClosePoll(ctx context.Context, group, poll string) (chat.Poll, 
 	return p, err
 }
 
+// BanGroupMember is POST /v1/groups/{group}/bans (ban) or DELETE
+// /v1/groups/{group}/bans/{member} (unban).
+func (c *Client) BanGroupMember(ctx context.Context, group, member string, ban bool) (chat.Group, error) {
+	var g chat.Group
+	var err error
+	if ban {
+		err = c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/bans", BanRequest{Member: member}, &g, http.StatusOK)
+	} else {
+		err = c.do(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/bans/"+url.PathEscape(member), nil, &g, http.StatusOK)
+	}
+	return g, err
+}
+
 // PinGroupMessage is POST /v1/groups/{group}/pins (pin) or DELETE
 // /v1/groups/{group}/pins/{message} (unpin).
 func (c *Client) PinGroupMessage(ctx context.Context, group, message string, pin bool) (chat.Group, error) {

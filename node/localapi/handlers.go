@@ -486,6 +486,33 @@ func (s *Server) closePoll(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// BanRequest is the body of POST /v1/groups/{group}/bans.
+type BanRequest struct {
+	Member string `json:"member"`
+}
+
+func (s *Server) banMember(w http.ResponseWriter, r *http.Request) error {
+	var req BanRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.BanGroupMember(r.Context(), r.PathValue("group"), req.Member, true)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) unbanMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.backend.BanGroupMember(r.Context(), r.PathValue("group"), r.PathValue("member"), false)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
 // PinRequest is the body of POST /v1/groups/{group}/pins.
 type PinRequest struct {
 	Message string `json:"message"`

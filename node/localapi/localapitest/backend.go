@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -601,6 +602,38 @@ func (b *Backend) GroupPoll(_ context.Context, group, poll string) (chat.Poll, e
 		return chat.Poll{}, err
 	}
 	return *clonePoll(p), nil
+}
+
+// BanGroupMember bans (removing a member) or unbans an account.
+func (b *Backend) BanGroupMember(_ context.Context, group, member string, ban bool) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		acct := member
+		for _, c := range b.contacts {
+			if c.Name == member {
+				acct = c.AccountID
+			}
+		}
+		banned := slices.Contains(g.Banned, acct)
+		switch {
+		case ban && banned, !ban && !banned:
+			return chat.Group{}, fmt.Errorf("%w: %s is %s", chat.ErrInvalid, member, map[bool]string{true: "banned already", false: "not banned"}[banned])
+		case ban:
+			b.groups[i].Banned = append(b.groups[i].Banned, acct)
+			b.groups[i].Members = slices.DeleteFunc(b.groups[i].Members, func(m chat.GroupMember) bool { return m.AccountID == acct && m.Role != "owner" })
+		default:
+			b.groups[i].Banned = slices.DeleteFunc(b.groups[i].Banned, func(a string) bool { return a == acct })
+		}
+		return b.groups[i], nil
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
 }
 
 // PinGroupMessage pins or unpins a message.
