@@ -31,7 +31,8 @@
 // (PermSend, PermAdd, PermPin, PermInfo; PermAdd also lets it create
 // invite links, which it may revoke again), and may leave. The owner may
 // not leave (a group always has one). Anyone not banned may join with an
-// invite link that is neither revoked nor expired at the time of the join.
+// invite link that is neither revoked nor expired at the time of the join,
+// proving it holds the link's key (invite.go).
 //
 // # Concurrent changes
 //

@@ -251,7 +251,7 @@ func (e *Entry) checkForm() error {
 		return bad("only the first entry creates, and it follows nothing")
 	}
 	var zero [32]byte
-	usesText := c.Kind == KindCreate || c.Kind == KindTitle || c.Kind == KindDescription
+	usesText := c.Kind == KindCreate || c.Kind == KindTitle || c.Kind == KindDescription || c.Kind == KindJoin
 	usesRef := c.Kind == KindCreate || c.Kind == KindPhoto || c.Kind == KindPin || c.Kind == KindUnpin ||
 		c.Kind == KindInviteCreate || c.Kind == KindInviteRevoke || c.Kind == KindJoin
 	usesAccount := c.Kind >= KindAdd && c.Kind <= KindDemote

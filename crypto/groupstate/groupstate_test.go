@@ -2,7 +2,9 @@ package groupstate
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"testing"
@@ -68,6 +70,22 @@ func now(prev *Entry) int64 {
 func ref(s string) (r [32]byte) {
 	copy(r[:], s)
 	return r
+}
+
+// inviteKey is a deterministic invite link key; invRef its Ref.
+func inviteKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func invRef(name string) (r [32]byte) {
+	copy(r[:], inviteKey(name).Public().(ed25519.PublicKey))
+	return r
+}
+
+// join is the outsider's join with the invite name's key.
+func join(g *group, name string) Change {
+	return Change{Kind: KindJoin, Ref: invRef(name), Text: InviteProof(inviteKey(name), g.log.Group(), g.outsider.id())}
 }
 
 // group is a log with owner O, admin A, members M and N, and outsider X.
@@ -169,21 +187,31 @@ func TestRights(t *testing.T) {
 		{"member pins twice", member, func(*group) Change { return Change{Kind: KindPin, Ref: ref("msg")} },
 			func(t *testing.T, g *group) { g.add(t, g.m, Change{Kind: KindPin, Ref: ref("msg")}) }, false},
 		{"member unpins what is not pinned", member, func(*group) Change { return Change{Kind: KindUnpin, Ref: ref("msg")} }, nil, false},
-		{"outsider joins without invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} }, nil, false},
-		{"outsider joins with invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
-			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")}) }, true},
-		{"outsider joins with revoked invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+		{"outsider joins without invite", outsider, func(g *group) Change { return join(g, "inv") }, nil, false},
+		{"outsider joins with invite", outsider, func(g *group) Change { return join(g, "inv") },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv")}) }, true},
+		{"outsider joins with the invite's Ref, no key", outsider, func(g *group) Change { return Change{Kind: KindJoin, Ref: invRef("inv"), Text: "x"} },
+			func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv")}) }, false},
+		{"outsider joins with another invite's key", outsider, func(g *group) Change {
+			c := join(g, "other")
+			c.Ref = invRef("inv")
+			return c
+		}, func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv")}) }, false},
+		{"outsider replays a member's join proof", outsider, func(g *group) Change {
+			return Change{Kind: KindJoin, Ref: invRef("inv"), Text: InviteProof(inviteKey("inv"), g.log.Group(), g.m.id())}
+		}, func(t *testing.T, g *group) { g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv")}) }, false},
+		{"outsider joins with revoked invite", outsider, func(g *group) Change { return join(g, "inv") },
 			func(t *testing.T, g *group) {
-				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")})
-				g.add(t, g.admin, Change{Kind: KindInviteRevoke, Ref: ref("inv")})
+				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv")})
+				g.add(t, g.admin, Change{Kind: KindInviteRevoke, Ref: invRef("inv")})
 			}, false},
-		{"outsider joins with expired invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+		{"outsider joins with expired invite", outsider, func(g *group) Change { return join(g, "inv") },
 			func(t *testing.T, g *group) {
-				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv"), Expires: g.log.Head().Time + 500})
+				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv"), Expires: g.log.Head().Time + 500})
 			}, false},
-		{"banned joins with invite", outsider, func(*group) Change { return Change{Kind: KindJoin, Ref: ref("inv")} },
+		{"banned joins with invite", outsider, func(g *group) Change { return join(g, "inv") },
 			func(t *testing.T, g *group) {
-				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: ref("inv")})
+				g.add(t, g.admin, Change{Kind: KindInviteCreate, Ref: invRef("inv")})
 				g.add(t, g.admin, Change{Kind: KindBan, Account: g.outsider.id()})
 			}, false},
 		{"member revokes admin's invite", member, func(*group) Change { return Change{Kind: KindInviteRevoke, Ref: ref("inv")} },
@@ -446,9 +474,9 @@ func TestUndo(t *testing.T) {
 			{Kind: KindPermissions, Perms: Perm(i) & permAll},
 			{Kind: KindPin, Ref: ref(fmt.Sprint("m", i%3))},
 			{Kind: KindUnpin, Ref: ref(fmt.Sprint("m", i%3))},
-			{Kind: KindInviteCreate, Ref: ref(fmt.Sprint("i", i%2))},
-			{Kind: KindInviteRevoke, Ref: ref(fmt.Sprint("i", i%2))},
-			{Kind: KindJoin, Ref: ref(fmt.Sprint("i", i%2))},
+			{Kind: KindInviteCreate, Ref: invRef(fmt.Sprint("i", i%2))},
+			{Kind: KindInviteRevoke, Ref: invRef(fmt.Sprint("i", i%2))},
+			join(g, fmt.Sprint("i", i%2)),
 			{Kind: KindLeave},
 		}
 	}
@@ -467,7 +495,11 @@ func TestUndo(t *testing.T) {
 		}
 		cs := changes(i)
 		u := users[pick(len(users))]
-		e, err := Sign(u.dev, u.cert, prev, prev.Time+1, cs[pick(len(cs))])
+		c := cs[pick(len(cs))]
+		if c.Kind == KindJoin { // the proof names whoever joins
+			c.Text = InviteProof(inviteKey(fmt.Sprint("i", i%2)), g.log.Group(), u.id())
+		}
+		e, err := Sign(u.dev, u.cert, prev, prev.Time+1, c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -227,6 +227,8 @@ func (s *State) check(e *Entry) error {
 			return deny("no such invite (or revoked)")
 		case inv.Expires != 0 && e.Time >= inv.Expires:
 			return deny("invite expired")
+		case !validInviteProof(c.Ref, s.Group, author, c.Text):
+			return deny("no proof of the invite link's key")
 		}
 	case KindLeave:
 		if role == RoleOwner {
