@@ -115,12 +115,12 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 	return out, nil
 }
 
-// JoinGroup accepts an invitation, named by the group's ID or its title.
-// Invite links are not supported yet.
+// JoinGroup accepts an invitation, named by the group's ID or its title,
+// or joins by an invite link (grouplink.go).
 func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {
 	want := strings.TrimSpace(groupOrLink)
 	if strings.Contains(want, "://") {
-		return chat.Group{}, fmt.Errorf("%w: invite links are not supported yet; ask a member to add you", chat.ErrInvalid)
+		return n.joinByLink(ctx, want)
 	}
 	var st *groupstate.State
 	err := n.db.Update(func(tx *storage.Txn) error {

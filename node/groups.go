@@ -514,7 +514,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		return nil
 	}
 
-	var added []identity.AccountID
+	var added, joined []identity.AccountID
 	retire := false
 	for _, e := range entries {
 		oldHead := mine.Head().Seq
@@ -535,6 +535,9 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		switch e.Change.Kind {
 		case groupstate.KindAdd:
 			added = append(added, e.Change.Account)
+		case groupstate.KindJoin:
+			added = append(added, e.Author())
+			joined = append(joined, e.Author())
 		case groupstate.KindRemove, groupstate.KindBan, groupstate.KindLeave:
 			retire = true
 		}
@@ -551,6 +554,17 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
 			return err
 		}
+	}
+	if len(joined) > 0 && mine.State().Owner == n.keys.account.ID() {
+		// Whoever joined by a link has the log but not the info keys:
+		// the owner's node sends them (with the log).
+		notify, err := n.sendGroupLog(tx, mine, joined)
+		if err != nil {
+			return err
+		}
+		n.touchedMu.Lock()
+		n.notifyLater = append(n.notifyLater, notify...)
+		n.touchedMu.Unlock()
 	}
 	if retire {
 		if err := n.retireChain(tx, id); err != nil {

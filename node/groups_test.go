@@ -22,6 +22,7 @@ import (
 	"github.com/peergram/peergram/crypto/senderkey"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/relay/groupnet"
+	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -1057,4 +1058,91 @@ func TestGroupBan(t *testing.T) {
 		got, err := bob.Group(ctx, g.ID)
 		return err == nil && got.Role == "member", nil
 	})
+}
+
+// TestGroupInviteLink: Dave, who knows no one, joins by an invite link
+// (the log from the relay, a signed join sent to every member); members
+// and Dave then read each other, Dave sees the title (the owner's node
+// sends him the info keys); a revoked link lets no one in.
+func TestGroupInviteLink(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	homes := map[string]string{}
+	infos := map[string]Info{}
+	nodes := map[string]*testNode{}
+	for _, name := range []string{"alice", "bob", "dave", "erin"} {
+		homes[name], infos[name] = initHome(t, name)
+		nodes[name] = startNode(t, homes[name], relay.addr)
+	}
+	alice, bob, dave, erin := nodes["alice"], nodes["bob"], nodes["dave"], nodes["erin"]
+	addEachOther(t, alice, bob, infos["alice"], infos["bob"])
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Open door")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.CreateInvite(ctx, g.ID, 0)
+	if err != nil || !strings.HasPrefix(inv.Link, "peergram://join/"+g.ID+"/") || !strings.Contains(inv.Link, "relay=") {
+		t.Fatalf("invite %+v (%v)", inv, err)
+	}
+	if _, err := dave.JoinGroup(ctx, "peergram://join/"+g.ID+"/short"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a malformed link: %v", err)
+	}
+	var joined chat.Group
+	eventually(t, "Dave joins (once the relay holds the log)", func() (bool, error) {
+		joined, err = dave.JoinGroup(ctx, inv.Link)
+		return err == nil, nil
+	})
+	if joined.Role != "member" || len(joined.Members) != 3 {
+		t.Fatalf("joined %+v", joined)
+	}
+	if _, err := dave.JoinGroup(ctx, inv.Link); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("join twice: %v", err)
+	}
+	for _, n := range []*testNode{alice, bob} {
+		eventually(t, "Dave a member at a member", func() (bool, error) {
+			got, err := n.Group(ctx, g.ID)
+			return err == nil && len(got.Members) == 3, nil
+		})
+	}
+	eventually(t, "the title at Dave", func() (bool, error) {
+		got, err := dave.Group(ctx, g.ID)
+		return err == nil && got.Title == "Open door", nil
+	})
+	if _, err := dave.SendGroup(ctx, g.ID, "hello from dave"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{alice, bob} {
+		eventually(t, "Dave's message at a member", func() (bool, error) {
+			return slices.Contains(groupTexts(t, n, g.ID), "hello from dave"), nil
+		})
+	}
+	if _, err := alice.SendGroup(ctx, g.ID, "welcome dave"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Alice's message at Dave", func() (bool, error) {
+		return slices.Contains(groupTexts(t, dave, g.ID), "welcome dave"), nil
+	})
+
+	// Revoked: Erin's join is refused.
+	if _, err := alice.RevokeInvite(ctx, g.ID, inv.Link); err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := hex.DecodeString(g.ID)
+	eventually(t, "the revoke at the relay", func() (bool, error) {
+		entries, _, err := history.NewClient(erin.host).Log(ctx, relay.h.ID(), [32]byte(gid))
+		if err != nil || len(entries) == 0 {
+			return false, nil
+		}
+		last, err := groupstate.Parse(entries[len(entries)-1])
+		return err == nil && last.Change.Kind == groupstate.KindInviteRevoke, nil
+	})
+	if _, err := erin.JoinGroup(ctx, inv.Link); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a join by a revoked link: %v", err)
+	}
+	if gs, err := erin.Groups(ctx); err != nil || len(gs) != 0 {
+		t.Fatalf("Erin holds %+v (%v)", gs, err)
+	}
 }

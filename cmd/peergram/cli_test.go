@@ -569,8 +569,15 @@ func TestGroupCommands(t *testing.T) {
 	if out := c.ok("group", "list"); !strings.Contains(out, "Strangers") || !strings.Contains(out, "invited") {
 		t.Errorf("list with an invitation: %q", out)
 	}
-	if errOut := c.fail("group", "join", "peergram://join/abc"); !strings.Contains(errOut, "not supported") {
-		t.Errorf("join by link: %q", errOut)
+	link := strings.SplitN(c.ok("group", "invite", "create", "Book club", "--expires", "24h"), "\n", 2)[0]
+	if !strings.HasPrefix(link, "peergram://join/"+id+"/") {
+		t.Errorf("invite create: %q", link)
+	}
+	if out := c.ok("group", "invite", "revoke", "Book club", link); !strings.Contains(out, "revoked") {
+		t.Errorf("invite revoke: %q", out)
+	}
+	if errOut := c.fail("group", "join", "https://example.com/x"); !strings.Contains(errOut, "invalid") {
+		t.Errorf("join by a foreign link: %q", errOut)
 	}
 	if out := c.ok("group", "join", "Strangers"); !strings.Contains(out, "joined Strangers") {
 		t.Errorf("join: %q", out)

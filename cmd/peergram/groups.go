@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
 		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
 		a.newGroupPinCmd("unpin", false, "Unpin a message"),
+		a.newGroupInviteCmd(),
 		a.newGroupBanCmd("ban", true, "Ban an account: out of the group (a new key for the others) and not to be added again"),
 		a.newGroupBanCmd("unban", false, "Lift a ban"),
 		a.newGroupRoleCmd("promote", "admin", "Make a member an admin (the owner only)"),
@@ -321,7 +323,7 @@ func (a *app) newGroupJoinCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "join GROUP_OR_LINK",
-		Short: "Accept an invitation to a group (group list shows them, role invited)",
+		Short: "Join by an invite link, or accept an invitation (group list shows them, role invited)",
 		Args:  args(1, "a group or an invite link"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			d, err := a.connect()
@@ -385,6 +387,65 @@ func pollSummary(p *chat.Poll) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+func (a *app) newGroupInviteCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "invite",
+		Short: "Invite links to a group: create, revoke (join with group join LINK)",
+	}
+	var expires time.Duration
+	var asJSON bool
+	create := &cobra.Command{
+		Use:   "create GROUP",
+		Short: "Make an invite link; prints it on the first line",
+		Args:  args(1, "a group"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			inv, err := call(cmd.Context(), func(ctx context.Context) (chat.Invite, error) {
+				return d.CreateInvite(ctx, argv[0], expires)
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, inv)
+			}
+			fmt.Fprintln(a.stdout, inv.Link)
+			if inv.Expires != nil {
+				fmt.Fprintf(a.stdout, "expires %s\n", inv.Expires.Local().Format("2006-01-02 15:04"))
+			}
+			return nil
+		},
+	}
+	create.Flags().DurationVar(&expires, "expires", 0, "how long the link works, e.g. 24h (0 = until revoked)")
+	create.Flags().BoolVar(&asJSON, "json", false, "print the invite as JSON (link, group_id, expires)")
+	revoke := &cobra.Command{
+		Use:   "revoke GROUP LINK",
+		Short: "Revoke an invite link",
+		Args:  args(2, "a group and a link"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.RevokeInvite(ctx, argv[0], argv[1])
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			fmt.Fprintf(a.stdout, "revoked a link of %s\n", clean(g.Title))
+			return nil
+		},
+	}
+	cmd.AddCommand(create, revoke)
+	return cmd
 }
 
 func (a *app) newGroupBanCmd(use string, ban bool, short string) *cobra.Command {

@@ -38,6 +38,13 @@ type GroupMessage struct {
 	Poll *Poll `json:"poll,omitempty"`
 }
 
+// Invite is an invite link to a group.
+type Invite struct {
+	Link    string     `json:"link"` // peergram://join/…
+	Group   string     `json:"group_id"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
 // GroupPost is what a member posts: text, optionally a reply.
 type GroupPost struct {
 	Text    string `json:"text"`

@@ -68,6 +68,10 @@ type Backend interface {
 	VotePoll(ctx context.Context, group, poll string, options []int) (chat.Poll, error)
 	ClosePoll(ctx context.Context, group, poll string) (chat.Poll, error)
 	GroupPoll(ctx context.Context, group, poll string) (chat.Poll, error)
+	// CreateInvite makes an invite link (expiresIn 0: never expires);
+	// RevokeInvite revokes one.
+	CreateInvite(ctx context.Context, group string, expiresIn time.Duration) (chat.Invite, error)
+	RevokeInvite(ctx context.Context, group, link string) (chat.Group, error)
 	// BanGroupMember bans (ban true) or unbans an account.
 	BanGroupMember(ctx context.Context, group, member string, ban bool) (chat.Group, error)
 	// PinGroupMessage pins (pin true) or unpins a message.
@@ -240,6 +244,9 @@ func (s *Server) routes() []route {
 		{"GET /v1/groups/{group}/polls/{poll}", s.groupPoll},
 		{"POST /v1/groups/{group}/polls/{poll}/votes", s.votePoll},
 		{"POST /v1/groups/{group}/polls/{poll}/close", s.closePoll},
+		{"POST /v1/groups/{group}/invites", s.createInvite},
+		{"POST /v1/groups/{group}/invites/revoke", s.revokeInvite},
+		{"POST /v1/join", s.joinByLink},
 		{"POST /v1/groups/{group}/bans", s.banMember},
 		{"DELETE /v1/groups/{group}/bans/{member}", s.unbanMember},
 		{"POST /v1/groups/{group}/pins", s.pinMessage},

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/peergram/peergram/node/chat"
 )
@@ -226,10 +227,30 @@ func (c *Client) SetGroupRole(ctx context.Context, group, member, role string) (
 	return g, err
 }
 
-// JoinGroup is POST /v1/groups/{group}/join.
+// JoinGroup is POST /v1/groups/{group}/join, or POST /v1/join for an
+// invite link.
 func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {
 	var g chat.Group
-	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(groupOrLink)+"/join", struct{}{}, &g, http.StatusOK)
+	var err error
+	if strings.Contains(groupOrLink, "://") {
+		err = c.do(ctx, http.MethodPost, "/v1/join", LinkRequest{Link: groupOrLink}, &g, http.StatusOK)
+	} else {
+		err = c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(groupOrLink)+"/join", struct{}{}, &g, http.StatusOK)
+	}
+	return g, err
+}
+
+// CreateInvite is POST /v1/groups/{group}/invites.
+func (c *Client) CreateInvite(ctx context.Context, group string, expiresIn time.Duration) (chat.Invite, error) {
+	var inv chat.Invite
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/invites", InviteRequest{ExpiresInSeconds: int64(expiresIn / time.Second)}, &inv, http.StatusCreated)
+	return inv, err
+}
+
+// RevokeInvite is POST /v1/groups/{group}/invites/revoke.
+func (c *Client) RevokeInvite(ctx context.Context, group, link string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/invites/revoke", LinkRequest{Link: link}, &g, http.StatusOK)
 	return g, err
 }
 

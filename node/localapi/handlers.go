@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/peergram/peergram/node/chat"
 )
@@ -483,6 +485,61 @@ func (s *Server) closePoll(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// InviteRequest is the body of POST /v1/groups/{group}/invites.
+type InviteRequest struct {
+	ExpiresInSeconds int64 `json:"expires_in_seconds,omitempty"`
+}
+
+func (s *Server) createInvite(w http.ResponseWriter, r *http.Request) error {
+	var req InviteRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.ExpiresInSeconds < 0 || req.ExpiresInSeconds > 10*365*24*3600 {
+		return fmt.Errorf("expires_in_seconds is 0 (never) to ten years: %w", chat.ErrInvalid)
+	}
+	inv, err := s.backend.CreateInvite(r.Context(), r.PathValue("group"), time.Duration(req.ExpiresInSeconds)*time.Second)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, inv)
+	return nil
+}
+
+// LinkRequest names an invite link.
+type LinkRequest struct {
+	Link string `json:"link"`
+}
+
+func (s *Server) revokeInvite(w http.ResponseWriter, r *http.Request) error {
+	var req LinkRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.RevokeInvite(r.Context(), r.PathValue("group"), req.Link)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) joinByLink(w http.ResponseWriter, r *http.Request) error {
+	var req LinkRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if !strings.Contains(req.Link, "://") {
+		return fmt.Errorf("link is an invite link (peergram://join/…): %w", chat.ErrInvalid)
+	}
+	g, err := s.backend.JoinGroup(r.Context(), req.Link)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
 	return nil
 }
 

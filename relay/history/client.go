@@ -68,6 +68,28 @@ func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, en
 	return nil
 }
 
+// Log returns the group's state log (oldest first) and the members'
+// device lists as the relay holds them, for a device that joins by an
+// invite link. Nothing is verified here: the caller replays the log.
+func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entries, lists [][]byte, err error) {
+	body := (&queryMsg{Group: group}).appendBody(nil)
+	t, ans, err := c.roundTrip(ctx, relay, typeGetLog, body, typeLog, typeStatus)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t == typeStatus {
+		return nil, nil, statusErr(ans)
+	}
+	m, err := decodeRegister(ans)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.Group != group {
+		return nil, nil, fmt.Errorf("%w: the log of another group", ErrMalformed)
+	}
+	return m.Entries, m.Lists, nil
+}
+
 // Query returns the items of group after the cursor after, at most limit
 // (0: the relay's maximum), with their envelopes unless idsOnly.
 func (c *Client) Query(ctx context.Context, relay peer.ID, group [32]byte, after uint64, limit int, idsOnly bool) (*Page, error) {

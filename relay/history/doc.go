@@ -51,6 +51,9 @@
 //	                                     ◀──  Page{item..., first, head, more} | Status
 //	Get{group, seq...}                   ──▶
 //	                                     ◀──  Page{item...(those still held), first, head} | Status
+//	GetLog{group}                        ──▶
+//	                                     ◀──  Log{group, entry..., list...} | Status   (for a device that
+//	                                          joins by an invite link; the caller verifies)
 //	Heads{(group, seq)..., wait}         ──▶  waits up to wait (≤ 30 s) for a group's head to pass seq
 //	                                     ◀──  Heads{(group, head)...}: the groups whose head
 //	                                          passed, or every known one once the wait ends
@@ -76,6 +79,8 @@
 //	Page     0x05  1: item {1: seq, 2: id, 3: stored ms, 4: envelope} (repeated),
 //	               2: first, 3: head, 4: more                                           ≤ 4 MiB
 //	Status   0x06  1: code, 2: text (≤ 512)                                              ≤ 64 KiB
+//	GetLog   0x07  1: group                                                              ≤ 64 KiB
+//	Log      0x08  as Register, without the signature fields                            ≤ 2 MiB
 //
 // # Limits
 //

@@ -643,7 +643,7 @@ func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupms
 // handle serves one request.
 func (s *Server) handle(str network.Stream, log *slog.Logger) {
 	defer str.Close()
-	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads)
+	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads, typeGetLog)
 	if err != nil {
 		log.Debug("history: bad request", "err", err)
 		s.answerStatus(str, CodeMalformed, err.Error())
@@ -684,6 +684,27 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			return
 		}
 		s.heads(str, m)
+	case typeGetLog:
+		m, err := decodeQuery(body) // a group, nothing else
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		s.mu.Lock()
+		var b []byte
+		g := s.groups[m.Group]
+		if g != nil {
+			b, err = g.body(m.Group)
+		}
+		s.mu.Unlock()
+		switch {
+		case g == nil:
+			s.answerStatus(str, CodeUnknown, "no history of this group here")
+		case err != nil:
+			s.answerStatus(str, CodeUnavailable, err.Error())
+		default:
+			_, _ = str.Write(frame(typeLog, b))
+		}
 	}
 }
 

@@ -23,6 +23,8 @@ const (
 	typeHeads    frameType = 0x04 // C→S and S→C
 	typePage     frameType = 0x05 // S→C
 	typeStatus   frameType = 0x06 // S→C: Register's answer, or a refusal
+	typeGetLog   frameType = 0x07 // C→S; answered by Log
+	typeLog      frameType = 0x08 // S→C: the group's log and lists, as a Register body without signature
 )
 
 // Bounds of frame bodies.
@@ -57,11 +59,11 @@ var ErrTooLarge = errors.New("history: frame too large")
 
 func maxBody(t frameType) (int, bool) {
 	switch t {
-	case typeRegister:
+	case typeRegister, typeLog:
 		return MaxRegisterSize, true
 	case typePage:
 		return MaxPageSize, true
-	case typeQuery, typeGet, typeHeads, typeStatus:
+	case typeQuery, typeGet, typeHeads, typeStatus, typeGetLog:
 		return controlMax, true
 	}
 	return 0, false

@@ -763,15 +763,49 @@ func (b *Backend) Invite(g chat.Group) {
 	b.groups = append(b.groups, g)
 }
 
-// JoinGroup accepts an invitation by ID or title.
+// CreateInvite returns a link the fake's JoinGroup takes.
+func (b *Backend) CreateInvite(_ context.Context, group string, expiresIn time.Duration) (chat.Invite, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g, err := b.findGroupLocked(group)
+	if err != nil {
+		return chat.Invite{}, err
+	}
+	b.seq++
+	inv := chat.Invite{Link: fmt.Sprintf("peergram://join/%s/key%d", g.ID, b.seq), Group: g.ID}
+	if expiresIn > 0 {
+		exp := b.epoch.Add(expiresIn)
+		inv.Expires = &exp
+	}
+	return inv, nil
+}
+
+// RevokeInvite accepts any link of the group.
+func (b *Backend) RevokeInvite(_ context.Context, group, link string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g, err := b.findGroupLocked(group)
+	if err != nil {
+		return chat.Group{}, err
+	}
+	if !strings.HasPrefix(link, "peergram://join/"+g.ID+"/") {
+		return chat.Group{}, fmt.Errorf("%w: not a link of this group", chat.ErrInvalid)
+	}
+	return g, nil
+}
+
+// JoinGroup accepts an invitation by ID or title, or an invite link to
+// an invited group (by its ID in the link).
 func (b *Backend) JoinGroup(_ context.Context, group string) (chat.Group, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.fail != nil {
 		return chat.Group{}, b.fail
 	}
-	if strings.Contains(group, "://") {
-		return chat.Group{}, fmt.Errorf("%w: invite links are not supported yet", chat.ErrInvalid)
+	if rest, ok := strings.CutPrefix(group, "peergram://join/"); ok {
+		group, _, _ = strings.Cut(rest, "/")
+	} else if strings.Contains(group, "://") {
+		return chat.Group{}, fmt.Errorf("%w: not an invite link", chat.ErrInvalid)
 	}
 	for i, g := range b.groups {
 		if g.ID != group && g.Title != group {

@@ -1,0 +1,233 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/history"
+	"github.com/peergram/peergram/storage"
+)
+
+// Invite links: peergram://join/<group ID hex>/<invite key seed,
+// base64url>?relay=<multiaddr of a relay that keeps the group's history>.
+// The group's log records the invite's public key (groupstate invite.go);
+// whoever holds the link fetches the log from the relay, signs a join
+// entry with the proof, and sends the longer log to every member over
+// pairwise sessions (the members' keys come from the directory). The
+// members hand the newcomer their Sender Keys chains, and the owner the
+// group's info keys (its title).
+
+const linkPrefix = "peergram://join/"
+
+// inviteSeedKey (groups.sk: group || 'V' || public key) keeps the seeds of
+// the invites this node made, so it can show and revoke them.
+func inviteSeedKey(g groupstate.GroupID, pub []byte) []byte {
+	return append(append(append([]byte(nil), g[:]...), 'V'), pub...)
+}
+
+// inviteLink is a parsed link.
+type inviteLink struct {
+	group groupstate.GroupID
+	key   ed25519.PrivateKey
+	relay *peer.AddrInfo // nil if the link names none
+}
+
+func (l *inviteLink) ref() (r [32]byte) {
+	copy(r[:], l.key.Public().(ed25519.PublicKey))
+	return r
+}
+
+func parseInviteLink(s string) (*inviteLink, error) {
+	bad := fmt.Errorf("%w: not an invite link (%s<group>/<key>?relay=<multiaddr>)", chat.ErrInvalid, linkPrefix)
+	if !strings.HasPrefix(s, linkPrefix) {
+		return nil, bad
+	}
+	rest, query, _ := strings.Cut(strings.TrimPrefix(s, linkPrefix), "?")
+	gid, seed, ok := strings.Cut(rest, "/")
+	if !ok {
+		return nil, bad
+	}
+	g, err := hex.DecodeString(gid)
+	if err != nil || len(g) != 32 {
+		return nil, bad
+	}
+	sd, err := base64.RawURLEncoding.DecodeString(seed)
+	if err != nil || len(sd) != ed25519.SeedSize {
+		return nil, bad
+	}
+	l := &inviteLink{group: groupstate.GroupID(g), key: ed25519.NewKeyFromSeed(sd)}
+	if q, err := url.ParseQuery(query); err == nil && q.Get("relay") != "" {
+		addr, err := ma.NewMultiaddr(q.Get("relay"))
+		if err != nil {
+			return nil, bad
+		}
+		if l.relay, err = peer.AddrInfoFromP2pAddr(addr); err != nil {
+			return nil, bad
+		}
+	}
+	return l, nil
+}
+
+func (n *Node) formatLink(g groupstate.GroupID, seed []byte) string {
+	s := linkPrefix + hex.EncodeToString(g[:]) + "/" + base64.RawURLEncoding.EncodeToString(seed)
+	if addrs := n.relayAddrs(); len(addrs) > 0 {
+		s += "?relay=" + url.QueryEscape(addrs[0])
+	}
+	return s
+}
+
+// CreateInvite makes an invite link to a group (expiresIn 0: it does not
+// expire); members may if the group's permissions let them add members.
+func (n *Node) CreateInvite(_ context.Context, group string, expiresIn time.Duration) (chat.Invite, error) {
+	if expiresIn < 0 {
+		return chat.Invite{}, fmt.Errorf("%w: a negative expiry", chat.ErrInvalid)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return chat.Invite{}, err
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	var ref [32]byte
+	copy(ref[:], key.Public().(ed25519.PublicKey))
+	var expires int64
+	if expiresIn > 0 {
+		expires = n.cfg.Now().Add(expiresIn).UnixMilli()
+	}
+	var gid groupstate.GroupID
+	g, err := n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		gid = l.Group()
+		if err := tx.Set(n.st.groupKeys, inviteSeedKey(gid, ref[:]), seed); err != nil {
+			return nil, err
+		}
+		return []groupstate.Change{{Kind: groupstate.KindInviteCreate, Ref: ref, Expires: expires}}, nil
+	})
+	if err != nil {
+		return chat.Invite{}, err
+	}
+	inv := chat.Invite{Link: n.formatLink(gid, seed), Group: g.ID}
+	if expires != 0 {
+		inv.Expires = ptr(time.UnixMilli(expires).UTC())
+	}
+	return inv, nil
+}
+
+// RevokeInvite revokes an invite link of a group.
+func (n *Node) RevokeInvite(_ context.Context, group, link string) (chat.Group, error) {
+	l, err := parseInviteLink(strings.TrimSpace(link))
+	if err != nil {
+		return chat.Group{}, err
+	}
+	return n.changeGroup(group, func(tx *storage.Txn, lg *groupstate.Log) ([]groupstate.Change, error) {
+		if lg.Group() != l.group {
+			return nil, fmt.Errorf("%w: the link is another group's", chat.ErrInvalid)
+		}
+		return []groupstate.Change{{Kind: groupstate.KindInviteRevoke, Ref: l.ref()}}, nil
+	})
+}
+
+// joinByLink joins a group with an invite link.
+func (n *Node) joinByLink(ctx context.Context, link string) (chat.Group, error) {
+	l, err := parseInviteLink(link)
+	if err != nil {
+		return chat.Group{}, err
+	}
+	err = n.db.View(func(tx *storage.Txn) error {
+		_, err := n.findGroup(tx, hex.EncodeToString(l.group[:]))
+		return err
+	})
+	if err == nil {
+		if st := n.groupState(l.group); st != nil && st.Role(n.keys.account.ID()) != groupstate.RoleNone {
+			return chat.Group{}, fmt.Errorf("%w: you are a member of this group already", chat.ErrInvalid)
+		}
+	}
+	// The group's log, from the link's relay or the home relays.
+	var relays []peer.AddrInfo
+	if l.relay != nil {
+		relays = append(relays, *l.relay)
+	}
+	relays = append(relays, n.relays...)
+	c := history.NewClient(n.host)
+	var entries [][]byte
+	var errs []error
+	for _, r := range relays {
+		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, time.Hour)
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		entries, _, err = c.Log(fctx, r.ID, l.group)
+		cancel()
+		if err == nil {
+			break
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
+	}
+	if entries == nil {
+		return chat.Group{}, fmt.Errorf("%w: the group's log: %w", chat.ErrUnavailable, errors.Join(errs...))
+	}
+	parsed := make([]*groupstate.Entry, len(entries))
+	for i, raw := range entries {
+		if parsed[i], err = groupstate.Parse(raw); err != nil {
+			return chat.Group{}, fmt.Errorf("%w: the relay's log: %w", chat.ErrUnavailable, err)
+		}
+	}
+	lg, err := groupstate.Replay(parsed)
+	if err != nil || lg.Group() != l.group {
+		return chat.Group{}, fmt.Errorf("%w: the relay's log does not verify (%v)", chat.ErrUnavailable, err)
+	}
+	self := n.keys.account.ID()
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	e, err := groupstate.Sign(n.keys.device, cert, lg.Head(), max(n.cfg.Now().UnixMilli(), lg.Head().Time),
+		groupstate.Change{Kind: groupstate.KindJoin, Ref: l.ref(), Text: groupstate.InviteProof(l.key, l.group, self)})
+	if err != nil {
+		return chat.Group{}, err
+	}
+	if _, err := lg.Add(e); err != nil {
+		if errors.Is(err, groupstate.ErrForbidden) {
+			return chat.Group{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err) // revoked, expired, banned
+		}
+		return chat.Group{}, err
+	}
+	// The members' keys, to send them the longer log.
+	n.learnMembers(ctx, lg.State())
+	var notify []identity.AccountID
+	err = n.db.Update(func(tx *storage.Txn) error {
+		for _, e := range lg.Entries(0) {
+			raw, err := e.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(n.st.groupLog, groupEntryKey(l.group, e.Seq), raw); err != nil {
+				return err
+			}
+		}
+		if err := tx.Delete(n.st.groupInv, l.group[:]); err != nil {
+			return err
+		}
+		var members []identity.AccountID
+		for a := range lg.State().Members {
+			members = append(members, a)
+		}
+		notify, err = n.sendGroupLog(tx, lg, members)
+		return err
+	})
+	if err != nil {
+		return chat.Group{}, err
+	}
+	n.groupChanged(n.runCtx, lg.State())
+	n.notify(notify...)
+	return n.groupView(lg.State())
+}
