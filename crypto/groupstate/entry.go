@@ -90,7 +90,12 @@ const (
 	PermAdd                   // add members, create invite links
 	PermPin                   // pin and unpin messages
 	PermInfo                  // change title, description, photo
-	permAll  = PermSend | PermAdd | PermPin | PermInfo
+	permAll  = PermSend | PermAdd | PermPin | PermInfo | FlagChannel
+
+	// FlagChannel marks a channel: members (subscribers) only read; only
+	// admins post, add, pin, invite and change info, whatever the other
+	// bits say. Set at creation, never changed.
+	FlagChannel Perm = 1 << 7
 )
 
 // DefaultPerms are Telegram's defaults for a new group: members post, add

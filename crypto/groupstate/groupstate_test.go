@@ -552,3 +552,42 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestChannel: in a channel only admins post, add, pin, invite or change
+// info, whatever the permission bits; no one turns a group into a
+// channel or back.
+func TestChannel(t *testing.T) {
+	owner, admin, sub := newUser(t, "O"), newUser(t, "A"), newUser(t, "S")
+	create := owner.sign(t, nil, Change{Kind: KindCreate, Text: "news", Perms: FlagChannel | DefaultPerms | PermInfo, Ref: ref("c")})
+	l, err := NewLog(create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &group{log: l}
+	g.add(t, owner, Change{Kind: KindAdd, Account: admin.id()})
+	g.add(t, owner, Change{Kind: KindPromote, Account: admin.id()})
+	g.add(t, admin, Change{Kind: KindAdd, Account: sub.id()})
+	st := g.log.State()
+	if !st.Channel() || st.MayPost(sub.id()) || !st.MayPost(admin.id()) || !st.MayPost(owner.id()) {
+		t.Fatalf("channel %v, subscriber posts %v, admin posts %v", st.Channel(), st.MayPost(sub.id()), st.MayPost(admin.id()))
+	}
+	for _, c := range []Change{
+		{Kind: KindAdd, Account: newUser(t, "Y").id()},
+		{Kind: KindPin, Ref: ref("post")},
+		{Kind: KindInviteCreate, Ref: invRef("i")},
+		{Kind: KindTitle, Text: "mine now"},
+		{Kind: KindPermissions, Perms: DefaultPerms},
+	} {
+		if _, err := g.log.Add(sub.sign(t, g.log.Head(), c)); !errors.Is(err, ErrForbidden) {
+			t.Errorf("a subscriber's %s: %v", c.Kind, err)
+		}
+	}
+	if _, err := g.log.Add(owner.sign(t, g.log.Head(), Change{Kind: KindPermissions, Perms: DefaultPerms})); !errors.Is(err, ErrForbidden) {
+		t.Errorf("the owner turns the channel into a group: %v", err)
+	}
+	g.add(t, admin, Change{Kind: KindPin, Ref: ref("post")})
+	grp := newGroup(t)
+	if _, err := grp.log.Add(grp.owner.sign(t, grp.log.Head(), Change{Kind: KindPermissions, Perms: DefaultPerms | FlagChannel})); !errors.Is(err, ErrForbidden) {
+		t.Errorf("the owner turns a group into a channel: %v", err)
+	}
+}

@@ -129,7 +129,7 @@ func (s *State) check(e *Entry) error {
 		return fmt.Errorf("%w: %s by %s (%s): %s", ErrForbidden, c.Kind, author, role, why)
 	}
 	target := s.Members[c.Account]
-	may := func(p Perm) bool { return role >= RoleAdmin || (role == RoleMember && s.Perms&p != 0) }
+	may := func(p Perm) bool { return s.may(role, p) }
 	if c.Kind != KindJoin && role == RoleNone {
 		return deny("not a member")
 	}
@@ -179,8 +179,11 @@ func (s *State) check(e *Entry) error {
 			return deny(fmt.Sprintf("the account is a %s", target))
 		}
 	case KindPermissions:
-		if role < RoleAdmin {
+		switch {
+		case role < RoleAdmin:
 			return deny("admins set permissions")
+		case (c.Perms^s.Perms)&FlagChannel != 0:
+			return deny("a group does not become a channel, nor a channel a group")
 		}
 	case KindPin:
 		switch {
@@ -350,7 +353,13 @@ func (s *State) revert(u *undo) {
 }
 
 // MayPost reports whether a may post messages in the group.
-func (s *State) MayPost(a identity.AccountID) bool {
-	r := s.Members[a]
-	return r >= RoleAdmin || (r == RoleMember && s.Perms&PermSend != 0)
+func (s *State) MayPost(a identity.AccountID) bool { return s.may(s.Members[a], PermSend) }
+
+// may reports whether role has permission p (in a channel only admins
+// have any).
+func (s *State) may(role Role, p Perm) bool {
+	return role >= RoleAdmin || (role == RoleMember && s.Perms&FlagChannel == 0 && s.Perms&p != 0)
 }
+
+// Channel reports whether the group is a channel (FlagChannel).
+func (s *State) Channel() bool { return s.Perms&FlagChannel != 0 }
