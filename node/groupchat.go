@@ -519,6 +519,9 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		st := l.State()
 		gid = st.Group
 		if !st.MayPost(n.keys.account.ID()) {
+			if st.Channel() {
+				return fmt.Errorf("%w: only the channel's admins post", chat.ErrInvalid)
+			}
 			return fmt.Errorf("%w: you may not post in this group", chat.ErrInvalid)
 		}
 		if check != nil {

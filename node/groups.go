@@ -27,7 +27,11 @@ import (
 
 // CreateGroup creates a group with this account as its owner and the
 // default member permissions.
-func (n *Node) CreateGroup(_ context.Context, title string) (chat.Group, error) {
+func (n *Node) CreateGroup(ctx context.Context, title string) (chat.Group, error) {
+	return n.createGroup(ctx, title, groupstate.DefaultPerms)
+}
+
+func (n *Node) createGroup(_ context.Context, title string, perms groupstate.Perm) (chat.Group, error) {
 	title = strings.TrimSpace(title)
 	if title == "" || len(title) > groupstate.MaxTitle {
 		return chat.Group{}, fmt.Errorf("%w: a group title is 1 to %d bytes", chat.ErrInvalid, groupstate.MaxTitle)
@@ -48,7 +52,7 @@ func (n *Node) CreateGroup(_ context.Context, title string) (chat.Group, error) 
 		return chat.Group{}, err
 	}
 	e, err := groupstate.Sign(n.keys.device, cert, nil, n.cfg.Now().UnixMilli(),
-		groupstate.Change{Kind: groupstate.KindCreate, Text: sealedTitle, Perms: groupstate.DefaultPerms, Ref: nonce})
+		groupstate.Change{Kind: groupstate.KindCreate, Text: sealedTitle, Perms: perms, Ref: nonce})
 	if err != nil {
 		return chat.Group{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
 	}
@@ -699,7 +703,10 @@ func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
 // groupView is a group's state as the API shows it.
 func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	self := n.keys.account.ID()
-	g := chat.Group{ID: hex.EncodeToString(st.Group[:]), Role: st.Role(self).String(), Members: []chat.GroupMember{}}
+	g := chat.Group{ID: hex.EncodeToString(st.Group[:]), Role: st.Role(self).String(), Members: []chat.GroupMember{}, Channel: st.Channel()}
+	if g.Channel {
+		g.Subscribers = len(st.Members)
+	}
 	for _, p := range st.Pins {
 		g.Pinned = append(g.Pinned, hex.EncodeToString(p[:]))
 	}

@@ -1146,3 +1146,63 @@ func TestGroupInviteLink(t *testing.T) {
 		t.Fatalf("Erin holds %+v (%v)", gs, err)
 	}
 }
+
+// TestChannelSubscribe: a channel's owner posts, a subscriber who joined
+// by link reads but cannot post (its own node refuses, and its
+// validators would drop such an envelope anywhere), the subscriber count
+// follows, and a post forwarded into a 1:1 chat names the channel.
+func TestChannelSubscribe(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	carolHome, carolInfo := initHome(t, "carol")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	carol := startNode(t, carolHome, relay.addr)
+	addEachOther(t, bob, carol, bobInfo, carolInfo)
+	ctx := context.Background()
+	ch, err := alice.CreateChannel(ctx, "News")
+	if err != nil || !ch.Channel || ch.Subscribers != 1 {
+		t.Fatalf("channel %+v (%v)", ch, err)
+	}
+	inv, err := alice.CreateInvite(ctx, ch.ID, time.Hour)
+	if err != nil || inv.Expires == nil {
+		t.Fatalf("invite %+v (%v)", inv, err)
+	}
+	eventually(t, "Bob subscribes", func() (bool, error) {
+		_, err := bob.JoinGroup(ctx, inv.Link)
+		return err == nil, nil
+	})
+	eventually(t, "two subscribers at Alice", func() (bool, error) {
+		got, err := alice.Group(ctx, ch.ID)
+		return err == nil && got.Subscribers == 2, nil
+	})
+	if _, err := bob.SendGroup(ctx, ch.ID, "may I?"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a subscriber posts: %v", err)
+	}
+	gid, _ := hex.DecodeString(ch.ID)
+	env, err := groupmsg.Seal(bob.keys.device, [32]byte(gid), groupmsg.KindSenderKey, time.Now().UnixMilli(), []byte("forged post"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.groups.net.Publish(ctx, [32]byte(gid), env); err == nil {
+		t.Fatal("a subscriber's envelope passed its own node's validators")
+	}
+	post, err := alice.SendGroup(ctx, ch.ID, "breaking: it works")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the post at Bob", func() (bool, error) {
+		return slices.Equal(groupTexts(t, bob, ch.ID), []string{"breaking: it works"}), nil
+	})
+	if _, err := bob.ForwardGroupMessage(ctx, ch.ID, post.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the forwarded post at Carol", func() (bool, error) {
+		msgs, err := carol.Messages(ctx, "bob", false)
+		return err == nil && len(msgs) == 1 && msgs[0].Text == "Forwarded from News:\nbreaking: it works", nil
+	})
+	if _, err := bob.ForwardGroupMessage(ctx, ch.ID, strings.Repeat("ab", 32), "carol"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("forwarding no message: %v", err)
+	}
+}

@@ -443,6 +443,50 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
+// TestChannelCommands drives channel create|post|messages|info|list|
+// invite|join|forward against the fake daemon.
+func TestChannelCommands(t *testing.T) {
+	c := newCLI(t)
+	c.startDaemon()
+	if out := c.ok("channel", "list"); !strings.Contains(out, "no channels yet") {
+		t.Errorf("empty list: %q", out)
+	}
+	out := c.ok("channel", "create", "News")
+	id := strings.SplitN(out, "\n", 2)[0]
+	if len(id) != 64 || !strings.Contains(out, "created channel News") {
+		t.Fatalf("create: %q", out)
+	}
+	var info chat.Group
+	if err := json.Unmarshal([]byte(c.ok("channel", "info", "News", "--json")), &info); err != nil || !info.Channel || info.Subscribers != 1 || info.ID != id {
+		t.Fatalf("info --json: %+v (%v)", info, err)
+	}
+	post := strings.TrimSpace(c.ok("channel", "post", "News", "hello subscribers"))
+	if len(post) != 64 {
+		t.Fatalf("post: %q", post)
+	}
+	var ms []chat.GroupMessage
+	if err := json.Unmarshal([]byte(c.ok("channel", "messages", "News", "--json")), &ms); err != nil || len(ms) != 1 || ms[0].Text != "hello subscribers" {
+		t.Fatalf("messages --json: %+v (%v)", ms, err)
+	}
+	if out := c.ok("channel", "list"); !strings.Contains(out, "News") || !strings.Contains(out, "1 subscribers") {
+		t.Errorf("list: %q", out)
+	}
+	link := strings.TrimSpace(c.ok("channel", "invite", "News"))
+	if !strings.HasPrefix(link, "peergram://join/"+id+"/") {
+		t.Errorf("invite: %q", link)
+	}
+	c.ok("group", "create", "Readers")
+	if out := strings.TrimSpace(c.ok("channel", "forward", "News", post, "Readers")); len(out) != 64 {
+		t.Errorf("forward: %q", out)
+	}
+	if out := c.ok("group", "messages", "Readers"); !strings.Contains(out, "Forwarded from News:") {
+		t.Errorf("the forwarded post: %q", out)
+	}
+	if errOut := c.fail("channel", "info", "Nowhere"); !strings.Contains(errOut, "unknown group") {
+		t.Errorf("unknown channel: %q", errOut)
+	}
+}
+
 func TestGroupCommands(t *testing.T) {
 	c := newCLI(t)
 	b := c.startDaemon()

@@ -10,6 +10,9 @@ type Group struct {
 	Members []GroupMember `json:"members"`
 	Pinned  []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
 	Banned  []string      `json:"banned,omitempty"` // accounts banned from the group
+	// Channel: only admins post; Subscribers counts its members.
+	Channel     bool `json:"channel,omitempty"`
+	Subscribers int  `json:"subscribers,omitempty"`
 }
 
 // GroupMember is one member of a group.

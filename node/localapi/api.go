@@ -46,6 +46,11 @@ type Backend interface {
 	// node's groups; Group returns one by ID or unique title
 	// (chat.ErrUnknownGroup if none).
 	CreateGroup(ctx context.Context, title string) (chat.Group, error)
+	// CreateChannel creates a channel (a group where only admins post).
+	CreateChannel(ctx context.Context, title string) (chat.Group, error)
+	// ForwardGroupMessage copies a group's or channel's message into a
+	// chat (a contact or a group); it returns the new message's ID.
+	ForwardGroupMessage(ctx context.Context, group, message, to string) (string, error)
 	Groups(ctx context.Context) ([]chat.Group, error)
 	Group(ctx context.Context, idOrTitle string) (chat.Group, error)
 	// AddGroupMembers adds contacts (aliases or account IDs) to a group.
@@ -247,6 +252,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups/{group}/invites", s.createInvite},
 		{"POST /v1/groups/{group}/invites/revoke", s.revokeInvite},
 		{"POST /v1/join", s.joinByLink},
+		{"POST /v1/channels", s.createChannel},
+		{"POST /v1/groups/{group}/messages/{message}/forward", s.forwardGroupMessage},
 		{"POST /v1/groups/{group}/bans", s.banMember},
 		{"DELETE /v1/groups/{group}/bans/{member}", s.unbanMember},
 		{"POST /v1/groups/{group}/pins", s.pinMessage},

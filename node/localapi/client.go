@@ -240,6 +240,22 @@ func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group,
 	return g, err
 }
 
+// CreateChannel is POST /v1/channels.
+func (c *Client) CreateChannel(ctx context.Context, title string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/channels", CreateGroupRequest{Title: title}, &g, http.StatusCreated)
+	return g, err
+}
+
+// ForwardGroupMessage is POST /v1/groups/{group}/messages/{message}/forward.
+func (c *Client) ForwardGroupMessage(ctx context.Context, group, message, to string) (string, error) {
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/messages/"+url.PathEscape(message)+"/forward", ForwardRequest{To: to}, &out, http.StatusCreated)
+	return out.ID, err
+}
+
 // CreateInvite is POST /v1/groups/{group}/invites.
 func (c *Client) CreateInvite(ctx context.Context, group string, expiresIn time.Duration) (chat.Invite, error) {
 	var inv chat.Invite

@@ -488,6 +488,40 @@ func (s *Server) closePoll(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
+	var req CreateGroupRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.CreateChannel(r.Context(), req.Title)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, g)
+	return nil
+}
+
+// ForwardRequest is the body of POST .../messages/{message}/forward.
+type ForwardRequest struct {
+	To string `json:"to"` // a contact (alias or account ID) or a group (ID or title)
+}
+
+func (s *Server) forwardGroupMessage(w http.ResponseWriter, r *http.Request) error {
+	var req ForwardRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.To == "" {
+		return fmt.Errorf("to is required: %w", chat.ErrInvalid)
+	}
+	id, err := s.backend.ForwardGroupMessage(r.Context(), r.PathValue("group"), r.PathValue("message"), req.To)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	return nil
+}
+
 // InviteRequest is the body of POST /v1/groups/{group}/invites.
 type InviteRequest struct {
 	ExpiresInSeconds int64 `json:"expires_in_seconds,omitempty"`

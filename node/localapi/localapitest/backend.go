@@ -393,6 +393,43 @@ func (b *Backend) CreateGroup(_ context.Context, title string) (chat.Group, erro
 	return g, nil
 }
 
+// CreateChannel creates a channel owned by the identity.
+func (b *Backend) CreateChannel(ctx context.Context, title string) (chat.Group, error) {
+	g, err := b.CreateGroup(ctx, title)
+	if err != nil {
+		return g, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.groups[len(b.groups)-1].Channel, b.groups[len(b.groups)-1].Subscribers = true, 1
+	return b.groups[len(b.groups)-1], nil
+}
+
+// ForwardGroupMessage copies a group message into another group of the
+// fake (or refuses a contact it does not know).
+func (b *Backend) ForwardGroupMessage(ctx context.Context, group, message, to string) (string, error) {
+	b.mu.Lock()
+	g, err := b.findGroupLocked(group)
+	var text string
+	if err == nil {
+		m := b.groupMessageLocked(g.ID, message)
+		if m == nil {
+			err = fmt.Errorf("%w: no message %s", chat.ErrInvalid, message)
+		} else {
+			text = "Forwarded from " + g.Title + ":\n" + m.Text
+		}
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	if m, err := b.PostGroup(ctx, to, chat.GroupPost{Text: text}); err == nil {
+		return m.ID, nil
+	}
+	m, err := b.Send(ctx, to, text)
+	return m.ID, err
+}
+
 // Groups lists the groups in the order they were created.
 func (b *Backend) Groups(context.Context) ([]chat.Group, error) {
 	b.mu.Lock()
