@@ -413,6 +413,10 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) ([]chat
 	}
 	// Messages that came before the chain, in chain order.
 	gid := groupstate.GroupID(d.Group)
+	marker := heldMarkerKey(gid, d.Device, d.KeyID)
+	if _, err := tx.Has(n.st.groupKeys, marker); err != nil {
+		return nil, err
+	}
 	prefix := pendingPrefix(gid, d.Device, d.KeyID)
 	var held []pendingMessage
 	var keys [][]byte
@@ -442,6 +446,11 @@ func (n *Node) applyGroupKey(tx *storage.Txn, m *messageFrom, p payload) ([]chat
 	}
 	for _, key := range keys {
 		if err := tx.Delete(n.st.groupPend, key); err != nil {
+			return nil, err
+		}
+	}
+	if len(keys) > 0 {
+		if err := tx.Delete(n.st.groupKeys, marker); err != nil {
 			return nil, err
 		}
 	}
@@ -569,7 +578,14 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 	for _, a := range notify {
 		n.notify(a)
 	}
-	if err := n.groups.net.Publish(ctx, gid, env); err != nil {
+	err = n.groups.net.Publish(ctx, gid, env)
+	if errors.Is(err, groupnet.ErrNotJoined) {
+		// The group's log was just stored (a join, an add) and its topic
+		// is joined after that commit: join now and publish.
+		n.refreshGroup(n.runCtx, gid)
+		err = n.groups.net.Publish(ctx, gid, env)
+	}
+	if err != nil {
 		return chat.GroupMessage{}, fmt.Errorf("%w: %w", chat.ErrUnavailable, err)
 	}
 	return n.groupMessageView(gid, gm, nil), nil
@@ -675,6 +691,19 @@ const (
 	maxHeldPayload   = maxGroupText + 1024
 )
 
+// heldMarkerKey (groups.sk: group || 'P' || device || keyID) is written
+// with every message held for a chain and read by the chain's arrival.
+// Without it the two could commit side by side — the hold after the
+// arrival's snapshot, the arrival not seeing the held message, the hold
+// not seeing the chain — and the message would stay held for good (a
+// phantom the store's conflict check cannot see; TestGroupOfflineMember
+// lost messages that way under load). With it, whichever commits second
+// conflicts and runs again.
+func heldMarkerKey(gid groupstate.GroupID, dev identity.DeviceID, keyID uint32) []byte {
+	k := append(append(append([]byte(nil), gid[:]...), 'P'), dev[:]...)
+	return binary.BigEndian.AppendUint32(k, keyID)
+}
+
 func pendingPrefix(gid groupstate.GroupID, dev identity.DeviceID, keyID uint32) []byte {
 	k := append(append([]byte(nil), gid[:]...), dev[:]...)
 	return binary.BigEndian.AppendUint32(k, keyID)
@@ -700,6 +729,11 @@ func (n *Node) holdGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 	prefix := pendingPrefix(gid, dev, h.KeyID)
 	raw, err := json.Marshal(p)
 	if err != nil {
+		return err
+	}
+	// The marker makes a hold and the chain's arrival conflict in the
+	// store (see heldMarkerKey).
+	if err := tx.SetTTL(n.st.groupKeys, heldMarkerKey(gid, dev, h.KeyID), nil, 7*24*time.Hour); err != nil {
 		return err
 	}
 	hash, err := hex.DecodeString(p.ID)
