@@ -92,7 +92,9 @@ func (a *app) newChannelJoinCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return groupCall(a, cmd, argv[0], asJSON, func(ctx context.Context, d *daemon) (chat.Group, error) {
 				return d.JoinGroup(ctx, argv[0])
-			}, func(g chat.Group) { fmt.Fprintf(a.stdout, "joined %s (%d subscribers)\n", clean(g.Title), len(g.Members)) })
+			}, func(g chat.Group) {
+				fmt.Fprintf(a.stdout, "joined %s (%d subscribers)\n", clean(g.Title), len(g.Members))
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the channel as JSON")

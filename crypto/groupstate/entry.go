@@ -90,7 +90,7 @@ const (
 	PermAdd                   // add members, create invite links
 	PermPin                   // pin and unpin messages
 	PermInfo                  // change title, description, photo
-	permAll  = PermSend | PermAdd | PermPin | PermInfo | FlagChannel
+	permAll       = PermSend | PermAdd | PermPin | PermInfo | FlagChannel
 
 	// FlagChannel marks a channel: members (subscribers) only read; only
 	// admins post, add, pin, invite and change info, whatever the other

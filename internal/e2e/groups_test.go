@@ -254,3 +254,69 @@ func assertNoString(t *testing.T, dir, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestChannelByLink drives the binaries: Alice creates a channel and an
+// invite link; Bob, who is not her contact, joins by the link, reads her
+// posts (one posted before he joined is not his), cannot post himself;
+// the channel's title and posts are in no file of the relay's.
+func TestChannelByLink(t *testing.T) {
+	e := build(t)
+	c := newCluster(t, e)
+	aliceD, bobD := c.startDaemon(c.alice), c.startDaemon(c.bob)
+	title := "news " + marker
+	id := strings.TrimSpace(strings.SplitN(e.must("peergram", "channel", "create", "--home", c.alice, title), "\n", 2)[0])
+	if len(id) != 64 {
+		t.Fatalf("channel create printed %q", id)
+	}
+	link := strings.TrimSpace(strings.SplitN(e.must("peergram", "channel", "invite", "--home", c.alice, id), "\n", 2)[0])
+	if !strings.HasPrefix(link, "peergram://join/"+id+"/") {
+		t.Fatalf("channel invite printed %q", link)
+	}
+	eventually(t, "Bob joins by the link", 60*time.Second, func() error {
+		out, err := e.run("peergram", "channel", "join", "--home", c.bob, link)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	type info struct {
+		Title       string `json:"title"`
+		Channel     bool   `json:"channel"`
+		Subscribers int    `json:"subscribers"`
+		Role        string `json:"role"`
+	}
+	eventually(t, "the channel at Bob, titled", 30*time.Second, func() error {
+		var g info
+		out, err := e.run("peergram", "channel", "info", "--home", c.bob, id, "--json")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if err := json.Unmarshal([]byte(out), &g); err != nil {
+			return err
+		}
+		if !g.Channel || g.Title != title || g.Subscribers != 2 || g.Role != "member" {
+			return fmt.Errorf("channel %+v", g)
+		}
+		return nil
+	})
+	e.must("peergram", "channel", "post", "--home", c.alice, id, "first post "+marker)
+	eventually(t, "the post at Bob", 30*time.Second, func() error {
+		var ms []struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal([]byte(e.must("peergram", "channel", "messages", "--home", c.bob, id, "--json")), &ms); err != nil {
+			return err
+		}
+		if len(ms) != 1 || ms[0].Text != "first post "+marker {
+			return fmt.Errorf("Bob holds %+v", ms)
+		}
+		return nil
+	})
+	if out, err := e.run("peergram", "channel", "post", "--home", c.bob, id, "a subscriber's post"); err == nil || !strings.Contains(err.Error(), "admins") {
+		t.Errorf("a subscriber posts: %v: %s", err, out)
+	}
+	aliceD.kill(syscall.SIGTERM)
+	bobD.kill(syscall.SIGTERM)
+	c.relay.kill(syscall.SIGTERM)
+	assertNoPlaintext(t, c.relayHome)
+}
