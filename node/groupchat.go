@@ -568,6 +568,13 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		if env, err = groupmsg.Seal(n.keys.device, gid, groupmsg.KindSenderKey, now, ct); err != nil {
 			return err
 		}
+		// Until a home relay's history shows it, the post is kept to hand
+		// over (grouphistory.go storeUnconfirmed).
+		id := groupmsg.ID(env)
+		v := binary.BigEndian.AppendUint64(nil, uint64(now))
+		if err := tx.SetTTL(n.st.groupUnconf, groupSeenKey(gid, []byte(id)), append(v, env...), 7*24*time.Hour); err != nil {
+			return err
+		}
 		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), SentAt: now, Received: now}
 		gm.setBody(body)
 		return n.putGroupMessage(tx, gid, &gm)
@@ -578,6 +585,13 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 	for _, a := range notify {
 		n.notify(a)
 	}
+	// Once the post had its time to reach a relay by gossip, the history
+	// loop checks and hands it over itself if it did not.
+	after := n.cfg.GroupStoreAfter
+	if after <= 0 {
+		after = 10 * time.Second
+	}
+	time.AfterFunc(after+time.Second, n.wakeHistory)
 	err = n.groups.net.Publish(ctx, gid, env)
 	if errors.Is(err, groupnet.ErrNotJoined) {
 		// The group's log was just stored (a join, an add) and its topic

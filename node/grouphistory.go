@@ -90,6 +90,7 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			continue
 		}
 		n.registerGroups(ctx, c, relay, states, registered)
+		n.storeUnconfirmed(ctx, c, relay)
 		heads := make([]history.Head, 0, len(states))
 		for _, st := range states {
 			heads = append(heads, history.Head{Group: st.Group, Seq: n.cursor(st.Group, relay)})
@@ -277,8 +278,14 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 				"group", hex.EncodeToString(gid[:8]), "from", cur+1, "to", page.First-1)
 		}
 		var want []uint64
+		var confirmed [][]byte
 		err = n.db.View(func(tx *storage.Txn) error {
 			for _, it := range page.Items {
+				if ok, err := tx.Has(n.st.groupUnconf, groupSeenKey(gid, it.ID[:])); err != nil {
+					return err
+				} else if ok {
+					confirmed = append(confirmed, groupSeenKey(gid, it.ID[:]))
+				}
 				if it.Stored < since {
 					continue // before this account joined: not for it
 				}
@@ -313,6 +320,18 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 			}
 			last := got.Items[len(got.Items)-1].Seq
 			want = slices.DeleteFunc(want, func(s uint64) bool { return s <= last })
+		}
+		if len(confirmed) > 0 {
+			if err := n.db.Update(func(tx *storage.Txn) error {
+				for _, k := range confirmed {
+					if err := tx.Delete(n.st.groupUnconf, k); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 		}
 		next := cur
 		if len(page.Items) > 0 {
@@ -389,4 +408,47 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 		return err
 	}
 	return n.takeGroupMessage(gid, &groupnet.Message{Envelope: e, Account: acct, ID: groupmsg.ID(env), Raw: env})
+}
+
+// storeUnconfirmed hands relay the posts of this device that no home
+// relay's history has shown within GroupStoreAfter: posted while offline,
+// or lost by gossip. The relay checks them as its validators would, but
+// not their age, and keeps each once; a post the relay refuses for good
+// (it is not a member's any more, the group is not kept there) is
+// dropped from the list.
+func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay peer.ID) {
+	after := n.cfg.GroupStoreAfter
+	if after <= 0 {
+		after = 10 * time.Second
+	}
+	type post struct {
+		key []byte
+		env []byte
+	}
+	var due []post
+	cutoff := n.cfg.Now().Add(-after).UnixMilli()
+	_ = n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.groupUnconf, nil, func(k, v []byte) error {
+			if len(k) == 64 && len(v) > 8 && int64(binary.BigEndian.Uint64(v)) <= cutoff && len(due) < 256 {
+				due = append(due, post{append([]byte(nil), k...), append([]byte(nil), v[8:]...)})
+			}
+			return nil
+		})
+	})
+	for _, p := range due {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.Store(sctx, relay, [32]byte(p.key[:32]), p.env)
+		cancel()
+		var se *history.StatusError
+		switch {
+		case err == nil, errors.As(err, &se) && (se.Code == history.CodeInvalid || se.Code == history.CodeMalformed):
+			if err != nil {
+				n.log.Info("group history: a relay refuses a post", "relay", relay, "err", err)
+			}
+			_ = n.db.Update(func(tx *storage.Txn) error { return tx.Delete(n.st.groupUnconf, p.key) })
+		default:
+			n.log.Debug("group history: store a post", "relay", relay, "err", err)
+			return // the relay is not answering: later
+		}
+	}
 }

@@ -243,3 +243,50 @@ func TestGroupInfoKeys(t *testing.T) {
 		t.Errorf("after a member leaves, no remaining member gets a new info key (the leaver's node made one and kept it)")
 	}
 }
+
+// TestGroupPostedUnheard: Alice posts while no one hears her gossip (Bob
+// is offline and the relay left the topic). The post is not lost: her
+// node sees that no relay history holds it and hands it to her relay
+// itself, and Bob gets it from there when he is back.
+func TestGroupPostedUnheard(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.GroupStoreAfter = time.Second }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Void")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", func() (bool, error) {
+		_, err := bob.Group(ctx, g.ID)
+		return err == nil, nil
+	})
+	if _, err := alice.SendGroup(ctx, g.ID, "heard"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "heard at Bob", func() (bool, error) { return len(groupTexts(t, bob, g.ID)) == 1, nil })
+	bob.stop()
+	gid, _ := hex.DecodeString(g.ID)
+	relay.hist.Net().Leave([32]byte(gid)) // the relay hears no gossip of the group
+	if _, err := alice.SendGroup(ctx, g.ID, "posted into the void"); err != nil {
+		t.Fatal(err)
+	}
+	bob = startNode(t, bobHome, relay.addr)
+	eventually(t, "the unheard post at Bob", func() (bool, error) {
+		return slices.Equal(groupTexts(t, bob, g.ID), []string{"heard", "posted into the void"}), nil
+	})
+	eventually(t, "nothing left to hand over at Alice", func() (bool, error) {
+		n := 0
+		err := alice.db.View(func(tx *storage.Txn) (err error) {
+			n, err = tx.Count(alice.st.groupUnconf, nil)
+			return err
+		})
+		return n == 0, err
+	})
+}

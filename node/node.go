@@ -52,6 +52,10 @@ type Config struct {
 	Rand io.Reader
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// GroupStoreAfter is how long a group post waits to be seen in a home
+	// relay's history before the node hands it to the relay itself (it
+	// was posted offline, or gossip lost it); 0 means 10 s.
+	GroupStoreAfter time.Duration
 	// Host, when set, is used instead of building one from Listen (tests
 	// use mocknet hosts). The node does not close it.
 	Host host.Host

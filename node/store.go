@@ -53,6 +53,7 @@ type store struct {
 	groupSeen    storage.Keyspace // group(32) | envelope hash(32) → nothing: messages held
 	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor
 	groupInv     storage.Keyspace // group(32) → invitation (JSON)
+	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts no relay has confirmed
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -68,7 +69,7 @@ func newStore(db *storage.DB) *store {
 		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
 		groupLog: db.Keyspace("groups.log"), groupKeys: db.Keyspace("groups.sk"), groupMsgs: db.Keyspace("groups.msg"), groupPend: db.Keyspace("groups.pend"),
 		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
-		groupInv: db.Keyspace("groups.inv"),
+		groupInv: db.Keyspace("groups.inv"), groupUnconf: db.Keyspace("groups.unconf"),
 	}
 }
 

@@ -68,6 +68,25 @@ func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, en
 	return nil
 }
 
+// Store hands relay one of this device's envelopes of group, one that
+// gossip may not have carried (posted offline); the relay checks it as
+// its validators would, without the time window, and keeps it once.
+func (c *Client) Store(ctx context.Context, relay peer.ID, group [32]byte, envelope []byte) error {
+	body := (&storeMsg{Group: group, Envelope: envelope}).appendBody(nil)
+	_, ans, err := c.roundTrip(ctx, relay, typeStore, body, typeStatus)
+	if err != nil {
+		return err
+	}
+	st, err := decodeStatus(ans)
+	if err != nil {
+		return err
+	}
+	if st.Code != CodeOK {
+		return &StatusError{st.Code, st.Text}
+	}
+	return nil
+}
+
 // Log returns the group's state log (oldest first) and the members'
 // device lists as the relay holds them, for a device that joins by an
 // invite link. Nothing is verified here: the caller replays the log.
@@ -181,6 +200,8 @@ func (c *Client) page(ctx context.Context, relay peer.ID, t frameType, body []by
 	return decodePage(ans)
 }
 
+// statusErr reads a Status that answers a request expecting something
+// else: an error whatever its code.
 func statusErr(b []byte) error {
 	st, err := decodeStatus(b)
 	if err != nil {

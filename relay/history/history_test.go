@@ -667,3 +667,53 @@ func TestNewGroupsPerAccount(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreDirect: a member hands the relay its own envelope, even one
+// older than gossip's window; the relay keeps it once; a non-member's, a
+// forged one and another group's are refused.
+func TestStoreDirect(t *testing.T) {
+	alice, mallory := newMember(t), newMember(t)
+	gid, entries := groupLog(t, alice)
+	other, _ := groupLog(t, mallory)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), mallory.listBytes(t)}, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	old, err := groupmsg.Seal(alice.dev, gid, groupmsg.KindSenderKey, time.Now().Add(-time.Hour).UnixMilli(), []byte("posted offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := c.Store(ctx, rh.ID(), gid, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := alice.seal(t, gid, "forged")
+	forged[len(forged)-1] ^= 1
+	for _, tc := range []struct {
+		name string
+		env  []byte
+		code Code
+	}{
+		{"a non-member's", mallory.seal(t, gid, "not a member"), CodeUnknown},
+		{"a forged one", forged, CodeInvalid},
+		{"another group's", alice.seal(t, other, "elsewhere"), CodeInvalid},
+	} {
+		var se *StatusError
+		if err := c.Store(ctx, rh.ID(), gid, tc.env); !errors.As(err, &se) || se.Code != tc.code {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	eventually(t, "the post stored", func() bool {
+		pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+		return err == nil && len(pg.Items) == 1
+	})
+	time.Sleep(200 * time.Millisecond)
+	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+	if err != nil || len(pg.Items) != 1 || texts(t, pg.Items, gid)[0] != "posted offline" {
+		t.Fatalf("the relay holds %+v (%v)", pg, err)
+	}
+}

@@ -643,7 +643,7 @@ func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupms
 // handle serves one request.
 func (s *Server) handle(str network.Stream, log *slog.Logger) {
 	defer str.Close()
-	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads, typeGetLog)
+	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads, typeGetLog, typeStore)
 	if err != nil {
 		log.Debug("history: bad request", "err", err)
 		s.answerStatus(str, CodeMalformed, err.Error())
@@ -684,6 +684,14 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			return
 		}
 		s.heads(str, m)
+	case typeStore:
+		m, err := decodeStore(body)
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		code, text := s.storeOne(m)
+		s.answerStatus(str, code, text)
 	case typeGetLog:
 		m, err := decodeQuery(body) // a group, nothing else
 		if err != nil {
@@ -705,6 +713,29 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 		default:
 			_, _ = str.Write(frame(typeLog, b))
 		}
+	}
+}
+
+// storeOne takes a member's envelope handed over directly: the checks of
+// the gossip validators but the time window (the member was offline when
+// it posted), then the committer, which keeps it once.
+func (s *Server) storeOne(m *storeMsg) (Code, string) {
+	env, err := groupmsg.Open(m.Group, m.Envelope)
+	if err != nil {
+		return CodeInvalid, err.Error()
+	}
+	acct, err := (*members)(s).MayPublish(m.Group, env.Device, env.Kind)
+	switch {
+	case errors.Is(err, groupnet.ErrUnknownDevice):
+		return CodeUnknown, "not a device of a member of a group kept here"
+	case err != nil:
+		return CodeInvalid, err.Error()
+	}
+	select {
+	case s.in <- &groupnet.Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Envelope), Raw: bytes.Clone(m.Envelope)}:
+		return CodeOK, ""
+	case <-s.ctx.Done():
+		return CodeUnavailable, "closing"
 	}
 }
 

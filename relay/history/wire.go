@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
 )
 
 // ProtocolID is the group history protocol.
@@ -25,6 +27,7 @@ const (
 	typeStatus   frameType = 0x06 // S→C: Register's answer, or a refusal
 	typeGetLog   frameType = 0x07 // C→S; answered by Log
 	typeLog      frameType = 0x08 // S→C: the group's log and lists, as a Register body without signature
+	typeStore    frameType = 0x09 // C→S: a member's own envelope that gossip may not have carried; answered by Status
 )
 
 // Bounds of frame bodies.
@@ -42,6 +45,9 @@ const (
 	pageBudget  = 2 << 20
 	// controlMax bounds every other body.
 	controlMax = 64 << 10
+
+	// maxStoreBody bounds a Store body: a group ID and one envelope.
+	maxStoreBody = groupmsg.MaxSize + 1024
 
 	// MaxPageItems is the most items a Page carries.
 	MaxPageItems = 1000
@@ -65,6 +71,8 @@ func maxBody(t frameType) (int, bool) {
 		return MaxPageSize, true
 	case typeQuery, typeGet, typeHeads, typeStatus, typeGetLog:
 		return controlMax, true
+	case typeStore:
+		return maxStoreBody, true
 	}
 	return 0, false
 }
@@ -124,6 +132,38 @@ func registerSigned(relay string, group [32]byte, timeMs int64) []byte {
 	b = append(b, relay...)
 	b = append(b, group[:]...)
 	return binary.BigEndian.AppendUint64(b, uint64(timeMs))
+}
+
+// storeMsg hands the relay an envelope to keep.
+type storeMsg struct {
+	Group    [32]byte
+	Envelope []byte
+}
+
+func (m *storeMsg) appendBody(b []byte) []byte {
+	b = appendBytes(b, fGroup, m.Group[:])
+	return appendBytes(b, fItemEnv, m.Envelope)
+}
+
+func decodeStore(b []byte) (*storeMsg, error) {
+	m := &storeMsg{}
+	var seen bool
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		switch {
+		case num == fGroup && typ == protowire.BytesType:
+			return group32(&m.Group, v, &seen)
+		case num == fItemEnv && typ == protowire.BytesType:
+			m.Envelope = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if m.Envelope == nil {
+		return nil, fmt.Errorf("%w: no envelope", ErrMalformed)
+	}
+	return m, needGroup(seen)
 }
 
 // queryMsg asks for what the relay holds of a group after a cursor.
