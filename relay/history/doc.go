@@ -51,6 +51,9 @@
 //	                                     ◀──  Page{item..., first, head, more} | Status
 //	Get{group, seq...}                   ──▶
 //	                                     ◀──  Page{item...(those still held), first, head} | Status
+//	Store{group, envelope}               ──▶  a member's own envelope gossip did not carry: checked as
+//	                                          the validators do but for its age; kept once
+//	                                     ◀──  Status
 //	GetLog{group}                        ──▶
 //	                                     ◀──  Log{group, entry..., list...} | Status   (for a device that
 //	                                          joins by an invite link; the caller verifies)
@@ -81,6 +84,7 @@
 //	Status   0x06  1: code, 2: text (≤ 512)                                              ≤ 64 KiB
 //	GetLog   0x07  1: group                                                              ≤ 64 KiB
 //	Log      0x08  as Register, without the signature fields                            ≤ 2 MiB
+//	Store    0x09  1: group, 4: envelope                                                 ≤ 257 KiB
 //
 // # Limits
 //

@@ -17,6 +17,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(frame(typeHeads, (&headsMsg{Heads: []Head{{g, 9}}, WaitMS: 1000}).appendBody(nil)))
 	f.Add(frame(typePage, (&Page{Items: []Item{{Seq: 1, ID: g, Stored: 5, Envelope: []byte("x")}}, First: 1, Head: 1, More: true}).appendBody(nil)))
 	f.Add(frame(typeStatus, (&statusMsg{Code: CodeInvalid, Text: "no"}).appendBody(nil)))
+	f.Add(frame(typeStore, (&storeMsg{Group: g, Envelope: []byte("env")}).appendBody(nil)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 0 {
 			_, _ = decodeRegister(b[1:])
@@ -24,6 +25,7 @@ func FuzzDecode(f *testing.F) {
 			_, _ = decodeGet(b[1:])
 			_, _ = decodeHeads(b[1:])
 			_, _ = decodeStatus(b[1:])
+			_, _ = decodeStore(b[1:])
 			if p, err := decodePage(b[1:]); err == nil {
 				again, err := decodePage(p.appendBody(nil))
 				if err != nil || len(again.Items) != len(p.Items) || again.Head != p.Head || again.First != p.First || again.More != p.More {
@@ -31,7 +33,7 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
-		t2, body, err := readFrame(bytes.NewReader(b), typeRegister, typeQuery, typeGet, typeHeads, typePage, typeStatus)
+		t2, body, err := readFrame(bytes.NewReader(b), typeRegister, typeQuery, typeGet, typeHeads, typePage, typeStatus, typeGetLog, typeLog, typeStore)
 		if err == nil {
 			if bound, _ := maxBody(t2); len(body) > bound {
 				t.Fatalf("a body of %d bytes over its bound %d", len(body), bound)
