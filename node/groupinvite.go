@@ -67,7 +67,7 @@ func (n *Node) loadInvitation(tx *storage.Txn, id []byte) (*invitation, *groupst
 	}
 	entries := make([]*groupstate.Entry, len(inv.Log))
 	for i, b := range inv.Log {
-		if entries[i], err = groupstate.Parse(b); err != nil {
+		if entries[i], err = n.parseEntry(b); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -456,7 +457,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	}
 	entries := make([]*groupstate.Entry, len(p.Log))
 	for i, raw := range p.Log {
-		if entries[i], err = groupstate.Parse(raw); err != nil {
+		if entries[i], err = n.parseEntry(raw); err != nil {
 			return bad("entry does not verify", err)
 		}
 	}
@@ -684,7 +685,7 @@ func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
 			}
 		}
 		curID = append(curID[:0], k[:32]...)
-		e, err := groupstate.Parse(v)
+		e, err := n.parseEntry(v)
 		if err != nil {
 			return fmt.Errorf("node: group %x entry %d: %w", k[:32], binary.BigEndian.Uint64(k[32:]), err)
 		}
@@ -759,3 +760,32 @@ func groupRank(role string) int {
 	}
 	return 1
 }
+
+// parseEntry is groupstate.Parse with a cache: every read of the groups
+// replays their logs (cheap), and parsing checks each entry's signature
+// (not cheap: one Ed25519 verification per entry of every group, on every
+// call). Entries are immutable once parsed, so one parsed entry serves
+// every replay of the same bytes.
+func (n *Node) parseEntry(raw []byte) (*groupstate.Entry, error) {
+	h := sha256.Sum256(raw)
+	n.entryMu.Lock()
+	e := n.entries[h]
+	n.entryMu.Unlock()
+	if e != nil {
+		return e, nil
+	}
+	e, err := groupstate.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	n.entryMu.Lock()
+	if n.entries == nil || len(n.entries) >= maxCachedEntries {
+		n.entries = map[[32]byte]*groupstate.Entry{}
+	}
+	n.entries[h] = e
+	n.entryMu.Unlock()
+	return e, nil
+}
+
+// maxCachedEntries bounds the parsed-entry cache (~1 KiB each).
+const maxCachedEntries = 50_000
