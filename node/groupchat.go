@@ -316,8 +316,23 @@ func (n *Node) ensureSender(tx *storage.Txn, st *groupstate.State) (*senderkey.S
 	for a := range st.Members {
 		to = append(to, a) // our own other devices too
 	}
+	if st.Channel() {
+		// A channel's subscribers read its history (as in Telegram): the
+		// chain as it starts is kept, to hand to whoever subscribes later.
+		raw, err := s.MarshalBinary()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := tx.Set(n.st.groupKeys, initialChainKey(st.Group), raw); err != nil {
+			return nil, nil, err
+		}
+	}
 	return s, to, n.sendDistribution(tx, s, to)
 }
+
+// initialChainKey (groups.sk: group || 'D') keeps, in a channel, this
+// device's current chain as it started.
+func initialChainKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'D') }
 
 // sendDistribution enqueues s's current state for every device of the
 // accounts to (over the pairwise sessions).

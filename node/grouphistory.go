@@ -265,6 +265,9 @@ func (n *Node) cursor(gid groupstate.GroupID, relay peer.ID) uint64 {
 // page.
 func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gid groupstate.GroupID) error {
 	since := n.joinedAt(gid).Add(-time.Minute).UnixMilli()
+	if st := n.groupState(gid); st != nil && st.Channel() {
+		since = 0 // a channel's history is its subscribers' (sendOwnChain)
+	}
 	for {
 		cur := n.cursor(gid, relay)
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -122,6 +122,9 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	if strings.Contains(want, "://") {
 		return n.joinByLink(ctx, want)
 	}
+	if strings.HasPrefix(want, "@") {
+		return n.joinByName(ctx, want)
+	}
 	var st *groupstate.State
 	err := n.db.Update(func(tx *storage.Txn) error {
 		invs, err := n.invitations(tx)

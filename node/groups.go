@@ -433,6 +433,9 @@ func (n *Node) retireChain(tx *storage.Txn, id groupstate.GroupID) error {
 	if err := tx.Set(n.st.groupKeys, nextKeyIDKey(id), binary.BigEndian.AppendUint32(nil, s.KeyID()+1)); err != nil {
 		return err
 	}
+	if err := tx.Delete(n.st.groupKeys, initialChainKey(id)); err != nil {
+		return err
+	}
 	return tx.Delete(n.st.groupKeys, senderKey(id))
 }
 
@@ -612,6 +615,12 @@ func (n *Node) sendOwnChain(tx *storage.Txn, id groupstate.GroupID, to []identit
 	if err != nil {
 		return err
 	}
+	// In a channel, the chain as it started: subscribers read its history.
+	if initial, err := tx.Get(n.st.groupKeys, initialChainKey(id)); err == nil {
+		raw = initial
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
 	s, err := senderkey.ParseSender(raw)
 	if err != nil {
 		return err
@@ -718,6 +727,9 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	var names map[identity.AccountID]string
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)
+		if name, err := tx.Get(n.st.groupKeys, publicNameKey(st.Group)); err == nil {
+			g.PublicName = string(name)
+		}
 		names = map[identity.AccountID]string{}
 		for a := range st.Members {
 			if a == self {

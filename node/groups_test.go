@@ -1206,3 +1206,70 @@ func TestChannelSubscribe(t *testing.T) {
 		t.Fatalf("forwarding no message: %v", err)
 	}
 }
+
+// TestChannelPublicName: Alice makes her channel public as @dailynews;
+// Bob, a stranger, joins with the name and reads her posts; the name is
+// Alice's (Bob cannot take it for his own channel); an unknown name is
+// an unknown group.
+func TestChannelPublicName(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	bobHome, _ := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	ctx := context.Background()
+	ch, err := alice.CreateChannel(ctx, "Daily news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.PublishChannelName(ctx, ch.ID, "Bad Name!"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a malformed name: %v", err)
+	}
+	if _, err := alice.SendGroup(ctx, ch.ID, "before you came"); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := alice.PublishChannelName(ctx, ch.ID, "@dailynews")
+	if err != nil || pub.PublicName != "dailynews" {
+		t.Fatalf("publish: %+v (%v)", pub, err)
+	}
+	if _, err := bob.JoinGroup(ctx, "@nobody_here"); !errors.Is(err, chat.ErrUnknownGroup) {
+		t.Fatalf("an unknown name: %v", err)
+	}
+	joined, err := bob.JoinGroup(ctx, "@dailynews")
+	if err != nil || !joined.Channel || joined.Role != "member" {
+		t.Fatalf("join by name: %+v (%v)", joined, err)
+	}
+	if _, err := alice.SendGroup(ctx, ch.ID, "morning edition"); err != nil {
+		t.Fatal(err)
+	}
+	// A channel's history is its subscribers': the post from before Bob
+	// came too.
+	for deadline := time.Now().Add(20 * time.Second); !slices.Equal(groupTexts(t, bob, ch.ID), []string{"before you came", "morning edition"}); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ag, _ := alice.Group(ctx, ch.ID)
+			bg, _ := bob.Group(ctx, ch.ID)
+			var pend, seen, keys int
+			_ = bob.db.View(func(tx *storage.Txn) error {
+				pend, _ = tx.Count(bob.st.groupPend, nil)
+				seen, _ = tx.Count(bob.st.groupSeen, nil)
+				keys, _ = tx.Count(bob.st.groupKeys, nil)
+				return nil
+			})
+			gid, _ := hex.DecodeString(ch.ID)
+			pg, herr := history.NewClient(bob.host).Query(ctx, relay.h.ID(), [32]byte(gid), 0, 0, true)
+			items := -1
+			if pg != nil {
+				items = len(pg.Items)
+			}
+			t.Fatalf("no post at Bob; Alice sees %d members, Bob %d (title %q); Bob: %d held, %d seen, %d keys; relay items %d (%v); bob topic peers %v",
+				len(ag.Members), len(bg.Members), bg.Title, pend, seen, keys, items, herr, bob.groups.net.Peers([32]byte(gid)))
+		}
+	}
+	mine, err := bob.CreateChannel(ctx, "Copycat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.PublishChannelName(ctx, mine.ID, "dailynews"); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("taking a taken name: %v", err)
+	}
+}

@@ -21,7 +21,7 @@ func (a *app) newChannelCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newChannelCreateCmd(), a.newChannelPostCmd(), a.newChannelJoinCmd(), a.newChannelMessagesCmd(),
-		a.newChannelInfoCmd(), a.newChannelListCmd(), a.newChannelInviteCmd(), a.newChannelForwardCmd())
+		a.newChannelInfoCmd(), a.newChannelListCmd(), a.newChannelInviteCmd(), a.newChannelForwardCmd(), a.newChannelPublishCmd())
 	return cmd
 }
 
@@ -46,20 +46,47 @@ func groupCall[T any](a *app, cmd *cobra.Command, group string, asJSON bool, f f
 
 func (a *app) newChannelCreateCmd() *cobra.Command {
 	var asJSON bool
+	var public string
 	cmd := &cobra.Command{
 		Use:   "create TITLE",
 		Short: "Create a channel you own; prints its ID on the first line",
 		Args:  args(1, "a title"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return groupCall(a, cmd, argv[0], asJSON, func(ctx context.Context, d *daemon) (chat.Group, error) {
-				return d.CreateChannel(ctx, argv[0])
+				g, err := d.CreateChannel(ctx, argv[0])
+				if err != nil || public == "" {
+					return g, err
+				}
+				return d.PublishChannelName(ctx, g.ID, public)
 			}, func(g chat.Group) {
 				fmt.Fprintln(a.stdout, g.ID)
 				fmt.Fprintf(a.stdout, "created channel %s\n", clean(g.Title))
+				if g.PublicName != "" {
+					fmt.Fprintf(a.stdout, "public: anyone joins with peergram channel join @%s\n", g.PublicName)
+				}
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the channel as JSON (group_id, title, channel, subscribers, …)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the channel as JSON (group_id, title, channel, subscribers, public_name, …)")
+	cmd.Flags().StringVar(&public, "public", "", "make it public under this name (5-32 of a-z, 0-9, _) at your relays")
+	return cmd
+}
+
+func (a *app) newChannelPublishCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "publish CHANNEL NAME",
+		Short: "Make a channel public under a name at your relays (anyone joins with @NAME)",
+		Args:  args(2, "a channel and a name"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			return groupCall(a, cmd, argv[0], asJSON, func(ctx context.Context, d *daemon) (chat.Group, error) {
+				return d.PublishChannelName(ctx, argv[0], argv[1])
+			}, func(g chat.Group) {
+				fmt.Fprintf(a.stdout, "%s is public: anyone joins with peergram channel join @%s\n", clean(g.Title), g.PublicName)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the channel as JSON")
 	return cmd
 }
 
@@ -86,9 +113,9 @@ func (a *app) newChannelPostCmd() *cobra.Command {
 func (a *app) newChannelJoinCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "join LINK",
-		Short: "Subscribe to a channel by its invite link",
-		Args:  args(1, "an invite link"),
+		Use:   "join LINK|@NAME",
+		Short: "Subscribe to a channel by its invite link or its public name",
+		Args:  args(1, "an invite link or @name"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return groupCall(a, cmd, argv[0], asJSON, func(ctx context.Context, d *daemon) (chat.Group, error) {
 				return d.JoinGroup(ctx, argv[0])

@@ -482,6 +482,15 @@ func TestChannelCommands(t *testing.T) {
 	if out := c.ok("group", "messages", "Readers"); !strings.Contains(out, "Forwarded from News:") {
 		t.Errorf("the forwarded post: %q", out)
 	}
+	if out := c.ok("channel", "publish", "News", "@dailynews"); !strings.Contains(out, "join @dailynews") {
+		t.Errorf("publish: %q", out)
+	}
+	if out := c.ok("channel", "create", "Public", "--public", "public_one"); !strings.Contains(out, "join @public_one") {
+		t.Errorf("create --public: %q", out)
+	}
+	if errOut := c.fail("channel", "publish", "News", "bad name"); !strings.Contains(errOut, "invalid") {
+		t.Errorf("publish a bad name: %q", errOut)
+	}
 	if errOut := c.fail("channel", "info", "Nowhere"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("unknown channel: %q", errOut)
 	}

@@ -13,6 +13,8 @@ type Group struct {
 	// Channel: only admins post; Subscribers counts its members.
 	Channel     bool `json:"channel,omitempty"`
 	Subscribers int  `json:"subscribers,omitempty"`
+	// PublicName is the name this node published for it (join with @name).
+	PublicName string `json:"public_name,omitempty"`
 }
 
 // GroupMember is one member of a group.

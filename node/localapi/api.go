@@ -48,6 +48,9 @@ type Backend interface {
 	CreateGroup(ctx context.Context, title string) (chat.Group, error)
 	// CreateChannel creates a channel (a group where only admins post).
 	CreateChannel(ctx context.Context, title string) (chat.Group, error)
+	// PublishChannelName makes a channel public under a name (join with
+	// "@name").
+	PublishChannelName(ctx context.Context, group, name string) (chat.Group, error)
 	// ForwardGroupMessage copies a group's or channel's message into a
 	// chat (a contact or a group); it returns the new message's ID.
 	ForwardGroupMessage(ctx context.Context, group, message, to string) (string, error)
@@ -253,6 +256,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups/{group}/invites/revoke", s.revokeInvite},
 		{"POST /v1/join", s.joinByLink},
 		{"POST /v1/channels", s.createChannel},
+		{"POST /v1/groups/{group}/public-name", s.publishName},
 		{"POST /v1/groups/{group}/messages/{message}/forward", s.forwardGroupMessage},
 		{"POST /v1/groups/{group}/bans", s.banMember},
 		{"DELETE /v1/groups/{group}/bans/{member}", s.unbanMember},

@@ -232,7 +232,7 @@ func (c *Client) SetGroupRole(ctx context.Context, group, member, role string) (
 func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {
 	var g chat.Group
 	var err error
-	if strings.Contains(groupOrLink, "://") {
+	if strings.Contains(groupOrLink, "://") || strings.HasPrefix(groupOrLink, "@") {
 		err = c.do(ctx, http.MethodPost, "/v1/join", LinkRequest{Link: groupOrLink}, &g, http.StatusOK)
 	} else {
 		err = c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(groupOrLink)+"/join", struct{}{}, &g, http.StatusOK)
@@ -243,7 +243,14 @@ func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group,
 // CreateChannel is POST /v1/channels.
 func (c *Client) CreateChannel(ctx context.Context, title string) (chat.Group, error) {
 	var g chat.Group
-	err := c.do(ctx, http.MethodPost, "/v1/channels", CreateGroupRequest{Title: title}, &g, http.StatusCreated)
+	err := c.do(ctx, http.MethodPost, "/v1/channels", CreateChannelRequest{Title: title}, &g, http.StatusCreated)
+	return g, err
+}
+
+// PublishChannelName is POST /v1/groups/{group}/public-name.
+func (c *Client) PublishChannelName(ctx context.Context, group, name string) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/public-name", NameRequest{Name: name}, &g, http.StatusOK)
 	return g, err
 }
 

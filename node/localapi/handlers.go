@@ -488,8 +488,14 @@ func (s *Server) closePoll(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// CreateChannelRequest is the body of POST /v1/channels.
+type CreateChannelRequest struct {
+	Title      string `json:"title"`
+	PublicName string `json:"public_name,omitempty"`
+}
+
 func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
-	var req CreateGroupRequest
+	var req CreateChannelRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -497,7 +503,30 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if req.PublicName != "" {
+		if g, err = s.backend.PublishChannelName(r.Context(), g.ID, req.PublicName); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusCreated, g)
+	return nil
+}
+
+// NameRequest is the body of POST /v1/groups/{group}/public-name.
+type NameRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) publishName(w http.ResponseWriter, r *http.Request) error {
+	var req NameRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.PublishChannelName(r.Context(), r.PathValue("group"), req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
 	return nil
 }
 
@@ -566,8 +595,8 @@ func (s *Server) joinByLink(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if !strings.Contains(req.Link, "://") {
-		return fmt.Errorf("link is an invite link (peergram://join/…): %w", chat.ErrInvalid)
+	if !strings.Contains(req.Link, "://") && !strings.HasPrefix(req.Link, "@") {
+		return fmt.Errorf("link is an invite link (peergram://join/…) or a public name (@name): %w", chat.ErrInvalid)
 	}
 	g, err := s.backend.JoinGroup(r.Context(), req.Link)
 	if err != nil {

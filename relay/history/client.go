@@ -87,6 +87,46 @@ func (c *Client) Store(ctx context.Context, relay peer.ID, group [32]byte, envel
 	return nil
 }
 
+// PublishName binds a public name to group at relay, with the group's
+// public invite link; dev must be a device of one of the group's admins.
+func (c *Client) PublishName(ctx context.Context, relay peer.ID, name string, group [32]byte, link string, dev *identity.DeviceKey) error {
+	m := &nameMsg{Name: name, Group: group, Link: link, Time: time.Now().UnixMilli(), Device: dev.ID()}
+	m.Sig = dev.Sign(NameLabel, nameSigned(string(relay), m))
+	_, ans, err := c.roundTrip(ctx, relay, typeName, m.appendBody(nil), typeStatus)
+	if err != nil {
+		return err
+	}
+	st, err := decodeStatus(ans)
+	if err != nil {
+		return err
+	}
+	if st.Code != CodeOK {
+		return &StatusError{st.Code, st.Text}
+	}
+	return nil
+}
+
+// LookupName returns the group and public invite link a relay holds for
+// a public name (ErrUnknownGroup if none). The caller checks the link
+// (joining verifies the group's log).
+func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (group [32]byte, link string, err error) {
+	t, ans, err := c.roundTrip(ctx, relay, typeLookup, (&nameMsg{Name: name}).appendBody(nil), typeNameRec, typeStatus)
+	if err != nil {
+		return group, "", err
+	}
+	if t == typeStatus {
+		return group, "", statusErr(ans)
+	}
+	m, err := decodeName(ans)
+	if err != nil {
+		return group, "", err
+	}
+	if m.Name != name {
+		return group, "", fmt.Errorf("%w: the record of another name", ErrMalformed)
+	}
+	return m.Group, m.Link, nil
+}
+
 // Log returns the group's state log (oldest first) and the members'
 // device lists as the relay holds them, for a device that joins by an
 // invite link. Nothing is verified here: the caller replays the log.

@@ -54,6 +54,12 @@
 //	Store{group, envelope}               ──▶  a member's own envelope gossip did not carry: checked as
 //	                                          the validators do but for its age; kept once
 //	                                     ◀──  Status
+//	Name{name, group, link, time, device, sig}  ──▶  a public name for a group: signed by an admin's
+//	                                          device; the link's invite must be in the group's log;
+//	                                          first come, first served (30 days, renewed)
+//	                                     ◀──  Status
+//	Lookup{name}                         ──▶
+//	                                     ◀──  NameRecord{name, group, link} | Status
 //	GetLog{group}                        ──▶
 //	                                     ◀──  Log{group, entry..., list...} | Status   (for a device that
 //	                                          joins by an invite link; the caller verifies)
@@ -85,6 +91,9 @@
 //	GetLog   0x07  1: group                                                              ≤ 64 KiB
 //	Log      0x08  as Register, without the signature fields                            ≤ 2 MiB
 //	Store    0x09  1: group, 4: envelope                                                 ≤ 257 KiB
+//	Name     0x0a  1: name, 2: group, 3: link, 4: time, 5: device, 6: signature          ≤ 64 KiB
+//	Lookup   0x0b  1: name                                                               ≤ 64 KiB
+//	NameRec  0x0c  1: name, 2: group, 3: link                                            ≤ 64 KiB
 //
 // # Limits
 //
@@ -104,6 +113,7 @@
 //	history.reg  group[32]             → expires:u64 | Register body (the merged log and lists, unsigned)
 //	history.msg  group[32] | seq:u64   → stored:u64 (Unix ms) | id[32] | envelope
 //	history.id   group[32] | id[32]    → seq:u64
+//	history.name name                  → expires:u64 | NameRec body
 //
 // Envelopes carry a storage TTL of Config.Retention. One committer writes
 // every accepted envelope, many per transaction.

@@ -18,6 +18,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(frame(typePage, (&Page{Items: []Item{{Seq: 1, ID: g, Stored: 5, Envelope: []byte("x")}}, First: 1, Head: 1, More: true}).appendBody(nil)))
 	f.Add(frame(typeStatus, (&statusMsg{Code: CodeInvalid, Text: "no"}).appendBody(nil)))
 	f.Add(frame(typeStore, (&storeMsg{Group: g, Envelope: []byte("env")}).appendBody(nil)))
+	f.Add(frame(typeName, (&nameMsg{Name: "dailynews", Group: g, Link: "peergram://join/x/y", Time: 5, Sig: []byte("s")}).appendBody(nil)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 0 {
 			_, _ = decodeRegister(b[1:])
@@ -26,6 +27,8 @@ func FuzzDecode(f *testing.F) {
 			_, _ = decodeHeads(b[1:])
 			_, _ = decodeStatus(b[1:])
 			_, _ = decodeStore(b[1:])
+			_, _ = decodeName(b[1:])
+			_, _ = linkKey(string(b[1:]), g)
 			if p, err := decodePage(b[1:]); err == nil {
 				again, err := decodePage(p.appendBody(nil))
 				if err != nil || len(again.Items) != len(p.Items) || again.Head != p.Head || again.First != p.First || again.More != p.More {
@@ -33,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
-		t2, body, err := readFrame(bytes.NewReader(b), typeRegister, typeQuery, typeGet, typeHeads, typePage, typeStatus, typeGetLog, typeLog, typeStore)
+		t2, body, err := readFrame(bytes.NewReader(b), typeRegister, typeQuery, typeGet, typeHeads, typePage, typeStatus, typeGetLog, typeLog, typeStore, typeName, typeLookup, typeNameRec)
 		if err == nil {
 			if bound, _ := maxBody(t2); len(body) > bound {
 				t.Fatalf("a body of %d bytes over its bound %d", len(body), bound)

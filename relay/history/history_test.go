@@ -3,7 +3,10 @@ package history
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -715,5 +718,69 @@ func TestStoreDirect(t *testing.T) {
 	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
 	if err != nil || len(pg.Items) != 1 || texts(t, pg.Items, gid)[0] != "posted offline" {
 		t.Fatalf("the relay holds %+v (%v)", pg, err)
+	}
+}
+
+// TestPublicNames: an admin binds a name to a registered group with a
+// link whose invite the log lists; anyone looks it up; a member that is
+// no admin, a link the log does not list and another group's claim on a
+// taken name are refused.
+func TestPublicNames(t *testing.T) {
+	alice, bob := newMember(t), newMember(t)
+	gid, base := groupLog(t, alice, bob)
+	seed := make([]byte, ed25519.SeedSize)
+	_, _ = rand.Read(seed)
+	var ref [32]byte
+	copy(ref[:], ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	entries := appendLog(t, base, alice, groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: ref})
+	link := "peergram://join/" + hex.EncodeToString(gid[:]) + "/" + base64.RawURLEncoding.EncodeToString(seed)
+	other, otherBase := groupLog(t, bob)
+	otherEntries := appendLog(t, otherBase, bob, groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: ref})
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(ctx, rh.ID(), other, otherEntries, [][]byte{bob.listBytes(t)}, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	code := func(err error) Code {
+		var se *StatusError
+		if errors.As(err, &se) {
+			return se.Code
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return CodeOK
+	}
+	if got := code(c.PublishName(ctx, rh.ID(), "dailynews", gid, link, bob.dev)); got != CodeInvalid {
+		t.Errorf("a member that is no admin: %v", got)
+	}
+	unlisted := "peergram://join/" + hex.EncodeToString(gid[:]) + "/" + base64.RawURLEncoding.EncodeToString(make([]byte, 32))
+	if got := code(c.PublishName(ctx, rh.ID(), "dailynews", gid, unlisted, alice.dev)); got != CodeInvalid {
+		t.Errorf("a link the log does not list: %v", got)
+	}
+	if got := code(c.PublishName(ctx, rh.ID(), "dailynews", gid, link, alice.dev)); got != CodeOK {
+		t.Fatalf("the admin's name: %v", got)
+	}
+	if got := code(c.PublishName(ctx, rh.ID(), "dailynews", gid, link, alice.dev)); got != CodeOK {
+		t.Fatalf("renewing it: %v", got)
+	}
+	otherLink := "peergram://join/" + hex.EncodeToString(other[:]) + "/" + base64.RawURLEncoding.EncodeToString(seed)
+	if got := code(c.PublishName(ctx, rh.ID(), "dailynews", other, otherLink, bob.dev)); got != CodeFull {
+		t.Errorf("another group's claim on a taken name: %v", got)
+	}
+	if got := code(c.PublishName(ctx, rh.ID(), "bobs_news", other, otherLink, bob.dev)); got != CodeOK {
+		t.Errorf("another name for the other group: %v", got)
+	}
+	g, l, err := clientOf(t, r).LookupName(ctx, rh.ID(), "dailynews")
+	if err != nil || g != gid || l != link {
+		t.Fatalf("lookup: %x %q (%v)", g, l, err)
+	}
+	if _, _, err := c.LookupName(ctx, rh.ID(), "nobody_here"); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("an unknown name: %v", err)
 	}
 }

@@ -3,10 +3,14 @@ package history
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +109,7 @@ type Server struct {
 	streams *serve.Streams
 	net     *groupnet.Net
 
-	reg, msgs, ids storage.Keyspace
+	reg, msgs, ids, names storage.Keyspace
 
 	requests *ratelimit.Limiter[peer.ID]
 	newGroup *ratelimit.Limiter[identity.AccountID]
@@ -146,6 +150,7 @@ func NewServer(cfg Config) (*Server, error) {
 		reg:      cfg.DB.Keyspace("history.reg"),
 		msgs:     cfg.DB.Keyspace("history.msg"),
 		ids:      cfg.DB.Keyspace("history.id"),
+		names:    cfg.DB.Keyspace("history.name"),
 		requests: ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
 		newGroup: ratelimit.New[identity.AccountID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
 		in:       make(chan *groupnet.Message, 4096),
@@ -643,7 +648,7 @@ func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupms
 // handle serves one request.
 func (s *Server) handle(str network.Stream, log *slog.Logger) {
 	defer str.Close()
-	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads, typeGetLog, typeStore)
+	t, body, err := readFrame(str, typeRegister, typeQuery, typeGet, typeHeads, typeGetLog, typeStore, typeName, typeLookup)
 	if err != nil {
 		log.Debug("history: bad request", "err", err)
 		s.answerStatus(str, CodeMalformed, err.Error())
@@ -684,6 +689,18 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			return
 		}
 		s.heads(str, m)
+	case typeName, typeLookup:
+		m, err := decodeName(body)
+		if err != nil {
+			s.answerStatus(str, CodeMalformed, err.Error())
+			return
+		}
+		if t == typeLookup {
+			s.lookupName(str, m.Name)
+			return
+		}
+		code, text := s.publishName(m)
+		s.answerStatus(str, code, text)
 	case typeStore:
 		m, err := decodeStore(body)
 		if err != nil {
@@ -714,6 +731,108 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			_, _ = str.Write(frame(typeLog, b))
 		}
 	}
+}
+
+// publishName binds a public name to a registered group: signed by a
+// device of one of its admins, with a link whose invite key the group's
+// log lists. First come, first served; the group that holds a name
+// renews or changes its link.
+func (s *Server) publishName(m *nameMsg) (Code, string) {
+	now := s.cfg.Now()
+	pub, ok := linkKey(m.Link, m.Group)
+	if !ok {
+		return CodeInvalid, "the link is not an invite link of this group"
+	}
+	s.mu.Lock()
+	g := s.groups[m.Group]
+	var acct identity.AccountID
+	known, invited := false, false
+	var st *groupstate.State
+	if g != nil {
+		acct, known = g.devices[identity.DeviceID(m.Device)]
+		st = g.log.State()
+		_, invited = st.Invites[pub]
+	}
+	s.mu.Unlock()
+	switch {
+	case g == nil:
+		return CodeUnknown, "the relay keeps no history of this group: register it first"
+	case !known || st.Role(acct) < groupstate.RoleAdmin:
+		return CodeInvalid, "signed by a device that is not an admin's"
+	case time.UnixMilli(m.Time).Before(now.Add(-10*time.Minute)) || time.UnixMilli(m.Time).After(now.Add(10*time.Minute)):
+		return CodeInvalid, "signed at a time more than 10 minutes from now"
+	case !identity.Verify(identity.DeviceID(m.Device).PublicKey(), NameLabel, nameSigned(string(s.cfg.Host.ID()), m), m.Sig):
+		return CodeInvalid, "bad signature"
+	case !invited:
+		return CodeInvalid, "the group's log has no such invite (or it was revoked)"
+	}
+	rec := (&nameMsg{Name: m.Name, Group: m.Group, Link: m.Link}).appendBody(nil)
+	taken := false
+	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+		taken = false
+		old, err := tx.Get(s.names, []byte(m.Name))
+		if err == nil && len(old) > 8 {
+			if prev, err := decodeName(old[8:]); err == nil && prev.Group != m.Group && time.UnixMilli(int64(binary.BigEndian.Uint64(old))).After(now) {
+				taken = true
+				return nil
+			}
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		v := binary.BigEndian.AppendUint64(nil, uint64(now.Add(s.cfg.RegistrationTTL).UnixMilli()))
+		return tx.Set(s.names, []byte(m.Name), append(v, rec...))
+	})
+	switch {
+	case err != nil:
+		return CodeUnavailable, err.Error()
+	case taken:
+		return CodeFull, "the name is taken"
+	}
+	return CodeOK, ""
+}
+
+// lookupName answers a public name's record.
+func (s *Server) lookupName(str network.Stream, name string) {
+	var rec []byte
+	err := s.cfg.DB.View(func(tx *storage.Txn) error {
+		v, err := tx.Get(s.names, []byte(name))
+		if err == nil && len(v) > 8 && time.UnixMilli(int64(binary.BigEndian.Uint64(v))).After(s.cfg.Now()) {
+			rec = append([]byte(nil), v[8:]...)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		s.answerStatus(str, CodeUnavailable, err.Error())
+	case rec == nil:
+		s.answerStatus(str, CodeUnknown, "no such public name here")
+	default:
+		_, _ = str.Write(frame(typeNameRec, rec))
+	}
+}
+
+// linkKey returns the invite public key of a link to group
+// (peergram://join/<group hex>/<seed base64url>[?…]).
+func linkKey(link string, group [32]byte) ([32]byte, bool) {
+	var pub [32]byte
+	rest, ok := strings.CutPrefix(link, "peergram://join/")
+	if !ok {
+		return pub, false
+	}
+	rest, _, _ = strings.Cut(rest, "?")
+	gid, seed, ok := strings.Cut(rest, "/")
+	if !ok || gid != hex.EncodeToString(group[:]) {
+		return pub, false
+	}
+	sd, err := base64.RawURLEncoding.DecodeString(seed)
+	if err != nil || len(sd) != ed25519.SeedSize {
+		return pub, false
+	}
+	copy(pub[:], ed25519.NewKeyFromSeed(sd).Public().(ed25519.PublicKey))
+	return pub, true
 }
 
 // storeOne takes a member's envelope handed over directly: the checks of

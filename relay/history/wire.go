@@ -28,6 +28,9 @@ const (
 	typeGetLog   frameType = 0x07 // C→S; answered by Log
 	typeLog      frameType = 0x08 // S→C: the group's log and lists, as a Register body without signature
 	typeStore    frameType = 0x09 // C→S: a member's own envelope that gossip may not have carried; answered by Status
+	typeName     frameType = 0x0a // C→S: publish a public name for a group; answered by Status
+	typeLookup   frameType = 0x0b // C→S: a public name; answered by NameRecord or Status
+	typeNameRec  frameType = 0x0c // S→C
 )
 
 // Bounds of frame bodies.
@@ -73,6 +76,8 @@ func maxBody(t frameType) (int, bool) {
 		return controlMax, true
 	case typeStore:
 		return maxStoreBody, true
+	case typeName, typeLookup, typeNameRec:
+		return controlMax, true
 	}
 	return 0, false
 }
@@ -164,6 +169,103 @@ func decodeStore(b []byte) (*storeMsg, error) {
 		return nil, fmt.Errorf("%w: no envelope", ErrMalformed)
 	}
 	return m, needGroup(seen)
+}
+
+// nameMsg binds a public name to a group and its public invite link,
+// signed by a device of one of the group's admins (over NameLabel, the
+// relay's peer ID, name, group, link and time). A Lookup carries the name
+// only; a NameRecord the name, group and link.
+type nameMsg struct {
+	Name   string
+	Group  [32]byte
+	Link   string
+	Time   int64
+	Device [32]byte
+	Sig    []byte
+}
+
+// NameLabel is the domain-separation label of a name's signature.
+const NameLabel = "peergram/history/name/v1"
+
+func nameSigned(relay string, m *nameMsg) []byte {
+	var b []byte
+	for _, f := range []string{relay, m.Name, m.Link} {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+		b = append(b, f...)
+	}
+	b = append(b, m.Group[:]...)
+	return binary.BigEndian.AppendUint64(b, uint64(m.Time))
+}
+
+const (
+	fName     = 1
+	fNameGrp  = 2
+	fNameLink = 3
+)
+
+func (m *nameMsg) appendBody(b []byte) []byte {
+	b = appendBytes(b, fName, []byte(m.Name))
+	if m.Group != ([32]byte{}) {
+		b = appendBytes(b, fNameGrp, m.Group[:])
+	}
+	if m.Link != "" {
+		b = appendBytes(b, fNameLink, []byte(m.Link))
+	}
+	if m.Sig != nil {
+		b = appendVarint(b, fRegTime, uint64(m.Time))
+		b = appendBytes(b, fRegDev, m.Device[:])
+		b = appendBytes(b, fRegSig, m.Sig)
+	}
+	return b
+}
+
+func decodeName(b []byte) (*nameMsg, error) {
+	m := &nameMsg{}
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == fName && typ == protowire.BytesType:
+			m.Name = string(v)
+		case num == fNameGrp && typ == protowire.BytesType:
+			var seen bool
+			return group32(&m.Group, v, &seen)
+		case num == fNameLink && typ == protowire.BytesType:
+			m.Link = string(v)
+		case num == fRegTime && typ == protowire.VarintType:
+			m.Time = int64(min(x, 1<<62))
+		case num == fRegDev && typ == protowire.BytesType:
+			if len(v) != 32 {
+				return fmt.Errorf("%w: a device of %d bytes", ErrMalformed, len(v))
+			}
+			copy(m.Device[:], v)
+		case num == fRegSig && typ == protowire.BytesType:
+			m.Sig = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !ValidName(m.Name) {
+		return nil, fmt.Errorf("%w: %q is not a public name (5 to 32 of a-z, 0-9, _)", ErrMalformed, m.Name)
+	}
+	if len(m.Link) > 1024 {
+		return nil, fmt.Errorf("%w: a link of %d bytes", ErrMalformed, len(m.Link))
+	}
+	return m, nil
+}
+
+// ValidName reports whether s is a public name: 5 to 32 of a-z, 0-9 and
+// _, starting with a letter (Telegram's usernames, lower case).
+func ValidName(s string) bool {
+	if len(s) < 5 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // queryMsg asks for what the relay holds of a group after a cursor.

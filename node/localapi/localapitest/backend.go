@@ -405,6 +405,24 @@ func (b *Backend) CreateChannel(ctx context.Context, title string) (chat.Group, 
 	return b.groups[len(b.groups)-1], nil
 }
 
+// PublishChannelName records a public name (the fake checks only its
+// form).
+func (b *Backend) PublishChannelName(_ context.Context, group, name string) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	name = strings.ToLower(strings.TrimPrefix(name, "@"))
+	if len(name) < 5 || len(name) > 32 || strings.ContainsAny(name, " !-.") {
+		return chat.Group{}, fmt.Errorf("%w: not a public name", chat.ErrInvalid)
+	}
+	for i, g := range b.groups {
+		if g.ID == group || g.Title == group {
+			b.groups[i].PublicName = name
+			return b.groups[i], nil
+		}
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+}
+
 // ForwardGroupMessage copies a group message into another group of the
 // fake (or refuses a contact it does not know).
 func (b *Backend) ForwardGroupMessage(ctx context.Context, group, message, to string) (string, error) {
