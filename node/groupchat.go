@@ -207,7 +207,8 @@ func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind
 	case groupmsg.KindSenderKey:
 		ok = st.MayPost(acct)
 	case groupmsg.KindState:
-		ok = st.Role(acct) != groupstate.RoleNone
+		// (A channel's subscribers change nothing of its log.)
+		ok = st.Role(acct) != groupstate.RoleNone && (!st.Channel() || st.Role(acct) >= groupstate.RoleAdmin)
 	}
 	if !ok {
 		return acct, groupnet.ErrNotAllowed // (the epoch tier is not in the daemon yet)

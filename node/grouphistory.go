@@ -416,9 +416,10 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 // storeUnconfirmed hands relay the posts of this device that no home
 // relay's history has shown within GroupStoreAfter: posted while offline,
 // or lost by gossip. The relay checks them as its validators would, but
-// not their age, and keeps each once; a post the relay refuses for good
-// (it is not a member's any more, the group is not kept there) is
-// dropped from the list.
+// their age beyond its retention, and keeps each once; a post the relay
+// refuses for good (not a member's any more, a group it does not keep)
+// is dropped from the list, and one it refuses for now (busy) does not
+// hold up the others.
 func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay peer.ID) {
 	after := n.cfg.GroupStoreAfter
 	if after <= 0 {
@@ -440,15 +441,17 @@ func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay pe
 	})
 	for _, p := range due {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := c.Store(sctx, relay, [32]byte(p.key[:32]), p.env)
+		err := c.Store(sctx, relay, [32]byte(p.key[:32]), p.env, n.keys.device)
 		cancel()
 		var se *history.StatusError
 		switch {
-		case err == nil, errors.As(err, &se) && (se.Code == history.CodeInvalid || se.Code == history.CodeMalformed):
+		case err == nil, errors.As(err, &se) && (se.Code == history.CodeInvalid || se.Code == history.CodeMalformed || se.Code == history.CodeUnknown):
 			if err != nil {
 				n.log.Info("group history: a relay refuses a post", "relay", relay, "err", err)
 			}
 			_ = n.db.Update(func(tx *storage.Txn) error { return tx.Delete(n.st.groupUnconf, p.key) })
+		case errors.As(err, &se):
+			n.log.Debug("group history: store a post", "relay", relay, "err", err) // busy, rate limited: later
 		default:
 			n.log.Debug("group history: store a post", "relay", relay, "err", err)
 			return // the relay is not answering: later

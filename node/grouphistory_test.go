@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/peergram/peergram/crypto/groupmsg"
 	"slices"
 	"testing"
 	"time"
@@ -289,4 +291,61 @@ func TestGroupPostedUnheard(t *testing.T) {
 		})
 		return n == 0, err
 	})
+}
+
+// TestUnconfirmedNoHeadOfLine: a waiting post the relay refuses for good
+// (here a group it does not keep) is dropped and holds up no other post
+// (an outside review found it blocked every later post).
+func TestUnconfirmedNoHeadOfLine(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.GroupStoreAfter = time.Second }, relay.addr)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	gid := [32]byte(raw)
+	c := history.NewClient(alice.host)
+	held := func() int {
+		pg, err := c.Query(ctx, relay.h.ID(), gid, 0, 0, true)
+		if err != nil {
+			return -1
+		}
+		return len(pg.Items)
+	}
+	eventually(t, "the group registered", func() (bool, error) { return held() == 0, nil })
+	relay.hist.Net().Leave(gid) // the relay hears no gossip: posts reach it by Store only
+	if _, err := alice.SendGroup(ctx, g.ID, "first"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "control: the first post handed over by Store", func() (bool, error) { return held() == 1, nil })
+
+	// A stuck post: a group the relay does not know (key sorts first).
+	var other [32]byte
+	env, err := groupmsg.Seal(alice.keys.device, other, groupmsg.KindSenderKey, time.Now().UnixMilli(), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.db.Update(func(tx *storage.Txn) error {
+		v := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(-time.Minute).UnixMilli()))
+		return tx.Set(alice.st.groupUnconf, groupSeenKey(other, []byte(groupmsg.ID(env))), append(v, env...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroup(ctx, g.ID, "second"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		if held() == 2 {
+			t.Log("the second post reached the relay")
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n := 0
+	_ = alice.db.View(func(tx *storage.Txn) (err error) { n, err = tx.Count(alice.st.groupUnconf, nil); return err })
+	t.Errorf("with one post the relay answers CodeUnknown for first in groups.unconf, the next post never reaches the relay (relay holds %d; %d posts still unconfirmed)", held(), n)
 }

@@ -591,3 +591,31 @@ func TestChannel(t *testing.T) {
 		t.Errorf("the owner turns a group into a channel: %v", err)
 	}
 }
+
+// TestInviteDiesWithItsCreatorsRight: a member removed from the group
+// cannot come back through an invite link it created while a member (an
+// outside review found it could); nor can anyone else once its creator
+// may no longer add members.
+func TestInviteDiesWithItsCreatorsRight(t *testing.T) {
+	owner, mal, x := newUser(t, "owner"), newUser(t, "mallory"), newUser(t, "x")
+	create := owner.sign(t, nil, Change{Kind: KindCreate, Text: "g", Perms: DefaultPerms, Ref: ref("n2")})
+	l, err := NewLog(create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(u *user, c Change) {
+		t.Helper()
+		if _, err := l.Add(u.sign(t, l.Head(), c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(owner, Change{Kind: KindAdd, Account: mal.id()})
+	add(mal, Change{Kind: KindInviteCreate, Ref: invRef("mallory's link")})
+	add(owner, Change{Kind: KindRemove, Account: mal.id()})
+	for _, u := range []*user{mal, x} {
+		j := u.sign(t, l.Head(), Change{Kind: KindJoin, Ref: invRef("mallory's link"), Text: InviteProof(inviteKey("mallory's link"), l.Group(), u.id())})
+		if _, err := l.Add(j); !errors.Is(err, ErrForbidden) {
+			t.Errorf("%s joins through a removed member's link: %v", u.name, err)
+		}
+	}
+}

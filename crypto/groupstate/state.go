@@ -232,6 +232,10 @@ func (s *State) check(e *Entry) error {
 			return deny("invite expired")
 		case !validInviteProof(c.Ref, s.Group, author, c.Text):
 			return deny("no proof of the invite link's key")
+		case !s.may(s.Members[inv.Creator], PermAdd):
+			// Its creator was removed, left, was demoted in a channel, or
+			// members lost the right to add: the link dies with the right.
+			return deny("the invite's creator may no longer add members")
 		}
 	case KindLeave:
 		if role == RoleOwner {

@@ -68,11 +68,14 @@ func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, en
 	return nil
 }
 
-// Store hands relay one of this device's envelopes of group, one that
-// gossip may not have carried (posted offline); the relay checks it as
-// its validators would, without the time window, and keeps it once.
-func (c *Client) Store(ctx context.Context, relay peer.ID, group [32]byte, envelope []byte) error {
-	body := (&storeMsg{Group: group, Envelope: envelope}).appendBody(nil)
+// Store hands relay one of dev's own envelopes of group, one that gossip
+// may not have carried (posted offline); dev signs the request. The relay
+// checks it as its validators would, with a time window of its
+// retention, and keeps it once.
+func (c *Client) Store(ctx context.Context, relay peer.ID, group [32]byte, envelope []byte, dev *identity.DeviceKey) error {
+	m := &storeMsg{Group: group, Envelope: envelope, Time: time.Now().UnixMilli()}
+	m.Sig = dev.Sign(StoreLabel, storeSigned(string(relay), groupmsg.ID(envelope), m.Time))
+	body := m.appendBody(nil)
 	_, ans, err := c.roundTrip(ctx, relay, typeStore, body, typeStatus)
 	if err != nil {
 		return err

@@ -690,8 +690,21 @@ func TestStoreDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := c.Store(ctx, rh.ID(), gid, old); err != nil {
+		if err := c.Store(ctx, rh.ID(), gid, old, alice.dev); err != nil {
 			t.Fatal(err)
+		}
+	}
+	// Someone else handing Alice's envelope over (a replay) is refused.
+	var se *StatusError
+	if err := c.Store(ctx, rh.ID(), gid, alice.seal(t, gid, "replayed by Mallory"), mallory.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Errorf("a Store by another device: %v", err)
+	}
+	ancient, _ := groupmsg.Seal(alice.dev, gid, groupmsg.KindSenderKey, time.Now().Add(-40*24*time.Hour).UnixMilli(), []byte("ancient"))
+	future, _ := groupmsg.Seal(alice.dev, gid, groupmsg.KindSenderKey, time.Now().Add(time.Hour).UnixMilli(), []byte("future"))
+	state, _ := groupmsg.Seal(alice.dev, gid, groupmsg.KindState, time.Now().UnixMilli(), []byte("state"))
+	for name, env := range map[string][]byte{"older than the retention": ancient, "from the future": future, "not a message": state} {
+		if err := c.Store(ctx, rh.ID(), gid, env, alice.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+			t.Errorf("an envelope %s: %v", name, err)
 		}
 	}
 	forged := alice.seal(t, gid, "forged")
@@ -705,8 +718,11 @@ func TestStoreDirect(t *testing.T) {
 		{"a forged one", forged, CodeInvalid},
 		{"another group's", alice.seal(t, other, "elsewhere"), CodeInvalid},
 	} {
-		var se *StatusError
-		if err := c.Store(ctx, rh.ID(), gid, tc.env); !errors.As(err, &se) || se.Code != tc.code {
+		signer := alice.dev
+		if tc.name == "a non-member's" {
+			signer = mallory.dev
+		}
+		if err := c.Store(ctx, rh.ID(), gid, tc.env, signer); !errors.As(err, &se) || se.Code != tc.code {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
@@ -780,7 +796,72 @@ func TestPublicNames(t *testing.T) {
 	if err != nil || g != gid || l != link {
 		t.Fatalf("lookup: %x %q (%v)", g, l, err)
 	}
+	// One name per group: a second replaces the first.
+	if got := code(c.PublishName(ctx, rh.ID(), "daily_two", gid, link, alice.dev)); got != CodeOK {
+		t.Fatalf("a second name: %v", got)
+	}
+	if _, _, err := c.LookupName(ctx, rh.ID(), "dailynews"); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("the replaced name still answers: %v", err)
+	}
+	// A name dies with its link.
+	revoked := appendLog(t, entries, alice, groupstate.Change{Kind: groupstate.KindInviteRevoke, Ref: ref})
+	if err := c.Register(ctx, rh.ID(), gid, revoked, [][]byte{alice.listBytes(t)}, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.LookupName(ctx, rh.ID(), "daily_two"); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("a name whose link was revoked still answers: %v", err)
+	}
 	if _, _, err := c.LookupName(ctx, rh.ID(), "nobody_here"); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("an unknown name: %v", err)
+	}
+}
+
+// TestOnlyMessagesKept: envelopes that are not messages (state entries,
+// which a channel's subscriber may sign) are not kept, by gossip or by
+// Store, so no one fills a group's quota with them (an outside review
+// found a subscriber could wipe a channel's history that way).
+func TestOnlyMessagesKept(t *testing.T) {
+	admin, sub := newMember(t), newMember(t)
+	e, err := groupstate.Sign(admin.dev, admin.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "c", Perms: groupstate.FlagChannel, Ref: [32]byte{9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := e.MarshalBinary()
+	entries := appendLog(t, [][]byte{raw}, admin, groupstate.Change{Kind: groupstate.KindAdd, Account: sub.acct.ID()})
+	gid := groupstate.GroupID(e.Hash())
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{admin.listBytes(t), sub.listBytes(t)}, admin.dev); err != nil {
+		t.Fatal(err)
+	}
+	junk := func(i int) []byte {
+		env, err := groupmsg.Seal(sub.dev, gid, groupmsg.KindState, time.Now().UnixMilli(), []byte(fmt.Sprint("junk ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	var se *StatusError
+	if err := c.Store(ctx, rh.ID(), gid, junk(0), sub.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("a subscriber's state envelope by Store: %v", err)
+	}
+	attacker := startAttacker(t, r, gid)
+	for i := range 5 {
+		if err := attacker.Publish(ctx, junk(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	honest := startPeer(t, rh, gid, openAll{admin.dev.ID(): admin.acct.ID()})
+	honest.publish(t, r, gid, admin.seal(t, gid, "admin post"))
+	eventually(t, "the admin's post", func() bool {
+		pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, true)
+		return err == nil && len(pg.Items) > 0
+	})
+	time.Sleep(300 * time.Millisecond)
+	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+	if err != nil || fmt.Sprint(texts(t, pg.Items, gid)) != "[admin post]" {
+		t.Fatalf("the relay holds %+v (%v)", pg, err)
 	}
 }

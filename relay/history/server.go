@@ -109,10 +109,13 @@ type Server struct {
 	streams *serve.Streams
 	net     *groupnet.Net
 
-	reg, msgs, ids, names storage.Keyspace
+	reg, msgs, ids, names, gnames storage.Keyspace
 
 	requests *ratelimit.Limiter[peer.ID]
 	newGroup *ratelimit.Limiter[identity.AccountID]
+	// storeRate bounds what one device hands over with Store (stragglers
+	// only: 100 at once, then 10 a second).
+	storeRate *ratelimit.Limiter[identity.DeviceID]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -145,17 +148,19 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		reg:      cfg.DB.Keyspace("history.reg"),
-		msgs:     cfg.DB.Keyspace("history.msg"),
-		ids:      cfg.DB.Keyspace("history.id"),
-		names:    cfg.DB.Keyspace("history.name"),
-		requests: ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
-		newGroup: ratelimit.New[identity.AccountID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
-		in:       make(chan *groupnet.Message, 4096),
-		groups:   map[[32]byte]*group{},
-		changed:  make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		reg:       cfg.DB.Keyspace("history.reg"),
+		msgs:      cfg.DB.Keyspace("history.msg"),
+		ids:       cfg.DB.Keyspace("history.id"),
+		names:     cfg.DB.Keyspace("history.name"),
+		gnames:    cfg.DB.Keyspace("history.gname"),
+		requests:  ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
+		newGroup:  ratelimit.New[identity.AccountID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
+		storeRate: ratelimit.New[identity.DeviceID](100, 100*time.Millisecond, 100_000),
+		in:        make(chan *groupnet.Message, 4096),
+		groups:    map[[32]byte]*group{},
+		changed:   make(chan struct{}),
 	}
 	s.streams = serve.New(serve.Config{Host: cfg.Host, Protocol: ProtocolID, Service: ServiceName,
 		Timeout: cfg.MaxWait + 30*time.Second, Logger: cfg.Logger}, s.handle)
@@ -471,6 +476,9 @@ func (s *Server) store(batch []*groupnet.Message) error {
 		done = done[:0]
 		inBatch := map[string]bool{}
 		for _, m := range batch {
+			if m.Envelope.Kind != groupmsg.KindSenderKey {
+				continue // history serves messages; logs travel by registration
+			}
 			g := m.Envelope.Group
 			idKey := append(append([]byte(nil), g[:]...), m.ID...)
 			if inBatch[string(idKey)] {
@@ -637,7 +645,8 @@ func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupms
 	case groupmsg.KindSenderKey:
 		allowed = g.log.State().MayPost(acct)
 	case groupmsg.KindState:
-		allowed = g.log.State().Role(acct) != groupstate.RoleNone
+		st := g.log.State()
+		allowed = st.Role(acct) != groupstate.RoleNone && (!st.Channel() || st.Role(acct) >= groupstate.RoleAdmin)
 	}
 	if !allowed {
 		return acct, groupnet.ErrNotAllowed
@@ -779,8 +788,19 @@ func (s *Server) publishName(m *nameMsg) (Code, string) {
 		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
+		// One name per group: a new one replaces the old.
+		if prev, err := tx.Get(s.gnames, m.Group[:]); err == nil && string(prev) != m.Name {
+			if err := tx.Delete(s.names, prev); err != nil {
+				return err
+			}
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err := tx.SetTTL(s.gnames, m.Group[:], []byte(m.Name), s.cfg.RegistrationTTL); err != nil {
+			return err
+		}
 		v := binary.BigEndian.AppendUint64(nil, uint64(now.Add(s.cfg.RegistrationTTL).UnixMilli()))
-		return tx.Set(s.names, []byte(m.Name), append(v, rec...))
+		return tx.SetTTL(s.names, []byte(m.Name), append(v, rec...), s.cfg.RegistrationTTL)
 	})
 	switch {
 	case err != nil:
@@ -804,6 +824,23 @@ func (s *Server) lookupName(str network.Stream, name string) {
 		}
 		return err
 	})
+	if err == nil && rec != nil {
+		// A name lives only while its group is kept here and its link's
+		// invite is still in the log.
+		live := false
+		if m, derr := decodeName(rec); derr == nil {
+			if pub, ok := linkKey(m.Link, m.Group); ok {
+				s.mu.Lock()
+				if g := s.groups[m.Group]; g != nil {
+					_, live = g.log.State().Invites[pub]
+				}
+				s.mu.Unlock()
+			}
+		}
+		if !live {
+			rec = nil
+		}
+	}
 	switch {
 	case err != nil:
 		s.answerStatus(str, CodeUnavailable, err.Error())
@@ -842,6 +879,20 @@ func (s *Server) storeOne(m *storeMsg) (Code, string) {
 	env, err := groupmsg.Open(m.Group, m.Envelope)
 	if err != nil {
 		return CodeInvalid, err.Error()
+	}
+	if env.Kind != groupmsg.KindSenderKey {
+		return CodeInvalid, "history keeps messages only"
+	}
+	now := s.cfg.Now()
+	switch {
+	case time.UnixMilli(m.Time).Before(now.Add(-10*time.Minute)) || time.UnixMilli(m.Time).After(now.Add(10*time.Minute)):
+		return CodeInvalid, "signed at a time more than 10 minutes from now"
+	case !identity.Verify(env.Device.PublicKey(), StoreLabel, storeSigned(string(s.cfg.Host.ID()), groupmsg.ID(m.Envelope), m.Time), m.Sig):
+		return CodeInvalid, "not signed by the envelope's device"
+	case time.UnixMilli(env.Time).After(now.Add(time.Minute)) || time.UnixMilli(env.Time).Before(now.Add(-s.cfg.Retention)):
+		return CodeInvalid, "an envelope from the future or older than the relay keeps"
+	case !s.storeRate.Allow(env.Device, now):
+		return CodeRateLimited, "too many envelopes handed over by this device"
 	}
 	acct, err := (*members)(s).MayPublish(m.Group, env.Device, env.Kind)
 	switch {

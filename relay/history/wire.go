@@ -139,26 +139,52 @@ func registerSigned(relay string, group [32]byte, timeMs int64) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(timeMs))
 }
 
-// storeMsg hands the relay an envelope to keep.
+// storeMsg hands the relay an envelope to keep, signed by the
+// envelope's own device over (StoreLabel, the relay's peer ID, the
+// envelope's ID, Time): only that device hands its envelopes over, so no
+// one replays what it saw.
 type storeMsg struct {
 	Group    [32]byte
 	Envelope []byte
+	Time     int64
+	Sig      []byte
 }
+
+// StoreLabel is the domain-separation label of a Store's signature.
+const StoreLabel = "peergram/history/store/v1"
+
+func storeSigned(relay string, envelopeID string, timeMs int64) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(relay)))
+	b = append(b, relay...)
+	b = append(b, envelopeID...)
+	return binary.BigEndian.AppendUint64(b, uint64(timeMs))
+}
+
+const (
+	fStoreTime = 7
+	fStoreSig  = 8
+)
 
 func (m *storeMsg) appendBody(b []byte) []byte {
 	b = appendBytes(b, fGroup, m.Group[:])
-	return appendBytes(b, fItemEnv, m.Envelope)
+	b = appendBytes(b, fItemEnv, m.Envelope)
+	b = appendVarint(b, fStoreTime, uint64(m.Time))
+	return appendBytes(b, fStoreSig, m.Sig)
 }
 
 func decodeStore(b []byte) (*storeMsg, error) {
 	m := &storeMsg{}
 	var seen bool
-	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch {
 		case num == fGroup && typ == protowire.BytesType:
 			return group32(&m.Group, v, &seen)
 		case num == fItemEnv && typ == protowire.BytesType:
 			m.Envelope = v
+		case num == fStoreTime && typ == protowire.VarintType:
+			m.Time = int64(min(x, 1<<62))
+		case num == fStoreSig && typ == protowire.BytesType:
+			m.Sig = v
 		}
 		return nil
 	})
