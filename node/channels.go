@@ -156,10 +156,10 @@ func (n *Node) joinByName(ctx context.Context, name string) (chat.Group, error) 
 	var errs []error
 	for _, r := range n.relays {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, link, err := c.LookupName(lctx, r.ID, name)
+		rec, err := c.LookupName(lctx, r.ID, name)
 		cancel()
 		if err == nil {
-			return n.joinByLink(ctx, link)
+			return n.joinByLink(ctx, rec.Link, rec)
 		}
 		errs = append(errs, err)
 	}

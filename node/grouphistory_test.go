@@ -15,6 +15,7 @@ import (
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
@@ -348,4 +349,45 @@ func TestUnconfirmedNoHeadOfLine(t *testing.T) {
 	n := 0
 	_ = alice.db.View(func(tx *storage.Txn) (err error) { n, err = tx.Count(alice.st.groupUnconf, nil); return err })
 	t.Errorf("with one post the relay answers CodeUnknown for first in groups.unconf, the next post never reaches the relay (relay holds %d; %d posts still unconfirmed)", held(), n)
+}
+
+// TestSignedByAdmin: a public name's record counts only if its device is
+// on the list of an admin of the group the log shows.
+func TestSignedByAdmin(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	owner := newFakeDevice(t, relay, nil, "owner")
+	member := newFakeDevice(t, relay, nil, "member")
+	create, err := groupstate.Sign(owner.dev, owner.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "c", Perms: groupstate.FlagChannel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := groupstate.NewLog(create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := groupstate.Sign(owner.dev, owner.cert, l.Head(), time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindAdd, Account: member.acct.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Add(add); err != nil {
+		t.Fatal(err)
+	}
+	var lists [][]byte
+	for _, f := range []*fakeDevice{owner, member} {
+		dl, err := f.acct.SignDeviceList(nil, []identity.DeviceCert{*f.cert}, time.Now().Unix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := dl.MarshalBinary()
+		lists = append(lists, b)
+	}
+	if !signedByAdmin(l.State(), lists, owner.dev.ID()) {
+		t.Error("the owner's device is not taken")
+	}
+	if signedByAdmin(l.State(), lists, member.dev.ID()) {
+		t.Error("a subscriber's device is taken")
+	}
+	if signedByAdmin(l.State(), lists[1:], owner.dev.ID()) {
+		t.Error("a device whose list is missing is taken")
+	}
 }

@@ -120,7 +120,7 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {
 	want := strings.TrimSpace(groupOrLink)
 	if strings.Contains(want, "://") {
-		return n.joinByLink(ctx, want)
+		return n.joinByLink(ctx, want, nil)
 	}
 	if strings.HasPrefix(want, "@") {
 		return n.joinByName(ctx, want)

@@ -139,8 +139,10 @@ func (n *Node) RevokeInvite(_ context.Context, group, link string) (chat.Group, 
 	})
 }
 
-// joinByLink joins a group with an invite link.
-func (n *Node) joinByLink(ctx context.Context, link string) (chat.Group, error) {
+// joinByLink joins a group with an invite link; name, if not nil, is the
+// public name record the link came from, whose signer must be an admin of
+// the group the log shows (a relay could answer any link for a name).
+func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRecord) (chat.Group, error) {
 	l, err := parseInviteLink(link)
 	if err != nil {
 		return chat.Group{}, err
@@ -161,12 +163,12 @@ func (n *Node) joinByLink(ctx context.Context, link string) (chat.Group, error) 
 	}
 	relays = append(relays, n.relays...)
 	c := history.NewClient(n.host)
-	var entries [][]byte
+	var entries, lists [][]byte
 	var errs []error
 	for _, r := range relays {
 		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, time.Hour)
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		entries, _, err = c.Log(fctx, r.ID, l.group)
+		entries, lists, err = c.Log(fctx, r.ID, l.group)
 		cancel()
 		if err == nil {
 			break
@@ -185,6 +187,9 @@ func (n *Node) joinByLink(ctx context.Context, link string) (chat.Group, error) 
 	lg, err := groupstate.Replay(parsed)
 	if err != nil || lg.Group() != l.group {
 		return chat.Group{}, fmt.Errorf("%w: the relay's log does not verify (%v)", chat.ErrUnavailable, err)
+	}
+	if name != nil && !signedByAdmin(lg.State(), lists, name.Device) {
+		return chat.Group{}, fmt.Errorf("%w: the name @%s is not signed by an admin of the group it names", chat.ErrUnavailable, name.Name)
 	}
 	self := n.keys.account.ID()
 	n.mu.Lock()
@@ -230,4 +235,19 @@ func (n *Node) joinByLink(ctx context.Context, link string) (chat.Group, error) 
 	n.groupChanged(n.runCtx, lg.State())
 	n.notify(notify...)
 	return n.groupView(lg.State())
+}
+
+// signedByAdmin reports whether dev is on the verified device list of an
+// admin (or the owner) of st.
+func signedByAdmin(st *groupstate.State, lists [][]byte, dev identity.DeviceID) bool {
+	for _, raw := range lists {
+		dl, err := identity.ParseDeviceList(raw)
+		if err != nil || st.Role(dl.Account) < groupstate.RoleAdmin || dl.Verify(dl.Account) != nil {
+			continue
+		}
+		if _, err := dl.Lookup(dev); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -109,25 +109,49 @@ func (c *Client) PublishName(ctx context.Context, relay peer.ID, name string, gr
 	return nil
 }
 
-// LookupName returns the group and public invite link a relay holds for
-// a public name (ErrUnknownGroup if none). The caller checks the link
-// (joining verifies the group's log).
-func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (group [32]byte, link string, err error) {
+// NameRecord is a public name as a relay answers it: the group, its
+// public invite link, and the signature of an admin's device (over the
+// relay's ID, name, link, group and time), which the client checks
+// against the group's log before it trusts the record (CheckSigner).
+type NameRecord struct {
+	Name   string
+	Group  [32]byte
+	Link   string
+	Time   int64
+	Device identity.DeviceID
+	sig    []byte
+	relay  peer.ID
+}
+
+// SignatureValid reports whether the record's signature is its device's.
+func (r *NameRecord) SignatureValid() bool {
+	m := &nameMsg{Name: r.Name, Group: r.Group, Link: r.Link, Time: r.Time}
+	return identity.Verify(r.Device.PublicKey(), NameLabel, nameSigned(string(r.relay), m), r.sig)
+}
+
+// LookupName returns the record a relay holds for a public name
+// (ErrUnknownGroup if none), its signature checked; whether the signer is
+// an admin of the group is the caller's check, against the group's log.
+func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (*NameRecord, error) {
 	t, ans, err := c.roundTrip(ctx, relay, typeLookup, (&nameMsg{Name: name}).appendBody(nil), typeNameRec, typeStatus)
 	if err != nil {
-		return group, "", err
+		return nil, err
 	}
 	if t == typeStatus {
-		return group, "", statusErr(ans)
+		return nil, statusErr(ans)
 	}
 	m, err := decodeName(ans)
 	if err != nil {
-		return group, "", err
+		return nil, err
 	}
 	if m.Name != name {
-		return group, "", fmt.Errorf("%w: the record of another name", ErrMalformed)
+		return nil, fmt.Errorf("%w: the record of another name", ErrMalformed)
 	}
-	return m.Group, m.Link, nil
+	r := &NameRecord{Name: m.Name, Group: m.Group, Link: m.Link, Time: m.Time, Device: identity.DeviceID(m.Device), sig: m.Sig, relay: relay}
+	if !r.SignatureValid() {
+		return nil, fmt.Errorf("%w: the name's record is not signed by its device", ErrMalformed)
+	}
+	return r, nil
 }
 
 // Log returns the group's state log (oldest first) and the members'

@@ -93,7 +93,7 @@
 //	Store    0x09  1: group, 4: envelope                                                 ≤ 257 KiB
 //	Name     0x0a  1: name, 2: group, 3: link, 4: time, 5: device, 6: signature          ≤ 64 KiB
 //	Lookup   0x0b  1: name                                                               ≤ 64 KiB
-//	NameRec  0x0c  1: name, 2: group, 3: link                                            ≤ 64 KiB
+//	NameRec  0x0c  1: name, 2: group, 3: link, 4-6: time, device, signature as published  ≤ 64 KiB
 //
 // # Limits
 //
@@ -113,7 +113,7 @@
 //	history.reg  group[32]             → expires:u64 | Register body (the merged log and lists, unsigned)
 //	history.msg  group[32] | seq:u64   → stored:u64 (Unix ms) | id[32] | envelope
 //	history.id   group[32] | id[32]    → seq:u64
-//	history.name name                  → expires:u64 | NameRec body
+//	history.name name                  → expires:u64 | Name body as signed
 //
 // Envelopes carry a storage TTL of Config.Retention. One committer writes
 // every accepted envelope, many per transaction.

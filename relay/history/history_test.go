@@ -792,15 +792,15 @@ func TestPublicNames(t *testing.T) {
 	if got := code(c.PublishName(ctx, rh.ID(), "bobs_news", other, otherLink, bob.dev)); got != CodeOK {
 		t.Errorf("another name for the other group: %v", got)
 	}
-	g, l, err := clientOf(t, r).LookupName(ctx, rh.ID(), "dailynews")
-	if err != nil || g != gid || l != link {
-		t.Fatalf("lookup: %x %q (%v)", g, l, err)
+	rec, err := clientOf(t, r).LookupName(ctx, rh.ID(), "dailynews")
+	if err != nil || rec.Group != gid || rec.Link != link || rec.Device != alice.dev.ID() {
+		t.Fatalf("lookup: %+v (%v)", rec, err)
 	}
 	// One name per group: a second replaces the first.
 	if got := code(c.PublishName(ctx, rh.ID(), "daily_two", gid, link, alice.dev)); got != CodeOK {
 		t.Fatalf("a second name: %v", got)
 	}
-	if _, _, err := c.LookupName(ctx, rh.ID(), "dailynews"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := c.LookupName(ctx, rh.ID(), "dailynews"); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("the replaced name still answers: %v", err)
 	}
 	// A name dies with its link.
@@ -808,10 +808,10 @@ func TestPublicNames(t *testing.T) {
 	if err := c.Register(ctx, rh.ID(), gid, revoked, [][]byte{alice.listBytes(t)}, alice.dev); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.LookupName(ctx, rh.ID(), "daily_two"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := c.LookupName(ctx, rh.ID(), "daily_two"); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("a name whose link was revoked still answers: %v", err)
 	}
-	if _, _, err := c.LookupName(ctx, rh.ID(), "nobody_here"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := c.LookupName(ctx, rh.ID(), "nobody_here"); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("an unknown name: %v", err)
 	}
 }
@@ -863,5 +863,46 @@ func TestOnlyMessagesKept(t *testing.T) {
 	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
 	if err != nil || fmt.Sprint(texts(t, pg.Items, gid)) != "[admin post]" {
 		t.Fatalf("the relay holds %+v (%v)", pg, err)
+	}
+}
+
+// TestNameRecordBoundToRelay: a name record copied from one relay into
+// another (a relay that lies about names) fails the client's check: the
+// admin's signature names the relay it was made for.
+func TestNameRecordBoundToRelay(t *testing.T) {
+	alice := newMember(t)
+	gid, base := groupLog(t, alice)
+	seed := make([]byte, ed25519.SeedSize)
+	_, _ = rand.Read(seed)
+	var ref [32]byte
+	copy(ref[:], ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	entries := appendLog(t, base, alice, groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: ref})
+	link := "peergram://join/" + hex.EncodeToString(gid[:]) + "/" + base64.RawURLEncoding.EncodeToString(seed)
+	ctx := context.Background()
+	var relays []*relayUnderTest
+	for range 2 {
+		r := startServer(t, t.TempDir(), newHost(t), nil)
+		if err := clientOf(t, r).Register(ctx, r.h.ID(), gid, entries, [][]byte{alice.listBytes(t)}, alice.dev); err != nil {
+			t.Fatal(err)
+		}
+		relays = append(relays, r)
+	}
+	a, b := relays[0], relays[1]
+	if err := clientOf(t, a).PublishName(ctx, a.h.ID(), "honest_name", gid, link, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	// Relay B copies A's record, as its own answer for the name.
+	var rec []byte
+	if err := a.db.View(func(tx *storage.Txn) (err error) { rec, err = tx.Get(a.srv.names, []byte("honest_name")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.db.Update(func(tx *storage.Txn) error { return tx.Set(b.srv.names, []byte("honest_name"), rec) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clientOf(t, a).LookupName(ctx, a.h.ID(), "honest_name"); err != nil {
+		t.Fatalf("at the relay it was made for: %v", err)
+	}
+	if _, err := clientOf(t, b).LookupName(ctx, b.h.ID(), "honest_name"); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a record replayed by another relay: %v", err)
 	}
 }

@@ -775,7 +775,9 @@ func (s *Server) publishName(m *nameMsg) (Code, string) {
 	case !invited:
 		return CodeInvalid, "the group's log has no such invite (or it was revoked)"
 	}
-	rec := (&nameMsg{Name: m.Name, Group: m.Group, Link: m.Link}).appendBody(nil)
+	// Kept signed: a client checks the admin's signature itself (a relay
+	// is not trusted to say which group a name is).
+	rec := m.appendBody(nil)
 	taken := false
 	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
 		taken = false
@@ -968,9 +970,9 @@ func (s *Server) register(m *registerMsg) (Code, string) {
 	g.expires = expires
 	g.first, g.next = 1, 1
 	s.mu.Lock()
-	if s.groups[m.Group] != nil { // registered meanwhile
+	if s.groups[m.Group] != nil { // registered meanwhile: merge into it
 		s.mu.Unlock()
-		return CodeOK, ""
+		return s.register(m)
 	}
 	s.mu.Unlock()
 	if err := s.join(m.Group, g); err != nil {
