@@ -257,8 +257,9 @@ func assertNoString(t *testing.T, dir, s string) {
 
 // TestChannelByLink drives the binaries: Alice creates a channel and an
 // invite link; Bob, who is not her contact, joins by the link, reads her
-// posts (one posted before he joined is not his), cannot post himself;
-// the channel's title and posts are in no file of the relay's.
+// posts, cannot post himself; Alice makes the channel public and Carol
+// joins by its name and reads its history; the channel's title and posts
+// are in no file of the relay's.
 func TestChannelByLink(t *testing.T) {
 	e := build(t)
 	c := newCluster(t, e)
@@ -315,6 +316,33 @@ func TestChannelByLink(t *testing.T) {
 	if out, err := e.run("peergram", "channel", "post", "--home", c.bob, id, "a subscriber's post"); err == nil || !strings.Contains(err.Error(), "admins") {
 		t.Errorf("a subscriber posts: %v: %s", err, out)
 	}
+	// Public: Carol finds it by name and reads its history from the start.
+	if out := e.must("peergram", "channel", "publish", "--home", c.alice, id, "news_e2e"); !strings.Contains(out, "@news_e2e") {
+		t.Errorf("channel publish printed %q", out)
+	}
+	carol := filepath.Join(e.root, "carol")
+	e.must("peergram", "init", "--home", carol, "--name", "carol")
+	carolD := c.startDaemon(carol)
+	eventually(t, "Carol joins by name", 60*time.Second, func() error {
+		out, err := e.run("peergram", "channel", "join", "--home", carol, "@news_e2e")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	eventually(t, "the first post at Carol", 30*time.Second, func() error {
+		var ms []struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal([]byte(e.must("peergram", "channel", "messages", "--home", carol, id, "--json")), &ms); err != nil {
+			return err
+		}
+		if len(ms) != 1 || ms[0].Text != "first post "+marker {
+			return fmt.Errorf("Carol holds %+v", ms)
+		}
+		return nil
+	})
+	carolD.kill(syscall.SIGTERM)
 	aliceD.kill(syscall.SIGTERM)
 	bobD.kill(syscall.SIGTERM)
 	c.relay.kill(syscall.SIGTERM)
