@@ -12,57 +12,19 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/metrics"
-	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
-	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/relay/history"
-	"github.com/peergram/peergram/relay/mailbox"
 	"github.com/peergram/peergram/storage"
 )
 
-// relayWithHistory is startRelayConfig with a hook on the history server's
+// relayWithHistory is a test relay with a hook on the history server's
 // configuration and a bandwidth counter on the host.
 func relayWithHistory(t *testing.T, dir string, hmod func(*history.Config)) (*testRelay, *metrics.BandwidthCounter) {
 	t.Helper()
 	bw := metrics.NewBandwidthCounter()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.BandwidthReporter(bw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := storage.Open(storage.Options{Dir: dir, MemTableSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &testRelay{h: h, db: db, addr: fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())}
-	if r.relay, err = relayv2.New(h); err != nil {
-		t.Fatal(err)
-	}
-	if r.mbox, err = mailbox.NewServer(mailbox.Config{DB: db, Host: h}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.mbox.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if r.dir, err = directory.NewServer(directory.Config{DB: db, Host: h}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.dir.Start(); err != nil {
-		t.Fatal(err)
-	}
-	hc := history.Config{DB: db, Host: h}
-	if hmod != nil {
-		hmod(&hc)
-	}
-	if r.hist, err = history.NewServer(hc); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.hist.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.close)
-	return r, bw
+	return startRelayFull(t, dir, nil, nil, hmod, libp2p.BandwidthReporter(bw)), bw
 }
 
 func groupOfTwo(t *testing.T, relay *testRelay) (alice, bob *testNode, bobHome, gidHex string) {

@@ -49,7 +49,14 @@ func startRelayWith(t *testing.T, dir string, mod func(*directory.Config)) *test
 // the mailbox's configuration.
 func startRelayConfig(t *testing.T, dir string, mod func(*directory.Config), mmod func(*mailbox.Config)) *testRelay {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	return startRelayFull(t, dir, mod, mmod, nil)
+}
+
+// startRelayFull is startRelayConfig with a hook on the history server's
+// configuration and libp2p options for the host.
+func startRelayFull(t *testing.T, dir string, mod func(*directory.Config), mmod func(*mailbox.Config), hmod func(*history.Config), opts ...libp2p.Option) *testRelay {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +88,11 @@ func startRelayConfig(t *testing.T, dir string, mod func(*directory.Config), mmo
 	if err := r.dir.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if r.hist, err = history.NewServer(history.Config{DB: db, Host: h}); err != nil {
+	hcfg := history.Config{DB: db, Host: h}
+	if hmod != nil {
+		hmod(&hcfg)
+	}
+	if r.hist, err = history.NewServer(hcfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.hist.Start(); err != nil {

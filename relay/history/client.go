@@ -58,14 +58,7 @@ func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, en
 	if err != nil {
 		return err
 	}
-	st, err := decodeStatus(ans)
-	if err != nil {
-		return err
-	}
-	if st.Code != CodeOK {
-		return &StatusError{st.Code, st.Text}
-	}
-	return nil
+	return expectOK(ans)
 }
 
 // Store hands relay one of dev's own envelopes of group, one that gossip
@@ -80,14 +73,7 @@ func (c *Client) Store(ctx context.Context, relay peer.ID, group [32]byte, envel
 	if err != nil {
 		return err
 	}
-	st, err := decodeStatus(ans)
-	if err != nil {
-		return err
-	}
-	if st.Code != CodeOK {
-		return &StatusError{st.Code, st.Text}
-	}
-	return nil
+	return expectOK(ans)
 }
 
 // PublishName binds a public name to group at relay, with the group's
@@ -99,14 +85,7 @@ func (c *Client) PublishName(ctx context.Context, relay peer.ID, name string, gr
 	if err != nil {
 		return err
 	}
-	st, err := decodeStatus(ans)
-	if err != nil {
-		return err
-	}
-	if st.Code != CodeOK {
-		return &StatusError{st.Code, st.Text}
-	}
-	return nil
+	return expectOK(ans)
 }
 
 // NameRecord is a public name as a relay answers it: the group, its
@@ -265,6 +244,19 @@ func (c *Client) page(ctx context.Context, relay peer.ID, t frameType, body []by
 		return nil, statusErr(ans)
 	}
 	return decodePage(ans)
+}
+
+// expectOK reads a Status that answers a request expecting one: nil for
+// CodeOK, else the refusal.
+func expectOK(b []byte) error {
+	st, err := decodeStatus(b)
+	if err != nil {
+		return err
+	}
+	if st.Code != CodeOK {
+		return &StatusError{st.Code, st.Text}
+	}
+	return nil
 }
 
 // statusErr reads a Status that answers a request expecting something
