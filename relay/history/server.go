@@ -400,20 +400,33 @@ func (g *group) signer(m *registerMsg, relay peer.ID, now time.Time) (identity.A
 	return acct, nil
 }
 
-// join records g and subscribes to its topic.
+// join records g and subscribes to its topic, unless a group of that ID
+// is recorded already (errJoined: merge into that one instead).
 func (s *Server) join(id [32]byte, g *group) error {
-	if err := s.net.Join(id); err != nil {
-		return fmt.Errorf("history: join: %w", err)
-	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	g.cancel = cancel
 	s.mu.Lock()
+	if s.groups[id] != nil {
+		s.mu.Unlock()
+		cancel()
+		return errJoined
+	}
 	s.groups[id] = g
 	s.mu.Unlock()
+	if err := s.net.Join(id); err != nil {
+		s.mu.Lock()
+		delete(s.groups, id)
+		s.mu.Unlock()
+		cancel()
+		return fmt.Errorf("history: join: %w", err)
+	}
 	s.wg.Add(1)
 	go s.receive(ctx, id)
 	return nil
 }
+
+// errJoined reports a group recorded meanwhile by another registration.
+var errJoined = errors.New("history: group registered meanwhile")
 
 // receive hands a group's accepted envelopes to the committer.
 func (s *Server) receive(ctx context.Context, id [32]byte) {
@@ -969,13 +982,10 @@ func (s *Server) register(m *registerMsg) (Code, string) {
 	}
 	g.expires = expires
 	g.first, g.next = 1, 1
-	s.mu.Lock()
-	if s.groups[m.Group] != nil { // registered meanwhile: merge into it
-		s.mu.Unlock()
-		return s.register(m)
-	}
-	s.mu.Unlock()
-	if err := s.join(m.Group, g); err != nil {
+	switch err := s.join(m.Group, g); {
+	case errors.Is(err, errJoined):
+		return s.register(m) // registered meanwhile: merge into it
+	case err != nil:
 		return CodeUnavailable, err.Error()
 	}
 	return CodeOK, ""
