@@ -29,9 +29,8 @@ import (
 // sealed once under the sender's chain, wrapped in an envelope signed by
 // the device (crypto/groupmsg) and published on the group's topic; every
 // node's validators check the envelope against the group's log and the
-// members' device lists before it spreads. What is not built yet: history
-// for members who were offline (relays), rotation on removal, the epoch
-// tier, channels.
+// members' device lists before it spreads. Channels and groups beyond
+// Config.GroupSenderKeyLimit use epoch keys instead (groupepoch.go).
 
 // groupEngine is the node's gossip state.
 type groupEngine struct {
@@ -45,6 +44,8 @@ type groupEngine struct {
 	// lastSent is the time of this device's last group message (Unix
 	// ms; under the store's write transaction).
 	lastSent atomic.Int64
+	// epochMu serializes the admin passes over epoch keys.
+	epochMu sync.Mutex
 }
 
 // startGroups starts gossip and joins every stored group.
@@ -111,6 +112,9 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 // announced over it (on a LAN, or where hole punching opens a way).
 func (n *Node) connectMembers(ctx context.Context, st *groupstate.State) {
 	n.learnMembers(ctx, st)
+	if n.epochTier(st) && st.Role(n.keys.account.ID()) >= groupstate.RoleAdmin {
+		n.grantEpochs(ctx, st.Group) // members' lists are known now
+	}
 	self := n.keys.account.ID()
 	type dev struct {
 		id     peer.ID
@@ -204,14 +208,16 @@ func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind
 	}
 	ok := false
 	switch kind {
-	case groupmsg.KindSenderKey:
+	case groupmsg.KindSenderKey, groupmsg.KindEpoch:
 		ok = st.MayPost(acct)
+	case groupmsg.KindGrants:
+		ok = st.Role(acct) >= groupstate.RoleAdmin
 	case groupmsg.KindState:
 		// (A channel's subscribers change nothing of its log.)
 		ok = st.Role(acct) != groupstate.RoleNone && (!st.Channel() || st.Role(acct) >= groupstate.RoleAdmin)
 	}
 	if !ok {
-		return acct, groupnet.ErrNotAllowed // (the epoch tier is not in the daemon yet)
+		return acct, groupnet.ErrNotAllowed
 	}
 	return acct, nil
 }
@@ -317,23 +323,8 @@ func (n *Node) ensureSender(tx *storage.Txn, st *groupstate.State) (*senderkey.S
 	for a := range st.Members {
 		to = append(to, a) // our own other devices too
 	}
-	if st.Channel() {
-		// A channel's subscribers read its history (as in Telegram): the
-		// chain as it starts is kept, to hand to whoever subscribes later.
-		raw, err := s.MarshalBinary()
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := tx.Set(n.st.groupKeys, initialChainKey(st.Group), raw); err != nil {
-			return nil, nil, err
-		}
-	}
 	return s, to, n.sendDistribution(tx, s, to)
 }
-
-// initialChainKey (groups.sk: group || 'D') keeps, in a channel, this
-// device's current chain as it started.
-func initialChainKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'D') }
 
 // sendDistribution enqueues s's current state for every device of the
 // accounts to (over the pairwise sessions).
@@ -536,7 +527,9 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 	var gm groupMessage
 	var gid groupstate.GroupID
 	var notify []identity.AccountID
+	var grants [][]byte // a new epoch key's copies, published first
 	err := n.db.Update(func(tx *storage.Txn) error {
+		notify, grants = nil, nil
 		l, err := n.findGroup(tx, group)
 		if err != nil {
 			return err
@@ -554,11 +547,6 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 				return err
 			}
 		}
-		s, to, err := n.ensureSender(tx, st)
-		if err != nil {
-			return err
-		}
-		notify = to
 		plain, err := json.Marshal(body)
 		if err != nil {
 			return err
@@ -566,29 +554,34 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		if raw != nil {
 			plain = raw
 		}
-		ct, err := s.Seal(plain)
-		if err != nil {
-			return err
-		}
-		raw, err := s.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		if err := tx.Set(n.st.groupKeys, senderKey(gid), raw); err != nil {
-			return err
-		}
-		// Strictly increasing per device, so that members order a
-		// device's messages as it sent them.
-		now := max(n.cfg.Now().UnixMilli(), n.groups.lastSent.Load()+1)
-		n.groups.lastSent.Store(now)
-		if env, err = groupmsg.Seal(n.keys.device, gid, groupmsg.KindSenderKey, now, ct); err != nil {
-			return err
+		var ct []byte
+		kind := groupmsg.KindSenderKey
+		if n.epochTier(st) {
+			kind = groupmsg.KindEpoch
+			if ct, grants, err = n.sealEpochMessage(tx, l, plain); err != nil {
+				return err
+			}
+		} else {
+			s, to, err := n.ensureSender(tx, st)
+			if err != nil {
+				return err
+			}
+			notify = to
+			if ct, err = s.Seal(plain); err != nil {
+				return err
+			}
+			raw, err := s.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(n.st.groupKeys, senderKey(gid), raw); err != nil {
+				return err
+			}
 		}
 		// Until a home relay's history shows it, the post is kept to hand
 		// over (grouphistory.go storeUnconfirmed).
-		id := groupmsg.ID(env)
-		v := binary.BigEndian.AppendUint64(nil, uint64(now))
-		if err := tx.SetTTL(n.st.groupUnconf, groupSeenKey(gid, []byte(id)), append(v, env...), 7*24*time.Hour); err != nil {
+		var now int64
+		if env, now, err = n.sealEnvelope(tx, gid, kind, ct); err != nil {
 			return err
 		}
 		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), SentAt: now, Received: now}
@@ -608,6 +601,7 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		after = 10 * time.Second
 	}
 	time.AfterFunc(after+time.Second, n.wakeHistory)
+	n.publishEnvelopes(ctx, gid, grants)
 	err = n.groups.net.Publish(ctx, gid, env)
 	if errors.Is(err, groupnet.ErrNotJoined) {
 		// The group's log was just stored (a join, an add) and its topic
@@ -655,15 +649,25 @@ func (n *Node) receiveGroup(ctx context.Context, gid groupstate.GroupID) {
 		if msg.Device == n.keys.device.ID() {
 			continue // our own, stored when sent
 		}
-		switch msg.Kind {
-		case groupmsg.KindSenderKey:
-			if err := n.takeGroupMessage(gid, msg); err != nil {
-				n.log.Info("group message not taken", "group", hex.EncodeToString(gid[:8]), "err", err)
-			}
-		default:
-			n.log.Debug("group: envelope kind not handled yet", "kind", msg.Kind)
+		if err := n.takeEnvelope(gid, msg); err != nil {
+			n.log.Info("group envelope not taken", "group", hex.EncodeToString(gid[:8]), "kind", msg.Kind, "err", err)
 		}
 	}
+}
+
+// takeEnvelope takes a validated envelope of another device: a message
+// (either tier) or an epoch key's copies. Entries of the log travel over
+// the pairwise sessions and registrations, not here.
+func (n *Node) takeEnvelope(gid groupstate.GroupID, msg *groupnet.Message) error {
+	switch msg.Kind {
+	case groupmsg.KindSenderKey:
+		return n.takeGroupMessage(gid, msg)
+	case groupmsg.KindEpoch:
+		return n.takeEpochMessage(gid, msg)
+	case groupmsg.KindGrants:
+		return n.takeGrants(gid, msg)
+	}
+	return nil
 }
 
 func (n *Node) takeGroupMessage(gid groupstate.GroupID, msg *groupnet.Message) error {
@@ -694,12 +698,7 @@ func (n *Node) takeGroupMessage(gid groupstate.GroupID, msg *groupnet.Message) e
 	if err != nil {
 		return err
 	}
-	if gm.ID != "" {
-		n.received.Add(1)
-		for _, ev := range n.groupMessageEvents(gid, gm) {
-			n.events.publish(ev)
-		}
-	}
+	n.announce(gid, gm)
 	return nil
 }
 
@@ -792,24 +791,13 @@ func (n *Node) openGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 		n.log.Info("group message does not open", "group", hex.EncodeToString(gid[:8]), "err", err)
 		return groupMessage{}, nil
 	}
-	var b groupBody
-	err = json.Unmarshal(pt, &b)
-	if err == nil {
-		err = b.check()
-	}
-	if err != nil {
-		n.log.Info("group message undecodable", "group", hex.EncodeToString(gid[:8]), "err", err)
-		return groupMessage{}, nil
-	}
 	if raw, err = r.MarshalBinary(); err != nil {
 		return groupMessage{}, err
 	}
 	if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
 		return groupMessage{}, err
 	}
-	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
-	gm.setBody(&b)
-	return gm, n.putGroupMessage(tx, gid, &gm)
+	return n.storeOpened(tx, gid, dev, p, pt)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -266,7 +266,7 @@ func (n *Node) cursor(gid groupstate.GroupID, relay peer.ID) uint64 {
 func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gid groupstate.GroupID) error {
 	since := n.joinedAt(gid).Add(-time.Minute).UnixMilli()
 	if st := n.groupState(gid); st != nil && st.Channel() {
-		since = 0 // a channel's history is its subscribers' (sendOwnChain)
+		since = 0 // a channel's history is its subscribers' (grantEpochs)
 	}
 	for {
 		cur := n.cursor(gid, relay)
@@ -403,14 +403,14 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 	if err != nil {
 		return err
 	}
-	if e.Device == n.keys.device.ID() || e.Kind != groupmsg.KindSenderKey {
+	if e.Device == n.keys.device.ID() || e.Kind == groupmsg.KindState {
 		return nil
 	}
 	acct, err := (*groupMembers)(n).MayPublish(gid, e.Device, e.Kind)
 	if err != nil {
 		return err
 	}
-	return n.takeGroupMessage(gid, &groupnet.Message{Envelope: e, Account: acct, ID: groupmsg.ID(env), Raw: env})
+	return n.takeEnvelope(gid, &groupnet.Message{Envelope: e, Account: acct, ID: groupmsg.ID(env), Raw: env})
 }
 
 // storeUnconfirmed hands relay the posts of this device that no home

@@ -433,9 +433,6 @@ func (n *Node) retireChain(tx *storage.Txn, id groupstate.GroupID) error {
 	if err := tx.Set(n.st.groupKeys, nextKeyIDKey(id), binary.BigEndian.AppendUint32(nil, s.KeyID()+1)); err != nil {
 		return err
 	}
-	if err := tx.Delete(n.st.groupKeys, initialChainKey(id)); err != nil {
-		return err
-	}
 	return tx.Delete(n.st.groupKeys, senderKey(id))
 }
 
@@ -613,12 +610,6 @@ func (n *Node) sendOwnChain(tx *storage.Txn, id groupstate.GroupID, to []identit
 		return nil // its first message will hand it to every member
 	}
 	if err != nil {
-		return err
-	}
-	// In a channel, the chain as it started: subscribers read its history.
-	if initial, err := tx.Get(n.st.groupKeys, initialChainKey(id)); err == nil {
-		raw = initial
-	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
 	s, err := senderkey.ParseSender(raw)

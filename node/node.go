@@ -56,6 +56,10 @@ type Config struct {
 	// relay's history before the node hands it to the relay itself (it
 	// was posted offline, or gossip lost it); 0 means 10 s.
 	GroupStoreAfter time.Duration
+	// GroupSenderKeyLimit is the most members a group encrypts with
+	// Sender Keys; a larger group, and every channel, uses epoch keys
+	// (groupepoch.go). 0 means DefaultSenderKeyLimit.
+	GroupSenderKeyLimit int
 	// Host, when set, is used instead of building one from Listen (tests
 	// use mocknet hosts). The node does not close it.
 	Host host.Host

@@ -54,6 +54,8 @@ type store struct {
 	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor
 	groupInv     storage.Keyspace // group(32) → invitation (JSON)
 	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts no relay has confirmed
+	groupEpoch   storage.Keyspace // epoch keys and their grants (groupepoch.go)
+	groupEpend   storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -70,6 +72,7 @@ func newStore(db *storage.DB) *store {
 		groupLog: db.Keyspace("groups.log"), groupKeys: db.Keyspace("groups.sk"), groupMsgs: db.Keyspace("groups.msg"), groupPend: db.Keyspace("groups.pend"),
 		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
 		groupInv: db.Keyspace("groups.inv"), groupUnconf: db.Keyspace("groups.unconf"),
+		groupEpoch: db.Keyspace("groups.ek"), groupEpend: db.Keyspace("groups.epend"),
 	}
 }
 

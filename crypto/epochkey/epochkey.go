@@ -57,9 +57,10 @@ const (
 	labelAD    = "peergram/epoch/ad/v1"
 	labelGrant = "peergram/epoch/grants/v1"
 
-	// PageGrants is the most wrapped copies in one Grants (about 150
-	// bytes each): a 200,000-member group's epoch takes ~50 pages.
-	PageGrants = 4096
+	// PageGrants is the most wrapped copies in one Grants (116 bytes
+	// each), so that a page fits one group envelope (groupmsg.MaxPayload,
+	// 257 KiB): 300,000 devices take 150 pages.
+	PageGrants = 2000
 	// MaxPlaintext bounds a message's plaintext.
 	MaxPlaintext = 256 << 10
 	wrappedSize  = 32 + 32 + 16 // X25519 enc, key, tag

@@ -816,10 +816,12 @@ func TestPublicNames(t *testing.T) {
 	}
 }
 
-// TestOnlyMessagesKept: envelopes that are not messages (state entries,
-// which a channel's subscriber may sign) are not kept, by gossip or by
-// Store, so no one fills a group's quota with them (an outside review
-// found a subscriber could wipe a channel's history that way).
+// TestOnlyMessagesKept: envelopes that are not messages or epoch keys'
+// copies (state entries, which a channel's subscriber may sign) are not
+// kept, by gossip or by Store, so no one fills a group's quota with them
+// (an outside review found a subscriber could wipe a channel's history
+// that way); nor a subscriber's epoch message or copies — only an
+// admin's.
 func TestOnlyMessagesKept(t *testing.T) {
 	admin, sub := newMember(t), newMember(t)
 	e, err := groupstate.Sign(admin.dev, admin.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "c", Perms: groupstate.FlagChannel, Ref: [32]byte{9}})
@@ -836,32 +838,49 @@ func TestOnlyMessagesKept(t *testing.T) {
 	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{admin.listBytes(t), sub.listBytes(t)}, admin.dev); err != nil {
 		t.Fatal(err)
 	}
-	junk := func(i int) []byte {
-		env, err := groupmsg.Seal(sub.dev, gid, groupmsg.KindState, time.Now().UnixMilli(), []byte(fmt.Sprint("junk ", i)))
+	kinds := []groupmsg.Kind{groupmsg.KindState, groupmsg.KindEpoch, groupmsg.KindGrants}
+	junk := func(m *member, i int) []byte {
+		env, err := groupmsg.Seal(m.dev, gid, kinds[i%len(kinds)], time.Now().UnixMilli(), []byte(fmt.Sprint("junk ", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return env
 	}
 	var se *StatusError
-	if err := c.Store(ctx, rh.ID(), gid, junk(0), sub.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
-		t.Fatalf("a subscriber's state envelope by Store: %v", err)
+	for i := range kinds {
+		if err := c.Store(ctx, rh.ID(), gid, junk(sub, i), sub.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+			t.Fatalf("a subscriber's envelope of kind %d by Store: %v", kinds[i], err)
+		}
+	}
+	if err := c.Store(ctx, rh.ID(), gid, junk(admin, 0), admin.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("an admin's state envelope by Store: %v", err)
 	}
 	attacker := startAttacker(t, r, gid)
-	for i := range 5 {
-		if err := attacker.Publish(ctx, junk(i+1)); err != nil {
+	for i := range 6 {
+		if err := attacker.Publish(ctx, junk(sub, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	honest := startPeer(t, rh, gid, openAll{admin.dev.ID(): admin.acct.ID()})
-	honest.publish(t, r, gid, admin.seal(t, gid, "admin post"))
+	for _, k := range []groupmsg.Kind{groupmsg.KindGrants, groupmsg.KindEpoch} {
+		env, err := groupmsg.Seal(admin.dev, gid, k, time.Now().UnixMilli(), []byte(fmt.Sprint("admin ", k)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		honest.publish(t, r, gid, env)
+	}
 	eventually(t, "the admin's post", func() bool {
 		pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, true)
-		return err == nil && len(pg.Items) > 0
+		return err == nil && len(pg.Items) > 1
 	})
 	time.Sleep(300 * time.Millisecond)
 	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
-	if err != nil || fmt.Sprint(texts(t, pg.Items, gid)) != "[admin post]" {
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := texts(t, pg.Items, gid)
+	slices.Sort(got)
+	if want := []string{fmt.Sprint("admin ", groupmsg.KindEpoch), fmt.Sprint("admin ", groupmsg.KindGrants)}; !slices.Equal(got, want) {
 		t.Fatalf("the relay holds %+v (%v)", pg, err)
 	}
 }

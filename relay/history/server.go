@@ -489,8 +489,8 @@ func (s *Server) store(batch []*groupnet.Message) error {
 		done = done[:0]
 		inBatch := map[string]bool{}
 		for _, m := range batch {
-			if m.Envelope.Kind != groupmsg.KindSenderKey {
-				continue // history serves messages; logs travel by registration
+			if m.Envelope.Kind == groupmsg.KindState {
+				continue // history serves messages and epoch keys' copies; logs travel by registration
 			}
 			g := m.Envelope.Group
 			idKey := append(append([]byte(nil), g[:]...), m.ID...)
@@ -655,8 +655,10 @@ func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupms
 	}
 	allowed := false
 	switch kind {
-	case groupmsg.KindSenderKey:
+	case groupmsg.KindSenderKey, groupmsg.KindEpoch:
 		allowed = g.log.State().MayPost(acct)
+	case groupmsg.KindGrants:
+		allowed = g.log.State().Role(acct) >= groupstate.RoleAdmin
 	case groupmsg.KindState:
 		st := g.log.State()
 		allowed = st.Role(acct) != groupstate.RoleNone && (!st.Channel() || st.Role(acct) >= groupstate.RoleAdmin)
@@ -895,8 +897,8 @@ func (s *Server) storeOne(m *storeMsg) (Code, string) {
 	if err != nil {
 		return CodeInvalid, err.Error()
 	}
-	if env.Kind != groupmsg.KindSenderKey {
-		return CodeInvalid, "history keeps messages only"
+	if env.Kind == groupmsg.KindState {
+		return CodeInvalid, "history keeps messages and epoch keys' copies, not log entries"
 	}
 	now := s.cfg.Now()
 	switch {
