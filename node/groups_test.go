@@ -1181,12 +1181,14 @@ func TestChannelSubscribe(t *testing.T) {
 		t.Fatalf("a subscriber posts: %v", err)
 	}
 	gid, _ := hex.DecodeString(ch.ID)
-	env, err := groupmsg.Seal(bob.keys.device, [32]byte(gid), groupmsg.KindSenderKey, time.Now().UnixMilli(), []byte("forged post"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.groups.net.Publish(ctx, [32]byte(gid), env); err == nil {
-		t.Fatal("a subscriber's envelope passed its own node's validators")
+	for _, kind := range []groupmsg.Kind{groupmsg.KindSenderKey, groupmsg.KindEpoch, groupmsg.KindGrants} {
+		env, err := groupmsg.Seal(bob.keys.device, [32]byte(gid), kind, time.Now().UnixMilli(), []byte("forged post"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.groups.net.Publish(ctx, [32]byte(gid), env); err == nil {
+			t.Fatalf("a subscriber's envelope of kind %d passed its own node's validators", kind)
+		}
 	}
 	post, err := alice.SendGroup(ctx, ch.ID, "breaking: it works")
 	if err != nil {
