@@ -273,8 +273,9 @@ func newOwners(st *store) *owners {
 func (o *owners) get(addr Address) (*ownerRecord, error) {
 	o.mu.Lock()
 	if e := o.recs[addr]; e != nil {
+		rec := e.rec // (set writes it under the lock)
 		o.mu.Unlock()
-		return e.rec, nil
+		return rec, nil
 	}
 	o.mu.Unlock()
 	var rec *ownerRecord
