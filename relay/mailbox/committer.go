@@ -655,8 +655,8 @@ func (c *committer) write(tx *storage.Txn, ops []op) error {
 	return nil
 }
 
-// complete answers b's requests, releases what it held, and wakes the
-// subscribers of every batch that is now below the safe seq.
+// complete releases what b held, wakes the subscribers of every batch
+// that is now below the safe seq, and answers b's requests.
 func (c *committer) complete(b *batch) {
 	// Counters and metrics first, so that whoever hears of a commit sees
 	// them.
@@ -695,6 +695,47 @@ func (c *committer) complete(b *batch) {
 	c.met.acksIgnored.Add(float64(ignored))
 	c.met.expired.Add(float64(expired))
 
+	c.release(b)
+
+	// A batch is answered once it is below safe(): a depositor told
+	// "stored" that subscribes at once must find its envelope, so a batch
+	// that committed before an earlier one still in flight waits for it
+	// (TestOnDrained saw a mailbox drained before its 50 envelopes when
+	// answers came first).
+	var touched []Address
+	var ready []*batch
+	c.fmu.Lock()
+	b.done = true
+	if !b.seqs {
+		ready = append(ready, b) // never in flight
+	}
+	for len(c.flight) > 0 && c.flight[0].done {
+		f := c.flight[0]
+		for addr := range f.touched {
+			touched = append(touched, addr)
+		}
+		ready = append(ready, f)
+		c.flight[0] = nil
+		c.flight = c.flight[1:]
+	}
+	c.fmu.Unlock()
+	c.notify(touched)
+
+	for _, r := range ready {
+		c.answer(r)
+	}
+
+	if len(c.quotas) > maxQuotaCache {
+		for addr, q := range c.quotas {
+			if q.batches == 0 {
+				delete(c.quotas, addr)
+			}
+		}
+	}
+}
+
+// answer answers b's requests.
+func (c *committer) answer(b *batch) {
 	for i, r := range b.reqs {
 		inf := &b.info[i]
 		err := b.reqError(i)
@@ -720,28 +761,6 @@ func (c *committer) complete(b *batch) {
 		default:
 			if r.own.done != nil {
 				r.own.done(err)
-			}
-		}
-	}
-	c.release(b)
-
-	var touched []Address
-	c.fmu.Lock()
-	b.done = true
-	for len(c.flight) > 0 && c.flight[0].done {
-		for addr := range c.flight[0].touched {
-			touched = append(touched, addr)
-		}
-		c.flight[0] = nil
-		c.flight = c.flight[1:]
-	}
-	c.fmu.Unlock()
-	c.notify(touched)
-
-	if len(c.quotas) > maxQuotaCache {
-		for addr, q := range c.quotas {
-			if q.batches == 0 {
-				delete(c.quotas, addr)
 			}
 		}
 	}
