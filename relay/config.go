@@ -87,6 +87,13 @@ type Config struct {
 	HistoryGroupMessages int
 	HistoryGroupBytes    int64
 	HistoryMaxGroups     int
+	// BlobRetention is how long the blob store keeps a file chunk after
+	// its last upload (0: 30 days); BlobAccountQuota bounds one account's
+	// uploads (0: 4 GiB), BlobCapacity the store (0: 64 GiB). Passed to
+	// blobs.Config.
+	BlobRetention    time.Duration
+	BlobAccountQuota int64
+	BlobCapacity     int64
 
 	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
 	// never subscribed to this relay; 0 means mailbox.DefaultUnknownTTL (7
@@ -137,6 +144,7 @@ func (c Config) validate() (validated, error) {
 	if c.MaxEnvelopeSize < 0 || c.MaxMailboxEnvelopes < 0 || c.MaxMailboxBytes < 0 || c.TTL < 0 || c.GCInterval < 0 ||
 		c.DirectoryExpiry < 0 || c.DirectoryAccountQuota < 0 ||
 		c.HistoryRetention < 0 || c.HistoryGroupMessages < 0 || c.HistoryGroupBytes < 0 || c.HistoryMaxGroups < 0 ||
+		c.BlobRetention < 0 || c.BlobAccountQuota < 0 || c.BlobCapacity < 0 ||
 		c.UnknownTTL < 0 || c.MaxStoreBytes < 0 || c.StrangerPercent < 0 || c.StrangerPercent > 100 {
 		return v, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}

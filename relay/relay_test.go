@@ -31,7 +31,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/peergram/peergram/relay"
+	"github.com/peergram/peergram/relay/blobs"
 	"github.com/peergram/peergram/relay/directory"
+	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
 )
 
@@ -274,6 +276,8 @@ func testProtocols(t *testing.T, relayInfo peer.AddrInfo) {
 	want := []protocol.ID{
 		mailbox.ProtocolID,
 		directory.ProtocolID,
+		history.ProtocolID,
+		blobs.ProtocolID,
 		circuit.ProtoIDv2Hop,
 		autonat.AutoNATProto,
 		autonatv2.DialProtocol,

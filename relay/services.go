@@ -6,6 +6,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/peergram/peergram/relay/blobs"
 	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
@@ -58,6 +59,25 @@ func (r *Relay) startDirectory(stack *closers, db *storage.DB, h host.Host, reg 
 		return fmt.Errorf("relay: directory: %w", err)
 	}
 	stack.push("directory server", srv.Close)
+	return nil
+}
+
+func (r *Relay) startBlobs(stack *closers, db *storage.DB, h host.Host) error {
+	srv, err := blobs.NewServer(blobs.Config{
+		DB:           db,
+		Host:         h,
+		Retention:    r.cfg.BlobRetention,
+		AccountQuota: r.cfg.BlobAccountQuota,
+		Capacity:     r.cfg.BlobCapacity,
+		Logger:       r.log.With("component", "blobs"),
+	})
+	if err != nil {
+		return fmt.Errorf("relay: blobs: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("relay: blobs: %w", err)
+	}
+	stack.push("blob server", srv.Close)
 	return nil
 }
 

@@ -54,6 +54,9 @@ type runFlags struct {
 	histMessages    int
 	histBytes       int64
 	histGroups      int
+	blobRetention   time.Duration
+	blobQuota       int64
+	blobCapacity    int64
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -85,6 +88,9 @@ func runCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.histMessages, "history-group-messages", 0, "most envelopes kept per group; the oldest go first (0 = 100000)")
 	fl.Int64Var(&f.histBytes, "history-group-bytes", 0, "most bytes kept per group (0 = 256 MiB)")
 	fl.IntVar(&f.histGroups, "history-max-groups", 0, "most groups whose history the relay keeps (0 = 10000)")
+	fl.DurationVar(&f.blobRetention, "blob-retention", 0, "how long the blob store keeps a file chunk after its last upload, e.g. 720h (0 = 30 days)")
+	fl.Int64Var(&f.blobQuota, "blob-account-quota", 0, "most bytes of file chunks one account keeps in the blob store (0 = 4 GiB)")
+	fl.Int64Var(&f.blobCapacity, "blob-capacity", 0, "most bytes the blob store holds in all (0 = 64 GiB)")
 	return cmd
 }
 
@@ -117,6 +123,9 @@ func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
 		HistoryGroupMessages:  f.histMessages,
 		HistoryGroupBytes:     f.histBytes,
 		HistoryMaxGroups:      f.histGroups,
+		BlobRetention:         f.blobRetention,
+		BlobAccountQuota:      f.blobQuota,
+		BlobCapacity:          f.blobCapacity,
 	}
 	r, err := relay.New(cfg)
 	if err != nil {

@@ -1,0 +1,158 @@
+package blobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/relay/internal/protoframe"
+)
+
+// StatusError is a relay's refusal.
+type StatusError struct {
+	Code Code
+	Text string
+}
+
+func (e *StatusError) Error() string {
+	if e.Text == "" {
+		return "blobs: " + e.Code.String()
+	}
+	return fmt.Sprintf("blobs: %s: %s", e.Code, e.Text)
+}
+
+// ErrNotFound is what a Get answers for a blob the token does not read
+// (absent, expired, or another's: the relay does not tell them apart).
+var ErrNotFound = errors.New("blobs: not found")
+
+// Is makes errors.Is(err, ErrNotFound) hold for CodeNotFound.
+func (e *StatusError) Is(target error) bool { return target == ErrNotFound && e.Code == CodeNotFound }
+
+// Client is the node side. Safe for concurrent use.
+type Client struct{ h host.Host }
+
+// NewClient returns a client that opens streams from h.
+func NewClient(h host.Host) *Client { return &Client{h: h} }
+
+// NewToken draws a read capability.
+func NewToken(rand interface{ Read([]byte) (int, error) }) (Token, error) {
+	var t Token
+	if _, err := rand.Read(t[:]); err != nil {
+		return Token{}, fmt.Errorf("blobs: %w", err)
+	}
+	return t, nil
+}
+
+func (c *Client) roundTrip(ctx context.Context, relay peer.ID, t uint8, body []byte, want uint8) ([]byte, error) {
+	str, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "peergram-blobs"), relay, protocol.ID(ProtocolID))
+	if err != nil {
+		return nil, fmt.Errorf("blobs: %w", err)
+	}
+	defer str.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(dl)
+	} else {
+		_ = str.SetDeadline(time.Now().Add(2 * time.Minute))
+	}
+	if _, err := str.Write(protoframe.Frame(t, body)); err != nil {
+		str.Reset()
+		return nil, fmt.Errorf("blobs: %w", err)
+	}
+	_ = str.CloseWrite()
+	got, b, err := protoframe.Read(str, func(ft uint8) (int, bool) {
+		if ft == want || ft == typeStatus {
+			return bound(ft)
+		}
+		return 0, false
+	})
+	if err != nil {
+		str.Reset()
+		return nil, fmt.Errorf("blobs: %w", err)
+	}
+	if got == typeStatus {
+		st, err := decodeStatus(b)
+		if err != nil {
+			return nil, fmt.Errorf("blobs: %w", err)
+		}
+		if st.Code == CodeOK && want == typeStatus {
+			return nil, nil
+		}
+		return nil, &StatusError{Code: st.Code, Text: st.Text}
+	}
+	return b, nil
+}
+
+// Put uploads data (a chunk's ciphertext) to relay, readable with token,
+// charged to the account of dev's certificate.
+func (c *Client) Put(ctx context.Context, relay peer.ID, dev *identity.DeviceKey, cert *identity.DeviceCert, token Token, data []byte) error {
+	rawCert, err := cert.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	m := &putMsg{Hash: sha256.Sum256(data), TokenHash: token.hash(), Cert: rawCert, Time: time.Now().UnixMilli(), Data: data}
+	m.Sig = dev.Sign(PutLabel, putSigned(string(relay), m.Hash, m.TokenHash, m.Time))
+	_, err = c.roundTrip(ctx, relay, typePut, m.appendBody(nil), typeStatus)
+	return err
+}
+
+// Get reads length bytes (0: to the end) of blob hash from offset; it
+// returns them and the blob's whole size. ErrNotFound: the token reads
+// no such blob.
+func (c *Client) Get(ctx context.Context, relay peer.ID, token Token, hash [32]byte, offset, length uint64) ([]byte, uint64, error) {
+	b, err := c.roundTrip(ctx, relay, typeGet, (&getMsg{Hash: hash, Token: token, Offset: offset, Length: length}).appendBody(nil), typeData)
+	if err != nil {
+		return nil, 0, err
+	}
+	d, err := decodeData(b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("blobs: %w", err)
+	}
+	if uint64(len(d.Data)) > d.Size || (length > 0 && uint64(len(d.Data)) > length) {
+		return nil, 0, fmt.Errorf("blobs: %w: %d bytes for a range of %d", protoframe.ErrMalformed, len(d.Data), length)
+	}
+	return d.Data, d.Size, nil
+}
+
+// Has returns, for each of hashes, whether the relay holds it for token.
+func (c *Client) Has(ctx context.Context, relay peer.ID, token Token, hashes [][32]byte) ([]bool, error) {
+	if len(hashes) > MaxHashes {
+		return nil, fmt.Errorf("blobs: %d hashes in one request (at most %d)", len(hashes), MaxHashes)
+	}
+	b, err := c.roundTrip(ctx, relay, typeHas, (&hasMsg{Token: token, Hashes: hashes}).appendBody(nil), typeHave)
+	if err != nil {
+		return nil, err
+	}
+	h, err := decodeHave(b, len(hashes))
+	if err != nil {
+		return nil, fmt.Errorf("blobs: %w", err)
+	}
+	out := make([]bool, len(hashes))
+	for _, i := range h.Index {
+		out[i] = true
+	}
+	return out, nil
+}
+
+// Delete drops the references of dev's account to hashes; a blob goes
+// once no account references it.
+func (c *Client) Delete(ctx context.Context, relay peer.ID, dev *identity.DeviceKey, cert *identity.DeviceCert, hashes [][32]byte) error {
+	if len(hashes) > MaxHashes {
+		return fmt.Errorf("blobs: %d hashes in one request (at most %d)", len(hashes), MaxHashes)
+	}
+	rawCert, err := cert.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	m := &deleteMsg{Hashes: hashes, Cert: rawCert, Time: time.Now().UnixMilli()}
+	m.Sig = dev.Sign(DeleteLabel, deleteSigned(string(relay), m.Time, hashes))
+	_, err = c.roundTrip(ctx, relay, typeDelete, m.appendBody(nil), typeStatus)
+	return err
+}
