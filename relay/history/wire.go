@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/relay/internal/protoframe"
 )
 
 // ProtocolID is the group history protocol.
@@ -375,13 +376,11 @@ const (
 )
 
 func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	return protoframe.AppendBytes(b, num, v)
 }
 
 func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	return protoframe.AppendVarint(b, num, v)
 }
 
 func (m *registerMsg) appendBody(b []byte) []byte {
@@ -468,37 +467,29 @@ func (m *statusMsg) appendBody(b []byte) []byte {
 }
 
 // frame returns header and body of one frame.
-func frame(t frameType, body []byte) []byte {
-	out := make([]byte, headerSize, headerSize+len(body))
-	binary.BigEndian.PutUint32(out, uint32(1+len(body)))
-	out[4] = byte(t)
-	return append(out, body...)
-}
+func frame(t frameType, body []byte) []byte { return protoframe.Frame(uint8(t), body) }
 
 // readFrame reads one frame whose type is in want, refusing a body over
 // its type's bound before reading it.
 func readFrame(r io.Reader, want ...frameType) (frameType, []byte, error) {
-	var hdr [headerSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
+	t, body, err := protoframe.Read(r, func(t uint8) (int, bool) {
+		if !contains(want, frameType(t)) {
+			return 0, false
+		}
+		return maxBody(frameType(t))
+	})
+	return frameType(t), body, ourErr(err)
+}
+
+// ourErr gives protoframe's errors this package's names.
+func ourErr(err error) error {
+	switch {
+	case errors.Is(err, protoframe.ErrTooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.Is(err, protoframe.ErrMalformed):
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	t := frameType(hdr[4])
-	if n < 1 {
-		return 0, nil, fmt.Errorf("%w: empty frame", ErrMalformed)
-	}
-	bound, ok := maxBody(t)
-	if !ok || !contains(want, t) {
-		return 0, nil, fmt.Errorf("%w: unexpected frame type 0x%02x", ErrMalformed, uint8(t))
-	}
-	if int64(n-1) > int64(bound) {
-		return 0, nil, fmt.Errorf("%w: %d bytes (at most %d)", ErrTooLarge, n-1, bound)
-	}
-	body := make([]byte, n-1)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return t, body, nil
+	return err
 }
 
 func contains(ts []frameType, t frameType) bool {
@@ -513,34 +504,7 @@ func contains(ts []frameType, t frameType) bool {
 // fieldsOf walks a protowire body, calling fn for each field; unknown
 // fields are skipped (later minor versions append fields).
 func fieldsOf(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if typ != protowire.VarintType && typ != protowire.BytesType {
-			continue
-		}
-		if err := fn(num, typ, v, x); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ourErr(protoframe.Fields(b, fn))
 }
 
 func group32(dst *[32]byte, v []byte, seen *bool) error {
