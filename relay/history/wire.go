@@ -36,8 +36,6 @@ const (
 
 // Bounds of frame bodies.
 const (
-	headerSize = 5 // length:u32 | type:u8
-
 	// MaxRegisterSize bounds a Register body: a group's whole state log
 	// and the members' device lists known to the registering member. The
 	// relay stores what it keeps of it as one value, and a value must
