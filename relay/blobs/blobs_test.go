@@ -410,3 +410,34 @@ func TestNoPanicOnGarbage(t *testing.T) {
 		t.Fatalf("the relay after garbage: %v", err)
 	}
 }
+
+// TestReadOnly: a node's own store (blobs it Adds) serves Get with the
+// token and refuses uploads and deletions from the network.
+func TestReadOnly(t *testing.T) {
+	r := startRelay(t, func(c *Config) { c.ReadOnly = true; c.Protocol = "/test/blob/1.0.0" })
+	alice := newUser(t, r)
+	ctx := context.Background()
+	tok := token(t)
+	data := blob(2048)
+	h, err := r.srv.Add(tok, alice.acct.ID(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClientFor(alice.c.h, "/test/blob/1.0.0")
+	if got, _, err := c.Get(ctx, r.h.ID(), tok, h, 0, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get: %v", err)
+	}
+	var se *StatusError
+	if err := c.Put(ctx, r.h.ID(), alice.dev, alice.cert, tok, blob(10)); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("a put to a read-only store: %v", err)
+	}
+	if err := c.Delete(ctx, r.h.ID(), alice.dev, alice.cert, [][32]byte{h}); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("a delete from a read-only store: %v", err)
+	}
+	if err := r.srv.Drop(alice.acct.ID(), h); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Get(ctx, r.h.ID(), tok, h, 0, 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after Drop: %v", err)
+	}
+}

@@ -37,10 +37,18 @@ var ErrNotFound = errors.New("blobs: not found")
 func (e *StatusError) Is(target error) bool { return target == ErrNotFound && e.Code == CodeNotFound }
 
 // Client is the node side. Safe for concurrent use.
-type Client struct{ h host.Host }
+type Client struct {
+	h     host.Host
+	proto protocol.ID
+}
 
-// NewClient returns a client that opens streams from h.
-func NewClient(h host.Host) *Client { return &Client{h: h} }
+// NewClient returns a client of relays' blob stores that opens streams
+// from h.
+func NewClient(h host.Host) *Client { return &Client{h: h, proto: ProtocolID} }
+
+// NewClientFor is NewClient for a store served on another protocol (a
+// node's own files).
+func NewClientFor(h host.Host, proto protocol.ID) *Client { return &Client{h: h, proto: proto} }
 
 // NewToken draws a read capability.
 func NewToken(rand interface{ Read([]byte) (int, error) }) (Token, error) {
@@ -52,7 +60,7 @@ func NewToken(rand interface{ Read([]byte) (int, error) }) (Token, error) {
 }
 
 func (c *Client) roundTrip(ctx context.Context, relay peer.ID, t uint8, body []byte, want uint8) ([]byte, error) {
-	str, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "peergram-blobs"), relay, protocol.ID(ProtocolID))
+	str, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "peergram-blobs"), relay, c.proto)
 	if err != nil {
 		return nil, fmt.Errorf("blobs: %w", err)
 	}

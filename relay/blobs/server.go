@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/relay/internal/protoframe"
@@ -43,6 +44,14 @@ type Config struct {
 	RequestEvery time.Duration
 	// SweepEvery is how often expired references are dropped (a minute).
 	SweepEvery time.Duration
+	// ReadOnly refuses Put and Delete from the network: a node serves
+	// the chunks of the files it sends this way (Add fills its store), so
+	// recipients fetch them directly with the same client and checks as
+	// from a relay.
+	ReadOnly bool
+	// Protocol, if set, is served instead of ProtocolID (a node serves
+	// its own chunks on FileProtocolID).
+	Protocol string
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -171,7 +180,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.streams = serve.New(serve.Config{Host: cfg.Host, Protocol: ProtocolID, Service: ServiceName,
+	proto := ProtocolID
+	if cfg.Protocol != "" {
+		proto = cfg.Protocol
+	}
+	s.streams = serve.New(serve.Config{Host: cfg.Host, Protocol: protocol.ID(proto), Service: ServiceName,
 		Timeout: 2 * time.Minute, Logger: cfg.Logger}, s.handle)
 	return s, nil
 }
@@ -243,6 +256,13 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 		return
 	}
 	switch t {
+	case typePut, typeDelete:
+		if s.cfg.ReadOnly {
+			s.answer(str, CodeInvalid, "this peer takes no uploads")
+			return
+		}
+	}
+	switch t {
 	case typePut:
 		m, err := decodePut(body)
 		if err != nil {
@@ -310,7 +330,41 @@ func (s *Server) put(m *putMsg, self peer.ID) (Code, string) {
 	if len(m.Data) == 0 || sha256.Sum256(m.Data) != m.Hash {
 		return CodeInvalid, "the blob does not match its hash"
 	}
+	return s.store(m.Hash, m.TokenHash, acct, m.Data)
+}
+
+// Add stores data as a blob readable with token, referenced by acct,
+// without the network's checks (a node filling its own store). It
+// returns the blob's name.
+func (s *Server) Add(token Token, acct identity.AccountID, data []byte) ([32]byte, error) {
+	h := sha256.Sum256(data)
+	if len(data) == 0 || len(data) > MaxBlob {
+		return h, fmt.Errorf("blobs: a blob of %d bytes", len(data))
+	}
+	if code, text := s.store(h, token.hash(), acct, data); code != CodeOK {
+		return h, &StatusError{Code: code, Text: text}
+	}
+	return h, nil
+}
+
+// Drop removes acct's reference to h (and h, if nothing else references
+// it), as a signed Delete would.
+func (s *Server) Drop(acct identity.AccountID, hashes ...[32]byte) error {
+	s.write.Lock()
+	defer s.write.Unlock()
+	for _, h := range hashes {
+		if err := s.dropRef(h, acct, -1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store is put after the request's checks.
+func (s *Server) store(hash, tokenHash [32]byte, acct identity.AccountID, data []byte) (Code, string) {
+	m := &putMsg{Hash: hash, TokenHash: tokenHash, Data: data}
 	size := int64(len(m.Data))
+	var err error
 	s.write.Lock()
 	defer s.write.Unlock()
 	var old *ref
