@@ -58,6 +58,8 @@ type payload struct {
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`
+	// File: a "text" message that carries a file (Text is its caption).
+	File *fileRef `json:"file,omitempty"`
 }
 
 // job is one outbox entry: a payload to deliver to every device of an

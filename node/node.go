@@ -60,6 +60,10 @@ type Config struct {
 	// Sender Keys; a larger group, and every channel, uses epoch keys
 	// (groupepoch.go). 0 means DefaultSenderKeyLimit.
 	GroupSenderKeyLimit int
+	// FileUploadAfter is how long a file sent waits for its recipient to
+	// fetch it directly before the node uploads it to a home relay; 0
+	// means 15 s.
+	FileUploadAfter time.Duration
 	// Host, when set, is used instead of building one from Listen (tests
 	// use mocknet hosts). The node does not close it.
 	Host host.Host
@@ -78,6 +82,7 @@ type Node struct {
 	log    *slog.Logger
 	rand   io.Reader
 	relays []peer.AddrInfo
+	files  *fileEngine
 
 	mu          sync.Mutex // guards keys.prekeys, keys.list, keys.listChecked, keys.cert
 	pkMu        sync.Mutex // serialises changes of the prekey set (accepting sessions, refills)
@@ -293,6 +298,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if err := n.startGroups(ctx); err != nil {
 		return fmt.Errorf("node: groups: %w", err)
 	}
+	if err := n.startFiles(); err != nil {
+		return fmt.Errorf("node: files: %w", err)
+	}
+	defer n.files.store.Close()
 	n.host.SetStreamHandler(ProtocolID, n.handleDirect)
 	defer n.host.RemoveStreamHandler(ProtocolID)
 	n.host.SetStreamHandler(StreamProtocolID, n.handleDirectStream)
@@ -349,6 +358,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		wg.Go(func() { n.syncHistory(ctx, r.ID, n.histWake[i]) })
 	}
 	wg.Go(func() { n.runOutbox(ctx) })
+	wg.Go(func() { n.runUploads(ctx) })
 	wg.Go(func() {
 		if err := n.db.RunGC(ctx, n.cfg.GCInterval); err != nil && ctx.Err() == nil {
 			n.log.Error("store garbage collection stopped", "err", err)

@@ -15,6 +15,7 @@ import (
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/blobs"
 	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
@@ -29,6 +30,7 @@ type testRelay struct {
 	mbox  *mailbox.Server
 	dir   *directory.Server
 	hist  *history.Server
+	blobs *blobs.Server
 	db    *storage.DB
 	relay *relayv2.Relay
 }
@@ -98,6 +100,12 @@ func startRelayFull(t *testing.T, dir string, mod func(*directory.Config), mmod 
 	if err := r.hist.Start(); err != nil {
 		t.Fatal(err)
 	}
+	if r.blobs, err = blobs.NewServer(blobs.Config{DB: db, Host: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.blobs.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(r.close)
 	return r
 }
@@ -106,6 +114,7 @@ func (r *testRelay) close() {
 	r.mbox.Close()
 	r.dir.Close()
 	r.hist.Close()
+	r.blobs.Close()
 	r.relay.Close()
 	r.h.Close()
 	r.db.Close()

@@ -373,6 +373,9 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 			}
 			rec.ID = id.String()
 		}
+		if p.File != nil {
+			n.fileReceiveTx(tx, rec, p.File)
+		}
 		if err := n.st.putMessage(tx, chatAcct, rec); err != nil {
 			return nil, nil, err
 		}

@@ -24,6 +24,7 @@ const maxSendBatch = 256
 // sendReq is one message waiting to be stored.
 type sendReq struct {
 	contact, text string
+	file          *fileRef // a file message (text is its caption)
 	id            chat.MessageID
 	now           time.Time
 	done          chan sendResult // buffered 1
@@ -136,7 +137,7 @@ func (n *Node) sendTx(tx *storage.Txn, r *sendReq, contacts map[string]*contactR
 		contacts[r.contact] = c
 	}
 	var err error
-	p := payload{Kind: "text", Seq: math.MaxUint64, Text: r.text, Chat: c.Account.String(), DT: n.tokenHex()}
+	p := payload{Kind: "text", Seq: math.MaxUint64, Text: r.text, Chat: c.Account.String(), DT: n.tokenHex(), File: r.file}
 	if body, err := encodePayload(p); err != nil {
 		return nil, c.Account, err
 	} else if len(body) > sealed.MaxBodySize {
@@ -159,6 +160,11 @@ func (n *Node) sendTx(tx *storage.Txn, r *sendReq, contacts map[string]*contactR
 		Text: r.text, SentAt: time.UnixMilli(r.now.UnixMilli()).UTC(), Status: chat.StatusPending, Seq: p.Seq,
 		FromName: n.keys.name, FromContact: true,
 	}}
+	if r.file != nil {
+		if err := n.fileSendTx(tx, rec, r.file); err != nil {
+			return nil, c.Account, err
+		}
+	}
 	if err := n.st.putMessage(tx, c.Account, rec); err != nil {
 		return nil, c.Account, err
 	}

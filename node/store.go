@@ -56,6 +56,7 @@ type store struct {
 	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts no relay has confirmed
 	groupEpoch   storage.Keyspace // epoch keys and their grants (groupepoch.go)
 	groupEpend   storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key
+	files        storage.Keyspace // message ID → fileRecord (files.go)
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -73,6 +74,7 @@ func newStore(db *storage.DB) *store {
 		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
 		groupInv: db.Keyspace("groups.inv"), groupUnconf: db.Keyspace("groups.unconf"),
 		groupEpoch: db.Keyspace("groups.ek"), groupEpend: db.Keyspace("groups.epend"),
+		files: db.Keyspace("files.rec"),
 	}
 }
 

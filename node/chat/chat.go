@@ -85,6 +85,43 @@ type Message struct {
 	FromContact bool   `json:"from_contact"`
 	Warning     string `json:"warning,omitempty"` // see WarnTimestamp
 	Error       string `json:"error,omitempty"`   // why a failed message failed
+	// File is set on a message that carries a file (Text is its caption).
+	File *FileInfo `json:"file,omitempty"`
+}
+
+// FileInfo is what a message says of the file it carries.
+type FileInfo struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	Mime string `json:"mime"`
+}
+
+// File states.
+const (
+	FileUploading   = "uploading"   // sent: its chunks wait for the recipient or a relay
+	FileUploaded    = "uploaded"    // sent: every chunk is on a relay or was fetched by the recipient
+	FileAvailable   = "available"   // received: not downloaded yet
+	FileDownloading = "downloading" // received: a download is under way (or was cut and resumes)
+	FileDownloaded  = "downloaded"  // received: complete and verified
+	FileFailed      = "failed"
+)
+
+// File is a file of a chat (sent or received), as `peergram files` lists
+// it.
+type File struct {
+	ID       string    `json:"id"` // the message's ID
+	Chat     string    `json:"chat"`
+	Name     string    `json:"name"`
+	Size     int64     `json:"size"`
+	Mime     string    `json:"mime"`
+	From     string    `json:"from"`
+	Outgoing bool      `json:"outgoing"`
+	SentAt   time.Time `json:"sent_at"`
+	State    string    `json:"state"`
+	Done     int64     `json:"done"`           // bytes verified (a download) or handed on (an upload)
+	Path     string    `json:"path,omitempty"` // where a downloaded file was written
+	SHA256   string    `json:"sha256"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // Less orders a chat: by sender timestamp, then sender sequence, then ID.
@@ -105,6 +142,8 @@ type EventType string
 const (
 	EventMessage EventType = "message" // a new incoming or outgoing message
 	EventStatus  EventType = "status"  // a message's status changed
+	// EventFile: a file's state or progress changed (File set).
+	EventFile EventType = "file"
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
 	// EventGroupMention is a new group message that mentions this
@@ -120,4 +159,5 @@ type Event struct {
 	Type    EventType     `json:"type"`
 	Message Message       `json:"message"`
 	Group   *GroupMessage `json:"group_message,omitempty"`
+	File    *File         `json:"file,omitempty"` // EventFile
 }

@@ -111,8 +111,26 @@ type Server struct {
 	blobs map[[32]byte]*blobCount
 	total int64
 
-	quit chan struct{}
-	wg   sync.WaitGroup
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	onServe func(Token, [32]byte)
+}
+
+// OnServe sets a function called with the token and name of every blob
+// served by Get (a node learns that its recipient fetched a file). Call
+// it before Start.
+func (s *Server) OnServe(fn func(Token, [32]byte)) { s.onServe = fn }
+
+// Read returns a stored blob (a node reading its own chunks to upload
+// them).
+func (s *Server) Read(h [32]byte) ([]byte, error) {
+	var out []byte
+	err := s.cfg.DB.View(func(tx *storage.Txn) error {
+		b, err := tx.Get(s.data, h[:])
+		out = b
+		return err
+	})
+	return out, err
 }
 
 type blobCount struct {
@@ -478,7 +496,9 @@ func (s *Server) get(str network.Stream, m *getMsg) {
 	case out == nil:
 		s.answer(str, CodeNotFound, "no such blob")
 	default:
-		_, _ = str.Write(protoframe.Frame(typeData, out.appendBody(nil)))
+		if _, err := str.Write(protoframe.Frame(typeData, out.appendBody(nil))); err == nil && s.onServe != nil {
+			s.onServe(m.Token, m.Hash)
+		}
 	}
 }
 

@@ -1,0 +1,718 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gabriel-vasile/mimetype"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/peergram/peergram/crypto/filecrypt"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/blobs"
+	"github.com/peergram/peergram/storage"
+)
+
+// Files: a file is encrypted into content-addressed chunks
+// (crypto/filecrypt) as it is sent — the chunks go into the node's own
+// blob store (relay/blobs in read-only mode, served on FileProtocolID) in
+// the same pass, so the source may change or vanish afterwards — and its
+// manifest, a read token and where to fetch it travel in the end-to-end
+// message. The recipient fetches the chunks from the sender's node while
+// it is online, or from the relay the sender uploaded them to: the sender
+// uploads a file that the recipient has not fetched within
+// Config.FileUploadAfter. Every chunk is checked against its name before
+// it is decrypted, and the whole file against the manifest's SHA-256; a
+// download writes chunk by chunk into DEST.part and resumes from the last
+// chunk it recorded as written.
+
+// FileProtocolID is the protocol on which a node serves the chunks of the
+// files it sent (the blob protocol, read-only).
+const FileProtocolID = "/peergram/file/1.0.0"
+
+// fileRef is a file message's file, inside the end-to-end payload.
+type fileRef struct {
+	Manifest []byte   `json:"m"`           // filecrypt manifest
+	Token    []byte   `json:"t"`           // blobs.Token
+	Peer     string   `json:"p,omitempty"` // the sending device's peer ID
+	Relays   []string `json:"r,omitempty"` // relays that hold (or will hold) the chunks, as /p2p/ multiaddrs
+}
+
+// fileRecord is a file of a chat (files.rec: message ID → JSON).
+type fileRecord struct {
+	ID       string    `json:"id"`
+	Chat     string    `json:"chat"`
+	From     string    `json:"from"`
+	Outgoing bool      `json:"out"`
+	SentAt   time.Time `json:"sent_at"`
+	Ref      fileRef   `json:"ref"`
+	State    string    `json:"state"`
+	Done     int       `json:"done"` // chunks written (download) or uploaded (upload), in order
+	Path     string    `json:"path,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+func (r *fileRecord) manifest() (*filecrypt.Manifest, error) { return filecrypt.ParseManifest(r.Ref.Manifest) }
+
+func (r *fileRecord) token() blobs.Token {
+	var t blobs.Token
+	copy(t[:], r.Ref.Token)
+	return t
+}
+
+func (r *fileRecord) view() chat.File {
+	f := chat.File{ID: r.ID, Chat: r.Chat, From: r.From, Outgoing: r.Outgoing, SentAt: r.SentAt, State: r.State, Path: r.Path, Error: r.Error}
+	if m, err := r.manifest(); err == nil {
+		f.Name, f.Size, f.Mime, f.SHA256 = m.Name, m.Size, m.Mime, hex.EncodeToString(m.SHA256[:])
+		f.Done = min(int64(r.Done)*filecrypt.ChunkSize, m.Size)
+		if r.State == chat.FileDownloaded || r.State == chat.FileUploaded {
+			f.Done = m.Size
+		}
+	}
+	return f
+}
+
+// fileEngine is the node's file state.
+type fileEngine struct {
+	store *blobs.Server // this node's chunks, served to recipients
+	wake  chan struct{}
+
+	mu     sync.Mutex
+	served map[blobs.Token]*served // direct fetches of our files, by token
+	active map[string]bool         // downloads under way, by message ID
+}
+
+type served struct {
+	chunks map[[32]byte]bool
+	at     time.Time
+}
+
+func (n *Node) startFiles() error {
+	st, err := blobs.NewServer(blobs.Config{
+		Host: n.host, DB: n.db, ReadOnly: true, Protocol: FileProtocolID,
+		Retention: 100 * 365 * 24 * time.Hour, AccountQuota: math.MaxInt64 / 2, Capacity: math.MaxInt64 / 2,
+		Logger: n.log.With("component", "files"),
+	})
+	if err != nil {
+		return err
+	}
+	n.files = &fileEngine{store: st, wake: make(chan struct{}, 1), served: map[blobs.Token]*served{}, active: map[string]bool{}}
+	st.OnServe(n.fileServed)
+	return st.Start()
+}
+
+// fileServed notes a chunk served directly.
+func (n *Node) fileServed(tok blobs.Token, h [32]byte) {
+	f := n.files
+	f.mu.Lock()
+	s := f.served[tok]
+	if s == nil {
+		s = &served{chunks: map[[32]byte]bool{}}
+		f.served[tok] = s
+	}
+	s.chunks[h], s.at = true, time.Now()
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func fileKey(id string) []byte { return []byte(id) }
+
+func (n *Node) getFile(tx *storage.Txn, id string) (*fileRecord, error) {
+	raw, err := tx.Get(n.st.files, fileKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no file with message ID %q", chat.ErrInvalid, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r fileRecord
+	return &r, json.Unmarshal(raw, &r)
+}
+
+func (n *Node) putFile(tx *storage.Txn, r *fileRecord) error {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.Set(n.st.files, fileKey(r.ID), raw)
+}
+
+// updateFile changes a stored file record and publishes its new state.
+func (n *Node) updateFile(id string, fn func(*fileRecord) error) (*fileRecord, error) {
+	var r *fileRecord
+	err := n.db.Update(func(tx *storage.Txn) error {
+		var err error
+		if r, err = n.getFile(tx, id); err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+		return n.putFile(tx, r)
+	})
+	if err == nil {
+		v := r.view()
+		n.events.publish(chat.Event{Type: chat.EventFile, File: &v})
+	}
+	return r, err
+}
+
+// SendFile sends the file at path to a contact: it is checked (at most
+// 2 GiB), its type detected from its content, encrypted chunk by chunk
+// into the node's store, and its message committed to the outbox; then
+// the source is no longer needed. progress, if not nil, is told the bytes
+// encrypted so far.
+func (n *Node) SendFile(ctx context.Context, contact, path, caption string, progress func(done, total int64)) (chat.Message, error) {
+	if n.files == nil {
+		return chat.Message{}, fmt.Errorf("%w: the node is not running", chat.ErrUnavailable)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return chat.Message{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return chat.Message{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return chat.Message{}, fmt.Errorf("%w: %s is not a regular file", chat.ErrInvalid, path)
+	}
+	if fi.Size() > filecrypt.MaxFileSize {
+		return chat.Message{}, fmt.Errorf("%w: %s is %d bytes; files of at most 2 GiB (%d bytes) can be sent", chat.ErrTooLarge, path, fi.Size(), int64(filecrypt.MaxFileSize))
+	}
+	if len(caption) > maxCaption {
+		return chat.Message{}, fmt.Errorf("%w: a caption of %d bytes (at most %d)", chat.ErrTooLarge, len(caption), maxCaption)
+	}
+	// The contact first: nothing is encrypted for a send that would fail.
+	if err := n.db.View(func(tx *storage.Txn) error { _, err := n.resolve(tx, contact); return err }); err != nil {
+		return chat.Message{}, err
+	}
+	mt, err := mimetype.DetectReader(io.LimitReader(f, 3072))
+	if err != nil {
+		return chat.Message{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return chat.Message{}, err
+	}
+	tok, err := blobs.NewToken(n.rand)
+	if err != nil {
+		return chat.Message{}, err
+	}
+	self := n.keys.account.ID()
+	var added [][32]byte
+	drop := func() {
+		if err := n.files.store.Drop(self, added...); err != nil {
+			n.log.Warn("files: dropping the chunks of a file not sent", "err", err)
+		}
+	}
+	var done int64
+	m, err := filecrypt.Encrypt(n.rand, f, fi.Size(), func(i int, h filecrypt.Hash, ct []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := n.files.store.Add(tok, self, ct); err != nil {
+			return err
+		}
+		added = append(added, h)
+		done += int64(len(ct) - filecrypt.Overhead)
+		if progress != nil {
+			progress(done, fi.Size())
+		}
+		return nil
+	})
+	if err != nil {
+		drop()
+		if errors.Is(err, filecrypt.ErrChanged) {
+			return chat.Message{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+		}
+		return chat.Message{}, err
+	}
+	m.Name, m.Mime = fileName(filepath.Base(path)), mt.String()
+	raw, err := m.MarshalBinary()
+	if err != nil {
+		drop()
+		return chat.Message{}, err
+	}
+	ref := &fileRef{Manifest: raw, Token: tok[:], Peer: n.host.ID().String(), Relays: n.relayAddrs()}
+	var id chat.MessageID
+	if _, err := n.rand.Read(id[:]); err != nil {
+		drop()
+		return chat.Message{}, err
+	}
+	msg, err := n.submitSend(ctx, &sendReq{contact: contact, text: caption, id: id, now: n.cfg.Now(), file: ref})
+	if err != nil {
+		drop()
+		return chat.Message{}, err
+	}
+	n.wakeFiles()
+	return msg, nil
+}
+
+// maxCaption bounds a file's caption (Telegram's is 1,024 characters).
+const maxCaption = 4096
+
+// fileName makes a received or sent name safe to show and to write: no
+// directories, no control characters, at most filecrypt.MaxName bytes.
+func fileName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, s)
+	s = strings.TrimLeft(s, ".")
+	for len(s) > filecrypt.MaxName {
+		_, size := lastRune(s)
+		s = s[:len(s)-size]
+	}
+	if s == "" {
+		s = "file"
+	}
+	return s
+}
+
+func lastRune(s string) (rune, int) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i]&0xc0 != 0x80 {
+			return rune(s[i]), len(s) - i
+		}
+	}
+	return 0, 1
+}
+
+// fileSendTx stores an outgoing file's record with its message (in the
+// send's transaction).
+func (n *Node) fileSendTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) error {
+	m, err := filecrypt.ParseManifest(ref.Manifest)
+	if err != nil {
+		return err
+	}
+	rec.File = &chat.FileInfo{Name: m.Name, Size: m.Size, Mime: m.Mime}
+	return n.putFile(tx, &fileRecord{ID: rec.ID, Chat: rec.Chat, From: rec.From, Outgoing: true, SentAt: rec.SentAt, Ref: *ref, State: chat.FileUploading})
+}
+
+// fileReceiveTx checks a received message's file and stores its record;
+// a file whose manifest does not decode is dropped (the text stays).
+func (n *Node) fileReceiveTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) {
+	m, err := filecrypt.ParseManifest(ref.Manifest)
+	if err != nil || len(ref.Token) != len(blobs.Token{}) || len(ref.Relays) > 8 || len(ref.Peer) > 128 {
+		n.log.Info("files: a file that does not decode", "message", rec.ID, "err", err)
+		return
+	}
+	m.Name = fileName(m.Name)
+	rec.File = &chat.FileInfo{Name: m.Name, Size: m.Size, Mime: m.Mime}
+	state := chat.FileAvailable
+	if rec.Outgoing {
+		state = chat.FileUploading // a copy of our own, sent from another device
+	}
+	if err := n.putFile(tx, &fileRecord{ID: rec.ID, Chat: rec.Chat, From: rec.From, Outgoing: rec.Outgoing, SentAt: rec.SentAt, Ref: *ref, State: state}); err != nil {
+		n.log.Warn("files: store a received file", "err", err)
+	}
+}
+
+// Files lists a chat's files (chat: a contact), oldest first.
+func (n *Node) Files(_ context.Context, contact string) ([]chat.File, error) {
+	var out []chat.File
+	err := n.db.View(func(tx *storage.Txn) error {
+		c, err := n.resolve(tx, contact)
+		if err != nil {
+			return err
+		}
+		return tx.Iterate(n.st.files, nil, func(_, v []byte) error {
+			var r fileRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if r.Chat == c.Account.String() {
+				out = append(out, r.view())
+			}
+			return nil
+		})
+	})
+	slices.SortStableFunc(out, func(a, b chat.File) int { return a.SentAt.Compare(b.SentAt) })
+	return out, err
+}
+
+func (n *Node) wakeFiles() {
+	if n.files == nil {
+		return
+	}
+	select {
+	case n.files.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Download fetches a received file's chunks — from the sender's node if
+// it answers, else from the relays the message names — checks each, and
+// writes the file to out (default: the home's downloads directory). It
+// resumes a download cut short; it returns when the file is complete and
+// verified.
+func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) {
+	if n.files == nil {
+		return chat.File{}, fmt.Errorf("%w: the node is not running", chat.ErrUnavailable)
+	}
+	f := n.files
+	f.mu.Lock()
+	if f.active[id] {
+		f.mu.Unlock()
+		return chat.File{}, fmt.Errorf("%w: this file is being downloaded already", chat.ErrExists)
+	}
+	f.active[id] = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.active, id)
+		f.mu.Unlock()
+	}()
+	var rec *fileRecord
+	if err := n.db.View(func(tx *storage.Txn) (err error) { rec, err = n.getFile(tx, id); return err }); err != nil {
+		return chat.File{}, err
+	}
+	if rec.Outgoing {
+		return chat.File{}, fmt.Errorf("%w: a file this account sent", chat.ErrInvalid)
+	}
+	m, err := rec.manifest()
+	if err != nil {
+		return chat.File{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	if rec.State == chat.FileDownloaded && rec.Path != "" && (out == "" || out == rec.Path) {
+		if _, err := os.Stat(rec.Path); err == nil {
+			return rec.view(), nil
+		}
+	}
+	if out == "" {
+		if rec.Path != "" && rec.State == chat.FileDownloading {
+			out = rec.Path
+		} else if out, err = n.downloadPath(fileName(m.Name)); err != nil {
+			return chat.File{}, err
+		}
+	}
+	if out, err = filepath.Abs(out); err != nil {
+		return chat.File{}, err
+	}
+	start := 0
+	if rec.State == chat.FileDownloading && rec.Path == out {
+		start = rec.Done // resume
+	}
+	rec, err = n.updateFile(id, func(r *fileRecord) error {
+		r.State, r.Path, r.Done, r.Error = chat.FileDownloading, out, start, ""
+		return nil
+	})
+	if err != nil {
+		return chat.File{}, err
+	}
+	if err := n.fetchChunks(ctx, rec, m, out+".part", start); err != nil {
+		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			_, _ = n.updateFile(id, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
+		}
+		return chat.File{}, err
+	}
+	if err := os.Rename(out+".part", out); err != nil {
+		return chat.File{}, err
+	}
+	rec, err = n.updateFile(id, func(r *fileRecord) error { r.State, r.Done = chat.FileDownloaded, len(m.Chunks); return nil })
+	if err != nil {
+		return chat.File{}, err
+	}
+	return rec.view(), nil
+}
+
+// downloadPath is a new path in the home's downloads directory for name.
+func (n *Node) downloadPath(name string) (string, error) {
+	dir := filepath.Join(n.cfg.Home, "downloads")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	ext := filepath.Ext(name)
+	base := strings.TrimSuffix(name, ext)
+	for i := 0; ; i++ {
+		p := filepath.Join(dir, name)
+		if i > 0 {
+			p = filepath.Join(dir, fmt.Sprintf("%s (%d)%s", base, i, ext))
+		}
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(p + ".part"); errors.Is(err, os.ErrNotExist) {
+				return p, nil
+			}
+		}
+	}
+}
+
+// fetchWindow is the chunks fetched at once.
+const fetchWindow = 4
+
+// fetchChunks writes chunks start… of m into part, recording progress,
+// then checks the whole file.
+func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Manifest, part string, start int) error {
+	w, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	srcs := n.fileSources(rec)
+	tok := rec.token()
+	type result struct {
+		i   int
+		pt  []byte
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, fetchWindow)
+	next := start
+	inflight := 0
+	launch := func() {
+		for inflight < fetchWindow && next < len(m.Chunks) {
+			i := next
+			next++
+			inflight++
+			go func() {
+				pt, err := n.fetchChunk(ctx, srcs, tok, m, i)
+				results <- result{i, pt, err}
+			}()
+		}
+	}
+	launch()
+	pending := map[int][]byte{}
+	done := start
+	lastSaved := time.Now()
+	for done < len(m.Chunks) {
+		r := <-results
+		inflight--
+		if r.err != nil {
+			return r.err
+		}
+		pending[r.i] = r.pt
+		for {
+			pt, ok := pending[done]
+			if !ok {
+				break
+			}
+			if _, err := w.WriteAt(pt, int64(done)*filecrypt.ChunkSize); err != nil {
+				return err
+			}
+			delete(pending, done)
+			done++
+		}
+		if time.Since(lastSaved) > 500*time.Millisecond || done == len(m.Chunks) {
+			// Progress is recorded only for what is on disk.
+			if err := w.Sync(); err != nil {
+				return err
+			}
+			d := done
+			if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = d; return nil }); err != nil {
+				return err
+			}
+			lastSaved = time.Now()
+		}
+		launch()
+	}
+	if err := w.Truncate(m.Size); err != nil {
+		return err
+	}
+	if _, err := w.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, w); err != nil {
+		return err
+	}
+	if got := h.Sum(nil); string(got) != string(m.SHA256[:]) {
+		// A chunk written before a crash and never synced: start over.
+		_, _ = n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = 0; return nil })
+		return fmt.Errorf("%w: the file's SHA-256 differs from the sender's; download it again", chat.ErrUnavailable)
+	}
+	return w.Sync()
+}
+
+// fileSource is a place to fetch a file's chunks from.
+type fileSource struct {
+	c    *blobs.Client
+	peer peer.ID
+	name string
+}
+
+// fileSources are the sender's node first, then the relays.
+func (n *Node) fileSources(rec *fileRecord) []fileSource {
+	var out []fileSource
+	if p, err := peer.Decode(rec.Ref.Peer); err == nil && p != n.host.ID() {
+		out = append(out, fileSource{c: blobs.NewClientFor(n.host, FileProtocolID), peer: p, name: "sender"})
+	}
+	for _, a := range rec.Ref.Relays {
+		ma, err := multiaddr.NewMultiaddr(a)
+		if err != nil {
+			continue
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(ma)
+		if err != nil {
+			continue
+		}
+		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		out = append(out, fileSource{c: blobs.NewClient(n.host), peer: ai.ID, name: "relay " + ai.ID.String()})
+	}
+	return out
+}
+
+// fetchChunk gets chunk i from the first source that has it right,
+// retrying while ctx lasts: a chunk that fails its check (corrupted,
+// another file's) is fetched again elsewhere.
+func (n *Node) fetchChunk(ctx context.Context, srcs []fileSource, tok blobs.Token, m *filecrypt.Manifest, i int) ([]byte, error) {
+	wait := 200 * time.Millisecond
+	for {
+		var errs []error
+		for _, s := range srcs {
+			fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			ct, _, err := s.c.Get(fctx, s.peer, tok, m.Chunks[i], 0, 0)
+			cancel()
+			if err == nil {
+				pt, err := filecrypt.OpenChunk(nil, m.Key, m.Size, i, m.Chunks[i], ct)
+				if err == nil {
+					return pt, nil
+				}
+				n.log.Warn("files: a chunk refused", "from", s.name, "chunk", i, "err", err)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+		}
+		if len(srcs) == 0 {
+			return nil, fmt.Errorf("%w: nowhere to fetch the file from", chat.ErrUnavailable)
+		}
+		n.log.Debug("files: chunk not fetched; retrying", "chunk", i, "err", errors.Join(errs...))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// runUploads uploads the files sent that their recipients did not fetch
+// directly within Config.FileUploadAfter to the first home relay, chunk
+// by chunk (resuming: the relay tells which it has).
+func (n *Node) runUploads(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-n.files.wake:
+		}
+		var todo []*fileRecord
+		_ = n.db.View(func(tx *storage.Txn) error {
+			return tx.Iterate(n.st.files, nil, func(_, v []byte) error {
+				var r fileRecord
+				if json.Unmarshal(v, &r) == nil && r.Outgoing && r.State == chat.FileUploading {
+					todo = append(todo, &r)
+				}
+				return nil
+			})
+		})
+		for _, r := range todo {
+			if ctx.Err() != nil {
+				return
+			}
+			n.uploadFile(ctx, r)
+		}
+	}
+}
+
+func (n *Node) uploadAfter() time.Duration {
+	if n.cfg.FileUploadAfter > 0 {
+		return n.cfg.FileUploadAfter
+	}
+	return 15 * time.Second
+}
+
+// uploadFile finishes an outgoing file: fetched whole by the recipient,
+// or uploaded to a relay once FileUploadAfter passed without a direct
+// fetch going on.
+func (n *Node) uploadFile(ctx context.Context, r *fileRecord) {
+	m, err := r.manifest()
+	if err != nil {
+		return
+	}
+	tok := r.token()
+	f := n.files
+	f.mu.Lock()
+	s := f.served[tok]
+	all, recent := false, false
+	if s != nil {
+		all = len(s.chunks) >= len(m.Chunks)
+		recent = time.Since(s.at) < n.uploadAfter()
+	}
+	f.mu.Unlock()
+	if all {
+		_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Done = chat.FileUploaded, len(m.Chunks); return nil })
+		return
+	}
+	if recent || n.cfg.Now().Sub(r.SentAt) < n.uploadAfter() || len(n.relays) == 0 {
+		return
+	}
+	relay := n.relays[0].ID
+	c := blobs.NewClient(n.host)
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	have, err := c.Has(hctx, relay, tok, hashes(m.Chunks))
+	cancel()
+	if err != nil {
+		n.log.Info("files: relay unreachable for an upload", "err", err)
+		return
+	}
+	for i, h := range m.Chunks {
+		if have[i] {
+			continue
+		}
+		data, err := f.store.Read(h)
+		if err != nil {
+			_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = c.Put(pctx, relay, n.keys.device, cert, tok, data)
+		cancel()
+		if err != nil {
+			var se *blobs.StatusError
+			if errors.As(err, &se) && (se.Code == blobs.CodeQuota || se.Code == blobs.CodeFull || se.Code == blobs.CodeInvalid) {
+				_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
+			} else {
+				n.log.Info("files: upload cut; resumes", "chunk", i, "err", err)
+			}
+			return
+		}
+		if i%16 == 15 {
+			d := i + 1
+			_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.Done = d; return nil })
+		}
+	}
+	_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Done = chat.FileUploaded, len(m.Chunks); return nil })
+}
+
+func hashes(hs []filecrypt.Hash) [][32]byte {
+	out := make([][32]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}

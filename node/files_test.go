@@ -1,0 +1,180 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/peergram/peergram/crypto/filecrypt"
+	"github.com/peergram/peergram/node/chat"
+)
+
+// writeFile writes n random bytes with a marker at the start and returns
+// the path and the content's SHA-256.
+func writeFile(t *testing.T, n int) (string, [32]byte) {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	copy(b, []byte(testMarker))
+	p := filepath.Join(t.TempDir(), "report.bin")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, sha256.Sum256(b)
+}
+
+func fileSum(t *testing.T, p string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// TestFileDirect: Alice sends a file to Bob, both online; the source is
+// deleted at once (the chunks are in Alice's store); Bob downloads it
+// from Alice's node — no blob ever reaches the relay — and gets the same
+// bytes. The file's listing shows it on both sides.
+func TestFileDirect(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = time.Hour }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	path, sum := writeFile(t, 3*filecrypt.ChunkSize+12345)
+	msg, err := alice.SendFile(ctx, "bob", path, "the report", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.File == nil || msg.File.Name != "report.bin" || msg.File.Size != 3*filecrypt.ChunkSize+12345 || msg.Text != "the report" {
+		t.Fatalf("message %+v", msg)
+	}
+	os.Remove(path)
+	var files []chat.File
+	eventually(t, "the file at Bob", func() (bool, error) {
+		files, err = bob.Files(ctx, "alice")
+		return err == nil && len(files) == 1, err
+	})
+	if f := files[0]; f.ID != msg.ID || f.State != chat.FileAvailable || f.Mime != "application/octet-stream" || f.Outgoing {
+		t.Fatalf("Bob's listing %+v", f)
+	}
+	out := filepath.Join(t.TempDir(), "got.bin")
+	got, err := bob.Download(ctx, msg.ID, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != chat.FileDownloaded || got.Path != out || fileSum(t, out) != sum {
+		t.Fatalf("downloaded %+v", got)
+	}
+	if _, total := relay.blobs.Usage(alice.keys.account.ID()); total != 0 {
+		t.Fatalf("%d bytes went to the relay for a direct transfer", total)
+	}
+	eventually(t, "Alice sees it fetched", func() (bool, error) {
+		fs, err := alice.Files(ctx, "bob")
+		return err == nil && len(fs) == 1 && fs[0].State == chat.FileUploaded, err
+	})
+}
+
+// TestFileThroughRelay: Bob is offline; Alice's file goes to the relay;
+// Alice stops; Bob starts and downloads it from the relay alone. The
+// marker written through the file is in no file of the relay's data.
+func TestFileThroughRelay(t *testing.T) {
+	relayDir := t.TempDir()
+	relay := startRelay(t, relayDir)
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = 200 * time.Millisecond }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	bob.stop()
+	ctx := context.Background()
+	path, sum := writeFile(t, 2*filecrypt.ChunkSize+7)
+	msg, err := alice.SendFile(ctx, "bob", path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "uploaded", func() (bool, error) {
+		fs, err := alice.Files(ctx, "bob")
+		return err == nil && len(fs) == 1 && fs[0].State == chat.FileUploaded, err
+	})
+	eventually(t, "the message at the relay", func() (bool, error) {
+		st := statusOf(t, alice, "bob")[""] // (keyed by text: the file has no caption)
+		return st == chat.StatusSent || st == chat.StatusDelivered, nil
+	})
+	alice.stop()
+	bob = startNode(t, bobHome, relay.addr)
+	eventually(t, "the file at Bob", func() (bool, error) {
+		fs, err := bob.Files(ctx, "alice")
+		return err == nil && len(fs) == 1, err
+	})
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	got, err := bob.Download(dctx, msg.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileSum(t, got.Path) != sum || filepath.Dir(got.Path) != filepath.Join(bobHome, "downloads") {
+		t.Fatalf("downloaded %+v", got)
+	}
+	relay.close()
+	assertNoMarker(t, relayDir)
+}
+
+// TestFileRefusals: over 2 GiB is refused before anything is encrypted;
+// an unknown contact, a directory, a missing file; a download of a file
+// one sent or of no file.
+func TestFileRefusals(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	big := filepath.Join(t.TempDir(), "big.iso")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(filecrypt.MaxFileSize + 1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := alice.SendFile(ctx, "bob", big, "", nil); !errors.Is(err, chat.ErrTooLarge) {
+		t.Fatalf("2 GiB + 1: %v", err)
+	}
+	small, _ := writeFile(t, 10)
+	for name, c := range map[string]struct {
+		contact, path string
+		want          error
+	}{
+		"unknown contact": {"carol", small, chat.ErrUnknownContact},
+		"a directory":     {"bob", t.TempDir(), chat.ErrInvalid},
+		"no such file":    {"bob", filepath.Join(t.TempDir(), "none"), chat.ErrInvalid},
+	} {
+		if _, err := alice.SendFile(ctx, c.contact, c.path, "", nil); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, total := alice.files.store.Usage(alice.keys.account.ID()); total != 0 {
+		t.Fatalf("refused sends left %d bytes of chunks", total)
+	}
+	msg, err := alice.SendFile(ctx, "bob", small, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Download(ctx, msg.ID, ""); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("downloading one's own: %v", err)
+	}
+	if _, err := bob.Download(ctx, "00", ""); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("no such file: %v", err)
+	}
+}
