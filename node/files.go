@@ -65,7 +65,9 @@ type fileRecord struct {
 	Error    string    `json:"error,omitempty"`
 }
 
-func (r *fileRecord) manifest() (*filecrypt.Manifest, error) { return filecrypt.ParseManifest(r.Ref.Manifest) }
+func (r *fileRecord) manifest() (*filecrypt.Manifest, error) {
+	return filecrypt.ParseManifest(r.Ref.Manifest)
+}
 
 func (r *fileRecord) token() blobs.Token {
 	var t blobs.Token
