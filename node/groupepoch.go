@@ -30,21 +30,31 @@ import (
 // to its admins, and a rotation costs one wrap per device, made once.
 //
 // Epoch numbers: the high 32 bits are the length of the group's log when
-// the key was drawn (its base), the low 32 bits random, so two admins
-// drawing at once make two distinct epochs. A device seals with the
-// greatest epoch it holds, and only if that key was drawn after the last
-// entry that took a member out (remove, ban, leave): a member removed at
-// log position s got copies only of keys with base ≤ s, none of which
-// seals anything after its removal is known. An admin draws a new key as
-// soon as it learns of a removal (and when it posts with none fresh); a
-// member that is not an admin and holds no fresh key cannot post until an
-// admin's new key reaches it (chat.ErrUnavailable).
+// the key was drawn (its base), the next 16 the first two bytes of the
+// hash of the log's last entry then (its branch), the low 16 random, so
+// that two admins drawing at once make two distinct epochs. A device
+// seals with the greatest epoch it holds that is fresh: drawn on the log
+// this node holds (the entry at base−1 is there, with that hash), after
+// the log's last entry that took a member out (remove, ban, leave), by an
+// account that is still an admin. A member removed at log position s got
+// copies only of keys drawn before s on that branch; none of them is
+// fresh once the removal is known — whatever epoch number its drawer
+// chose (a far-future base is not on the log) and whichever way a fork
+// went (a key drawn on a branch that lost is not on the log either).
+// An admin draws a new key as soon as it learns of a removal (and when it
+// posts with none fresh); a member that is not an admin and holds no
+// fresh key cannot post until an admin's new key reaches it
+// (chat.ErrUnavailable).
 //
 // Members who join get the current key from an admin's next pass (run on
 // every change of the group); in a channel, every key the admin holds,
 // so that subscribers read its history as in Telegram. In a group, a new
 // member reads the current epoch (from the last rotation on), and nothing
 // before it.
+
+// maxEpochAhead is how many entries beyond its own log a node accepts an
+// epoch's base to be (the drawer may hold entries not here yet).
+const maxEpochAhead = 16
 
 // DefaultSenderKeyLimit is the most members a group encrypts with Sender
 // Keys by default (the design's threshold: Sender Keys cost every member
@@ -60,7 +70,8 @@ func (n *Node) epochTier(st *groupstate.State) bool {
 	return st.Channel() || len(st.Members) > limit
 }
 
-// Keys of groups.ek: group(32) || 'K' || epoch(8) → the key's secret;
+// Keys of groups.ek: group(32) || 'K' || epoch(8) → the key's secret ||
+// the account that drew it;
 // group || 'G' || epoch || device(32) → nothing: that device has a copy
 // (kept by admins); group || 'H' || epoch → nothing: a message waits for
 // the key (see heldMarkerKey for why).
@@ -80,6 +91,37 @@ func epochHeldKey(g groupstate.GroupID, epoch uint64) []byte {
 // epochBase is the log length at which an epoch's key was drawn.
 func epochBase(epoch uint64) uint64 { return epoch >> 32 }
 
+// epochNumber is the number of a key drawn on l now, with 16 random bits.
+func epochNumber(l *groupstate.Log, random uint16) uint64 {
+	h := l.Head().Hash()
+	return uint64(l.State().Seq+1)<<32 | uint64(h[0])<<24 | uint64(h[1])<<16 | uint64(random)
+}
+
+// onLog tells whether an epoch was drawn on l: its base is within l and
+// the entry before it has the hash bits the epoch names.
+func onLog(l *groupstate.Log, epoch uint64) bool {
+	base := epochBase(epoch)
+	if base == 0 || base > l.State().Seq+1 {
+		return false
+	}
+	es := l.Entries(base - 1)
+	if len(es) == 0 {
+		return false
+	}
+	h := es[0].Hash()
+	return uint64(h[0])<<24|uint64(h[1])<<16 == epoch&0xffff0000
+}
+
+// heldKey is an epoch key as stored, with the account that drew it.
+type heldKey struct {
+	epochkey.Key
+	drawer identity.AccountID
+}
+
+func epochKeyValue(k epochkey.Key, drawer identity.AccountID) []byte {
+	return append(append(make([]byte, 0, 64), k.Secret[:]...), drawer[:]...)
+}
+
 // lastRemoval is the position of the last entry of l that took a member
 // out, 0 if none did.
 func lastRemoval(l *groupstate.Log) uint64 {
@@ -96,14 +138,24 @@ func lastRemoval(l *groupstate.Log) uint64 {
 // epochKeys returns the epoch keys this device holds for g, oldest
 // epoch first.
 func (n *Node) epochKeys(tx *storage.Txn, g groupstate.GroupID) ([]epochkey.Key, error) {
-	var keys []epochkey.Key
+	held, err := n.heldKeys(tx, g)
+	keys := make([]epochkey.Key, len(held))
+	for i, h := range held {
+		keys[i] = h.Key
+	}
+	return keys, err
+}
+
+func (n *Node) heldKeys(tx *storage.Txn, g groupstate.GroupID) ([]heldKey, error) {
+	var keys []heldKey
 	prefix := append(append([]byte(nil), g[:]...), 'K')
 	err := tx.Iterate(n.st.groupEpoch, prefix, func(key, val []byte) error {
-		if len(key) != len(prefix)+8 || len(val) != 32 {
+		if len(key) != len(prefix)+8 || len(val) != 64 {
 			return fmt.Errorf("an epoch key record of %d/%d bytes", len(key), len(val))
 		}
-		k := epochkey.Key{Group: g, Epoch: binary.BigEndian.Uint64(key[len(prefix):])}
+		k := heldKey{Key: epochkey.Key{Group: g, Epoch: binary.BigEndian.Uint64(key[len(prefix):])}}
 		copy(k.Secret[:], val)
+		copy(k.drawer[:], val[32:])
 		keys = append(keys, k)
 		return nil
 	})
@@ -111,14 +163,20 @@ func (n *Node) epochKeys(tx *storage.Txn, g groupstate.GroupID) ([]epochkey.Key,
 }
 
 // freshEpoch returns the key to seal with in l's group: the greatest
-// epoch held, if it was drawn after the last removal.
+// epoch held that is fresh (see the comment at the top).
 func (n *Node) freshEpoch(tx *storage.Txn, l *groupstate.Log) (epochkey.Key, bool, error) {
-	keys, err := n.epochKeys(tx, l.Group())
-	if err != nil || len(keys) == 0 {
+	keys, err := n.heldKeys(tx, l.Group())
+	if err != nil {
 		return epochkey.Key{}, false, err
 	}
-	k := keys[len(keys)-1]
-	return k, epochBase(k.Epoch) > lastRemoval(l), nil
+	removed, st := lastRemoval(l), l.State()
+	for i := len(keys) - 1; i >= 0; i-- {
+		k := keys[i]
+		if epochBase(k.Epoch) > removed && onLog(l, k.Epoch) && st.Role(k.drawer) >= groupstate.RoleAdmin {
+			return k.Key, true, nil
+		}
+	}
+	return epochkey.Key{}, false, nil
 }
 
 // memberCerts returns the certified devices of st's members that this
@@ -157,16 +215,15 @@ func (n *Node) memberCerts(tx *storage.Txn, st *groupstate.State) ([]identity.De
 // drawEpoch draws a new epoch key for l's group and wraps it for every
 // member device known; it returns the key and the envelopes to publish.
 func (n *Node) drawEpoch(tx *storage.Txn, l *groupstate.Log) (epochkey.Key, [][]byte, error) {
-	var r [4]byte
+	var r [2]byte
 	if _, err := io.ReadFull(n.rand, r[:]); err != nil {
 		return epochkey.Key{}, nil, err
 	}
-	epoch := uint64(l.State().Seq+1)<<32 | uint64(binary.BigEndian.Uint32(r[:]))
-	k, err := epochkey.NewKey(n.rand, l.Group(), epoch)
+	k, err := epochkey.NewKey(n.rand, l.Group(), epochNumber(l, binary.BigEndian.Uint16(r[:])))
 	if err != nil {
 		return epochkey.Key{}, nil, err
 	}
-	if err := tx.Set(n.st.groupEpoch, epochKeyKey(k.Group, k.Epoch), k.Secret[:]); err != nil {
+	if err := tx.Set(n.st.groupEpoch, epochKeyKey(k.Group, k.Epoch), epochKeyValue(k, n.keys.account.ID())); err != nil {
 		return epochkey.Key{}, nil, err
 	}
 	certs, err := n.memberCerts(tx, l.State())
@@ -190,6 +247,9 @@ func (n *Node) grantEpoch(tx *storage.Txn, k epochkey.Key, devices []identity.De
 	}
 	var envs [][]byte
 	for _, p := range pages {
+		if len(p.Grants) == 0 {
+			continue // only devices no copy can be made for
+		}
 		raw, err := p.MarshalBinary()
 		if err != nil {
 			return nil, err
@@ -354,7 +414,7 @@ func (n *Node) takeEpochMessage(gid groupstate.GroupID, msg *groupnet.Message) e
 		p := pendingMessage{ID: hex.EncodeToString([]byte(msg.ID)), From: msg.Account, Time: msg.Time, Payload: msg.Payload}
 		secret, err := tx.Get(n.st.groupEpoch, epochKeyKey(gid, h.Epoch))
 		if errors.Is(err, storage.ErrNotFound) {
-			return n.holdEpochMessage(tx, gid, msg.Device, h.Epoch, &p)
+			return n.holdEpochMessage(tx, gid, msg.Account, msg.Device, h.Epoch, &p)
 		}
 		if err != nil {
 			return err
@@ -382,21 +442,31 @@ func (n *Node) announce(gid groupstate.GroupID, gm groupMessage) {
 	}
 }
 
-func epochPendKey(gid groupstate.GroupID, dev identity.DeviceID, epoch uint64, id []byte) []byte {
-	k := binary.BigEndian.AppendUint64(append(append([]byte(nil), gid[:]...), dev[:]...), epoch)
+func epochPendKey(gid groupstate.GroupID, acct identity.AccountID, dev identity.DeviceID, epoch uint64, id []byte) []byte {
+	k := binary.BigEndian.AppendUint64(append(append(append([]byte(nil), gid[:]...), acct[:]...), dev[:]...), epoch)
 	return append(k, id[:8]...)
 }
 
+// epochPendLen is the length of a groups.epend key.
+const epochPendLen = 32 + 32 + 32 + 8 + 8
+
 // holdEpochMessage keeps a message until its epoch's key arrives, within
-// the bounds of held Sender Keys messages.
-func (n *Node) holdEpochMessage(tx *storage.Txn, gid groupstate.GroupID, dev identity.DeviceID, epoch uint64, p *pendingMessage) error {
+// the bounds of held Sender Keys messages — per sending account rather
+// than per device (an account may list many devices) — and only for an
+// epoch whose base is within the log (give or take an entry this node
+// has not got yet): a member cannot fill the group's bound with epochs
+// no one will ever draw (review finding).
+func (n *Node) holdEpochMessage(tx *storage.Txn, gid groupstate.GroupID, from identity.AccountID, dev identity.DeviceID, epoch uint64, p *pendingMessage) error {
 	if len(p.Payload) > maxHeldPayload {
 		return fmt.Errorf("a held message of %d bytes (at most %d)", len(p.Payload), maxHeldPayload)
+	}
+	if st := n.groupState(gid); st == nil || epochBase(epoch) == 0 || epochBase(epoch) > st.Seq+1+maxEpochAhead {
+		return fmt.Errorf("a message of epoch %x, not drawn on this group's log", epoch)
 	}
 	for _, b := range []struct {
 		prefix []byte
 		max    int
-	}{{append(append([]byte(nil), gid[:]...), dev[:]...), maxPendingDevice}, {gid[:], maxPendingGroup}} {
+	}{{append(append([]byte(nil), gid[:]...), from[:]...), maxPendingDevice}, {gid[:], maxPendingGroup}} {
 		held, err := tx.Count(n.st.groupEpend, b.prefix)
 		if err != nil {
 			return err
@@ -419,7 +489,7 @@ func (n *Node) holdEpochMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 	if err := n.markSeen(tx, gid, hash); err != nil {
 		return err
 	}
-	return tx.SetTTL(n.st.groupEpend, epochPendKey(gid, dev, epoch, hash), raw, 7*24*time.Hour)
+	return tx.SetTTL(n.st.groupEpend, epochPendKey(gid, p.From, dev, epoch, hash), raw, 7*24*time.Hour)
 }
 
 // openEpochMessage opens a message with k and stores it. A message that
@@ -494,7 +564,7 @@ func (n *Node) takeGrants(gid groupstate.GroupID, msg *groupnet.Message) error {
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-		if err := tx.Set(n.st.groupEpoch, epochKeyKey(gid, k.Epoch), k.Secret[:]); err != nil {
+		if err := tx.Set(n.st.groupEpoch, epochKeyKey(gid, k.Epoch), epochKeyValue(k, g.Cert.Account)); err != nil {
 			return err
 		}
 		// The marker makes this and a hold of a message for the epoch
@@ -511,11 +581,11 @@ func (n *Node) takeGrants(gid groupstate.GroupID, msg *groupnet.Message) error {
 		}
 		var hs []held
 		if err := tx.Iterate(n.st.groupEpend, gid[:], func(key, val []byte) error {
-			if len(key) != 32+32+8+8 || binary.BigEndian.Uint64(key[64:72]) != k.Epoch {
+			if len(key) != epochPendLen || binary.BigEndian.Uint64(key[96:104]) != k.Epoch {
 				return nil
 			}
 			h := held{key: append([]byte(nil), key...)}
-			copy(h.dev[:], key[32:64])
+			copy(h.dev[:], key[64:96])
 			if err := json.Unmarshal(val, &h.p); err != nil {
 				return err
 			}

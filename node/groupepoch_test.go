@@ -309,7 +309,8 @@ func TestEpochGrantsAttacks(t *testing.T) {
 }
 
 // TestEpochHeldBounded: messages under epochs whose key never comes are
-// held within the bounds of held Sender Keys messages.
+// held within the bounds of held Sender Keys messages, per sending
+// account, and only for epochs drawn on the log.
 func TestEpochHeldBounded(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	home, _ := initHome(t, "bob")
@@ -333,8 +334,11 @@ func TestEpochHeldBounded(t *testing.T) {
 	if err := bob.takeEnvelope([32]byte(gid), junk(1, maxHeldPayload+1)); err == nil {
 		t.Fatal("a held message over the size bound was taken")
 	}
+	if err := bob.takeEnvelope([32]byte(gid), junk(1<<40, 1000)); err == nil {
+		t.Fatal("a message of an epoch far beyond the log was held")
+	}
 	for i := range maxPendingDevice + 50 {
-		_ = bob.takeEnvelope([32]byte(gid), junk(uint64(i+1)<<32, 1000))
+		_ = bob.takeEnvelope([32]byte(gid), junk(1<<32|uint64(i), 1000))
 	}
 	var held int
 	if err := bob.db.View(func(tx *storage.Txn) (err error) {

@@ -111,7 +111,10 @@ type Grants struct {
 
 // Wrap wraps k for every device of members (certificates the caller has
 // verified against the members' device lists), signed by the admin's
-// device, in pages of at most PageGrants.
+// device, in pages of at most PageGrants. A device whose key cannot be
+// wrapped for (a low-order X25519 point, which a certificate does not
+// exclude) is left out, so that one bad device cannot stop a group's
+// rotation; the pages say who got a copy.
 func Wrap(admin *identity.DeviceKey, cert *identity.DeviceCert, k Key, members []identity.DeviceCert) ([]*Grants, error) {
 	if cert.Device != admin.ID() {
 		return nil, fmt.Errorf("%w: certificate of another device", ErrAuth)
@@ -122,15 +125,15 @@ func Wrap(admin *identity.DeviceKey, cert *identity.DeviceCert, k Key, members [
 		for _, m := range members[start:min(start+PageGrants, len(members))] {
 			pub, err := ecdh.X25519().NewPublicKey(m.DH[:])
 			if err != nil {
-				return nil, fmt.Errorf("epochkey: device %s: %w", m.Device, err)
+				continue
 			}
 			pk, err := hpke.NewDHKEMPublicKey(pub)
 			if err != nil {
-				return nil, fmt.Errorf("epochkey: %w", err)
+				continue
 			}
 			ct, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), wrapInfo(k.Group, k.Epoch, m.Device), k.Secret[:])
 			if err != nil {
-				return nil, fmt.Errorf("epochkey: wrap: %w", err)
+				continue // a low-order point
 			}
 			g.Grants = append(g.Grants, Grant{Device: m.Device, Wrapped: ct})
 		}

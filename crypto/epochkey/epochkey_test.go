@@ -270,3 +270,26 @@ func BenchmarkUnwrap(b *testing.B) {
 		}
 	}
 }
+
+// TestLowOrderDeviceSkipped: a device certified with a low-order X25519
+// key (all zeros) gets no copy, and the others still do — one bad device
+// cannot stop a group's rotation (review finding).
+func TestLowOrderDeviceSkipped(t *testing.T) {
+	admin, good, bad := newDevice(t), newDevice(t), newDevice(t)
+	badCert := *bad.cert
+	badCert.DH = [32]byte{}
+	k, err := NewKey(rand.Reader, [32]byte{1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := Wrap(admin.key, admin.cert, k, []identity.DeviceCert{*good.cert, badCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pages) != 1 || len(pages[0].Grants) != 1 || pages[0].Grants[0].Device != good.key.ID() {
+		t.Fatalf("pages %+v", pages)
+	}
+	if got, err := pages[0].Unwrap(good.key); err != nil || got != k {
+		t.Fatalf("the good device: %v", err)
+	}
+}
