@@ -433,3 +433,49 @@ func TestChannelEpochs(t *testing.T) {
 		t.Fatal("banned Bob read a post after his ban")
 	}
 }
+
+// TestEpochDemotedDrawerRetired: a key drawn by an admin who is demoted
+// is no longer sealed under (she may have wrapped it for anyone); the
+// node falls back to a key of a current admin.
+func TestEpochDemotedDrawerRetired(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	nodes, _, g := threeInEpochGroup(t, relay)
+	alice, carol := nodes["alice"], nodes["carol"]
+	ctx := context.Background()
+	gid, _ := hex.DecodeString(g.ID)
+	group := [32]byte(gid)
+	if _, err := alice.SendGroup(ctx, g.ID, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SetGroupRole(ctx, g.ID, "carol", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Carol an admin at Carol", func() (bool, error) {
+		st := carol.groupState(group)
+		return st != nil && st.Role(carol.keys.account.ID()) == groupstate.RoleAdmin, nil
+	})
+	var envs [][]byte
+	var drawn uint64
+	if err := carol.db.Update(func(tx *storage.Txn) error {
+		l, err := carol.findGroup(tx, g.ID)
+		if err != nil {
+			return err
+		}
+		k, e, err := carol.drawEpoch(tx, l)
+		drawn, envs = k.Epoch, e
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	carol.publishEnvelopes(ctx, group, envs)
+	eventually(t, "Alice seals under Carol's key", func() (bool, error) {
+		e, fresh := sealingEpoch(t, alice, g.ID)
+		return fresh && e == drawn, nil
+	})
+	if _, err := alice.SetGroupRole(ctx, g.ID, "carol", "member"); err != nil {
+		t.Fatal(err)
+	}
+	if e, fresh := sealingEpoch(t, alice, g.ID); !fresh || e == drawn {
+		t.Fatalf("after Carol's demotion Alice seals under %x (Carol's: %x), fresh %v", e, drawn, fresh)
+	}
+}

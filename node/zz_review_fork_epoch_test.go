@@ -135,6 +135,17 @@ func TestReviewForkEpochSurvivesRemoval(t *testing.T) {
 		st := bob.groupState(group)
 		return st != nil && st.Seq == L+1 && st.Role(carol.keys.account.ID()) == groupstate.RoleNone, nil
 	})
+	// Two more entries on Alice's branch: her log grows past the base of
+	// Bob's key, which only the branch hash tells apart now.
+	for _, role := range []string{"admin", "member"} {
+		if _, err := alice.SetGroupRole(ctx, g.ID, "dave", role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "Alice's branch at Bob", func() (bool, error) {
+		st := bob.groupState(group)
+		return st != nil && st.Seq == L+3, nil
+	})
 	time.Sleep(2 * time.Second) // Alice's and Bob's passes
 	if _, err := alice.SendGroup(ctx, g.ID, "alice after removal"); err != nil {
 		t.Fatal(err)
