@@ -21,6 +21,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/peergram/peergram/crypto/filecrypt"
+	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/relay/blobs"
 	"github.com/peergram/peergram/storage"
@@ -59,6 +60,7 @@ type fileRecord struct {
 	Outgoing bool      `json:"out"`
 	SentAt   time.Time `json:"sent_at"`
 	Ref      fileRef   `json:"ref"`
+	Group    bool      `json:"group,omitempty"` // Chat is a group's ID
 	State    string    `json:"state"`
 	Done     int       `json:"done"` // chunks written (download) or uploaded (upload), in order
 	Path     string    `json:"path,omitempty"`
@@ -175,12 +177,23 @@ func (n *Node) updateFile(id string, fn func(*fileRecord) error) (*fileRecord, e
 	return r, err
 }
 
-// SendFile sends the file at path to a contact: it is checked (at most
-// 2 GiB), its type detected from its content, encrypted chunk by chunk
-// into the node's store, and its message committed to the outbox; then
-// the source is no longer needed. progress, if not nil, is told the bytes
-// encrypted so far.
-func (n *Node) SendFile(ctx context.Context, contact, path, caption string, progress func(done, total int64)) (chat.Message, error) {
+// SendFile sends the file at req.Path to a contact: it is checked (at
+// most 2 GiB), its type detected from its content, encrypted chunk by
+// chunk into the node's store, and its message committed to the outbox;
+// then the source is no longer needed. Progress goes out as EventFile
+// events (state uploading, Done the bytes encrypted) under the message's
+// ID, which the caller may choose (req.ID).
+func (n *Node) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, error) {
+	contact, path, caption := req.Chat, req.Path, req.Caption
+	var id chat.MessageID
+	if req.ID != "" {
+		var err error
+		if id, err = chat.ParseMessageID(req.ID); err != nil {
+			return chat.Message{}, fmt.Errorf("%w: message ID: %w", chat.ErrInvalid, err)
+		}
+	} else if _, err := n.rand.Read(id[:]); err != nil {
+		return chat.Message{}, err
+	}
 	if n.files == nil {
 		return chat.Message{}, fmt.Errorf("%w: the node is not running", chat.ErrUnavailable)
 	}
@@ -202,9 +215,22 @@ func (n *Node) SendFile(ctx context.Context, contact, path, caption string, prog
 	if len(caption) > maxCaption {
 		return chat.Message{}, fmt.Errorf("%w: a caption of %d bytes (at most %d)", chat.ErrTooLarge, len(caption), maxCaption)
 	}
-	// The contact first: nothing is encrypted for a send that would fail.
-	if err := n.db.View(func(tx *storage.Txn) error { _, err := n.resolve(tx, contact); return err }); err != nil {
+	// The chat first: nothing is encrypted for a send that would fail.
+	var group *groupstate.State
+	if err := n.db.View(func(tx *storage.Txn) error {
+		_, err := n.resolve(tx, contact)
+		if errors.Is(err, chat.ErrUnknownContact) {
+			if l, gerr := n.findGroup(tx, contact); gerr == nil {
+				group = l.State()
+				return nil
+			}
+		}
+		return err
+	}); err != nil {
 		return chat.Message{}, err
+	}
+	if group != nil && !group.MayPost(n.keys.account.ID()) {
+		return chat.Message{}, fmt.Errorf("%w: you may not post in this group", chat.ErrInvalid)
 	}
 	mt, err := mimetype.DetectReader(io.LimitReader(f, 3072))
 	if err != nil {
@@ -225,6 +251,12 @@ func (n *Node) SendFile(ctx context.Context, contact, path, caption string, prog
 		}
 	}
 	var done int64
+	progress := func(done, total int64) {
+		n.events.publish(chat.Event{Type: chat.EventFile, File: &chat.File{
+			ID: id.String(), Name: fileName(filepath.Base(path)), Size: total, Done: done, Outgoing: true, State: chat.FileUploading, SentAt: n.cfg.Now().UTC(),
+		}})
+	}
+	last := time.Time{}
 	m, err := filecrypt.Encrypt(n.rand, f, fi.Size(), func(i int, h filecrypt.Hash, ct []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -234,8 +266,9 @@ func (n *Node) SendFile(ctx context.Context, contact, path, caption string, prog
 		}
 		added = append(added, h)
 		done += int64(len(ct) - filecrypt.Overhead)
-		if progress != nil {
+		if time.Since(last) > 100*time.Millisecond || done == fi.Size() {
 			progress(done, fi.Size())
+			last = time.Now()
 		}
 		return nil
 	})
@@ -253,10 +286,15 @@ func (n *Node) SendFile(ctx context.Context, contact, path, caption string, prog
 		return chat.Message{}, err
 	}
 	ref := &fileRef{Manifest: raw, Token: tok[:], Peer: n.host.ID().String(), Relays: n.relayAddrs()}
-	var id chat.MessageID
-	if _, err := n.rand.Read(id[:]); err != nil {
-		drop()
-		return chat.Message{}, err
+	if group != nil {
+		gm, err := n.postGroup(ctx, hex.EncodeToString(group.Group[:]), &groupBody{Text: caption, File: ref}, nil)
+		if err != nil {
+			drop()
+			return chat.Message{}, err
+		}
+		n.wakeFiles()
+		return chat.Message{ID: gm.ID, Chat: gm.Group, From: gm.From, Outgoing: true, Text: caption, SentAt: gm.SentAt,
+			Status: chat.StatusSent, File: gm.File, FromName: gm.FromName, FromContact: true}, nil
 	}
 	msg, err := n.submitSend(ctx, &sendReq{contact: contact, text: caption, id: id, now: n.cfg.Now(), file: ref})
 	if err != nil {
@@ -310,11 +348,44 @@ func (n *Node) fileSendTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) err
 	return n.putFile(tx, &fileRecord{ID: rec.ID, Chat: rec.Chat, From: rec.From, Outgoing: true, SentAt: rec.SentAt, Ref: *ref, State: chat.FileUploading})
 }
 
+// check decodes a file reference from the network and bounds it.
+func (ref *fileRef) check() (*filecrypt.Manifest, error) {
+	m, err := filecrypt.ParseManifest(ref.Manifest)
+	switch {
+	case err != nil:
+		return nil, err
+	case len(ref.Token) != len(blobs.Token{}):
+		return nil, fmt.Errorf("a file token of %d bytes", len(ref.Token))
+	case len(ref.Relays) > 8 || len(ref.Peer) > 128:
+		return nil, errors.New("a file reference with too many sources")
+	}
+	for _, r := range ref.Relays {
+		if len(r) > 512 {
+			return nil, errors.New("a file source address over 512 bytes")
+		}
+	}
+	return m, nil
+}
+
+// fileGroupTx stores the record of a group message's file (sent or
+// received).
+func (n *Node) fileGroupTx(tx *storage.Txn, gid groupstate.GroupID, gm *groupMessage, ref *fileRef) error {
+	if _, err := ref.check(); err != nil {
+		return nil // (setBody dropped it too)
+	}
+	state := chat.FileAvailable
+	if gm.From == n.keys.account.ID() {
+		state = chat.FileUploading
+	}
+	return n.putFile(tx, &fileRecord{ID: gm.ID, Chat: hex.EncodeToString(gid[:]), Group: true, From: gm.From.String(),
+		Outgoing: gm.From == n.keys.account.ID(), SentAt: time.UnixMilli(gm.SentAt).UTC(), Ref: *ref, State: state})
+}
+
 // fileReceiveTx checks a received message's file and stores its record;
 // a file whose manifest does not decode is dropped (the text stays).
 func (n *Node) fileReceiveTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) {
-	m, err := filecrypt.ParseManifest(ref.Manifest)
-	if err != nil || len(ref.Token) != len(blobs.Token{}) || len(ref.Relays) > 8 || len(ref.Peer) > 128 {
+	m, err := ref.check()
+	if err != nil {
 		n.log.Info("files: a file that does not decode", "message", rec.ID, "err", err)
 		return
 	}
@@ -333,8 +404,19 @@ func (n *Node) fileReceiveTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) 
 func (n *Node) Files(_ context.Context, contact string) ([]chat.File, error) {
 	var out []chat.File
 	err := n.db.View(func(tx *storage.Txn) error {
+		var id string
 		c, err := n.resolve(tx, contact)
-		if err != nil {
+		switch {
+		case err == nil:
+			id = c.Account.String()
+		case errors.Is(err, chat.ErrUnknownContact):
+			l, gerr := n.findGroup(tx, contact)
+			if gerr != nil {
+				return err
+			}
+			g := l.Group()
+			id = hex.EncodeToString(g[:])
+		default:
 			return err
 		}
 		return tx.Iterate(n.st.files, nil, func(_, v []byte) error {
@@ -342,7 +424,7 @@ func (n *Node) Files(_ context.Context, contact string) ([]chat.File, error) {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
-			if r.Chat == c.Account.String() {
+			if r.Chat == id {
 				out = append(out, r.view())
 			}
 			return nil
@@ -663,7 +745,7 @@ func (n *Node) uploadFile(ctx context.Context, r *fileRecord) {
 		recent = time.Since(s.at) < n.uploadAfter()
 	}
 	f.mu.Unlock()
-	if all {
+	if all && !r.Group { // (a group's members are many: its files always go to a relay)
 		_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Done = chat.FileUploaded, len(m.Chunks); return nil })
 		return
 	}

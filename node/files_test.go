@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/filecrypt"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/storage"
 )
 
 // writeFile writes n random bytes with a marker at the start and returns
@@ -50,7 +52,7 @@ func TestFileDirect(t *testing.T) {
 	addEachOther(t, alice, bob, aliceInfo, bobInfo)
 	ctx := context.Background()
 	path, sum := writeFile(t, 3*filecrypt.ChunkSize+12345)
-	msg, err := alice.SendFile(ctx, "bob", path, "the report", nil)
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: path, Caption: "the report"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestFileThroughRelay(t *testing.T) {
 	bob.stop()
 	ctx := context.Background()
 	path, sum := writeFile(t, 2*filecrypt.ChunkSize+7)
-	msg, err := alice.SendFile(ctx, "bob", path, "", nil)
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestFileRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if _, err := alice.SendFile(ctx, "bob", big, "", nil); !errors.Is(err, chat.ErrTooLarge) {
+	if _, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: big}); !errors.Is(err, chat.ErrTooLarge) {
 		t.Fatalf("2 GiB + 1: %v", err)
 	}
 	small, _ := writeFile(t, 10)
@@ -160,14 +162,14 @@ func TestFileRefusals(t *testing.T) {
 		"a directory":     {"bob", t.TempDir(), chat.ErrInvalid},
 		"no such file":    {"bob", filepath.Join(t.TempDir(), "none"), chat.ErrInvalid},
 	} {
-		if _, err := alice.SendFile(ctx, c.contact, c.path, "", nil); !errors.Is(err, c.want) {
+		if _, err := alice.SendFile(ctx, chat.FileSend{Chat: c.contact, Path: c.path}); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	if _, total := alice.files.store.Usage(alice.keys.account.ID()); total != 0 {
 		t.Fatalf("refused sends left %d bytes of chunks", total)
 	}
-	msg, err := alice.SendFile(ctx, "bob", small, "", nil)
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: small})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,5 +178,115 @@ func TestFileRefusals(t *testing.T) {
 	}
 	if _, err := bob.Download(ctx, "00", ""); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("no such file: %v", err)
+	}
+}
+
+// TestFileBadChunksRefetched: Alice's node serves a corrupted chunk and
+// another file's chunk in place of two of this file's; Bob's node refuses
+// both and fetches them from the relay (which holds the file too), and
+// the file comes out whole.
+func TestFileBadChunksRefetched(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = 100 * time.Millisecond }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	path, sum := writeFile(t, 3*filecrypt.ChunkSize+99)
+	other, _ := writeFile(t, 2*filecrypt.ChunkSize)
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "uploaded", func() (bool, error) {
+		fs, err := alice.Files(ctx, "bob")
+		return err == nil && len(fs) == 1 && fs[0].State == chat.FileUploaded, err
+	})
+	otherMsg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m, om *filecrypt.Manifest
+	if err := alice.db.View(func(tx *storage.Txn) error {
+		r, err := alice.getFile(tx, msg.ID)
+		if err != nil {
+			return err
+		}
+		if m, err = r.manifest(); err != nil {
+			return err
+		}
+		r2, err := alice.getFile(tx, otherMsg.ID)
+		if err != nil {
+			return err
+		}
+		om, err = r2.manifest()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data := alice.db.Keyspace("blobs.data")
+	if err := alice.db.Update(func(tx *storage.Txn) error {
+		good, err := tx.Get(data, m.Chunks[0][:])
+		if err != nil {
+			return err
+		}
+		bad := bytes.Clone(good)
+		bad[10] ^= 1
+		if err := tx.Set(data, m.Chunks[0][:], bad); err != nil {
+			return err
+		}
+		foreign, err := tx.Get(data, om.Chunks[1][:])
+		if err != nil {
+			return err
+		}
+		return tx.Set(data, m.Chunks[1][:], foreign)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the file at Bob", func() (bool, error) {
+		fs, err := bob.Files(ctx, "alice")
+		return err == nil && len(fs) >= 1, err
+	})
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	got, err := bob.Download(dctx, msg.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileSum(t, got.Path) != sum {
+		t.Fatal("the file differs")
+	}
+}
+
+// TestFileInGroup: a file posted in a group reaches every member, who
+// download it (the sender's node serves it, the relay has it too).
+func TestFileInGroup(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	nodes, _, g := threeInEpochGroup(t, relay)
+	alice := nodes["alice"]
+	ctx := context.Background()
+	path, sum := writeFile(t, filecrypt.ChunkSize+5)
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: g.ID, Path: path, Caption: "for all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bob", "carol"} {
+		n := nodes[name]
+		eventually(t, "the file at "+name, func() (bool, error) {
+			fs, err := n.Files(ctx, g.ID)
+			return err == nil && len(fs) == 1 && fs[0].ID == msg.ID, err
+		})
+		got, err := n.Download(ctx, msg.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fileSum(t, got.Path) != sum {
+			t.Fatalf("%s's copy differs", name)
+		}
+		ms, err := n.GroupMessages(ctx, g.ID)
+		if err != nil || len(ms) != 1 || ms[0].File == nil || ms[0].File.Name != "report.bin" || ms[0].Text != "for all" {
+			t.Fatalf("%s's group messages: %+v (%v)", name, ms, err)
+		}
 	}
 }

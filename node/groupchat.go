@@ -285,6 +285,7 @@ type groupMessage struct {
 	Poll     *pollBody          `json:"poll,omitempty"`
 	Vote     *voteBody          `json:"vote,omitempty"`
 	Close    string             `json:"close,omitempty"`
+	File     *chat.FileInfo     `json:"file,omitempty"`
 }
 
 // groupBody is a group message's plaintext: a text (with an optional
@@ -296,6 +297,7 @@ type groupBody struct {
 	Poll     *pollBody `json:"poll,omitempty"`  // Text is empty
 	Vote     *voteBody `json:"vote,omitempty"`  // Text is empty
 	Close    string    `json:"close,omitempty"` // hex ID of the poll closed
+	File     *fileRef  `json:"file,omitempty"`  // Text is its caption (may be empty)
 }
 
 // ensureSender returns this device's chain in group, starting one (and
@@ -586,6 +588,11 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		}
 		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), SentAt: now, Received: now}
 		gm.setBody(body)
+		if body.File != nil {
+			if err := n.fileGroupTx(tx, gid, &gm, body.File); err != nil {
+				return err
+			}
+		}
 		return n.putGroupMessage(tx, gid, &gm)
 	})
 	if err != nil {

@@ -517,6 +517,11 @@ func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity
 	}
 	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
 	gm.setBody(&b)
+	if b.File != nil {
+		if err := n.fileGroupTx(tx, gid, &gm, b.File); err != nil {
+			return groupMessage{}, err
+		}
+	}
 	return gm, n.putGroupMessage(tx, gid, &gm)
 }
 

@@ -51,7 +51,7 @@ func isMessageID(s string) bool {
 // close; sizes and counts within the chat package's bounds.
 func (b *groupBody) check() error {
 	kinds := 0
-	for _, set := range []bool{b.Text != "", b.Poll != nil, b.Vote != nil, b.Close != ""} {
+	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != ""} {
 		if set {
 			kinds++
 		}
@@ -67,6 +67,10 @@ func (b *groupBody) check() error {
 		return fmt.Errorf("at most %d mentions", maxMentions)
 	case b.Close != "" && !isMessageID(b.Close):
 		return errors.New("a close names a poll's message ID")
+	case b.File != nil:
+		if _, err := b.File.check(); err != nil {
+			return err
+		}
 	}
 	for _, m := range b.Mentions {
 		if _, err := identity.ParseAccountID(m); err != nil {
@@ -106,6 +110,11 @@ func (b *groupBody) check() error {
 
 func (gm *groupMessage) setBody(b *groupBody) {
 	gm.Text, gm.ReplyTo, gm.Mentions, gm.Poll, gm.Vote, gm.Close = b.Text, b.ReplyTo, b.Mentions, b.Poll, b.Vote, b.Close
+	if b.File != nil {
+		if m, err := b.File.check(); err == nil {
+			gm.File = &chat.FileInfo{Name: fileName(m.Name), Size: m.Size, Mime: m.Mime}
+		}
+	}
 }
 
 // shown reports whether a message is listed (texts and polls; votes and
@@ -467,7 +476,7 @@ func (n *Node) GroupMessages(_ context.Context, group string) ([]chat.GroupMessa
 func (n *Node) groupMessageView(gid groupstate.GroupID, gm groupMessage, t *tally) chat.GroupMessage {
 	self := n.keys.account.ID()
 	v := chat.GroupMessage{ID: gm.ID, Group: hex.EncodeToString(gid[:]), From: gm.From.String(), Text: gm.Text,
-		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == self, ReplyTo: gm.ReplyTo, Mentions: gm.Mentions}
+		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == self, ReplyTo: gm.ReplyTo, Mentions: gm.Mentions, File: gm.File}
 	v.MentionsMe = !v.Outgoing && slices.Contains(gm.Mentions, self.String())
 	if v.Outgoing {
 		v.FromName = n.keys.name

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/peergram/peergram/node"
 )
@@ -24,7 +25,10 @@ type daemonConfig struct {
 	APIAddr string   // host:port, loopback
 	Relays  []string // relay multiaddrs with /p2p/ID
 	Pprof   string   // host:port for Go's profiles, loopback; "" = off
-	Logger  *slog.Logger
+	// FileUploadAfter: how long a sent file waits to be fetched directly
+	// before it goes to a relay (0: the node's default, 15 s).
+	FileUploadAfter time.Duration
+	Logger          *slog.Logger
 }
 
 // initNode creates the node home: keys, token and identity.json.
@@ -68,6 +72,8 @@ func runNode(ctx context.Context, cfg daemonConfig) error {
 		APIAddr: cfg.APIAddr,
 		Relays:  cfg.Relays,
 		Logger:  cfg.Logger,
+
+		FileUploadAfter: cfg.FileUploadAfter,
 	})
 	if err != nil {
 		return err

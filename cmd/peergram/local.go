@@ -69,5 +69,6 @@ serves the local API on --api, writing its URL to DIR/api.`,
 	f.StringArrayVar(&cfg.Relays, "relay", nil, "home relay multiaddr ending in /p2p/PEER_ID (repeatable)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on HOST:PORT, loopback only (default off)")
+	f.DurationVar(&cfg.FileUploadAfter, "file-upload-after", 0, "how long a sent file waits for its recipient to fetch it directly before it is uploaded to a relay (0 = 15s)")
 	return cmd
 }

@@ -106,6 +106,19 @@ const (
 	FileFailed      = "failed"
 )
 
+// FileSend is a request to send a file.
+type FileSend struct {
+	Chat    string `json:"chat"` // a contact (alias or account ID)
+	Path    string `json:"path"` // absolute path on the daemon's machine
+	Caption string `json:"caption,omitempty"`
+	// AsFile sends the original bytes (photos are sent as they are
+	// either way for now).
+	AsFile bool `json:"as_file,omitempty"`
+	// ID, if set (32 hex digits), is the new message's ID: a client that
+	// draws it can follow the file's progress events before the answer.
+	ID string `json:"id,omitempty"`
+}
+
 // File is a file of a chat (sent or received), as `peergram files` lists
 // it.
 type File struct {

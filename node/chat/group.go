@@ -41,6 +41,8 @@ type GroupMessage struct {
 	MentionsMe bool     `json:"mentions_me,omitempty"`
 	// Poll is set for a poll (Text is then its question).
 	Poll *Poll `json:"poll,omitempty"`
+	// File is set on a message that carries a file (Text is its caption).
+	File *FileInfo `json:"file,omitempty"`
 }
 
 // Invite is an invite link to a group.

@@ -27,6 +27,14 @@ type Backend interface {
 	AddContact(ctx context.Context, idOrLink, name string) (chat.Contact, error)
 	Contacts(ctx context.Context) ([]chat.Contact, error)
 	Send(ctx context.Context, contact, text string) (chat.Message, error)
+	// SendFile sends a file (a path on this machine) to a contact; it
+	// returns once the file is encrypted into the node's store and its
+	// message is in the outbox. Files lists a chat's files, oldest
+	// first; Download fetches a received file (to out, or the home's
+	// downloads directory) and returns once it is complete and verified.
+	SendFile(ctx context.Context, req chat.FileSend) (chat.Message, error)
+	Files(ctx context.Context, contact string) ([]chat.File, error)
+	Download(ctx context.Context, id, out string) (chat.File, error)
 	// Messages lists a chat oldest first; markRead marks the incoming
 	// messages read (which sends read receipts).
 	Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error)
@@ -237,6 +245,9 @@ func (s *Server) routes() []route {
 		{"POST /v1/requests/{contact}/accept", s.acceptRequest},
 		{"POST /v1/requests/{contact}/ignore", s.ignoreRequest},
 		{"POST /v1/messages", s.send},
+		{"POST /v1/files", s.sendFile},
+		{"GET /v1/chats/{contact}/files", s.files},
+		{"POST /v1/files/{id}/download", s.download},
 		{"GET /v1/chats/{contact}/messages", s.messages},
 		{"POST /v1/chats/{contact}/read", s.markRead},
 		{"GET /v1/events", s.events},

@@ -330,6 +330,30 @@ func (c *Client) Send(ctx context.Context, contact, text string) (chat.Message, 
 	return m, err
 }
 
+// SendFile sends a file; see Backend.SendFile. It waits as long as ctx
+// lets it (a large file takes a while to encrypt).
+func (c *Client) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, error) {
+	var m chat.Message
+	err := c.do(ctx, http.MethodPost, "/v1/files", req, &m, http.StatusCreated)
+	return m, err
+}
+
+// Files lists the files of the chat with contact, oldest first.
+func (c *Client) Files(ctx context.Context, contact string) ([]chat.File, error) {
+	var fs []chat.File
+	err := c.do(ctx, http.MethodGet, "/v1/chats/"+url.PathEscape(contact)+"/files", nil, &fs, http.StatusOK)
+	return fs, err
+}
+
+// Download fetches a received file; see Backend.Download. It returns
+// when the file is complete, or when ctx ends (the download resumes when
+// asked again).
+func (c *Client) Download(ctx context.Context, id, out string) (chat.File, error) {
+	var f chat.File
+	err := c.do(ctx, http.MethodPost, "/v1/files/"+url.PathEscape(id)+"/download", DownloadRequest{Out: out}, &f, http.StatusOK)
+	return f, err
+}
+
 // Messages lists the chat with contact, oldest first; markRead marks the
 // incoming messages read.
 func (c *Client) Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error) {

@@ -240,6 +240,58 @@ type SendRequest struct {
 	Text    string `json:"text"`
 }
 
+func (s *Server) sendFile(w http.ResponseWriter, r *http.Request) error {
+	var req chat.FileSend
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Chat == "" || req.Path == "" {
+		return fmt.Errorf("chat and path are required: %w", chat.ErrInvalid)
+	}
+	m, err := s.backend.SendFile(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (s *Server) files(w http.ResponseWriter, r *http.Request) error {
+	contact, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	fs, err := s.backend.Files(r.Context(), contact)
+	if err != nil {
+		return err
+	}
+	if fs == nil {
+		fs = []chat.File{}
+	}
+	writeJSON(w, http.StatusOK, fs)
+	return nil
+}
+
+// DownloadRequest is POST /v1/files/{id}/download's body.
+type DownloadRequest struct {
+	Out string `json:"out,omitempty"` // where to write the file; empty: the home's downloads directory
+}
+
+func (s *Server) download(w http.ResponseWriter, r *http.Request) error {
+	var req DownloadRequest
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &req); err != nil {
+			return err
+		}
+	}
+	f, err := s.backend.Download(r.Context(), r.PathValue("id"), req.Out)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, f)
+	return nil
+}
+
 func (s *Server) send(w http.ResponseWriter, r *http.Request) error {
 	var req SendRequest
 	if err := decode(w, r, &req); err != nil {

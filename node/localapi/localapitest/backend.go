@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +37,7 @@ type Backend struct {
 	ignored  map[string]bool
 	groups   []chat.Group
 	gmsgs    map[string][]chat.GroupMessage // by group ID
+	files    []chat.File
 }
 
 // New returns a Backend answering Identity with id.
@@ -883,4 +886,53 @@ func (b *Backend) LeaveGroup(_ context.Context, group string) (chat.Group, error
 		return chat.Group{}, err
 	}
 	return chat.Group{}, fmt.Errorf("%w: the owner does not leave", chat.ErrInvalid)
+}
+
+// SendFile records a file sent (its size from the path) as a message.
+func (b *Backend) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, error) {
+	fi, err := os.Stat(req.Path)
+	if err != nil {
+		return chat.Message{}, fmt.Errorf("localapitest: %w: %w", chat.ErrInvalid, err)
+	}
+	m, err := b.Send(ctx, req.Chat, "file "+filepath.Base(req.Path))
+	if err != nil {
+		return chat.Message{}, err
+	}
+	m.Text = req.Caption
+	m.File = &chat.FileInfo{Name: filepath.Base(req.Path), Size: fi.Size(), Mime: "application/octet-stream"}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.files = append(b.files, chat.File{ID: m.ID, Chat: m.Chat, Name: m.File.Name, Size: fi.Size(), Mime: m.File.Mime,
+		From: m.From, Outgoing: true, SentAt: m.SentAt, State: chat.FileUploading})
+	return m, nil
+}
+
+// Files lists the files recorded for a contact.
+func (b *Backend) Files(_ context.Context, contact string) ([]chat.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, err := b.lookupLocked(contact)
+	if err != nil {
+		return nil, err
+	}
+	var out []chat.File
+	for _, f := range b.files {
+		if f.Chat == c.AccountID {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Download answers a recorded file as downloaded to out.
+func (b *Backend) Download(_ context.Context, id, out string) (chat.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, f := range b.files {
+		if f.ID == id {
+			b.files[i].State, b.files[i].Path = chat.FileDownloaded, out
+			return b.files[i], nil
+		}
+	}
+	return chat.File{}, fmt.Errorf("localapitest: no file %q: %w", id, chat.ErrInvalid)
 }

@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type fileRow struct {
+	ID, Name, Mime, From, State, Path string
+	Size                              int64
+	SentAt                            time.Time `json:"sent_at"`
+}
+
+func (e *env) files(home, contact string) []fileRow {
+	out, err := e.run("peergram", "files", "--home", home, contact, "--json")
+	if err != nil {
+		return nil
+	}
+	var fs []fileRow
+	if err := json.Unmarshal([]byte(out), &fs); err != nil {
+		e.t.Fatalf("files --json: %v: %s", err, out)
+	}
+	return fs
+}
+
+// bigFile writes n random bytes with the marker at the start and in the
+// middle, and returns its path and SHA-256.
+func bigFile(t *testing.T, dir string, n int) (string, [32]byte) {
+	t.Helper()
+	p := filepath.Join(dir, "video.bin")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for written := 0; written < n; written += len(buf) {
+		rand.Read(buf)
+		if written == 0 || written == n/2/len(buf)*len(buf) {
+			copy(buf, marker)
+		}
+		b := buf[:min(len(buf), n-written)]
+		f.Write(b)
+		h.Write(b)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return p, sum
+}
+
+func sumOf(t *testing.T, p string) [32]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+// TestFileDirectAndThroughRelay drives send-file, files and download
+// with the real binaries: a 200 MB file from Alice to Bob with both
+// online goes directly (no blob reaches the relay); then, with Bob
+// offline, a file goes to the relay, Alice's daemon stops once it is
+// uploaded, and Bob, started afterwards, downloads it from the relay
+// alone. Same SHA-256 both times; the marker written through the files
+// is in no file of the relay's data.
+func TestFileDirectAndThroughRelay(t *testing.T) {
+	e := build(t)
+	c := newCluster(t, e)
+	alice, bob := c.alice, c.bob
+	aliceD, bobD := c.startDaemon(alice), c.startDaemon(bob)
+	c.addContacts()
+	src := t.TempDir()
+
+	path, sum := bigFile(t, src, 200<<20)
+	out := strings.TrimSpace(e.must("peergram", "send-file", "--home", alice, "bob", path, "--caption", "the video"))
+	id := strings.SplitN(out, "\n", 2)[0]
+	if len(id) != 32 {
+		t.Fatalf("send-file printed %q", out)
+	}
+	os.Remove(path) // committed: the source may go
+	eventually(t, "the file at Bob", 30*time.Second, func() error {
+		fs := e.files(bob, "alice")
+		if len(fs) != 1 || fs[0].ID != id || fs[0].State != "available" || fs[0].Size != 200<<20 || fs[0].Name != "video.bin" {
+			return fmt.Errorf("Bob's files: %+v", fs)
+		}
+		return nil
+	})
+	dest := filepath.Join(t.TempDir(), "got.bin")
+	start := time.Now()
+	if got := strings.TrimSpace(e.must("peergram", "download", "--home", bob, id, "--out", dest)); got != dest {
+		t.Fatalf("download printed %q", got)
+	}
+	t.Logf("200 MB downloaded directly in %v", time.Since(start).Round(time.Millisecond))
+	if sumOf(t, dest) != sum {
+		t.Fatal("the downloaded file differs")
+	}
+	assertNoString(t, c.relayHome, marker)
+	if fs := e.files(bob, "alice"); len(fs) != 1 || fs[0].State != "downloaded" || fs[0].Path != dest {
+		t.Fatalf("Bob's files after the download: %+v", fs)
+	}
+
+	// Through the relay, the sender gone.
+	bobD.kill(syscall.SIGTERM)
+	path2, sum2 := bigFile(t, src, 24<<20+5)
+	id2 := strings.TrimSpace(e.must("peergram", "send-file", "--home", alice, "bob", path2))
+	eventually(t, "uploaded to the relay", 90*time.Second, func() error {
+		for _, f := range e.files(alice, "bob") {
+			if f.ID == id2 && f.State == "uploaded" {
+				return nil
+			}
+		}
+		return fmt.Errorf("Alice's files: %+v", e.files(alice, "bob"))
+	})
+	eventually(t, "the message deposited", 30*time.Second, func() error {
+		for _, m := range e.messages(alice, "bob") {
+			if m.ID == id2 && m.Status == "sent" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	aliceD.kill(syscall.SIGTERM)
+	bobD = c.startDaemon(bob)
+	eventually(t, "the second file at Bob", 60*time.Second, func() error {
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == id2 {
+				return nil
+			}
+		}
+		return fmt.Errorf("Bob's files: %+v", e.files(bob, "alice"))
+	})
+	got := strings.TrimSpace(e.must("peergram", "download", "--home", bob, id2))
+	if filepath.Dir(got) != filepath.Join(bob, "downloads") || sumOf(t, got) != sum2 {
+		t.Fatalf("downloaded to %q, or it differs", got)
+	}
+	bobD.kill(syscall.SIGTERM)
+	c.relay.kill(syscall.SIGTERM)
+	assertNoString(t, c.relayHome, marker)
+}
