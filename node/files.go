@@ -16,13 +16,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gabriel-vasile/mimetype"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/peergram/peergram/crypto/filecrypt"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/media"
 	"github.com/peergram/peergram/relay/blobs"
 	"github.com/peergram/peergram/storage"
 )
@@ -50,6 +50,26 @@ type fileRef struct {
 	Token    []byte   `json:"t"`           // blobs.Token
 	Peer     string   `json:"p,omitempty"` // the sending device's peer ID
 	Relays   []string `json:"r,omitempty"` // relays that hold (or will hold) the chunks, as /p2p/ multiaddrs
+	// Media: the kind (media.Kind), a thumbnail (JPEG, ≤ maxThumb),
+	// pixels and seconds.
+	Kind     string  `json:"k,omitempty"`
+	Thumb    []byte  `json:"th,omitempty"`
+	Width    int     `json:"w,omitempty"`
+	Height   int     `json:"h,omitempty"`
+	Duration float64 `json:"d,omitempty"`
+}
+
+// maxThumb bounds a thumbnail in a message.
+const maxThumb = 64 << 10
+
+// info is what a message shows of the file.
+func (ref *fileRef) info(m *filecrypt.Manifest) *chat.FileInfo {
+	k := ref.Kind
+	if k == "" {
+		k = string(media.KindFile)
+	}
+	return &chat.FileInfo{Name: fileName(m.Name), Size: m.Size, Mime: m.Mime, Kind: k, Width: ref.Width, Height: ref.Height,
+		Duration: ref.Duration, HasThumb: len(ref.Thumb) > 0}
 }
 
 // fileRecord is a file of a chat (files.rec: message ID → JSON).
@@ -80,7 +100,9 @@ func (r *fileRecord) token() blobs.Token {
 func (r *fileRecord) view() chat.File {
 	f := chat.File{ID: r.ID, Chat: r.Chat, From: r.From, Outgoing: r.Outgoing, SentAt: r.SentAt, State: r.State, Path: r.Path, Error: r.Error}
 	if m, err := r.manifest(); err == nil {
-		f.Name, f.Size, f.Mime, f.SHA256 = m.Name, m.Size, m.Mime, hex.EncodeToString(m.SHA256[:])
+		info := r.Ref.info(m)
+		f.Name, f.Size, f.Mime, f.SHA256 = info.Name, m.Size, m.Mime, hex.EncodeToString(m.SHA256[:])
+		f.Kind, f.Width, f.Height, f.Duration, f.Thumb = info.Kind, info.Width, info.Height, info.Duration, r.Ref.Thumb
 		f.Done = min(int64(r.Done)*filecrypt.ChunkSize, m.Size)
 		if r.State == chat.FileDownloaded || r.State == chat.FileUploaded {
 			f.Done = m.Size
@@ -97,6 +119,7 @@ type fileEngine struct {
 	mu     sync.Mutex
 	served map[blobs.Token]*served // direct fetches of our files, by token
 	active map[string]bool         // downloads under way, by message ID
+	tried  map[string]time.Time    // automatic downloads started, by message ID
 }
 
 type served struct {
@@ -113,7 +136,7 @@ func (n *Node) startFiles() error {
 	if err != nil {
 		return err
 	}
-	n.files = &fileEngine{store: st, wake: make(chan struct{}, 1), served: map[blobs.Token]*served{}, active: map[string]bool{}}
+	n.files = &fileEngine{store: st, wake: make(chan struct{}, 1), served: map[blobs.Token]*served{}, active: map[string]bool{}, tried: map[string]time.Time{}}
 	st.OnServe(n.fileServed)
 	return st.Start()
 }
@@ -232,12 +255,43 @@ func (n *Node) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, e
 	if group != nil && !group.MayPost(n.keys.account.ID()) {
 		return chat.Message{}, fmt.Errorf("%w: you may not post in this group", chat.ErrInvalid)
 	}
-	mt, err := mimetype.DetectReader(io.LimitReader(f, 3072))
+	mime, kind, err := media.Detect(f)
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return chat.Message{}, err
+	}
+	name := fileName(filepath.Base(path))
+	ref := &fileRef{Kind: string(kind)}
+	src, size := io.Reader(f), fi.Size()
+	if kind == media.KindVideo && !req.AsFile {
+		v, err := media.ProbeVideo(ctx, path)
+		if err != nil {
+			n.log.Info("files: a video without thumbnail or duration", "why", err)
+		}
+		ref.Thumb, ref.Width, ref.Height, ref.Duration = v.Thumb, v.Width, v.Height, v.Duration
+	}
+	if !req.AsFile {
+		prepared, err := n.prepareMedia(f, fi.Size(), kind, ref)
+		switch {
+		case err != nil:
+			n.log.Info("files: sent as it is", "path", path, "why", err)
+		case prepared != nil:
+			defer os.Remove(prepared.Name())
+			defer prepared.Close()
+			st, err := prepared.Stat()
+			if err != nil {
+				return chat.Message{}, err
+			}
+			src, size, mime = prepared, st.Size(), "image/jpeg"
+			name = strings.TrimSuffix(name, filepath.Ext(name)) + ".jpg"
+		}
+	} else if kind == media.KindVoice || kind == media.KindSticker {
+		ref.Kind = string(media.KindAudio)
+	}
+	if ref.Kind == string(media.KindPhoto) && len(ref.Thumb) == 0 {
+		ref.Kind = string(media.KindFile) // a photo this node cannot show (HEIF, --as-file)
 	}
 	tok, err := blobs.NewToken(n.rand)
 	if err != nil {
@@ -253,11 +307,11 @@ func (n *Node) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, e
 	var done int64
 	progress := func(done, total int64) {
 		n.events.publish(chat.Event{Type: chat.EventFile, File: &chat.File{
-			ID: id.String(), Name: fileName(filepath.Base(path)), Size: total, Done: done, Outgoing: true, State: chat.FileUploading, SentAt: n.cfg.Now().UTC(),
+			ID: id.String(), Name: name, Size: total, Done: done, Outgoing: true, State: chat.FileUploading, SentAt: n.cfg.Now().UTC(),
 		}})
 	}
 	last := time.Time{}
-	m, err := filecrypt.Encrypt(n.rand, f, fi.Size(), func(i int, h filecrypt.Hash, ct []byte) error {
+	m, err := filecrypt.Encrypt(n.rand, src, size, func(i int, h filecrypt.Hash, ct []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -266,8 +320,8 @@ func (n *Node) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, e
 		}
 		added = append(added, h)
 		done += int64(len(ct) - filecrypt.Overhead)
-		if time.Since(last) > 100*time.Millisecond || done == fi.Size() {
-			progress(done, fi.Size())
+		if time.Since(last) > 100*time.Millisecond || done == size {
+			progress(done, size)
 			last = time.Now()
 		}
 		return nil
@@ -279,13 +333,13 @@ func (n *Node) SendFile(ctx context.Context, req chat.FileSend) (chat.Message, e
 		}
 		return chat.Message{}, err
 	}
-	m.Name, m.Mime = fileName(filepath.Base(path)), mt.String()
+	m.Name, m.Mime = name, mime
 	raw, err := m.MarshalBinary()
 	if err != nil {
 		drop()
 		return chat.Message{}, err
 	}
-	ref := &fileRef{Manifest: raw, Token: tok[:], Peer: n.host.ID().String(), Relays: n.relayAddrs()}
+	ref.Manifest, ref.Token, ref.Peer, ref.Relays = raw, tok[:], n.host.ID().String(), n.relayAddrs()
 	if group != nil {
 		gm, err := n.postGroup(ctx, hex.EncodeToString(group.Group[:]), &groupBody{Text: caption, File: ref}, nil)
 		if err != nil {
@@ -344,7 +398,7 @@ func (n *Node) fileSendTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) err
 	if err != nil {
 		return err
 	}
-	rec.File = &chat.FileInfo{Name: m.Name, Size: m.Size, Mime: m.Mime}
+	rec.File = ref.info(m)
 	return n.putFile(tx, &fileRecord{ID: rec.ID, Chat: rec.Chat, From: rec.From, Outgoing: true, SentAt: rec.SentAt, Ref: *ref, State: chat.FileUploading})
 }
 
@@ -358,6 +412,9 @@ func (ref *fileRef) check() (*filecrypt.Manifest, error) {
 		return nil, fmt.Errorf("a file token of %d bytes", len(ref.Token))
 	case len(ref.Relays) > 8 || len(ref.Peer) > 128:
 		return nil, errors.New("a file reference with too many sources")
+	case len(ref.Thumb) > maxThumb || len(ref.Kind) > 16 || ref.Width < 0 || ref.Height < 0 || ref.Duration < 0 ||
+		ref.Width > 1<<20 || ref.Height > 1<<20 || ref.Duration > 1e7:
+		return nil, errors.New("a file reference with bad media fields")
 	}
 	for _, r := range ref.Relays {
 		if len(r) > 512 {
@@ -389,8 +446,7 @@ func (n *Node) fileReceiveTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) 
 		n.log.Info("files: a file that does not decode", "message", rec.ID, "err", err)
 		return
 	}
-	m.Name = fileName(m.Name)
-	rec.File = &chat.FileInfo{Name: m.Name, Size: m.Size, Mime: m.Mime}
+	rec.File = ref.info(m)
 	state := chat.FileAvailable
 	if rec.Outgoing {
 		state = chat.FileUploading // a copy of our own, sent from another device
@@ -705,8 +761,13 @@ func (n *Node) runUploads(ctx context.Context) {
 		_ = n.db.View(func(tx *storage.Txn) error {
 			return tx.Iterate(n.st.files, nil, func(_, v []byte) error {
 				var r fileRecord
-				if json.Unmarshal(v, &r) == nil && r.Outgoing && r.State == chat.FileUploading {
+				if json.Unmarshal(v, &r) != nil {
+					return nil
+				}
+				if r.Outgoing && r.State == chat.FileUploading {
 					todo = append(todo, &r)
+				} else if !r.Outgoing && r.State == chat.FileAvailable {
+					n.autoDownload(ctx, &r)
 				}
 				return nil
 			})
@@ -719,6 +780,43 @@ func (n *Node) runUploads(ctx context.Context) {
 		}
 	}
 }
+
+// autoDownload starts the download of a small photo, sticker or voice
+// message (at most Config.AutoDownload bytes), once a minute at most.
+func (n *Node) autoDownload(ctx context.Context, r *fileRecord) {
+	limit := n.cfg.AutoDownload
+	if limit == 0 {
+		limit = DefaultAutoDownload
+	}
+	switch media.Kind(r.Ref.Kind) {
+	case media.KindPhoto, media.KindSticker, media.KindVoice:
+	default:
+		return
+	}
+	m, err := r.manifest()
+	if err != nil || m.Size > limit {
+		return
+	}
+	f := n.files
+	f.mu.Lock()
+	if f.active[r.ID] || time.Since(f.tried[r.ID]) < time.Minute {
+		f.mu.Unlock()
+		return
+	}
+	f.tried[r.ID] = time.Now()
+	f.mu.Unlock()
+	go func() {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		if _, err := n.Download(dctx, r.ID, ""); err != nil {
+			n.log.Info("files: automatic download", "message", r.ID, "err", err)
+		}
+	}()
+}
+
+// DefaultAutoDownload is the largest photo, sticker or voice message
+// downloaded without being asked (Config.AutoDownload).
+const DefaultAutoDownload = 2 << 20
 
 func (n *Node) uploadAfter() time.Duration {
 	if n.cfg.FileUploadAfter > 0 {
@@ -799,4 +897,42 @@ func hashes(hs []filecrypt.Hash) [][32]byte {
 		out[i] = h
 	}
 	return out
+}
+
+// maxPhotoBytes bounds the photos prepared (read whole into memory).
+const maxPhotoBytes = 64 << 20
+
+// prepareMedia prepares a photo (compressed into a temporary file, which
+// it returns, with its thumbnail in ref) or a sticker (its thumbnail);
+// nil and no error when the file goes as it is.
+func (n *Node) prepareMedia(f *os.File, size int64, kind media.Kind, ref *fileRef) (*os.File, error) {
+	if kind != media.KindPhoto || size > maxPhotoBytes {
+		return nil, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPhotoBytes))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	if thumb, ok := media.Sticker(data); ok {
+		ref.Kind, ref.Thumb = string(media.KindSticker), thumb
+		return nil, nil
+	}
+	tmp, err := os.CreateTemp(n.cfg.Home, "photo-*.jpg")
+	if err != nil {
+		return nil, err
+	}
+	p, err := media.PreparePhoto(data, tmp)
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, err
+	}
+	ref.Thumb, ref.Width, ref.Height = p.Thumb, p.Width, p.Height
+	return tmp, nil
 }

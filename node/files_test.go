@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"image"
+	"image/jpeg"
+	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
@@ -287,6 +290,118 @@ func TestFileInGroup(t *testing.T) {
 		ms, err := n.GroupMessages(ctx, g.ID)
 		if err != nil || len(ms) != 1 || ms[0].File == nil || ms[0].File.Name != "report.bin" || ms[0].Text != "for all" {
 			t.Fatalf("%s's group messages: %+v (%v)", name, ms, err)
+		}
+	}
+}
+
+// TestFilePhoto: a photo is sent compressed (JPEG, metadata gone, a
+// thumbnail in the message); with --as-file its own bytes go.
+func TestFilePhoto(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = time.Hour }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	img := image.NewRGBA(image.Rect(0, 0, 3000, 2000))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString("tEXt" + testMarker) // trailing bytes after IEND: not pixels
+	path := filepath.Join(t.TempDir(), "holiday.png")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := msg.File; f == nil || f.Kind != "photo" || f.Name != "holiday.jpg" || f.Mime != "image/jpeg" || f.Width != 2560 || f.Height != 1706 || !f.HasThumb {
+		t.Fatalf("the photo's message: %+v", msg.File)
+	}
+	var fs []chat.File
+	eventually(t, "the photo at Bob", func() (bool, error) {
+		fs, err = bob.Files(ctx, "alice")
+		return err == nil && len(fs) == 1, err
+	})
+	if len(fs[0].Thumb) == 0 || fs[0].Kind != "photo" {
+		t.Fatalf("Bob's listing: kind %q, %d bytes of thumbnail", fs[0].Kind, len(fs[0].Thumb))
+	}
+	got, err := bob.Download(ctx, msg.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(got.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte(testMarker)) {
+		t.Fatal("the original's extra bytes went with the photo")
+	}
+	if _, err := jpeg.DecodeConfig(bytes.NewReader(data)); err != nil {
+		t.Fatalf("not a JPEG: %v", err)
+	}
+	orig, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: path, AsFile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := orig.File; f.Name != "holiday.png" || f.Size != int64(b.Len()) || f.Mime != "image/png" || f.Kind != "file" {
+		t.Fatalf("--as-file: %+v", f)
+	}
+}
+
+// TestFileAutoDownload: a small photo downloads by itself; a larger
+// file waits to be asked.
+func TestFileAutoDownload(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = time.Hour }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewRGBA(image.Rect(0, 0, 200, 100))); err != nil {
+		t.Fatal(err)
+	}
+	photo := filepath.Join(t.TempDir(), "small.png")
+	if err := os.WriteFile(photo, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big, _ := writeFile(t, 3<<20)
+	pm, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: photo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bm, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the photo downloaded by itself", func() (bool, error) {
+		fs, err := bob.Files(ctx, "alice")
+		if err != nil || len(fs) != 2 {
+			return false, err
+		}
+		for _, f := range fs {
+			if f.ID == pm.ID && f.State == chat.FileDownloaded {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	time.Sleep(1500 * time.Millisecond)
+	fs, err := bob.Files(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.ID == bm.ID && f.State != chat.FileAvailable {
+			t.Fatalf("the 3 MB file is %s without being asked", f.State)
 		}
 	}
 }

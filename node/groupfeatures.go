@@ -112,7 +112,7 @@ func (gm *groupMessage) setBody(b *groupBody) {
 	gm.Text, gm.ReplyTo, gm.Mentions, gm.Poll, gm.Vote, gm.Close = b.Text, b.ReplyTo, b.Mentions, b.Poll, b.Vote, b.Close
 	if b.File != nil {
 		if m, err := b.File.check(); err == nil {
-			gm.File = &chat.FileInfo{Name: fileName(m.Name), Size: m.Size, Mime: m.Mime}
+			gm.File = b.File.info(m)
 		}
 	}
 }

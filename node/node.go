@@ -64,6 +64,10 @@ type Config struct {
 	// fetch it directly before the node uploads it to a home relay; 0
 	// means 15 s.
 	FileUploadAfter time.Duration
+	// AutoDownload is the largest photo, sticker or voice message the
+	// node downloads without being asked; 0 means DefaultAutoDownload
+	// (2 MiB), negative never.
+	AutoDownload int64
 	// Host, when set, is used instead of building one from Listen (tests
 	// use mocknet hosts). The node does not close it.
 	Host host.Host

@@ -94,6 +94,14 @@ type FileInfo struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
 	Mime string `json:"mime"`
+	// Kind is photo, video, audio, voice, sticker, document, archive or
+	// file; Width and Height (pixels) and Duration (seconds) are set when
+	// known; HasThumb when the message carries a thumbnail (see File).
+	Kind     string  `json:"kind"`
+	Width    int     `json:"width,omitempty"`
+	Height   int     `json:"height,omitempty"`
+	Duration float64 `json:"duration,omitempty"`
+	HasThumb bool    `json:"has_thumb,omitempty"`
 }
 
 // File states.
@@ -111,8 +119,8 @@ type FileSend struct {
 	Chat    string `json:"chat"` // a contact (alias or account ID)
 	Path    string `json:"path"` // absolute path on the daemon's machine
 	Caption string `json:"caption,omitempty"`
-	// AsFile sends the original bytes (photos are sent as they are
-	// either way for now).
+	// AsFile sends the original bytes: no photo compression, no sticker
+	// or voice message.
 	AsFile bool `json:"as_file,omitempty"`
 	// ID, if set (32 hex digits), is the new message's ID: a client that
 	// draws it can follow the file's progress events before the answer.
@@ -127,10 +135,17 @@ type File struct {
 	Name     string    `json:"name"`
 	Size     int64     `json:"size"`
 	Mime     string    `json:"mime"`
+	Kind     string    `json:"kind"`
 	From     string    `json:"from"`
 	Outgoing bool      `json:"outgoing"`
 	SentAt   time.Time `json:"sent_at"`
 	State    string    `json:"state"`
+	// Thumb is a small JPEG (photos, stickers, videos with ffmpeg).
+	Thumb []byte `json:"thumb,omitempty"`
+	// Width, Height, Duration as in FileInfo.
+	Width    int     `json:"width,omitempty"`
+	Height   int     `json:"height,omitempty"`
+	Duration float64 `json:"duration,omitempty"`
 	Done     int64     `json:"done"`           // bytes verified (a download) or handed on (an upload)
 	Path     string    `json:"path,omitempty"` // where a downloaded file was written
 	SHA256   string    `json:"sha256"`
