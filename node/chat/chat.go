@@ -146,10 +146,10 @@ type File struct {
 	Width    int     `json:"width,omitempty"`
 	Height   int     `json:"height,omitempty"`
 	Duration float64 `json:"duration,omitempty"`
-	Done     int64     `json:"done"`           // bytes verified (a download) or handed on (an upload)
-	Path     string    `json:"path,omitempty"` // where a downloaded file was written
-	SHA256   string    `json:"sha256"`
-	Error    string    `json:"error,omitempty"`
+	Done     int64   `json:"done"`           // bytes verified (a download) or handed on (an upload)
+	Path     string  `json:"path,omitempty"` // where a downloaded file was written
+	SHA256   string  `json:"sha256"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // Less orders a chat: by sender timestamp, then sender sequence, then ID.

@@ -2,9 +2,9 @@ package media
 
 import (
 	"archive/tar"
-	"context"
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"image"
