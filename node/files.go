@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -129,7 +130,7 @@ type served struct {
 
 func (n *Node) startFiles() error {
 	st, err := blobs.NewServer(blobs.Config{
-		Host: n.host, DB: n.db, ReadOnly: true, Protocol: FileProtocolID,
+		Host: n.host, DB: n.db, Dir: filepath.Join(n.cfg.Home, "chunks"), ReadOnly: true, Protocol: FileProtocolID,
 		Retention: 100 * 365 * 24 * time.Hour, AccountQuota: math.MaxInt64 / 2, Capacity: math.MaxInt64 / 2,
 		Logger: n.log.With("component", "files"),
 	})
@@ -366,8 +367,11 @@ const maxCaption = 4096
 // directories, no control characters, at most filecrypt.MaxName bytes.
 func fileName(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+		switch {
+		case r < 0x20 || r == 0x7f || r == '/' || r == '\\':
 			return '_'
+		case r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069):
+			return -1 // bidirectional controls: they hide an extension (review finding)
 		}
 		return r
 	}, s)
@@ -445,6 +449,16 @@ func (n *Node) fileReceiveTx(tx *storage.Txn, rec *messageRecord, ref *fileRef) 
 	if err != nil {
 		n.log.Info("files: a file that does not decode", "message", rec.ID, "err", err)
 		return
+	}
+	// A file record per message ID: an ID another chat's file has (a
+	// sender chooses its IDs) gets a new one, as a collision within a
+	// chat does (review finding: the record was overwritten).
+	if taken, err := tx.Has(n.st.files, fileKey(rec.ID)); err == nil && taken {
+		var id chat.MessageID
+		if _, err := n.rand.Read(id[:]); err != nil {
+			return
+		}
+		rec.ID = id.String()
 	}
 	rec.File = ref.info(m)
 	state := chat.FileAvailable
@@ -538,15 +552,30 @@ func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) 
 			return rec.view(), nil
 		}
 	}
-	if out == "" {
-		if rec.Path != "" && rec.State == chat.FileDownloading {
-			out = rec.Path
-		} else if out, err = n.downloadPath(fileName(m.Name)); err != nil {
+	// Where to write: the path of a download cut short or failed (it
+	// resumes, or starts over in place), else a path reserved now — its
+	// DEST.part created exclusively, so that two downloads never share
+	// one (review finding).
+	ours := rec.Path != "" && (rec.State == chat.FileDownloading || rec.State == chat.FileFailed)
+	if out != "" {
+		if out, err = filepath.Abs(out); err != nil {
 			return chat.File{}, err
 		}
 	}
-	if out, err = filepath.Abs(out); err != nil {
-		return chat.File{}, err
+	switch {
+	case ours && (out == "" || out == rec.Path):
+		out = rec.Path
+		if err := touchPart(out + ".part"); err != nil {
+			return chat.File{}, err
+		}
+	case out == "":
+		if out, err = n.reserveDownload(fileName(m.Name)); err != nil {
+			return chat.File{}, err
+		}
+	default:
+		if err := reservePart(out + ".part"); err != nil {
+			return chat.File{}, err
+		}
 	}
 	start := 0
 	if rec.State == chat.FileDownloading && rec.Path == out {
@@ -575,25 +604,75 @@ func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) 
 	return rec.view(), nil
 }
 
-// downloadPath is a new path in the home's downloads directory for name.
-func (n *Node) downloadPath(name string) (string, error) {
+// maxDownloadName bounds a downloaded file's name, leaving room in the
+// file system's 255 bytes for " (999)" and ".part".
+const maxDownloadName = 200
+
+// reserveDownload picks a new path in the home's downloads directory for
+// name and reserves it (its .part created exclusively).
+func (n *Node) reserveDownload(name string) (string, error) {
 	dir := filepath.Join(n.cfg.Home, "downloads")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
+	name = shortName(name, maxDownloadName)
 	ext := filepath.Ext(name)
 	base := strings.TrimSuffix(name, ext)
-	for i := 0; ; i++ {
+	for i := range 1000 {
 		p := filepath.Join(dir, name)
 		if i > 0 {
 			p = filepath.Join(dir, fmt.Sprintf("%s (%d)%s", base, i, ext))
 		}
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			if _, err := os.Stat(p + ".part"); errors.Is(err, os.ErrNotExist) {
-				return p, nil
-			}
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
 		}
+		err := reservePart(p + ".part")
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return p, err
 	}
+	return "", fmt.Errorf("%w: no free name for %q in %s", chat.ErrExists, name, dir)
+}
+
+// reservePart creates a download's .part, failing if it exists.
+func reservePart(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s exists (another download, or one left behind): %w", chat.ErrExists, p, err)
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// touchPart makes sure a resumed download's .part exists.
+func touchPart(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// shortName cuts name to at most max bytes, keeping its extension.
+func shortName(name string, max int) string {
+	if len(name) <= max {
+		return name
+	}
+	ext := filepath.Ext(name)
+	if len(ext) > 16 {
+		ext = ""
+	}
+	base := strings.TrimSuffix(name, ext)
+	for len(base)+len(ext) > max {
+		_, size := lastRune(base)
+		base = base[:len(base)-size]
+	}
+	return base + ext
 }
 
 // fetchWindow is the chunks fetched at once.
@@ -602,7 +681,7 @@ const fetchWindow = 4
 // fetchChunks writes chunks start… of m into part, recording progress,
 // then checks the whole file.
 func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Manifest, part string, start int) error {
-	w, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	w, err := os.OpenFile(part, os.O_RDWR, 0o600) // reserved by Download
 	if err != nil {
 		return err
 	}
@@ -676,7 +755,11 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 		return err
 	}
 	if got := h.Sum(nil); string(got) != string(m.SHA256[:]) {
-		// A chunk written before a crash and never synced: start over.
+		// Every chunk checked, the whole not: a chunk written before a
+		// crash and never synced, or a sender whose manifest lies. The
+		// .part goes (nothing piles up); a retry starts over in place.
+		w.Close()
+		os.Remove(part)
 		_, _ = n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = 0; return nil })
 		return fmt.Errorf("%w: the file's SHA-256 differs from the sender's; download it again", chat.ErrUnavailable)
 	}
@@ -726,6 +809,12 @@ func (n *Node) fetchChunk(ctx context.Context, srcs []fileSource, tok blobs.Toke
 				pt, err := filecrypt.OpenChunk(nil, m.Key, m.Size, i, m.Chunks[i], ct)
 				if err == nil {
 					return pt, nil
+				}
+				if errors.Is(err, filecrypt.ErrAuth) {
+					// The chunk is the one the manifest names and does
+					// not decrypt: the manifest is wrong, no source can
+					// help (review finding: retried forever).
+					return nil, fmt.Errorf("%w: the sender's file does not match its description: %w", chat.ErrInvalid, err)
 				}
 				n.log.Warn("files: a chunk refused", "from", s.name, "chunk", i, "err", err)
 			}

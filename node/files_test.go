@@ -228,23 +228,20 @@ func TestFileBadChunksRefetched(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	data := alice.db.Keyspace("blobs.data")
-	if err := alice.db.Update(func(tx *storage.Txn) error {
-		good, err := tx.Get(data, m.Chunks[0][:])
-		if err != nil {
-			return err
-		}
-		bad := bytes.Clone(good)
-		bad[10] ^= 1
-		if err := tx.Set(data, m.Chunks[0][:], bad); err != nil {
-			return err
-		}
-		foreign, err := tx.Get(data, om.Chunks[1][:])
-		if err != nil {
-			return err
-		}
-		return tx.Set(data, m.Chunks[1][:], foreign)
-	}); err != nil {
+	store := alice.files.store
+	good, err := os.ReadFile(store.BlobPath(m.Chunks[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good[10] ^= 1
+	if err := os.WriteFile(store.BlobPath(m.Chunks[0]), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := os.ReadFile(store.BlobPath(om.Chunks[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(store.BlobPath(m.Chunks[1]), foreign, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the file at Bob", func() (bool, error) {

@@ -100,7 +100,7 @@ func startRelayFull(t *testing.T, dir string, mod func(*directory.Config), mmod 
 	if err := r.hist.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if r.blobs, err = blobs.NewServer(blobs.Config{DB: db, Host: h}); err != nil {
+	if r.blobs, err = blobs.NewServer(blobs.Config{DB: db, Host: h, Dir: filepath.Join(dir, "blobs")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.blobs.Start(); err != nil {

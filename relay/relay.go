@@ -174,7 +174,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	if err := r.startHistory(&stack, db, h); err != nil {
 		return err
 	}
-	if err := r.startBlobs(&stack, db, h); err != nil {
+	if err := r.startBlobs(&stack, db, h, reg); err != nil {
 		return err
 	}
 	// Listen only now, so no peer meets a relay without its services.

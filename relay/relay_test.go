@@ -322,8 +322,9 @@ func testMetrics(t *testing.T, r *relay.Relay) {
 		"libp2p_relaysvc_status",     // circuit relay service
 		"libp2p_rcmgr_",              // resource manager
 		"promhttp_metric_handler_requests_total",
-		"peergram_mailbox_",   // mailbox server
-		"peergram_directory_", // directory server
+		"peergram_mailbox_",          // mailbox server
+		"peergram_directory_",        // directory server
+		"peergram_blob_stored_bytes", // blob store
 		`peergram_relay_streams{dir="inbound",name="/peergram/mailbox/1.0.0",scope="protocol"}`,
 		`peergram_relay_streams{dir="inbound",name="",scope="transient"}`,
 		"libp2p_eventbus_subscriber_queue_length", // its labels name source files

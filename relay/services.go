@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,13 +63,15 @@ func (r *Relay) startDirectory(stack *closers, db *storage.DB, h host.Host, reg 
 	return nil
 }
 
-func (r *Relay) startBlobs(stack *closers, db *storage.DB, h host.Host) error {
+func (r *Relay) startBlobs(stack *closers, db *storage.DB, h host.Host, reg prometheus.Registerer) error {
 	srv, err := blobs.NewServer(blobs.Config{
 		DB:           db,
 		Host:         h,
+		Dir:          filepath.Join(r.cfg.Home, "blobs"),
 		Retention:    r.cfg.BlobRetention,
 		AccountQuota: r.cfg.BlobAccountQuota,
 		Capacity:     r.cfg.BlobCapacity,
+		Registerer:   reg,
 		Logger:       r.log.With("component", "blobs"),
 	})
 	if err != nil {

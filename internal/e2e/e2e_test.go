@@ -216,6 +216,7 @@ type cluster struct {
 	t                            *testing.T
 	e                            *env
 	relayHome, listen, relayAddr string
+	metrics                      string // the relay's metrics address
 	relay                        *proc
 	alice, bob                   string // homes
 }
@@ -236,15 +237,17 @@ func newCluster(t *testing.T, e *env) *cluster {
 // startRelay (re)starts the relay on its fixed listen address.
 func (c *cluster) startRelay() *proc {
 	os.Remove(filepath.Join(c.relayHome, "addrs"))
-	p := c.e.start("peergram-relay", "run", "--home", c.relayHome, "--listen", c.listen, "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(c.t)))
+	c.metrics = fmt.Sprintf("127.0.0.1:%d", freePort(c.t))
+	p := c.e.start("peergram-relay", "run", "--home", c.relayHome, "--listen", c.listen, "--metrics", c.metrics)
 	waitFile(c.t, filepath.Join(c.relayHome, "addrs"), p)
 	return p
 }
 
-// startDaemon starts the daemon of home and waits for its API.
-func (c *cluster) startDaemon(home string) *proc {
+// startDaemon starts the daemon of home (with extra flags) and waits for
+// its API.
+func (c *cluster) startDaemon(home string, extra ...string) *proc {
 	os.Remove(filepath.Join(home, "api"))
-	p := c.e.start("peergram", "daemon", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--relay", c.relayAddr)
+	p := c.e.start("peergram", append([]string{"daemon", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--relay", c.relayAddr}, extra...)...)
 	waitFile(c.t, filepath.Join(home, "api"), p)
 	return p
 }

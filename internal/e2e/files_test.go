@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,7 +18,7 @@ import (
 
 type fileRow struct {
 	ID, Name, Mime, From, State, Path string
-	Size                              int64
+	Size, Done                        int64
 	SentAt                            time.Time `json:"sent_at"`
 }
 
@@ -156,4 +158,139 @@ func TestFileDirectAndThroughRelay(t *testing.T) {
 	bobD.kill(syscall.SIGTERM)
 	c.relay.kill(syscall.SIGTERM)
 	assertNoString(t, c.relayHome, marker)
+}
+
+// relayBlobBytes reads the relay's peergram_blob_bytes_total{op}.
+func (c *cluster) relayBlobBytes(op string) float64 {
+	resp, err := http.Get("http://" + c.metrics + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	prefix := fmt.Sprintf(`peergram_blob_bytes_total{op=%q} `, op)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// peakRSS is a process's peak resident set (VmHWM), in bytes.
+func peakRSS(t *testing.T, p *proc) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestFileResumeAfterKill: Alice sends a 1 GB file to Bob, who is
+// offline; her daemon, uploading it to the relay, is killed (-9) a part
+// of the way and restarted: the upload resumes, and all it put on the
+// relay is under 1.3 × the file; her daemon's peak RSS stays under 256
+// MiB. Bob's daemon, downloading it from the relay, is killed (-9) a part
+// of the way too, and his next `download` resumes: under 1.3 × the file
+// fetched in all, and the same SHA-256.
+func TestFileResumeAfterKill(t *testing.T) {
+	e := build(t)
+	c := newCluster(t, e)
+	alice, bob := c.alice, c.bob
+	up := []string{"--file-upload-after", "300ms"}
+	aliceD, bobD := c.startDaemon(alice, up...), c.startDaemon(bob)
+	c.addContacts()
+	bobD.kill(syscall.SIGTERM)
+	const size = 1 << 30
+	path, sum := bigFile(t, t.TempDir(), size)
+	id := strings.TrimSpace(e.must("peergram", "send-file", "--home", alice, "bob", path))
+	os.Remove(path)
+	eventually(t, "a part uploaded", 60*time.Second, func() error {
+		if got := c.relayBlobBytes("put"); got < size/5 {
+			return fmt.Errorf("%.0f bytes on the relay", got)
+		}
+		return nil
+	})
+	if rss := peakRSS(t, aliceD); rss > 256<<20 {
+		t.Errorf("Alice's daemon peaked at %d MiB sending a 1 GB file", rss>>20)
+	} else {
+		t.Logf("Alice's daemon peak RSS while sending 1 GB: %d MiB", rss>>20)
+	}
+	aliceD.kill(syscall.SIGKILL)
+	before := c.relayBlobBytes("put")
+	if before >= size {
+		t.Fatalf("setup: the upload was done (%.0f bytes) before the kill", before)
+	}
+	aliceD = c.startDaemon(alice, up...)
+	eventually(t, "uploaded after the restart", 120*time.Second, func() error {
+		for _, f := range e.files(alice, "bob") {
+			if f.ID == id && f.State == "uploaded" {
+				return nil
+			}
+		}
+		return fmt.Errorf("Alice's files: %+v", e.files(alice, "bob"))
+	})
+	if put := c.relayBlobBytes("put"); put > 1.3*size {
+		t.Fatalf("%.0f bytes uploaded for a %d-byte file (killed at %.0f)", put, size, before)
+	} else {
+		t.Logf("killed at %.0f bytes; %.0f bytes uploaded in all (%.2f × the file)", before, put, put/size)
+	}
+	eventually(t, "the message deposited", 30*time.Second, func() error {
+		for _, m := range e.messages(alice, "bob") {
+			if m.ID == id && m.Status == "sent" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	aliceD.kill(syscall.SIGTERM)
+
+	bobD = c.startDaemon(bob)
+	eventually(t, "the file at Bob", 60*time.Second, func() error {
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == id {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	dest := filepath.Join(t.TempDir(), "got.bin")
+	dl := e.start("peergram", "download", "--home", bob, id, "--out", dest)
+	eventually(t, "a part downloaded", 60*time.Second, func() error {
+		if got := c.relayBlobBytes("get"); got < size/5 {
+			return fmt.Errorf("%.0f bytes fetched", got)
+		}
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == id && f.State == "downloading" && f.Done > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no progress recorded")
+	})
+	bobD.kill(syscall.SIGKILL)
+	dl.kill(syscall.SIGKILL)
+	killedAt := c.relayBlobBytes("get")
+	bobD = c.startDaemon(bob)
+	got := strings.TrimSpace(e.must("peergram", "download", "--home", bob, id, "--out", dest))
+	if got != dest || sumOf(t, dest) != sum {
+		t.Fatalf("downloaded to %q, or it differs", got)
+	}
+	if fetched := c.relayBlobBytes("get"); fetched > 1.3*size {
+		t.Fatalf("%.0f bytes fetched for a %d-byte file (killed at %.0f)", fetched, size, killedAt)
+	} else {
+		t.Logf("killed at %.0f bytes; %.0f fetched in all (%.2f × the file)", killedAt, fetched, fetched/size)
+	}
+	bobD.kill(syscall.SIGTERM)
 }

@@ -1,19 +1,22 @@
 package blobs
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/relay/internal/protoframe"
@@ -30,6 +33,8 @@ const ServiceName = "peergram.blobs"
 type Config struct {
 	Host host.Host
 	DB   *storage.DB
+	// Dir holds the blobs' bytes, a file each (see blobFiles). Required.
+	Dir string
 	// Retention is how long a blob is kept after its last upload (30
 	// days); then it expires, and its bytes go once no reference is left.
 	Retention time.Duration
@@ -52,14 +57,17 @@ type Config struct {
 	// Protocol, if set, is served instead of ProtocolID (a node serves
 	// its own chunks on FileProtocolID).
 	Protocol string
+	// Registerer receives the server's metrics at Start (and loses them
+	// at Close); nil registers none.
+	Registerer prometheus.Registerer
 
 	Now    func() time.Time
 	Logger *slog.Logger
 }
 
 func (c *Config) defaults() error {
-	if c.DB == nil || c.Host == nil {
-		return errors.New("blobs: DB and Host are required")
+	if c.DB == nil || c.Host == nil || c.Dir == "" {
+		return errors.New("blobs: DB, Host and Dir are required")
 	}
 	if c.Retention <= 0 {
 		c.Retention = 30 * 24 * time.Hour
@@ -90,7 +98,8 @@ func (c *Config) defaults() error {
 
 // Server is the relay side of the blob store. Safe for concurrent use.
 //
-// Keyspaces: blobs.data: hash → the blob; blobs.ref: hash || account →
+// The blobs' bytes are files in Config.Dir (blobFiles). Keyspaces:
+// blobs.ref: hash || account →
 // token hash[32] || size u32 || expires u64 (Unix ms) — one per account
 // that uploaded the blob; blobs.exp: expires u64 || hash || account →
 // nothing, the sweeper's index. Usage per account and in all is counted
@@ -100,8 +109,9 @@ type Server struct {
 	log     *slog.Logger
 	streams *serve.Streams
 
-	data, refs, exp storage.Keyspace
-	requests        *ratelimit.Limiter[peer.ID]
+	data      blobFiles
+	refs, exp storage.Keyspace
+	requests  *ratelimit.Limiter[peer.ID]
 
 	// write serializes the changes (uploads, deletions, expiry), so that
 	// the counters below follow what storage holds.
@@ -114,6 +124,33 @@ type Server struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	onServe func(Token, [32]byte)
+	met     *metrics
+}
+
+// metrics are the store's Prometheus metrics:
+//
+//	peergram_blob_bytes_total{op}        counter: blob bytes taken (op "put") and served ("get")
+//	peergram_blob_requests_total{op,code} counter: requests by type and answer code
+//	peergram_blob_stored_bytes           gauge: bytes held (read at each scrape)
+type metrics struct {
+	bytes    *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	stored   prometheus.GaugeFunc
+}
+
+func newMetrics(s *Server) *metrics {
+	return &metrics{
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "peergram_blob_bytes_total",
+			Help: "Blob bytes taken by Put (op put) and served by Get (op get)."}, []string{"op"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "peergram_blob_requests_total",
+			Help: "Blob store requests by type and answer code."}, []string{"op", "code"}),
+		stored: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "peergram_blob_stored_bytes",
+			Help: "Bytes the blob store holds."}, func() float64 { _, t := s.Usage(identity.AccountID{}); return float64(t) }),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.bytes, m.requests, m.stored}
 }
 
 // OnServe sets a function called with the token and name of every blob
@@ -124,14 +161,12 @@ func (s *Server) OnServe(fn func(Token, [32]byte)) { s.onServe = fn }
 // Read returns a stored blob (a node reading its own chunks to upload
 // them).
 func (s *Server) Read(h [32]byte) ([]byte, error) {
-	var out []byte
-	err := s.cfg.DB.View(func(tx *storage.Txn) error {
-		b, err := tx.Get(s.data, h[:])
-		out = b
-		return err
-	})
-	return out, err
+	b, _, err := s.data.read(h, 0, 0)
+	return b, err
 }
+
+// BlobPath is where blob h's bytes are (for tests and operators).
+func (s *Server) BlobPath(h [32]byte) string { return s.data.path(h) }
 
 type blobCount struct {
 	size int64
@@ -177,12 +212,13 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger,
-		data: cfg.DB.Keyspace("blobs.data"), refs: cfg.DB.Keyspace("blobs.ref"), exp: cfg.DB.Keyspace("blobs.exp"),
+		data: blobFiles{dir: cfg.Dir}, refs: cfg.DB.Keyspace("blobs.ref"), exp: cfg.DB.Keyspace("blobs.exp"),
 		requests: ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
 		use:      map[identity.AccountID]int64{},
 		blobs:    map[[32]byte]*blobCount{},
 		quit:     make(chan struct{}),
 	}
+	s.met = newMetrics(s)
 	err := cfg.DB.View(func(tx *storage.Txn) error {
 		return tx.Iterate(s.refs, nil, func(k, v []byte) error {
 			r, err := parseRef(v)
@@ -197,6 +233,15 @@ func NewServer(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("blobs: %w", err)
+	}
+	// Files a crash left without a reference.
+	if n, err := s.data.sweepOrphans(func(h [32]byte) bool { return s.blobs[h] != nil }); err != nil {
+		return nil, err
+	} else if n > 0 {
+		s.log.Info("blobs: removed files no reference names", "files", n)
 	}
 	proto := ProtocolID
 	if cfg.Protocol != "" {
@@ -238,6 +283,16 @@ func (s *Server) Usage(acct identity.AccountID) (account, total int64) {
 
 // Start serves the protocol and sweeps expired references.
 func (s *Server) Start() error {
+	if r := s.cfg.Registerer; r != nil {
+		for i, c := range s.met.collectors() {
+			if err := r.Register(c); err != nil {
+				for _, d := range s.met.collectors()[:i] {
+					r.Unregister(d)
+				}
+				return fmt.Errorf("blobs: register metrics: %w", err)
+			}
+		}
+	}
 	s.wg.Add(1)
 	go s.sweepLoop()
 	return s.streams.Start()
@@ -245,6 +300,11 @@ func (s *Server) Start() error {
 
 // Close stops serving and sweeping.
 func (s *Server) Close() error {
+	if r := s.cfg.Registerer; r != nil {
+		for _, c := range s.met.collectors() {
+			r.Unregister(c)
+		}
+	}
 	s.streams.Close()
 	select {
 	case <-s.quit:
@@ -259,7 +319,12 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 	defer str.Close()
 	t, body, err := protoframe.Read(str, func(t uint8) (int, bool) {
 		switch t {
-		case typePut, typeGet, typeHas, typeDelete:
+		case typePut, typeDelete:
+			if s.cfg.ReadOnly {
+				return 0, false // refused before its body is read
+			}
+			return bound(t)
+		case typeGet, typeHas:
 			return bound(t)
 		}
 		return 0, false
@@ -288,6 +353,10 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			return
 		}
 		code, text := s.put(m, str.Conn().LocalPeer())
+		s.met.requests.WithLabelValues("put", code.String()).Inc()
+		if code == CodeOK {
+			s.met.bytes.WithLabelValues("put").Add(float64(len(m.Data)))
+		}
 		s.answer(str, code, text)
 	case typeGet:
 		m, err := decodeGet(body)
@@ -413,16 +482,16 @@ func (s *Server) store(hash, tokenHash [32]byte, acct identity.AccountID, data [
 		}
 	}
 	r := ref{tokenHash: m.TokenHash, size: size, expires: s.cfg.Now().Add(s.cfg.Retention).UnixMilli()}
+	// The bytes first (their file is whole before anything names it).
+	if err := s.data.write(m.Hash, m.Data); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return CodeFull, "the relay's disk is full"
+		}
+		return CodeUnavailable, err.Error()
+	}
 	err = s.cfg.DB.Update(func(tx *storage.Txn) error {
 		if old != nil {
 			if err := tx.Delete(s.exp, expKey(old.expires, m.Hash, acct)); err != nil {
-				return err
-			}
-		}
-		if ok, err := tx.Has(s.data, m.Hash[:]); err != nil {
-			return err
-		} else if !ok {
-			if err := tx.Set(s.data, m.Hash[:], m.Data); err != nil {
 				return err
 			}
 		}
@@ -431,10 +500,16 @@ func (s *Server) store(hash, tokenHash [32]byte, acct identity.AccountID, data [
 		}
 		return tx.Set(s.exp, expKey(r.expires, m.Hash, acct), nil)
 	})
-	switch {
-	case errors.Is(err, storage.ErrDiskFull):
-		return CodeFull, "the relay's disk is full"
-	case err != nil:
+	if err != nil {
+		s.mu.Lock()
+		referenced := s.blobs[m.Hash] != nil
+		s.mu.Unlock()
+		if !referenced {
+			_ = s.data.remove(m.Hash)
+		}
+		if errors.Is(err, storage.ErrDiskFull) {
+			return CodeFull, "the relay's disk is full"
+		}
 		return CodeUnavailable, err.Error()
 	}
 	if old == nil {
@@ -465,29 +540,23 @@ func (s *Server) readable(tx *storage.Txn, h [32]byte, token Token) (bool, error
 // gets the answer of a blob that does not exist.
 func (s *Server) get(str network.Stream, m *getMsg) {
 	var out *dataMsg
-	err := s.cfg.DB.View(func(tx *storage.Txn) error {
-		ok, err := s.readable(tx, m.Hash, m.Token)
-		if err != nil || !ok {
-			return err
-		}
-		b, err := tx.Get(s.data, m.Hash[:])
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		size := uint64(len(b))
-		if m.Offset > size {
-			return fmt.Errorf("%w: offset %d in a blob of %d bytes", protoframe.ErrMalformed, m.Offset, size)
-		}
-		end := size
-		if m.Length > 0 && m.Offset+m.Length < size {
-			end = m.Offset + m.Length
-		}
-		out = &dataMsg{Size: size, Data: bytes.Clone(b[m.Offset:end])}
-		return nil
+	var ok bool
+	err := s.cfg.DB.View(func(tx *storage.Txn) (err error) {
+		ok, err = s.readable(tx, m.Hash, m.Token)
+		return err
 	})
+	if err == nil && ok {
+		b, size, rerr := s.data.read(m.Hash, m.Offset, m.Length)
+		switch {
+		case errors.Is(rerr, errOffset):
+			err = fmt.Errorf("%w: offset %d in a blob of %d bytes", protoframe.ErrMalformed, m.Offset, size)
+		case errors.Is(rerr, fs.ErrNotExist): // deleted meanwhile
+		case rerr != nil:
+			err = rerr
+		default:
+			out = &dataMsg{Size: size, Data: b}
+		}
+	}
 	switch {
 	case errors.Is(err, protoframe.ErrMalformed):
 		s.answer(str, CodeMalformed, err.Error())
@@ -496,8 +565,12 @@ func (s *Server) get(str network.Stream, m *getMsg) {
 	case out == nil:
 		s.answer(str, CodeNotFound, "no such blob")
 	default:
-		if _, err := str.Write(protoframe.Frame(typeData, out.appendBody(nil))); err == nil && s.onServe != nil {
-			s.onServe(m.Token, m.Hash)
+		s.met.requests.WithLabelValues("get", CodeOK.String()).Inc()
+		if _, err := str.Write(protoframe.Frame(typeData, out.appendBody(nil))); err == nil {
+			s.met.bytes.WithLabelValues("get").Add(float64(len(out.Data)))
+			if s.onServe != nil {
+				s.onServe(m.Token, m.Hash)
+			}
 		}
 	}
 }
@@ -545,8 +618,9 @@ func (s *Server) del(m *deleteMsg, self peer.ID) (Code, string) {
 // Under s.write.
 func (s *Server) dropRef(h [32]byte, acct identity.AccountID, expiresBefore int64) error {
 	var dropped *ref
+	var gone bool
 	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
-		dropped = nil
+		dropped, gone = nil, false
 		raw, err := tx.Get(s.refs, refKey(h, acct))
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
@@ -571,16 +645,17 @@ func (s *Server) dropRef(h [32]byte, acct identity.AccountID, expiresBefore int6
 		if err != nil {
 			return err
 		}
-		if left == 0 {
-			if err := tx.Delete(s.data, h[:]); err != nil {
-				return err
-			}
-		}
+		gone = left == 0
 		dropped = &r
 		return nil
 	})
 	if err == nil && dropped != nil {
 		s.count(h, acct, dropped.size, -1)
+		if gone {
+			// After the commit: a crash before this leaves a file no
+			// reference names, which the next start removes.
+			err = s.data.remove(h)
+		}
 	}
 	return err
 }

@@ -51,9 +51,15 @@ func Read(r io.Reader, bound func(t uint8) (int, bool)) (uint8, []byte, error) {
 	if int64(n-1) > int64(max) {
 		return 0, nil, fmt.Errorf("%w: %d bytes (at most %d)", ErrTooLarge, n-1, max)
 	}
-	body := make([]byte, n-1)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// Grown as bytes arrive, not allocated as declared: a peer that
+	// sends a header and stalls pins no more than it sent (review
+	// finding: 48 five-byte headers pinned 48 MiB).
+	body, err := io.ReadAll(io.LimitReader(r, int64(n-1)))
+	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(body) != int(n-1) {
+		return 0, nil, fmt.Errorf("%w: %v", ErrMalformed, io.ErrUnexpectedEOF)
 	}
 	return t, body, nil
 }

@@ -20,6 +20,7 @@ package serve
 import (
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -143,6 +144,14 @@ func (s *Streams) serve(str network.Stream) {
 	if s.cfg.Timeout > 0 {
 		_ = str.SetDeadline(time.Now().Add(s.cfg.Timeout))
 	}
+	// A handler's bug must cost one stream, not the process (an outside
+	// review crashed a relay with one blob Get whose range overflowed).
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("stream handler panicked; stream reset", "protocol", s.cfg.Protocol, "panic", r, "stack", string(debug.Stack()))
+			_ = str.Reset()
+		}
+	}()
 	s.h(str, log)
 }
 
