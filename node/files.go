@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"math"
@@ -84,8 +86,11 @@ type fileRecord struct {
 	Group    bool      `json:"group,omitempty"` // Chat is a group's ID
 	State    string    `json:"state"`
 	Done     int       `json:"done"` // chunks written (download) or uploaded (upload), in order
-	Path     string    `json:"path,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	// HashState is the download's SHA-256 state after Done chunks
+	// (crypto/sha256's binary form).
+	HashState []byte `json:"hash_state,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 func (r *fileRecord) manifest() (*filecrypt.Manifest, error) {
@@ -675,8 +680,8 @@ func shortName(name string, max int) string {
 	return base + ext
 }
 
-// fetchWindow is the chunks fetched at once.
-const fetchWindow = 4
+// fetchBatch is the chunks asked for over one stream.
+const fetchBatch = 16
 
 // fetchChunks writes chunks start… of m into part, recording progress,
 // then checks the whole file.
@@ -695,29 +700,51 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan result, fetchWindow)
+	results := make(chan result, 2*fetchBatch)
 	next := start
 	inflight := 0
+	done := start
 	launch := func() {
-		for inflight < fetchWindow && next < len(m.Chunks) {
-			i := next
-			next++
+		// Batches of fetchBatch chunks, each over one stream, two at
+		// once; at most two batches past the last chunk written, so a
+		// chunk slow to come holds a few in memory, not the file.
+		for inflight < 2 && next < len(m.Chunks) && next < done+2*fetchBatch {
+			from, to := next, min(next+fetchBatch, len(m.Chunks))
+			next = to
 			inflight++
 			go func() {
-				pt, err := n.fetchChunk(ctx, srcs, tok, m, i)
-				results <- result{i, pt, err}
+				send := func(r result) {
+					select {
+					case results <- r:
+					case <-ctx.Done(): // the download ended
+					}
+				}
+				n.fetchBatch(ctx, srcs, tok, m, from, to, func(i int, pt []byte, err error) { send(result{i, pt, err}) })
+				send(result{i: -1}) // the batch is done
 			}()
+		}
+	}
+	// The file's SHA-256 is taken as chunks are written in order; its
+	// state is saved with the progress, so a resumed download reads
+	// nothing back.
+	h := sha256.New()
+	if start > 0 {
+		if err := resumeHash(h, rec.HashState, w, start); err != nil {
+			return err
 		}
 	}
 	launch()
 	pending := map[int][]byte{}
-	done := start
 	lastSaved := time.Now()
 	for done < len(m.Chunks) {
 		r := <-results
-		inflight--
 		if r.err != nil {
 			return r.err
+		}
+		if r.i < 0 {
+			inflight--
+			launch()
+			continue
 		}
 		pending[r.i] = r.pt
 		for {
@@ -728,6 +755,7 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 			if _, err := w.WriteAt(pt, int64(done)*filecrypt.ChunkSize); err != nil {
 				return err
 			}
+			h.Write(pt)
 			delete(pending, done)
 			done++
 		}
@@ -737,7 +765,11 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 				return err
 			}
 			d := done
-			if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = d; return nil }); err != nil {
+			state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done, r.HashState = d, state; return nil }); err != nil {
 				return err
 			}
 			lastSaved = time.Now()
@@ -747,23 +779,29 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 	if err := w.Truncate(m.Size); err != nil {
 		return err
 	}
-	if _, err := w.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, w); err != nil {
-		return err
-	}
 	if got := h.Sum(nil); string(got) != string(m.SHA256[:]) {
 		// Every chunk checked, the whole not: a chunk written before a
 		// crash and never synced, or a sender whose manifest lies. The
 		// .part goes (nothing piles up); a retry starts over in place.
 		w.Close()
 		os.Remove(part)
-		_, _ = n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = 0; return nil })
+		_, _ = n.updateFile(rec.ID, func(r *fileRecord) error { r.Done, r.HashState = 0, nil; return nil })
 		return fmt.Errorf("%w: the file's SHA-256 differs from the sender's; download it again", chat.ErrUnavailable)
 	}
 	return w.Sync()
+}
+
+// resumeHash brings h to the state after chunks [0, start): from the
+// saved state, or (a record without one) by reading them back.
+func resumeHash(h hash.Hash, state []byte, r io.ReaderAt, start int) error {
+	if len(state) > 0 {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err == nil {
+			return nil
+		}
+		h.Reset()
+	}
+	_, err := io.Copy(h, io.NewSectionReader(r, 0, int64(start)*filecrypt.ChunkSize))
+	return err
 }
 
 // fileSource is a place to fetch a file's chunks from.
@@ -792,6 +830,63 @@ func (n *Node) fileSources(rec *fileRecord) []fileSource {
 		out = append(out, fileSource{c: blobs.NewClient(n.host), peer: ai.ID, name: "relay " + ai.ID.String()})
 	}
 	return out
+}
+
+// fetchBatch gets chunks [from, to) — over one stream from the first
+// source that answers, then one by one (fetchChunk) for those it did not
+// give right — and hands each to got, in any order.
+func (n *Node) fetchBatch(ctx context.Context, srcs []fileSource, tok blobs.Token, m *filecrypt.Manifest, from, to int, got func(int, []byte, error)) {
+	left := map[int]bool{}
+	for i := from; i < to; i++ {
+		left[i] = true
+	}
+	for _, s := range srcs {
+		if len(left) == 0 || ctx.Err() != nil {
+			break
+		}
+		var idx []int
+		var hs [][32]byte
+		for i := from; i < to; i++ {
+			if left[i] {
+				idx, hs = append(idx, i), append(hs, m.Chunks[i])
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := s.c.GetMany(fctx, s.peer, tok, hs, func(k int, ct []byte, err error) error {
+			if err != nil {
+				return nil // not here: the next source, or one by one
+			}
+			i := idx[k]
+			pt, err := filecrypt.OpenChunk(nil, m.Key, m.Size, i, m.Chunks[i], ct)
+			if errors.Is(err, filecrypt.ErrAuth) {
+				got(i, nil, fmt.Errorf("%w: the sender's file does not match its description: %w", chat.ErrInvalid, err))
+				return err
+			}
+			if err != nil {
+				n.log.Warn("files: a chunk refused", "from", s.name, "chunk", i, "err", err)
+				return nil
+			}
+			delete(left, i)
+			got(i, pt, nil)
+			return nil
+		})
+		cancel()
+		if errors.Is(err, filecrypt.ErrAuth) {
+			return
+		}
+		if err != nil {
+			n.log.Debug("files: a source did not answer", "from", s.name, "err", err)
+		}
+	}
+	for i := from; i < to; i++ {
+		if left[i] {
+			pt, err := n.fetchChunk(ctx, srcs, tok, m, i)
+			got(i, pt, err)
+			if err != nil {
+				return
+			}
+		}
+	}
 }
 
 // fetchChunk gets chunk i from the first source that has it right,
@@ -951,31 +1046,47 @@ func (n *Node) uploadFile(ctx context.Context, r *fileRecord) {
 		n.log.Info("files: relay unreachable for an upload", "err", err)
 		return
 	}
-	for i, h := range m.Chunks {
-		if have[i] {
-			continue
+	var missing []int
+	for i := range m.Chunks {
+		if !have[i] {
+			missing = append(missing, i)
 		}
-		data, err := f.store.Read(h)
+	}
+	// One stream: uploads go out while the relay answers the earlier
+	// ones (a Put per stream waited for each write on the relay).
+	pctx, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	fail := func(err error) {
+		_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
+	}
+	var readErr error
+	err = c.PutMany(pctx, relay, n.keys.device, cert, tok, len(missing), func(k int) ([]byte, error) {
+		data, err := f.store.Read(m.Chunks[missing[k]])
 		if err != nil {
-			_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
-			return
+			readErr = err
 		}
-		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err = c.Put(pctx, relay, n.keys.device, cert, tok, data)
-		cancel()
+		return data, err
+	}, func(k int, err error) error {
 		if err != nil {
-			var se *blobs.StatusError
-			if errors.As(err, &se) && (se.Code == blobs.CodeQuota || se.Code == blobs.CodeFull || se.Code == blobs.CodeInvalid) {
-				_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
-			} else {
-				n.log.Info("files: upload cut; resumes", "chunk", i, "err", err)
-			}
-			return
+			return err
 		}
-		if i%16 == 15 {
-			d := i + 1
-			_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.Done = d; return nil })
+		if done := k + 1; done%16 == 0 {
+			_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.Done = len(m.Chunks) - len(missing) + done; return nil })
 		}
+		return nil
+	})
+	if readErr != nil {
+		fail(readErr) // our own chunk is gone
+		return
+	}
+	if err != nil {
+		var se *blobs.StatusError
+		if errors.As(err, &se) && (se.Code == blobs.CodeQuota || se.Code == blobs.CodeFull || se.Code == blobs.CodeInvalid) {
+			fail(err)
+		} else {
+			n.log.Info("files: upload cut; resumes", "err", err)
+		}
+		return
 	}
 	_, _ = n.updateFile(r.ID, func(r *fileRecord) error { r.State, r.Done = chat.FileUploaded, len(m.Chunks); return nil })
 }

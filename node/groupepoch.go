@@ -84,6 +84,9 @@ func epochGrantedKey(g groupstate.GroupID, epoch uint64, dev identity.DeviceID) 
 	return append(k, dev[:]...)
 }
 
+// epochDrawKey (group || 'D') holds the last epoch this device drew.
+func epochDrawKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'D') }
+
 func epochHeldKey(g groupstate.GroupID, epoch uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(append([]byte(nil), g[:]...), 'H'), epoch)
 }
@@ -165,6 +168,14 @@ func (n *Node) heldKeys(tx *storage.Txn, g groupstate.GroupID) ([]heldKey, error
 // freshEpoch returns the key to seal with in l's group: the greatest
 // epoch held that is fresh (see the comment at the top).
 func (n *Node) freshEpoch(tx *storage.Txn, l *groupstate.Log) (epochkey.Key, bool, error) {
+	// Read so that two transactions that both find no fresh key and
+	// draw one conflict (drawEpoch writes it): the second runs again and
+	// finds the first's key. Without it a new key in the 'K' range is a
+	// phantom the store's conflict check cannot see (CI saw a post and
+	// an admin's pass draw two keys at once).
+	if _, err := tx.Get(n.st.groupEpoch, epochDrawKey(l.Group())); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return epochkey.Key{}, false, err
+	}
 	keys, err := n.heldKeys(tx, l.Group())
 	if err != nil {
 		return epochkey.Key{}, false, err
@@ -221,6 +232,9 @@ func (n *Node) drawEpoch(tx *storage.Txn, l *groupstate.Log) (epochkey.Key, [][]
 	}
 	k, err := epochkey.NewKey(n.rand, l.Group(), epochNumber(l, binary.BigEndian.Uint16(r[:])))
 	if err != nil {
+		return epochkey.Key{}, nil, err
+	}
+	if err := tx.Set(n.st.groupEpoch, epochDrawKey(k.Group), binary.BigEndian.AppendUint64(nil, k.Epoch)); err != nil {
 		return epochkey.Key{}, nil, err
 	}
 	if err := tx.Set(n.st.groupEpoch, epochKeyKey(k.Group, k.Epoch), epochKeyValue(k, n.keys.account.ID())); err != nil {

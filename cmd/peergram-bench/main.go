@@ -35,7 +35,8 @@ func main() {
 	flag.IntVar(&cfg.s2n, "s2n", 100000, "envelopes drained per round in S2")
 	flag.IntVar(&cfg.n4, "n4", 100000, "messages sent in D4")
 	flag.IntVar(&cfg.inflight, "inflight", defaultInflight, "deposits kept in flight in M1 and M3 (each message is its own deposit)")
-	flag.BoolVar(&quick, "quick", false, "smaller S2 (10,000 envelopes unless -s2n is set)")
+	flag.Int64Var(&cfg.fsize, "fsize", 0, "file size in bytes for F1 and F2 (0 = 1 GiB; -quick 128 MiB)")
+	flag.BoolVar(&quick, "quick", false, "smaller S2 (10,000 envelopes unless -s2n is set) and F1/F2 (128 MiB unless -fsize is set)")
 	flag.StringVar(&only, "only", "", "comma-separated scenario IDs to run (default all)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	flag.Parse()
@@ -54,6 +55,9 @@ func main() {
 	}
 	if quick && !flagSet("s2n") {
 		cfg.s2n = 10000
+	}
+	if quick && !flagSet("fsize") {
+		cfg.fsize = 128 << 20
 	}
 	if cfg.rounds < 1 || cfg.n < 1 || cfg.s2n < 1 || cfg.inflight < 1 || cfg.n4 < 2 {
 		fmt.Fprintln(os.Stderr, "peergram-bench: -rounds, -n, -s2n, -n4 and -inflight must be positive")

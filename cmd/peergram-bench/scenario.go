@@ -20,6 +20,7 @@ type config struct {
 	// a relay serving many senders sees them (each message is its own
 	// deposit); default defaultInflight.
 	inflight int
+	fsize    int64 // F1/F2 file size; 0: 1 GiB
 }
 
 // defaultInflight is the default of -inflight.
@@ -44,6 +45,8 @@ var scenarios = []scenario{
 	{"G1", runG1},
 	{"G2", runG2},
 	{"G4", runG4},
+	{"F1", runF1},
+	{"F2", runF2},
 }
 
 func findScenario(id string) *scenario {

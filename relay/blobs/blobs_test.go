@@ -466,3 +466,63 @@ func TestRangeOverflow(t *testing.T) {
 		t.Fatalf("%d bytes of %d (%v)", len(got), size, err)
 	}
 }
+
+// TestGetMany: many blobs over one stream, in order; one the token does
+// not read is answered as not found in its place and the rest follow.
+func TestGetMany(t *testing.T) {
+	r := startRelay(t, nil)
+	u := newUser(t, r)
+	tok := token(t)
+	var hashes [][32]byte
+	var want [][]byte
+	for i := range 5 {
+		d := blob(1000 + i)
+		if err := u.put(t, r, tok, d); err != nil {
+			t.Fatal(err)
+		}
+		hashes, want = append(hashes, sha256.Sum256(d)), append(want, d)
+	}
+	hashes = append(hashes[:2], append([][32]byte{sha256.Sum256([]byte("none"))}, hashes[2:]...)...)
+	want = append(want[:2], append([][]byte{nil}, want[2:]...)...)
+	var got [][]byte
+	err := u.c.GetMany(context.Background(), r.h.ID(), tok, hashes, func(i int, data []byte, err error) error {
+		if (err != nil) != (want[i] == nil) || (err != nil && !errors.Is(err, ErrNotFound)) {
+			t.Errorf("blob %d: %v", i, err)
+		}
+		got = append(got, data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("blob %d differs", i)
+		}
+	}
+}
+
+// TestPutMany: many uploads over one stream, each answered in order; one
+// over the quota is refused in its place and the others stored.
+func TestPutMany(t *testing.T) {
+	r := startRelay(t, func(c *Config) { c.AccountQuota = 3500 })
+	u := newUser(t, r)
+	tok := token(t)
+	blobsIn := [][]byte{blob(1000), blob(1000), blob(1000), blob(1000), blob(400)}
+	var codes []error
+	err := u.c.PutMany(context.Background(), r.h.ID(), u.dev, u.cert, tok, len(blobsIn), func(i int) ([]byte, error) { return blobsIn[i], nil },
+		func(i int, err error) error { codes = append(codes, err); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *StatusError
+	if len(codes) != 5 || codes[0] != nil || codes[2] != nil || !errors.As(codes[3], &se) || se.Code != CodeQuota || codes[4] != nil {
+		t.Fatalf("answers %v", codes)
+	}
+	for i, d := range blobsIn {
+		_, _, err := u.c.Get(context.Background(), r.h.ID(), tok, sha256.Sum256(d), 0, 0)
+		if (err == nil) != (i != 3) {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+	}
+}

@@ -164,3 +164,156 @@ func (c *Client) Delete(ctx context.Context, relay peer.ID, dev *identity.Device
 	_, err = c.roundTrip(ctx, relay, typeDelete, m.appendBody(nil), typeStatus)
 	return err
 }
+
+// GetMany reads whole blobs hashes (at most MaxHashes) with token over one
+// stream, in order, handing each to fn as it arrives (fn gets a nil
+// blob and the error for one the relay refuses); it stops at fn's first
+// error. One stream for many blobs keeps its flow-control window open
+// between them.
+func (c *Client) GetMany(ctx context.Context, relay peer.ID, token Token, hashes [][32]byte, fn func(i int, data []byte, err error) error) error {
+	if len(hashes) > MaxHashes {
+		return fmt.Errorf("blobs: %d hashes in one request (at most %d)", len(hashes), MaxHashes)
+	}
+	str, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "peergram-blobs"), relay, c.proto)
+	if err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	defer str.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(dl)
+	} else {
+		_ = str.SetDeadline(time.Now().Add(10 * time.Minute))
+	}
+	werr := make(chan error, 1)
+	go func() {
+		var buf []byte
+		for _, h := range hashes {
+			buf = append(buf, protoframe.Frame(typeGet, (&getMsg{Hash: h, Token: token}).appendBody(nil))...)
+		}
+		_, err := str.Write(buf)
+		if err == nil {
+			err = str.CloseWrite()
+		}
+		werr <- err
+	}()
+	for i := range hashes {
+		t, b, err := protoframe.Read(str, func(ft uint8) (int, bool) {
+			if ft == typeData || ft == typeStatus {
+				return bound(ft)
+			}
+			return 0, false
+		})
+		if err != nil {
+			str.Reset()
+			return fmt.Errorf("blobs: %w", err)
+		}
+		var data []byte
+		var ferr error
+		if t == typeStatus {
+			st, err := decodeStatus(b)
+			if err != nil {
+				str.Reset()
+				return fmt.Errorf("blobs: %w", err)
+			}
+			ferr = &StatusError{Code: st.Code, Text: st.Text}
+			if st.Code == CodeMalformed || st.Code == CodeRateLimited {
+				// The relay ends the stream after these.
+				_ = fn(i, nil, ferr)
+				return ferr
+			}
+		} else {
+			d, err := decodeData(b)
+			if err != nil || uint64(len(d.Data)) != d.Size {
+				str.Reset()
+				return fmt.Errorf("blobs: %w: a blob of %d bytes said to be %d", protoframe.ErrMalformed, len(d.Data), d.Size)
+			}
+			data = d.Data
+		}
+		if err := fn(i, data, ferr); err != nil {
+			str.Reset()
+			return err
+		}
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	return nil
+}
+
+// PutMany uploads n blobs (data(i) gives blob i) over one stream, as Put
+// does each, and hands each answer to fn in order (nil for stored); it
+// stops at fn's first error. Frames go out while answers come back, so
+// the relay's writes overlap the transfer.
+func (c *Client) PutMany(ctx context.Context, relay peer.ID, dev *identity.DeviceKey, cert *identity.DeviceCert, token Token, n int, data func(i int) ([]byte, error), fn func(i int, err error) error) error {
+	if n > MaxHashes {
+		return fmt.Errorf("blobs: %d blobs in one request (at most %d)", n, MaxHashes)
+	}
+	rawCert, err := cert.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	str, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "peergram-blobs"), relay, c.proto)
+	if err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	defer str.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(dl)
+	} else {
+		_ = str.SetDeadline(time.Now().Add(10 * time.Minute))
+	}
+	werr := make(chan error, 1)
+	go func() {
+		for i := range n {
+			b, err := data(i)
+			if err != nil {
+				werr <- err
+				str.Reset()
+				return
+			}
+			m := &putMsg{Hash: sha256.Sum256(b), TokenHash: token.hash(), Cert: rawCert, Time: time.Now().UnixMilli(), Data: b}
+			m.Sig = dev.Sign(PutLabel, putSigned(string(relay), m.Hash, m.TokenHash, m.Time))
+			if _, err := str.Write(protoframe.Frame(typePut, m.appendBody(nil))); err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- str.CloseWrite()
+	}()
+	for i := range n {
+		_, b, err := protoframe.Read(str, func(ft uint8) (int, bool) {
+			if ft == typeStatus {
+				return bound(ft)
+			}
+			return 0, false
+		})
+		if err != nil {
+			str.Reset()
+			if werr := <-werr; werr != nil {
+				return fmt.Errorf("blobs: %w", werr)
+			}
+			return fmt.Errorf("blobs: %w", err)
+		}
+		st, err := decodeStatus(b)
+		if err != nil {
+			str.Reset()
+			return fmt.Errorf("blobs: %w", err)
+		}
+		var ferr error
+		if st.Code != CodeOK {
+			ferr = &StatusError{Code: st.Code, Text: st.Text}
+		}
+		if err := fn(i, ferr); err != nil {
+			str.Reset()
+			return err
+		}
+		if ferr != nil && (st.Code == CodeMalformed || st.Code == CodeRateLimited) {
+			str.Reset()
+			return ferr // the relay ends the stream after these
+		}
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	return nil
+}

@@ -347,24 +347,65 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 	}
 	switch t {
 	case typePut:
-		m, err := decodePut(body)
-		if err != nil {
-			s.answer(str, CodeMalformed, err.Error())
-			return
+		// Puts may follow one another on a stream too (PutMany), each
+		// answered in order.
+		for n := 0; ; n++ {
+			m, err := decodePut(body)
+			if err != nil {
+				s.answer(str, CodeMalformed, err.Error())
+				return
+			}
+			code, text := s.put(m, str.Conn().LocalPeer())
+			s.met.requests.WithLabelValues("put", code.String()).Inc()
+			if code == CodeOK {
+				s.met.bytes.WithLabelValues("put").Add(float64(len(m.Data)))
+			}
+			s.answer(str, code, text)
+			if n+1 >= MaxHashes {
+				return
+			}
+			_, body, err = protoframe.Read(str, func(t uint8) (int, bool) {
+				if t == typePut {
+					return bound(t)
+				}
+				return 0, false
+			})
+			if err != nil {
+				return
+			}
+			if !s.requests.Allow(str.Conn().RemotePeer(), s.cfg.Now()) {
+				s.answer(str, CodeRateLimited, "too many requests")
+				return
+			}
 		}
-		code, text := s.put(m, str.Conn().LocalPeer())
-		s.met.requests.WithLabelValues("put", code.String()).Inc()
-		if code == CodeOK {
-			s.met.bytes.WithLabelValues("put").Add(float64(len(m.Data)))
-		}
-		s.answer(str, code, text)
 	case typeGet:
-		m, err := decodeGet(body)
-		if err != nil {
-			s.answer(str, CodeMalformed, err.Error())
-			return
+		// Gets may follow one another on a stream (GetMany): each is
+		// answered in order, and the stream's flow-control window,
+		// grown by the first, carries the rest at full speed.
+		for n := 0; ; n++ {
+			m, err := decodeGet(body)
+			if err != nil {
+				s.answer(str, CodeMalformed, err.Error())
+				return
+			}
+			s.get(str, m)
+			if n+1 >= MaxHashes {
+				return
+			}
+			_, body, err = protoframe.Read(str, func(t uint8) (int, bool) {
+				if t == typeGet {
+					return bound(t)
+				}
+				return 0, false
+			})
+			if err != nil {
+				return // the client's half-close ends the stream
+			}
+			if !s.requests.Allow(str.Conn().RemotePeer(), s.cfg.Now()) {
+				s.answer(str, CodeRateLimited, "too many requests")
+				return
+			}
 		}
-		s.get(str, m)
 	case typeHas:
 		m, err := decodeHas(body)
 		if err != nil {
