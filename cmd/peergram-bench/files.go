@@ -120,10 +120,10 @@ func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, ou
 		pt  []byte
 		err error
 	}
-	results := make(chan res, 2*batch)
+	results := make(chan res, 4*batch)
 	next, inflight, done := 0, 0, 0
 	launch := func() {
-		for inflight < 2 && next < len(r.m.Chunks) && next < done+2*batch {
+		for inflight < 4 && next < len(r.m.Chunks) && next < done+4*batch {
 			from, to := next, min(next+batch, len(r.m.Chunks))
 			next = to
 			inflight++
@@ -147,6 +147,23 @@ func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, ou
 	}
 	launch()
 	h := sha256.New()
+	// The file's hash is taken on its own goroutine, beside the writes.
+	toHash := make(chan []byte, 4*batch)
+	hashed := make(chan struct{})
+	go func() {
+		for pt := range toHash {
+			h.Write(pt)
+		}
+		close(hashed)
+	}()
+	defer func() {
+		select {
+		case <-hashed:
+		default:
+			close(toHash)
+			<-hashed
+		}
+	}()
 	pending := map[int][]byte{}
 	for done < len(r.m.Chunks) {
 		x := <-results
@@ -163,7 +180,7 @@ func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, ou
 			if _, err := w.WriteAt(pt, int64(done)*filecrypt.ChunkSize); err != nil {
 				return err
 			}
-			h.Write(pt)
+			toHash <- pt
 			delete(pending, done)
 			done++
 		}
@@ -172,6 +189,8 @@ func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, ou
 	if err := w.Sync(); err != nil {
 		return err
 	}
+	close(toHash)
+	<-hashed
 	if string(h.Sum(nil)) != string(r.m.SHA256[:]) {
 		return errors.New("the downloaded file differs")
 	}

@@ -607,7 +607,7 @@ func (s *Server) get(str network.Stream, m *getMsg) {
 		s.answer(str, CodeNotFound, "no such blob")
 	default:
 		s.met.requests.WithLabelValues("get", CodeOK.String()).Inc()
-		if _, err := str.Write(protoframe.Frame(typeData, out.appendBody(nil))); err == nil {
+		if err := protoframe.Write(str, typeData, out.prefix(), out.Data); err == nil {
 			s.met.bytes.WithLabelValues("get").Add(float64(len(out.Data)))
 			if s.onServe != nil {
 				s.onServe(m.Token, m.Hash)

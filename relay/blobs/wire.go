@@ -219,9 +219,12 @@ func (m *deleteMsg) appendBody(b []byte) []byte {
 	return protoframe.AppendBytes(b, fSig, m.Sig)
 }
 
-func (m *dataMsg) appendBody(b []byte) []byte {
-	b = protoframe.AppendVarint(b, fSize, m.Size)
-	return protoframe.AppendBytes(b, fData, m.Data)
+// prefix is the body up to the data's bytes (so the data is written
+// without a copy).
+func (m *dataMsg) prefix() []byte {
+	b := protoframe.AppendVarint(nil, fSize, m.Size)
+	b = protowire.AppendTag(b, fData, protowire.BytesType)
+	return protowire.AppendVarint(b, uint64(len(m.Data)))
 }
 
 func (m *haveMsg) appendBody(b []byte) []byte {

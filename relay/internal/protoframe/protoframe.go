@@ -35,6 +35,29 @@ func Frame(t uint8, body []byte) []byte {
 	return append(out, body...)
 }
 
+// Write writes one frame whose body is the concatenation of parts,
+// without copying them into one buffer first.
+func Write(w io.Writer, t uint8, parts ...[]byte) error {
+	n := 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	hdr := binary.BigEndian.AppendUint32(make([]byte, 0, HeaderSize), uint32(n))
+	hdr = append(hdr, t)
+	if len(parts) > 0 && len(parts[0]) < 64 {
+		hdr, parts = append(hdr, parts[0]...), parts[1:]
+	}
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Read reads one frame whose type bound accepts (returning its bound in
 // bytes and true), refusing a body over the bound before reading it.
 func Read(r io.Reader, bound func(t uint8) (int, bool)) (uint8, []byte, error) {
