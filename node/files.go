@@ -24,6 +24,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/filecrypt"
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/node/media"
 	"github.com/peergram/peergram/relay/blobs"
@@ -1165,4 +1166,110 @@ func (n *Node) prepareMedia(f *os.File, size int64, kind media.Kind, ref *fileRe
 	}
 	ref.Thumb, ref.Width, ref.Height = p.Thumb, p.Width, p.Height
 	return tmp, nil
+}
+
+// DeleteFile deletes a file of a chat: for this account alone (its
+// record, its .part, and a sent file's chunks once they are on a relay
+// or fetched), or — everyone, the sender only — for every recipient too:
+// a "file-delete" message goes to the chat (over the pairwise session,
+// or as a group message), whose nodes drop the file, and the relays
+// drop its blobs (they go once nothing references them).
+func (n *Node) DeleteFile(ctx context.Context, id string, everyone bool) error {
+	if n.files == nil {
+		return fmt.Errorf("%w: the node is not running", chat.ErrUnavailable)
+	}
+	var rec *fileRecord
+	if err := n.db.View(func(tx *storage.Txn) (err error) { rec, err = n.getFile(tx, id); return err }); err != nil {
+		return err
+	}
+	if everyone && !rec.Outgoing {
+		return fmt.Errorf("%w: only the sender deletes a file for everyone", chat.ErrInvalid)
+	}
+	m, err := rec.manifest()
+	if err != nil {
+		return fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	if everyone {
+		if rec.Group {
+			if _, err := n.postGroup(ctx, rec.Chat, &groupBody{DeleteFile: rec.ID}, nil); err != nil {
+				return err
+			}
+		} else {
+			var to identity.AccountID
+			var err error
+			if to, err = identity.ParseAccountID(rec.Chat); err != nil {
+				return err
+			}
+			var mid chat.MessageID
+			if _, err := n.rand.Read(mid[:]); err != nil {
+				return err
+			}
+			body, err := json.Marshal(payload{Kind: "file-delete", IDs: []string{rec.ID}, DT: n.tokenHex()})
+			if err != nil {
+				return err
+			}
+			if err := n.db.Update(func(tx *storage.Txn) error {
+				return n.enqueue(tx, &job{ID: mid, To: to, Payload: body, SentAt: n.cfg.Now().UnixMilli()})
+			}); err != nil {
+				return err
+			}
+			n.notify(to)
+		}
+		// The relays' copies: only this account's references exist.
+		n.mu.Lock()
+		cert := n.keys.cert
+		n.mu.Unlock()
+		c := blobs.NewClient(n.host)
+		for _, r := range n.relays {
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := c.Delete(dctx, r.ID, n.keys.device, cert, hashes(m.Chunks)); err != nil {
+				n.log.Info("files: a relay did not delete a file's blobs (they expire)", "relay", r.ID, "err", err)
+			}
+			cancel()
+		}
+	}
+	return n.dropFile(rec, m, everyone || rec.State == chat.FileUploaded)
+}
+
+// dropFile removes a file's record and .part, and a sent file's chunks
+// if dropChunks.
+func (n *Node) dropFile(rec *fileRecord, m *filecrypt.Manifest, dropChunks bool) error {
+	if err := n.db.Update(func(tx *storage.Txn) error { return tx.Delete(n.st.files, fileKey(rec.ID)) }); err != nil {
+		return err
+	}
+	if rec.Path != "" && rec.State != chat.FileDownloaded {
+		os.Remove(rec.Path + ".part")
+	}
+	if rec.Outgoing && dropChunks {
+		if err := n.files.store.Drop(n.keys.account.ID(), hashes(m.Chunks)...); err != nil {
+			return err
+		}
+	}
+	v := rec.view()
+	v.State = chat.FileDeleted
+	n.events.publish(chat.Event{Type: chat.EventFile, File: &v})
+	return nil
+}
+
+// fileDeleteTx takes a sender's deletion of its files (from the
+// pairwise session or a group message): only files this sender sent in
+// that chat go.
+func (n *Node) fileDeleteTx(tx *storage.Txn, chatID string, from identity.AccountID, ids []string) error {
+	for _, id := range ids {
+		rec, err := n.getFile(tx, id)
+		if err != nil {
+			continue
+		}
+		if rec.Outgoing || rec.Chat != chatID || rec.From != from.String() {
+			n.log.Info("files: a deletion by someone who did not send the file, ignored", "file", id, "from", from.String())
+			continue
+		}
+		if err := tx.Delete(n.st.files, fileKey(id)); err != nil {
+			return err
+		}
+		if rec.Path != "" && rec.State != chat.FileDownloaded {
+			os.Remove(rec.Path + ".part")
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"image"
 	"image/jpeg"
@@ -400,5 +401,88 @@ func TestFileAutoDownload(t *testing.T) {
 		if f.ID == bm.ID && f.State != chat.FileAvailable {
 			t.Fatalf("the 3 MB file is %s without being asked", f.State)
 		}
+	}
+}
+
+// TestFileDelete: Bob deletes a received file for himself (Alice keeps
+// hers); Alice deletes another for everyone: it leaves Bob's chat and the
+// relay's store. Bob cannot delete Alice's file for everyone.
+func TestFileDelete(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = 100 * time.Millisecond }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	p1, _ := writeFile(t, 100)
+	p2, _ := writeFile(t, filecrypt.ChunkSize+1)
+	m1, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: p1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "both at Bob, both on the relay", func() (bool, error) {
+		fs, err := bob.Files(ctx, "alice")
+		af, _ := alice.Files(ctx, "bob")
+		up := 0
+		for _, f := range af {
+			if f.State == chat.FileUploaded {
+				up++
+			}
+		}
+		return err == nil && len(fs) == 2 && up == 2, err
+	})
+	if err := bob.DeleteFile(ctx, m2.ID, true); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a recipient deleting for everyone: %v", err)
+	}
+	if err := bob.DeleteFile(ctx, m1.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if fs, _ := bob.Files(ctx, "alice"); len(fs) != 1 || fs[0].ID != m2.ID {
+		t.Fatalf("Bob's files after deleting one: %+v", fs)
+	}
+	if fs, _ := alice.Files(ctx, "bob"); len(fs) != 2 {
+		t.Fatalf("Alice's files after Bob deleted his copy: %d", len(fs))
+	}
+	_, before := relay.blobs.Usage(alice.keys.account.ID())
+	if err := alice.DeleteFile(ctx, m2.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gone from Bob's chat", func() (bool, error) {
+		fs, err := bob.Files(ctx, "alice")
+		return err == nil && len(fs) == 0, err
+	})
+	if _, after := relay.blobs.Usage(alice.keys.account.ID()); after >= before || after != 100+filecrypt.Overhead {
+		t.Fatalf("the relay holds %d bytes (was %d): the deleted file's blobs stayed", after, before)
+	}
+	if fs, _ := alice.Files(ctx, "bob"); len(fs) != 1 || fs[0].ID != m1.ID {
+		t.Fatalf("Alice's files: %+v", fs)
+	}
+	// Bob's node, modified, asks Alice's to delete the file Alice sent:
+	// only a file's sender deletes it.
+	body, err := json.Marshal(payload{Kind: "file-delete", IDs: []string{m1.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mid chat.MessageID
+	rand.Read(mid[:])
+	if err := bob.db.Update(func(tx *storage.Txn) error {
+		return bob.enqueue(tx, &job{ID: mid, To: alice.keys.account.ID(), Payload: body, SentAt: time.Now().UnixMilli()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bob.notify(alice.keys.account.ID())
+	eventually(t, "Bob's request delivered", func() (bool, error) {
+		var left int
+		err := bob.db.View(func(tx *storage.Txn) (err error) { left, err = tx.Count(bob.st.outbox, nil); return err })
+		return err == nil && left == 0, err
+	})
+	time.Sleep(300 * time.Millisecond)
+	if fs, _ := alice.Files(ctx, "bob"); len(fs) != 1 || fs[0].ID != m1.ID {
+		t.Fatalf("a recipient's deletion request took the sender's file: %+v", fs)
 	}
 }

@@ -286,6 +286,7 @@ type groupMessage struct {
 	Vote     *voteBody          `json:"vote,omitempty"`
 	Close    string             `json:"close,omitempty"`
 	File     *chat.FileInfo     `json:"file,omitempty"`
+	Deletes  string             `json:"delfile,omitempty"` // a file message deleted by its sender
 }
 
 // groupBody is a group message's plaintext: a text (with an optional
@@ -298,6 +299,9 @@ type groupBody struct {
 	Vote     *voteBody `json:"vote,omitempty"`  // Text is empty
 	Close    string    `json:"close,omitempty"` // hex ID of the poll closed
 	File     *fileRef  `json:"file,omitempty"`  // Text is its caption (may be empty)
+	// DeleteFile: the sender deletes its file message of that ID for
+	// everyone.
+	DeleteFile string `json:"delfile,omitempty"`
 }
 
 // ensureSender returns this device's chain in group, starting one (and

@@ -536,6 +536,11 @@ func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity
 			return groupMessage{}, err
 		}
 	}
+	if b.DeleteFile != "" {
+		if err := n.fileDeleteTx(tx, hex.EncodeToString(gid[:]), p.From, []string{b.DeleteFile}); err != nil {
+			return groupMessage{}, err
+		}
+	}
 	return gm, n.putGroupMessage(tx, gid, &gm)
 }
 

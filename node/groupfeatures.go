@@ -51,7 +51,7 @@ func isMessageID(s string) bool {
 // close; sizes and counts within the chat package's bounds.
 func (b *groupBody) check() error {
 	kinds := 0
-	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != ""} {
+	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != "", b.DeleteFile != ""} {
 		if set {
 			kinds++
 		}
@@ -67,6 +67,8 @@ func (b *groupBody) check() error {
 		return fmt.Errorf("at most %d mentions", maxMentions)
 	case b.Close != "" && !isMessageID(b.Close):
 		return errors.New("a close names a poll's message ID")
+	case b.DeleteFile != "" && !isMessageID(b.DeleteFile):
+		return errors.New("a file deletion names a message ID")
 	case b.File != nil:
 		if _, err := b.File.check(); err != nil {
 			return err
@@ -109,7 +111,7 @@ func (b *groupBody) check() error {
 }
 
 func (gm *groupMessage) setBody(b *groupBody) {
-	gm.Text, gm.ReplyTo, gm.Mentions, gm.Poll, gm.Vote, gm.Close = b.Text, b.ReplyTo, b.Mentions, b.Poll, b.Vote, b.Close
+	gm.Text, gm.ReplyTo, gm.Mentions, gm.Poll, gm.Vote, gm.Close, gm.Deletes = b.Text, b.ReplyTo, b.Mentions, b.Poll, b.Vote, b.Close, b.DeleteFile
 	if b.File != nil {
 		if m, err := b.File.check(); err == nil {
 			gm.File = b.File.info(m)
@@ -119,7 +121,7 @@ func (gm *groupMessage) setBody(b *groupBody) {
 
 // shown reports whether a message is listed (texts and polls; votes and
 // closes only change a poll's results).
-func (gm *groupMessage) shown() bool { return gm.Vote == nil && gm.Close == "" }
+func (gm *groupMessage) shown() bool { return gm.Vote == nil && gm.Close == "" && gm.Deletes == "" }
 
 // PostGroup posts text to a group, optionally as a reply; @alias in the
 // text mentions a member by the name this node knows it by.

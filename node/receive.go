@@ -389,6 +389,11 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		}
 		jobs, err := n.receiptJobs(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)
 		return jobs, evs, err
+	case "file-delete":
+		if len(p.IDs) > 64 {
+			return nil, nil, nil
+		}
+		return nil, nil, n.fileDeleteTx(tx, m.Sender.String(), m.Sender, p.IDs)
 	case "group-log":
 		return nil, nil, n.applyGroupLog(tx, m.Sender, p)
 	case "group-key":

@@ -206,3 +206,28 @@ func (a *app) progress(ctx context.Context, d *daemon, id string, size int64, wh
 		<-done
 	}
 }
+
+func (a *app) newDeleteFileCmd() *cobra.Command {
+	var everyone bool
+	cmd := &cobra.Command{
+		Use:   "delete-file MESSAGE_ID",
+		Short: "Delete a file of a chat, for you or (its sender) for everyone",
+		Long: `Delete the file of a message from your chat (its record, its chunks in the
+daemon's store). With --everyone — the sender only — the recipients' daemons drop
+it too, and the relays drop its blobs.`,
+		Args: args(1, "a message ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			_, err = call(cmd.Context(), func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, d.DeleteFile(ctx, argv[0], everyone)
+			})
+			return d.explain(err)
+		},
+	}
+	cmd.Flags().BoolVar(&everyone, "everyone", false, "delete it for every recipient too (the sender only)")
+	return cmd
+}

@@ -112,6 +112,7 @@ const (
 	FileDownloading = "downloading" // received: a download is under way (or was cut and resumes)
 	FileDownloaded  = "downloaded"  // received: complete and verified
 	FileFailed      = "failed"
+	FileDeleted     = "deleted" // only in events: the file is gone from the chat
 )
 
 // FileSend is a request to send a file.

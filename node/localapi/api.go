@@ -35,6 +35,9 @@ type Backend interface {
 	SendFile(ctx context.Context, req chat.FileSend) (chat.Message, error)
 	Files(ctx context.Context, contact string) ([]chat.File, error)
 	Download(ctx context.Context, id, out string) (chat.File, error)
+	// DeleteFile deletes a file for this account, or (everyone; the
+	// sender only) for every recipient and from the relays.
+	DeleteFile(ctx context.Context, id string, everyone bool) error
 	// Messages lists a chat oldest first; markRead marks the incoming
 	// messages read (which sends read receipts).
 	Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error)
@@ -248,6 +251,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/files", s.sendFile},
 		{"GET /v1/chats/{contact}/files", s.files},
 		{"POST /v1/files/{id}/download", s.download},
+		{"DELETE /v1/files/{id}", s.deleteFile},
 		{"GET /v1/chats/{contact}/messages", s.messages},
 		{"POST /v1/chats/{contact}/read", s.markRead},
 		{"GET /v1/events", s.events},

@@ -354,6 +354,11 @@ func (c *Client) Download(ctx context.Context, id, out string) (chat.File, error
 	return f, err
 }
 
+// DeleteFile deletes a file; see Backend.DeleteFile.
+func (c *Client) DeleteFile(ctx context.Context, id string, everyone bool) error {
+	return c.do(ctx, http.MethodDelete, "/v1/files/"+url.PathEscape(id)+"?everyone="+strconv.FormatBool(everyone), nil, nil, http.StatusNoContent)
+}
+
 // Messages lists the chat with contact, oldest first; markRead marks the
 // incoming messages read.
 func (c *Client) Messages(ctx context.Context, contact string, markRead bool) ([]chat.Message, error) {

@@ -292,6 +292,22 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
+	everyone := false
+	if v := r.URL.Query().Get("everyone"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("everyone=%q is not true or false: %w", v, chat.ErrInvalid)
+		}
+		everyone = b
+	}
+	if err := s.backend.DeleteFile(r.Context(), r.PathValue("id"), everyone); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Server) send(w http.ResponseWriter, r *http.Request) error {
 	var req SendRequest
 	if err := decode(w, r, &req); err != nil {

@@ -936,3 +936,19 @@ func (b *Backend) Download(_ context.Context, id, out string) (chat.File, error)
 	}
 	return chat.File{}, fmt.Errorf("localapitest: no file %q: %w", id, chat.ErrInvalid)
 }
+
+// DeleteFile forgets a recorded file.
+func (b *Backend) DeleteFile(_ context.Context, id string, everyone bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, f := range b.files {
+		if f.ID == id {
+			if everyone && !f.Outgoing {
+				return fmt.Errorf("localapitest: not the sender: %w", chat.ErrInvalid)
+			}
+			b.files = append(b.files[:i], b.files[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("localapitest: no file %q: %w", id, chat.ErrInvalid)
+}
