@@ -94,9 +94,10 @@ func (e *env) must(name string, args ...string) string {
 
 // proc is a background daemon.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  *bytes.Buffer
+	cmd    *exec.Cmd
+	done   chan error
+	exited chan struct{} // closed once Wait returned
+	log    *bytes.Buffer
 }
 
 func (e *env) start(name string, args ...string) *proc {
@@ -107,22 +108,28 @@ func (e *env) start(name string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan error, 1), log: log}
-	go func() { p.done <- cmd.Wait() }()
+	p := &proc{cmd: cmd, done: make(chan error, 1), exited: make(chan struct{}), log: log}
+	go func() {
+		err := cmd.Wait()
+		close(p.exited)
+		p.done <- err
+	}()
 	e.t.Cleanup(func() { p.kill(syscall.SIGKILL) })
 	return p
 }
 
 func (p *proc) kill(sig syscall.Signal) {
-	if p.cmd.ProcessState != nil {
+	select {
+	case <-p.exited: // (not ProcessState: Wait writes it on another goroutine)
 		return
+	default:
 	}
 	_ = p.cmd.Process.Signal(sig)
 	select {
-	case <-p.done:
+	case <-p.exited:
 	case <-time.After(15 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		<-p.exited
 	}
 }
 
