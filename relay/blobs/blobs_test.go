@@ -371,11 +371,11 @@ func TestCountsSurviveRestart(t *testing.T) {
 	acct := identity.AccountID{1}
 	data := blob(777)
 	h := sha256.Sum256(data)
-	if err := srv.data.write(h, data); err != nil {
+	if _, err := srv.data.write(h, data, true); err != nil {
 		t.Fatal(err)
 	}
 	orphan := sha256.Sum256([]byte("a crash between file and reference"))
-	if err := srv.data.write(orphan, []byte("x")); err != nil {
+	if _, err := srv.data.write(orphan, []byte("x"), true); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *storage.Txn) error {

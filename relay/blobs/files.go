@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // blobFiles keeps blobs' bytes as files, one per blob, named by the hex
@@ -41,21 +43,23 @@ func (f blobFiles) exists(h [32]byte) (bool, error) {
 	return err == nil, err
 }
 
-// write stores data as h's file, unless it is there already.
-func (f blobFiles) write(h [32]byte, data []byte) error {
+// write stores data as h's file, unless it is there already (written
+// tells). With sync the file is synced before it gets its name;
+// without, the caller calls sync before it names the file anywhere.
+func (f blobFiles) write(h [32]byte, data []byte, sync bool) (written bool, err error) {
 	p := f.path(h)
 	if ok, err := f.exists(h); err != nil || ok {
-		return err
+		return false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("blobs: %w", err)
+		return false, fmt.Errorf("blobs: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".new-*")
 	if err != nil {
-		return fmt.Errorf("blobs: %w", err)
+		return false, fmt.Errorf("blobs: %w", err)
 	}
 	_, err = tmp.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -66,7 +70,22 @@ func (f blobFiles) write(h [32]byte, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("blobs: write: %w", err)
+		return false, fmt.Errorf("blobs: write: %w", err)
+	}
+	return true, nil
+}
+
+// sync makes every file written (and renamed) so far durable: one
+// syncfs(2) of the store's file system for a batch, instead of one fsync
+// per blob.
+func (f blobFiles) sync() error {
+	d, err := os.Open(f.dir)
+	if err != nil {
+		return fmt.Errorf("blobs: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("blobs: sync: %w", err)
 	}
 	return nil
 }

@@ -347,37 +347,7 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 	}
 	switch t {
 	case typePut:
-		// Puts may follow one another on a stream too (PutMany), each
-		// answered in order.
-		for n := 0; ; n++ {
-			m, err := decodePut(body)
-			if err != nil {
-				s.answer(str, CodeMalformed, err.Error())
-				return
-			}
-			code, text := s.put(m, str.Conn().LocalPeer())
-			s.met.requests.WithLabelValues("put", code.String()).Inc()
-			if code == CodeOK {
-				s.met.bytes.WithLabelValues("put").Add(float64(len(m.Data)))
-			}
-			s.answer(str, code, text)
-			if n+1 >= MaxHashes {
-				return
-			}
-			_, body, err = protoframe.Read(str, func(t uint8) (int, bool) {
-				if t == typePut {
-					return bound(t)
-				}
-				return 0, false
-			})
-			if err != nil {
-				return
-			}
-			if !s.requests.Allow(str.Conn().RemotePeer(), s.cfg.Now()) {
-				s.answer(str, CodeRateLimited, "too many requests")
-				return
-			}
-		}
+		s.putStream(str, body)
 	case typeGet:
 		// Gets may follow one another on a stream (GetMany): each is
 		// answered in order, and the stream's flow-control window,
@@ -448,18 +418,103 @@ func (s *Server) signer(certRaw []byte, timeMs int64, label string, signed, sig 
 	return cert.Account, nil
 }
 
-// put stores a blob and the uploader's reference to it (or renews the
-// reference), within the account's quota and the store's capacity.
-func (s *Server) put(m *putMsg, self peer.ID) (Code, string) {
+// check verifies an upload: its signature, certificate and time, and
+// that the blob is the one named.
+func (s *Server) check(m *putMsg, self peer.ID) (upload, *statusMsg) {
 	acct, err := s.signer(m.Cert, m.Time, PutLabel, putSigned(string(self), m.Hash, m.TokenHash, m.Time), m.Sig)
 	if err != nil {
-		return CodeInvalid, err.Error()
+		return upload{}, &statusMsg{Code: CodeInvalid, Text: err.Error()}
 	}
 	if len(m.Data) == 0 || sha256.Sum256(m.Data) != m.Hash {
-		return CodeInvalid, "the blob does not match its hash"
+		return upload{}, &statusMsg{Code: CodeInvalid, Text: "the blob does not match its hash"}
 	}
-	return s.store(m.Hash, m.TokenHash, acct, m.Data)
+	return upload{hash: m.Hash, tokenHash: m.TokenHash, acct: acct, data: m.Data}, nil
 }
+
+// putStream serves the Puts of a stream (one, or many: PutMany): a
+// reader takes frames off the stream while the uploads it has already
+// read are committed together (commit), and answers go back in order.
+func (s *Server) putStream(str network.Stream, first []byte) {
+	self := str.Conn().LocalPeer()
+	type req struct {
+		up   upload
+		fail *statusMsg
+		size int
+	}
+	reqs := make(chan req, maxPutBatch)
+	go func() {
+		defer close(reqs)
+		body := first
+		for n := 0; ; n++ {
+			m, err := decodePut(body)
+			if err != nil {
+				reqs <- req{fail: &statusMsg{Code: CodeMalformed, Text: err.Error()}}
+				return
+			}
+			up, fail := s.check(m, self)
+			reqs <- req{up: up, fail: fail, size: len(m.Data)}
+			if n+1 >= MaxHashes {
+				return
+			}
+			_, body, err = protoframe.Read(str, func(t uint8) (int, bool) {
+				if t == typePut {
+					return bound(t)
+				}
+				return 0, false
+			})
+			if err != nil {
+				return // the client's half-close ends the stream
+			}
+			if !s.requests.Allow(str.Conn().RemotePeer(), s.cfg.Now()) {
+				reqs <- req{fail: &statusMsg{Code: CodeRateLimited, Text: "too many requests"}}
+				return
+			}
+		}
+	}()
+	defer func() {
+		for range reqs { // (a write failed: let the reader finish)
+		}
+	}()
+	for r := range reqs {
+		batch := []req{r}
+	more:
+		for len(batch) < maxPutBatch {
+			select {
+			case r, ok := <-reqs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		var ups []upload
+		for _, b := range batch {
+			if b.fail == nil {
+				ups = append(ups, b.up)
+			}
+		}
+		answers := s.commit(ups)
+		for _, b := range batch {
+			st := b.fail
+			if st == nil {
+				st, answers = &answers[0], answers[1:]
+			}
+			s.met.requests.WithLabelValues("put", st.Code.String()).Inc()
+			if st.Code == CodeOK {
+				s.met.bytes.WithLabelValues("put").Add(float64(b.size))
+			}
+			if _, err := str.Write(protoframe.Frame(typeStatus, st.appendBody(nil))); err != nil {
+				str.Reset()
+				return
+			}
+		}
+	}
+}
+
+// maxPutBatch bounds the uploads committed together.
+const maxPutBatch = 16
 
 // Add stores data as a blob readable with token, referenced by acct,
 // without the network's checks (a node filling its own store). It
@@ -490,73 +545,137 @@ func (s *Server) Drop(acct identity.AccountID, hashes ...[32]byte) error {
 
 // store is put after the request's checks.
 func (s *Server) store(hash, tokenHash [32]byte, acct identity.AccountID, data []byte) (Code, string) {
-	m := &putMsg{Hash: hash, TokenHash: tokenHash, Data: data}
-	size := int64(len(m.Data))
-	var err error
+	st := s.commit([]upload{{hash: hash, tokenHash: tokenHash, acct: acct, data: data}})
+	return st[0].Code, st[0].Text
+}
+
+// upload is one checked upload waiting to be committed.
+type upload struct {
+	hash, tokenHash [32]byte
+	acct            identity.AccountID
+	data            []byte
+}
+
+// commit stores uploads — quotas checked in order — with one sync of the
+// files written and one commit of their references, and answers each.
+// (A sync per 1 MiB blob held F2 to 0.45 of a relayed stream; without
+// it, 0.57.)
+func (s *Server) commit(ups []upload) []statusMsg {
+	out := make([]statusMsg, len(ups))
 	s.write.Lock()
 	defer s.write.Unlock()
-	var old *ref
-	err = s.cfg.DB.View(func(tx *storage.Txn) error {
-		raw, err := tx.Get(s.refs, refKey(m.Hash, acct))
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		r, err := parseRef(raw)
-		old = &r
-		return err
-	})
-	if err != nil {
-		return CodeUnavailable, err.Error()
+	type placed struct {
+		i       int
+		old     *ref
+		r       ref
+		written bool // a new file
 	}
-	if old == nil {
-		s.mu.Lock()
-		used, total, stored := s.use[acct], s.total, s.blobs[m.Hash] != nil
-		s.mu.Unlock()
-		if used+size > s.cfg.AccountQuota {
-			return CodeQuota, fmt.Sprintf("the account's quota is %d bytes; %d are used", s.cfg.AccountQuota, used)
-		}
-		if !stored && total+size > s.cfg.Capacity {
-			return CodeFull, "the relay's blob store is full"
-		}
-	}
-	r := ref{tokenHash: m.TokenHash, size: size, expires: s.cfg.Now().Add(s.cfg.Retention).UnixMilli()}
-	// The bytes first (their file is whole before anything names it).
-	if err := s.data.write(m.Hash, m.Data); err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return CodeFull, "the relay's disk is full"
-		}
-		return CodeUnavailable, err.Error()
-	}
-	err = s.cfg.DB.Update(func(tx *storage.Txn) error {
-		if old != nil {
-			if err := tx.Delete(s.exp, expKey(old.expires, m.Hash, acct)); err != nil {
+	var todo []placed
+	pendingUse := map[identity.AccountID]int64{}
+	var pendingTotal int64
+	pendingBlobs := map[[32]byte]bool{}
+	now := s.cfg.Now()
+	for i, u := range ups {
+		var old *ref
+		err := s.cfg.DB.View(func(tx *storage.Txn) error {
+			raw, err := tx.Get(s.refs, refKey(u.hash, u.acct))
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
 				return err
 			}
-		}
-		if err := tx.Set(s.refs, refKey(m.Hash, acct), r.marshal()); err != nil {
+			r, err := parseRef(raw)
+			old = &r
 			return err
+		})
+		if err != nil {
+			out[i] = statusMsg{Code: CodeUnavailable, Text: err.Error()}
+			continue
 		}
-		return tx.Set(s.exp, expKey(r.expires, m.Hash, acct), nil)
-	})
+		size := int64(len(u.data))
+		stored := false
+		if old == nil {
+			s.mu.Lock()
+			used, total := s.use[u.acct]+pendingUse[u.acct], s.total+pendingTotal
+			stored = s.blobs[u.hash] != nil || pendingBlobs[u.hash]
+			s.mu.Unlock()
+			if used+size > s.cfg.AccountQuota {
+				out[i] = statusMsg{Code: CodeQuota, Text: fmt.Sprintf("the account's quota is %d bytes; %d are used", s.cfg.AccountQuota, used)}
+				continue
+			}
+			if !stored && total+size > s.cfg.Capacity {
+				out[i] = statusMsg{Code: CodeFull, Text: "the relay's blob store is full"}
+				continue
+			}
+		}
+		// The bytes first (their file is whole before anything names it).
+		written, err := s.data.write(u.hash, u.data, false)
+		if err != nil {
+			code := CodeUnavailable
+			if errors.Is(err, syscall.ENOSPC) {
+				code = CodeFull
+			}
+			out[i] = statusMsg{Code: code, Text: err.Error()}
+			continue
+		}
+		if old == nil {
+			pendingUse[u.acct] += size
+			if !stored {
+				pendingTotal += size
+				pendingBlobs[u.hash] = true
+			}
+		}
+		todo = append(todo, placed{i: i, old: old, r: ref{tokenHash: u.tokenHash, size: size, expires: now.Add(s.cfg.Retention).UnixMilli()}, written: written})
+	}
+	if len(todo) == 0 {
+		return out
+	}
+	err := s.data.sync()
+	if err == nil {
+		err = s.cfg.DB.Update(func(tx *storage.Txn) error {
+			for _, p := range todo {
+				u := ups[p.i]
+				if p.old != nil {
+					if err := tx.Delete(s.exp, expKey(p.old.expires, u.hash, u.acct)); err != nil {
+						return err
+					}
+				}
+				if err := tx.Set(s.refs, refKey(u.hash, u.acct), p.r.marshal()); err != nil {
+					return err
+				}
+				if err := tx.Set(s.exp, expKey(p.r.expires, u.hash, u.acct), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
-		s.mu.Lock()
-		referenced := s.blobs[m.Hash] != nil
-		s.mu.Unlock()
-		if !referenced {
-			_ = s.data.remove(m.Hash)
+		code := CodeUnavailable
+		if errors.Is(err, storage.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) {
+			code = CodeFull
 		}
-		if errors.Is(err, storage.ErrDiskFull) {
-			return CodeFull, "the relay's disk is full"
+		for _, p := range todo {
+			u := ups[p.i]
+			s.mu.Lock()
+			referenced := s.blobs[u.hash] != nil
+			s.mu.Unlock()
+			if p.written && !referenced {
+				_ = s.data.remove(u.hash)
+			}
+			out[p.i] = statusMsg{Code: code, Text: err.Error()}
 		}
-		return CodeUnavailable, err.Error()
+		return out
 	}
-	if old == nil {
-		s.count(m.Hash, acct, size, +1)
+	for _, p := range todo {
+		u := ups[p.i]
+		if p.old == nil {
+			s.count(u.hash, u.acct, p.r.size, +1)
+		}
+		out[p.i] = statusMsg{Code: CodeOK}
 	}
-	return CodeOK, ""
+	return out
 }
 
 // readable returns the reference that lets token read blob h, if any
