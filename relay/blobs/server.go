@@ -610,7 +610,9 @@ func (s *Server) commit(ups []upload) []statusMsg {
 			}
 		}
 		// The bytes first (their file is whole before anything names it).
-		written, err := s.data.write(u.hash, u.data, false)
+		// One upload alone (a node filling its own store, a single Put)
+		// syncs its file; a batch syncs once below.
+		written, err := s.data.write(u.hash, u.data, len(ups) == 1)
 		if err != nil {
 			code := CodeUnavailable
 			if errors.Is(err, syscall.ENOSPC) {
@@ -631,7 +633,10 @@ func (s *Server) commit(ups []upload) []statusMsg {
 	if len(todo) == 0 {
 		return out
 	}
-	err := s.data.sync()
+	var err error
+	if len(ups) > 1 {
+		err = s.data.sync()
+	}
 	if err == nil {
 		err = s.cfg.DB.Update(func(tx *storage.Txn) error {
 			for _, p := range todo {
