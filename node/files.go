@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"math"
@@ -87,11 +84,8 @@ type fileRecord struct {
 	Group    bool      `json:"group,omitempty"` // Chat is a group's ID
 	State    string    `json:"state"`
 	Done     int       `json:"done"` // chunks written (download) or uploaded (upload), in order
-	// HashState is the download's SHA-256 state after Done chunks
-	// (crypto/sha256's binary form).
-	HashState []byte `json:"hash_state,omitempty"`
-	Path      string `json:"path,omitempty"`
-	Error     string `json:"error,omitempty"`
+	Path     string    `json:"path,omitempty"`
+	Error    string    `json:"error,omitempty"`
 }
 
 func (r *fileRecord) manifest() (*filecrypt.Manifest, error) {
@@ -108,7 +102,7 @@ func (r *fileRecord) view() chat.File {
 	f := chat.File{ID: r.ID, Chat: r.Chat, From: r.From, Outgoing: r.Outgoing, SentAt: r.SentAt, State: r.State, Path: r.Path, Error: r.Error}
 	if m, err := r.manifest(); err == nil {
 		info := r.Ref.info(m)
-		f.Name, f.Size, f.Mime, f.SHA256 = info.Name, m.Size, m.Mime, hex.EncodeToString(m.SHA256[:])
+		f.Name, f.Size, f.Mime = info.Name, m.Size, m.Mime
 		f.Kind, f.Width, f.Height, f.Duration, f.Thumb = info.Kind, info.Width, info.Height, info.Duration, r.Ref.Thumb
 		f.Done = min(int64(r.Done)*filecrypt.ChunkSize, m.Size)
 		if r.State == chat.FileDownloaded || r.State == chat.FileUploaded {
@@ -596,7 +590,20 @@ func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) 
 	}
 	if err := n.fetchChunks(ctx, rec, m, out+".part", start); err != nil {
 		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-			_, _ = n.updateFile(id, func(r *fileRecord) error { r.State, r.Error = chat.FileFailed, err.Error(); return nil })
+			// A chunk that is the one named and does not open under the
+			// file's key: no source and no retry can fix it, so what was
+			// written goes (a retry does not resume into it).
+			bad := errors.Is(err, filecrypt.ErrAuth)
+			if bad {
+				os.Remove(out + ".part")
+			}
+			_, _ = n.updateFile(id, func(r *fileRecord) error {
+				r.State, r.Error = chat.FileFailed, err.Error()
+				if bad {
+					r.Done = 0
+				}
+				return nil
+			})
 		}
 		return chat.File{}, err
 	}
@@ -689,8 +696,12 @@ const (
 	fetchStreams = 4
 )
 
-// fetchChunks writes chunks start… of m into part, recording progress,
-// then checks the whole file.
+// fetchChunks writes chunks start… of m into part, recording progress.
+// No second pass over the plaintext checks the whole file: each chunk
+// opened under the file's key, with its position, the file's size and
+// the chunk count in its associated data, is the sender's chunk at that
+// place, so the chunks written are the file the sender encrypted, and
+// progress is recorded only for chunks synced to disk.
 func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Manifest, part string, start int) error {
 	w, err := os.OpenFile(part, os.O_RDWR, 0o600) // reserved by Download
 	if err != nil {
@@ -731,37 +742,6 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 			}()
 		}
 	}
-	// The file's SHA-256 is taken as chunks are written in order; its
-	// state is saved with the progress, so a resumed download reads
-	// nothing back.
-	h := sha256.New()
-	if start > 0 {
-		if err := resumeHash(h, rec.HashState, w, start); err != nil {
-			return err
-		}
-	}
-	// The hash is taken on its own goroutine, beside the writes; hashSync
-	// waits for it to catch up (to save its state, or at the end).
-	toHash := make(chan []byte, fetchStreams*fetchBatch)
-	caught := make(chan struct{})
-	go func() {
-		for pt := range toHash {
-			if pt == nil {
-				caught <- struct{}{}
-				continue
-			}
-			h.Write(pt)
-		}
-		close(caught)
-	}()
-	defer func() {
-		if toHash != nil {
-			close(toHash)
-			for range caught {
-			}
-		}
-	}()
-	hashSync := func() { toHash <- nil; <-caught }
 	launch()
 	pending := map[int][]byte{}
 	lastSaved := time.Now()
@@ -784,7 +764,6 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 			if _, err := w.WriteAt(pt, int64(done)*filecrypt.ChunkSize); err != nil {
 				return err
 			}
-			toHash <- pt
 			delete(pending, done)
 			done++
 		}
@@ -794,12 +773,7 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 				return err
 			}
 			d := done
-			hashSync()
-			state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
-			if err != nil {
-				return err
-			}
-			if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done, r.HashState = d, state; return nil }); err != nil {
+			if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = d; return nil }); err != nil {
 				return err
 			}
 			lastSaved = time.Now()
@@ -809,30 +783,7 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 	if err := w.Truncate(m.Size); err != nil {
 		return err
 	}
-	hashSync()
-	if got := h.Sum(nil); string(got) != string(m.SHA256[:]) {
-		// Every chunk checked, the whole not: a chunk written before a
-		// crash and never synced, or a sender whose manifest lies. The
-		// .part goes (nothing piles up); a retry starts over in place.
-		w.Close()
-		os.Remove(part)
-		_, _ = n.updateFile(rec.ID, func(r *fileRecord) error { r.Done, r.HashState = 0, nil; return nil })
-		return fmt.Errorf("%w: the file's SHA-256 differs from the sender's; download it again", chat.ErrUnavailable)
-	}
 	return w.Sync()
-}
-
-// resumeHash brings h to the state after chunks [0, start): from the
-// saved state, or (a record without one) by reading them back.
-func resumeHash(h hash.Hash, state []byte, r io.ReaderAt, start int) error {
-	if len(state) > 0 {
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err == nil {
-			return nil
-		}
-		h.Reset()
-	}
-	_, err := io.Copy(h, io.NewSectionReader(r, 0, int64(start)*filecrypt.ChunkSize))
-	return err
 }
 
 // fileSource is a place to fetch a file's chunks from.

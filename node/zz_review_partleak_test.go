@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,18 +13,24 @@ import (
 	"github.com/peergram/peergram/relay/blobs"
 )
 
-// TestReviewFailedPartsAccumulate: a sender whose manifest's SHA-256 does
-// not match its chunks makes every download write the whole file, fail
-// the final check, and leave NAME.part behind; the next attempt sees the
-// .part, picks "NAME (1)" and writes the whole file again. Each retry
-// (a client retrying a failed download) costs up to 2 GiB of the
-// recipient's disk that nothing reclaims.
+// TestReviewFailedPartsAccumulate: a sender whose manifest names, as its
+// last chunk, one that does not open under the file's key makes every
+// download write the file's other chunks and then fail; were NAME.part
+// left behind, the next attempt would pick "NAME (1)" and write it all
+// again: each retry (a client retrying a failed download) would cost up
+// to 2 GiB of the recipient's disk that nothing reclaims.
 func TestReviewFailedPartsAccumulate(t *testing.T) {
 	mal, bob, bobHome := reviewPair(t)
 	ctx := context.Background()
 	size := 3*filecrypt.ChunkSize + 1
-	msg := reviewForgeSend(t, mal, "bob", "big.iso", make([]byte, size), func(m *filecrypt.Manifest, _ blobs.Token) {
-		m.SHA256[0] ^= 1
+	msg := reviewForgeSend(t, mal, "bob", "big.iso", make([]byte, size), func(m *filecrypt.Manifest, tok blobs.Token) {
+		junk := make([]byte, 1+filecrypt.Overhead)
+		rand.Read(junk)
+		h, err := mal.files.store.Add(tok, mal.keys.account.ID(), junk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Chunks[len(m.Chunks)-1] = h
 	}, chat.MessageID{})
 	reviewWaitFile(t, bob, msg.ID)
 	for i := 0; i < 3; i++ {

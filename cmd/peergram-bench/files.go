@@ -59,6 +59,7 @@ type fileRig struct {
 	store *blobs.Server
 	tok   blobs.Token
 	m     *filecrypt.Manifest
+	sum   []byte // the plaintext's SHA-256
 }
 
 func newFileRig(ctx context.Context, c *cleanup, size int64) (*fileRig, error) {
@@ -98,22 +99,24 @@ func newFileRig(ctx context.Context, c *cleanup, size int64) (*fileRig, error) {
 		return nil, err
 	}
 	var acct identity.AccountID
-	r.m, err = filecrypt.Encrypt(rand.Reader, io.LimitReader(rand.Reader, size), size, func(_ int, _ filecrypt.Hash, ct []byte) error {
+	sum := sha256.New()
+	r.m, err = filecrypt.Encrypt(rand.Reader, io.TeeReader(io.LimitReader(rand.Reader, size), sum), size, func(_ int, _ filecrypt.Hash, ct []byte) error {
 		_, err := st.Add(r.tok, acct, ct)
 		return err
 	})
+	r.sum = sum.Sum(nil)
 	return r, err
 }
 
-// download fetches r's file from src with c as node/files.go does: eight
-// chunks in flight (at most sixteen past the last written), each checked
-// and decrypted, written in order and hashed as written.
+// download fetches r's file from src with c as node/files.go does:
+// batches of chunks over four streams at once (at most four batches past
+// the last written), each chunk decrypted (which checks it), written in
+// order; the caller checks the whole file off the clock.
 func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, out string) error {
 	w, err := os.Create(out)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(out)
 	defer w.Close()
 	type res struct {
 		i   int
@@ -146,24 +149,6 @@ func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, ou
 		}
 	}
 	launch()
-	h := sha256.New()
-	// The file's hash is taken on its own goroutine, beside the writes.
-	toHash := make(chan []byte, 4*batch)
-	hashed := make(chan struct{})
-	go func() {
-		for pt := range toHash {
-			h.Write(pt)
-		}
-		close(hashed)
-	}()
-	defer func() {
-		select {
-		case <-hashed:
-		default:
-			close(toHash)
-			<-hashed
-		}
-	}()
 	pending := map[int][]byte{}
 	for done < len(r.m.Chunks) {
 		x := <-results
@@ -180,18 +165,31 @@ func (r *fileRig) download(ctx context.Context, c *blobs.Client, src peer.ID, ou
 			if _, err := w.WriteAt(pt, int64(done)*filecrypt.ChunkSize); err != nil {
 				return err
 			}
-			toHash <- pt
 			delete(pending, done)
 			done++
 		}
 		launch()
 	}
-	if err := w.Sync(); err != nil {
+	if err := w.Truncate(r.m.Size); err != nil {
 		return err
 	}
-	close(toHash)
-	<-hashed
-	if string(h.Sum(nil)) != string(r.m.SHA256[:]) {
+	return w.Sync()
+}
+
+// check tells whether the file at out is r's plaintext (its SHA-256, off
+// the clock), and removes it.
+func (r *fileRig) check(out string) error {
+	defer os.Remove(out)
+	f, err := os.Open(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if string(h.Sum(nil)) != string(r.sum) {
 		return errors.New("the downloaded file differs")
 	}
 	return nil
@@ -250,7 +248,8 @@ func fileSize(cfg config) int64 {
 
 // byteRates runs ours and anchor alternately (the order flips each
 // round) and formats the line: throughput in MB/s of plaintext.
-func byteRates(ctx context.Context, id, target string, rounds int, size int64, ours, anchor func(context.Context) error) (string, error) {
+// check runs after each round of ours, off the clock.
+func byteRates(ctx context.Context, id, target string, rounds int, size int64, ours, anchor func(context.Context) error, check func() error) (string, error) {
 	var o, a, r []float64
 	for i := range rounds {
 		fs := []func(context.Context) error{ours, anchor}
@@ -264,6 +263,9 @@ func byteRates(ctx context.Context, id, target string, rounds int, size int64, o
 				return "", fmt.Errorf("round %d: %w", i+1, err)
 			}
 			d[j] = time.Since(start)
+		}
+		if err := check(); err != nil {
+			return "", fmt.Errorf("round %d: %w", i+1, err)
 		}
 		if i%2 == 1 {
 			d[0], d[1] = d[1], d[0]
@@ -294,7 +296,8 @@ func runF1(ctx context.Context, cfg config) (string, error) {
 				err = fmt.Errorf("raw stream of %d bytes", n)
 			}
 			return err
-		})
+		},
+		func() error { return r.check(out) })
 }
 
 func runF2(ctx context.Context, cfg config) (string, error) {
@@ -389,7 +392,8 @@ func runF2(ctx context.Context, cfg config) (string, error) {
 				err = fmt.Errorf("raw stream of %d bytes", n)
 			}
 			return err
-		})
+		},
+		func() error { return r.check(out) })
 }
 
 func hashesOf(m *filecrypt.Manifest) [][32]byte {

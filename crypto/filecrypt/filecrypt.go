@@ -20,7 +20,7 @@
 //
 // Manifest encoding (crypto/internal/wire):
 //
-//	version(1)=1 || key[32] || size u64 || sha256[32] (of the plaintext) ||
+//	version(1)=2 || key[32] || size u64 ||
 //	name Var (≤ 255 bytes of UTF-8) || mime Var (≤ 127) || count u32 ||
 //	count × hash[32]
 //
@@ -34,7 +34,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"unicode/utf8"
 
@@ -42,7 +41,7 @@ import (
 )
 
 const (
-	version    = 1
+	version    = 2
 	labelChunk = "peergram/file/chunk/v1"
 
 	// ChunkSize is the plaintext size of every chunk but the last.
@@ -176,11 +175,14 @@ func OpenChunk(dst []byte, k Key, size int64, index int, want Hash, ct []byte) (
 }
 
 // Manifest describes an encrypted file: its key, its chunks' names, the
-// plaintext's size and SHA-256, and its name and media type.
+// plaintext's size, and its name and media type. It carries no hash of
+// the whole plaintext (version 1 did): every chunk that opens under Key
+// at its index is the one its sender sealed there, so the chunks are the
+// file, and a hash claimed beside them would be a second, unchecked or
+// redundantly checked, statement by the same sender.
 type Manifest struct {
 	Key    Key
 	Size   int64
-	SHA256 [32]byte
 	Name   string
 	Mime   string
 	Chunks []Hash
@@ -191,11 +193,10 @@ func (m *Manifest) MarshalBinary() ([]byte, error) {
 	if err := m.check(); err != nil {
 		return nil, err
 	}
-	w := wire.NewWriter(1 + 32 + 8 + 32 + 8 + len(m.Name) + len(m.Mime) + 4 + 32*len(m.Chunks))
+	w := wire.NewWriter(1 + 32 + 8 + 8 + len(m.Name) + len(m.Mime) + 4 + 32*len(m.Chunks))
 	w.Byte(version)
 	w.Fixed(m.Key[:])
 	w.Uint64(uint64(m.Size))
-	w.Fixed(m.SHA256[:])
 	w.Var([]byte(m.Name))
 	w.Var([]byte(m.Mime))
 	w.Uint32(uint32(len(m.Chunks)))
@@ -230,7 +231,6 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	m := &Manifest{}
 	r.FixedInto(m.Key[:])
 	size := r.Uint64()
-	r.FixedInto(m.SHA256[:])
 	m.Name = string(r.Var(MaxName))
 	m.Mime = string(r.Var(MaxMime))
 	n := r.Count(MaxChunks, 32)
@@ -268,7 +268,6 @@ func Encrypt(rand io.Reader, r io.Reader, size int64, put func(index int, h Hash
 		return nil, err
 	}
 	m := &Manifest{Key: k, Size: size, Chunks: make([]Hash, 0, ChunkCount(size))}
-	sum := sha256.New()
 	buf := make([]byte, ChunkSize)
 	ct := make([]byte, 0, MaxChunkCiphertext)
 	for i := range ChunkCount(size) {
@@ -279,7 +278,6 @@ func Encrypt(rand io.Reader, r io.Reader, size int64, put func(index int, h Hash
 			}
 			return nil, fmt.Errorf("filecrypt: read: %w", err)
 		}
-		sum.Write(pt)
 		var h Hash
 		if ct, h, err = SealChunk(ct, k, size, i, pt); err != nil {
 			return nil, err
@@ -292,29 +290,5 @@ func Encrypt(rand io.Reader, r io.Reader, size int64, put func(index int, h Hash
 	if n, _ := io.ReadFull(r, buf[:1]); n > 0 {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrChanged, size)
 	}
-	copy(m.SHA256[:], sum.Sum(nil))
 	return m, nil
-}
-
-// Verifier checks a file's plaintext, chunk by chunk in order, against
-// its manifest's SHA-256.
-type Verifier struct {
-	m   *Manifest
-	sum hash.Hash
-}
-
-// NewVerifier starts checking m's plaintext.
-func NewVerifier(m *Manifest) *Verifier { return &Verifier{m: m, sum: sha256.New()} }
-
-// Write adds the next plaintext bytes.
-func (v *Verifier) Write(p []byte) (int, error) { return v.sum.Write(p) }
-
-// Check tells whether the plaintext written is the manifest's.
-func (v *Verifier) Check() error {
-	var got [32]byte
-	copy(got[:], v.sum.Sum(nil))
-	if got != v.m.SHA256 {
-		return fmt.Errorf("%w: the file's SHA-256 differs from the manifest's", ErrCorrupt)
-	}
-	return nil
 }

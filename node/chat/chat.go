@@ -149,7 +149,6 @@ type File struct {
 	Duration float64 `json:"duration,omitempty"`
 	Done     int64   `json:"done"`           // bytes verified (a download) or handed on (an upload)
 	Path     string  `json:"path,omitempty"` // where a downloaded file was written
-	SHA256   string  `json:"sha256"`
 	Error    string  `json:"error,omitempty"`
 }
 
