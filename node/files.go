@@ -742,9 +742,31 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 			}()
 		}
 	}
+	// Progress is recorded only for what is on disk: every half second,
+	// at the end, and when the download stops for any reason (a client
+	// gone, an error), so the next attempt resumes from the last chunk
+	// written, not the last one recorded.
+	saved, lastSaved := start, time.Now()
+	save := func() error {
+		if err := w.Sync(); err != nil {
+			return err
+		}
+		d := done
+		if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = d; return nil }); err != nil {
+			return err
+		}
+		saved, lastSaved = d, time.Now()
+		return nil
+	}
+	defer func() {
+		if done > saved {
+			if err := save(); err != nil {
+				n.log.Warn("files: download progress not recorded", "file", rec.ID, "err", err)
+			}
+		}
+	}()
 	launch()
 	pending := map[int][]byte{}
-	lastSaved := time.Now()
 	for done < len(m.Chunks) {
 		r := <-results
 		if r.err != nil {
@@ -768,15 +790,9 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 			done++
 		}
 		if time.Since(lastSaved) > 500*time.Millisecond || done == len(m.Chunks) {
-			// Progress is recorded only for what is on disk.
-			if err := w.Sync(); err != nil {
+			if err := save(); err != nil {
 				return err
 			}
-			d := done
-			if _, err := n.updateFile(rec.ID, func(r *fileRecord) error { r.Done = d; return nil }); err != nil {
-				return err
-			}
-			lastSaved = time.Now()
 		}
 		launch()
 	}
@@ -1205,7 +1221,8 @@ func (n *Node) dropFile(rec *fileRecord, m *filecrypt.Manifest, dropChunks bool)
 // fileDeleteTx takes a sender's deletion of its files (from the
 // pairwise session or a group message): only files this sender sent in
 // that chat go.
-func (n *Node) fileDeleteTx(tx *storage.Txn, chatID string, from identity.AccountID, ids []string) error {
+func (n *Node) fileDeleteTx(tx *storage.Txn, chatID string, from identity.AccountID, ids []string) ([]chat.Event, error) {
+	var evs []chat.Event
 	for _, id := range ids {
 		rec, err := n.getFile(tx, id)
 		if err != nil {
@@ -1216,11 +1233,14 @@ func (n *Node) fileDeleteTx(tx *storage.Txn, chatID string, from identity.Accoun
 			continue
 		}
 		if err := tx.Delete(n.st.files, fileKey(id)); err != nil {
-			return err
+			return nil, err
 		}
 		if rec.Path != "" && rec.State != chat.FileDownloaded {
 			os.Remove(rec.Path + ".part")
 		}
+		v := rec.view()
+		v.State = chat.FileDeleted
+		evs = append(evs, chat.Event{Type: chat.EventFile, File: &v})
 	}
-	return nil
+	return evs, nil
 }

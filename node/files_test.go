@@ -290,6 +290,53 @@ func TestFileInGroup(t *testing.T) {
 			t.Fatalf("%s's group messages: %+v (%v)", name, ms, err)
 		}
 	}
+
+	// Deleting for everyone: only the sender. Bob's node refuses; Bob's
+	// node, modified, posts the deletion anyway: Carol keeps the file.
+	bob, carol := nodes["bob"], nodes["carol"]
+	if err := bob.DeleteFile(ctx, msg.ID, true); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a member deleting another's file for everyone: %v", err)
+	}
+	if _, err := bob.postGroup(ctx, g.ID, &groupBody{DeleteFile: msg.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	after, err := bob.SendGroup(ctx, g.ID, "after my forged deletion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob's text at Carol", func() (bool, error) {
+		ms, err := carol.GroupMessages(ctx, g.ID)
+		for _, m := range ms {
+			if m.ID == after.ID {
+				return true, nil
+			}
+		}
+		return false, err
+	})
+	if fs, err := carol.Files(ctx, g.ID); err != nil || len(fs) != 1 {
+		t.Fatalf("ATTACK WORKS: Bob deleted Alice's file at Carol: %+v (%v)", fs, err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	carolEvents := carol.Subscribe(sctx)
+	if err := alice.DeleteFile(ctx, msg.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bob", "carol"} {
+		n := nodes[name]
+		eventually(t, "the file gone at "+name, func() (bool, error) {
+			fs, err := n.Files(ctx, g.ID)
+			return err == nil && len(fs) == 0, err
+		})
+	}
+	for deleted := false; !deleted; {
+		select {
+		case ev := <-carolEvents:
+			deleted = ev.Type == chat.EventFile && ev.File.ID == msg.ID && ev.File.State == chat.FileDeleted
+		case <-time.After(10 * time.Second):
+			t.Fatal("no file event for the deletion at Carol")
+		}
+	}
 }
 
 // TestFilePhoto: a photo is sent compressed (JPEG, metadata gone, a
@@ -449,6 +496,9 @@ func TestFileDelete(t *testing.T) {
 		t.Fatalf("Alice's files after Bob deleted his copy: %d", len(fs))
 	}
 	_, before := relay.blobs.Usage(alice.keys.account.ID())
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	bobEvents := bob.Subscribe(sctx)
 	if err := alice.DeleteFile(ctx, m2.ID, true); err != nil {
 		t.Fatal(err)
 	}
@@ -456,6 +506,15 @@ func TestFileDelete(t *testing.T) {
 		fs, err := bob.Files(ctx, "alice")
 		return err == nil && len(fs) == 0, err
 	})
+	// Bob's clients hear of it (the event stream).
+	for deleted := false; !deleted; {
+		select {
+		case ev := <-bobEvents:
+			deleted = ev.Type == chat.EventFile && ev.File.ID == m2.ID && ev.File.State == chat.FileDeleted
+		case <-time.After(10 * time.Second):
+			t.Fatal("no file event for the deletion at Bob")
+		}
+	}
 	if _, after := relay.blobs.Usage(alice.keys.account.ID()); after >= before || after != 100+filecrypt.Overhead {
 		t.Fatalf("the relay holds %d bytes (was %d): the deleted file's blobs stayed", after, before)
 	}

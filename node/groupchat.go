@@ -287,6 +287,10 @@ type groupMessage struct {
 	Close    string             `json:"close,omitempty"`
 	File     *chat.FileInfo     `json:"file,omitempty"`
 	Deletes  string             `json:"delfile,omitempty"` // a file message deleted by its sender
+
+	// events are those of storing it beyond its own (a file deleted),
+	// published with them once the transaction commits; not stored.
+	events []chat.Event
 }
 
 // groupBody is a group message's plaintext: a text (with an optional

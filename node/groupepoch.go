@@ -537,9 +537,11 @@ func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity
 		}
 	}
 	if b.DeleteFile != "" {
-		if err := n.fileDeleteTx(tx, hex.EncodeToString(gid[:]), p.From, []string{b.DeleteFile}); err != nil {
+		evs, err := n.fileDeleteTx(tx, hex.EncodeToString(gid[:]), p.From, []string{b.DeleteFile})
+		if err != nil {
 			return groupMessage{}, err
 		}
+		gm.events = evs
 	}
 	return gm, n.putGroupMessage(tx, gid, &gm)
 }

@@ -416,6 +416,9 @@ func (n *Node) PinGroupMessage(_ context.Context, group, message string, pin boo
 // message (or, for a vote or a close, its poll with new results) and a
 // mention of this account.
 func (n *Node) groupMessageEvents(gid groupstate.GroupID, gm groupMessage) []chat.Event {
+	if gm.Deletes != "" {
+		return gm.events
+	}
 	if !gm.shown() {
 		poll := gm.Close
 		if gm.Vote != nil {

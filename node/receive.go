@@ -393,7 +393,8 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		if len(p.IDs) > 64 {
 			return nil, nil, nil
 		}
-		return nil, nil, n.fileDeleteTx(tx, m.Sender.String(), m.Sender, p.IDs)
+		evs, err := n.fileDeleteTx(tx, m.Sender.String(), m.Sender, p.IDs)
+		return nil, evs, err
 	case "group-log":
 		return nil, nil, n.applyGroupLog(tx, m.Sender, p)
 	case "group-key":

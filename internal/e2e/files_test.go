@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,9 +20,12 @@ import (
 )
 
 type fileRow struct {
-	ID, Name, Mime, From, State, Path string
-	Size, Done                        int64
-	SentAt                            time.Time `json:"sent_at"`
+	ID, Name, Mime, From, State, Path, Kind string
+	Size, Done                              int64
+	Width, Height                           int
+	Duration                                float64
+	Thumb                                   []byte
+	SentAt                                  time.Time `json:"sent_at"`
 }
 
 func (e *env) files(home, contact string) []fileRow {
@@ -291,6 +297,128 @@ func TestFileResumeAfterKill(t *testing.T) {
 		t.Fatalf("%.0f bytes fetched for a %d-byte file (killed at %.0f)", fetched, size, killedAt)
 	} else {
 		t.Logf("killed at %.0f bytes; %.0f fetched in all (%.2f × the file)", killedAt, fetched, fetched/size)
+	}
+	bobD.kill(syscall.SIGTERM)
+}
+
+// TestFileVideoAndInterruptedDownload: a video sent with the real
+// binaries arrives with its duration, size and a JPEG thumbnail (ffmpeg
+// is on the daemon's PATH: .ci/run installs it); and a `peergram
+// download` stopped with Ctrl-C (SIGINT to the CLI) leaves the file
+// resumable: the next `download` finishes it from where the first
+// stopped — under 1.3 × the file fetched from the relay in all, the same
+// SHA-256.
+func TestFileVideoAndInterruptedDownload(t *testing.T) {
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatal("ffmpeg is not on the PATH (.ci/run installs it)")
+	}
+	e := build(t)
+	c := newCluster(t, e)
+	alice, bob := c.alice, c.bob
+	aliceD, bobD := c.startDaemon(alice, "--file-upload-after", "300ms"), c.startDaemon(bob)
+	c.addContacts()
+	src := t.TempDir()
+
+	clip := filepath.Join(src, "clip.mp4")
+	if out, err := exec.Command(ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=640x360:rate=10", "-c:v", "mpeg4", clip).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	vid := strings.TrimSpace(e.must("peergram", "send-file", "--home", alice, "bob", clip))
+	eventually(t, "the video at Bob", 30*time.Second, func() error {
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == vid {
+				if f.Kind != "video" || f.Mime != "video/mp4" || f.Width != 640 || f.Height != 360 || f.Duration < 2.9 || f.Duration > 3.1 {
+					t.Fatalf("the video at Bob: %+v", f)
+				}
+				if cfg, err := jpeg.DecodeConfig(bytes.NewReader(f.Thumb)); err != nil || cfg.Width == 0 {
+					t.Fatalf("the video's thumbnail: %v (%d bytes)", err, len(f.Thumb))
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+
+	// Through the relay, then Ctrl-C in the middle of the download.
+	bobD.kill(syscall.SIGTERM)
+	const size = 400 << 20
+	path, sum := bigFile(t, src, size)
+	id := strings.TrimSpace(e.must("peergram", "send-file", "--home", alice, "bob", path))
+	eventually(t, "uploaded to the relay", 120*time.Second, func() error {
+		for _, f := range e.files(alice, "bob") {
+			if f.ID == id && f.State == "uploaded" {
+				return nil
+			}
+		}
+		return fmt.Errorf("Alice's files: %+v", e.files(alice, "bob"))
+	})
+	eventually(t, "the message deposited", 30*time.Second, func() error {
+		for _, m := range e.messages(alice, "bob") {
+			if m.ID == id && m.Status == "sent" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	aliceD.kill(syscall.SIGTERM)
+	bobD = c.startDaemon(bob)
+	eventually(t, "the file at Bob", 60*time.Second, func() error {
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == id {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	base := c.relayBlobBytes("get")
+	dest := filepath.Join(t.TempDir(), "got.bin")
+	dl := e.start("peergram", "download", "--home", bob, id, "--out", dest)
+	eventually(t, "a part downloaded", 60*time.Second, func() error {
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == id && f.State == "downloading" && f.Done > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no progress recorded")
+	})
+	dl.kill(syscall.SIGINT)
+	var row fileRow
+	eventually(t, "the download stopped", 30*time.Second, func() error {
+		a := c.relayBlobBytes("get")
+		time.Sleep(500 * time.Millisecond)
+		if b := c.relayBlobBytes("get"); b != a {
+			return fmt.Errorf("still fetching: %.0f → %.0f", a, b)
+		}
+		for _, f := range e.files(bob, "alice") {
+			if f.ID == id {
+				row = f
+			}
+		}
+		return nil
+	})
+	stoppedAt := c.relayBlobBytes("get") - base
+	if row.State == "downloaded" || stoppedAt >= size {
+		t.Fatalf("setup: the download ended (%+v, %.0f bytes) before Ctrl-C", row, stoppedAt)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("an interrupted download is at its destination")
+	}
+	// What it wrote is what it recorded: the next attempt fetches none of
+	// it again.
+	if fi, err := os.Stat(dest + ".part"); err != nil {
+		t.Fatalf("after Ctrl-C: %v", err)
+	} else if fi.Size() != row.Done {
+		t.Fatalf("after Ctrl-C: %d bytes recorded, the .part holds %d", row.Done, fi.Size())
+	}
+	got := strings.TrimSpace(e.must("peergram", "download", "--home", bob, id, "--out", dest))
+	if got != dest || sumOf(t, dest) != sum {
+		t.Fatalf("downloaded to %q, or it differs", got)
+	}
+	if fetched := c.relayBlobBytes("get") - base; fetched > 1.3*size {
+		t.Fatalf("%.0f bytes fetched for a %d-byte file (stopped at %.0f, state %q done %d)", fetched, size, stoppedAt, row.State, row.Done)
+	} else {
+		t.Logf("Ctrl-C at %.0f bytes (state %q, %d bytes recorded); %.0f fetched in all (%.2f × the file)", stoppedAt, row.State, row.Done, fetched, fetched/size)
 	}
 	bobD.kill(syscall.SIGTERM)
 }
