@@ -36,9 +36,8 @@ import (
 // message. The recipient fetches the chunks from the sender's node while
 // it is online, or from the relay the sender uploaded them to: the sender
 // uploads a file that the recipient has not fetched within
-// Config.FileUploadAfter. Every chunk is checked against its name before
-// it is decrypted, and the whole file against the manifest's SHA-256; a
-// download writes chunk by chunk into DEST.part and resumes from the last
+// Config.FileUploadAfter. Every chunk is checked against its name (in
+// the message the sender signed) before it is decrypted; a download writes chunk by chunk into DEST.part and resumes from the last
 // chunk it recorded as written.
 
 // FileProtocolID is the protocol on which a node serves the chunks of the
@@ -580,6 +579,12 @@ func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) 
 	start := 0
 	if rec.State == chat.FileDownloading && rec.Path == out {
 		start = rec.Done // resume
+		// Only from what the .part holds: a .part cut short or replaced
+		// meanwhile (review finding: a deletion removed it, and the
+		// resume filled the gap with zeros) starts over.
+		if fi, err := os.Stat(out + ".part"); err != nil || fi.Size() < int64(start)*filecrypt.ChunkSize {
+			start = 0
+		}
 	}
 	rec, err = n.updateFile(id, func(r *fileRecord) error {
 		r.State, r.Path, r.Done, r.Error = chat.FileDownloading, out, start, ""
@@ -592,7 +597,10 @@ func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) 
 		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 			// A chunk that is the one named and does not open under the
 			// file's key: no source and no retry can fix it, so what was
-			// written goes (a retry does not resume into it).
+			// written goes, and the path with it — a retry reserves a new
+			// one (review finding: it reused the path, which another
+			// download of the same name had taken meanwhile, and replaced
+			// that file).
 			bad := errors.Is(err, filecrypt.ErrAuth)
 			if bad {
 				os.Remove(out + ".part")
@@ -600,7 +608,7 @@ func (n *Node) Download(ctx context.Context, id, out string) (chat.File, error) 
 			_, _ = n.updateFile(id, func(r *fileRecord) error {
 				r.State, r.Error = chat.FileFailed, err.Error()
 				if bad {
-					r.Done = 0
+					r.Done, r.Path = 0, ""
 				}
 				return nil
 			})
@@ -698,10 +706,10 @@ const (
 
 // fetchChunks writes chunks start… of m into part, recording progress.
 // No second pass over the plaintext checks the whole file: each chunk
-// opened under the file's key, with its position, the file's size and
-// the chunk count in its associated data, is the sender's chunk at that
-// place, so the chunks written are the file the sender encrypted, and
-// progress is recorded only for chunks synced to disk.
+// matched its name and opened under the file's key with its position,
+// the file's size and the chunk count in its associated data, so the
+// chunks written are the file the sender encrypted; progress is
+// recorded only for chunks synced to disk.
 func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Manifest, part string, start int) error {
 	w, err := os.OpenFile(part, os.O_RDWR, 0o600) // reserved by Download
 	if err != nil {
@@ -768,7 +776,13 @@ func (n *Node) fetchChunks(ctx context.Context, rec *fileRecord, m *filecrypt.Ma
 	launch()
 	pending := map[int][]byte{}
 	for done < len(m.Chunks) {
-		r := <-results
+		var r result
+		select {
+		case r = <-results:
+		case <-ctx.Done():
+			// The fetchers stop without a word once ctx is done.
+			return ctx.Err()
+		}
 		if r.err != nil {
 			return r.err
 		}
@@ -965,14 +979,18 @@ func (n *Node) runUploads(ctx context.Context) {
 
 // autoDownload starts the download of a small photo, sticker or voice
 // message (at most Config.AutoDownload bytes), once a minute at most.
+// The kind is the sender's word, so what comes without being asked goes
+// to DIR/media under the message's ID with the extension of its claimed
+// type, and stays only if its content is that type (review finding: a
+// contact's "photos" were executables, written into downloads/ under
+// the names the contact chose).
 func (n *Node) autoDownload(ctx context.Context, r *fileRecord) {
 	limit := n.cfg.AutoDownload
 	if limit == 0 {
 		limit = DefaultAutoDownload
 	}
-	switch media.Kind(r.Ref.Kind) {
-	case media.KindPhoto, media.KindSticker, media.KindVoice:
-	default:
+	want, ok := autoTypes[media.Kind(r.Ref.Kind)]
+	if !ok {
 		return
 	}
 	m, err := r.manifest()
@@ -990,10 +1008,44 @@ func (n *Node) autoDownload(ctx context.Context, r *fileRecord) {
 	go func() {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		if _, err := n.Download(dctx, r.ID, ""); err != nil {
+		dir := filepath.Join(n.cfg.Home, "media")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			n.log.Warn("files: automatic download", "err", err)
+			return
+		}
+		got, err := n.Download(dctx, r.ID, filepath.Join(dir, r.ID+want.ext))
+		if err != nil {
 			n.log.Info("files: automatic download", "message", r.ID, "err", err)
+			return
+		}
+		if mime, err := detectFile(got.Path); err != nil || mime != want.mime {
+			os.Remove(got.Path)
+			_, _ = n.updateFile(r.ID, func(rec *fileRecord) error {
+				rec.State, rec.Path, rec.Done = chat.FileAvailable, "", 0
+				rec.Error = fmt.Sprintf("sent as a %s, but its content is %s: not downloaded automatically", r.Ref.Kind, mime)
+				return nil
+			})
+			n.log.Warn("files: an automatic download was not what it claimed; removed", "message", r.ID, "kind", r.Ref.Kind, "content", mime)
 		}
 	}()
+}
+
+// autoTypes are the kinds downloaded without being asked, with the one
+// content type each may have and its file extension.
+var autoTypes = map[media.Kind]struct{ mime, ext string }{
+	media.KindPhoto:   {"image/jpeg", ".jpg"}, // photos are sent re-encoded as JPEG
+	media.KindSticker: {"image/webp", ".webp"},
+	media.KindVoice:   {"audio/ogg", ".ogg"},
+}
+
+func detectFile(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	mime, _, err := media.Detect(f)
+	return mime, err
 }
 
 // DefaultAutoDownload is the largest photo, sticker or voice message

@@ -545,3 +545,41 @@ func TestFileDelete(t *testing.T) {
 		t.Fatalf("a recipient's deletion request took the sender's file: %+v", fs)
 	}
 }
+
+// TestFileDownloadGivesUp: a download whose sources never answer (the
+// sender gone, no relay holds the file) returns as soon as its caller
+// gives up — every time (the fetchers stop without a word once the
+// context is done; a loop that waited for their word hung).
+func TestFileDownloadGivesUp(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = time.Hour }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	p, _ := writeFile(t, 1000)
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: "bob", Path: p, AsFile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the file at Bob", func() (bool, error) {
+		fs, err := bob.Files(ctx, "alice")
+		return err == nil && len(fs) == 1, err
+	})
+	alice.stop()
+	for i := range 12 {
+		dctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+		done := make(chan error, 1)
+		go func() { _, err := bob.Download(dctx, msg.ID, ""); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("downloaded from nowhere")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("attempt %d: the download did not return after its context ended", i+1)
+		}
+		cancel()
+	}
+}

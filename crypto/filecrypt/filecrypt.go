@@ -143,15 +143,17 @@ func SealChunk(dst []byte, k Key, size int64, index int, plaintext []byte) ([]by
 	return ct, HashOf(ct), nil
 }
 
-// OpenChunk decrypts ct as chunk index into dst (if it has room). A chunk
-// that decrypts is the one the sender sealed there: the key is the
-// file's alone and the associated data binds position, size and count.
-// One that does not is told apart by its name, want (the manifest's):
+// OpenChunk checks ct against its name, want (the manifest's), and
+// decrypts it as chunk index into dst (if it has room); the associated
+// data binds position, size and count. It fails with
 // ErrCorrupt if it is not the chunk named (corrupted, or another file's:
-// fetch it again elsewhere), ErrAuth if it is (the manifest lies: no
-// source can help). Only failures are hashed: checking the name of every
-// chunk that decrypts cost a fifth of a download's CPU (peergram-bench
-// F1) and told nothing more.
+// fetch it again elsewhere), ErrAuth if it is and does not open (the
+// manifest lies: no source can help). The name is checked first, for
+// every chunk: the file's key is not the sender's alone — every
+// recipient of the message holds it (every member of a group, whoever
+// it is forwarded to), so a chunk that opens under it may have been
+// sealed by any of them; the names, in the message the sender signed,
+// are what binds the chunks to the sender.
 func OpenChunk(dst []byte, k Key, size int64, index int, want Hash, ct []byte) ([]byte, error) {
 	n := ChunkLen(size, index)
 	if n < 0 {
@@ -160,26 +162,25 @@ func OpenChunk(dst []byte, k Key, size int64, index int, want Hash, ct []byte) (
 	if len(ct) != n+Overhead {
 		return nil, fmt.Errorf("%w: chunk %d is %d bytes, not %d", ErrCorrupt, index, len(ct), n+Overhead)
 	}
+	if HashOf(ct) != want {
+		return nil, fmt.Errorf("%w: chunk %d", ErrCorrupt, index)
+	}
 	aead, nonce, ad, err := chunkCipher(k, size, index)
 	if err != nil {
 		return nil, err
 	}
 	pt, err := aead.Open(dst[:0], nonce, ct, ad)
-	if err == nil {
-		return pt, nil
+	if err != nil {
+		return nil, fmt.Errorf("%w: chunk %d", ErrAuth, index)
 	}
-	if HashOf(ct) != want {
-		return nil, fmt.Errorf("%w: chunk %d", ErrCorrupt, index)
-	}
-	return nil, fmt.Errorf("%w: chunk %d", ErrAuth, index)
+	return pt, nil
 }
 
 // Manifest describes an encrypted file: its key, its chunks' names, the
 // plaintext's size, and its name and media type. It carries no hash of
-// the whole plaintext (version 1 did): every chunk that opens under Key
-// at its index is the one its sender sealed there, so the chunks are the
-// file, and a hash claimed beside them would be a second, unchecked or
-// redundantly checked, statement by the same sender.
+// the whole plaintext (version 1 did): the chunks' names commit to every
+// byte (each chunk is checked against its name before it is opened), so
+// a second hash of the same bytes by the same sender adds nothing.
 type Manifest struct {
 	Key    Key
 	Size   int64
