@@ -59,6 +59,10 @@ const (
 
 func (s State) live() bool { return s == StateCalling || s == StateRinging || s == StateAccepted }
 
+// closedGrace is how long a call whose connection the peer closed waits
+// for the peer's hangup signal before it ends.
+const closedGrace = 3 * time.Second
+
 // Directions.
 const (
 	Outgoing = "outgoing"
@@ -427,9 +431,19 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 			go e.end(c, StateFailed, "connection failed", true) // not inside Pion's callback
 		case webrtc.PeerConnectionStateClosed:
 			// Closed under a live call: Pion closes the connection when
-			// DTLS does (a fingerprint that does not match, the peer's
-			// close alert). A call this side ended is final already.
-			go e.end(c, StateFailed, "connection closed", true)
+			// DTLS does. Before it ever connected, that is a failed
+			// handshake (a fingerprint that does not match). After, it
+			// is most likely the peer hanging up, whose signal comes the
+			// slower way: it decides, or after a while the call ends. A
+			// call this side ended is final already.
+			e.mu.Lock()
+			was := c.started
+			e.mu.Unlock()
+			if !was {
+				go e.end(c, StateFailed, "connection closed", true)
+				return
+			}
+			time.AfterFunc(closedGrace, func() { e.end(c, StateEnded, "connection closed by the peer", true) })
 		}
 	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { e.receive(c, t) })

@@ -21,7 +21,10 @@ import (
 	"github.com/peergram/peergram/storage"
 )
 
-var _ localapi.Backend = (*Node)(nil)
+var (
+	_ localapi.Backend     = (*Node)(nil)
+	_ localapi.CallBackend = (*Node)(nil)
+)
 
 // MaxTextSize bounds a text message (bytes of UTF-8), leaving room in the
 // sealed body for the payload's framing.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,8 @@ type payload struct {
 	Info []infoKey `json:"info,omitempty"`
 	// File: a "text" message that carries a file (Text is its caption).
 	File *fileRef `json:"file,omitempty"`
+	// Call: a "call" payload's signal (calls.Signal, JSON).
+	Call json.RawMessage `json:"call,omitempty"`
 }
 
 // job is one outbox entry: a payload to deliver to every device of an

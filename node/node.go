@@ -19,7 +19,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/pion/webrtc/v4"
 
+	"github.com/peergram/peergram/calls"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/crypto/sealed"
@@ -68,6 +70,15 @@ type Config struct {
 	// node downloads without being asked; 0 means DefaultAutoDownload
 	// (2 MiB), negative never.
 	AutoDownload int64
+	// CallRingTimeout is how long a call rings unanswered; 0 means 45 s.
+	CallRingTimeout time.Duration
+	// CallICEServers are STUN/TURN servers for calls; CallRelayOnly uses
+	// TURN relay candidates alone.
+	CallICEServers []webrtc.ICEServer
+	CallRelayOnly  bool
+	// CallLoopback keeps calls' ICE on the loopback interface (tests, and
+	// calls between daemons of one machine).
+	CallLoopback bool
 	// Host, when set, is used instead of building one from Listen (tests
 	// use mocknet hosts). The node does not close it.
 	Host host.Host
@@ -87,6 +98,8 @@ type Node struct {
 	rand   io.Reader
 	relays []peer.AddrInfo
 	files  *fileEngine
+	calls  *calls.Engine // nil until Run started it
+	callIn chan callIn
 
 	mu          sync.Mutex // guards keys.prekeys, keys.list, keys.listChecked, keys.cert
 	pkMu        sync.Mutex // serialises changes of the prekey set (accepting sessions, refills)
@@ -306,6 +319,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("node: files: %w", err)
 	}
 	defer n.files.store.Close()
+	stopCalls, err := n.startCalls(ctx)
+	if err != nil {
+		return fmt.Errorf("node: calls: %w", err)
+	}
+	defer stopCalls()
 	n.host.SetStreamHandler(ProtocolID, n.handleDirect)
 	defer n.host.RemoveStreamHandler(ProtocolID)
 	n.host.SetStreamHandler(StreamProtocolID, n.handleDirectStream)

@@ -389,6 +389,18 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		}
 		jobs, err := n.receiptJobs(tx, m.Sender, chat.StatusDelivered, []string{rec.ID}, nowMs)
 		return jobs, evs, err
+	case "call":
+		// Signals from contacts only; to the engine once this commits
+		// (one goroutine takes them in order).
+		if m.Sender == self {
+			return nil, nil, nil
+		}
+		c, err := n.st.getContact(tx, m.Sender)
+		if err != nil || !c.accepted() {
+			return nil, nil, nil
+		}
+		n.takeCallSignal(m.Sender, m.Device, p.Call)
+		return nil, nil, nil
 	case "file-delete":
 		if len(p.IDs) > 64 {
 			return nil, nil, nil

@@ -57,6 +57,7 @@ type store struct {
 	groupEpoch   storage.Keyspace // epoch keys and their grants (groupepoch.go)
 	groupEpend   storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key
 	files        storage.Keyspace // message ID → fileRecord (files.go)
+	calls        storage.Keyspace // call ID → calls.Call (JSON), its last state (calls.go)
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -74,7 +75,7 @@ func newStore(db *storage.DB) *store {
 		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
 		groupInv: db.Keyspace("groups.inv"), groupUnconf: db.Keyspace("groups.unconf"),
 		groupEpoch: db.Keyspace("groups.ek"), groupEpend: db.Keyspace("groups.epend"),
-		files: db.Keyspace("files.rec"),
+		files: db.Keyspace("files.rec"), calls: db.Keyspace("calls"),
 	}
 }
 

@@ -28,6 +28,10 @@ type daemonConfig struct {
 	// FileUploadAfter: how long a sent file waits to be fetched directly
 	// before it goes to a relay (0: the node's default, 15 s).
 	FileUploadAfter time.Duration
+	// CallLoopback keeps calls' ICE on the loopback interface;
+	// CallRingTimeout is how long a call rings (0: 45 s).
+	CallLoopback    bool
+	CallRingTimeout time.Duration
 	Logger          *slog.Logger
 }
 
@@ -74,6 +78,8 @@ func runNode(ctx context.Context, cfg daemonConfig) error {
 		Logger:  cfg.Logger,
 
 		FileUploadAfter: cfg.FileUploadAfter,
+		CallLoopback:    cfg.CallLoopback,
+		CallRingTimeout: cfg.CallRingTimeout,
 	})
 	if err != nil {
 		return err

@@ -70,5 +70,7 @@ serves the local API on --api, writing its URL to DIR/api.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on HOST:PORT, loopback only (default off)")
 	f.DurationVar(&cfg.FileUploadAfter, "file-upload-after", 0, "how long a sent file waits for its recipient to fetch it directly before it is uploaded to a relay (0 = 15s)")
+	f.BoolVar(&cfg.CallLoopback, "call-loopback", false, "keep calls' ICE candidates on the loopback interface (tests, and daemons of one machine)")
+	f.DurationVar(&cfg.CallRingTimeout, "call-ring-timeout", 0, "how long a call rings unanswered before it is missed (0 = 45s)")
 	return cmd
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+
+	"github.com/peergram/peergram/calls"
 )
 
 // MessageID names a message end to end (the sealed envelope's message ID).
@@ -172,6 +174,8 @@ const (
 	EventStatus  EventType = "status"  // a message's status changed
 	// EventFile: a file's state or progress changed (File set).
 	EventFile EventType = "file"
+	// EventCall: a call rings (incoming) or changes state (Call set).
+	EventCall EventType = "call"
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
 	// EventGroupMention is a new group message that mentions this
@@ -188,4 +192,5 @@ type Event struct {
 	Message Message       `json:"message"`
 	Group   *GroupMessage `json:"group_message,omitempty"`
 	File    *File         `json:"file,omitempty"` // EventFile
+	Call    *calls.Call   `json:"call,omitempty"` // EventCall
 }

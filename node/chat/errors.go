@@ -25,3 +25,6 @@ var ErrExists = errors.New("already exists")
 // ErrUnknownGroup reports a group ID or title that names no group of this
 // node (or a title more than one group has).
 var ErrUnknownGroup = errors.New("unknown group")
+
+// ErrUnknownCall reports a call ID this device does not know.
+var ErrUnknownCall = errors.New("unknown call")

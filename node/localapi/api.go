@@ -279,6 +279,14 @@ func (s *Server) routes() []route {
 		{"DELETE /v1/groups/{group}/pins/{message}", s.unpinMessage},
 		{"POST /v1/groups/{group}/messages", s.sendGroup},
 		{"GET /v1/groups/{group}/messages", s.groupMessages},
+		{"POST /v1/calls", s.startCall},
+		{"GET /v1/calls", s.listCalls},
+		{"GET /v1/calls/{id}", s.getCall},
+		{"POST /v1/calls/{id}/answer", s.answerCall},
+		{"POST /v1/calls/{id}/decline", s.declineCall},
+		{"POST /v1/calls/{id}/hangup", s.hangupCall},
+		{"POST /v1/calls/{id}/share", s.shareScreen},
+		{"POST /v1/calls/{id}/unshare", s.unshareScreen},
 	}
 }
 

@@ -31,6 +31,10 @@ var ErrNotFound = errors.New("not found")
 // logs the cause.
 var ErrInternal = errors.New("internal error")
 
+// ErrNotImplemented reports a route the backend does not serve (HTTP
+// 501): calls, for a backend without them.
+var ErrNotImplemented = errors.New("not implemented")
+
 // Error codes of the JSON error body. Append-only: clients switch on them.
 const (
 	CodeUnknownContact = "unknown_contact"
@@ -43,6 +47,8 @@ const (
 	CodeInternal       = "internal"
 	CodeExists         = "exists"
 	CodeUnknownGroup   = "unknown_group"
+	CodeUnknownCall    = "unknown_call"
+	CodeNotImplemented = "not_implemented"
 )
 
 // errorCodes is the single mapping between errors, HTTP status codes and
@@ -55,6 +61,7 @@ var errorCodes = [...]struct {
 }{
 	{chat.ErrUnknownContact, http.StatusNotFound, CodeUnknownContact},
 	{chat.ErrUnknownGroup, http.StatusNotFound, CodeUnknownGroup},
+	{chat.ErrUnknownCall, http.StatusNotFound, CodeUnknownCall},
 	{chat.ErrInvalid, http.StatusBadRequest, CodeInvalid},
 	{chat.ErrTooLarge, http.StatusRequestEntityTooLarge, CodeTooLarge},
 	{chat.ErrExists, http.StatusConflict, CodeExists},
@@ -64,6 +71,7 @@ var errorCodes = [...]struct {
 	{ErrForbidden, http.StatusForbidden, CodeForbidden},
 	{ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{ErrInternal, http.StatusInternalServerError, CodeInternal},
+	{ErrNotImplemented, http.StatusNotImplemented, CodeNotImplemented},
 }
 
 // statusOf maps an error to its HTTP status and error code; anything not in

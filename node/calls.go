@@ -1,0 +1,323 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/peergram/peergram/calls"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/storage"
+)
+
+// Calls: the node runs a calls.Engine and is its Signaller. A call's
+// signals go as "call" payloads through the outbox, sealed per device like
+// any message (direct while the peer is online, its mailbox otherwise: an
+// offer that waited longer than the ring timeout is a missed call at the
+// other end). Signals are taken only from contacts; the engine checks that
+// each belongs to the call's peer and device. Every state a call reaches
+// is kept in the store ("calls"), so the history outlives the daemon.
+
+// maxCallHistory bounds the calls kept in the store.
+const maxCallHistory = 500
+
+// callIn is a signal received, for the engine.
+type callIn struct {
+	peer, device string
+	sig          *calls.Signal
+}
+
+// callSignaller carries the engine's signals in the end-to-end sessions.
+type callSignaller struct{ n *Node }
+
+func (s callSignaller) Signal(ctx context.Context, peer string, sig calls.Signal) error {
+	n := s.n
+	to, err := identity.ParseAccountID(peer)
+	if err != nil {
+		return err
+	}
+	b, err := sig.Marshal()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(payload{Kind: "call", Call: b, DT: n.tokenHex()})
+	if err != nil {
+		return err
+	}
+	var id chat.MessageID
+	if _, err := n.rand.Read(id[:]); err != nil {
+		return err
+	}
+	if err := n.db.Update(func(tx *storage.Txn) error {
+		return n.enqueue(tx, &job{ID: id, To: to, Payload: body, SentAt: n.cfg.Now().UnixMilli()})
+	}); err != nil {
+		return err
+	}
+	n.notify(to)
+	return nil
+}
+
+// startCalls starts the call engine and the loop that hands it signals;
+// the returned stop ends its calls.
+func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
+	cfg := calls.Config{
+		Signaller:   callSignaller{n},
+		Device:      n.keys.device.ID().String(),
+		RingTimeout: n.cfg.CallRingTimeout,
+		ICEServers:  n.cfg.CallICEServers,
+		RelayOnly:   n.cfg.CallRelayOnly,
+		Log:         n.log.With("part", "calls"),
+		Now:         n.cfg.Now,
+		Events:      n.callEvent,
+	}
+	if n.cfg.CallLoopback {
+		cfg.Settings = func(se *webrtc.SettingEngine) {
+			se.SetIncludeLoopbackCandidate(true)
+			se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+			se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		}
+	}
+	e, err := calls.NewEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.calls = e
+	in := make(chan callIn, 256)
+	n.callIn = in
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c := <-in:
+				if err := e.Handle(ctx, c.peer, c.device, c.sig); err != nil {
+					n.log.Info("calls: a signal refused", "from", c.peer, "type", c.sig.Type, "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		e.Close()
+		<-done
+	}, nil
+}
+
+// takeCallSignal queues a received call signal for the engine (after
+// the receive's commit order: one goroutine takes them in order).
+func (n *Node) takeCallSignal(from identity.AccountID, dev identity.DeviceID, raw []byte) {
+	if n.callIn == nil {
+		return
+	}
+	sig, err := calls.ParseSignal(raw)
+	if err != nil {
+		n.log.Info("calls: a malformed signal", "from", from.String(), "err", err)
+		return
+	}
+	select {
+	case n.callIn <- callIn{peer: from.String(), device: dev.String(), sig: sig}:
+	default:
+		n.log.Warn("calls: signal queue full; dropped", "from", from.String(), "type", sig.Type)
+	}
+}
+
+// callEvent keeps a call's new state and publishes it.
+func (n *Node) callEvent(c calls.Call) {
+	b, err := json.Marshal(c)
+	if err == nil {
+		err = n.db.Update(func(tx *storage.Txn) error {
+			if err := tx.Set(n.st.calls, []byte(c.ID), b); err != nil {
+				return err
+			}
+			return n.pruneCalls(tx)
+		})
+	}
+	if err != nil {
+		n.log.Warn("calls: history not kept", "call", c.ID, "err", err)
+	}
+	n.events.publish(chat.Event{Type: chat.EventCall, Call: &c})
+}
+
+// pruneCalls keeps the history within 2 × maxCallHistory: past it, the
+// oldest go down to maxCallHistory (a contact who calls again and again
+// fills no disk).
+func (n *Node) pruneCalls(tx *storage.Txn) error {
+	count, err := tx.Count(n.st.calls, nil)
+	if err != nil || count <= 2*maxCallHistory {
+		return err
+	}
+	type entry struct {
+		id string
+		at time.Time
+	}
+	var all []entry
+	if err := tx.Iterate(n.st.calls, nil, func(k, v []byte) error {
+		var c calls.Call
+		_ = json.Unmarshal(v, &c)
+		all = append(all, entry{string(k), c.StartedAt})
+		return nil
+	}); err != nil {
+		return err
+	}
+	slices.SortFunc(all, func(a, b entry) int { return a.at.Compare(b.at) })
+	for _, e := range all[:len(all)-maxCallHistory] {
+		if err := tx.Delete(n.st.calls, []byte(e.id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// callErr maps the engine's errors to the API's.
+func callErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, calls.ErrNoCall):
+		return fmt.Errorf("%w: %w", chat.ErrUnknownCall, err)
+	case errors.Is(err, calls.ErrBusy), errors.Is(err, calls.ErrState):
+		return fmt.Errorf("%w: %w", chat.ErrExists, err)
+	case errors.Is(err, calls.ErrMedia), errors.Is(err, calls.ErrMalformed):
+		return fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	case errors.Is(err, calls.ErrClosed):
+		return fmt.Errorf("%w: %w", chat.ErrUnavailable, err)
+	}
+	return err
+}
+
+func (n *Node) callEngine() (*calls.Engine, error) {
+	select {
+	case <-n.ready:
+	default:
+		return nil, fmt.Errorf("%w: the node is not running", chat.ErrUnavailable)
+	}
+	if n.calls == nil {
+		return nil, fmt.Errorf("%w: calls are off", chat.ErrUnavailable)
+	}
+	return n.calls, nil
+}
+
+// StartCall calls a contact (alias or account ID): it rings on every
+// device of the contact. Calls go to accepted contacts only.
+func (n *Node) StartCall(ctx context.Context, contact string, m calls.Media) (calls.Call, error) {
+	e, err := n.callEngine()
+	if err != nil {
+		return calls.Call{}, err
+	}
+	var c *contactRecord
+	if err := n.db.View(func(tx *storage.Txn) (err error) { c, err = n.resolveContact(tx, contact); return err }); err != nil {
+		return calls.Call{}, err
+	}
+	if !c.accepted() {
+		return calls.Call{}, fmt.Errorf("%w: %s is not a contact", chat.ErrInvalid, contact)
+	}
+	call, err := e.Start(ctx, c.Account.String(), m)
+	return call, callErr(err)
+}
+
+// AnswerCall answers a ringing call.
+func (n *Node) AnswerCall(ctx context.Context, id string, m calls.Media) (calls.Call, error) {
+	e, err := n.callEngine()
+	if err != nil {
+		return calls.Call{}, err
+	}
+	c, err := e.Answer(ctx, id, m)
+	return c, callErr(err)
+}
+
+// DeclineCall declines a ringing call; HangupCall ends a call.
+func (n *Node) DeclineCall(ctx context.Context, id string) error {
+	e, err := n.callEngine()
+	if err != nil {
+		return err
+	}
+	return callErr(e.Decline(ctx, id))
+}
+
+// HangupCall ends a live call.
+func (n *Node) HangupCall(ctx context.Context, id string) error {
+	e, err := n.callEngine()
+	if err != nil {
+		return err
+	}
+	return callErr(e.Hangup(ctx, id))
+}
+
+// ShareScreen adds a screen track (an IVF/VP8 file) to a running call;
+// UnshareScreen removes it.
+func (n *Node) ShareScreen(ctx context.Context, id, file string) error {
+	e, err := n.callEngine()
+	if err != nil {
+		return err
+	}
+	return callErr(e.Share(ctx, id, file))
+}
+
+// UnshareScreen stops sharing the screen.
+func (n *Node) UnshareScreen(ctx context.Context, id string) error {
+	e, err := n.callEngine()
+	if err != nil {
+		return err
+	}
+	return callErr(e.Unshare(ctx, id))
+}
+
+// Call returns a call: live from the engine, else from the history.
+func (n *Node) Call(ctx context.Context, id string) (calls.Call, error) {
+	if e, err := n.callEngine(); err == nil {
+		if c, err := e.Get(id); err == nil {
+			return c, nil
+		}
+	}
+	var c calls.Call
+	err := n.db.View(func(tx *storage.Txn) error {
+		b, err := tx.Get(n.st.calls, []byte(id))
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: %s", chat.ErrUnknownCall, id)
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &c)
+	})
+	return c, err
+}
+
+// Calls lists the calls of this device, newest first (at most
+// maxCallHistory).
+func (n *Node) Calls(ctx context.Context) ([]calls.Call, error) {
+	var out []calls.Call
+	err := n.db.View(func(tx *storage.Txn) error {
+		return tx.Iterate(n.st.calls, nil, func(_, v []byte) error {
+			var c calls.Call
+			if json.Unmarshal(v, &c) == nil {
+				out = append(out, c)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if e, err := n.callEngine(); err == nil {
+		for i, c := range out {
+			if live, err := e.Get(c.ID); err == nil {
+				out[i] = live
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b calls.Call) int { return b.StartedAt.Compare(a.StartedAt) })
+	if len(out) > maxCallHistory {
+		out = out[:maxCallHistory]
+	}
+	return out, nil
+}
