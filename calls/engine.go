@@ -138,6 +138,9 @@ type Config struct {
 	// candidates alone.
 	ICEServers []webrtc.ICEServer
 	RelayOnly  bool
+	// ICE, when set, adds servers for each new call (TURN credentials
+	// that expire: the node fetches them from its relay).
+	ICE func(context.Context) []webrtc.ICEServer
 	// Settings adjusts Pion's SettingEngine (tests keep ICE on loopback).
 	Settings func(*webrtc.SettingEngine)
 	// Events receives every call whose state changes, in order.
@@ -402,7 +405,12 @@ func (c *call) send(s Signal) {
 // setup makes c's peer connection with its tracks: every call offers
 // audio and video both ways; a side without a file receives only.
 func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
-	cfg := webrtc.Configuration{ICEServers: e.cfg.ICEServers}
+	cfg := webrtc.Configuration{ICEServers: slices.Clone(e.cfg.ICEServers)}
+	if e.cfg.ICE != nil {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		cfg.ICEServers = append(cfg.ICEServers, e.cfg.ICE(ctx)...)
+		cancel()
+	}
 	if e.cfg.RelayOnly {
 		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}

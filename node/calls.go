@@ -14,6 +14,7 @@ import (
 	"github.com/peergram/peergram/calls"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/turnserver"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -76,6 +77,7 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 		Log:         n.log.With("part", "calls"),
 		Now:         n.cfg.Now,
 		Events:      n.callEvent,
+		ICE:         n.turnServers,
 	}
 	if n.cfg.CallLoopback {
 		cfg.Settings = func(se *webrtc.SettingEngine) {
@@ -110,6 +112,33 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 		e.Close()
 		<-done
 	}, nil
+}
+
+// turnServers returns TURN credentials from the first home relay that
+// issues them, cached until a minute before they expire; a relay that
+// refuses (or runs no TURN) is asked again after five minutes.
+func (n *Node) turnServers(ctx context.Context) []webrtc.ICEServer {
+	n.turnMu.Lock()
+	defer n.turnMu.Unlock()
+	now := time.Now()
+	if now.Before(n.turnUntil) {
+		return n.turnCache
+	}
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	for _, r := range n.relays {
+		c, err := turnserver.Fetch(ctx, n.host, r.ID, n.keys.device, cert)
+		if err != nil {
+			n.log.Debug("calls: no TURN credentials", "relay", r.ID, "err", err)
+			continue
+		}
+		n.turnCache = []webrtc.ICEServer{{URLs: c.URLs, Username: c.Username, Credential: c.Password}}
+		n.turnUntil = c.Expires.Add(-time.Minute)
+		return n.turnCache
+	}
+	n.turnCache, n.turnUntil = nil, now.Add(5*time.Minute)
+	return nil
 }
 
 // takeCallSignal queues a received call signal for the engine (after

@@ -100,6 +100,10 @@ type Node struct {
 	files  *fileEngine
 	calls  *calls.Engine // nil until Run started it
 	callIn chan callIn
+	// turnCache holds TURN credentials until turnUntil (calls.go).
+	turnMu    sync.Mutex
+	turnCache []webrtc.ICEServer
+	turnUntil time.Time
 
 	mu          sync.Mutex // guards keys.prekeys, keys.list, keys.listChecked, keys.cert
 	pkMu        sync.Mutex // serialises changes of the prekey set (accepting sessions, refills)

@@ -94,6 +94,14 @@ type Config struct {
 	BlobRetention    time.Duration
 	BlobAccountQuota int64
 	BlobCapacity     int64
+	// TURNListen is the UDP host:port of the relay's STUN/TURN server for
+	// calls ("" = off); TURNPublicIP the address clients reach it at
+	// (default TURNListen's host); TURNCredentialTTL how long the
+	// credentials it issues are good for (0: 10 minutes). Passed to
+	// turnserver.Config.
+	TURNListen        string
+	TURNPublicIP      string
+	TURNCredentialTTL time.Duration
 
 	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
 	// never subscribed to this relay; 0 means mailbox.DefaultUnknownTTL (7

@@ -177,6 +177,9 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	if err := r.startBlobs(&stack, db, h, reg); err != nil {
 		return err
 	}
+	if err := r.startTURN(&stack, h); err != nil {
+		return err
+	}
 	// Listen only now, so no peer meets a relay without its services.
 	for _, a := range r.cfg.listen {
 		if err := h.Network().Listen(a); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/relay/mailbox"
+	"github.com/peergram/peergram/relay/turnserver"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -81,6 +82,25 @@ func (r *Relay) startBlobs(stack *closers, db *storage.DB, h host.Host, reg prom
 		return fmt.Errorf("relay: blobs: %w", err)
 	}
 	stack.push("blob server", srv.Close)
+	return nil
+}
+
+func (r *Relay) startTURN(stack *closers, h host.Host) error {
+	if r.cfg.TURNListen == "" {
+		return nil
+	}
+	srv, err := turnserver.New(turnserver.Config{
+		Host:     h,
+		Listen:   r.cfg.TURNListen,
+		PublicIP: r.cfg.TURNPublicIP,
+		TTL:      r.cfg.TURNCredentialTTL,
+		Log:      r.log.With("component", "turn"),
+	})
+	if err != nil {
+		return fmt.Errorf("relay: turn: %w", err)
+	}
+	r.log.Info("STUN/TURN server for calls", "urls", srv.URLs())
+	stack.push("turn server", srv.Close)
 	return nil
 }
 

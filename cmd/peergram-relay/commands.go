@@ -57,6 +57,9 @@ type runFlags struct {
 	blobRetention   time.Duration
 	blobQuota       int64
 	blobCapacity    int64
+	turnListen      string
+	turnPublicIP    string
+	turnTTL         time.Duration
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -91,6 +94,9 @@ func runCmd(g *globals) *cobra.Command {
 	fl.DurationVar(&f.blobRetention, "blob-retention", 0, "how long the blob store keeps a file chunk after its last upload, e.g. 720h (0 = 30 days)")
 	fl.Int64Var(&f.blobQuota, "blob-account-quota", 0, "most bytes of file chunks one account keeps in the blob store (0 = 4 GiB)")
 	fl.Int64Var(&f.blobCapacity, "blob-capacity", 0, "most bytes the blob store holds in all (0 = 64 GiB)")
+	fl.StringVar(&f.turnListen, "turn-listen", "", "UDP HOST:PORT of the STUN/TURN server for calls (default off)")
+	fl.StringVar(&f.turnPublicIP, "turn-public-ip", "", "the IP clients reach the TURN server at (default the --turn-listen host)")
+	fl.DurationVar(&f.turnTTL, "turn-credential-ttl", 0, "how long TURN credentials are good for (0 = 10m)")
 	return cmd
 }
 
@@ -126,6 +132,9 @@ func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
 		BlobRetention:         f.blobRetention,
 		BlobAccountQuota:      f.blobQuota,
 		BlobCapacity:          f.blobCapacity,
+		TURNListen:            f.turnListen,
+		TURNPublicIP:          f.turnPublicIP,
+		TURNCredentialTTL:     f.turnTTL,
 	}
 	r, err := relay.New(cfg)
 	if err != nil {
