@@ -87,8 +87,22 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 			se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 		}
 	}
+	// Call states are written and published by one goroutine, in order,
+	// off the call's path (a synced write per state held every answer
+	// back by milliseconds: peergram-bench C2).
+	evs := make(chan calls.Call, 1024)
+	n.callEvents = evs
+	evDone := make(chan struct{})
+	go func() {
+		defer close(evDone)
+		for c := range evs {
+			n.keepCall(c)
+		}
+	}()
 	e, err := calls.NewEngine(cfg)
 	if err != nil {
+		close(evs)
+		<-evDone
 		return nil, err
 	}
 	n.calls = e
@@ -111,6 +125,8 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 	return func() {
 		e.Close()
 		<-done
+		close(evs)
+		<-evDone
 	}, nil
 }
 
@@ -159,8 +175,14 @@ func (n *Node) takeCallSignal(from identity.AccountID, dev identity.DeviceID, ra
 	}
 }
 
-// callEvent keeps a call's new state and publishes it.
+// callEvent hands a call's new state to the goroutine that keeps and
+// publishes states in order.
 func (n *Node) callEvent(c calls.Call) {
+	n.callEvents <- c
+}
+
+// keepCall keeps a call's new state in the history and publishes it.
+func (n *Node) keepCall(c calls.Call) {
 	b, err := json.Marshal(c)
 	if err == nil {
 		err = n.db.Update(func(tx *storage.Txn) error {

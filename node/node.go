@@ -100,6 +100,8 @@ type Node struct {
 	files  *fileEngine
 	calls  *calls.Engine // nil until Run started it
 	callIn chan callIn
+	// callEvents carries call states to be kept and published (calls.go).
+	callEvents chan calls.Call
 	// turnCache holds TURN credentials until turnUntil (calls.go).
 	turnMu    sync.Mutex
 	turnCache []webrtc.ICEServer

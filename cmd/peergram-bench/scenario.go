@@ -47,6 +47,7 @@ var scenarios = []scenario{
 	{"G4", runG4},
 	{"F1", runF1},
 	{"F2", runF2},
+	{"C2", runC2},
 }
 
 func findScenario(id string) *scenario {
