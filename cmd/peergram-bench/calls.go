@@ -106,7 +106,9 @@ func (r *daemonRig) callSetup(ctx context.Context, audio string) (time.Duration,
 	}
 	tAns := time.Since(start)
 	if os.Getenv("C2DEBUG") != "" {
-		defer func() { fmt.Fprintf(os.Stderr, "start %v ring %v answered %v media %v\n", tStart, tRing, tAns, time.Since(start)) }()
+		defer func() {
+			fmt.Fprintf(os.Stderr, "start %v ring %v answered %v media %v\n", tStart, tRing, tAns, time.Since(start))
+		}()
 	}
 	if _, err := poll(r.bob, func(c calls.Call) bool {
 		for _, t := range c.Tracks {
