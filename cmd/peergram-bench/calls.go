@@ -70,7 +70,7 @@ func runC2(ctx context.Context, cfg config) (string, error) {
 		o, a = append(o, float64(d[0].Microseconds())/1000), append(a, float64(d[1].Microseconds())/1000)
 	}
 	mo, ma := median(o), median(a)
-	return fmt.Sprintf("C2 ratio=%.2f target=<=5 ours=%.0fms anchor=%.0fms calls=%d", mo/ma, mo, ma, rounds), nil
+	return fmt.Sprintf("C2 ratio=%.2f target=<=5 ours=%.1fms anchor=%.1fms calls=%d", mo/ma, mo, ma, rounds), nil
 }
 
 // callSetup makes one call Alice → Bob through the daemons' APIs and
