@@ -160,7 +160,8 @@ type Engine struct {
 
 	mu     sync.Mutex
 	calls  map[string]*call
-	order  []string // finished calls, oldest first
+	offers map[string][]time.Time // recent opening offers per peer (offerLimit)
+	order  []string               // finished calls, oldest first
 	closed bool
 	evMu   sync.Mutex // orders Events
 	wg     sync.WaitGroup
@@ -195,7 +196,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Settings != nil {
 		cfg.Settings(&se)
 	}
-	return &Engine{cfg: cfg, se: se, log: cfg.Log, calls: map[string]*call{}}, nil
+	return &Engine{cfg: cfg, se: se, log: cfg.Log, calls: map[string]*call{}, offers: map[string][]time.Time{}}, nil
 }
 
 // api makes the Pion API of one call: the default codecs (Opus, VP8,
@@ -246,13 +247,12 @@ type call struct {
 	neg      sync.Mutex // one negotiation at a time
 	sent     []*sentTrack
 	recv     []*recvTrack
-	names    map[string]bool // recording names in use
-	started  bool            // media started
-	reneg    bool            // this side's offer is due once the negotiation under way ends
-	asked    bool            // (caller) the callee asked to offer
-	granted  bool            // (caller) the callee may offer; no offer of ours until it did
-	asking   bool            // (callee) asked, waiting for the grant
-	mayOffer bool            // (callee) granted
+	started  bool // media started
+	reneg    bool // this side's offer is due once the negotiation under way ends
+	asked    bool // (caller) the callee asked to offer
+	granted  bool // (caller) the callee may offer; no offer of ours until it did
+	asking   bool // (callee) asked, waiting for the grant
+	mayOffer bool // (callee) granted
 	share    *sentTrack
 	shareNew bool // the share waits for its answer to start
 }
@@ -335,7 +335,9 @@ func (e *Engine) Start(ctx context.Context, peer string, m Media) (Call, error) 
 	e.mu.Unlock()
 	if over {
 		// The peer answered already: busy, or declined at once (the
-		// offer goes out before it is set locally).
+		// offer goes out before it is set locally). end may have run
+		// before the connection existed: close it here too.
+		c.pc.Close()
 		return c.snapshot(), nil
 	}
 	if err != nil {
@@ -371,7 +373,7 @@ func sources(m Media) ([]source, error) {
 
 func (e *Engine) newCall(id, peer, dir string, m Media) *call {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{e: e, media: m, ctx: ctx, cancel: cancel, out: make(chan Signal, 256), names: map[string]bool{}}
+	c := &call{e: e, media: m, ctx: ctx, cancel: cancel, out: make(chan Signal, 256)}
 	c.info = Call{ID: id, Peer: peer, Direction: dir, StartedAt: e.cfg.Now(), Tracks: []Track{}}
 	e.wg.Add(1)
 	go c.sender()
@@ -430,7 +432,9 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
 	c.pc = pc
+	e.mu.Unlock()
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand == nil {
 			return
@@ -504,16 +508,31 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 // drainRTCP reads a sender's RTCP, which keeps its interceptors (NACK,
 // reports) working.
 func (e *Engine) drainRTCP(s *webrtc.RTPSender) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.spawn(func() {
 		buf := make([]byte, 1500)
 		for {
 			if _, _, err := s.Read(buf); err != nil {
 				return
 			}
 		}
+	})
+}
+
+// spawn runs f on a goroutine Close waits for — unless Close has begun:
+// then f does not run (a call being set up as the engine closes ends
+// with it; its connection is closed, so there is nothing to read).
+func (e *Engine) spawn(f func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
 	}()
+	return true
 }
 
 // connected starts the media once the connection is up.
@@ -547,13 +566,11 @@ func (e *Engine) playTrack(c *call, st *sentTrack) {
 	}
 	st.playing, st.stop = true, stop
 	e.mu.Unlock()
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.spawn(func() {
 		if err := play(ctx, st.src, st.track, &st.frames); err != nil {
 			e.log.Warn("calls: sending a file stopped", "call", c.info.ID, "track", st.name, "err", err)
 		}
-	}()
+	})
 }
 
 // receive reads (and records) a track from the peer until it ends.
@@ -561,18 +578,33 @@ func (e *Engine) receive(c *call, t *webrtc.TrackRemote) {
 	rt := &recvTrack{name: fileName(t.ID(), t.Kind().String()), kind: t.Kind().String()}
 	var w rtpWriter
 	e.mu.Lock()
+	if len(c.recv) >= maxRecordings {
+		// A peer adding and swapping tracks without end: no more
+		// readers, files or goroutines (review finding); Pion drops
+		// what nobody reads.
+		e.mu.Unlock()
+		e.log.Warn("calls: a track beyond the limit ignored", "call", c.info.ID, "track", t.ID())
+		return
+	}
 	if c.media.Record != "" {
 		var err error
 		var p string
-		if w, p, err = newRecorder(c.media.Record, t, c.names); err != nil {
+		if w, p, err = newRecorder(c.media.Record, t); err != nil {
 			e.log.Warn("calls: not recording a track", "call", c.info.ID, "track", t.ID(), "err", err)
 			w = nil
 		}
 		rt.file = p
 	}
+	if e.closed {
+		e.mu.Unlock()
+		if w != nil {
+			w.Close()
+		}
+		return
+	}
 	c.recv = append(c.recv, rt)
+	e.wg.Add(1) // under e.mu, before Close can begin waiting
 	e.mu.Unlock()
-	e.wg.Add(1)
 	defer e.wg.Done()
 	if w != nil {
 		defer w.Close()
@@ -695,6 +727,12 @@ func (e *Engine) incoming(peer, device string, s *Signal) error {
 	if at.After(now.Add(2 * time.Minute)) {
 		return fmt.Errorf("%w: an offer from the future", ErrMalformed)
 	}
+	if at.After(now) {
+		// A clock ahead of ours: the call starts now here (review
+		// finding: offers dated ahead rang longer, and sorted first,
+		// pushing real calls out of the history).
+		at = now
+	}
 	if _, err := fingerprints(s.SDP); err != nil {
 		return err
 	}
@@ -706,6 +744,10 @@ func (e *Engine) incoming(peer, device string, s *Signal) error {
 	if e.calls[s.Call] != nil {
 		e.mu.Unlock()
 		return nil
+	}
+	if !e.offerAllowed(peer, now) {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: more than %d calls a minute from %s", ErrBusy, offerLimit, peer)
 	}
 	c := e.newCall(s.Call, peer, Incoming, Media{})
 	c.info.Device, c.info.Video, c.offer, c.polite = device, s.Video, s.SDP, true
@@ -732,6 +774,36 @@ func (e *Engine) incoming(peer, device string, s *Signal) error {
 	c.send(Signal{Type: SignalRinging})
 	e.emit(c)
 	return nil
+}
+
+// offerLimit is how many calls a peer may start in a minute; beyond it
+// offers are dropped, not rung nor kept (review finding: a contact's
+// flood of offers, each a busy call in the history, pushed real calls
+// out of it).
+const offerLimit = 6
+
+// offerAllowed counts an opening offer from peer. e.mu held.
+func (e *Engine) offerAllowed(peer string, now time.Time) bool {
+	recent := e.offers[peer][:0]
+	for _, t := range e.offers[peer] {
+		if now.Sub(t) < time.Minute {
+			recent = append(recent, t)
+		}
+	}
+	if len(recent) >= offerLimit {
+		e.offers[peer] = recent
+		return false
+	}
+	if len(e.offers) > 10000 { // forget the oldest-looking half
+		for p := range e.offers {
+			delete(e.offers, p)
+			if len(e.offers) <= 5000 {
+				break
+			}
+		}
+	}
+	e.offers[peer] = append(recent, now)
+	return true
 }
 
 // Answer takes a ringing incoming call, sending m.
@@ -786,6 +858,17 @@ func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
 	}
 	now := e.cfg.Now()
 	e.mu.Lock()
+	if c.info.State != StateRinging {
+		// Ended while it was being answered (the caller hung up, the
+		// ring timed out, the engine closed; fetching TURN credentials
+		// can take seconds): it stays ended, and its connection goes
+		// (review finding: it came back "accepted", and a second end
+		// closed its signal queue twice).
+		st := c.info.State
+		e.mu.Unlock()
+		c.pc.Close()
+		return c.snapshot(), fmt.Errorf("%w: %s while answering", ErrState, st)
+	}
 	c.offerSDP, c.answerSDP = c.offer, answer.SDP
 	c.info.State, c.info.AcceptedAt, c.info.Verification = StateAccepted, &now, code
 	e.mu.Unlock()
@@ -1171,14 +1254,20 @@ func (e *Engine) end(c *call, state State, reason string, hangup bool) {
 	pc, g := c.pc, c.stats
 	sent := slices.Clone(c.sent)
 	e.mu.Unlock()
-	for _, st := range sent {
-		if st.final == 0 {
-			st.final = packetsSent(g, st.ssrc)
-		}
+	finals := make([]uint64, len(sent))
+	for i, st := range sent {
+		finals[i] = packetsSent(g, st.ssrc)
 	}
 	e.mu.Lock()
-	c.outDone = true
-	close(c.out)
+	for i, st := range sent {
+		if st.final == 0 {
+			st.final = finals[i]
+		}
+	}
+	if !c.outDone {
+		c.outDone = true
+		close(c.out)
+	}
 	c.cancel()
 	e.order = append(e.order, c.info.ID)
 	for len(e.order) > e.cfg.MaxHistory {
@@ -1221,11 +1310,15 @@ func (c *call) snapshot() Call {
 	g := c.stats
 	live := c.info.State.live()
 	sent := append([]*sentTrack(nil), c.sent...)
+	finals := make([]uint64, len(sent))
+	for i, st := range sent {
+		finals[i] = st.final
+	}
 	recv := append([]*recvTrack(nil), c.recv...)
 	c.e.mu.Unlock()
 	info.Tracks = []Track{}
-	for _, st := range sent {
-		n := st.final
+	for i, st := range sent {
+		n := finals[i]
 		if live && n == 0 {
 			n = packetsSent(g, st.ssrc)
 		}

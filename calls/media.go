@@ -159,32 +159,59 @@ type rtpWriter interface {
 	Close() error
 }
 
+// maxRecordings bounds the files one call records (a peer that adds
+// and swaps tracks could otherwise make any number).
+const maxRecordings = 8
+
 // newRecorder opens dir/<name>.<ext> for a received track: Opus to Ogg,
-// VP8 to IVF, H.264 to an Annex B stream. taken holds the names in use.
-func newRecorder(dir string, track *webrtc.TrackRemote, taken map[string]bool) (rtpWriter, string, error) {
-	name := fileName(track.ID(), track.Kind().String())
-	for i := 2; taken[name]; i++ {
-		name = fmt.Sprintf("%s-%d", fileName(track.ID(), track.Kind().String()), i)
-	}
-	taken[name] = true
+// VP8 to IVF, H.264 to an Annex B stream. The name is the track's ID
+// made safe, then "-2", "-3", … until it names no file (review finding:
+// an earlier recording was overwritten); it is reserved with O_EXCL.
+func newRecorder(dir string, track *webrtc.TrackRemote) (rtpWriter, string, error) {
 	codec := track.Codec().MimeType
-	var (
-		w   rtpWriter
-		p   string
-		err error
-	)
+	var ext string
 	switch {
 	case strings.EqualFold(codec, webrtc.MimeTypeOpus):
-		p = filepath.Join(dir, name+".ogg")
-		w, err = oggwriter.New(p, 48000, 2)
+		ext = ".ogg"
 	case strings.EqualFold(codec, webrtc.MimeTypeVP8):
-		p = filepath.Join(dir, name+".ivf")
-		w, err = ivfwriter.New(p, ivfwriter.WithCodec(webrtc.MimeTypeVP8))
+		ext = ".ivf"
 	case strings.EqualFold(codec, webrtc.MimeTypeH264):
-		p = filepath.Join(dir, name+".h264")
-		w, err = h264writer.New(p)
+		ext = ".h264"
 	default:
 		return nil, "", fmt.Errorf("%w: no recorder for %s", ErrMedia, codec)
+	}
+	base := fileName(track.ID(), track.Kind().String())
+	var p string
+	for i := 1; ; i++ {
+		if i > 100 {
+			return nil, "", fmt.Errorf("%w: no free name for %s in %s", ErrMedia, base, dir)
+		}
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		p = filepath.Join(dir, name+ext)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		f.Close() // reserved; the writer opens it again
+		break
+	}
+	var (
+		w   rtpWriter
+		err error
+	)
+	switch ext {
+	case ".ogg":
+		w, err = oggwriter.New(p, 48000, 2)
+	case ".ivf":
+		w, err = ivfwriter.New(p, ivfwriter.WithCodec(webrtc.MimeTypeVP8))
+	default:
+		w, err = h264writer.New(p)
 	}
 	return w, p, err
 }

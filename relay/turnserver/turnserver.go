@@ -88,8 +88,14 @@ type Config struct {
 	// 3 s refill).
 	Burst int
 	Every time.Duration
-	Log   *slog.Logger
-	Now   func() time.Time
+	// AllowPeer says whether a client may relay to a peer IP besides the
+	// server's own (other allocations). Default: global unicast
+	// addresses only — never loopback, private, link-local, multicast
+	// or unspecified ones, so the relay is no way into its own host or
+	// network (review finding: pion's default allows every address).
+	AllowPeer func(net.IP) bool
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // Server is a running TURN server and its credential protocol.
@@ -146,12 +152,18 @@ func New(cfg Config) (*Server, error) {
 	hostPort := net.JoinHostPort(public.String(), strconv.Itoa(addr.Port))
 	s.urls = []string{"turn:" + hostPort + "?transport=udp", "stun:" + hostPort}
 	relayBase := addr.IP.String()
+	allow := cfg.AllowPeer
+	if allow == nil {
+		allow = PublicPeer
+	}
+	permit := func(_ net.Addr, ip net.IP) bool { return ip.Equal(public) || allow(ip) }
 	s.turn, err = turn.NewServer(turn.ServerConfig{
 		Realm:       "peergram",
 		AuthHandler: turn.LongTermTURNRESTAuthHandler(s.secret, nil),
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn:            conn,
 			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{RelayAddress: public, Address: relayBase},
+			PermissionHandler:     permit,
 		}},
 	})
 	if err != nil {
@@ -160,6 +172,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Host.SetStreamHandler(ProtocolID, s.handle)
 	return s, nil
+}
+
+// PublicPeer is the default AllowPeer: a global unicast address that is
+// not private.
+func PublicPeer(ip net.IP) bool {
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast()
 }
 
 // URLs are the server's turn: and stun: URLs.
