@@ -489,6 +489,7 @@ func (n *Node) Messages(_ context.Context, contact string, markRead bool) ([]cha
 	if err != nil {
 		return nil, err
 	}
+	out = append(out, n.callEntries(c.Account)...)
 	slices.SortFunc(out, func(a, b chat.Message) int {
 		switch {
 		case chat.Less(a, b):

@@ -372,3 +372,59 @@ func (n *Node) Calls(ctx context.Context) ([]calls.Call, error) {
 	}
 	return out, nil
 }
+
+// callEntries are the calls with account as chat history entries.
+func (n *Node) callEntries(account identity.AccountID) []chat.Message {
+	cs, err := n.Calls(context.Background())
+	if err != nil {
+		return nil
+	}
+	self := n.keys.account.ID().String()
+	var out []chat.Message
+	for _, c := range cs {
+		if c.Peer != account.String() {
+			continue
+		}
+		m := chat.Message{ID: c.ID, Chat: c.Peer, From: c.Peer, Outgoing: c.Direction == calls.Outgoing,
+			Text: callText(c), SentAt: c.StartedAt, Status: chat.StatusRead, Call: &c}
+		if m.Outgoing {
+			m.From, m.Status = self, chat.StatusSent
+		} else {
+			m.Received = c.StartedAt
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// callText says what happened to a call, as a chat shows it.
+func callText(c calls.Call) string {
+	kind := "call"
+	if c.Video {
+		kind = "video call"
+	}
+	dir := "Incoming "
+	if c.Direction == calls.Outgoing {
+		dir = "Outgoing "
+	}
+	switch c.State {
+	case calls.StateMissed:
+		if c.Direction == calls.Outgoing {
+			return "Cancelled " + kind
+		}
+		return "Missed " + kind
+	case calls.StateDeclined:
+		return "Declined " + kind
+	case calls.StateBusy:
+		return dir + kind + " · busy"
+	case calls.StateFailed:
+		return dir + kind + " · failed"
+	case calls.StateEnded:
+		if c.AcceptedAt != nil && c.EndedAt != nil {
+			d := c.EndedAt.Sub(*c.AcceptedAt).Round(time.Second)
+			return fmt.Sprintf("%s%s · %d:%02d", dir, kind, int(d.Minutes()), int(d.Seconds())%60)
+		}
+		return dir + kind
+	}
+	return dir + kind + " · " + string(c.State)
+}

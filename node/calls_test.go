@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,6 +116,29 @@ func TestCallThroughNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCall(t, bob, c.ID, calls.StateEnded)
+	// The call is an entry in the chat's history on both sides.
+	for _, side := range []struct {
+		n       *testNode
+		contact string
+		want    string
+	}{{alice, "bob", "Outgoing video call · "}, {bob, "alice", "Incoming video call · "}} {
+		ms, err := side.n.Messages(ctx, side.contact, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, m := range ms {
+			if m.Call != nil && m.ID == c.ID {
+				found = strings.HasPrefix(m.Text, side.want)
+				if !found {
+					t.Fatalf("call entry %q", m.Text)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no call entry in the chat with %s: %+v", side.contact, ms)
+		}
+	}
 	for _, f := range []string{"video.ivf", "audio.ogg"} {
 		if fi, err := os.Stat(filepath.Join(rec, f)); err != nil || fi.Size() < 1000 {
 			t.Fatalf("recording %s: %v", f, err)

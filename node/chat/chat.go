@@ -89,6 +89,11 @@ type Message struct {
 	Error       string `json:"error,omitempty"`   // why a failed message failed
 	// File is set on a message that carries a file (Text is its caption).
 	File *FileInfo `json:"file,omitempty"`
+	// Call is set on a call's entry in the chat's history (ID is the
+	// call's, Text says what happened: "Outgoing call · 0:42",
+	// "Missed call"). Entries are this device's call history, not
+	// messages: nothing is sent for them.
+	Call *calls.Call `json:"call,omitempty"`
 }
 
 // FileInfo is what a message says of the file it carries.
