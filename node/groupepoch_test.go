@@ -69,7 +69,13 @@ func threeInEpochGroup(t *testing.T, relay *testRelay) (nodes map[string]*testNo
 			got, err := n.Group(ctx, g.ID)
 			return err == nil && len(got.Members) == 3, nil
 		})
-		eventually(t, "topic peers", func() (bool, error) { return len(n.groups.net.Peers([32]byte(gid))) >= 2, nil })
+		// The mesh forms in seconds; on a loaded 2-core machine (CI
+		// running every package) it has taken over 30.
+		for deadline := time.Now().Add(90 * time.Second); len(n.groups.net.Peers([32]byte(gid))) < 2; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("timed out waiting for topic peers")
+			}
+		}
 	}
 	time.Sleep(1500 * time.Millisecond)
 	return nodes, homes, g
@@ -468,8 +474,15 @@ func TestEpochDemotedDrawerRetired(t *testing.T) {
 		t.Fatal(err)
 	}
 	carol.publishEnvelopes(ctx, group, envs)
+	last := time.Now()
 	eventually(t, "Alice seals under Carol's key", func() (bool, error) {
 		e, fresh := sealingEpoch(t, alice, g.ID)
+		if !(fresh && e == drawn) && time.Since(last) > 3*time.Second {
+			// Gossip under load may not reach Alice before the mesh
+			// forms: publish again (same bytes; who has them drops them).
+			carol.publishEnvelopes(ctx, group, envs)
+			last = time.Now()
+		}
 		return fresh && e == drawn, nil
 	})
 	if _, err := alice.SetGroupRole(ctx, g.ID, "carol", "member"); err != nil {
