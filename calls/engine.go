@@ -147,7 +147,10 @@ type Config struct {
 	Events func(Call)
 	// MaxHistory is the finished calls kept in memory (default 200).
 	MaxHistory int
-	Log        *slog.Logger
+	// CallsPerMinute is how many calls one peer may start in a minute;
+	// more are dropped (default 6: a person does not call more often).
+	CallsPerMinute int
+	Log            *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -177,6 +180,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxHistory <= 0 {
 		cfg.MaxHistory = 200
+	}
+	if cfg.CallsPerMinute <= 0 {
+		cfg.CallsPerMinute = offerLimit
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -747,7 +753,7 @@ func (e *Engine) incoming(peer, device string, s *Signal) error {
 	}
 	if !e.offerAllowed(peer, now) {
 		e.mu.Unlock()
-		return fmt.Errorf("%w: more than %d calls a minute from %s", ErrBusy, offerLimit, peer)
+		return fmt.Errorf("%w: more than %d calls a minute from %s", ErrBusy, e.cfg.CallsPerMinute, peer)
 	}
 	c := e.newCall(s.Call, peer, Incoming, Media{})
 	c.info.Device, c.info.Video, c.offer, c.polite = device, s.Video, s.SDP, true
@@ -776,7 +782,8 @@ func (e *Engine) incoming(peer, device string, s *Signal) error {
 	return nil
 }
 
-// offerLimit is how many calls a peer may start in a minute; beyond it
+// offerLimit is the default of Config.CallsPerMinute: how many calls a
+// peer may start in a minute; beyond it
 // offers are dropped, not rung nor kept (review finding: a contact's
 // flood of offers, each a busy call in the history, pushed real calls
 // out of it).
@@ -790,7 +797,7 @@ func (e *Engine) offerAllowed(peer string, now time.Time) bool {
 			recent = append(recent, t)
 		}
 	}
-	if len(recent) >= offerLimit {
+	if len(recent) >= e.cfg.CallsPerMinute {
 		e.offers[peer] = recent
 		return false
 	}

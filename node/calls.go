@@ -78,6 +78,8 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 		Now:         n.cfg.Now,
 		Events:      n.callEvent,
 		ICE:         n.turnServers,
+
+		CallsPerMinute: n.cfg.CallsPerMinute,
 	}
 	if n.cfg.CallLoopback {
 		cfg.Settings = func(se *webrtc.SettingEngine) {

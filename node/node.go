@@ -79,6 +79,9 @@ type Config struct {
 	// CallLoopback keeps calls' ICE on the loopback interface (tests, and
 	// calls between daemons of one machine).
 	CallLoopback bool
+	// CallsPerMinute is how many calls one contact may start in a minute
+	// (0: 6); more are dropped, not rung nor kept.
+	CallsPerMinute int
 	// Host, when set, is used instead of building one from Listen (tests
 	// use mocknet hosts). The node does not close it.
 	Host host.Host

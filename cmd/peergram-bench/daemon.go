@@ -44,7 +44,7 @@ type daemon struct {
 
 // startDaemon runs the node of an initialised home until stop.
 func startDaemon(home, relayAddr string) (*daemon, error) {
-	n, err := node.New(node.Config{Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: []string{relayAddr}, DisableMDNS: true, CallLoopback: true})
+	n, err := node.New(node.Config{Home: home, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: []string{relayAddr}, DisableMDNS: true, CallLoopback: true, CallsPerMinute: 10000})
 	if err != nil {
 		return nil, err
 	}
