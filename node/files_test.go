@@ -583,3 +583,81 @@ func TestFileDownloadGivesUp(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestFileInChannel: a channel's admin posts a photo; a subscriber gets
+// it with its thumbnail — downloaded by itself, being a small photo —
+// and fetches it whole from the relay after the admin has gone; a
+// subscriber cannot post a file to the channel.
+func TestFileInChannel(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	bobHome, _ := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, func(c *Config) { c.FileUploadAfter = 100 * time.Millisecond }, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	ctx := context.Background()
+	ch, err := alice.CreateChannel(ctx, "Photos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.CreateInvite(ctx, ch.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob subscribes", func() (bool, error) {
+		_, err := bob.JoinGroup(ctx, inv.Link)
+		return err == nil, nil
+	})
+	eventually(t, "Bob subscribed at Alice", func() (bool, error) {
+		got, err := alice.Group(ctx, ch.ID)
+		return err == nil && got.Subscribers == 2, nil
+	})
+	img := image.NewRGBA(image.Rect(0, 0, 800, 600))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 13)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "view.png")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := alice.SendFile(ctx, chat.FileSend{Chat: ch.ID, Path: path, Caption: "the view"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "uploaded to the relay", func() (bool, error) {
+		fs, err := alice.Files(ctx, ch.ID)
+		return err == nil && len(fs) == 1 && fs[0].State == chat.FileUploaded, err
+	})
+	alice.stop()
+	var got chat.File
+	eventually(t, "the photo downloaded at Bob by itself", func() (bool, error) {
+		fs, err := bob.Files(ctx, ch.ID)
+		if err != nil || len(fs) != 1 || fs[0].ID != msg.ID {
+			return false, err
+		}
+		got = fs[0]
+		return got.State == chat.FileDownloaded, nil
+	})
+	if got.Kind != "photo" || len(got.Thumb) == 0 || got.Width != 800 {
+		t.Fatalf("the photo at Bob: kind %q, %d-byte thumbnail, width %d", got.Kind, len(got.Thumb), got.Width)
+	}
+	if cfg, err := jpeg.DecodeConfig(mustOpen(t, got.Path)); err != nil || cfg.Width != 800 {
+		t.Fatalf("the downloaded photo: %v (%+v)", err, cfg)
+	}
+	if _, err := bob.SendFile(ctx, chat.FileSend{Chat: ch.ID, Path: path}); err == nil {
+		t.Fatal("a subscriber posted a file to the channel")
+	}
+}
+
+func mustOpen(t *testing.T, p string) *os.File {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
