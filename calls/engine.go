@@ -356,18 +356,21 @@ func (e *Engine) Start(ctx context.Context, peer string, m Media) (Call, error) 
 
 func sources(m Media) ([]source, error) {
 	var out []source
-	for _, p := range []string{m.Audio, m.Video} {
-		if p == "" {
+	for _, f := range []struct {
+		path string
+		kind webrtc.RTPCodecType
+	}{{m.Audio, webrtc.RTPCodecTypeAudio}, {m.Video, webrtc.RTPCodecTypeVideo}} {
+		if f.path == "" {
 			continue
 		}
-		s, err := openSource(p)
+		s, err := openSource(f.path)
 		if err != nil {
 			return nil, err
 		}
+		if s.kind != f.kind {
+			return nil, fmt.Errorf("%w: %s is %s, not %s", ErrMedia, f.path, s.kind, f.kind)
+		}
 		out = append(out, s)
-	}
-	if m.Audio != "" && m.Video != "" && out[0].kind == out[1].kind {
-		return nil, fmt.Errorf("%w: audio and video files of one kind", ErrMedia)
 	}
 	if m.Record != "" {
 		if fi, err := os.Stat(m.Record); err != nil || !fi.IsDir() {

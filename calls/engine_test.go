@@ -450,6 +450,9 @@ func TestCallScreenShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, alice, c.ID, StateAccepted)
+	if _, err := bob.e.Start(ctx, "alice", Media{Audio: testdata("video.ivf")}); !errors.Is(err, ErrMedia) {
+		t.Fatalf("video given as audio: %v", err)
+	}
 	if err := alice.e.Share(ctx, c.ID, testdata("audio.ogg")); !errors.Is(err, ErrMedia) {
 		t.Fatalf("sharing audio: %v", err)
 	}

@@ -103,6 +103,7 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 	}()
 	e, err := calls.NewEngine(cfg)
 	if err != nil {
+		n.callEvents = nil
 		close(evs)
 		<-evDone
 		return nil, err
@@ -127,6 +128,9 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 	return func() {
 		e.Close()
 		<-done
+		n.callEvMu.Lock()
+		n.callEvents = nil
+		n.callEvMu.Unlock()
 		close(evs)
 		<-evDone
 	}, nil
@@ -180,7 +184,11 @@ func (n *Node) takeCallSignal(from identity.AccountID, dev identity.DeviceID, ra
 // callEvent hands a call's new state to the goroutine that keeps and
 // publishes states in order.
 func (n *Node) callEvent(c calls.Call) {
-	n.callEvents <- c
+	n.callEvMu.Lock()
+	defer n.callEvMu.Unlock()
+	if n.callEvents != nil { // nil once the engine is stopped
+		n.callEvents <- c
+	}
 }
 
 // keepCall keeps a call's new state in the history and publishes it.

@@ -105,6 +105,7 @@ type Node struct {
 	callIn chan callIn
 	// callEvents carries call states to be kept and published (calls.go).
 	callEvents chan calls.Call
+	callEvMu   sync.Mutex // guards callEvents against its closing
 	// turnCache holds TURN credentials until turnUntil (calls.go).
 	turnMu    sync.Mutex
 	turnCache []webrtc.ICEServer
