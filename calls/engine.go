@@ -145,6 +145,9 @@ type Config struct {
 	Settings func(*webrtc.SettingEngine)
 	// Events receives every call whose state changes, in order.
 	Events func(Call)
+	// GroupEvents receives every group call that changes (joined,
+	// roster, muted, left), in order.
+	GroupEvents func(GroupCall)
 	// MaxHistory is the finished calls kept in memory (default 200).
 	MaxHistory int
 	// CallsPerMinute is how many calls one peer may start in a minute;
@@ -163,6 +166,7 @@ type Engine struct {
 
 	mu     sync.Mutex
 	calls  map[string]*call
+	groups map[string]*groupCall
 	offers map[string][]time.Time // recent opening offers per peer (offerLimit)
 	order  []string               // finished calls, oldest first
 	closed bool
@@ -202,7 +206,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Settings != nil {
 		cfg.Settings(&se)
 	}
-	return &Engine{cfg: cfg, se: se, log: cfg.Log, calls: map[string]*call{}, offers: map[string][]time.Time{}}, nil
+	return &Engine{cfg: cfg, se: se, log: cfg.Log, calls: map[string]*call{}, groups: map[string]*groupCall{}, offers: map[string][]time.Time{}}, nil
 }
 
 // api makes the Pion API of one call: the default codecs (Opus, VP8,
@@ -268,6 +272,7 @@ type sentTrack struct {
 	kind    string
 	src     source
 	track   *webrtc.TrackLocalStaticSample
+	sealer  *sealer // group calls: seals each frame first
 	sender  *webrtc.RTPSender
 	frames  atomic.Uint64
 	ssrc    uint32 // read once: Pion's GetParameters races with renegotiation
@@ -1394,9 +1399,16 @@ func (e *Engine) Close() error {
 			live = append(live, c)
 		}
 	}
+	var groups []*groupCall
+	for _, g := range e.groups {
+		groups = append(groups, g)
+	}
 	e.mu.Unlock()
 	for _, c := range live {
 		e.end(c, StateEnded, "closed", true)
+	}
+	for _, g := range groups {
+		e.endGroup(g, GroupLeft, "closed", true)
 	}
 	e.wg.Wait()
 	return nil

@@ -57,9 +57,15 @@ func openSource(path string) (source, error) {
 	return source{}, fmt.Errorf("%w: %s is neither Ogg/Opus nor IVF/VP8", ErrMedia, path)
 }
 
+// sampleWriter takes media samples: a local track, or one wrapped to
+// seal each frame with SFrame first (group calls).
+type sampleWriter interface {
+	WriteSample(media.Sample) error
+}
+
 // play sends src on track at its own pace, once, from when ctx's call
 // connects until the file ends or ctx is done.
-func play(ctx context.Context, src source, track *webrtc.TrackLocalStaticSample, sent *atomic.Uint64) error {
+func play(ctx context.Context, src source, track sampleWriter, sent *atomic.Uint64) error {
 	f, err := os.Open(src.path)
 	if err != nil {
 		return err
@@ -71,7 +77,7 @@ func play(ctx context.Context, src source, track *webrtc.TrackLocalStaticSample,
 	return playIVF(ctx, f, track, sent)
 }
 
-func playOgg(ctx context.Context, r io.Reader, track *webrtc.TrackLocalStaticSample, sent *atomic.Uint64) error {
+func playOgg(ctx context.Context, r io.Reader, track sampleWriter, sent *atomic.Uint64) error {
 	ogg, _, err := oggreader.NewWith(r)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMedia, err)
@@ -106,7 +112,7 @@ func playOgg(ctx context.Context, r io.Reader, track *webrtc.TrackLocalStaticSam
 	}
 }
 
-func playIVF(ctx context.Context, r io.Reader, track *webrtc.TrackLocalStaticSample, sent *atomic.Uint64) error {
+func playIVF(ctx context.Context, r io.Reader, track sampleWriter, sent *atomic.Uint64) error {
 	ivf, h, err := ivfreader.NewWith(r)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMedia, err)
@@ -153,6 +159,13 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
+// recordedTrack is what a recording needs to know of a track.
+type recordedTrack interface {
+	ID() string
+	Kind() webrtc.RTPCodecType
+	Codec() webrtc.RTPCodecParameters
+}
+
 // rtpWriter is what a recording needs of pion's media writers.
 type rtpWriter interface {
 	WriteRTP(*rtp.Packet) error
@@ -167,7 +180,7 @@ const maxRecordings = 8
 // VP8 to IVF, H.264 to an Annex B stream. The name is the track's ID
 // made safe, then "-2", "-3", … until it names no file (review finding:
 // an earlier recording was overwritten); it is reserved with O_EXCL.
-func newRecorder(dir string, track *webrtc.TrackRemote) (rtpWriter, string, error) {
+func newRecorder(dir string, track recordedTrack) (rtpWriter, string, error) {
 	codec := track.Codec().MimeType
 	var ext string
 	switch {

@@ -1124,3 +1124,26 @@ func (s *Server) heads(str network.Stream, m *headsMsg) {
 		}
 	}
 }
+
+// ErrNotMember is a device that is not a member's, as the relay's copy of
+// the group's log and device lists says.
+var ErrNotMember = errors.New("history: not a member of the group")
+
+// Member returns the account of device if that account is a member of
+// group now, as far as this relay knows: the group is registered here,
+// the device is on its account's newest list the relay holds, and the
+// merged log gives the account a role. The SFU asks it before letting a
+// device into a group call and again while the call runs.
+func (s *Server) Member(group [32]byte, device identity.DeviceID) (identity.AccountID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	if g == nil {
+		return identity.AccountID{}, fmt.Errorf("%w: the group is not registered on this relay", ErrNotMember)
+	}
+	acct, ok := g.devices[device]
+	if !ok || g.log.State().Role(acct) == groupstate.RoleNone {
+		return identity.AccountID{}, ErrNotMember
+	}
+	return acct, nil
+}
