@@ -712,9 +712,9 @@ type published struct {
 
 	lastPLI atomic.Int64
 	// Bitrate, bits/s, measured over half-second windows.
-	rate      atomic.Uint64
-	winStart  time.Time
-	winBytes  int
+	rate     atomic.Uint64
+	winStart time.Time
+	winBytes int
 }
 
 func (pub *published) downList() []*down {
