@@ -45,6 +45,9 @@ const (
 	GroupJoined = "joined"
 	GroupLeft   = "left"
 	GroupFailed = "failed"
+	// GroupActive is a call running in a group that this device is not
+	// in (the node's view: it can join).
+	GroupActive = "active"
 )
 
 // ErrRefused is an SFU that refused a join (not a member, full).

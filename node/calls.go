@@ -77,6 +77,7 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 		Log:         n.log.With("part", "calls"),
 		Now:         n.cfg.Now,
 		Events:      n.callEvent,
+		GroupEvents: n.groupCallEvent,
 		ICE:         n.turnServers,
 
 		CallsPerMinute: n.cfg.CallsPerMinute,

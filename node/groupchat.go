@@ -287,6 +287,8 @@ type groupMessage struct {
 	Close    string             `json:"close,omitempty"`
 	File     *chat.FileInfo     `json:"file,omitempty"`
 	Deletes  string             `json:"delfile,omitempty"` // a file message deleted by its sender
+	CallID   string             `json:"call,omitempty"`    // a group call started
+	callOnly bool               // a call's key or end: not shown, not kept
 
 	// events are those of storing it beyond its own (a file deleted),
 	// published with them once the transaction commits; not stored.
@@ -306,6 +308,8 @@ type groupBody struct {
 	// DeleteFile: the sender deletes its file message of that ID for
 	// everyone.
 	DeleteFile string `json:"delfile,omitempty"`
+	// Call is about a group call (groupcalls.go).
+	Call *callBody `json:"call,omitempty"`
 }
 
 // ensureSender returns this device's chain in group, starting one (and
@@ -596,6 +600,10 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		}
 		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), SentAt: now, Received: now}
 		gm.setBody(body)
+		if gm.callOnly {
+			hash, _ := hex.DecodeString(gm.ID)
+			return n.markSeen(tx, gid, hash)
+		}
 		if body.File != nil {
 			if err := n.fileGroupTx(tx, gid, &gm, body.File); err != nil {
 				return err

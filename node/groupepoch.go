@@ -531,6 +531,15 @@ func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity
 	}
 	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
 	gm.setBody(&b)
+	if b.Call != nil {
+		go n.takeCallBody(gid, p.From, dev, time.UnixMilli(p.Time), b.Call)
+		if gm.callOnly {
+			// A call's key or end is acted on, not kept: marked seen
+			// so that gossip and history take it once.
+			hash, _ := hex.DecodeString(p.ID)
+			return groupMessage{}, n.markSeen(tx, gid, hash)
+		}
+	}
 	if b.File != nil {
 		if err := n.fileGroupTx(tx, gid, &gm, b.File); err != nil {
 			return groupMessage{}, err

@@ -51,7 +51,7 @@ func isMessageID(s string) bool {
 // close; sizes and counts within the chat package's bounds.
 func (b *groupBody) check() error {
 	kinds := 0
-	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != "", b.DeleteFile != ""} {
+	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != "", b.DeleteFile != "", b.Call != nil} {
 		if set {
 			kinds++
 		}
@@ -71,6 +71,10 @@ func (b *groupBody) check() error {
 		return errors.New("a file deletion names a message ID")
 	case b.File != nil:
 		if _, err := b.File.check(); err != nil {
+			return err
+		}
+	case b.Call != nil:
+		if err := b.Call.check(); err != nil {
 			return err
 		}
 	}
@@ -117,11 +121,19 @@ func (gm *groupMessage) setBody(b *groupBody) {
 			gm.File = b.File.info(m)
 		}
 	}
+	if b.Call != nil {
+		gm.callOnly = b.Call.Action != callStart
+		if !gm.callOnly {
+			gm.CallID = b.Call.ID
+		}
+	}
 }
 
 // shown reports whether a message is listed (texts and polls; votes and
 // closes only change a poll's results).
-func (gm *groupMessage) shown() bool { return gm.Vote == nil && gm.Close == "" && gm.Deletes == "" }
+func (gm *groupMessage) shown() bool {
+	return gm.Vote == nil && gm.Close == "" && gm.Deletes == "" && !gm.callOnly
+}
 
 // PostGroup posts text to a group, optionally as a reply; @alias in the
 // text mentions a member by the name this node knows it by.
@@ -481,7 +493,8 @@ func (n *Node) GroupMessages(_ context.Context, group string) ([]chat.GroupMessa
 func (n *Node) groupMessageView(gid groupstate.GroupID, gm groupMessage, t *tally) chat.GroupMessage {
 	self := n.keys.account.ID()
 	v := chat.GroupMessage{ID: gm.ID, Group: hex.EncodeToString(gid[:]), From: gm.From.String(), Text: gm.Text,
-		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == self, ReplyTo: gm.ReplyTo, Mentions: gm.Mentions, File: gm.File}
+		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == self, ReplyTo: gm.ReplyTo, Mentions: gm.Mentions, File: gm.File,
+		CallID: gm.CallID}
 	v.MentionsMe = !v.Outgoing && slices.Contains(gm.Mentions, self.String())
 	if v.Outgoing {
 		v.FromName = n.keys.name

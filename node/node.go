@@ -106,6 +106,8 @@ type Node struct {
 	// callEvents carries call states to be kept and published (calls.go).
 	callEvents chan calls.Call
 	callEvMu   sync.Mutex // guards callEvents against its closing
+	// gcalls is the group calls' state (groupcalls.go).
+	gcalls *groupCalls
 	// turnCache holds TURN credentials until turnUntil (calls.go).
 	turnMu    sync.Mutex
 	turnCache []webrtc.ICEServer
@@ -185,7 +187,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, ready: make(chan struct{}), wake: make(chan struct{}, 1), events: newBroadcaster(),
+	n := &Node{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, ready: make(chan struct{}), wake: make(chan struct{}, 1), events: newBroadcaster(), gcalls: newGroupCalls(),
 		sendq: make(chan *sendReq), quit: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)

@@ -102,6 +102,14 @@ type Config struct {
 	TURNListen        string
 	TURNPublicIP      string
 	TURNCredentialTTL time.Duration
+	// The SFU for group calls: on unless SFUDisabled. SFUPublicIP is
+	// the address it announces in its ICE candidates (a relay behind a
+	// 1:1 NAT); SFUPorts a UDP port range "MIN-MAX" for its media;
+	// SFULoopback keeps its ICE on loopback (tests on one machine).
+	SFUDisabled bool
+	SFUPublicIP string
+	SFUPorts    string
+	SFULoopback bool
 
 	// UnknownTTL is how long an envelope is kept in a mailbox whose owner
 	// never subscribed to this relay; 0 means mailbox.DefaultUnknownTTL (7

@@ -171,13 +171,17 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	if err := r.startDirectory(&stack, db, h, reg); err != nil {
 		return err
 	}
-	if err := r.startHistory(&stack, db, h); err != nil {
+	hist, err := r.startHistory(&stack, db, h)
+	if err != nil {
 		return err
 	}
 	if err := r.startBlobs(&stack, db, h, reg); err != nil {
 		return err
 	}
 	if err := r.startTURN(&stack, h); err != nil {
+		return err
+	}
+	if err := r.startSFU(&stack, h, hist); err != nil {
 		return err
 	}
 	// Listen only now, so no peer meets a relay without its services.

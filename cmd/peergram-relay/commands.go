@@ -60,6 +60,10 @@ type runFlags struct {
 	turnListen      string
 	turnPublicIP    string
 	turnTTL         time.Duration
+	sfu             bool
+	sfuPublicIP     string
+	sfuPorts        string
+	sfuLoopback     bool
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -97,6 +101,10 @@ func runCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.turnListen, "turn-listen", "", "UDP HOST:PORT of the STUN/TURN server for calls (default off)")
 	fl.StringVar(&f.turnPublicIP, "turn-public-ip", "", "the IP clients reach the TURN server at (default the --turn-listen host)")
 	fl.DurationVar(&f.turnTTL, "turn-credential-ttl", 0, "how long TURN credentials are good for (0 = 10m)")
+	fl.BoolVar(&f.sfu, "sfu", true, "run the SFU for group voice/video chats")
+	fl.StringVar(&f.sfuPublicIP, "sfu-public-ip", "", "the IP the SFU announces to participants (a relay behind a 1:1 NAT)")
+	fl.StringVar(&f.sfuPorts, "sfu-ports", "", "UDP port range MIN-MAX for the SFU's media (default any)")
+	fl.BoolVar(&f.sfuLoopback, "sfu-loopback", false, "keep the SFU's ICE on loopback (tests on one machine)")
 	return cmd
 }
 
@@ -135,6 +143,10 @@ func runRelay(cmd *cobra.Command, g *globals, f runFlags) error {
 		TURNListen:            f.turnListen,
 		TURNPublicIP:          f.turnPublicIP,
 		TURNCredentialTTL:     f.turnTTL,
+		SFUDisabled:           !f.sfu,
+		SFUPublicIP:           f.sfuPublicIP,
+		SFUPorts:              f.sfuPorts,
+		SFULoopback:           f.sfuLoopback,
 	}
 	r, err := relay.New(cfg)
 	if err != nil {

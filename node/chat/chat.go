@@ -181,6 +181,9 @@ const (
 	EventFile EventType = "file"
 	// EventCall: a call rings (incoming) or changes state (Call set).
 	EventCall EventType = "call"
+	// EventGroupCall: a call started in a group, or the call this
+	// device is in changed (joined, roster, speakers, mute, left).
+	EventGroupCall EventType = "group_call"
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
 	// EventGroupMention is a new group message that mentions this
@@ -198,4 +201,6 @@ type Event struct {
 	Group   *GroupMessage `json:"group_message,omitempty"`
 	File    *File         `json:"file,omitempty"` // EventFile
 	Call    *calls.Call   `json:"call,omitempty"` // EventCall
+	// GroupCall is set on EventGroupCall.
+	GroupCall *calls.GroupCall `json:"group_call,omitempty"`
 }

@@ -43,6 +43,8 @@ type GroupMessage struct {
 	Poll *Poll `json:"poll,omitempty"`
 	// File is set on a message that carries a file (Text is its caption).
 	File *FileInfo `json:"file,omitempty"`
+	// CallID is set on a message that started a group call.
+	CallID string `json:"call_id,omitempty"`
 }
 
 // Invite is an invite link to a group.
