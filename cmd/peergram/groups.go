@@ -29,7 +29,8 @@ func (a *app) newGroupCmd() *cobra.Command {
 		a.newGroupBanCmd("ban", true, "Ban an account: out of the group (a new key for the others) and not to be added again"),
 		a.newGroupBanCmd("unban", false, "Lift a ban"),
 		a.newGroupRoleCmd("promote", "admin", "Make a member an admin (the owner only)"),
-		a.newGroupRoleCmd("demote", "member", "Make an admin a member again (the owner only)"))
+		a.newGroupRoleCmd("demote", "member", "Make an admin a member again (the owner only)"),
+		a.newGroupCallCmd())
 	return cmd
 }
 

@@ -245,7 +245,7 @@ func newCluster(t *testing.T, e *env) *cluster {
 func (c *cluster) startRelay() *proc {
 	os.Remove(filepath.Join(c.relayHome, "addrs"))
 	c.metrics = fmt.Sprintf("127.0.0.1:%d", freePort(c.t))
-	p := c.e.start("peergram-relay", "run", "--home", c.relayHome, "--listen", c.listen, "--metrics", c.metrics)
+	p := c.e.start("peergram-relay", "run", "--home", c.relayHome, "--listen", c.listen, "--metrics", c.metrics, "--sfu-loopback")
 	waitFile(c.t, filepath.Join(c.relayHome, "addrs"), p)
 	return p
 }

@@ -287,6 +287,12 @@ func (s *Server) routes() []route {
 		{"POST /v1/calls/{id}/hangup", s.hangupCall},
 		{"POST /v1/calls/{id}/share", s.shareScreen},
 		{"POST /v1/calls/{id}/unshare", s.unshareScreen},
+		{"POST /v1/groups/{group}/call/start", s.startGroupCall},
+		{"POST /v1/groups/{group}/call/join", s.joinGroupCall},
+		{"POST /v1/groups/{group}/call/leave", s.leaveGroupCall},
+		{"POST /v1/groups/{group}/call/mute", s.muteGroupCall},
+		{"GET /v1/groups/{group}/call", s.getGroupCall},
+		{"GET /v1/group-calls", s.listGroupCalls},
 	}
 }
 
