@@ -32,11 +32,17 @@ from files (--audio Ogg/Opus, --video IVF/VP8) and records what it receives
 				return d.JoinGroupCall(ctx, g, m)
 			}),
 		a.newGroupCallSimpleCmd("leave", "Leave the group's call (the last one out ends it)",
-			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) { return d.LeaveGroupCall(ctx, g) }),
+			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) {
+				return d.LeaveGroupCall(ctx, g)
+			}),
 		a.newGroupCallSimpleCmd("mute", "Stop sending your audio in the group's call",
-			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) { return d.MuteGroupCall(ctx, g, true) }),
+			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) {
+				return d.MuteGroupCall(ctx, g, true)
+			}),
 		a.newGroupCallSimpleCmd("unmute", "Send your audio again",
-			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) { return d.MuteGroupCall(ctx, g, false) }),
+			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) {
+				return d.MuteGroupCall(ctx, g, false)
+			}),
 		a.newGroupCallSimpleCmd("status", "Show the group's call: participants, who speaks, tracks",
 			func(ctx context.Context, d *daemon, g string) (calls.GroupCall, error) { return d.GroupCall(ctx, g) }),
 	)

@@ -20,7 +20,7 @@ type groupCallRow struct {
 	}
 	Tracks []struct {
 		Name, Device, Kind, Direction, File string
-		Packets, Frames, Undecryptable    uint64
+		Packets, Frames, Undecryptable      uint64
 	}
 }
 
