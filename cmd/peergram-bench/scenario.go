@@ -48,6 +48,7 @@ var scenarios = []scenario{
 	{"F1", runF1},
 	{"F2", runF2},
 	{"C2", runC2},
+	{"C3", runC3},
 }
 
 func findScenario(id string) *scenario {
