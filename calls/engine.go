@@ -113,6 +113,9 @@ type Call struct {
 	Video      bool       `json:"video"`
 	StartedAt  time.Time  `json:"started_at"`
 	AcceptedAt *time.Time `json:"accepted_at,omitempty"`
+	// MediaAt is when the first media packet from the peer arrived (an
+	// event is published then: the call's timer starts).
+	MediaAt *time.Time `json:"media_at,omitempty"`
 	EndedAt    *time.Time `json:"ended_at,omitempty"`
 	// Verification is the code both sides show: four emoji and a number.
 	Verification string  `json:"verification"`
@@ -244,11 +247,15 @@ type call struct {
 	cancel context.CancelFunc
 
 	offer     string // an incoming call's opening offer, until answered
+	prepared  bool   // (callee) its connection made and the offer set while ringing
+	answering bool   // (callee) Answer has taken it
 	offerSDP  string // the opening offer and answer, for the code
 	answerSDP string
 	pc        *webrtc.PeerConnection
 	stats     stats.Getter
 	cands     []webrtc.ICECandidateInit // before the remote description
+	holdCands bool                      // gathering for the SDP: candidates wait in held
+	held      []webrtc.ICECandidateInit
 	remoteSet bool
 	timer     *time.Timer
 	out       chan Signal
@@ -334,8 +341,9 @@ func (e *Engine) Start(ctx context.Context, peer string, m Media) (Call, error) 
 	offer, err := c.pc.CreateOffer(nil)
 	if err == nil {
 		c.offerSDP = offer.SDP
-		c.send(Signal{Type: SignalOffer, SDP: offer.SDP, Video: c.info.Video})
-		err = c.pc.SetLocalDescription(offer)
+		err = e.setLocalGathered(c, offer, func(sdp string) {
+			c.send(Signal{Type: SignalOffer, SDP: sdp, Video: c.info.Video})
+		})
 	}
 	c.neg.Unlock()
 	e.mu.Lock()
@@ -454,6 +462,13 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 			return
 		}
 		init := cand.ToJSON()
+		e.mu.Lock()
+		if c.holdCands {
+			c.held = append(c.held, init)
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
 		c.send(Signal{Type: SignalCandidate, Candidate: &init})
 	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -628,7 +643,18 @@ func (e *Engine) receive(c *call, t *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
-		rt.packets.Add(1)
+		if rt.packets.Add(1) == 1 {
+			e.mu.Lock()
+			first := c.info.MediaAt == nil
+			if first {
+				now := e.cfg.Now()
+				c.info.MediaAt = &now
+			}
+			e.mu.Unlock()
+			if first {
+				e.emit(c)
+			}
+		}
 		if w != nil {
 			if err := w.WriteRTP(pkt); err != nil {
 				e.log.Debug("calls: recording", "call", c.info.ID, "err", err)
@@ -787,7 +813,38 @@ func (e *Engine) incoming(peer, device string, s *Signal) error {
 	}
 	c.send(Signal{Type: SignalRinging})
 	e.emit(c)
+	e.spawn(func() { e.prepare(c) })
 	return nil
+}
+
+// prepare makes a ringing call's connection and sets the caller's offer,
+// so that answering only adds the tracks and answers (peergram-bench
+// C2: making the connection was most of the answer's time). Nothing
+// goes on the network: ICE starts with the answer.
+func (e *Engine) prepare(c *call) {
+	c.neg.Lock()
+	defer c.neg.Unlock()
+	e.mu.Lock()
+	ok := c.info.State == StateRinging && c.pc == nil && !c.answering
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	if err := e.setup(c, nil, false); err != nil {
+		e.log.Debug("calls: preparing", "call", c.info.ID, "err", err)
+		return
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.offer}); err != nil {
+		e.log.Debug("calls: preparing", "call", c.info.ID, "err", err)
+		return // Answer fails the call the same way
+	}
+	e.mu.Lock()
+	c.prepared = true
+	live := c.info.State == StateRinging
+	e.mu.Unlock()
+	if !live {
+		c.pc.Close() // ended meanwhile, maybe before the connection existed
+	}
 }
 
 // offerLimit is the default of Config.CallsPerMinute: how many calls a
@@ -833,7 +890,7 @@ func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
 		e.mu.Unlock()
 		return Call{}, ErrNoCall
 	}
-	if c.info.Direction != Incoming || c.info.State != StateRinging || c.pc != nil {
+	if c.info.Direction != Incoming || c.info.State != StateRinging || c.answering {
 		st := c.info.State
 		e.mu.Unlock()
 		return Call{}, fmt.Errorf("%w: %s", ErrState, st)
@@ -842,18 +899,27 @@ func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
 		c.timer.Stop()
 	}
 	c.media = m
+	c.answering = true
 	e.mu.Unlock()
 	fail := func(err error) (Call, error) {
 		e.end(c, StateFailed, err.Error(), true)
 		return c.snapshot(), err
 	}
-	c.neg.Lock()
+	c.neg.Lock() // after prepare, if it runs
 	defer c.neg.Unlock()
-	if err := e.setup(c, nil, false); err != nil {
-		return fail(err)
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.offer}); err != nil {
-		return fail(err)
+	e.mu.Lock()
+	prepared := c.prepared
+	e.mu.Unlock()
+	if !prepared {
+		if c.pc != nil {
+			c.pc.Close() // a preparation that failed half way
+		}
+		if err := e.setup(c, nil, false); err != nil {
+			return fail(err)
+		}
+		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.offer}); err != nil {
+			return fail(err)
+		}
 	}
 	if err := e.addSources(c, srcs); err != nil {
 		return fail(err)
@@ -867,8 +933,7 @@ func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
 	if err != nil {
 		return fail(err)
 	}
-	c.send(Signal{Type: SignalAnswer, SDP: answer.SDP})
-	if err := c.pc.SetLocalDescription(answer); err != nil {
+	if err := e.setLocalGathered(c, answer, func(sdp string) { c.send(Signal{Type: SignalAnswer, SDP: sdp}) }); err != nil {
 		return fail(err)
 	}
 	now := e.cfg.Now()
@@ -912,6 +977,53 @@ func (e *Engine) addSources(c *call, srcs []source) error {
 		c.sent = append(c.sent, &sentTrack{name: name, kind: s.kind.String(), src: s, track: track, sender: sender, ssrc: ssrcOf(sender)})
 		e.mu.Unlock()
 	}
+	return nil
+}
+
+// gatherWait bounds how long an opening offer or answer waits for this
+// side's ICE candidates, to carry them in its SDP (host candidates take
+// a millisecond; server-reflexive ones a round trip to STUN); those
+// found later trickle as candidate signals.
+const gatherWait = 30 * time.Millisecond
+
+// setLocalGathered sets desc as the local description and calls send
+// with its SDP holding the candidates gathered within gatherWait: one
+// signal instead of one per candidate through both daemons' outboxes
+// (peergram-bench C2). Candidates the SDP does not carry are sent as
+// signals after it.
+func (e *Engine) setLocalGathered(c *call, desc webrtc.SessionDescription, send func(sdp string)) error {
+	e.mu.Lock()
+	c.holdCands = true
+	e.mu.Unlock()
+	release := func(sdp string) {
+		e.mu.Lock()
+		held := c.held
+		c.held, c.holdCands = nil, false
+		e.mu.Unlock()
+		for _, h := range held {
+			if sdp == "" || !strings.Contains(sdp, h.Candidate) {
+				cand := h
+				c.send(Signal{Type: SignalCandidate, Candidate: &cand})
+			}
+		}
+	}
+	done := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(desc); err != nil {
+		release("")
+		return err
+	}
+	t := time.NewTimer(gatherWait)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	sdp := desc.SDP
+	if ld := c.pc.LocalDescription(); ld != nil {
+		sdp = ld.SDP
+	}
+	send(sdp)
+	release(sdp)
 	return nil
 }
 

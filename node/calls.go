@@ -194,6 +194,9 @@ func (n *Node) callEvent(c calls.Call) {
 
 // keepCall keeps a call's new state in the history and publishes it.
 func (n *Node) keepCall(c calls.Call) {
+	// Published first: a UI waits on the event (ringing, media flowing),
+	// not on the history write.
+	n.events.publish(chat.Event{Type: chat.EventCall, Call: &c})
 	b, err := json.Marshal(c)
 	if err == nil {
 		err = n.db.Update(func(tx *storage.Txn) error {
@@ -206,7 +209,6 @@ func (n *Node) keepCall(c calls.Call) {
 	if err != nil {
 		n.log.Warn("calls: history not kept", "call", c.ID, "err", err)
 	}
-	n.events.publish(chat.Event{Type: chat.EventCall, Call: &c})
 }
 
 // pruneCalls keeps the history within 2 × maxCallHistory: past it, the

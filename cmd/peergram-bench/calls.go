@@ -16,6 +16,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
 	"github.com/peergram/peergram/calls"
+	"github.com/peergram/peergram/node/chat"
 )
 
 // callAudio is calls/testdata/audio.ogg (3 s of Ogg/Opus; its README
@@ -74,30 +75,38 @@ func runC2(ctx context.Context, cfg config) (string, error) {
 }
 
 // callSetup makes one call Alice → Bob through the daemons' APIs and
-// returns the time to Bob's first audio packet; then hangs up.
+// returns the time to Bob's first audio packet; then hangs up. Bob's
+// side is driven by his event stream, as a UI is: the call event that
+// says it rings, then the one that says media flows (media_at).
 func (r *daemonRig) callSetup(ctx context.Context, audio string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	evs, err := r.bob.api.Events(ctx)
+	if err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	c, err := r.alice.api.StartCall(ctx, "bob", calls.Media{Audio: audio})
 	if err != nil {
 		return 0, err
 	}
 	tStart := time.Since(start)
-	poll := func(d *daemon, done func(calls.Call) bool) (calls.Call, error) {
+	wait := func(done func(*calls.Call) bool) error {
 		for {
-			got, err := d.api.Call(ctx, c.ID) // unknown_call until the offer arrives
-			if err == nil && done(got) {
-				return got, nil
-			}
 			select {
+			case ev, ok := <-evs:
+				if !ok {
+					return fmt.Errorf("call %s: Bob's event stream ended", c.ID)
+				}
+				if ev.Type == chat.EventCall && ev.Call != nil && ev.Call.ID == c.ID && done(ev.Call) {
+					return nil
+				}
 			case <-ctx.Done():
-				return got, fmt.Errorf("call %s: %w (%+v)", c.ID, ctx.Err(), got)
-			case <-time.After(500 * time.Microsecond):
+				return fmt.Errorf("call %s: %w", c.ID, ctx.Err())
 			}
 		}
 	}
-	if _, err := poll(r.bob, func(c calls.Call) bool { return c.State == calls.StateRinging }); err != nil {
+	if err := wait(func(c *calls.Call) bool { return c.State == calls.StateRinging }); err != nil {
 		return 0, err
 	}
 	tRing := time.Since(start)
@@ -105,26 +114,17 @@ func (r *daemonRig) callSetup(ctx context.Context, audio string) (time.Duration,
 		return 0, err
 	}
 	tAns := time.Since(start)
-	if os.Getenv("C2DEBUG") != "" {
-		defer func() {
-			fmt.Fprintf(os.Stderr, "start %v ring %v answered %v media %v\n", tStart, tRing, tAns, time.Since(start))
-		}()
-	}
-	if _, err := poll(r.bob, func(c calls.Call) bool {
-		for _, t := range c.Tracks {
-			if t.Direction == "received" && t.Packets > 0 {
-				return true
-			}
-		}
-		return false
-	}); err != nil {
+	if err := wait(func(c *calls.Call) bool { return c.MediaAt != nil }); err != nil {
 		return 0, err
 	}
 	d := time.Since(start)
+	if os.Getenv("C2DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "start %v ring %v answered %v media %v\n", tStart, tRing, tAns, d)
+	}
 	if _, err := r.alice.api.HangupCall(ctx, c.ID); err != nil {
 		return 0, err
 	}
-	if _, err := poll(r.bob, func(c calls.Call) bool { return c.State == calls.StateEnded }); err != nil {
+	if err := wait(func(c *calls.Call) bool { return c.State == calls.StateEnded }); err != nil {
 		return 0, err
 	}
 	return d, nil
