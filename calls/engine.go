@@ -116,7 +116,7 @@ type Call struct {
 	// MediaAt is when the first media packet from the peer arrived (an
 	// event is published then: the call's timer starts).
 	MediaAt *time.Time `json:"media_at,omitempty"`
-	EndedAt    *time.Time `json:"ended_at,omitempty"`
+	EndedAt *time.Time `json:"ended_at,omitempty"`
 	// Verification is the code both sides show: four emoji and a number.
 	Verification string  `json:"verification"`
 	Sharing      bool    `json:"sharing,omitempty"`
