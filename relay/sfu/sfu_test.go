@@ -518,3 +518,93 @@ func TestGroupCallBandwidth(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCallMuteAndSpeakers: the roster says who speaks; a muted
+// member's audio stops at the others (the SFU withholds it even from a
+// sender that keeps sending) and the roster says muted; unmuted, it
+// flows again.
+func TestGroupCallMuteAndSpeakers(t *testing.T) {
+	relay := newHost(t)
+	ms := &members{dev: map[identity.DeviceID]identity.AccountID{}}
+	srv, err := sfu.New(sfu.Config{Host: relay, Members: ms, Settings: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	audio := patternOgg(t, 750) // 15 s
+	var group [32]byte
+	rand.Read(group[:])
+	call := newCallID()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, b := newMember(t, relay, ms), newMember(t, relay, ms)
+	if _, err := a.join(ctx, relay, group, call, calls.Media{Audio: audio}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.join(ctx, relay, group, call, calls.Media{}); err != nil {
+		t.Fatal(err)
+	}
+	shareKeys(t, call, a, b)
+	ad := a.dev.ID().String()
+	roster := func(m *member, dev string) (sfuproto.Participant, bool) {
+		g, _ := m.e.GetGroup(call)
+		for _, p := range g.Participants {
+			if p.Device == dev {
+				return p, true
+			}
+		}
+		return sfuproto.Participant{}, false
+	}
+	waitFor(t, 15*time.Second, "A speaking in B's roster", func() bool {
+		p, ok := roster(b, ad)
+		return ok && p.Speaking && !p.Muted
+	})
+	if p, _ := roster(b, b.dev.ID().String()); p.Speaking {
+		t.Error("B, who sends nothing, is shown speaking")
+	}
+	// Muted on the signalling only (the engine would stop sending too):
+	// the SFU must withhold what still comes.
+	if err := a.conn.Send(&sfuproto.Message{Type: sfuproto.TypeMute, Muted: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A muted, not speaking, in B's roster", func() bool {
+		p, ok := roster(b, ad)
+		return ok && p.Muted && !p.Speaking
+	})
+	time.Sleep(200 * time.Millisecond)
+	g, _ := b.e.GetGroup(call)
+	_, before, _ := received(g, ad, "audio")
+	time.Sleep(time.Second)
+	g, _ = b.e.GetGroup(call)
+	if _, after, _ := received(g, ad, "audio"); after != before {
+		t.Errorf("B still got %d audio packets from muted A", after-before)
+	}
+	if _, err := a.e.MuteGroup(ctx, call, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A's audio again at B", func() bool {
+		g, _ := b.e.GetGroup(call)
+		_, n, _ := received(g, ad, "audio")
+		p, _ := roster(b, ad)
+		return n > before+20 && !p.Muted && p.Speaking
+	})
+	// Muting through the engine stops the sending itself.
+	if _, err := a.e.MuteGroup(ctx, call, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	g, _ = a.e.GetGroup(call)
+	var sent uint64
+	for _, tr := range g.Tracks {
+		if tr.Direction == "sent" && tr.Kind == "audio" {
+			sent = tr.Packets
+		}
+	}
+	time.Sleep(time.Second)
+	g, _ = a.e.GetGroup(call)
+	for _, tr := range g.Tracks {
+		if tr.Direction == "sent" && tr.Kind == "audio" && tr.Packets > sent+2 {
+			t.Errorf("A, muted, sent %d more packets", tr.Packets-sent)
+		}
+	}
+}
