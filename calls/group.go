@@ -106,9 +106,13 @@ type groupCall struct {
 	audioKey, videoKey *sframe.Sender
 	base               []byte
 	kid                uint64
-	rcv                *sframe.Receiver
-	kidDevice          map[uint64]string   // guarded by Engine.mu
-	deviceKIDs         map[string][]uint64 // newest last; guarded by Engine.mu
+	// One receiver per sending device, holding only the keys that device
+	// handed out: a frame on a device's track opens only under that
+	// device's keys (review finding: with one receiver for all, a member
+	// that posted another's key ID first made that device's frames
+	// unreadable at a late joiner).
+	rcvs       map[string]*sframe.Receiver // guarded by Engine.mu
+	deviceKIDs map[string][]uint64         // newest last; guarded by Engine.mu
 
 	neg       sync.Mutex
 	remoteSet bool
@@ -183,7 +187,7 @@ func (e *Engine) JoinGroup(ctx context.Context, id, group string, conn GroupConn
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	g := &groupCall{e: e, media: m, conn: conn, ctx: cctx, cancel: cancel, base: base, kid: kid,
-		audioKey: as, videoKey: vs, rcv: sframe.NewReceiver(), kidDevice: map[uint64]string{}, deviceKIDs: map[string][]uint64{},
+		audioKey: as, videoKey: vs, rcvs: map[string]*sframe.Receiver{}, deviceKIDs: map[string][]uint64{},
 		info: GroupCall{ID: id, Group: group, State: GroupJoined, JoinedAt: e.cfg.Now(), KeyID: kid, Participants: []sfuproto.Participant{}}}
 	e.mu.Lock()
 	if e.closed {
@@ -204,14 +208,21 @@ func (e *Engine) JoinGroup(ctx context.Context, id, group string, conn GroupConn
 		e.endGroup(g, GroupFailed, err.Error(), false)
 		return GroupCall{}, err
 	}
-	// The first message is the SFU's offer, or its refusal.
+	// Until the SFU's first offer is answered, or it refuses: a roster
+	// or a candidate may come first (review finding: a roster taken as
+	// the answer left the offer to race with the caller).
 	first := make(chan error, 1)
 	go func() {
-		msg, err := conn.Recv()
-		if err == nil {
-			err = e.groupMessage(g, msg)
+		for {
+			msg, err := conn.Recv()
+			if err == nil {
+				err = e.groupMessage(g, msg)
+			}
+			if err != nil || msg.Type == sfuproto.TypeOffer {
+				first <- err
+				return
+			}
 		}
-		first <- err
 	}()
 	select {
 	case err = <-first:
@@ -361,8 +372,10 @@ func (e *Engine) groupOffer(g *groupCall, sdp string) error {
 			if err != nil {
 				return err
 			}
-			st.sender = sender
-			st.ssrc = ssrcOf(sender)
+			ssrc := ssrcOf(sender)
+			e.mu.Lock()
+			st.sender, st.ssrc = sender, ssrc
+			e.mu.Unlock()
 			e.drainRTCP(sender)
 		}
 	}
@@ -428,19 +441,43 @@ func (e *Engine) groupRoster(g *groupCall, ros []sfuproto.Participant) {
 	g.info.Participants = slices.Clone(ros)
 	e.mu.Unlock()
 	if gone {
-		if base, kid, err := newGroupKey(); err == nil {
-			ak, err1 := sframe.NewKey(base, kid)
-			vk, err2 := sframe.NewKey(base, kid|1)
-			if err1 == nil && err2 == nil {
-				e.mu.Lock()
-				g.base, g.kid, g.info.KeyID = base, kid, kid
-				e.mu.Unlock()
-				g.audioKey.Rekey(ak)
-				g.videoKey.Rekey(vk)
-			}
-		}
+		e.rekey(g)
 	}
 	e.emitGroup(g)
+}
+
+// rekey draws this device's new key of g: what it sends from now on
+// opens only with it.
+func (e *Engine) rekey(g *groupCall) {
+	base, kid, err := newGroupKey()
+	if err != nil {
+		return
+	}
+	ak, err1 := sframe.NewKey(base, kid)
+	vk, err2 := sframe.NewKey(base, kid|1)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	e.mu.Lock()
+	g.base, g.kid, g.info.KeyID = base, kid, kid
+	e.mu.Unlock()
+	g.audioKey.Rekey(ak)
+	g.videoKey.Rekey(vk)
+}
+
+// RekeyGroup draws a new key of call (the group lost a member: the keys
+// it read must open nothing sent from now on); the event that follows
+// carries the new KeyID for the node to hand out.
+func (e *Engine) RekeyGroup(call string) error {
+	e.mu.Lock()
+	g := e.groups[call]
+	e.mu.Unlock()
+	if g == nil || g.ended {
+		return ErrNoCall
+	}
+	e.rekey(g)
+	e.emitGroup(g)
+	return nil
 }
 
 // GroupKey returns this device's current key of call, for the node to
@@ -476,28 +513,28 @@ func (e *Engine) AddGroupKey(call, device string, kid uint64, base []byte) error
 		e.mu.Unlock()
 		return ErrNoCall
 	}
-	if d, ok := g.kidDevice[kid]; ok {
+	if slices.Contains(g.deviceKIDs[device], kid) {
 		e.mu.Unlock()
-		if d != device {
-			return fmt.Errorf("%w: key ID %d is another device's", ErrMalformed, kid)
-		}
 		return nil
 	}
 	if len(g.deviceKIDs) >= 256 && g.deviceKIDs[device] == nil {
 		e.mu.Unlock()
 		return fmt.Errorf("%w: keys of too many devices", ErrMalformed)
 	}
+	rcv := g.rcvs[device]
+	if rcv == nil {
+		rcv = sframe.NewReceiver()
+		g.rcvs[device] = rcv
+	}
 	ks := append(g.deviceKIDs[device], kid)
 	for len(ks) > maxKeysPerDevice {
-		g.rcv.Remove(ks[0])
-		g.rcv.Remove(ks[0] | 1)
-		delete(g.kidDevice, ks[0])
+		rcv.Remove(ks[0])
+		rcv.Remove(ks[0] | 1)
 		ks = ks[1:]
 	}
 	g.deviceKIDs[device] = ks
-	g.kidDevice[kid] = device
-	g.rcv.Add(ak)
-	g.rcv.Add(vk)
+	rcv.Add(ak)
+	rcv.Add(vk)
 	recv := slices.Clone(g.recv)
 	if g.info.keys == nil {
 		g.info.keys = map[string]struct{}{}
@@ -592,7 +629,13 @@ func (e *Engine) openFrame(g *groupCall, r *groupRecv, frame []byte, ts uint32) 
 
 // openLocked opens frame; false if it was held or refused. r.mu held.
 func (e *Engine) openLocked(g *groupCall, r *groupRecv, frame []byte, ts uint32) bool {
-	pt, kid, err := g.rcv.Open(nil, nil, frame)
+	e.mu.Lock()
+	rcv := g.rcvs[r.device]
+	e.mu.Unlock()
+	if rcv == nil {
+		rcv = sframe.NewReceiver() // no key of this device yet
+	}
+	pt, kid, err := rcv.Open(nil, nil, frame)
 	if errors.Is(err, sframe.ErrUnknownKey) {
 		if len(r.pending) < maxPending {
 			r.pending = append(r.pending, slices.Clone(frame))
@@ -606,11 +649,8 @@ func (e *Engine) openLocked(g *groupCall, r *groupRecv, frame []byte, ts uint32)
 		r.bad.Add(1)
 		return false
 	}
-	e.mu.Lock()
-	owner := g.kidDevice[kid&^1]
-	e.mu.Unlock()
-	if owner != r.device || (kid&1 == 1) != (r.kind == "video") {
-		// A frame under another member's key on this device's track.
+	if (kid&1 == 1) != (r.kind == "video") {
+		// A video frame on an audio track, or the reverse.
 		r.bad.Add(1)
 		return false
 	}
@@ -678,11 +718,21 @@ func (e *Engine) endGroup(g *groupCall, state, reason string, tell bool) {
 	g.info.State, g.info.Reason, g.info.LeftAt = state, reason, &now
 	st := g.stats
 	sent := slices.Clone(g.sent)
+	ssrcs := make([]uint32, len(sent))
+	for i, s := range sent {
+		ssrcs[i] = s.ssrc
+	}
 	pc := g.pc
 	e.mu.Unlock()
-	for _, s := range sent {
-		s.final = packetsSent(st, s.ssrc)
+	finals := make([]uint64, len(sent))
+	for i := range sent {
+		finals[i] = packetsSent(st, ssrcs[i])
 	}
+	e.mu.Lock()
+	for i, s := range sent {
+		s.final = finals[i]
+	}
+	e.mu.Unlock()
 	if tell {
 		_ = g.conn.Send(&sfuproto.Message{Type: sfuproto.TypeLeave})
 	}
@@ -705,13 +755,17 @@ func (g *groupCall) snapshot() GroupCall {
 	}
 	st, live := g.stats, !g.ended
 	sent := slices.Clone(g.sent)
+	ssrcs, finals := make([]uint32, len(sent)), make([]uint64, len(sent))
+	for i, s := range sent {
+		ssrcs[i], finals[i] = s.ssrc, s.final
+	}
 	recv := slices.Clone(g.recv)
 	e.mu.Unlock()
 	info.Tracks = []GroupTrack{}
-	for _, s := range sent {
-		n := s.final
+	for i, s := range sent {
+		n := finals[i]
 		if live || n == 0 {
-			if m := packetsSent(st, s.ssrc); m > n {
+			if m := packetsSent(st, ssrcs[i]); m > n {
 				n = m
 			}
 		}

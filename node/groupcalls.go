@@ -98,10 +98,14 @@ type groupCalls struct {
 	// announced: devices seen in each call, and the key ID last posted.
 	seen   map[string]map[string]bool
 	posted map[string]uint64
+	// members: the group's members when this device joined a call, or
+	// at the last change since: a removal makes it draw a new key.
+	members map[string]map[identity.AccountID]bool
 }
 
 func newGroupCalls() *groupCalls {
-	return &groupCalls{active: map[string]*activeCall{}, joined: map[string]string{}, seen: map[string]map[string]bool{}, posted: map[string]uint64{}}
+	return &groupCalls{active: map[string]*activeCall{}, joined: map[string]string{}, seen: map[string]map[string]bool{}, posted: map[string]uint64{},
+		members: map[string]map[identity.AccountID]bool{}}
 }
 
 // groupID resolves a group by ID or title.
@@ -219,6 +223,9 @@ func (n *Node) joinGroupCall(ctx context.Context, gid groupstate.GroupID, ac *ac
 	n.gcalls.mu.Lock()
 	n.gcalls.joined[gh] = ac.ID
 	n.gcalls.seen[ac.ID] = map[string]bool{}
+	if st := n.groupState(gid); st != nil {
+		n.gcalls.members[ac.ID] = memberSet(st)
+	}
 	n.gcalls.mu.Unlock()
 	g, err := n.calls.JoinGroup(dctx, ac.ID, gh, conn, m)
 	if err != nil {
@@ -231,6 +238,45 @@ func (n *Node) joinGroupCall(ctx context.Context, gid groupstate.GroupID, ac *ac
 		return calls.GroupCall{}, err
 	}
 	return g, nil
+}
+
+func memberSet(st *groupstate.State) map[identity.AccountID]bool {
+	m := make(map[identity.AccountID]bool, len(st.Members))
+	for a, r := range st.Members {
+		if r != groupstate.RoleNone {
+			m[a] = true
+		}
+	}
+	return m
+}
+
+// groupCallMembership: the group of a call this device is in changed;
+// if an account left it (removed, banned, left), this device draws a new
+// key and hands it out — it goes to the members that remain, so the one
+// gone holds no key of what is sent from now on (review finding: keys
+// changed only when the call's roster shrank, and a member removed from
+// the group, in the call or not, kept reading it).
+func (n *Node) groupCallMembership(st *groupstate.State) {
+	gh := hex.EncodeToString(st.Group[:])
+	now := memberSet(st)
+	n.gcalls.mu.Lock()
+	call := n.gcalls.joined[gh]
+	before := n.gcalls.members[call]
+	lost := false
+	for a := range before {
+		if !now[a] {
+			lost = true
+		}
+	}
+	if call != "" {
+		n.gcalls.members[call] = now
+	}
+	n.gcalls.mu.Unlock()
+	if call != "" && lost && n.calls != nil {
+		if err := n.calls.RekeyGroup(call); err != nil {
+			n.log.Info("calls: new key after a removal", "call", call, "err", err)
+		}
+	}
 }
 
 // postCallKey posts this device's current key of call to the group.
@@ -373,6 +419,7 @@ func (n *Node) groupCallEvent(g calls.GroupCall) {
 		}
 		delete(n.gcalls.seen, g.ID)
 		delete(n.gcalls.posted, g.ID)
+		delete(n.gcalls.members, g.ID)
 		n.gcalls.mu.Unlock()
 		return
 	}

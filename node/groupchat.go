@@ -79,6 +79,7 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 	g.states[st.Group] = st.Clone()
 	_, running := g.loops[st.Group]
 	g.mu.Unlock()
+	n.groupCallMembership(st)
 	switch {
 	case member && !running:
 		if err := g.net.Join(st.Group); err != nil {

@@ -74,6 +74,15 @@ type Config struct {
 	// at once (default 500).
 	MaxParticipants int
 	MaxCalls        int
+	// MaxSeatsPerAccount bounds the calls one account's devices are in
+	// at once (default 4; review finding: one device held every call
+	// slot of the relay).
+	MaxSeatsPerAccount int
+	// ConnectTimeout drops a participant whose connection is not up
+	// this long after joining (default 15 s); AnswerTimeout one that
+	// leaves an offer unanswered (default 10 s).
+	ConnectTimeout time.Duration
+	AnswerTimeout  time.Duration
 	// Recheck is how often membership is checked again in a running
 	// call (default 5 s).
 	Recheck time.Duration
@@ -99,6 +108,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	rooms  map[roomKey]*room
+	seats  map[identity.AccountID]map[seat]bool // the calls each account's devices are in
 	closed bool
 	wg     sync.WaitGroup
 	stop   chan struct{}
@@ -107,6 +117,44 @@ type Server struct {
 type roomKey struct {
 	group [32]byte
 	call  string
+}
+
+// seat is one device in one call.
+type seat struct {
+	room roomKey
+	dev  identity.DeviceID
+}
+
+// reserve takes a seat for acct, unless its devices are in as many calls
+// as they may be (the same device joining the same call again keeps its
+// seat).
+func (s *Server) reserve(acct identity.AccountID, st seat) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := s.seats[acct]
+	if held[st] {
+		return nil
+	}
+	if len(held) >= s.cfg.MaxSeatsPerAccount {
+		return fmt.Errorf("%w: this account is in %d calls on this relay already", ErrFull, len(held))
+	}
+	if held == nil {
+		held = map[seat]bool{}
+		s.seats[acct] = held
+	}
+	held[st] = true
+	return nil
+}
+
+func (s *Server) release(acct identity.AccountID, st seat) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if held := s.seats[acct]; held != nil {
+		delete(held, st)
+		if len(held) == 0 {
+			delete(s.seats, acct)
+		}
+	}
 }
 
 // New serves sfuproto.ProtocolID on cfg.Host.
@@ -123,6 +171,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = 5 * time.Second
 	}
+	if cfg.MaxSeatsPerAccount <= 0 {
+		cfg.MaxSeatsPerAccount = 4
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 15 * time.Second
+	}
+	if cfg.AnswerTimeout <= 0 {
+		cfg.AnswerTimeout = 10 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -134,7 +191,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Settings != nil {
 		cfg.Settings(&se)
 	}
-	s := &Server{cfg: cfg, se: se, log: cfg.Log, rooms: map[roomKey]*room{}, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, se: se, log: cfg.Log, rooms: map[roomKey]*room{}, seats: map[identity.AccountID]map[seat]bool{}, stop: make(chan struct{})}
 	cfg.Host.SetStreamHandler(sfuproto.ProtocolID, s.handle)
 	s.wg.Add(1)
 	go s.ticker()
@@ -243,14 +300,27 @@ func (s *Server) handle(str network.Stream) {
 		refuse(str, err.Error())
 		return
 	}
-	r, err := s.room(roomKey{group, m.Call})
+	key := roomKey{group, m.Call}
+	if err := s.reserve(acct, seat{key, dev}); err != nil {
+		log.Info("sfu: join refused", "err", err)
+		refuse(str, err.Error())
+		return
+	}
+	r, err := s.room(key)
 	if err != nil {
+		s.release(acct, seat{key, dev})
 		refuse(str, err.Error())
 		return
 	}
 	p, err := r.join(str, dev, acct)
 	if err != nil {
 		log.Info("sfu: join failed", "err", err)
+		r.mu.Lock()
+		held := r.parts[dev] != nil // a connection of the device is in: its seat stays
+		r.mu.Unlock()
+		if !held {
+			s.release(acct, seat{key, dev})
+		}
 		refuse(str, err.Error())
 		r.dropIfEmpty()
 		return
@@ -353,7 +423,7 @@ func (r *room) join(str network.Stream, dev identity.DeviceID, acct identity.Acc
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &participant{r: r, dev: dev, acct: acct, str: str, pc: pc, ctx: ctx, cancel: cancel,
-		out: make(chan *sfuproto.Message, 256), downs: map[*published]*down{}}
+		out: make(chan *sfuproto.Message, 256), wake: make(chan struct{}, 1), downs: map[*published]*down{}}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			_ = pc.Close()
@@ -368,7 +438,10 @@ func (r *room) join(str network.Stream, dev identity.DeviceID, acct identity.Acc
 		}
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			p.connected.Store(true)
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			go p.leave("connection " + st.String())
 		}
 	})
@@ -448,9 +521,11 @@ func (r *room) roster() []sfuproto.Participant {
 	return out
 }
 
-// broadcast sends the roster to everyone.
+// broadcast marks the roster due at everyone: each participant's writer
+// sends the roster as it is when it gets to it, once however many
+// changes came meanwhile (review finding: a flood of mute toggles queued
+// a roster per toggle and pushed offers out of the queue).
 func (r *room) broadcast() {
-	ros := r.roster()
 	r.mu.Lock()
 	ps := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
@@ -458,7 +533,11 @@ func (r *room) broadcast() {
 	}
 	r.mu.Unlock()
 	for _, p := range ps {
-		p.send(&sfuproto.Message{Type: sfuproto.TypeRoster, Roster: ros})
+		p.rosterDue.Store(true)
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -523,8 +602,11 @@ type participant struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	out    chan *sfuproto.Message
+	out    chan *sfuproto.Message // offers, candidates, errors: never dropped
+	wake   chan struct{}          // the roster is due (rosterDue)
 
+	rosterDue atomic.Bool
+	connected atomic.Bool
 	muted     atomic.Bool
 	lastAudio atomic.Int64 // unix ns of its last audio packet
 
@@ -536,10 +618,17 @@ type participant struct {
 
 	neg         sync.Mutex // guards the negotiation fields
 	negotiating bool       // an offer is out, its answer not in
+	offers      int        // offers sent (the answer timer's generation)
 	again       bool       // another offer is due after it
 	remoteSet   bool
 	cands       []webrtc.ICECandidateInit
+	candCount   int // remote candidates taken in all (maxCandidates)
 }
+
+// maxCandidates bounds the remote candidates one participant gives, for
+// the whole call (review finding: unbounded, they made the relay send
+// connectivity checks to any address a member named).
+const maxCandidates = 64
 
 // run serves the participant until it leaves.
 func (p *participant) run() {
@@ -549,6 +638,13 @@ func (p *participant) run() {
 	}
 	p.negotiate()
 	p.r.broadcast()
+	timeout := time.AfterFunc(p.r.s.cfg.ConnectTimeout, func() {
+		if !p.connected.Load() {
+			p.send(&sfuproto.Message{Type: sfuproto.TypeError, Error: "no media connection"})
+			p.leave("no media connection")
+		}
+	})
+	defer timeout.Stop()
 	for {
 		m, err := sfuproto.Read(p.str)
 		if err != nil {
@@ -588,19 +684,30 @@ func (p *participant) writer() {
 				}
 			}
 		case m := <-p.out:
-			_ = p.str.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if err := sfuproto.Write(p.str, m); err != nil {
-				go p.leave("signalling write failed")
+			p.write(m)
+		case <-p.wake:
+			if p.rosterDue.Swap(false) {
+				p.write(&sfuproto.Message{Type: sfuproto.TypeRoster, Roster: p.r.roster()})
 			}
 		}
 	}
 }
 
+func (p *participant) write(m *sfuproto.Message) {
+	_ = p.str.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := sfuproto.Write(p.str, m); err != nil {
+		go p.leave("signalling write failed")
+	}
+}
+
+// send queues a message; a participant whose queue is full does not
+// read its signalling, and is dropped rather than lose an offer.
 func (p *participant) send(m *sfuproto.Message) {
 	select {
 	case p.out <- m:
 	default:
 		p.r.s.log.Info("sfu: a participant does not read its signalling", "device", p.dev.String())
+		go p.leave("signalling backlog")
 	}
 }
 
@@ -621,7 +728,18 @@ func (p *participant) negotiate() {
 		return
 	}
 	p.negotiating = true
+	p.offers++
+	gen := p.offers
 	p.send(&sfuproto.Message{Type: sfuproto.TypeOffer, SDP: offer.SDP})
+	time.AfterFunc(p.r.s.cfg.AnswerTimeout, func() {
+		p.neg.Lock()
+		late := p.negotiating && p.offers == gen
+		p.neg.Unlock()
+		if late {
+			p.send(&sfuproto.Message{Type: sfuproto.TypeError, Error: "no answer to the offer"})
+			p.leave("no answer")
+		}
+	})
 }
 
 func (p *participant) answered(sdp string) {
@@ -654,10 +772,12 @@ func (p *participant) answered(sdp string) {
 func (p *participant) candidate(c webrtc.ICECandidateInit) {
 	p.neg.Lock()
 	defer p.neg.Unlock()
+	if p.candCount >= maxCandidates {
+		return
+	}
+	p.candCount++
 	if !p.remoteSet {
-		if len(p.cands) < 64 {
-			p.cands = append(p.cands, c)
-		}
+		p.cands = append(p.cands, c)
 		return
 	}
 	_ = p.pc.AddICECandidate(c)
@@ -672,7 +792,8 @@ func (p *participant) leave(why string) {
 		return
 	}
 	p.left = true
-	if r.parts[p.dev] == p {
+	seated := r.parts[p.dev] == p
+	if seated {
 		delete(r.parts, p.dev)
 	}
 	pubs := p.pubs
@@ -687,6 +808,9 @@ func (p *participant) leave(why string) {
 		pub.removeDown(d)
 	}
 	r.mu.Unlock()
+	if seated {
+		r.s.release(p.acct, seat{r.key, p.dev}) // after r.mu: Close takes s.mu, then r.mu
+	}
 	r.s.log.Info("sfu: left", "call", r.key.call, "device", p.dev.String(), "why", why)
 	p.cancel()
 	_ = p.pc.Close()

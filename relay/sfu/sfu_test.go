@@ -608,3 +608,81 @@ func TestGroupCallMuteAndSpeakers(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCallTimeouts: a participant that leaves an offer unanswered,
+// or answers but never connects, is dropped, and its seat freed.
+func TestGroupCallTimeouts(t *testing.T) {
+	relay := newHost(t)
+	ms := &members{dev: map[identity.DeviceID]identity.AccountID{}}
+	srv, err := sfu.New(sfu.Config{Host: relay, Members: ms, Settings: loopback,
+		AnswerTimeout: 500 * time.Millisecond, ConnectTimeout: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	var group [32]byte
+	rand.Read(group[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	silent := newMember(t, relay, ms)
+	conn, err := sfu.Dial(ctx, silent.h, relay.ID(), group, newCallID(), silent.dev, silent.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := conn.Recv(); err != nil || m.Type != sfuproto.TypeOffer {
+		t.Fatalf("first message %+v, %v", m, err)
+	}
+	if why := untilError(conn); why != "no answer to the offer" {
+		t.Errorf("a participant that never answered: %q", why)
+	}
+
+	// Answers, but has no interface to connect from.
+	mute := newMember(t, relay, ms)
+	conn, err = sfu.Dial(ctx, mute.h, relay.ID(), group, newCallID(), mute.dev, mute.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetInterfaceFilter(func(string) bool { return false })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	m, err := conn.Recv()
+	if err != nil || m.Type != sfuproto.TypeOffer {
+		t.Fatalf("first message %+v, %v", m, err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(&sfuproto.Message{Type: sfuproto.TypeAnswer, SDP: ans.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	if why := untilError(conn); why != "no media connection" {
+		t.Errorf("a participant that never connected: %q", why)
+	}
+	waitFor(t, 5*time.Second, "the calls to be gone", func() bool { return srv.Calls() == 0 })
+}
+
+// untilError reads conn until an error message (its text) or the end.
+func untilError(conn *sfuproto.Conn) string {
+	for {
+		m, err := conn.Recv()
+		if err != nil {
+			return "closed: " + err.Error()
+		}
+		if m.Type == sfuproto.TypeError {
+			return m.Error
+		}
+	}
+}
