@@ -65,7 +65,6 @@ type GroupCall struct {
 	Participants []sfuproto.Participant `json:"participants"`
 	Tracks       []GroupTrack           `json:"tracks"`
 	KeyID        uint64                 `json:"key_id"`
-	keys         map[string]struct{}    // devices whose keys are held
 }
 
 // GroupTrack is a track of a group call as this side sees it.
@@ -86,9 +85,6 @@ type GroupTrack struct {
 	Lost int64  `json:"lost,omitempty"`
 	File string `json:"file,omitempty"`
 }
-
-// HoldsKey tells whether a key of device is held.
-func (g GroupCall) HoldsKey(device string) bool { _, ok := g.keys[device]; return ok }
 
 // groupCall is a group call's state; info is guarded by Engine.mu.
 type groupCall struct {
@@ -536,10 +532,6 @@ func (e *Engine) AddGroupKey(call, device string, kid uint64, base []byte) error
 	rcv.Add(ak)
 	rcv.Add(vk)
 	recv := slices.Clone(g.recv)
-	if g.info.keys == nil {
-		g.info.keys = map[string]struct{}{}
-	}
-	g.info.keys[device] = struct{}{}
 	e.mu.Unlock()
 	for _, r := range recv {
 		if r.device == device {
@@ -749,10 +741,6 @@ func (g *groupCall) snapshot() GroupCall {
 	e.mu.Lock()
 	info := g.info
 	info.Participants = slices.Clone(info.Participants)
-	info.keys = make(map[string]struct{}, len(g.info.keys))
-	for k := range g.info.keys {
-		info.keys[k] = struct{}{}
-	}
 	st, live := g.stats, !g.ended
 	sent := slices.Clone(g.sent)
 	ssrcs, finals := make([]uint32, len(sent)), make([]uint64, len(sent))

@@ -447,7 +447,7 @@ func (n *Node) groupCallEvent(g calls.GroupCall) {
 	}
 }
 
-// groupCallsOf lists the group calls the engine knows.
+// GroupCalls lists this device's group calls, newest first.
 func (n *Node) GroupCalls(_ context.Context) ([]calls.GroupCall, error) {
 	if n.calls == nil {
 		return nil, fmt.Errorf("%w: calls are not running", chat.ErrUnavailable)

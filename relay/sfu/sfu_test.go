@@ -630,8 +630,8 @@ func TestGroupCallTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := conn.Recv(); err != nil || m.Type != sfuproto.TypeOffer {
-		t.Fatalf("first message %+v, %v", m, err)
+	if m, err := untilOffer(conn); err != nil {
+		t.Fatalf("no offer: %+v, %v", m, err)
 	}
 	if why := untilError(conn); why != "no answer to the offer" {
 		t.Errorf("a participant that never answered: %q", why)
@@ -651,9 +651,9 @@ func TestGroupCallTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := conn.Recv()
-	if err != nil || m.Type != sfuproto.TypeOffer {
-		t.Fatalf("first message %+v, %v", m, err)
+	m, err := untilOffer(conn)
+	if err != nil {
+		t.Fatalf("no offer: %+v, %v", m, err)
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
 		t.Fatal(err)
@@ -683,6 +683,19 @@ func untilError(conn *sfuproto.Conn) string {
 		}
 		if m.Type == sfuproto.TypeError {
 			return m.Error
+		}
+	}
+}
+
+// untilOffer reads conn past rosters to the SFU's offer.
+func untilOffer(conn *sfuproto.Conn) (*sfuproto.Message, error) {
+	for {
+		m, err := conn.Recv()
+		if err != nil || m.Type == sfuproto.TypeOffer {
+			return m, err
+		}
+		if m.Type == sfuproto.TypeError {
+			return m, errors.New(m.Error)
 		}
 	}
 }
