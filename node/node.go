@@ -27,6 +27,7 @@ import (
 	"github.com/peergram/peergram/crypto/sealed"
 	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/node/localapi"
+	"github.com/peergram/peergram/node/webclient"
 	"github.com/peergram/peergram/relay/directory"
 	"github.com/peergram/peergram/relay/mailbox"
 	"github.com/peergram/peergram/storage"
@@ -348,15 +349,20 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if err := writeFileAtomic(filepath.Join(n.cfg.Home, fileToken), []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("node: write API token: %w", err)
 	}
-	api, err := localapi.New(localapi.Config{Backend: n, Token: token, Logger: n.log})
-	if err != nil {
-		return err
-	}
+	// Uploads from the web client spool here for a moment; one left by a
+	// crash is removed.
+	_ = os.RemoveAll(filepath.Join(n.cfg.Home, "uploads"))
 	ln, err := localapi.Listen(n.cfg.APIAddr)
 	if err != nil {
 		return err
 	}
 	n.apiAddr = "http://" + ln.Addr().String()
+	api, err := localapi.New(localapi.Config{Backend: n, Token: token, Logger: n.log, WebFiles: webclient.Files(), BaseURL: n.apiAddr,
+		UploadDir: filepath.Join(n.cfg.Home, "uploads")})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	listeners := []net.Listener{ln}
 	sock := filepath.Join(n.cfg.Home, fileSocket)
 	if sln, err := listenUnix(sock); err != nil {
@@ -407,6 +413,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.log.Info("node running", "api", n.apiAddr, "peer", n.host.ID(), "account", n.keys.account.ID().String(), "addrs", n.host.Addrs())
+	n.log.Info("web client: run `peergram open --home " + n.cfg.Home + "` to open it in your browser")
 	<-ctx.Done()
 	n.log.Info("stopping")
 	defer n.log.Info("stopped")

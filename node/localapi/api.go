@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -166,6 +168,19 @@ type Config struct {
 	KeepAlive time.Duration
 	// Logger receives request failures; nil discards.
 	Logger *slog.Logger
+	// WebFiles is the web client (index.html at its root), served at "/"
+	// to browsers that log in with a link from POST /v1/web/login; nil
+	// serves no client.
+	WebFiles fs.FS
+	// BaseURL is the server's own address as a browser reaches it
+	// ("http://127.0.0.1:PORT"); login links point there.
+	BaseURL string
+	// UploadDir is where POST /v1/chats/{chat}/upload spools a file
+	// before the node encrypts it into its store (a private directory on
+	// the daemon's disk); "" refuses uploads.
+	UploadDir string
+	// Now is the clock for login links and sessions; nil is time.Now.
+	Now func() time.Time
 }
 
 // Server is the local API. It starts nothing by itself: use Handler with
@@ -177,6 +192,10 @@ type Server struct {
 	keepAlive time.Duration
 	log       *slog.Logger
 	handler   http.Handler
+	web       *webAuth
+	webFiles  fs.FS
+	baseURL   string
+	uploadDir string
 }
 
 // NewToken returns a fresh random bearer token (128 bits, base32).
@@ -205,6 +224,10 @@ func New(cfg Config) (*Server, error) {
 		origins:   make(map[string]bool, len(cfg.AllowedOrigins)),
 		keepAlive: cfg.KeepAlive,
 		log:       cfg.Logger,
+		web:       newWebAuth(cfg.Now),
+		webFiles:  cfg.WebFiles,
+		baseURL:   strings.TrimSuffix(cfg.BaseURL, "/"),
+		uploadDir: cfg.UploadDir,
 	}
 	for _, o := range cfg.AllowedOrigins {
 		u, err := url.Parse(o)
@@ -223,7 +246,8 @@ func New(cfg Config) (*Server, error) {
 	for _, rt := range s.routes() {
 		mux.Handle(rt.pattern, s.wrap(rt.handle))
 	}
-	mux.Handle("/", s.wrap(notFound))
+	mux.HandleFunc("/login", s.serveLogin)
+	mux.HandleFunc("/", s.serveWeb)
 	s.handler = s.guard(mux)
 	return s, nil
 }
@@ -293,6 +317,10 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups/{group}/call/mute", s.muteGroupCall},
 		{"GET /v1/groups/{group}/call", s.getGroupCall},
 		{"GET /v1/group-calls", s.listGroupCalls},
+		{"POST /v1/chats/{contact}/upload", s.upload},
+		{"POST /v1/web/login", s.webLogin},
+		{"GET /v1/web/session", s.webSessionInfo},
+		{"POST /v1/web/logout", s.webLogout},
 	}
 }
 
@@ -399,41 +427,64 @@ func checkListener(a net.Addr) error {
 	return fmt.Errorf("%s %s: %w", a.Network(), a, ErrNotLoopback)
 }
 
-// guard applies the Host check, the CORS policy and the token check to
-// every request.
+// guard applies the Host check, the origin policy and authentication to
+// every request: the bearer token, or (for the web client) a browser
+// session with its CSRF token; web.go says why both.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		if !loopbackName(r.Host) {
 			// DNS rebinding: a page of evil.example whose name now
 			// resolves to 127.0.0.1 talks to us with its own Host.
 			s.writeError(w, r, fmt.Errorf("host %q is not a loopback name: %w", r.Host, ErrForbidden))
 			return
 		}
+		switch site := r.Header.Get("Sec-Fetch-Site"); site {
+		case "", "same-origin", "none":
+		default:
+			// Another page (another port of 127.0.0.1 included):
+			// nothing is served to it, not even the client's files.
+			s.writeError(w, r, fmt.Errorf("request from another site (%s): %w", site, ErrForbidden))
+			return
+		}
 		if origin := r.Header.Get("Origin"); origin != "" || len(r.Header.Values("Origin")) > 0 {
 			h.Add("Vary", "Origin")
-			if !s.origins[origin] {
+			own := origin == "http://"+r.Host
+			if !s.origins[origin] && !own {
 				s.writeError(w, r, fmt.Errorf("origin %q is not allowed: %w", origin, ErrForbidden))
 				return
 			}
-			h.Set("Access-Control-Allow-Origin", origin)
-			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				// Preflight: browsers send it without credentials.
-				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-				h.Set("Access-Control-Max-Age", "600")
-				w.WriteHeader(http.StatusNoContent)
-				return
+			if !own {
+				h.Set("Access-Control-Allow-Origin", origin)
+				if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+					// Preflight: browsers send it without credentials.
+					h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+					h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+					h.Set("Access-Control-Max-Age", "600")
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
 			}
 		}
-		if !s.authorized(r) {
-			h.Set("WWW-Authenticate", `Bearer realm="peergram"`)
-			s.writeError(w, r, fmt.Errorf("missing or wrong bearer token: %w", ErrUnauthorized))
+		if p := r.URL.Path; p == path.Clean(p) && p != "/v1" && !strings.HasPrefix(p, "/v1/") {
+			// The web client's files and its login page: public code,
+			// no user data.
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if s.authorized(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path != "/v1/web/login" && s.cookieAuthorized(r, r.Method == http.MethodGet && r.URL.Path == "/v1/web/session") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.Set("WWW-Authenticate", `Bearer realm="peergram"`)
+		s.writeError(w, r, fmt.Errorf("missing or wrong bearer token: %w", ErrUnauthorized))
 	})
 }
 

@@ -374,7 +374,7 @@ func TestCORS(t *testing.T) {
 		}
 		for k, want := range map[string]string{
 			"Access-Control-Allow-Origin":  ui,
-			"Access-Control-Allow-Methods": "GET, POST, DELETE",
+			"Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
 			"Access-Control-Allow-Headers": "Authorization, Content-Type",
 		} {
 			if got := resp.Header.Get(k); got != want {

@@ -494,3 +494,10 @@ func readError(resp *http.Response) error {
 	e.Message = fmt.Sprintf("HTTP %d from %s: %q", resp.StatusCode, resp.Request.URL.Host, strings.TrimSpace(string(b)))
 	return e
 }
+
+// WebLogin asks for a one-time login link to the daemon's web client.
+func (c *Client) WebLogin(ctx context.Context) (LoginLink, error) {
+	var l LoginLink
+	err := c.do(ctx, http.MethodPost, "/v1/web/login", nil, &l, http.StatusCreated)
+	return l, err
+}

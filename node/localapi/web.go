@@ -1,0 +1,382 @@
+package localapi
+
+// The web client's door: one-time login links, browser sessions held in an
+// HttpOnly cookie, and the checks that keep other web pages out.
+//
+// Why these checks and not CORS alone: cookies are scoped to a host, not to
+// a port, and SameSite treats every page on 127.0.0.1 as the same site. So
+// a page served by any other local program (http://127.0.0.1:OTHER) makes
+// requests that carry our session cookie. A cookie-authenticated request is
+// therefore accepted only when
+//   - it comes from our own origin by the browser's word: Sec-Fetch-Site is
+//     same-origin (or absent, for clients that do not send it) and any
+//     Origin header is this server's own;
+//   - and it carries the session's CSRF token in a header, which a page of
+//     another origin can neither read nor send without a preflight we refuse.
+//
+// The Host check in guard (loopback names only) keeps out DNS rebinding.
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peergram/peergram/node/chat"
+)
+
+const (
+	// LoginLinkTTL is how long a login link from POST /v1/web/login works.
+	LoginLinkTTL = 2 * time.Minute
+	// SessionIdleTTL ends a browser session not used for this long.
+	SessionIdleTTL = 30 * 24 * time.Hour
+	// CSRFHeader carries a browser session's CSRF token on every API call.
+	CSRFHeader = "X-Peergram-Csrf"
+
+	maxLoginLinks   = 16 // outstanding links; the oldest is dropped past this
+	maxWebSessions  = 32 // sessions; the least recently used is dropped past this
+	sessionCookiePf = "peergram_session_"
+)
+
+// webSession is one browser's login.
+type webSession struct {
+	csrf     string
+	lastUsed time.Time
+}
+
+// webAuth holds login links and sessions, both keyed by the SHA-256 of
+// the secret so that a memory dump or a timing difference in map lookups
+// does not give the secret away.
+type webAuth struct {
+	now      func() time.Time
+	mu       sync.Mutex
+	links    map[[32]byte]time.Time // expiry
+	sessions map[[32]byte]*webSession
+}
+
+func newWebAuth(now func() time.Time) *webAuth {
+	if now == nil {
+		now = time.Now
+	}
+	return &webAuth{now: now, links: make(map[[32]byte]time.Time), sessions: make(map[[32]byte]*webSession)}
+}
+
+// newLink returns a fresh one-time login code.
+func (a *webAuth) newLink() string {
+	code := rand.Text() + rand.Text() // 256 bits
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	for k, exp := range a.links {
+		if !now.Before(exp) {
+			delete(a.links, k)
+		}
+	}
+	for len(a.links) >= maxLoginLinks {
+		var oldest [32]byte
+		var first time.Time
+		for k, exp := range a.links {
+			if first.IsZero() || exp.Before(first) {
+				oldest, first = k, exp
+			}
+		}
+		delete(a.links, oldest)
+	}
+	a.links[sha256.Sum256([]byte(code))] = now.Add(LoginLinkTTL)
+	return code
+}
+
+// redeem spends a login code and opens a session: its ID (the cookie) and
+// CSRF token. A code works once, and not after LoginLinkTTL.
+func (a *webAuth) redeem(code string) (id string, ok bool) {
+	key := sha256.Sum256([]byte(code))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	exp, found := a.links[key]
+	if !found {
+		return "", false
+	}
+	delete(a.links, key) // spent whether or not it was still valid
+	now := a.now()
+	if !now.Before(exp) {
+		return "", false
+	}
+	for k, s := range a.sessions {
+		if now.Sub(s.lastUsed) > SessionIdleTTL {
+			delete(a.sessions, k)
+		}
+	}
+	for len(a.sessions) >= maxWebSessions {
+		var lru [32]byte
+		var first time.Time
+		for k, s := range a.sessions {
+			if first.IsZero() || s.lastUsed.Before(first) {
+				lru, first = k, s.lastUsed
+			}
+		}
+		delete(a.sessions, lru)
+	}
+	id = rand.Text() + rand.Text()
+	a.sessions[sha256.Sum256([]byte(id))] = &webSession{csrf: rand.Text() + rand.Text(), lastUsed: now}
+	return id, true
+}
+
+// session looks a session up by its cookie value and marks it used; it
+// returns the session's CSRF token.
+func (a *webAuth) session(id string) (csrf string, ok bool) {
+	if id == "" {
+		return "", false
+	}
+	key := sha256.Sum256([]byte(id))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, found := a.sessions[key]
+	if !found {
+		return "", false
+	}
+	now := a.now()
+	if now.Sub(s.lastUsed) > SessionIdleTTL {
+		delete(a.sessions, key)
+		return "", false
+	}
+	s.lastUsed = now
+	return s.csrf, true
+}
+
+func (a *webAuth) logout(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.sessions, sha256.Sum256([]byte(id)))
+}
+
+// cookieName is per port: cookies are shared by every port of a host, and
+// two daemons of one user (two homes) must not log each other out.
+func cookieName(r *http.Request) string {
+	_, port, err := net.SplitHostPort(r.Host)
+	if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil {
+		return sessionCookiePf + "0"
+	}
+	return sessionCookiePf + port
+}
+
+// sameOrigin reports whether a request comes from this server's own page
+// (or from no page at all: a typed URL, a CLI). guard has refused requests
+// whose Sec-Fetch-Site names another site already; this refuses an origin
+// that Config.AllowedOrigins lets through for bearer-token apps.
+func sameOrigin(r *http.Request) bool {
+	if origin := r.Header.Get("Origin"); origin != "" && origin != "http://"+r.Host {
+		return false
+	}
+	return true
+}
+
+// cookieAuthorized checks a browser session for an API call: a live session
+// cookie, our own origin, and the session's CSRF token in CSRFHeader.
+// csrfFree is for GET /v1/web/session, which hands the token out.
+func (s *Server) cookieAuthorized(r *http.Request, csrfFree bool) bool {
+	c, err := r.Cookie(cookieName(r))
+	if err != nil || !sameOrigin(r) {
+		return false
+	}
+	csrf, ok := s.web.session(c.Value)
+	if !ok {
+		return false
+	}
+	if csrfFree {
+		return true
+	}
+	got := r.Header.Get(CSRFHeader)
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(csrf)) == 1
+}
+
+// LoginLink is the answer of POST /v1/web/login.
+type LoginLink struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// webLogin makes a one-time login link (bearer token only: a browser
+// session cannot mint more sessions).
+func (s *Server) webLogin(w http.ResponseWriter, r *http.Request) error {
+	if s.webFiles == nil {
+		return fmt.Errorf("this daemon serves no web client: %w", ErrNotFound)
+	}
+	if s.baseURL == "" {
+		return fmt.Errorf("the daemon has no TCP address for the web client: %w", ErrNotFound)
+	}
+	code := s.web.newLink()
+	writeJSON(w, http.StatusCreated, LoginLink{
+		URL:       s.baseURL + "/login?code=" + url.QueryEscape(code),
+		ExpiresAt: s.web.now().Add(LoginLinkTTL).UTC(),
+	})
+	return nil
+}
+
+// WebSession is the answer of GET /v1/web/session.
+type WebSession struct {
+	CSRF string `json:"csrf"` // send it in the X-Peergram-Csrf header
+}
+
+func (s *Server) webSessionInfo(w http.ResponseWriter, r *http.Request) error {
+	c, err := r.Cookie(cookieName(r))
+	if err != nil {
+		return fmt.Errorf("no browser session: %w", ErrUnauthorized)
+	}
+	csrf, ok := s.web.session(c.Value)
+	if !ok {
+		return fmt.Errorf("no browser session: %w", ErrUnauthorized)
+	}
+	writeJSON(w, http.StatusOK, WebSession{CSRF: csrf})
+	return nil
+}
+
+func (s *Server) webLogout(w http.ResponseWriter, r *http.Request) error {
+	if c, err := r.Cookie(cookieName(r)); err == nil {
+		s.web.logout(c.Value)
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// serveLogin spends a login code: a session cookie and a redirect to the
+// client, or 403 for a code that is unknown, spent or expired.
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || s.webFiles == nil {
+		s.writeError(w, r, fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, ErrNotFound))
+		return
+	}
+	id, ok := s.web.redeem(r.URL.Query().Get("code"))
+	if !ok {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte("This login link is not valid: it was used already, it expired, or the daemon restarted.\nRun `peergram open` for a new one.\n"))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName(r), Value: id, Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		MaxAge: int(SessionIdleTTL / time.Second),
+	})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// contentSecurityPolicy keeps the client to its own files: no inline
+// script, no other origin, never framed.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
+	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; " +
+	"frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+
+// serveWeb serves the client's static files (public code, no user data;
+// the data comes from the API once logged in).
+func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
+	if s.webFiles == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		s.writeError(w, r, fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, ErrNotFound))
+		return
+	}
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	if name == "" {
+		name = "index.html"
+	}
+	if !fs.ValidPath(name) {
+		s.writeError(w, r, fmt.Errorf("no file %q: %w", r.URL.Path, ErrNotFound))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cache-Control", "no-cache")
+	f, err := s.webFiles.Open(name)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("no file %q: %w", r.URL.Path, ErrNotFound))
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.IsDir() {
+		s.writeError(w, r, fmt.Errorf("no file %q: %w", r.URL.Path, ErrNotFound))
+		return
+	}
+	rs, ok := f.(interface {
+		Read([]byte) (int, error)
+		Seek(int64, int) (int64, error)
+	})
+	if !ok {
+		s.writeError(w, r, fmt.Errorf("file %q is not seekable: %w", name, ErrInternal))
+		return
+	}
+	http.ServeContent(w, r, st.Name(), st.ModTime(), rs)
+}
+
+// MaxUploadBytes caps a file sent through POST /v1/chats/{chat}/upload:
+// the 2 GiB any file may have.
+const MaxUploadBytes = 2 << 30
+
+// upload sends a file whose bytes are the request body (the web client's
+// file picker and drag-and-drop). The bytes are spooled to a private file
+// under Config.UploadDir, handed to Backend.SendFile (which encrypts them
+// into the node's store), and the spool file is removed.
+//
+// Query: name (the file's name, required), caption, as_file=1, id (a
+// message ID the client drew, to follow progress events).
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
+	contact, err := contactParam(r)
+	if err != nil {
+		return err
+	}
+	if s.uploadDir == "" {
+		return fmt.Errorf("this daemon takes no uploads: %w", ErrNotFound)
+	}
+	q := r.URL.Query()
+	name := q.Get("name")
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || len(name) > 255 {
+		return fmt.Errorf("name must be a plain file name: %w", chat.ErrInvalid)
+	}
+	if r.ContentLength > MaxUploadBytes {
+		return fmt.Errorf("a file of %d bytes (at most %d): %w", r.ContentLength, MaxUploadBytes, chat.ErrTooLarge)
+	}
+	if err := os.MkdirAll(s.uploadDir, 0o700); err != nil {
+		return fmt.Errorf("upload spool: %w", err)
+	}
+	dir, err := os.MkdirTemp(s.uploadDir, "up-")
+	if err != nil {
+		return fmt.Errorf("upload spool: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("upload spool: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(r.Body, MaxUploadBytes+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("upload: %v: %w", err, chat.ErrInvalid)
+	}
+	if n > MaxUploadBytes {
+		return fmt.Errorf("a file over %d bytes: %w", int64(MaxUploadBytes), chat.ErrTooLarge)
+	}
+	m, err := s.backend.SendFile(r.Context(), chat.FileSend{
+		Chat: contact, Path: path, Caption: q.Get("caption"), AsFile: q.Get("as_file") == "1", ID: q.Get("id"),
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
