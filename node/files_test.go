@@ -87,6 +87,18 @@ func TestFileDirect(t *testing.T) {
 		fs, err := alice.Files(ctx, "bob")
 		return err == nil && len(fs) == 1 && fs[0].State == chat.FileUploaded, err
 	})
+	// Both chats' histories say what the message carries (the web
+	// client draws the file from it after a reload).
+	for who, n := range map[string]*testNode{"alice": alice, "bob": bob} {
+		peer := map[string]string{"alice": "bob", "bob": "alice"}[who]
+		ms, err := n.Messages(ctx, peer, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 1 || ms[0].File == nil || ms[0].File.Name != "report.bin" || ms[0].File.Size != msg.File.Size || ms[0].Text != "the report" {
+			t.Fatalf("%s's history %+v", who, ms)
+		}
+	}
 }
 
 // TestFileThroughRelay: Bob is offline; Alice's file goes to the relay;

@@ -114,6 +114,7 @@ const (
 	msgWarning     = 14
 	msgError       = 15
 	msgPending     = 16
+	msgFile        = 17 // JSON of chat.FileInfo: small, rare, and its fields grow
 )
 
 func encodeMessage(sm *storedMessage) []byte {
@@ -140,6 +141,11 @@ func encodeMessage(sm *storedMessage) []byte {
 	b = appendString(b, msgError, sm.Error)
 	for _, p := range sm.Pending {
 		b = appendBytes(b, msgPending, []byte(p))
+	}
+	if sm.File != nil {
+		if fb, err := json.Marshal(sm.File); err == nil { // a struct of strings and numbers always encodes
+			b = appendBytes(b, msgFile, fb)
+		}
 	}
 	return b
 }
@@ -189,6 +195,12 @@ func decodeStoredMessage(raw []byte) (*storedMessage, error) {
 			sm.Error = string(b)
 		case msgPending:
 			sm.Pending = append(sm.Pending, string(b))
+		case msgFile:
+			var fi chat.FileInfo
+			if err := json.Unmarshal(b, &fi); err != nil {
+				return fmt.Errorf("%w: file: %w", errRecord, err)
+			}
+			sm.File = &fi
 		}
 		return nil
 	})

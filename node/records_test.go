@@ -22,7 +22,8 @@ func sampleMessage() *storedMessage {
 	return &storedMessage{ID: "00112233445566778899aabbccddeeff", Chat: "chat", From: "from", Outgoing: true,
 		Text: "a text with \"quotes\", ünïcode and \x00 bytes", SentAt: time.UnixMilli(1_764_000_000_123).UTC(),
 		Received: time.Unix(1_764_000_001, 5).UTC(), Status: chat.StatusDelivered, Seq: 7, FromName: "Alice",
-		FromContact: true, Warning: "w", Error: "e", Pending: []string{"d1", "d2"}}
+		FromContact: true, Warning: "w", Error: "e", Pending: []string{"d1", "d2"},
+		File: &chat.FileInfo{Name: "a.jpg", Size: 1234, Mime: "image/jpeg", Kind: "photo", Width: 640, Height: 480, HasThumb: true}}
 }
 
 func TestRecordsRoundTrip(t *testing.T) {

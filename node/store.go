@@ -323,6 +323,8 @@ type storedMessage struct {
 	Warning     string      `json:"warning,omitempty"`
 	Error       string      `json:"error,omitempty"`
 	Pending     []string    `json:"pending,omitempty"`
+	// File is what the message says of the file it carries.
+	File *chat.FileInfo `json:"file,omitempty"`
 }
 
 // decodeMessage reads a record of chat a.
@@ -334,7 +336,7 @@ func (s *store) decodeMessage(a identity.AccountID, raw []byte) (*messageRecord,
 	m := &messageRecord{Message: chat.Message{
 		ID: sm.ID, Chat: sm.Chat, From: sm.From, Outgoing: sm.Outgoing, Text: sm.Text, SentAt: sm.SentAt,
 		Received: sm.Received, Status: sm.Status, Seq: sm.Seq, FromName: sm.FromName, FromContact: sm.FromContact,
-		Warning: sm.Warning, Error: sm.Error,
+		Warning: sm.Warning, Error: sm.Error, File: sm.File,
 	}, Pending: sm.Pending}
 	if m.Chat == "" {
 		m.Chat = a.String()
@@ -411,7 +413,7 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 	sm := storedMessage{
 		ID: m.ID, From: m.From, Outgoing: m.Outgoing, Text: m.Text, SentAt: m.SentAt, Received: m.Received,
 		Status: m.Status, Seq: m.Seq, FromName: m.FromName, FromContact: m.FromContact, Warning: m.Warning,
-		Error: m.Error, Pending: m.Pending,
+		Error: m.Error, Pending: m.Pending, File: m.File,
 	}
 	if m.Chat != a.String() {
 		sm.Chat = m.Chat

@@ -84,10 +84,6 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 }
 
-func notFound(_ http.ResponseWriter, r *http.Request) error {
-	return fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, ErrNotFound)
-}
-
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil

@@ -180,7 +180,7 @@ func TestWebSessionNeedsCSRFAndOwnOrigin(t *testing.T) {
 	}{
 		{"no csrf header", "POST", "/v1/messages", with(func(h map[string]string) { delete(h, localapi.CSRFHeader) }), cookie, 401},
 		{"wrong csrf header", "POST", "/v1/messages", with(func(h map[string]string) { h[localapi.CSRFHeader] = csrf[:len(csrf)-1] + "x" }), cookie, 401},
-		{"GET with side effects without csrf", "GET", "/v1/chats/alice/messages?read=1", with(func(h map[string]string) { delete(h, localapi.CSRFHeader) }), cookie, 401},
+		{"GET with side effects without csrf", "GET", "/v1/chats/alice/messages?mark_read=true", with(func(h map[string]string) { delete(h, localapi.CSRFHeader) }), cookie, 401},
 		{"another port of 127.0.0.1", "POST", "/v1/messages", with(func(h map[string]string) { h["Origin"] = "http://127.0.0.1:1"; h["Sec-Fetch-Site"] = "same-site" }), cookie, 403},
 		{"another origin, same-origin claimed", "POST", "/v1/messages", with(func(h map[string]string) { h["Origin"] = "http://evil.example" }), cookie, 403},
 		{"no-cors GET from another site", "GET", "/v1/contacts", map[string]string{"Sec-Fetch-Site": "cross-site"}, cookie, 403},

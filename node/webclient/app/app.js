@@ -1,0 +1,777 @@
+// app.js — the Peergram web client: chat list, chat view, composer,
+// contacts, groups and settings, kept live by the daemon's event stream.
+//
+// State lives in one object (state); render functions rebuild the part of
+// the page they own from it. Everything a peer sends is put in the page as
+// text (dom.js), never as HTML.
+
+import { API, APIError } from './api.js';
+import { h, clear, $ } from './dom.js';
+import { t, tn, setLanguage, pickLanguage, language, LANGUAGES } from './i18n.js';
+import { icon } from './icons.js';
+
+const api = new API();
+const PAGE = 50; // messages rendered per scroll step
+
+const prefs = {
+  get(k, d) { try { return JSON.parse(localStorage.getItem('peergram.' + k)) ?? d; } catch { return d; } },
+  set(k, v) { localStorage.setItem('peergram.' + k, JSON.stringify(v)); },
+};
+
+const state = {
+  me: null,
+  contacts: new Map(), // account ID → contact
+  groups: new Map(), // group ID → group
+  chats: new Map(), // key ("c:ACCOUNT" | "g:GROUP") → chat
+  current: null, // key of the open chat
+  shown: PAGE, // messages of the open chat rendered
+  query: '',
+  showArchived: false,
+  replyTo: null, // group message being answered
+  online: false,
+};
+
+// ---------- chats ----------
+
+function chatOf(key) {
+  let c = state.chats.get(key);
+  if (!c) {
+    const [kind, id] = [key.slice(0, 1), key.slice(2)];
+    c = { key, id, kind: kind === 'c' ? 'direct' : 'group', messages: null, files: new Map(), unread: 0, last: null };
+    state.chats.set(key, c);
+  }
+  return c;
+}
+
+function chatName(c) {
+  if (c.kind === 'direct') {
+    const ct = state.contacts.get(c.id);
+    return (ct && (ct.name || ct.display_name)) || c.fromName || short(c.id);
+  }
+  const g = state.groups.get(c.id);
+  return (g && g.title) || short(c.id);
+}
+
+const short = (id) => (id.length > 12 ? id.slice(0, 6) + '…' + id.slice(-4) : id);
+
+function lastOf(c) {
+  const ms = c.messages;
+  return ms && ms.length ? ms[ms.length - 1] : c.last;
+}
+
+function sortedChats() {
+  const pinned = new Set(prefs.get('pinned', []));
+  const archived = new Set(prefs.get('archived', []));
+  const q = state.query.toLowerCase();
+  const list = [...state.chats.values()].filter((c) => {
+    if (!q) return true;
+    if (chatName(c).toLowerCase().includes(q)) return true;
+    return (c.messages || []).some((m) => (m.text || '').toLowerCase().includes(q));
+  });
+  const at = (c) => { const m = lastOf(c); return m ? Date.parse(m.sent_at) : 0; };
+  list.sort((a, b) => (pinned.has(b.key) - pinned.has(a.key)) || at(b) - at(a));
+  return {
+    active: list.filter((c) => !archived.has(c.key) || q),
+    archived: q ? [] : list.filter((c) => archived.has(c.key)),
+    pinned,
+  };
+}
+
+function unreadOf(c) {
+  if (c.kind === 'direct') return (c.messages || []).filter((m) => !m.outgoing && m.status === 'received').length;
+  const seen = prefs.get('seen.' + c.id, '');
+  return (c.messages || []).filter((m) => !m.outgoing && m.sent_at > seen).length;
+}
+
+async function loadChat(c) {
+  if (c.kind === 'direct') {
+    c.messages = await api.get(`/v1/chats/${encodeURIComponent(c.id)}/messages`);
+  } else {
+    c.messages = await api.get(`/v1/groups/${encodeURIComponent(c.id)}/messages`);
+  }
+  if (c.messages.some((m) => m.file)) await loadFiles(c);
+}
+
+async function loadFiles(c) {
+  const files = await api.get(`/v1/chats/${encodeURIComponent(c.id)}/files`);
+  for (const f of files) c.files.set(f.id, f);
+}
+
+async function loadAll() {
+  const [me, contacts, requests, groups] = await Promise.all([
+    api.get('/v1/identity'), api.get('/v1/contacts'), api.get('/v1/requests'), api.get('/v1/groups'),
+  ]);
+  state.me = me;
+  state.contacts = new Map(contacts.map((c) => [c.account_id, c]));
+  for (const r of requests) chatOf('c:' + r.account_id).request = r;
+  state.groups = new Map(groups.map((g) => [g.group_id, g]));
+  for (const c of contacts) chatOf('c:' + c.account_id);
+  for (const g of groups) chatOf('g:' + g.group_id);
+  await Promise.all([...state.chats.values()].map((c) => loadChat(c).catch((e) => { c.error = e.message; })));
+}
+
+// ---------- rendering: layout ----------
+
+function renderApp() {
+  const root = clear($('#root'));
+  root.removeAttribute('aria-busy');
+  root.append(
+    h('div', { class: 'layout' },
+      h('aside', { class: 'sidebar', 'aria-label': t('sidebar') },
+        h('header', { class: 'bar' },
+          h('h1', { class: 'brand' }, t('app_name')),
+          h('span', { id: 'conn', class: 'conn', role: 'status' }),
+          h('button', { type: 'button', class: 'icon', 'aria-label': t('contacts'), title: t('contacts'), onclick: openContacts }, icon('contacts')),
+          h('button', { type: 'button', class: 'icon', 'aria-label': t('new_group'), title: t('new_group'), onclick: openNewGroup }, icon('plus')),
+          h('button', { type: 'button', class: 'icon', 'aria-label': t('settings'), title: t('settings'), onclick: openSettings }, icon('settings')),
+        ),
+        h('input', { type: 'search', id: 'search', class: 'search', placeholder: t('search'), 'aria-label': t('search'), value: state.query,
+          oninput: (e) => { state.query = e.target.value; renderChatList(); } }),
+        h('nav', { id: 'chatnav' }),
+      ),
+      h('main', { id: 'chat', class: 'chat' }),
+    ),
+    h('div', { id: 'toasts', class: 'toasts', role: 'status', 'aria-live': 'polite' }),
+  );
+  renderConn();
+  renderChatList();
+  renderChat();
+}
+
+function renderConn() {
+  const el = $('#conn');
+  if (!el) return;
+  el.textContent = state.online ? '' : t('connecting');
+  el.dataset.online = state.online ? 'true' : 'false';
+}
+
+function renderChatList() {
+  const nav = $('#chatnav');
+  if (!nav) return;
+  clear(nav);
+  const { active, archived, pinned } = sortedChats();
+  const item = (c) => {
+    const last = lastOf(c);
+    const unread = unreadOf(c);
+    const name = chatName(c);
+    return h('li', { 'aria-label': name, class: 'chat-item' + (c.key === state.current ? ' current' : ''), dataset: { key: c.key } },
+      h('button', { type: 'button', 'aria-current': c.key === state.current ? 'true' : false, onclick: () => openChat(c.key) },
+        h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(name)),
+        h('span', { class: 'chat-main' },
+          h('span', { class: 'chat-top' },
+            h('span', { class: 'chat-name' }, c.kind === 'group' ? icon(state.groups.get(c.id)?.channel ? 'channel' : 'group', 16) : null, name),
+            pinned.has(c.key) ? h('span', { class: 'pin', title: t('pinned'), 'aria-label': t('pinned') }, icon('pin', 14)) : null,
+            h('span', { class: 'chat-time' }, last ? fmtTime(last.sent_at) : ''),
+          ),
+          h('span', { class: 'chat-bottom' },
+            h('span', { class: 'chat-last' }, last && last.file ? icon(last.file.kind === 'photo' ? 'photo' : 'attach', 14) : null, last && last.poll ? icon('poll', 14) : null, last ? previewOf(last) : c.request ? t('request') : t('no_messages')),
+            unread ? h('span', { class: 'badge', 'aria-label': tn('unread', unread) }, String(unread)) : null,
+          ),
+        ),
+      ),
+    );
+  };
+  nav.append(h('ul', { role: 'list', 'aria-label': t('chats'), class: 'chats' }, active.map(item)));
+  if (!active.length) nav.append(h('p', { class: 'empty' }, state.query ? t('no_results') : t('no_chats')));
+  if (archived.length) {
+    nav.append(h('button', { type: 'button', class: 'link', 'aria-expanded': state.showArchived ? 'true' : 'false',
+      onclick: () => { state.showArchived = !state.showArchived; renderChatList(); } }, tn('archived_chats', archived.length)));
+    if (state.showArchived) nav.append(h('ul', { role: 'list', 'aria-label': t('archived'), class: 'chats' }, archived.map(item)));
+  }
+  const total = [...state.chats.values()].reduce((n, c) => n + unreadOf(c), 0);
+  document.title = total ? `(${total}) ${t('app_name')}` : t('app_name');
+}
+
+const initials = (name) => name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => [...w][0]).join('').toUpperCase() || '?';
+
+function previewOf(m) {
+  if (m.file) return m.text || m.file.name;
+  return m.text;
+}
+
+function fmtTime(iso) {
+  const d = new Date(iso);
+  const now = new Date();
+  const sameDay = d.toDateString() === now.toDateString();
+  return new Intl.DateTimeFormat(language(), sameDay ? { hour: '2-digit', minute: '2-digit' } : { day: 'numeric', month: 'short' }).format(d);
+}
+
+// ---------- rendering: chat view ----------
+
+async function openChat(key) {
+  state.current = key;
+  state.shown = PAGE;
+  state.replyTo = null;
+  const c = chatOf(key);
+  if (!c.messages) await loadChat(c).catch((e) => toast(e.message));
+  renderChatList();
+  renderChat();
+  markSeen(c);
+  $('#composer-text')?.focus();
+}
+
+function renderChat() {
+  const main = $('#chat');
+  if (!main) return;
+  clear(main);
+  const c = state.current && state.chats.get(state.current);
+  if (!c) {
+    main.append(h('div', { class: 'placeholder' }, h('p', {}, t('pick_chat'))));
+    return;
+  }
+  const g = c.kind === 'group' ? state.groups.get(c.id) : null;
+  const pinned = new Set(prefs.get('pinned', []));
+  const archived = new Set(prefs.get('archived', []));
+  const toggle = (k, set) => { set.has(c.key) ? set.delete(c.key) : set.add(c.key); prefs.set(k, [...set]); renderChatList(); renderChat(); };
+  main.append(
+    h('header', { class: 'bar chat-head' },
+      h('div', { class: 'chat-title' },
+        h('h2', {}, chatName(c)),
+        h('p', { class: 'sub' }, g ? (g.channel ? tn('subscribers', g.subscribers || g.members.length) : tn('members', g.members.length)) : c.request ? t('request') : ''),
+      ),
+      g ? h('button', { type: 'button', onclick: () => openGroupInfo(c.id) }, t('group_info')) : null,
+      h('button', { type: 'button', 'aria-pressed': pinned.has(c.key) ? 'true' : 'false', onclick: () => toggle('pinned', pinned) }, pinned.has(c.key) ? t('unpin_chat') : t('pin_chat')),
+      h('button', { type: 'button', 'aria-pressed': archived.has(c.key) ? 'true' : 'false', onclick: () => toggle('archived', archived) }, archived.has(c.key) ? t('unarchive_chat') : t('archive_chat')),
+    ),
+  );
+  if (c.request) {
+    main.append(h('div', { class: 'request' },
+      h('p', {}, t('request_explain', { name: chatName(c) })),
+      h('button', { type: 'button', onclick: () => acceptRequest(c) }, t('accept')),
+      h('button', { type: 'button', onclick: () => ignoreRequest(c) }, t('ignore')),
+    ));
+  }
+  if (g && g.pinned && g.pinned.length) {
+    const pm = (c.messages || []).find((m) => m.id === g.pinned[g.pinned.length - 1]);
+    if (pm) main.append(h('div', { class: 'pinned-bar', role: 'note' }, icon('pin', 14), ' ', previewOf(pm)));
+  }
+  const list = h('ul', { role: 'list', 'aria-label': t('messages'), id: 'messages', class: 'messages' });
+  const scroller = h('div', { class: 'scroller', id: 'scroller', onscroll: onScroll }, list);
+  main.append(scroller);
+  renderMessages(c, list);
+  main.append(composer(c, g));
+  scroller.scrollTop = scroller.scrollHeight;
+  main.ondragover = (e) => { e.preventDefault(); main.classList.add('drop'); };
+  main.ondragleave = () => main.classList.remove('drop');
+  main.ondrop = (e) => { e.preventDefault(); main.classList.remove('drop'); sendFiles(c, e.dataTransfer.files); };
+}
+
+function onScroll(e) {
+  const el = e.target;
+  const c = state.chats.get(state.current);
+  if (!c || el.scrollTop > 40 || state.shown >= (c.messages || []).length) return;
+  const before = el.scrollHeight;
+  state.shown += PAGE;
+  renderMessages(c, $('#messages'));
+  el.scrollTop = el.scrollHeight - before;
+}
+
+function renderMessages(c, list) {
+  clear(list);
+  const ms = c.messages || [];
+  if (!ms.length) list.append(h('li', { class: 'empty' }, t('no_messages')));
+  for (const m of ms.slice(-state.shown)) list.append(messageItem(c, m));
+}
+
+const STATUS_ICON = { sent: '✓', delivered: '✓✓', read: '✓✓' };
+const statusMark = (s) => (s === 'pending' ? icon('pending', 12) : s === 'failed' ? icon('failed', 12) : STATUS_ICON[s] || '');
+
+function messageItem(c, m) {
+  const g = c.kind === 'group';
+  const status = m.status || (m.outgoing ? 'sent' : 'received');
+  const reply = g && m.reply_to ? (c.messages || []).find((x) => x.id === m.reply_to) : null;
+  return h('li', { class: 'msg ' + (m.outgoing ? 'out' : 'in') + (m.call ? ' call' : ''), dataset: { id: m.id } },
+    g && !m.outgoing ? h('span', { class: 'sender' }, m.from_name || short(m.from)) : null,
+    reply ? h('blockquote', { class: 'reply' }, h('span', { class: 'sender' }, reply.from_name || short(reply.from)), ' ', previewOf(reply)) : null,
+    m.file ? fileBlock(c, m) : null,
+    m.poll ? pollBlock(c, m) : null,
+    m.text && !m.poll ? h('p', { class: 'text', dir: 'auto' }, m.text) : null,
+    h('span', { class: 'meta' },
+      h('time', { datetime: m.sent_at }, fmtTime(m.sent_at)),
+      ' ',
+      h('span', { class: 'status', 'data-status': status, title: t('status_' + status), 'aria-label': t('status_' + status) },
+        m.outgoing ? statusMark(status) : ''),
+    ),
+    g && !c.readOnly ? h('button', { type: 'button', class: 'link small', onclick: () => { state.replyTo = m; renderComposerReply(); $('#composer-text')?.focus(); } }, t('reply')) : null,
+  );
+}
+
+function fileBlock(c, m) {
+  const f = c.files.get(m.id);
+  const thumb = f && f.thumb ? h('img', { class: 'thumb', src: 'data:image/jpeg;base64,' + f.thumb, alt: m.file.name, width: f.width || null, height: f.height || null }) : null;
+  const state_ = f ? f.state : m.outgoing ? 'uploading' : 'available';
+  const progress = f && f.size && f.done < f.size && (state_ === 'uploading' || state_ === 'downloading')
+    ? h('progress', { max: String(f.size), value: String(f.done), 'aria-label': t('progress', { name: m.file.name }) }) : null;
+  return h('div', { class: 'file' },
+    thumb,
+    h('span', { class: 'file-name' }, m.file.kind === 'photo' ? null : icon('attach', 14), m.file.name, ' · ', fmtSize(m.file.size)),
+    progress,
+    !m.outgoing && state_ === 'available' ? h('button', { type: 'button', class: 'link small', onclick: () => download(c, m) }, t('download')) : null,
+    state_ === 'downloaded' && f.path ? h('span', { class: 'sub' }, t('saved_to', { path: f.path })) : null,
+  );
+}
+
+const fmtSize = (n) => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KB` : n < 1 << 30 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${(n / (1 << 30)).toFixed(2)} GB`);
+
+function pollBlock(c, m) {
+  const p = m.poll;
+  const total = (p.options || []).reduce((a, o) => a + (o.votes || 0), 0);
+  return h('fieldset', { class: 'poll' },
+    h('legend', {}, icon('poll', 14), ' ', p.question || m.text, p.closed ? ' · ' + t('poll_closed') : ''),
+    (p.options || []).map((o, i) => h('div', { class: 'poll-opt' },
+      h('button', { type: 'button', disabled: p.closed || false, 'aria-pressed': (p.my_votes || []).includes(i) ? 'true' : 'false',
+        onclick: () => vote(c, m, i) }, o.text),
+      h('span', { class: 'sub' }, ' ', tn('votes', o.votes || 0)),
+      total ? h('meter', { min: '0', max: String(total), value: String(o.votes || 0), 'aria-label': o.text }) : null,
+    )),
+  );
+}
+
+async function vote(c, m, i) {
+  try {
+    const p = await api.post(`/v1/groups/${c.id}/polls/${m.id}/votes`, { options: [i] });
+    m.poll = p;
+    renderChat();
+  } catch (e) { toast(e.message); }
+}
+
+async function download(c, m) {
+  try {
+    const f = await api.post(`/v1/files/${m.id}/download`, {});
+    c.files.set(f.id, f);
+    renderChat();
+  } catch (e) { toast(e.message); }
+}
+
+// ---------- composer ----------
+
+function composer(c, g) {
+  const readOnly = g && g.channel && g.role !== 'owner' && g.role !== 'admin';
+  c.readOnly = readOnly;
+  if (readOnly) return h('div', { class: 'composer readonly' }, h('p', {}, t('channel_readonly')));
+  const text = h('textarea', { id: 'composer-text', rows: '1', 'aria-label': t('message'), placeholder: t('message_placeholder'), dir: 'auto',
+    onkeydown: (e) => { if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); } } });
+  const file = h('input', { type: 'file', id: 'attach', class: 'visually-hidden', multiple: true,
+    onchange: (e) => { sendFiles(c, e.target.files); e.target.value = ''; } });
+  const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); send(c, text); } },
+    h('div', { id: 'reply-bar' }),
+    h('label', { for: 'attach', class: 'icon attach', title: t('attach') }, icon('attach'), h('span', { class: 'visually-hidden' }, t('attach'))),
+    file,
+    emojiPicker(text),
+    text,
+    h('button', { type: 'submit', class: 'send' }, t('send')),
+    h('div', { id: 'uploads', class: 'uploads' }),
+  );
+  setTimeout(renderComposerReply);
+  return form;
+}
+
+const EMOJI = ['😀', '😂', '😍', '👍', '🙏', '🎉', '❤️', '🔥', '😢', '😮', '🤔', '👋'];
+
+function emojiPicker(text) {
+  const panel = h('div', { class: 'emoji-panel', hidden: true, role: 'group', 'aria-label': t('emoji') },
+    EMOJI.map((e) => h('button', { type: 'button', class: 'icon', 'aria-label': e, onclick: () => {
+      const at = text.selectionStart ?? text.value.length;
+      text.value = text.value.slice(0, at) + e + text.value.slice(text.selectionEnd ?? at);
+      panel.hidden = true;
+      text.focus();
+    } }, e)));
+  return h('span', { class: 'emoji' },
+    h('button', { type: 'button', class: 'icon', 'aria-label': t('emoji'), 'aria-expanded': 'false', onclick: (e) => {
+      panel.hidden = !panel.hidden;
+      e.currentTarget.setAttribute('aria-expanded', String(!panel.hidden));
+    } }, icon('emoji')),
+    panel);
+}
+
+function renderComposerReply() {
+  const bar = $('#reply-bar');
+  if (!bar) return;
+  clear(bar);
+  const m = state.replyTo;
+  if (m) bar.append(h('div', { class: 'reply-bar' }, t('replying_to', { name: m.from_name || short(m.from) }), ': ', previewOf(m),
+    h('button', { type: 'button', class: 'link small', onclick: () => { state.replyTo = null; renderComposerReply(); } }, t('cancel'))));
+}
+
+async function send(c, textEl) {
+  const text = textEl.value.trim();
+  if (!text) return;
+  textEl.value = '';
+  try {
+    if (c.kind === 'direct') {
+      const m = await api.post('/v1/messages', { contact: c.id, text });
+      upsert(c, m);
+    } else {
+      const body = { text };
+      if (state.replyTo) body.reply_to = state.replyTo.id;
+      state.replyTo = null;
+      const m = await api.post(`/v1/groups/${c.id}/messages`, body);
+      upsert(c, m);
+    }
+    renderAfterChange(c);
+  } catch (e) {
+    textEl.value = text;
+    toast(e.message);
+  }
+}
+
+async function sendFiles(c, files) {
+  for (const f of files) {
+    const row = h('div', { class: 'upload' }, f.name, ' ', h('progress', { max: '1', value: '0', 'aria-label': t('progress', { name: f.name }) }));
+    $('#uploads')?.append(row);
+    try {
+      const m = await api.upload(c.id, f, { onProgress: (n, total) => { const p = row.querySelector('progress'); p.max = total; p.value = n; } });
+      await loadFiles(c).catch(() => {});
+      upsert(c, m);
+      renderAfterChange(c);
+    } catch (e) {
+      toast(t('upload_failed', { name: f.name, error: e.message }));
+    } finally {
+      row.remove();
+    }
+  }
+}
+
+// ---------- live updates ----------
+
+// A message's status only moves forward: an answer or event that reports
+// an older state (the send's own answer, arriving after the delivery
+// receipt's event) does not take a tick back.
+const RANK = { pending: 0, sent: 1, delivered: 2, read: 3, failed: 4, received: 0, seen: 1 };
+
+function upsert(c, m) {
+  if (!c.messages) c.messages = [];
+  const i = c.messages.findIndex((x) => x.id === m.id);
+  if (i >= 0) {
+    const old = c.messages[i];
+    // Status events may carry less than the message (no file details):
+    // what they omit is kept.
+    m = { ...old, ...m };
+    if ((RANK[old.status] ?? 0) > (RANK[m.status] ?? 0)) m.status = old.status;
+    c.messages[i] = m;
+    return false;
+  }
+  c.messages.push(m);
+  c.messages.sort((a, b) => (a.sent_at < b.sent_at ? -1 : a.sent_at > b.sent_at ? 1 : (a.seq || 0) - (b.seq || 0)));
+  return true;
+}
+
+function renderAfterChange(c) {
+  renderChatList();
+  if (c.key !== state.current) return;
+  const sc = $('#scroller');
+  const atBottom = sc && sc.scrollHeight - sc.scrollTop - sc.clientHeight < 80;
+  renderMessages(c, $('#messages'));
+  if (sc && atBottom) sc.scrollTop = sc.scrollHeight;
+  markSeen(c);
+}
+
+async function onEvent(ev) {
+  switch (ev.type) {
+    case 'message':
+    case 'status': {
+      const m = ev.message;
+      const c = chatOf('c:' + m.chat);
+      if (!c.messages) await loadChat(c).catch(() => {});
+      if (!m.outgoing && !state.contacts.has(m.chat) && !c.request) c.request = { account_id: m.chat };
+      if (!c.fromName && m.from_name) c.fromName = m.from_name;
+      const isNew = upsert(c, m);
+      if (m.file && !c.files.has(m.id)) await loadFiles(c).catch(() => {});
+      if (isNew && !m.outgoing) notify(c, m);
+      renderAfterChange(c);
+      break;
+    }
+    case 'group_message': {
+      const m = ev.group_message;
+      if (!state.groups.has(m.group)) await refreshGroups();
+      const c = chatOf('g:' + m.group);
+      if (!c.messages) await loadChat(c).catch(() => {});
+      const isNew = upsert(c, m);
+      if (m.file && !c.files.has(m.id)) await loadFiles(c).catch(() => {});
+      if (isNew && !m.outgoing) notify(c, m);
+      renderAfterChange(c);
+      break;
+    }
+    case 'group_poll': {
+      const m = ev.group_message;
+      if (m) { const c = chatOf('g:' + m.group); upsert(c, m); renderAfterChange(c); }
+      break;
+    }
+    case 'file': {
+      const f = ev.file;
+      for (const c of state.chats.values()) {
+        if (c.messages && c.messages.some((m) => m.id === f.id)) {
+          c.files.set(f.id, { ...(c.files.get(f.id) || {}), ...f, thumb: f.thumb || c.files.get(f.id)?.thumb });
+          if (c.key === state.current) renderMessages(c, $('#messages'));
+        }
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+async function refreshGroups() {
+  const groups = await api.get('/v1/groups');
+  state.groups = new Map(groups.map((g) => [g.group_id, g]));
+  for (const g of groups) chatOf('g:' + g.group_id);
+}
+
+function markSeen(c) {
+  if (c.key !== state.current || document.hidden || !c.messages) return;
+  if (c.kind === 'direct') {
+    const ids = c.messages.filter((m) => !m.outgoing && m.status === 'received').map((m) => m.id);
+    if (!ids.length) return;
+    for (const m of c.messages) if (ids.includes(m.id)) m.status = 'seen';
+    api.post(`/v1/chats/${encodeURIComponent(c.id)}/read`, { ids }).catch((e) => toast(e.message));
+  } else {
+    const last = c.messages[c.messages.length - 1];
+    if (last) prefs.set('seen.' + c.id, last.sent_at);
+  }
+  renderChatList();
+}
+
+document.addEventListener('visibilitychange', () => {
+  const c = state.current && state.chats.get(state.current);
+  if (c) markSeen(c);
+});
+
+function notify(c, m) {
+  if (!document.hidden && c.key === state.current) return;
+  if (!prefs.get('notifications', false) || typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  const n = new Notification(chatName(c), { body: previewOf(m), tag: c.key });
+  n.onclick = () => { window.focus(); openChat(c.key); };
+}
+
+// ---------- contacts ----------
+
+async function acceptRequest(c) {
+  try {
+    const ct = await api.post(`/v1/requests/${encodeURIComponent(c.id)}/accept`, {});
+    state.contacts.set(ct.account_id, ct);
+    delete c.request;
+    renderChatList(); renderChat();
+  } catch (e) { toast(e.message); }
+}
+
+async function ignoreRequest(c) {
+  try {
+    await api.post(`/v1/requests/${encodeURIComponent(c.id)}/ignore`, {});
+    state.chats.delete(c.key);
+    state.current = null;
+    renderChatList(); renderChat();
+  } catch (e) { toast(e.message); }
+}
+
+function dialog(title, ...body) {
+  const d = h('dialog', { 'aria-label': title, class: 'dialog', onclose: () => d.remove() },
+    h('header', { class: 'bar' }, h('h2', {}, title),
+      h('button', { type: 'button', class: 'icon', 'aria-label': t('close'), onclick: () => d.close() }, '✕')),
+    ...body);
+  document.body.append(d);
+  d.showModal();
+  return d;
+}
+
+function openContacts() {
+  const list = h('ul', { role: 'list', 'aria-label': t('contacts'), class: 'plain' });
+  const renderList = () => {
+    clear(list);
+    for (const ct of state.contacts.values()) {
+      const name = ct.name || ct.display_name || short(ct.account_id);
+      list.append(h('li', { 'aria-label': name },
+        h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(name)), ' ', name, ' ',
+        h('span', { class: 'sub' }, short(ct.account_id)),
+        h('button', { type: 'button', class: 'link small', onclick: async () => {
+          const nn = prompt(t('rename_prompt'), ct.name || '');
+          if (nn === null) return;
+          try { const x = await api.post(`/v1/contacts/${ct.account_id}/rename`, { name: nn }); state.contacts.set(x.account_id, x); renderList(); renderChatList(); } catch (e) { toast(e.message); }
+        } }, t('rename')),
+        h('button', { type: 'button', class: 'link small danger', onclick: async () => {
+          if (!confirm(t('remove_confirm', { name }))) return;
+          try { await api.del(`/v1/contacts/${ct.account_id}`); state.contacts.delete(ct.account_id); renderList(); renderChatList(); } catch (e) { toast(e.message); }
+        } }, t('remove')),
+      ));
+    }
+  };
+  renderList();
+  const id = h('input', { id: 'add-id', required: true, autocomplete: 'off' });
+  const name = h('input', { id: 'add-name', autocomplete: 'off' });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const form = h('form', { class: 'stack', onsubmit: async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    try {
+      const ct = await api.post('/v1/contacts', { account_id: id.value.trim(), name: name.value.trim() });
+      state.contacts.set(ct.account_id, ct);
+      const c = chatOf('c:' + ct.account_id);
+      delete c.request;
+      await loadChat(c).catch(() => {});
+      id.value = ''; name.value = '';
+      renderList(); renderChatList();
+    } catch (e2) { err.textContent = e2.message; }
+  } },
+  h('label', { for: 'add-id' }, t('account_or_link')), id,
+  h('label', { for: 'add-name' }, t('alias_optional')), name,
+  err,
+  h('button', { type: 'submit' }, t('add_contact')));
+  dialog(t('contacts'),
+    h('section', { class: 'stack' },
+      h('h3', {}, t('your_link')),
+      h('p', { class: 'mono', id: 'my-link' }, state.me.link),
+      h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(state.me.link).then(() => toast(t('copied')), () => {}) }, t('copy_link'))),
+    h('section', { class: 'stack' }, h('h3', {}, t('add_contact')), form),
+    h('section', { class: 'stack' }, h('h3', {}, t('your_contacts')), list),
+  );
+}
+
+// ---------- groups ----------
+
+function openNewGroup() {
+  const title = h('input', { id: 'group-title', required: true, autocomplete: 'off' });
+  const channel = h('input', { type: 'checkbox', id: 'group-channel' });
+  const members = [...state.contacts.values()].map((ct) => {
+    const name = ct.name || ct.display_name || short(ct.account_id);
+    return { ct, box: h('input', { type: 'checkbox', id: 'm-' + ct.account_id, value: ct.account_id }), name };
+  });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const d = dialog(t('new_group'), h('form', { class: 'stack', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const g = await api.post(channel.checked ? '/v1/channels' : '/v1/groups', { title: title.value.trim() });
+      const picked = members.filter((m) => m.box.checked).map((m) => m.ct.account_id);
+      const g2 = picked.length ? await api.post(`/v1/groups/${g.group_id}/members`, { members: picked }) : g;
+      state.groups.set(g2.group_id, g2);
+      const c = chatOf('g:' + g2.group_id);
+      c.messages = [];
+      d.close();
+      openChat(c.key);
+    } catch (e2) { err.textContent = e2.message; }
+  } },
+  h('label', { for: 'group-title' }, t('group_title')), title,
+  h('div', { class: 'row' }, channel, h('label', { for: 'group-channel' }, t('is_channel'))),
+  h('fieldset', {}, h('legend', {}, t('add_members')),
+    members.length ? members.map((m) => h('div', { class: 'row' }, m.box, h('label', { for: m.box.id }, m.name))) : h('p', { class: 'sub' }, t('no_contacts'))),
+  err,
+  h('button', { type: 'submit' }, t('create'))));
+}
+
+async function openGroupInfo(id) {
+  let g;
+  try { g = await api.get(`/v1/groups/${id}`); } catch (e) { toast(e.message); return; }
+  state.groups.set(id, g);
+  const admin = g.role === 'owner' || g.role === 'admin';
+  const err = h('p', { class: 'error', role: 'alert' });
+  const act = (fn) => async () => { err.textContent = ''; try { await fn(); d.close(); openGroupInfo(id); renderChat(); } catch (e) { err.textContent = e.message; } };
+  const memberItems = g.members.map((m) => {
+    const ct = state.contacts.get(m.account_id);
+    const name = m.account_id === state.me.account_id ? t('you') : (m.name || ct?.name || ct?.display_name || short(m.account_id));
+    return h('li', { 'aria-label': name }, name, ' ', h('span', { class: 'sub' }, t('role_' + m.role)),
+      admin && m.role !== 'owner' && m.account_id !== state.me.account_id ? [
+        h('button', { type: 'button', class: 'link small', onclick: act(() => api.call('PUT', `/v1/groups/${id}/members/${m.account_id}/role`, { role: m.role === 'admin' ? 'member' : 'admin' })) },
+          m.role === 'admin' ? t('demote') : t('promote')),
+        h('button', { type: 'button', class: 'link small danger', onclick: act(() => api.del(`/v1/groups/${id}/members/${m.account_id}`)) }, t('remove')),
+      ] : null);
+  });
+  const addable = [...state.contacts.values()].filter((ct) => !g.members.some((m) => m.account_id === ct.account_id));
+  const pick = h('select', { id: 'add-member' }, addable.map((ct) => h('option', { value: ct.account_id }, ct.name || ct.display_name || short(ct.account_id))));
+  const invite = h('p', { class: 'mono', id: 'invite-link' });
+  const q = h('input', { id: 'poll-q' });
+  const opts = h('textarea', { id: 'poll-opts', rows: '3' });
+  const d = dialog(g.title,
+    h('p', { class: 'sub' }, g.channel ? t('channel') : t('group'), ' · ', t('role_' + g.role)),
+    h('section', { class: 'stack' }, h('h3', {}, tn('members', g.members.length)), h('ul', { role: 'list', 'aria-label': t('group_members'), class: 'plain' }, memberItems)),
+    admin && addable.length ? h('section', { class: 'row' }, h('label', { for: 'add-member' }, t('add_member')), pick,
+      h('button', { type: 'button', onclick: act(() => api.post(`/v1/groups/${id}/members`, { members: [pick.value] })) }, t('add'))) : null,
+    admin ? h('section', { class: 'stack' }, h('h3', {}, t('invite_link')), invite,
+      h('button', { type: 'button', onclick: async () => { try { const inv = await api.post(`/v1/groups/${id}/invites`, {}); invite.textContent = inv.link; } catch (e) { err.textContent = e.message; } } }, t('create_invite'))) : null,
+    !g.channel || admin ? h('form', { class: 'stack', onsubmit: (e) => { e.preventDefault(); act(() => api.post(`/v1/groups/${id}/polls`, { question: q.value.trim(), options: opts.value.split('\n').map((s) => s.trim()).filter(Boolean) }))(); } },
+      h('h3', {}, t('new_poll')), h('label', { for: 'poll-q' }, t('poll_question')), q, h('label', { for: 'poll-opts' }, t('poll_options')), opts,
+      h('button', { type: 'submit' }, t('create_poll'))) : null,
+    err,
+    g.role !== 'owner' ? h('button', { type: 'button', class: 'danger', onclick: act(() => api.post(`/v1/groups/${id}/leave`, {})) }, t('leave_group')) : null,
+  );
+}
+
+// ---------- settings ----------
+
+function applyTheme(theme) {
+  const dark = theme === 'dark' || (theme === 'system' && matchMedia('(prefers-color-scheme: dark)').matches);
+  document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+}
+
+function openSettings() {
+  const theme = h('select', { id: 'set-theme', onchange: (e) => { prefs.set('theme', e.target.value); applyTheme(e.target.value); } },
+    ['system', 'light', 'dark'].map((v) => h('option', { value: v, selected: prefs.get('theme', 'system') === v }, t('theme_' + v))));
+  const lang = h('select', { id: 'set-lang', onchange: async (e) => {
+    prefs.set('lang', e.target.value);
+    await setLanguage(e.target.value);
+    d.close();
+    renderApp();
+    openSettings();
+  } }, Object.entries(LANGUAGES).map(([k, v]) => h('option', { value: k, selected: language() === k }, v)));
+  const notif = h('input', { type: 'checkbox', id: 'set-notif', checked: prefs.get('notifications', false), onchange: async (e) => {
+    if (e.target.checked && typeof Notification !== 'undefined' && Notification.permission !== 'granted') {
+      const p = await Notification.requestPermission();
+      if (p !== 'granted') { e.target.checked = false; toast(t('notifications_denied')); }
+    }
+    prefs.set('notifications', e.target.checked);
+  } });
+  const d = dialog(t('settings'),
+    h('section', { class: 'stack' }, h('h3', {}, t('profile')),
+      h('p', {}, t('display_name'), ': ', h('strong', {}, state.me.name)),
+      h('p', { class: 'sub' }, t('account_id'), ': ', h('span', { class: 'mono' }, state.me.account_id))),
+    h('section', { class: 'stack' },
+      h('label', { for: 'set-theme' }, t('theme')), theme,
+      h('label', { for: 'set-lang' }, t('language')), lang,
+      h('div', { class: 'row' }, notif, h('label', { for: 'set-notif' }, t('desktop_notifications')))),
+    h('button', { type: 'button', class: 'danger', onclick: async () => { await api.post('/v1/web/logout').catch(() => {}); location.reload(); } }, t('log_out')),
+  );
+}
+
+// ---------- misc ----------
+
+function toast(msg) {
+  const el = $('#toasts');
+  if (!el) return;
+  const item = h('div', { class: 'toast' }, msg);
+  el.append(item);
+  setTimeout(() => item.remove(), 6000);
+}
+
+function renderLoggedOut() {
+  const root = clear($('#root'));
+  root.removeAttribute('aria-busy');
+  root.append(h('main', { class: 'login' },
+    h('h1', {}, t('app_name')),
+    h('p', {}, t('logged_out')),
+    h('pre', {}, 'peergram open --home DIR')));
+}
+
+async function main() {
+  applyTheme(prefs.get('theme', 'system'));
+  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => applyTheme(prefs.get('theme', 'system')));
+  await setLanguage(pickLanguage(prefs.get('lang', ''), navigator.languages));
+  if (!(await api.login())) { renderLoggedOut(); return; }
+  const ctl = new AbortController();
+  // Subscribe first, so that nothing that happens while the chats load is
+  // missed; events that arrive before the first render only update state.
+  let ready = false;
+  const queue = [];
+  api.events((ev) => (ready ? onEvent(ev) : queue.push(ev)), ctl.signal, (online, loggedOut) => {
+    state.online = online;
+    renderConn();
+    if (loggedOut) renderLoggedOut();
+  });
+  await loadAll();
+  renderApp();
+  ready = true;
+  for (const ev of queue) await onEvent(ev);
+  window.addEventListener('pagehide', () => ctl.abort());
+}
+
+main().catch((e) => {
+  const root = clear($('#root'));
+  root.append(h('p', { class: 'error', role: 'alert' }, e instanceof APIError ? e.message : String(e)));
+});
