@@ -80,10 +80,17 @@ var (
 // Media is what a side of a call sends and where it records: Audio an
 // Ogg/Opus file, Video an IVF/VP8 file, Record a directory that gets
 // one file per received track (<track>.ogg, <track>.ivf).
+//
+// SDP, when set, is the offer (Start) or answer (Answer) of a client that
+// runs the call's media itself: the web client, with the browser's
+// WebRTC (client.go). Audio, Video and Record are then empty; VideoCall
+// marks a client's offer as a video call.
 type Media struct {
-	Audio  string `json:"audio,omitempty"`
-	Video  string `json:"video,omitempty"`
-	Record string `json:"record,omitempty"`
+	Audio     string `json:"audio,omitempty"`
+	Video     string `json:"video,omitempty"`
+	Record    string `json:"record,omitempty"`
+	SDP       string `json:"sdp,omitempty"`
+	VideoCall bool   `json:"video_call,omitempty"`
 }
 
 // Track is a call's track as seen by this side.
@@ -121,6 +128,9 @@ type Call struct {
 	Verification string  `json:"verification"`
 	Sharing      bool    `json:"sharing,omitempty"`
 	Tracks       []Track `json:"tracks"`
+	// Client: the call's media runs in a client (the web client), not in
+	// the daemon; its track counts are the client's to tell.
+	Client bool `json:"client,omitempty"`
 }
 
 // Signaller carries a call's signals to a peer inside the end-to-end
@@ -148,6 +158,9 @@ type Config struct {
 	Settings func(*webrtc.SettingEngine)
 	// Events receives every call whose state changes, in order.
 	Events func(Call)
+	// ClientSignal receives the peer's signals for client calls (Media.SDP),
+	// in order, for the client: answers, candidates, renegotiation.
+	ClientSignal func(Signal)
 	// GroupEvents receives every group call that changes (joined,
 	// roster, muted, left), in order.
 	GroupEvents func(GroupCall)
@@ -243,6 +256,7 @@ type call struct {
 	info   Call
 	media  Media
 	polite bool // the callee: renegotiates only when the caller grants it
+	client bool // the media runs in a client (client.go): no connection here
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -314,6 +328,9 @@ func (e *Engine) busy(except string) bool {
 // Start calls peer: an offer goes to every device of the peer, and the
 // call rings there. It returns once the offer is sent.
 func (e *Engine) Start(ctx context.Context, peer string, m Media) (Call, error) {
+	if m.SDP != "" {
+		return e.startClient(peer, m)
+	}
 	srcs, err := sources(m)
 	if err != nil {
 		return Call{}, err
@@ -704,6 +721,9 @@ func (e *Engine) Handle(ctx context.Context, peer, device string, s *Signal) err
 		}
 		return nil
 	}
+	if done, err := e.handleClient(c, device, s); done {
+		return err
+	}
 	switch s.Type {
 	case SignalRinging:
 		e.mu.Lock()
@@ -880,6 +900,9 @@ func (e *Engine) offerAllowed(peer string, now time.Time) bool {
 
 // Answer takes a ringing incoming call, sending m.
 func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
+	if m.SDP != "" {
+		return e.answerClient(id, m)
+	}
 	srcs, err := sources(m)
 	if err != nil {
 		return Call{}, err

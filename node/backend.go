@@ -22,9 +22,10 @@ import (
 )
 
 var (
-	_ localapi.Backend          = (*Node)(nil)
-	_ localapi.CallBackend      = (*Node)(nil)
-	_ localapi.GroupCallBackend = (*Node)(nil)
+	_ localapi.Backend           = (*Node)(nil)
+	_ localapi.CallBackend       = (*Node)(nil)
+	_ localapi.GroupCallBackend  = (*Node)(nil)
+	_ localapi.ClientCallBackend = (*Node)(nil)
 )
 
 // MaxTextSize bounds a text message (bytes of UTF-8), leaving room in the

@@ -79,6 +79,9 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 		Events:      n.callEvent,
 		GroupEvents: n.groupCallEvent,
 		ICE:         n.turnServers,
+		ClientSignal: func(s calls.Signal) {
+			n.events.publish(chat.Event{Type: chat.EventCallSignal, Signal: &s})
+		},
 
 		CallsPerMinute: n.cfg.CallsPerMinute,
 	}
@@ -286,6 +289,27 @@ func (n *Node) StartCall(ctx context.Context, contact string, m calls.Media) (ca
 	}
 	call, err := e.Start(ctx, c.Account.String(), m)
 	return call, callErr(err)
+}
+
+// CallOffer returns a ringing call's offer, for the web client that
+// answers it with the browser's WebRTC.
+func (n *Node) CallOffer(_ context.Context, id string) (calls.ClientOffer, error) {
+	e, err := n.callEngine()
+	if err != nil {
+		return calls.ClientOffer{}, err
+	}
+	o, err := e.Offer(id)
+	return o, callErr(err)
+}
+
+// CallSignal sends the web client's signal (an ICE candidate, an answer
+// to a renegotiation, a grant) for its call to the peer.
+func (n *Node) CallSignal(ctx context.Context, id string, s calls.Signal) error {
+	e, err := n.callEngine()
+	if err != nil {
+		return err
+	}
+	return callErr(e.ClientSignal(ctx, id, s))
 }
 
 // AnswerCall answers a ringing call.

@@ -184,6 +184,10 @@ const (
 	// EventGroupCall: a call started in a group, or the call this
 	// device is in changed (joined, roster, speakers, mute, left).
 	EventGroupCall EventType = "group_call"
+	// EventCallSignal: the peer's signal for a call whose media runs in
+	// the web client (Signal set): an answer, an ICE candidate, a
+	// renegotiation.
+	EventCallSignal EventType = "call_signal"
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
 	// EventGroupMention is a new group message that mentions this
@@ -203,4 +207,6 @@ type Event struct {
 	Call    *calls.Call   `json:"call,omitempty"` // EventCall
 	// GroupCall is set on EventGroupCall.
 	GroupCall *calls.GroupCall `json:"group_call,omitempty"`
+	// Signal is set on EventCallSignal.
+	Signal *calls.Signal `json:"signal,omitempty"`
 }

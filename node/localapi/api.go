@@ -311,6 +311,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/calls/{id}/hangup", s.hangupCall},
 		{"POST /v1/calls/{id}/share", s.shareScreen},
 		{"POST /v1/calls/{id}/unshare", s.unshareScreen},
+		{"GET /v1/calls/{id}/offer", s.callOffer},
+		{"POST /v1/calls/{id}/signal", s.callSignal},
 		{"POST /v1/groups/{group}/call/start", s.startGroupCall},
 		{"POST /v1/groups/{group}/call/join", s.joinGroupCall},
 		{"POST /v1/groups/{group}/call/leave", s.leaveGroupCall},

@@ -24,6 +24,53 @@ type CallBackend interface {
 	Calls(ctx context.Context) ([]calls.Call, error)
 }
 
+// ClientCallBackend lets a client of the API run a call's media itself
+// (the web client, with the browser's WebRTC): StartCall and AnswerCall
+// with Media.SDP, then these two.
+type ClientCallBackend interface {
+	// CallOffer is a ringing call's offer and the peer's candidates so far.
+	CallOffer(ctx context.Context, id string) (calls.ClientOffer, error)
+	// CallSignal sends the client's signal for its call to the peer.
+	CallSignal(ctx context.Context, id string, s calls.Signal) error
+}
+
+func (s *Server) clientCallBackend() (ClientCallBackend, error) {
+	cb, ok := s.backend.(ClientCallBackend)
+	if !ok {
+		return nil, ErrNotImplemented
+	}
+	return cb, nil
+}
+
+func (s *Server) callOffer(w http.ResponseWriter, r *http.Request) error {
+	cb, err := s.clientCallBackend()
+	if err != nil {
+		return err
+	}
+	o, err := cb.CallOffer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *Server) callSignal(w http.ResponseWriter, r *http.Request) error {
+	cb, err := s.clientCallBackend()
+	if err != nil {
+		return err
+	}
+	var sig calls.Signal
+	if err := decode(w, r, &sig); err != nil {
+		return err
+	}
+	if err := cb.CallSignal(r.Context(), r.PathValue("id"), sig); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // CallRequest is POST /v1/calls's body (Contact) and POST
 // /v1/calls/{id}/answer's (Contact empty).
 type CallRequest struct {
