@@ -490,6 +490,12 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		e.log.Debug("calls: connection", "call", c.info.ID, "state", s.String())
+		e.mu.Lock()
+		stale := c.pc != pc // a ringing call's prepared connection, dropped when a client answered
+		e.mu.Unlock()
+		if stale {
+			return
+		}
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
 			e.connected(c)

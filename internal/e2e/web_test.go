@@ -62,68 +62,96 @@ func photo(t *testing.T, path string) {
 	}
 }
 
-// TestWebClientChat runs node/webclient/browsertest/chat.test.mjs: three
-// users in Chromium, each logged in to their own daemon with `peergram open
-// --print`, chat, send a photo, make a group; logins, reloads and other
-// origins are checked too. Screenshots and figures go to the test's output
-// directory (kept under $PEERGRAM_TEST_OUT when set).
-func TestWebClientChat(t *testing.T) {
-	nodeBin, chromium := browserTools(t)
+// webCluster is a relay and three daemons (alice, bob, carol), each a
+// contact of the others, for the browser tests.
+type webCluster struct {
+	e     *env
+	c     *cluster
+	homes map[string]string
+}
+
+func newWebCluster(t *testing.T, daemonFlags ...string) *webCluster {
 	e := build(t)
 	c := newCluster(t, e)
 	carol := filepath.Join(e.root, "carol")
 	e.must("peergram", "init", "--home", carol, "--name", "carol")
 	homes := map[string]string{"alice": c.alice, "bob": c.bob, "carol": carol}
 	for _, home := range homes {
-		c.startDaemon(home)
+		c.startDaemon(home, daemonFlags...)
 	}
 	ids := map[string]string{}
 	for name, home := range homes {
 		ids[name] = strings.TrimSpace(strings.SplitN(e.must("peergram", "id", "--home", home), "\n", 2)[0])
 	}
-	// Alice and Bob know each other; Carol knows Alice (so Alice's group
-	// invitation joins her automatically), Alice knows Carol.
-	for _, pair := range [][2]string{{"alice", "bob"}, {"bob", "alice"}, {"carol", "alice"}, {"alice", "carol"}, {"bob", "carol"}, {"carol", "bob"}} {
-		eventually(t, pair[0]+" adds "+pair[1], 30*time.Second, func() error {
-			out, err := e.run("peergram", "contacts", "add", "--home", homes[pair[0]], ids[pair[1]], "--name", pair[1])
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
+	// Everyone a contact of everyone: Carol knows Alice, so Alice's group
+	// invitation joins her automatically.
+	for a := range homes {
+		for b := range homes {
+			if a == b {
+				continue
 			}
-			return nil
-		})
+			eventually(t, a+" adds "+b, 30*time.Second, func() error {
+				out, err := e.run("peergram", "contacts", "add", "--home", homes[a], ids[b], "--name", b)
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		}
 	}
+	return &webCluster{e: e, c: c, homes: homes}
+}
+
+// outDir is where a browser test writes screenshots and figures: under
+// $PEERGRAM_TEST_OUT when set (to look at them), else a temp dir.
+func outDir(t *testing.T) string {
 	out := os.Getenv("PEERGRAM_TEST_OUT")
 	if out == "" {
 		out = t.TempDir()
 	}
-	out = filepath.Join(out, "webclient")
-	pic := filepath.Join(e.root, "beach.jpg")
-	photo(t, pic)
-	homesJSON, _ := json.Marshal(homes)
+	return filepath.Join(out, "webclient")
+}
 
+// runBrowserTest runs one of browsertest's scripts with the cluster in its
+// environment.
+func (w *webCluster) runBrowserTest(t *testing.T, script string, env ...string) {
+	t.Helper()
+	nodeBin, chromium := browserTools(t)
+	homesJSON, _ := json.Marshal(w.homes)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeBin, "chat.test.mjs")
+	cmd := exec.CommandContext(ctx, nodeBin, script)
 	cmd.Dir = browserTestDir
-	cmd.Env = append(os.Environ(),
-		"PEERGRAM="+filepath.Join(e.bin, "peergram"),
+	cmd.Env = append(append(os.Environ(),
+		"PEERGRAM="+filepath.Join(w.e.bin, "peergram"),
 		"HOMES="+string(homesJSON),
-		"PHOTO="+pic,
-		"OUT="+out,
 		"CHROMIUM="+chromium,
 		"MARKER="+marker,
-	)
+	), env...)
 	res, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", res)
+	t.Logf("%s:\n%s", script, res)
 	if err != nil {
-		for name, home := range homes {
-			st, _ := e.run("peergram", "status", "--home", home, "--json")
-			t.Logf("%s status: %s", name, st)
+		for name, home := range w.homes {
+			st, _ := w.e.run("peergram", "status", "--home", home, "--json")
+			cs, _ := w.e.run("peergram", "calls", "--home", home, "--json")
+			t.Logf("%s status: %s\ncalls: %s", name, st, cs)
 		}
-		ms, _ := e.run("peergram", "messages", "--home", c.alice, "bob", "--json")
-		t.Logf("alice's chat with bob: %s", ms)
-		t.Fatalf("browser test failed: %v", err)
+		t.Fatalf("%s failed: %v", script, err)
 	}
+}
+
+// TestWebClientChat runs node/webclient/browsertest/chat.test.mjs: three
+// users in Chromium, each logged in to their own daemon with `peergram open
+// --print`, chat, send a photo, make a group; logins, reloads and other
+// origins are checked too. Screenshots and figures go to the test's output
+// directory (kept under $PEERGRAM_TEST_OUT when set).
+func TestWebClientChat(t *testing.T) {
+	w := newWebCluster(t)
+	e, c := w.e, w.c
+	out := outDir(t)
+	pic := filepath.Join(e.root, "beach.jpg")
+	photo(t, pic)
+	w.runBrowserTest(t, "chat.test.mjs", "PHOTO="+pic, "OUT="+out)
 	var figures map[string]float64
 	raw, err := os.ReadFile(filepath.Join(out, "figures.json"))
 	if err != nil || json.Unmarshal(raw, &figures) != nil {
@@ -139,4 +167,24 @@ func TestWebClientChat(t *testing.T) {
 	// carried the marker.
 	c.relay.kill(syscall.SIGTERM)
 	assertNoPlaintext(t, c.relayHome)
+}
+
+// TestWebClientCalls runs browsertest/calls.test.mjs: Alice and Bob call
+// each other from Chromium (fake camera and microphone); Alice calls
+// Carol's headless daemon and Carol calls her; RTP grows on both sides,
+// both show the same verification code, a hang-up ends the call on both.
+func TestWebClientCalls(t *testing.T) {
+	w := newWebCluster(t, "--call-loopback")
+	rec := filepath.Join(w.e.root, "carol-rec")
+	if err := os.MkdirAll(rec, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	w.runBrowserTest(t, "calls.test.mjs", "OUT="+outDir(t), "AUDIO="+abs(sample("audio.ogg")), "VIDEO="+abs(sample("video.ivf")), "RECORD="+rec)
 }

@@ -9,8 +9,12 @@ import { API, APIError } from './api.js';
 import { h, clear, $ } from './dom.js';
 import { t, tn, setLanguage, pickLanguage, language, LANGUAGES } from './i18n.js';
 import { icon } from './icons.js';
+import { initCalls } from './calls.js';
 
 const api = new API();
+const calls = initCalls({ api, nameOf: (account) => chatName(chatOf('c:' + account)), toast: (m) => toast(m) });
+// The call's RTP packet counts, for the browser tests.
+window.peergramCallStats = () => calls.stats();
 const PAGE = 50; // messages rendered per scroll step
 
 const prefs = {
@@ -230,6 +234,8 @@ function renderChat() {
         h('p', { class: 'sub' }, g ? (g.channel ? tn('subscribers', g.subscribers || g.members.length) : tn('members', g.members.length)) : c.request ? t('request') : ''),
       ),
       g ? h('button', { type: 'button', onclick: () => openGroupInfo(c.id) }, t('group_info')) : null,
+      !g && !c.request ? h('button', { type: 'button', class: 'icon', 'aria-label': t('call'), title: t('call'), onclick: () => calls.start(c.id, false) }, icon('phone')) : null,
+      !g && !c.request ? h('button', { type: 'button', class: 'icon', 'aria-label': t('video_call'), title: t('video_call'), onclick: () => calls.start(c.id, true) }, icon('video')) : null,
       h('button', { type: 'button', 'aria-pressed': pinned.has(c.key) ? 'true' : 'false', onclick: () => toggle('pinned', pinned) }, pinned.has(c.key) ? t('unpin_chat') : t('pin_chat')),
       h('button', { type: 'button', 'aria-pressed': archived.has(c.key) ? 'true' : 'false', onclick: () => toggle('archived', archived) }, archived.has(c.key) ? t('unarchive_chat') : t('archive_chat')),
     ),
@@ -468,6 +474,10 @@ function renderAfterChange(c) {
 
 async function onEvent(ev) {
   switch (ev.type) {
+    case 'call':
+    case 'call_signal':
+      await calls.onEvent(ev);
+      break;
     case 'message':
     case 'status': {
       const m = ev.message;

@@ -16,6 +16,9 @@ const PATHS = {
   photo: ['M3 5h18v14H3z', 'M3 16l5-5 4 4 3-3 6 6', 'M15.5 9.5h.01'],
   poll: ['M5 20V11', 'M12 20V4', 'M19 20v-6'],
   failed: ['M12 3l10 18H2z', 'M12 10v5M12 18h.01'],
+  phone: ['M5 4h4l2 5-2.5 1.5a11 11 0 0 0 5 5L15 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2z'],
+  'phone-off': ['M5 4h4l2 5-2.5 1.5a11 11 0 0 0 5 5L15 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2z', 'M3 3l18 18'],
+  video: ['M3 7h12v10H3z', 'M15 11l6-4v10l-6-4'],
 };
 
 // icon returns an SVG icon; it is decorative (aria-hidden): the control
