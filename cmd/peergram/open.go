@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"html"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -37,7 +40,19 @@ With --print the link is printed instead, on one line.`,
 				_, err := fmt.Fprintln(a.stdout, link.URL)
 				return err
 			}
-			if err := openBrowser(link.URL); err != nil {
+			// The browser gets a file that redirects to the link, not the
+			// link itself: a command line (xdg-open's, the browser's) is
+			// readable by every user of the machine, and the code in the
+			// link is a credential until it is spent.
+			home, err := a.home()
+			if err != nil {
+				return err
+			}
+			page := filepath.Join(home, "open.html")
+			if err := writeRedirect(page, link.URL); err != nil {
+				return err
+			}
+			if err := openBrowser("file://" + page); err != nil {
 				fmt.Fprintf(a.stderr, "could not start a browser (%v); open this link yourself:\n", err)
 				_, err := fmt.Fprintln(a.stdout, link.URL)
 				return err
@@ -48,6 +63,24 @@ With --print the link is printed instead, on one line.`,
 	}
 	cmd.Flags().BoolVar(&printOnly, "print", false, "print the login link instead of opening a browser")
 	return cmd
+}
+
+// writeRedirect writes a page (readable by its owner only) that sends the
+// browser on to url.
+func writeRedirect(path, url string) error {
+	u := html.EscapeString(url)
+	page := "<!doctype html>\n<meta charset=\"utf-8\">\n<meta name=\"referrer\" content=\"no-referrer\">\n" +
+		"<meta http-equiv=\"refresh\" content=\"0;url=" + u + "\">\n<title>Peergram</title>\n<a href=\"" + u + "\">Open Peergram</a>\n"
+	_ = os.Remove(path) // a file left by another user's umask or a symlink is not written through
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(page); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // openBrowser hands a URL to the desktop's browser launcher.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/peergram/peergram/node/chat"
 )
 
@@ -147,6 +149,11 @@ const (
 	defaultKeepAlive  = 15 * time.Second
 	eventWriteTimeout = 10 * time.Second // a stream client that reads nothing for this long is dropped
 	shutdownTimeout   = 5 * time.Second
+	// requestReadTimeout bounds reading a request's body (uploads excepted).
+	requestReadTimeout = 10 * time.Second
+	// maxConns bounds the API's open connections (browsers, the CLI,
+	// event streams): more wait for one to close.
+	maxConns          = 256
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 )
@@ -196,6 +203,7 @@ type Server struct {
 	webFiles  fs.FS
 	baseURL   string
 	uploadDir string
+	uploads   chan struct{} // a slot per running upload
 }
 
 // NewToken returns a fresh random bearer token (128 bits, base32).
@@ -228,6 +236,7 @@ func New(cfg Config) (*Server, error) {
 		webFiles:  cfg.WebFiles,
 		baseURL:   strings.TrimSuffix(cfg.BaseURL, "/"),
 		uploadDir: cfg.UploadDir,
+		uploads:   make(chan struct{}, maxUploads),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		u, err := url.Parse(o)
@@ -321,7 +330,6 @@ func (s *Server) routes() []route {
 		{"GET /v1/group-calls", s.listGroupCalls},
 		{"POST /v1/chats/{contact}/upload", s.upload},
 		{"POST /v1/web/login", s.webLogin},
-		{"GET /v1/web/session", s.webSessionInfo},
 		{"POST /v1/web/logout", s.webLogout},
 	}
 }
@@ -349,7 +357,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		},
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(netutil.LimitListener(ln, maxConns)) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("localapi: serve: %w", err)
@@ -444,8 +452,25 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			s.writeError(w, r, fmt.Errorf("host %q is not a loopback name: %w", r.Host, ErrForbidden))
 			return
 		}
-		switch site := r.Header.Get("Sec-Fetch-Site"); site {
-		case "", "same-origin", "none":
+		// A request that is slow to send its body holds a connection:
+		// every request gets requestReadTimeout to arrive (uploads set
+		// their own; the event stream reads nothing after its headers).
+		rc := http.NewResponseController(w)
+		if r.URL.Path == "/v1/events" {
+			_ = rc.SetReadDeadline(time.Time{})
+		} else {
+			_ = rc.SetReadDeadline(time.Now().Add(requestReadTimeout))
+		}
+		switch site := r.Header.Get("Sec-Fetch-Site"); {
+		case site == "", site == "same-origin", site == "none":
+		case r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/v1") &&
+			r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document":
+			// A top-level page load from elsewhere: a login link opened
+			// from another page (peergram open's redirect file, a
+			// terminal's link handler) and the client it redirects to.
+			// The code is the credential, and the client's files are
+			// public code that can never be framed; the API stays out
+			// of reach.
 		default:
 			// Another page (another port of 127.0.0.1 included):
 			// nothing is served to it, not even the client's files.
@@ -481,8 +506,8 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.URL.Path != "/v1/web/login" && s.cookieAuthorized(r, r.Method == http.MethodGet && r.URL.Path == "/v1/web/session") {
-			next.ServeHTTP(w, r)
+		if r.URL.Path != "/v1/web/login" && s.cookieAuthorized(r) {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), browserKey{}, true)))
 			return
 		}
 		h.Set("WWW-Authenticate", `Bearer realm="peergram"`)

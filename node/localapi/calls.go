@@ -71,6 +71,15 @@ func (s *Server) callSignal(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// browserMedia refuses media files and record directories from a browser
+// session: the browser's calls carry an SDP, their media is the browser's.
+func browserMedia(r *http.Request, m calls.Media) error {
+	if fromBrowser(r) && (m.Audio != "" || m.Video != "" || m.Record != "") {
+		return errBrowserPath("media files or a record directory")
+	}
+	return nil
+}
+
 // CallRequest is POST /v1/calls's body (Contact) and POST
 // /v1/calls/{id}/answer's (Contact empty).
 type CallRequest struct {
@@ -103,6 +112,9 @@ func (s *Server) startCall(w http.ResponseWriter, r *http.Request) error {
 	if req.Contact == "" {
 		return fmt.Errorf("contact is required: %w", chat.ErrInvalid)
 	}
+	if err := browserMedia(r, req.Media); err != nil {
+		return err
+	}
 	c, err := cb.StartCall(r.Context(), req.Contact, req.Media)
 	if err != nil {
 		return err
@@ -121,6 +133,9 @@ func (s *Server) answerCall(w http.ResponseWriter, r *http.Request) error {
 		if err := decode(w, r, &req); err != nil {
 			return err
 		}
+	}
+	if err := browserMedia(r, req.Media); err != nil {
+		return err
 	}
 	c, err := cb.AnswerCall(r.Context(), r.PathValue("id"), req.Media)
 	if err != nil {
@@ -158,6 +173,9 @@ func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) shareScreen(w http.ResponseWriter, r *http.Request) error {
+	if fromBrowser(r) {
+		return errBrowserPath("a file to share")
+	}
 	var req ShareRequest
 	if err := decode(w, r, &req); err != nil {
 		return err

@@ -47,6 +47,9 @@ func (s *Server) groupCallMedia(status int, do func(GroupCallBackend, *http.Requ
 				return err
 			}
 		}
+		if err := browserMedia(r, m); err != nil {
+			return err
+		}
 		g, err := do(b, r, m)
 		if err != nil {
 			return err

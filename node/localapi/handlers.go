@@ -237,6 +237,9 @@ type SendRequest struct {
 }
 
 func (s *Server) sendFile(w http.ResponseWriter, r *http.Request) error {
+	if fromBrowser(r) {
+		return errBrowserPath("a file to send")
+	}
 	var req chat.FileSend
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -279,6 +282,9 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) error {
 		if err := decode(w, r, &req); err != nil {
 			return err
 		}
+	}
+	if req.Out != "" && fromBrowser(r) {
+		return errBrowserPath("where a download goes")
 	}
 	f, err := s.backend.Download(r.Context(), r.PathValue("id"), req.Out)
 	if err != nil {

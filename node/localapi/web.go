@@ -99,18 +99,18 @@ func (a *webAuth) newLink() string {
 
 // redeem spends a login code and opens a session: its ID (the cookie) and
 // CSRF token. A code works once, and not after LoginLinkTTL.
-func (a *webAuth) redeem(code string) (id string, ok bool) {
+func (a *webAuth) redeem(code string) (id, csrf string, ok bool) {
 	key := sha256.Sum256([]byte(code))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	exp, found := a.links[key]
 	if !found {
-		return "", false
+		return "", "", false
 	}
 	delete(a.links, key) // spent whether or not it was still valid
 	now := a.now()
 	if !now.Before(exp) {
-		return "", false
+		return "", "", false
 	}
 	for k, s := range a.sessions {
 		if now.Sub(s.lastUsed) > SessionIdleTTL {
@@ -127,9 +127,9 @@ func (a *webAuth) redeem(code string) (id string, ok bool) {
 		}
 		delete(a.sessions, lru)
 	}
-	id = rand.Text() + rand.Text()
-	a.sessions[sha256.Sum256([]byte(id))] = &webSession{csrf: rand.Text() + rand.Text(), lastUsed: now}
-	return id, true
+	id, csrf = rand.Text()+rand.Text(), rand.Text()+rand.Text()
+	a.sessions[sha256.Sum256([]byte(id))] = &webSession{csrf: csrf, lastUsed: now}
+	return id, csrf, true
 }
 
 // session looks a session up by its cookie value and marks it used; it
@@ -182,22 +182,45 @@ func sameOrigin(r *http.Request) bool {
 }
 
 // cookieAuthorized checks a browser session for an API call: a live session
-// cookie, our own origin, and the session's CSRF token in CSRFHeader.
-// csrfFree is for GET /v1/web/session, which hands the token out.
-func (s *Server) cookieAuthorized(r *http.Request, csrfFree bool) bool {
-	c, err := r.Cookie(cookieName(r))
-	if err != nil || !sameOrigin(r) {
+// cookie, our own origin, and the session's CSRF token in CSRFHeader. The
+// cookie alone is never enough: another program on this machine that a
+// browser visits (any port of 127.0.0.1) receives it, as cookies ignore
+// ports; the CSRF token reached the page only in the login redirect's
+// fragment, which the browser keeps in the page's own origin.
+func (s *Server) cookieAuthorized(r *http.Request) bool {
+	if !sameOrigin(r) {
 		return false
-	}
-	csrf, ok := s.web.session(c.Value)
-	if !ok {
-		return false
-	}
-	if csrfFree {
-		return true
 	}
 	got := r.Header.Get(CSRFHeader)
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(csrf)) == 1
+	if got == "" {
+		return false
+	}
+	// Every cookie of the name: one tossed by another port (a longer
+	// Path is sent first) must not shadow the real one.
+	for _, c := range r.CookiesNamed(cookieName(r)) {
+		if csrf, ok := s.web.session(c.Value); ok && subtle.ConstantTimeCompare([]byte(got), []byte(csrf)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// browserKey marks a request context authenticated by a browser session.
+type browserKey struct{}
+
+// fromBrowser reports whether r came with a browser session rather than
+// the bearer token. Such a request may not name paths on the daemon's
+// disk (files to send, where to write downloads, media files): the
+// browser uploads and downloads bytes instead, so a flaw in the page
+// does not become reading or writing any file of the user.
+func fromBrowser(r *http.Request) bool {
+	b, _ := r.Context().Value(browserKey{}).(bool)
+	return b
+}
+
+// errBrowserPath refuses a path from a browser session.
+func errBrowserPath(what string) error {
+	return fmt.Errorf("a browser session cannot name %s on the daemon's disk (use the bearer token): %w", what, ErrForbidden)
 }
 
 // LoginLink is the answer of POST /v1/web/login.
@@ -223,26 +246,8 @@ func (s *Server) webLogin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// WebSession is the answer of GET /v1/web/session.
-type WebSession struct {
-	CSRF string `json:"csrf"` // send it in the X-Peergram-Csrf header
-}
-
-func (s *Server) webSessionInfo(w http.ResponseWriter, r *http.Request) error {
-	c, err := r.Cookie(cookieName(r))
-	if err != nil {
-		return fmt.Errorf("no browser session: %w", ErrUnauthorized)
-	}
-	csrf, ok := s.web.session(c.Value)
-	if !ok {
-		return fmt.Errorf("no browser session: %w", ErrUnauthorized)
-	}
-	writeJSON(w, http.StatusOK, WebSession{CSRF: csrf})
-	return nil
-}
-
 func (s *Server) webLogout(w http.ResponseWriter, r *http.Request) error {
-	if c, err := r.Cookie(cookieName(r)); err == nil {
+	for _, c := range r.CookiesNamed(cookieName(r)) {
 		s.web.logout(c.Value)
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
@@ -257,7 +262,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, ErrNotFound))
 		return
 	}
-	id, ok := s.web.redeem(r.URL.Query().Get("code"))
+	id, csrf, ok := s.web.redeem(r.URL.Query().Get("code"))
 	if !ok {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusForbidden)
@@ -269,7 +274,10 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		MaxAge: int(SessionIdleTTL / time.Second),
 	})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	// The CSRF token goes in the fragment: never sent to a server, kept
+	// by the page in its own origin's storage, and gone from the address
+	// bar and history at once (the client replaces the URL).
+	http.Redirect(w, r, "/#csrf="+url.QueryEscape(csrf), http.StatusSeeOther)
 }
 
 // contentSecurityPolicy keeps the client to its own files: no inline
@@ -321,6 +329,13 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, st.Name(), st.ModTime(), rs)
 }
 
+// maxUploads is how many uploads may run at once; uploadTimeout bounds
+// one (2 GiB over loopback takes seconds).
+const (
+	maxUploads    = 4
+	uploadTimeout = 30 * time.Minute
+)
+
 // MaxUploadBytes caps a file sent through POST /v1/chats/{chat}/upload:
 // the 2 GiB any file may have.
 const MaxUploadBytes = 2 << 30
@@ -340,6 +355,14 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 	if s.uploadDir == "" {
 		return fmt.Errorf("this daemon takes no uploads: %w", ErrNotFound)
 	}
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		return fmt.Errorf("%d uploads are under way already: %w", cap(s.uploads), chat.ErrUnavailable)
+	}
+	// A client that stalls does not hold the spool and a slot for ever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTimeout))
 	q := r.URL.Query()
 	name := q.Get("name")
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || len(name) > 255 {

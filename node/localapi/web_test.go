@@ -96,8 +96,14 @@ func (wf *webFixture) raw(t *testing.T, method, path, body string, header map[st
 func (wf *webFixture) login(t *testing.T) (*http.Cookie, string) {
 	t.Helper()
 	resp, body := wf.raw(t, "GET", wf.loginPath(t), "", map[string]string{"Sec-Fetch-Site": "none"})
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || err != nil || loc.Path != "/" {
 		t.Fatalf("login: %d %q %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	frag, err := url.ParseQuery(loc.Fragment)
+	csrf := frag.Get("csrf")
+	if err != nil || len(csrf) < 32 {
+		t.Fatalf("login redirect %q carries no CSRF token in its fragment", resp.Header.Get("Location"))
 	}
 	cs := resp.Cookies()
 	if len(cs) != 1 {
@@ -107,16 +113,7 @@ func (wf *webFixture) login(t *testing.T) (*http.Cookie, string) {
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || !strings.HasPrefix(c.Name, "peergram_session_") {
 		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", c)
 	}
-	resp, body = wf.raw(t, "GET", "/v1/web/session", "", map[string]string{"Sec-Fetch-Site": "same-origin"}, c)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/web/session: %d %s", resp.StatusCode, body)
-	}
-	var s localapi.WebSession
-	decodeInto(t, body, &s)
-	if len(s.CSRF) < 32 {
-		t.Fatalf("csrf token %q", s.CSRF)
-	}
-	return &http.Cookie{Name: c.Name, Value: c.Value}, s.CSRF
+	return &http.Cookie{Name: c.Name, Value: c.Value}, csrf
 }
 
 func (wf *webFixture) own() string { return wf.srv.URL } // http://127.0.0.1:PORT
@@ -125,8 +122,8 @@ func TestWebLoginLinkWorksOnce(t *testing.T) {
 	wf := newWebFixture(t)
 	path := wf.loginPath(t)
 	resp, _ := wf.raw(t, "GET", path, "", nil)
-	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
-		t.Fatalf("first use: %d, %d cookies", resp.StatusCode, len(resp.Cookies()))
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || !strings.HasPrefix(resp.Header.Get("Location"), "/#csrf=") {
+		t.Fatalf("first use: %d, %d cookies, to %q", resp.StatusCode, len(resp.Cookies()), resp.Header.Get("Location"))
 	}
 	resp, body := wf.raw(t, "GET", path, "", nil)
 	if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
@@ -143,10 +140,18 @@ func TestWebLoginLinkWorksOnce(t *testing.T) {
 			t.Fatalf("ATTACK WORKS: made-up code %q: %d", code, resp.StatusCode)
 		}
 	}
-	// A login link followed from another site's page (login CSRF).
+	// A login link opened from another page as a top-level load (peergram
+	// open's redirect file) works; fetched by another page, it does not.
 	path = wf.loginPath(t)
-	if resp, _ := wf.raw(t, "GET", path, "", map[string]string{"Sec-Fetch-Site": "cross-site"}); resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("ATTACK WORKS: a login link opened from another site: %d", resp.StatusCode)
+	if resp, _ := wf.raw(t, "GET", path, "", map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("ATTACK WORKS: a login link loaded by another site's page: %d", resp.StatusCode)
+	}
+	if resp, _ := wf.raw(t, "GET", path, "", map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a login link opened from a file: %d", resp.StatusCode)
+	}
+	// An API call as a top-level navigation from elsewhere is still refused.
+	if resp, _ := wf.raw(t, "GET", "/v1/contacts", "", map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("ATTACK WORKS: the API opened as a page from another site: %d", resp.StatusCode)
 	}
 }
 
@@ -188,9 +193,14 @@ func TestWebSessionNeedsCSRFAndOwnOrigin(t *testing.T) {
 		{"client files to another port", "GET", "/", map[string]string{"Sec-Fetch-Site": "same-site"}, nil, 403},
 		{"made-up session", "POST", "/v1/messages", ok, &http.Cookie{Name: cookie.Name, Value: "x" + cookie.Value[1:]}, 401},
 		{"session cannot mint login links", "POST", "/v1/web/login", ok, cookie, 401},
-		{"csrf token from another origin", "GET", "/v1/web/session", map[string]string{"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}, cookie, 403},
-		{"csrf token without a session", "GET", "/v1/web/session", map[string]string{"Sec-Fetch-Site": "same-origin"}, nil, 401},
+		{"the cookie alone", "GET", "/v1/contacts", nil, cookie, 401},
+		{"path to send from a browser", "POST", "/v1/files", ok, cookie, 403},
+		{"media file to share from a browser", "POST", "/v1/calls/00000000000000000000000000000000/share", ok, cookie, 403},
 		{"rebinding host", "GET", "/v1/contacts", with(func(h map[string]string) { h["Host"] = "evil.example" }), cookie, 403},
+	}
+	bodies := map[string]string{
+		"/v1/files": `{"chat":"alice","path":"/etc/passwd"}`,
+		"/v1/calls": `{"contact":"alice","audio":"/etc/passwd","record":"/tmp"}`,
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
@@ -213,6 +223,9 @@ func TestWebSessionNeedsCSRFAndOwnOrigin(t *testing.T) {
 				body := ""
 				if a.method == "POST" {
 					body = send
+					if b, ok := bodies[a.path]; ok {
+						body = b
+					}
 				}
 				req = func() (*http.Response, string) { return wf.raw(t, a.method, a.path, body, h, cs...) }
 			}

@@ -15,13 +15,21 @@ export class APIError extends Error {
 export class API {
   constructor() { this.csrf = ''; }
 
-  // login fetches the CSRF token; false means no session (the user must
-  // run `peergram open`).
+  // login takes the session's CSRF token from the login redirect's
+  // fragment (#csrf=…) into this origin's storage and clears it from the
+  // address bar; later loads and other tabs read it from there. false
+  // means no session (the user must run `peergram open`).
   async login() {
-    const r = await fetch('/v1/web/session', { credentials: 'same-origin' });
-    if (r.status === 401) return false;
+    const frag = new URLSearchParams(location.hash.slice(1));
+    if (frag.get('csrf')) {
+      localStorage.setItem('peergram.csrf', frag.get('csrf'));
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    this.csrf = localStorage.getItem('peergram.csrf') || '';
+    if (!this.csrf) return false;
+    const r = await fetch('/v1/identity', { headers: { [CSRF_HEADER]: this.csrf }, credentials: 'same-origin' });
+    if (r.status === 401) { localStorage.removeItem('peergram.csrf'); return false; }
     if (!r.ok) throw new APIError(r.status, await r.json().catch(() => null));
-    this.csrf = (await r.json()).csrf;
     return true;
   }
 

@@ -163,7 +163,7 @@ function renderChatList() {
         h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(name)),
         h('span', { class: 'chat-main' },
           h('span', { class: 'chat-top' },
-            h('span', { class: 'chat-name' }, c.kind === 'group' ? icon(state.groups.get(c.id)?.channel ? 'channel' : 'group', 16) : null, name),
+            h('span', { class: 'chat-name' }, c.kind === 'group' ? icon(state.groups.get(c.id)?.channel ? 'channel' : 'group', 16) : null, h('bdi', {}, name)),
             pinned.has(c.key) ? h('span', { class: 'pin', title: t('pinned'), 'aria-label': t('pinned') }, icon('pin', 14)) : null,
             h('span', { class: 'chat-time' }, last ? fmtTime(last.sent_at) : ''),
           ),
@@ -230,7 +230,7 @@ function renderChat() {
   main.append(
     h('header', { class: 'bar chat-head' },
       h('div', { class: 'chat-title' },
-        h('h2', {}, chatName(c)),
+        h('h2', {}, h('bdi', {}, chatName(c))),
         h('p', { class: 'sub' }, g ? (g.channel ? tn('subscribers', g.subscribers || g.members.length) : tn('members', g.members.length)) : c.request ? t('request') : ''),
       ),
       g ? h('button', { type: 'button', onclick: () => openGroupInfo(c.id) }, t('group_info')) : null,
@@ -287,7 +287,7 @@ function messageItem(c, m) {
   const status = m.status || (m.outgoing ? 'sent' : 'received');
   const reply = g && m.reply_to ? (c.messages || []).find((x) => x.id === m.reply_to) : null;
   return h('li', { class: 'msg ' + (m.outgoing ? 'out' : 'in') + (m.call ? ' call' : ''), dataset: { id: m.id } },
-    g && !m.outgoing ? h('span', { class: 'sender' }, m.from_name || short(m.from)) : null,
+    g && !m.outgoing ? h('span', { class: 'sender' }, h('bdi', {}, m.from_name || short(m.from))) : null,
     reply ? h('blockquote', { class: 'reply' }, h('span', { class: 'sender' }, reply.from_name || short(reply.from)), ' ', previewOf(reply)) : null,
     m.file ? fileBlock(c, m) : null,
     m.poll ? pollBlock(c, m) : null,
@@ -310,7 +310,7 @@ function fileBlock(c, m) {
     ? h('progress', { max: String(f.size), value: String(f.done), 'aria-label': t('progress', { name: m.file.name }) }) : null;
   return h('div', { class: 'file' },
     thumb,
-    h('span', { class: 'file-name' }, m.file.kind === 'photo' ? null : icon('attach', 14), m.file.name, ' · ', fmtSize(m.file.size)),
+    h('span', { class: 'file-name' }, m.file.kind === 'photo' ? null : icon('attach', 14), h('bdi', {}, m.file.name), ' · ', fmtSize(m.file.size)),
     progress,
     !m.outgoing && state_ === 'available' ? h('button', { type: 'button', class: 'link small', onclick: () => download(c, m) }, t('download')) : null,
     state_ === 'downloaded' && f.path ? h('span', { class: 'sub' }, t('saved_to', { path: f.path })) : null,
@@ -335,7 +335,7 @@ function pollBlock(c, m) {
 
 async function vote(c, m, i) {
   try {
-    const p = await api.post(`/v1/groups/${c.id}/polls/${m.id}/votes`, { options: [i] });
+    const p = await api.post(`/v1/groups/${encodeURIComponent(c.id)}/polls/${encodeURIComponent(m.id)}/votes`, { options: [i] });
     m.poll = p;
     renderChat();
   } catch (e) { toast(e.message); }
@@ -343,7 +343,7 @@ async function vote(c, m, i) {
 
 async function download(c, m) {
   try {
-    const f = await api.post(`/v1/files/${m.id}/download`, {});
+    const f = await api.post(`/v1/files/${encodeURIComponent(m.id)}/download`, {});
     c.files.set(f.id, f);
     renderChat();
   } catch (e) { toast(e.message); }
@@ -411,7 +411,7 @@ async function send(c, textEl) {
       const body = { text };
       if (state.replyTo) body.reply_to = state.replyTo.id;
       state.replyTo = null;
-      const m = await api.post(`/v1/groups/${c.id}/messages`, body);
+      const m = await api.post(`/v1/groups/${encodeURIComponent(c.id)}/messages`, body);
       upsert(c, m);
     }
     renderAfterChange(c);
@@ -596,11 +596,11 @@ function openContacts() {
         h('button', { type: 'button', class: 'link small', onclick: async () => {
           const nn = prompt(t('rename_prompt'), ct.name || '');
           if (nn === null) return;
-          try { const x = await api.post(`/v1/contacts/${ct.account_id}/rename`, { name: nn }); state.contacts.set(x.account_id, x); renderList(); renderChatList(); } catch (e) { toast(e.message); }
+          try { const x = await api.post(`/v1/contacts/${encodeURIComponent(ct.account_id)}/rename`, { name: nn }); state.contacts.set(x.account_id, x); renderList(); renderChatList(); } catch (e) { toast(e.message); }
         } }, t('rename')),
         h('button', { type: 'button', class: 'link small danger', onclick: async () => {
           if (!confirm(t('remove_confirm', { name }))) return;
-          try { await api.del(`/v1/contacts/${ct.account_id}`); state.contacts.delete(ct.account_id); renderList(); renderChatList(); } catch (e) { toast(e.message); }
+          try { await api.del(`/v1/contacts/${encodeURIComponent(ct.account_id)}`); state.contacts.delete(ct.account_id); renderList(); renderChatList(); } catch (e) { toast(e.message); }
         } }, t('remove')),
       ));
     }
@@ -651,7 +651,7 @@ function openNewGroup() {
     try {
       const g = await api.post(channel.checked ? '/v1/channels' : '/v1/groups', { title: title.value.trim() });
       const picked = members.filter((m) => m.box.checked).map((m) => m.ct.account_id);
-      const g2 = picked.length ? await api.post(`/v1/groups/${g.group_id}/members`, { members: picked }) : g;
+      const g2 = picked.length ? await api.post(`/v1/groups/${encodeURIComponent(g.group_id)}/members`, { members: picked }) : g;
       state.groups.set(g2.group_id, g2);
       const c = chatOf('g:' + g2.group_id);
       c.messages = [];
@@ -669,7 +669,7 @@ function openNewGroup() {
 
 async function openGroupInfo(id) {
   let g;
-  try { g = await api.get(`/v1/groups/${id}`); } catch (e) { toast(e.message); return; }
+  try { g = await api.get(`/v1/groups/${encodeURIComponent(id)}`); } catch (e) { toast(e.message); return; }
   state.groups.set(id, g);
   const admin = g.role === 'owner' || g.role === 'admin';
   const err = h('p', { class: 'error', role: 'alert' });
@@ -679,9 +679,9 @@ async function openGroupInfo(id) {
     const name = m.account_id === state.me.account_id ? t('you') : (m.name || ct?.name || ct?.display_name || short(m.account_id));
     return h('li', { 'aria-label': name }, name, ' ', h('span', { class: 'sub' }, t('role_' + m.role)),
       admin && m.role !== 'owner' && m.account_id !== state.me.account_id ? [
-        h('button', { type: 'button', class: 'link small', onclick: act(() => api.call('PUT', `/v1/groups/${id}/members/${m.account_id}/role`, { role: m.role === 'admin' ? 'member' : 'admin' })) },
+        h('button', { type: 'button', class: 'link small', onclick: act(() => api.call('PUT', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(m.account_id)}/role`, { role: m.role === 'admin' ? 'member' : 'admin' })) },
           m.role === 'admin' ? t('demote') : t('promote')),
-        h('button', { type: 'button', class: 'link small danger', onclick: act(() => api.del(`/v1/groups/${id}/members/${m.account_id}`)) }, t('remove')),
+        h('button', { type: 'button', class: 'link small danger', onclick: act(() => api.del(`/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(m.account_id)}`)) }, t('remove')),
       ] : null);
   });
   const addable = [...state.contacts.values()].filter((ct) => !g.members.some((m) => m.account_id === ct.account_id));
@@ -693,14 +693,14 @@ async function openGroupInfo(id) {
     h('p', { class: 'sub' }, g.channel ? t('channel') : t('group'), ' · ', t('role_' + g.role)),
     h('section', { class: 'stack' }, h('h3', {}, tn('members', g.members.length)), h('ul', { role: 'list', 'aria-label': t('group_members'), class: 'plain' }, memberItems)),
     admin && addable.length ? h('section', { class: 'row' }, h('label', { for: 'add-member' }, t('add_member')), pick,
-      h('button', { type: 'button', onclick: act(() => api.post(`/v1/groups/${id}/members`, { members: [pick.value] })) }, t('add'))) : null,
+      h('button', { type: 'button', onclick: act(() => api.post(`/v1/groups/${encodeURIComponent(id)}/members`, { members: [pick.value] })) }, t('add'))) : null,
     admin ? h('section', { class: 'stack' }, h('h3', {}, t('invite_link')), invite,
-      h('button', { type: 'button', onclick: async () => { try { const inv = await api.post(`/v1/groups/${id}/invites`, {}); invite.textContent = inv.link; } catch (e) { err.textContent = e.message; } } }, t('create_invite'))) : null,
-    !g.channel || admin ? h('form', { class: 'stack', onsubmit: (e) => { e.preventDefault(); act(() => api.post(`/v1/groups/${id}/polls`, { question: q.value.trim(), options: opts.value.split('\n').map((s) => s.trim()).filter(Boolean) }))(); } },
+      h('button', { type: 'button', onclick: async () => { try { const inv = await api.post(`/v1/groups/${encodeURIComponent(id)}/invites`, {}); invite.textContent = inv.link; } catch (e) { err.textContent = e.message; } } }, t('create_invite'))) : null,
+    !g.channel || admin ? h('form', { class: 'stack', onsubmit: (e) => { e.preventDefault(); act(() => api.post(`/v1/groups/${encodeURIComponent(id)}/polls`, { question: q.value.trim(), options: opts.value.split('\n').map((s) => s.trim()).filter(Boolean) }))(); } },
       h('h3', {}, t('new_poll')), h('label', { for: 'poll-q' }, t('poll_question')), q, h('label', { for: 'poll-opts' }, t('poll_options')), opts,
       h('button', { type: 'submit' }, t('create_poll'))) : null,
     err,
-    g.role !== 'owner' ? h('button', { type: 'button', class: 'danger', onclick: act(() => api.post(`/v1/groups/${id}/leave`, {})) }, t('leave_group')) : null,
+    g.role !== 'owner' ? h('button', { type: 'button', class: 'danger', onclick: act(() => api.post(`/v1/groups/${encodeURIComponent(id)}/leave`, {})) }, t('leave_group')) : null,
   );
 }
 
@@ -736,7 +736,7 @@ function openSettings() {
       h('label', { for: 'set-theme' }, t('theme')), theme,
       h('label', { for: 'set-lang' }, t('language')), lang,
       h('div', { class: 'row' }, notif, h('label', { for: 'set-notif' }, t('desktop_notifications')))),
-    h('button', { type: 'button', class: 'danger', onclick: async () => { await api.post('/v1/web/logout').catch(() => {}); location.reload(); } }, t('log_out')),
+    h('button', { type: 'button', class: 'danger', onclick: async () => { await api.post('/v1/web/logout').catch(() => {}); localStorage.removeItem('peergram.csrf'); location.reload(); } }, t('log_out')),
   );
 }
 

@@ -52,7 +52,7 @@ export function initCalls({ api, nameOf, toast }) {
 
   function signal(s) {
     if (!cur || !cur.attached) return;
-    api.post(`/v1/calls/${cur.id}/signal`, s).catch((e) => { if (cur) console.warn('call signal', e.message); });
+    api.post(`/v1/calls/${encodeURIComponent(cur.id)}/signal`, s).catch((e) => { if (cur) console.warn('call signal', e.message); });
   }
 
   async function media(video) {
@@ -102,7 +102,7 @@ export function initCalls({ api, nameOf, toast }) {
   async function answer(id) {
     if (!cur || cur.id !== id) return;
     try {
-      const offer = await api.get(`/v1/calls/${id}/offer`);
+      const offer = await api.get(`/v1/calls/${encodeURIComponent(id)}/offer`);
       const pc = (cur.pc = newPC());
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
       cur.remoteSet = true;
@@ -112,7 +112,7 @@ export function initCalls({ api, nameOf, toast }) {
       addTracks(pc, cur.local);
       await pc.setLocalDescription(await pc.createAnswer());
       await waitGathered(pc);
-      cur.info = await api.post(`/v1/calls/${id}/answer`, { sdp: pc.localDescription.sdp });
+      cur.info = await api.post(`/v1/calls/${encodeURIComponent(id)}/answer`, { sdp: pc.localDescription.sdp });
       cur.state = cur.info.state;
       cur.attached = true;
       for (const c of cur.early) if (!pc.localDescription.sdp.includes(c.candidate)) signal({ type: 'candidate', candidate: c });
@@ -122,7 +122,7 @@ export function initCalls({ api, nameOf, toast }) {
       render();
     } catch (e) {
       toast(t('call_failed', { error: e.message }));
-      api.post(`/v1/calls/${id}/hangup`, {}).catch(() => {});
+      api.post(`/v1/calls/${encodeURIComponent(id)}/hangup`, {}).catch(() => {});
       cleanup();
     }
   }
@@ -132,7 +132,7 @@ export function initCalls({ api, nameOf, toast }) {
     const { id, state, dir } = cur;
     if (id) {
       const action = state === 'ringing' && dir === 'incoming' ? 'decline' : 'hangup';
-      await api.post(`/v1/calls/${id}/${action}`, {}).catch(() => {});
+      await api.post(`/v1/calls/${encodeURIComponent(id)}/${encodeURIComponent(action)}`, {}).catch(() => {});
     }
     cleanup();
   }

@@ -23,7 +23,7 @@ const problems = [];
 function watch(page, who) {
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`${who}: console error: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
-  page.on('requestfailed', (r) => { if (!r.url().endsWith('/v1/events')) problems.push(`${who}: request failed: ${r.url()} ${r.failure()?.errorText}`); });
+  page.on('requestfailed', (r) => { if (!r.url().endsWith('/v1/events') && r.failure()?.errorText !== 'net::ERR_ABORTED') problems.push(`${who}: request failed: ${r.url()} ${r.failure()?.errorText}`); });
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`${who}: HTTP ${r.status()} for ${r.request().method()} ${r.url()}`); });
 }
 const noProblems = (step) => { if (problems.length) throw new Error(`${step}: ${problems.join('\n')}`); };

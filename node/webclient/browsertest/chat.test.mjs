@@ -36,7 +36,9 @@ function watch(page, who) {
   page.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
   page.on('requestfailed', (r) => {
     // The event stream is cut when a page reloads or closes: not a failure.
-    if (r.url().endsWith('/v1/events')) return;
+    // The event stream is cut, and requests in flight are aborted, when
+    // a page reloads or closes: not failures.
+    if (r.url().endsWith('/v1/events') || r.failure()?.errorText === 'net::ERR_ABORTED') return;
     problems.push(`${who}: request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`${who}: HTTP ${r.status()} for ${r.request().method()} ${r.url()}`); });
