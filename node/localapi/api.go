@@ -151,9 +151,11 @@ const (
 	shutdownTimeout   = 5 * time.Second
 	// requestReadTimeout bounds reading a request's body (uploads excepted).
 	requestReadTimeout = 10 * time.Second
-	// maxConns bounds the API's open connections (browsers, the CLI,
-	// event streams): more wait for one to close.
-	maxConns          = 256
+	// MaxConns bounds the API's open connections (browsers, the CLI,
+	// event streams): more wait for one to close, so that a local program
+	// opening connections by the thousand cannot take the daemon's file
+	// descriptors.
+	MaxConns          = 256
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 )
@@ -357,7 +359,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		},
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(netutil.LimitListener(ln, maxConns)) }()
+	go func() { served <- srv.Serve(netutil.LimitListener(ln, MaxConns)) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("localapi: serve: %w", err)

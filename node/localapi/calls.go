@@ -101,10 +101,6 @@ func (s *Server) callBackend() (CallBackend, error) {
 }
 
 func (s *Server) startCall(w http.ResponseWriter, r *http.Request) error {
-	cb, err := s.callBackend()
-	if err != nil {
-		return err
-	}
 	var req CallRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -113,6 +109,10 @@ func (s *Server) startCall(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("contact is required: %w", chat.ErrInvalid)
 	}
 	if err := browserMedia(r, req.Media); err != nil {
+		return err
+	}
+	cb, err := s.callBackend()
+	if err != nil {
 		return err
 	}
 	c, err := cb.StartCall(r.Context(), req.Contact, req.Media)
@@ -124,10 +124,6 @@ func (s *Server) startCall(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) answerCall(w http.ResponseWriter, r *http.Request) error {
-	cb, err := s.callBackend()
-	if err != nil {
-		return err
-	}
 	var req CallRequest
 	if r.ContentLength != 0 {
 		if err := decode(w, r, &req); err != nil {
@@ -135,6 +131,10 @@ func (s *Server) answerCall(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if err := browserMedia(r, req.Media); err != nil {
+		return err
+	}
+	cb, err := s.callBackend()
+	if err != nil {
 		return err
 	}
 	c, err := cb.AnswerCall(r.Context(), r.PathValue("id"), req.Media)

@@ -37,10 +37,6 @@ func (s *Server) groupCallBackend() (GroupCallBackend, error) {
 // names the media.
 func (s *Server) groupCallMedia(status int, do func(GroupCallBackend, *http.Request, calls.Media) (calls.GroupCall, error)) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		b, err := s.groupCallBackend()
-		if err != nil {
-			return err
-		}
 		var m calls.Media
 		if r.ContentLength != 0 {
 			if err := decode(w, r, &m); err != nil {
@@ -48,6 +44,10 @@ func (s *Server) groupCallMedia(status int, do func(GroupCallBackend, *http.Requ
 			}
 		}
 		if err := browserMedia(r, m); err != nil {
+			return err
+		}
+		b, err := s.groupCallBackend()
+		if err != nil {
 			return err
 		}
 		g, err := do(b, r, m)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peergram/peergram/node/localapi"
+	"github.com/peergram/peergram/node/localapi/localapitest"
 )
 
 // webFixture is a server with a web client and a settable clock.
@@ -195,12 +197,19 @@ func TestWebSessionNeedsCSRFAndOwnOrigin(t *testing.T) {
 		{"session cannot mint login links", "POST", "/v1/web/login", ok, cookie, 401},
 		{"the cookie alone", "GET", "/v1/contacts", nil, cookie, 401},
 		{"path to send from a browser", "POST", "/v1/files", ok, cookie, 403},
+		{"media files from a browser", "POST", "/v1/calls", ok, cookie, 403},
+		{"media files to answer from a browser", "POST", "/v1/calls/00000000000000000000000000000000/answer", ok, cookie, 403},
+		{"media files for a group call from a browser", "POST", "/v1/groups/g/call/join", ok, cookie, 403},
+		{"download path from a browser", "POST", "/v1/files/00000000000000000000000000000000/download", ok, cookie, 403},
 		{"media file to share from a browser", "POST", "/v1/calls/00000000000000000000000000000000/share", ok, cookie, 403},
 		{"rebinding host", "GET", "/v1/contacts", with(func(h map[string]string) { h["Host"] = "evil.example" }), cookie, 403},
 	}
 	bodies := map[string]string{
 		"/v1/files": `{"chat":"alice","path":"/etc/passwd"}`,
 		"/v1/calls": `{"contact":"alice","audio":"/etc/passwd","record":"/tmp"}`,
+		"/v1/calls/00000000000000000000000000000000/answer": `{"video":"/etc/passwd"}`,
+		"/v1/groups/g/call/join": `{"record":"/tmp"}`,
+		"/v1/files/00000000000000000000000000000000/download": `{"out":"/tmp/.bashrc"}`,
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
@@ -349,5 +358,55 @@ func TestWebUpload(t *testing.T) {
 	}
 	if resp, _ := wf.raw(t, "POST", "/v1/chats/alice/upload?name=a.txt", "x", map[string]string{"Sec-Fetch-Site": "same-origin"}, cookie); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("ATTACK WORKS: upload without the CSRF token: %d", resp.StatusCode)
+	}
+}
+
+// A local program that opens connections by the thousand gets MaxConns of
+// them served; the rest wait until one closes.
+func TestServeLimitsConnections(t *testing.T) {
+	s, err := localapi.New(localapi.Config{Backend: localapitest.New(testIdentity), Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := localapi.Listen("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr := ln.Addr().String()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range localapi.MaxConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	health := func(timeout time.Duration) error {
+		cl := &http.Client{Timeout: timeout}
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/health", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := cl.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := health(time.Second); err == nil {
+		t.Fatalf("ATTACK WORKS: a request was served with %d idle connections open", localapi.MaxConns)
+	}
+	held[0].Close()
+	held = held[1:]
+	if err := health(5 * time.Second); err != nil {
+		t.Fatalf("a connection freed, the next request still waits: %v", err)
 	}
 }
