@@ -94,7 +94,7 @@ func (e *Engine) answerClient(id string, m Media) (Call, error) {
 	}
 	c.answering = true
 	e.mu.Unlock()
-	code, err := verification(c.info.ID, c.offer, m.SDP)
+	code, err := verification(id, c.offer, m.SDP) // c.offer is set once, before the call is listed
 	if err != nil {
 		e.end(c, StateFailed, err.Error(), true)
 		return c.snapshot(), err
@@ -192,9 +192,10 @@ func (e *Engine) handleClient(c *call, device string, s *Signal) (bool, error) {
 	case SignalAnswer:
 		e.mu.Lock()
 		first := c.info.Direction == Outgoing && c.info.Device == "" && c.info.State.live()
+		offerSDP := c.offerSDP
 		e.mu.Unlock()
 		if first {
-			code, err := verification(c.info.ID, c.offerSDP, s.SDP)
+			code, err := verification(c.info.ID, offerSDP, s.SDP)
 			if err != nil {
 				e.end(c, StateFailed, err.Error(), true)
 				return true, err

@@ -711,6 +711,7 @@ func (e *Engine) Handle(ctx context.Context, peer, device string, s *Signal) err
 	}
 	bound := c.info.Device
 	state := c.info.State
+	direction := c.info.Direction
 	e.mu.Unlock()
 	if s.Device != "" && s.Device != e.cfg.Device {
 		// Bound to another device of this account.
@@ -722,7 +723,7 @@ func (e *Engine) Handle(ctx context.Context, peer, device string, s *Signal) err
 	if bound != "" && device != bound {
 		// Another device of the peer: for a caller, a second answer
 		// after the first took the call. Tell it the call is taken.
-		if s.Type == SignalAnswer && c.info.Direction == Outgoing {
+		if s.Type == SignalAnswer && direction == Outgoing {
 			c.send(Signal{Type: SignalTaken, Device: bound})
 		}
 		return nil
@@ -760,19 +761,19 @@ func (e *Engine) Handle(ctx context.Context, peer, device string, s *Signal) err
 			e.log.Debug("calls: candidate refused", "call", c.info.ID, "err", err)
 		}
 	case SignalDecline:
-		if c.info.Direction == Outgoing && (state == StateCalling || state == StateRinging) {
+		if direction == Outgoing && (state == StateCalling || state == StateRinging) {
 			e.end(c, StateDeclined, "", false)
 			c.sendFinal(Signal{Type: SignalHangup, Reason: "declined"}) // other devices stop ringing
 		}
 	case SignalBusy:
-		if c.info.Direction == Outgoing && (state == StateCalling || state == StateRinging) {
+		if direction == Outgoing && (state == StateCalling || state == StateRinging) {
 			e.end(c, StateBusy, "", false)
 		}
 	case SignalHangup:
 		switch {
-		case state == StateRinging && c.info.Direction == Incoming && s.Reason == "declined":
+		case state == StateRinging && direction == Incoming && s.Reason == "declined":
 			e.end(c, StateDeclined, "declined on another device", false)
-		case state == StateRinging && c.info.Direction == Incoming:
+		case state == StateRinging && direction == Incoming:
 			e.end(c, StateMissed, s.Reason, false)
 		case state.live() && strings.HasPrefix(s.Reason, "connection "):
 			// The peer's connection failed or closed under the call: so

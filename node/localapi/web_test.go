@@ -207,8 +207,8 @@ func TestWebSessionNeedsCSRFAndOwnOrigin(t *testing.T) {
 	bodies := map[string]string{
 		"/v1/files": `{"chat":"alice","path":"/etc/passwd"}`,
 		"/v1/calls": `{"contact":"alice","audio":"/etc/passwd","record":"/tmp"}`,
-		"/v1/calls/00000000000000000000000000000000/answer": `{"video":"/etc/passwd"}`,
-		"/v1/groups/g/call/join": `{"record":"/tmp"}`,
+		"/v1/calls/00000000000000000000000000000000/answer":   `{"video":"/etc/passwd"}`,
+		"/v1/groups/g/call/join":                              `{"record":"/tmp"}`,
 		"/v1/files/00000000000000000000000000000000/download": `{"out":"/tmp/.bashrc"}`,
 	}
 	for _, a := range attacks {
