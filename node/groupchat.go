@@ -80,6 +80,7 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 	_, running := g.loops[st.Group]
 	g.mu.Unlock()
 	n.groupCallMembership(st)
+	n.events.publish(chat.Event{Type: chat.EventGroup, GroupID: hex.EncodeToString(st.Group[:])})
 	switch {
 	case member && !running:
 		if err := g.net.Join(st.Group); err != nil {

@@ -981,9 +981,22 @@ func TestGroupFeatures(t *testing.T) {
 		t.Fatalf("Alice lists %q (votes and closes are not messages)", texts)
 	}
 
-	// Pins.
+	// Pins; Alice's event stream says her group changed (a client
+	// refreshes it from there).
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	aliceEvents := alice.Subscribe(sctx)
 	if _, err := bob.PinGroupMessage(ctx, g.ID, last.ID, true); err != nil {
 		t.Fatal(err)
+	}
+	groupEvent := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case ev := <-aliceEvents:
+			got = ev.Type == chat.EventGroup && ev.GroupID == g.ID
+		case <-groupEvent:
+			t.Fatal("no group event at Alice for Bob's pin")
+		}
 	}
 	eventually(t, "the pin at Alice", func() (bool, error) {
 		got, err := alice.Group(ctx, g.ID)

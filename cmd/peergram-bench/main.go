@@ -38,6 +38,7 @@ func main() {
 	flag.Int64Var(&cfg.fsize, "fsize", 0, "file size in bytes for F1 and F2 (0 = 1 GiB; -quick 128 MiB)")
 	flag.BoolVar(&quick, "quick", false, "smaller S2 (10,000 envelopes unless -s2n is set) and F1/F2 (128 MiB unless -fsize is set)")
 	flag.StringVar(&only, "only", "", "comma-separated scenario IDs to run (default all)")
+	flag.IntVar(&cfg.w1, "w1", w1Large, "W1: messages in the long chat the web client opens")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {

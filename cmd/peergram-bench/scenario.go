@@ -21,6 +21,7 @@ type config struct {
 	// deposit); default defaultInflight.
 	inflight int
 	fsize    int64 // F1/F2 file size; 0: 1 GiB
+	w1       int   // W1's long chat, messages; 0: 10,000
 }
 
 // defaultInflight is the default of -inflight.
@@ -49,6 +50,7 @@ var scenarios = []scenario{
 	{"F2", runF2},
 	{"C2", runC2},
 	{"C3", runC3},
+	{"W1", runW1},
 }
 
 func findScenario(id string) *scenario {

@@ -188,6 +188,10 @@ const (
 	// the web client (Signal set): an answer, an ICE candidate, a
 	// renegotiation.
 	EventCallSignal EventType = "call_signal"
+	// EventGroup: a group's state changed (members, roles, title, pins,
+	// invite links; this node joined or left it). GroupID names it; GET
+	// /v1/groups/{group} has the new state.
+	EventGroup EventType = "group"
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
 	// EventGroupMention is a new group message that mentions this
@@ -207,6 +211,8 @@ type Event struct {
 	Call    *calls.Call   `json:"call,omitempty"` // EventCall
 	// GroupCall is set on EventGroupCall.
 	GroupCall *calls.GroupCall `json:"group_call,omitempty"`
+	// GroupID is set on EventGroup.
+	GroupID string `json:"group_id,omitempty"`
 	// Signal is set on EventCallSignal.
 	Signal *calls.Signal `json:"signal,omitempty"`
 }

@@ -274,6 +274,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/health", s.health},
 		{"GET /v1/identity", s.identity},
+		{"GET /v1/identity/qr.png", s.identityQR},
 		{"GET /v1/status", s.status},
 		{"GET /v1/contacts", s.contacts},
 		{"POST /v1/contacts", s.addContact},

@@ -342,7 +342,15 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	pg, err := pageParams(r)
+	if err != nil {
+		return err
+	}
 	ms, err := s.backend.Messages(r.Context(), contact, markRead)
+	if err != nil {
+		return err
+	}
+	ms, err = page(ms, pg, func(m chat.Message) string { return m.ID })
 	if err != nil {
 		return err
 	}
@@ -351,6 +359,55 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, ms)
 	return nil
+}
+
+// paging is a page of a chat: the limit messages before the message
+// before ("" is the end), oldest first. limit 0 is the whole chat.
+type paging struct {
+	limit  int
+	before string
+}
+
+// MaxPage is the largest limit a page of messages may ask for.
+const MaxPage = 1000
+
+func pageParams(r *http.Request) (paging, error) {
+	q := r.URL.Query()
+	var p paging
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPage {
+			return p, fmt.Errorf("limit=%q is not a number from 1 to %d: %w", v, MaxPage, chat.ErrInvalid)
+		}
+		p.limit = n
+	}
+	p.before = q.Get("before")
+	if p.before != "" && p.limit == 0 {
+		return p, fmt.Errorf("before needs a limit: %w", chat.ErrInvalid)
+	}
+	return p, nil
+}
+
+// page cuts a chat (oldest first) to p; a before that is not in the chat
+// is an unknown message.
+func page[M any](ms []M, p paging, id func(M) string) ([]M, error) {
+	if p.limit == 0 {
+		return ms, nil
+	}
+	end := len(ms)
+	if p.before != "" {
+		end = -1
+		for i, m := range ms {
+			if id(m) == p.before {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return nil, fmt.Errorf("before=%q is not a message of the chat: %w", p.before, chat.ErrInvalid)
+		}
+	}
+	return ms[max(0, end-p.limit):end], nil
 }
 
 // MarkReadRequest is the body of POST /v1/chats/{contact}/read.
@@ -474,8 +531,15 @@ func (s *Server) sendGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) groupMessages(w http.ResponseWriter, r *http.Request) error {
+	pg, err := pageParams(r)
+	if err != nil {
+		return err
+	}
 	ms, err := s.backend.GroupMessages(r.Context(), r.PathValue("group"))
 	if err != nil {
+		return err
+	}
+	if ms, err = page(ms, pg, func(m chat.GroupMessage) string { return m.ID }); err != nil {
 		return err
 	}
 	if ms == nil {

@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skip2/go-qrcode"
+
 	"github.com/peergram/peergram/node/chat"
 )
 
@@ -401,5 +403,21 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+// identityQR is the account's link as a QR code (PNG), to be scanned by
+// another device that adds this account as a contact.
+func (s *Server) identityQR(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.backend.Identity(r.Context())
+	if err != nil {
+		return err
+	}
+	png, err := qrcode.Encode(id.Link, qrcode.Medium, 320)
+	if err != nil {
+		return fmt.Errorf("qr code: %w", err)
+	}
+	w.Header().Set("Content-Type", "image/png")
+	_, _ = w.Write(png)
 	return nil
 }

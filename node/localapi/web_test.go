@@ -3,6 +3,8 @@ package localapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -408,5 +410,61 @@ func TestServeLimitsConnections(t *testing.T) {
 	held = held[1:]
 	if err := health(5 * time.Second); err != nil {
 		t.Fatalf("a connection freed, the next request still waits: %v", err)
+	}
+}
+
+func TestIdentityQR(t *testing.T) {
+	wf := newWebFixture(t)
+	resp, body := wf.do(t, "GET", "/v1/identity/qr.png", "", auth())
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("GET /v1/identity/qr.png: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	img, err := png.Decode(strings.NewReader(body))
+	if err != nil || img.Bounds().Dx() < 100 {
+		t.Fatalf("not a QR image: %v", err)
+	}
+	if resp, _ := wf.do(t, "GET", "/v1/identity/qr.png", "", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without credentials: %d", resp.StatusCode)
+	}
+}
+
+// Pages of a chat: the newest first page, then the ones before it, oldest
+// first within a page, with no gap and no repeat.
+func TestMessagesPaged(t *testing.T) {
+	f := newFixture(t, nil)
+	var want []string
+	for i := range 25 {
+		want = append(want, f.receive(t, fmt.Sprintf("m%02d", i)).Text)
+	}
+	var got []string
+	before := ""
+	for range 10 {
+		path := "/v1/chats/alice/messages?mark_read=false&limit=10"
+		if before != "" {
+			path += "&before=" + before
+		}
+		resp, body := f.do(t, "GET", path, "", auth())
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+		var ms []struct{ ID, Text string }
+		decodeInto(t, body, &ms)
+		if len(ms) == 0 {
+			break
+		}
+		var texts []string
+		for _, m := range ms {
+			texts = append(texts, m.Text)
+		}
+		got = append(texts, got...)
+		before = ms[0].ID
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("paged chat %v, want %v", got, want)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "before=00000000000000000000000000000000", "limit=5&before=nope"} {
+		if resp, _ := f.do(t, "GET", "/v1/chats/alice/messages?"+q, "", auth()); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("?%s: %d, want 400", q, resp.StatusCode)
+		}
 	}
 }

@@ -48,6 +48,13 @@ export class API {
   }
 
   get(path) { return this.call('GET', path); }
+
+  // blob fetches a binary answer (an image) as an object URL.
+  async blobURL(path) {
+    const r = await fetch(path, { headers: { [CSRF_HEADER]: this.csrf }, credentials: 'same-origin' });
+    if (!r.ok) throw new APIError(r.status, await r.json().catch(() => null));
+    return URL.createObjectURL(await r.blob());
+  }
   post(path, body) { return this.call('POST', path, body === undefined ? {} : body); }
   del(path) { return this.call('DELETE', path); }
 

@@ -87,13 +87,36 @@ function unreadOf(c) {
   return (c.messages || []).filter((m) => !m.outgoing && m.sent_at > seen).length;
 }
 
+// A chat loads its newest FETCH messages, and FETCH more each time the
+// view scrolls past what is loaded. Loading never marks anything read:
+// markSeen does, for the chat on screen.
+const FETCH = 200;
+
+function messagesPath(c) {
+  return c.kind === 'direct'
+    ? `/v1/chats/${encodeURIComponent(c.id)}/messages?mark_read=false&limit=${FETCH}`
+    : `/v1/groups/${encodeURIComponent(c.id)}/messages?limit=${FETCH}`;
+}
+
 async function loadChat(c) {
-  if (c.kind === 'direct') {
-    c.messages = await api.get(`/v1/chats/${encodeURIComponent(c.id)}/messages`);
-  } else {
-    c.messages = await api.get(`/v1/groups/${encodeURIComponent(c.id)}/messages`);
-  }
+  c.messages = await api.get(messagesPath(c));
+  c.complete = c.messages.length < FETCH;
   if (c.messages.some((m) => m.file)) await loadFiles(c);
+}
+
+async function loadOlder(c) {
+  if (c.complete || c.loadingOlder || !c.messages || !c.messages.length) return false;
+  c.loadingOlder = true;
+  try {
+    const older = await api.get(`${messagesPath(c)}&before=${encodeURIComponent(c.messages[0].id)}`);
+    c.complete = older.length < FETCH;
+    const have = new Set(c.messages.map((m) => m.id));
+    c.messages = older.filter((m) => !have.has(m.id)).concat(c.messages);
+    if (older.some((m) => m.file)) await loadFiles(c);
+    return older.length > 0;
+  } finally {
+    c.loadingOlder = false;
+  }
 }
 
 async function loadFiles(c) {
@@ -262,10 +285,12 @@ function renderChat() {
   main.ondrop = (e) => { e.preventDefault(); main.classList.remove('drop'); sendFiles(c, e.dataTransfer.files); };
 }
 
-function onScroll(e) {
+async function onScroll(e) {
   const el = e.target;
   const c = state.chats.get(state.current);
-  if (!c || el.scrollTop > 40 || state.shown >= (c.messages || []).length) return;
+  if (!c || el.scrollTop > 40) return;
+  if (state.shown >= (c.messages || []).length && !(await loadOlder(c).catch(() => false))) return;
+  if (c.key !== state.current) return;
   const before = el.scrollHeight;
   state.shown += PAGE;
   renderMessages(c, $('#messages'));
@@ -299,7 +324,23 @@ function messageItem(c, m) {
         m.outgoing ? statusMark(status) : ''),
     ),
     g && !c.readOnly ? h('button', { type: 'button', class: 'link small', onclick: () => { state.replyTo = m; renderComposerReply(); $('#composer-text')?.focus(); } }, t('reply')) : null,
+    g && canPin(c) ? h('button', { type: 'button', class: 'link small', onclick: () => pin(c, m) }, isPinned(c, m) ? t('unpin') : t('pin')) : null,
   );
+}
+
+const groupOf = (c) => state.groups.get(c.id);
+const canPin = (c) => ['owner', 'admin'].includes(groupOf(c)?.role);
+const isPinned = (c, m) => (groupOf(c)?.pinned || []).includes(m.id);
+
+async function pin(c, m) {
+  try {
+    const g = isPinned(c, m)
+      ? await api.del(`/v1/groups/${encodeURIComponent(c.id)}/pins/${encodeURIComponent(m.id)}`)
+      : await api.post(`/v1/groups/${encodeURIComponent(c.id)}/pins`, { message: m.id });
+    if (g) state.groups.set(g.group_id, g);
+    else await refreshGroups();
+    renderChat();
+  } catch (e) { toast(e.message); }
 }
 
 function fileBlock(c, m) {
@@ -502,6 +543,18 @@ async function onEvent(ev) {
       renderAfterChange(c);
       break;
     }
+    case 'group': {
+      // A group's state changed (members, pins, title; joined or left).
+      let g = null;
+      try { g = await api.get(`/v1/groups/${encodeURIComponent(ev.group_id)}`); } catch (e) { if (!(e instanceof APIError) || e.status !== 404) throw e; }
+      if (!g) break;
+      state.groups.set(g.group_id, g);
+      const c = chatOf('g:' + g.group_id);
+      if (!c.messages) await loadChat(c).catch(() => {});
+      renderChatList();
+      if (c.key === state.current) renderChat();
+      break;
+    }
     case 'group_poll': {
       const m = ev.group_message;
       if (m) { const c = chatOf('g:' + m.group); upsert(c, m); renderAfterChange(c); }
@@ -613,7 +666,19 @@ function openContacts() {
     e.preventDefault();
     err.textContent = '';
     try {
-      const ct = await api.post('/v1/contacts', { account_id: id.value.trim(), name: name.value.trim() });
+      const v = id.value.trim();
+      if (v.startsWith('peergram://join/') || v.startsWith('@')) {
+        // An invite link or a public channel's name: join the group.
+        const g = await api.post('/v1/join', { link: v });
+        state.groups.set(g.group_id, g);
+        const c = chatOf('g:' + g.group_id);
+        await loadChat(c).catch(() => {});
+        id.value = '';
+        renderChatList();
+        toast(t('joined', { title: g.title }));
+        return;
+      }
+      const ct = await api.post('/v1/contacts', { account_id: v, name: name.value.trim() });
       state.contacts.set(ct.account_id, ct);
       const c = chatOf('c:' + ct.account_id);
       delete c.request;
@@ -626,10 +691,13 @@ function openContacts() {
   h('label', { for: 'add-name' }, t('alias_optional')), name,
   err,
   h('button', { type: 'submit' }, t('add_contact')));
+  const qr = h('img', { class: 'qr', alt: t('qr_alt'), width: '160', height: '160' });
+  api.blobURL('/v1/identity/qr.png').then((u) => { qr.src = u; }, () => qr.remove());
   dialog(t('contacts'),
     h('section', { class: 'stack' },
       h('h3', {}, t('your_link')),
       h('p', { class: 'mono', id: 'my-link' }, state.me.link),
+      qr,
       h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(state.me.link).then(() => toast(t('copied')), () => {}) }, t('copy_link'))),
     h('section', { class: 'stack' }, h('h3', {}, t('add_contact')), form),
     h('section', { class: 'stack' }, h('h3', {}, t('your_contacts')), list),

@@ -32,7 +32,8 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required'],
+    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+    '--auto-select-desktop-capture-source=Entire screen', '--auto-accept-this-tab-capture'],
 });
 const pages = {};
 const stats = (page) => page.evaluate(() => window.peergramCallStats());
@@ -96,6 +97,13 @@ try {
   await growing(alice, 'alice');
   await growing(bob, 'bob');
   await alice.screenshot({ path: join(out, 'call-browser-browser.png') });
+  // Screen sharing: the screen replaces the camera on the call's video
+  // transceiver; Bob keeps receiving video, then the camera again.
+  await callBox(alice).getByRole('button', { name: 'Share screen' }).click();
+  await callBox(alice).getByRole('button', { name: 'Stop sharing' }).waitFor({ timeout: T });
+  await growing(bob, 'bob (alice shares her screen)');
+  await callBox(alice).getByRole('button', { name: 'Stop sharing' }).click();
+  await callBox(alice).getByRole('button', { name: 'Share screen' }).waitFor({ timeout: T });
   await callBox(alice).getByRole('button', { name: 'Hang up' }).click();
   await callBox(bob).waitFor({ state: 'detached', timeout: T });
   await callBox(alice).waitFor({ state: 'detached', timeout: T });

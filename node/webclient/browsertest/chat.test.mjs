@@ -173,7 +173,19 @@ try {
   await carolsPost.waitFor({ timeout: T });
   assert.match(await carolsPost.textContent(), /carol/, 'the sender is named in a group');
   await message(bob, answer).waitFor({ timeout: T });
+  // Alice (the owner) pins her post; it shows pinned at Bob, live.
+  await message(alice, post).getByRole('button', { name: 'Pin', exact: true }).click();
+  await bob.getByRole('note').filter({ hasText: post }).waitFor({ timeout: T });
+  log('bob sees the pin');
   noProblems('group');
+
+  // ---- contacts: own link and its QR code ----
+  await alice.getByRole('button', { name: 'Contacts', exact: true }).click();
+  const qr = alice.getByRole('dialog', { name: 'Contacts' }).getByRole('img', { name: 'QR code of your link' });
+  await qr.waitFor({ timeout: T });
+  await alice.waitForFunction(() => { const i = document.querySelector('img.qr'); return i && i.complete && i.naturalWidth > 100; }, null, { timeout: T });
+  await alice.screenshot({ path: join(out, 'contacts-light.png') });
+  await alice.keyboard.press('Escape');
 
   // ---- reload keeps the session ----
   await alice.reload();
