@@ -78,22 +78,10 @@ func (e *Engine) answerClient(id string, m Media) (Call, error) {
 	if err := checkClientMedia(m); err != nil {
 		return Call{}, err
 	}
-	e.mu.Lock()
-	c := e.calls[id]
-	if c == nil {
-		e.mu.Unlock()
-		return Call{}, ErrNoCall
+	c, err := e.takeRinging(id)
+	if err != nil {
+		return Call{}, err
 	}
-	if c.info.Direction != Incoming || c.info.State != StateRinging || c.answering {
-		st := c.info.State
-		e.mu.Unlock()
-		return Call{}, fmt.Errorf("%w: %s", ErrState, st)
-	}
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	c.answering = true
-	e.mu.Unlock()
 	code, err := verification(id, c.offer, m.SDP) // c.offer is set once, before the call is listed
 	if err != nil {
 		e.end(c, StateFailed, err.Error(), true)

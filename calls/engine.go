@@ -914,22 +914,12 @@ func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
 	if err != nil {
 		return Call{}, err
 	}
+	c, err := e.takeRinging(id)
+	if err != nil {
+		return Call{}, err
+	}
 	e.mu.Lock()
-	c := e.calls[id]
-	if c == nil {
-		e.mu.Unlock()
-		return Call{}, ErrNoCall
-	}
-	if c.info.Direction != Incoming || c.info.State != StateRinging || c.answering {
-		st := c.info.State
-		e.mu.Unlock()
-		return Call{}, fmt.Errorf("%w: %s", ErrState, st)
-	}
-	if c.timer != nil {
-		c.timer.Stop()
-	}
 	c.media = m
-	c.answering = true
 	e.mu.Unlock()
 	fail := func(err error) (Call, error) {
 		e.end(c, StateFailed, err.Error(), true)
@@ -984,6 +974,25 @@ func (e *Engine) Answer(ctx context.Context, id string, m Media) (Call, error) {
 	e.mu.Unlock()
 	e.emit(c)
 	return c.snapshot(), nil
+}
+
+// takeRinging marks a ringing incoming call as being answered (once) and
+// stops its ring timer.
+func (e *Engine) takeRinging(id string) (*call, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.calls[id]
+	if c == nil {
+		return nil, ErrNoCall
+	}
+	if c.info.Direction != Incoming || c.info.State != StateRinging || c.answering {
+		return nil, fmt.Errorf("%w: %s", ErrState, c.info.State)
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.answering = true
+	return c, nil
 }
 
 // addSources adds an answerer's tracks after the offer is set: each

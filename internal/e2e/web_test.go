@@ -186,5 +186,5 @@ func TestWebClientCalls(t *testing.T) {
 		}
 		return a
 	}
-	w.runBrowserTest(t, "calls.test.mjs", "OUT="+outDir(t), "AUDIO="+abs(sample("audio.ogg")), "VIDEO="+abs(sample("video.ivf")), "RECORD="+rec)
+	w.runBrowserTest(t, "calls.test.mjs", "OUT="+outDir(t), "AUDIO="+abs(sample("audio.ogg")), "VIDEO="+abs(sample("video.ivf")), "SCREEN="+abs(sample("screen.ivf")), "RECORD="+rec)
 }

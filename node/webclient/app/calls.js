@@ -281,11 +281,15 @@ export function initCalls({ api, nameOf, toast }) {
     if (!cur || !cur.pc) return { inbound: 0, outbound: 0, state: cur?.state || '' };
     let inbound = 0;
     let outbound = 0;
+    let videoIn = 0; // inbound video streams that carry packets (a camera, a shared screen)
     (await cur.pc.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp') inbound += r.packetsReceived || 0;
+      if (r.type === 'inbound-rtp') {
+        inbound += r.packetsReceived || 0;
+        if (r.kind === 'video' && r.packetsReceived > 0) videoIn++;
+      }
       if (r.type === 'outbound-rtp') outbound += r.packetsSent || 0;
     });
-    return { inbound, outbound, state: cur.state, connection: cur.pc.connectionState };
+    return { inbound, outbound, videoIn, state: cur.state, connection: cur.pc.connectionState };
   }
 
   return { start, onEvent, stats };

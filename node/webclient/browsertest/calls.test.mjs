@@ -56,6 +56,18 @@ async function growing(page, who) {
   return second;
 }
 
+// screenArrives runs share and waits until the page's call receives one
+// more video stream than before.
+async function screenArrives(page, who, share) {
+  const before = (await stats(page)).videoIn;
+  share();
+  for (const until = Date.now() + T; ; await sleep(250)) {
+    const st = await stats(page);
+    if (st.videoIn > before) { log(who, ': video streams in', before, '→', st.videoIn); return; }
+    if (Date.now() > until) throw new Error(`${who}: no shared screen arrived (${JSON.stringify(st)})`);
+  }
+}
+
 const callBox = (page) => page.getByRole('dialog', { name: 'Call' });
 const callState = (page) => callBox(page).locator('[data-state]').getAttribute('data-state');
 
@@ -135,6 +147,11 @@ try {
   }
   const codeAlice = await callBox(alice).locator('[data-verification]').getAttribute('data-verification');
   assert.equal(codeAlice, carolCall.verification, 'the browser and the headless node show the same code');
+  // Carol (the callee, headless) shares a screen: she asks to
+  // renegotiate, Alice's browser grants, Carol offers, the browser answers;
+  // a second video stream arrives at Alice.
+  await screenArrives(alice, 'alice (carol, callee, shares)', () => cli('call', 'share', '--home', homes.carol, id, process.env.SCREEN));
+  cli('call', 'unshare', '--home', homes.carol, id);
   log('browser→headless: carol receives', JSON.stringify(carolCall.tracks.map((t) => [t.name, t.direction, t.packets])));
   cli('call', 'hangup', '--home', homes.carol, id);
   await callBox(alice).waitFor({ state: 'detached', timeout: T });
@@ -146,6 +163,8 @@ try {
   await callBox(alice).getByRole('button', { name: 'Answer' }).click({ timeout: T });
   await waitState(alice, 'accepted');
   await growing(alice, 'alice (called by carol)');
+  // Carol (the caller) shares a screen: she offers, the browser answers.
+  await screenArrives(alice, 'alice (carol, caller, shares)', () => cli('call', 'share', '--home', homes.carol, id, process.env.SCREEN));
   for (const until = Date.now() + T; ; await sleep(250)) {
     const c = calls('carol').find((x) => x.id === id);
     const got = c.tracks.filter((t) => t.direction === 'received').reduce((n, t) => n + t.packets, 0);

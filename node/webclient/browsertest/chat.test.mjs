@@ -58,6 +58,23 @@ try {
   // ---- login: one-time links, a session that survives a reload ----
   for (const who of ['alice', 'bob', 'carol']) {
     const ctx = await browser.newContext({ locale: 'en-US', viewport: { width: 1200, height: 800 } });
+    if (who === 'carol') {
+      // Carol turned desktop notifications on; the page's Notification
+      // is recorded (a headless browser shows none).
+      await ctx.grantPermissions(['notifications']);
+      await ctx.addInitScript(() => {
+        localStorage.setItem('peergram.notifications', 'true');
+        window.__notes = [];
+        const Real = window.Notification;
+        function Recorded(title, opts) {
+          window.__notes.push({ title, body: opts && opts.body });
+          try { return new Real(title, opts); } catch { return {}; }
+        }
+        Recorded.permission = 'granted';
+        Recorded.requestPermission = async () => 'granted';
+        window.Notification = Recorded;
+      });
+    }
     const page = await ctx.newPage();
     watch(page, who);
     const url = loginURL(who);
@@ -147,6 +164,15 @@ try {
   const size = await thumb.evaluate((img) => [img.naturalWidth, img.complete]);
   assert.ok(size[1] && size[0] > 0, `bob's thumbnail is a decoded image: ${size}`);
   log('bob sees the photo thumbnail', size[0], 'px wide');
+  // A file dropped on the chat is sent too.
+  const dropped = await alice.evaluateHandle((m) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([`dropped notes ${m}`], 'notes.txt', { type: 'text/plain' }));
+    return dt;
+  }, M);
+  await alice.dispatchEvent('#chat', 'drop', { dataTransfer: dropped });
+  await message(bob, 'notes.txt').waitFor({ timeout: T });
+  log('bob sees the dropped file');
   noProblems('photo');
 
   // ---- a group with a third user ----
@@ -161,6 +187,11 @@ try {
   const post = `who is in? ${M} ${Date.now()}`;
   await sendText(alice, post);
   await message(alice, post).waitFor({ timeout: T });
+  // Carol has no chat open: a desktop notification names the group.
+  await carol.waitForFunction((post) => window.__notes.some((n) => n.body === post), post, { timeout: T });
+  const note = (await carol.evaluate(() => window.__notes)).find((n) => n.body === post);
+  assert.equal(note.title, title, 'the notification names the group');
+  log('carol got a desktop notification');
   for (const [who, page] of [['bob', bob], ['carol', carol]]) {
     await chatItem(page, title).waitFor({ timeout: T });
     await chatItem(page, title).click();
