@@ -287,6 +287,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/files", s.sendFile},
 		{"GET /v1/chats/{contact}/files", s.files},
 		{"POST /v1/files/{id}/download", s.download},
+		{"GET /v1/files/{id}/content", s.fileContent},
 		{"DELETE /v1/files/{id}", s.deleteFile},
 		{"GET /v1/chats/{contact}/messages", s.messages},
 		{"POST /v1/chats/{contact}/read", s.markRead},

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -419,5 +420,36 @@ func (s *Server) identityQR(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "image/png")
 	_, _ = w.Write(png)
+	return nil
+}
+
+// fileContent streams a received file's bytes, for a client that cannot
+// read the daemon's disk (the web client's Save): the file is downloaded
+// first if need be, into the home's downloads directory, as POST
+// /v1/files/{id}/download does. It always goes as an attachment of type
+// application/octet-stream under a sandbox CSP: a peer's file is never
+// rendered in the API's origin, whatever it holds.
+func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.backend.Download(r.Context(), r.PathValue("id"), "")
+	if err != nil {
+		return err
+	}
+	if f.Path == "" {
+		return fmt.Errorf("file %s has no local copy: %w", f.ID, ErrNotFound)
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return fmt.Errorf("file %s: %w", f.ID, err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return fmt.Errorf("file %s: %w", f.ID, err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": f.Name}))
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	http.ServeContent(w, r, "", st.ModTime(), fh)
 	return nil
 }

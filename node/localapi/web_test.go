@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/node/localapi"
 	"github.com/peergram/peergram/node/localapi/localapitest"
 )
@@ -466,5 +468,55 @@ func TestMessagesPaged(t *testing.T) {
 		if resp, _ := f.do(t, "GET", "/v1/chats/alice/messages?"+q, "", auth()); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("?%s: %d, want 400", q, resp.StatusCode)
 		}
+	}
+}
+
+// contentBackend serves one received file from disk.
+type contentBackend struct {
+	*localapitest.Backend
+	file chat.File
+}
+
+func (b contentBackend) Download(_ context.Context, id, out string) (chat.File, error) {
+	if id != b.file.ID {
+		return chat.File{}, fmt.Errorf("no file %q: %w", id, chat.ErrInvalid)
+	}
+	return b.file, nil
+}
+
+// A peer's file goes to the browser as a download, never as a page of the
+// API's origin: an HTML file with a script in it is not rendered there.
+func TestFileContentIsAnAttachment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "invoice.html")
+	const evil = "<script>fetch('/v1/contacts')</script>"
+	if err := os.WriteFile(path, []byte(evil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := contentBackend{localapitest.New(testIdentity), chat.File{ID: "00112233445566778899aabbccddeeff", Name: "invoice.html", Mime: "text/html", Path: path, State: chat.FileDownloaded}}
+	s, err := localapi.New(localapi.Config{Backend: b, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/files/"+b.file.ID+"/content", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != evil {
+		t.Fatalf("content: %d %q", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
+		t.Errorf("ATTACK WORKS: a peer's HTML file served as %q", ct)
+	}
+	if cd := resp.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment") || !strings.Contains(cd, "invoice.html") {
+		t.Errorf("ATTACK WORKS: Content-Disposition %q is not an attachment", cd)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "sandbox") {
+		t.Errorf("ATTACK WORKS: no sandbox CSP on a peer's file: %q", csp)
 	}
 }

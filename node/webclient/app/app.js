@@ -353,8 +353,7 @@ function fileBlock(c, m) {
     thumb,
     h('span', { class: 'file-name' }, m.file.kind === 'photo' ? null : icon('attach', 14), h('bdi', {}, m.file.name), ' · ', fmtSize(m.file.size)),
     progress,
-    !m.outgoing && state_ === 'available' ? h('button', { type: 'button', class: 'link small', onclick: () => download(c, m) }, t('download')) : null,
-    state_ === 'downloaded' && f.path ? h('span', { class: 'sub' }, t('saved_to', { path: f.path })) : null,
+    !m.outgoing && state_ !== 'failed' && state_ !== 'deleted' ? h('button', { type: 'button', class: 'link small', onclick: () => save(c, m) }, t('save')) : null,
   );
 }
 
@@ -382,13 +381,21 @@ async function vote(c, m, i) {
   } catch (e) { toast(e.message); }
 }
 
-async function download(c, m) {
+// save hands a received file to the browser (fetching it to the daemon
+// first if need be) as a download.
+async function save(c, m) {
   try {
-    const f = await api.post(`/v1/files/${encodeURIComponent(m.id)}/download`, {});
-    c.files.set(f.id, f);
-    renderChat();
+    const url = await api.blobURL(`/v1/files/${encodeURIComponent(m.id)}/content`);
+    const a = h('a', { href: url, download: m.file.name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    await loadFiles(c).catch(() => {});
+    if (c.key === state.current) renderMessages(c, $('#messages'));
   } catch (e) { toast(e.message); }
 }
+
 
 // ---------- composer ----------
 

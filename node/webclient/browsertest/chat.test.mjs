@@ -16,7 +16,7 @@
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 
@@ -173,6 +173,14 @@ try {
   await alice.dispatchEvent('#chat', 'drop', { dataTransfer: dropped });
   await message(bob, 'notes.txt').waitFor({ timeout: T });
   log('bob sees the dropped file');
+  // Bob saves it: the browser gets its bytes (fetched to his daemon first).
+  const [saved] = await Promise.all([
+    bob.waitForEvent('download', { timeout: T }),
+    message(bob, 'notes.txt').getByRole('button', { name: 'Save', exact: true }).click(),
+  ]);
+  assert.equal(saved.suggestedFilename(), 'notes.txt');
+  assert.equal(readFileSync(await saved.path(), 'utf8'), `dropped notes ${M}`, 'the saved file holds what was dropped');
+  log('bob saved the file');
   noProblems('photo');
 
   // ---- a group with a third user ----
