@@ -153,7 +153,9 @@ func (e *Engine) ClientSignal(ctx context.Context, id string, s Signal) error {
 	switch s.Type {
 	case SignalCandidate:
 		if !st.live() {
-			return fmt.Errorf("%w: %s", ErrState, st)
+			// The browser trickles until it hears of the end: a
+			// candidate that crosses the peer's hang-up is dropped.
+			return nil
 		}
 	case SignalAnswer, SignalGrant:
 		if st != StateAccepted {

@@ -151,8 +151,13 @@ func TestClientCall(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitState(t, alice, c.ID, StateEnded)
-		if err := alice.e.ClientSignal(ctx, c.ID, Signal{Type: SignalCandidate, Candidate: &webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}}); !errors.Is(err, ErrState) {
-			t.Errorf("a candidate for an ended call: %v, want ErrState", err)
+		// A candidate that crosses the hang-up is dropped quietly; an
+		// answer is refused.
+		if err := alice.e.ClientSignal(ctx, c.ID, Signal{Type: SignalCandidate, Candidate: &webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}}); err != nil {
+			t.Errorf("a candidate for an ended call: %v, want it dropped", err)
+		}
+		if err := alice.e.ClientSignal(ctx, c.ID, Signal{Type: SignalAnswer, SDP: "v=0"}); !errors.Is(err, ErrState) {
+			t.Errorf("an answer for an ended call: %v, want ErrState", err)
 		}
 	})
 

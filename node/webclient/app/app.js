@@ -525,6 +525,11 @@ async function onEvent(ev) {
     case 'call':
     case 'call_signal':
       await calls.onEvent(ev);
+      if (ev.type === 'call' && ev.call && ev.call.ended_at) {
+        // The call's entry in the chat's history (kept by the daemon).
+        const c = state.chats.get('c:' + ev.call.peer);
+        if (c && c.messages) { await loadChat(c).catch(() => {}); renderAfterChange(c); }
+      }
       break;
     case 'message':
     case 'status': {

@@ -50,9 +50,13 @@ export function initCalls({ api, nameOf, toast }) {
     return pc;
   }
 
+  let inflight = 0; // signals on their way to the daemon
   function signal(s) {
     if (!cur || !cur.attached) return;
-    api.post(`/v1/calls/${encodeURIComponent(cur.id)}/signal`, s).catch((e) => { if (cur) console.warn('call signal', e.message); });
+    inflight++;
+    api.post(`/v1/calls/${encodeURIComponent(cur.id)}/signal`, s)
+      .catch((e) => { if (cur) console.warn('call signal', e.message); })
+      .finally(() => { inflight--; });
   }
 
   async function media(video) {
@@ -130,6 +134,7 @@ export function initCalls({ api, nameOf, toast }) {
   async function hangup() {
     if (!cur) return;
     const { id, state, dir } = cur;
+    cur.attached = false;
     if (id) {
       const action = state === 'ringing' && dir === 'incoming' ? 'decline' : 'hangup';
       await api.post(`/v1/calls/${encodeURIComponent(id)}/${encodeURIComponent(action)}`, {}).catch(() => {});
@@ -183,6 +188,7 @@ export function initCalls({ api, nameOf, toast }) {
         cur.state = c.state;
         cur.info = c;
         if (ENDED.has(c.state)) {
+          cur.attached = false; // nothing more goes to the daemon for it
           const shown = cur;
           render();
           setTimeout(() => { if (cur === shown) cleanup(); }, 1500);
@@ -289,7 +295,7 @@ export function initCalls({ api, nameOf, toast }) {
       }
       if (r.type === 'outbound-rtp') outbound += r.packetsSent || 0;
     });
-    return { inbound, outbound, videoIn, state: cur.state, connection: cur.pc.connectionState };
+    return { inbound, outbound, videoIn, inflight, signaling: cur.pc.signalingState, state: cur.state, connection: cur.pc.connectionState };
   }
 
   return { start, onEvent, stats };

@@ -24,7 +24,7 @@ function watch(page, who) {
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`${who}: console error: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
   page.on('requestfailed', (r) => { if (!r.url().endsWith('/v1/events') && r.failure()?.errorText !== 'net::ERR_ABORTED') problems.push(`${who}: request failed: ${r.url()} ${r.failure()?.errorText}`); });
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`${who}: HTTP ${r.status()} for ${r.request().method()} ${r.url()}`); });
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`${who}: HTTP ${r.status()} for ${r.request().method()} ${r.url()} ${(r.request().postData() || '').slice(0, 200)}`); });
 }
 const noProblems = (step) => { if (problems.length) throw new Error(`${step}: ${problems.join('\n')}`); };
 
@@ -54,6 +54,23 @@ async function growing(page, who) {
   assert.ok(second.inbound > first.inbound, `${who}: inbound RTP grows: ${first.inbound} → ${second.inbound}`);
   log(who, 'inbound RTP', first.inbound, '→', second.inbound, 'packets; connection', second.connection);
   return second;
+}
+
+// settled waits until Carol's renegotiation (a share or unshare) is over
+// at both ends: her call says so and the browser has nothing in flight.
+// (Hanging up in the middle would make the browser's answer arrive for an
+// ended call: a 409, which the test counts as a failed request.)
+async function settled(page, id) {
+  for (const until = Date.now() + T; ; await sleep(100)) {
+    const c = calls('carol').find((x) => x.id === id);
+    const st = await stats(page);
+    if (!c.sharing && st.inflight === 0 && st.signaling === 'stable') {
+      await sleep(300); // a renegotiation Carol starts after her unshare's answer
+      const again = await stats(page);
+      if (again.inflight === 0 && again.signaling === 'stable') return;
+    }
+    if (Date.now() > until) throw new Error(`the renegotiation did not settle: ${JSON.stringify(st)} ${JSON.stringify(c)}`);
+  }
 }
 
 // screenArrives runs share and waits until the page's call receives one
@@ -119,6 +136,11 @@ try {
   await callBox(alice).getByRole('button', { name: 'Hang up' }).click();
   await callBox(bob).waitFor({ state: 'detached', timeout: T });
   await callBox(alice).waitFor({ state: 'detached', timeout: T });
+  // The call is in both chats' history.
+  for (const page of [alice, bob]) {
+    if (page === bob) await chatItem(bob, 'alice').click();
+    await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: /video call/i }).first().waitFor({ timeout: T });
+  }
   const bobsCall = calls('bob')[0];
   assert.equal(bobsCall.state, 'ended', `bob's daemon: ${JSON.stringify(bobsCall)}`);
   assert.ok(bobsCall.client, 'the call ran in the browser');
@@ -152,6 +174,7 @@ try {
   // a second video stream arrives at Alice.
   await screenArrives(alice, 'alice (carol, callee, shares)', () => cli('call', 'share', '--home', homes.carol, id, process.env.SCREEN));
   cli('call', 'unshare', '--home', homes.carol, id);
+  await settled(alice, id);
   log('browser→headless: carol receives', JSON.stringify(carolCall.tracks.map((t) => [t.name, t.direction, t.packets])));
   cli('call', 'hangup', '--home', homes.carol, id);
   await callBox(alice).waitFor({ state: 'detached', timeout: T });

@@ -41,7 +41,7 @@ function watch(page, who) {
     if (r.url().endsWith('/v1/events') || r.failure()?.errorText === 'net::ERR_ABORTED') return;
     problems.push(`${who}: request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`${who}: HTTP ${r.status()} for ${r.request().method()} ${r.url()}`); });
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`${who}: HTTP ${r.status()} for ${r.request().method()} ${r.url()} ${(r.request().postData() || '').slice(0, 200)}`); });
 }
 function noProblems(step) {
   if (problems.length) throw new Error(`${step}: ${problems.join('\n')}`);
