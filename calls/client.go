@@ -97,6 +97,7 @@ func (e *Engine) answerClient(id string, m Media) (Call, error) {
 	if live {
 		c.offerSDP, c.answerSDP = c.offer, m.SDP
 		c.info.State, c.info.AcceptedAt, c.info.Verification = StateAccepted, &now, code
+		e.watchClient(c)
 	}
 	st := c.info.State
 	early := c.cands // the peer's candidates so far; the client may have some from Offer (twice is harmless)
@@ -126,15 +127,61 @@ func (e *Engine) Offer(id string) (ClientOffer, error) {
 	if c == nil {
 		return ClientOffer{}, ErrNoCall
 	}
-	if c.info.Direction != Incoming || c.offer == "" {
-		return ClientOffer{}, fmt.Errorf("%w: not an incoming call", ErrState)
+	if c.info.Direction != Incoming || c.offer == "" || c.info.State != StateRinging || c.answering {
+		return ClientOffer{}, fmt.Errorf("%w: not a ringing incoming call (%s)", ErrState, c.info.State)
 	}
 	return ClientOffer{SDP: c.offer, Video: c.info.Video, Candidates: append([]webrtc.ICECandidateInit{}, c.cands...)}, nil
 }
 
+// ClientConnected is the type of the one signal a client sends to its
+// daemon only: its peer connection is up. A client call not reported
+// connected within clientConnectTimeout of its answer ends as failed, so
+// a client that went away (a closed tab) or a peer that answers and
+// never connects does not hold the device busy.
+const ClientConnected = "connected"
+
+// clientConnectTimeout is how long a client call may take to connect
+// after its answer (less when the ring timeout is shorter, as in tests).
+func (e *Engine) clientConnectTimeout() time.Duration {
+	return min(30*time.Second, e.cfg.RingTimeout)
+}
+
+// watchClient starts the connect watchdog of an answered client call.
+// e.mu held.
+func (e *Engine) watchClient(c *call) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.timer = time.AfterFunc(e.clientConnectTimeout(), func() {
+		e.mu.Lock()
+		stuck := c.info.State == StateAccepted && !c.clientUp
+		e.mu.Unlock()
+		if stuck {
+			e.end(c, StateFailed, "the client never connected", true)
+		}
+	})
+}
+
 // ClientSignal sends a client's signal for its call to the peer: ICE
-// candidates, an answer to the peer's renegotiation, a grant.
+// candidates, an answer to the peer's renegotiation, a grant; or, of type
+// ClientConnected, tells the engine the client's connection is up.
 func (e *Engine) ClientSignal(ctx context.Context, id string, s Signal) error {
+	if s.Type == ClientConnected {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		c := e.calls[id]
+		switch {
+		case c == nil:
+			return ErrNoCall
+		case !c.client || c.info.State != StateAccepted:
+			return fmt.Errorf("%w: %s", ErrState, c.info.State)
+		}
+		c.clientUp = true
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		return nil
+	}
 	s.Call = id
 	if err := s.check(); err != nil {
 		return err
@@ -202,6 +249,7 @@ func (e *Engine) handleClient(c *call, device string, s *Signal) (bool, error) {
 			}
 			c.answerSDP = s.SDP
 			c.info.State, c.info.AcceptedAt, c.info.Verification = StateAccepted, &now, code
+			e.watchClient(c)
 			e.mu.Unlock()
 			c.send(Signal{Type: SignalTaken, Device: device})
 			e.toClient(c, *s)
@@ -236,12 +284,15 @@ func (e *Engine) handleClient(c *call, device string, s *Signal) (bool, error) {
 	return false, nil
 }
 
+// toClient hands s to Config.ClientSignal, in order. Its own lock, not
+// the event lock: a callback may call the engine (hang up, say), whose
+// events take the event lock (review finding: it deadlocked).
 func (e *Engine) toClient(c *call, s Signal) {
 	if e.cfg.ClientSignal == nil {
 		return
 	}
 	s.Call = c.info.ID
-	e.evMu.Lock()
-	defer e.evMu.Unlock()
+	e.clientMu.Lock()
+	defer e.clientMu.Unlock()
 	e.cfg.ClientSignal(s)
 }

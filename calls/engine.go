@@ -180,14 +180,15 @@ type Engine struct {
 	se  webrtc.SettingEngine
 	log *slog.Logger
 
-	mu     sync.Mutex
-	calls  map[string]*call
-	groups map[string]*groupCall
-	offers map[string][]time.Time // recent opening offers per peer (offerLimit)
-	order  []string               // finished calls, oldest first
-	closed bool
-	evMu   sync.Mutex // orders Events
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	calls    map[string]*call
+	groups   map[string]*groupCall
+	offers   map[string][]time.Time // recent opening offers per peer (offerLimit)
+	order    []string               // finished calls, oldest first
+	closed   bool
+	evMu     sync.Mutex // orders Events
+	clientMu sync.Mutex // orders ClientSignal
+	wg       sync.WaitGroup
 }
 
 // NewEngine makes an engine; Close ends its calls.
@@ -252,13 +253,14 @@ func (e *Engine) api(c *call) (*webrtc.API, error) {
 
 // call is one call's state; info is guarded by Engine.mu.
 type call struct {
-	e      *Engine
-	info   Call
-	media  Media
-	polite bool // the callee: renegotiates only when the caller grants it
-	client bool // the media runs in a client (client.go): no connection here
-	ctx    context.Context
-	cancel context.CancelFunc
+	e        *Engine
+	info     Call
+	media    Media
+	polite   bool // the callee: renegotiates only when the caller grants it
+	client   bool // the media runs in a client (client.go): no connection here
+	clientUp bool // (client) the client reported its connection up
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	offer     string // an incoming call's opening offer, until answered
 	prepared  bool   // (callee) its connection made and the offer set while ringing
@@ -1201,6 +1203,15 @@ func (e *Engine) renegotiate(c *call) error {
 
 // offerLocked offers, asks to, or notes that an offer is due. c.neg held.
 func (e *Engine) offerLocked(c *call) error {
+	e.mu.Lock()
+	running := c.info.State == StateAccepted && c.pc != nil && !c.client
+	e.mu.Unlock()
+	if !running {
+		// A peer's grant for a call that rings, ended, runs in a client
+		// or has no connection yet (review finding: a grant for a missed
+		// call crashed the daemon on the nil connection).
+		return nil
+	}
 	if c.pc.SignalingState() != webrtc.SignalingStateStable || (!c.polite && c.granted) {
 		c.reneg = true // after the negotiation under way
 		return nil

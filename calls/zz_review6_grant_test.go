@@ -60,6 +60,31 @@ func TestReview6GrantWhileRinging(t *testing.T) {
 	}
 }
 
+// TestReview6GrantAfterMissedOffer: the deterministic form. An offer dated
+// past the ring timeout is a missed call at once: no connection is ever
+// made (c.pc stays nil), but the call is kept. A grant for it from the same
+// contact reaches grantedOffer, which checks neither the state nor c.pc.
+func TestReview6GrantAfterMissedOffer(t *testing.T) {
+	e, _ := review6Engine(t, nil)
+	ctx := context.Background()
+	id := newCallID()
+	old := time.Now().Add(-10 * time.Minute).UnixMilli()
+	if err := e.Handle(ctx, "mallory", "M1", &Signal{Call: id, Type: SignalOffer, SDP: review6SDP, At: old}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := e.Get(id); c.State != StateMissed {
+		t.Fatalf("call %+v", c)
+	}
+	var p any
+	func() {
+		defer func() { p = recover() }()
+		e.Handle(ctx, "mallory", "M1", &Signal{Call: id, Type: SignalGrant, At: time.Now().UnixMilli()})
+	}()
+	if p != nil {
+		t.Fatalf("ATTACK WORKS: a grant for a missed call (offer dated 10 minutes ago) panics the engine: %v", p)
+	}
+}
+
 func waitEnded(t *testing.T, e *Engine, id string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -123,7 +124,7 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 			case <-ctx.Done():
 				return
 			case c := <-in:
-				if err := e.Handle(ctx, c.peer, c.device, c.sig); err != nil {
+				if err := n.handleCallSignal(ctx, e, c); err != nil {
 					n.log.Info("calls: a signal refused", "from", c.peer, "type", c.sig.Type, "err", err)
 				}
 			}
@@ -183,6 +184,19 @@ func (n *Node) takeCallSignal(from identity.AccountID, dev identity.DeviceID, ra
 	default:
 		n.log.Warn("calls: signal queue full; dropped", "from", from.String(), "type", sig.Type)
 	}
+}
+
+// handleCallSignal hands a peer's signal to the engine. A panic there (a
+// peer's signal the engine did not expect; review finding: a grant for a
+// missed call crashed the daemon) costs that signal, not the daemon.
+func (n *Node) handleCallSignal(ctx context.Context, e *calls.Engine, c callIn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("calls: a signal made the engine panic", "from", c.peer, "type", c.sig.Type, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("calls: engine panic: %v", r)
+		}
+	}()
+	return e.Handle(ctx, c.peer, c.device, c.sig)
 }
 
 // callEvent hands a call's new state to the goroutine that keeps and

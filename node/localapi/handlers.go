@@ -396,9 +396,12 @@ func page[M any](ms []M, p paging, id func(M) string) ([]M, error) {
 	}
 	end := len(ms)
 	if p.before != "" {
+		// The last entry of that ID: the node lists an ID once, but a
+		// backend that repeated one (a call entry whose ID a peer drew
+		// equal to a message's) must not lose the pages before it.
 		end = -1
-		for i, m := range ms {
-			if id(m) == p.before {
+		for i := len(ms) - 1; i >= 0; i-- {
+			if id(ms[i]) == p.before {
 				end = i
 				break
 			}

@@ -856,6 +856,7 @@ async function main() {
   });
   await loadAll();
   renderApp();
+  await calls.restore();
   ready = true;
   for (const ev of queue) await onEvent(ev);
   window.addEventListener('pagehide', () => ctl.abort());

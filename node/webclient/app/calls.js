@@ -46,7 +46,20 @@ export function initCalls({ api, nameOf, toast }) {
     pc.onsignalingstatechange = () => {
       if (cur && cur.grantDue && pc.signalingState === 'stable') { cur.grantDue = false; signal({ type: 'grant' }); }
     };
-    pc.onconnectionstatechange = () => render();
+    pc.onconnectionstatechange = () => {
+      if (!cur || cur.pc !== pc) return;
+      if (pc.connectionState === 'connected' && !cur.reported) {
+        // The daemon ends a client call never reported connected.
+        cur.reported = true;
+        signal({ type: 'connected' });
+      }
+      if (pc.connectionState === 'failed') {
+        toast(t('call_lost'));
+        hangup();
+        return;
+      }
+      render();
+    };
     return pc;
   }
 
@@ -83,8 +96,11 @@ export function initCalls({ api, nameOf, toast }) {
     cur = { id: '', peer: contact, dir: 'outgoing', state: 'calling', early: [], cands: [], video };
     render();
     try {
+      const me = cur;
       const pc = (cur.pc = newPC());
-      cur.local = await media(video);
+      const local = await media(video);
+      if (cur !== me) { for (const tr of local.getTracks()) tr.stop(); return; } // hung up while asking for the camera
+      cur.local = local;
       cur.camera = cur.local.getVideoTracks()[0] || null;
       addTracks(pc, cur.local);
       await pc.setLocalDescription(await pc.createOffer());
@@ -107,11 +123,14 @@ export function initCalls({ api, nameOf, toast }) {
     if (!cur || cur.id !== id) return;
     try {
       const offer = await api.get(`/v1/calls/${encodeURIComponent(id)}/offer`);
+      const me = cur;
       const pc = (cur.pc = newPC());
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
       cur.remoteSet = true;
       for (const c of offer.candidates || []) await pc.addIceCandidate(c).catch(() => {});
-      cur.local = await media(offer.video);
+      const local = await media(offer.video);
+      if (cur !== me) { for (const tr of local.getTracks()) tr.stop(); pc.close(); return; } // the call ended meanwhile
+      cur.local = local;
       cur.camera = cur.local.getVideoTracks()[0] || null;
       addTracks(pc, cur.local);
       await pc.setLocalDescription(await pc.createAnswer());
@@ -298,5 +317,20 @@ export function initCalls({ api, nameOf, toast }) {
     return { inbound, outbound, videoIn, inflight, signaling: cur.pc.signalingState, state: cur.state, connection: cur.pc.connectionState };
   }
 
-  return { start, onEvent, stats };
+  // restore ends the calls a previous load of the page ran: their media
+  // died with it (a reload, a closed tab). A call ringing for this device
+  // shows again.
+  async function restore() {
+    const list = await api.get('/v1/calls').catch(() => []);
+    for (const c of list) {
+      if (c.client && ['calling', 'ringing', 'accepted'].includes(c.state)) {
+        await api.post(`/v1/calls/${encodeURIComponent(c.id)}/hangup`, {}).catch(() => {});
+      } else if (!cur && c.direction === 'incoming' && c.state === 'ringing') {
+        cur = { id: c.id, peer: c.peer, dir: 'incoming', state: 'ringing', early: [], cands: [], video: c.video, info: c };
+        render();
+      }
+    }
+  }
+
+  return { start, onEvent, stats, restore };
 }
