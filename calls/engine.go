@@ -91,6 +91,10 @@ type Media struct {
 	Record    string `json:"record,omitempty"`
 	SDP       string `json:"sdp,omitempty"`
 	VideoCall bool   `json:"video_call,omitempty"`
+	// Client: a group call whose media runs in a client of the daemon
+	// (the web client), bridged by the engine (bridge.go); VideoCall
+	// says whether the client sends video too.
+	Client bool `json:"client,omitempty"`
 }
 
 // Track is a call's track as seen by this side.
@@ -161,6 +165,9 @@ type Config struct {
 	// ClientSignal receives the peer's signals for client calls (Media.SDP),
 	// in order, for the client: answers, candidates, renegotiation.
 	ClientSignal func(Signal)
+	// BridgeOffers receives the new offers of client group calls'
+	// bridges (bridge.go), in order, for the client to answer.
+	BridgeOffers func(BridgeOffer)
 	// GroupEvents receives every group call that changes (joined,
 	// roster, muted, left), in order.
 	GroupEvents func(GroupCall)

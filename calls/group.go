@@ -117,6 +117,7 @@ type groupCall struct {
 
 	sent    []*sentTrack
 	recv    []*groupRecv
+	bridge  *bridge // a client's call (Media.Client): set before it connects
 	started bool
 	ended   bool
 }
@@ -131,6 +132,7 @@ type groupRecv struct {
 	w       rtpWriter
 	pending [][]byte // frames under a key not held yet
 	pendTS  []uint32
+	out     *bridgeOut // a client's call: down the bridge
 }
 
 // maxPending bounds the frames kept per track until their key arrives.
@@ -166,7 +168,13 @@ func senders(base []byte, kid uint64) (*sframe.Sender, *sframe.Sender, error) {
 // the node sent the join; it returns once the SFU's first offer is
 // answered, or with ErrRefused.
 func (e *Engine) JoinGroup(ctx context.Context, id, group string, conn GroupConn, m Media) (GroupCall, error) {
-	srcs, err := sources(m)
+	var srcs []source
+	var err error
+	if m.Client {
+		err = checkClientGroupMedia(m)
+	} else {
+		srcs, err = sources(m)
+	}
 	if err != nil {
 		conn.Close()
 		return GroupCall{}, err
@@ -203,6 +211,16 @@ func (e *Engine) JoinGroup(ctx context.Context, id, group string, conn GroupConn
 	if err := e.groupSetup(g, srcs); err != nil {
 		e.endGroup(g, GroupFailed, err.Error(), false)
 		return GroupCall{}, err
+	}
+	if m.Client {
+		err := e.clientSent(g)
+		if err == nil {
+			err = e.openBridge(g)
+		}
+		if err != nil {
+			e.endGroup(g, GroupFailed, err.Error(), false)
+			return GroupCall{}, err
+		}
 	}
 	// Until the SFU's first offer is answered, or it refuses: a roster
 	// or a candidate may come first (review finding: a roster taken as
@@ -372,7 +390,7 @@ func (e *Engine) groupOffer(g *groupCall, sdp string) error {
 			e.mu.Lock()
 			st.sender, st.ssrc = sender, ssrc
 			e.mu.Unlock()
-			e.drainRTCP(sender)
+			e.sentRTCP(g, sender, st.name == "video")
 		}
 	}
 	answer, err := g.pc.CreateAnswer(nil)
@@ -404,7 +422,11 @@ func (e *Engine) groupConnected(g *groupCall) {
 	}
 	g.started = true
 	sent := slices.Clone(g.sent)
+	client := g.bridge != nil
 	e.mu.Unlock()
+	if client {
+		return // the bridge feeds the tracks
+	}
 	for _, st := range sent {
 		st := st
 		e.spawn(func() {
@@ -563,8 +585,13 @@ func (e *Engine) groupReceive(g *groupCall, t *webrtc.TrackRemote) {
 	}
 	g.recv = append(g.recv, r)
 	e.wg.Add(1)
+	client := g.bridge != nil
 	e.mu.Unlock()
 	defer e.wg.Done()
+	if client {
+		e.bridgeOutFor(g, r, t)
+		defer e.bridgeDrop(g, r)
+	}
 	defer func() {
 		r.mu.Lock()
 		if r.w != nil {
@@ -647,6 +674,9 @@ func (e *Engine) openLocked(g *groupCall, r *groupRecv, frame []byte, ts uint32)
 		return false
 	}
 	r.frames.Add(1)
+	if r.out != nil {
+		r.out.write(pt, ts)
+	}
 	if r.w != nil {
 		p := &rtp.Packet{Header: rtp.Header{Version: 2, Timestamp: ts, Marker: true}, Payload: pt}
 		if r.kind == "video" {
@@ -714,7 +744,7 @@ func (e *Engine) endGroup(g *groupCall, state, reason string, tell bool) {
 	for i, s := range sent {
 		ssrcs[i] = s.ssrc
 	}
-	pc := g.pc
+	pc, b := g.pc, g.bridge
 	e.mu.Unlock()
 	finals := make([]uint64, len(sent))
 	for i := range sent {
@@ -733,6 +763,7 @@ func (e *Engine) endGroup(g *groupCall, state, reason string, tell bool) {
 	if pc != nil {
 		_ = pc.Close()
 	}
+	b.close()
 	e.emitGroup(g)
 }
 

@@ -57,7 +57,11 @@ func (s callSignaller) Signal(ctx context.Context, peer string, sig calls.Signal
 	if _, err := n.rand.Read(id[:]); err != nil {
 		return err
 	}
-	if err := n.db.Update(func(tx *storage.Txn) error {
+	// Not synced: a signal lost in a crash belongs to a call that the
+	// crash ended anyway, and a sync here is felt in every call's setup
+	// (one per signalling leg). Its sealing still syncs the session
+	// before the envelope leaves (sealBatch).
+	if err := n.db.UpdateNoSync(func(tx *storage.Txn) error {
 		return n.enqueue(tx, &job{ID: id, To: to, Payload: body, SentAt: n.cfg.Now().UnixMilli()})
 	}); err != nil {
 		return err
@@ -82,6 +86,9 @@ func (n *Node) startCalls(ctx context.Context) (stop func(), err error) {
 		ICE:         n.turnServers,
 		ClientSignal: func(s calls.Signal) {
 			n.events.publish(chat.Event{Type: chat.EventCallSignal, Signal: &s})
+		},
+		BridgeOffers: func(o calls.BridgeOffer) {
+			n.events.publish(chat.Event{Type: chat.EventGroupCallOffer, BridgeOffer: &o})
 		},
 
 		CallsPerMinute: n.cfg.CallsPerMinute,

@@ -349,6 +349,27 @@ func (n *Node) GroupCall(_ context.Context, group string) (calls.GroupCall, erro
 	return calls.GroupCall{}, fmt.Errorf("%w: no call in this group", chat.ErrUnknownCall)
 }
 
+// GroupCallOffer returns the bridge's offer of the group call this
+// device takes part in from the web client (joined with Media.Client).
+func (n *Node) GroupCallOffer(_ context.Context, group string) (calls.BridgeOffer, error) {
+	_, call, err := n.joinedCall(group)
+	if err != nil {
+		return calls.BridgeOffer{}, err
+	}
+	o, err := n.calls.BridgeOffer(call)
+	return o, callErr(err)
+}
+
+// GroupCallSignal takes the web client's signal on its group call's
+// bridge: an answer, a candidate, or that it is connected.
+func (n *Node) GroupCallSignal(_ context.Context, group string, s calls.BridgeSignal) error {
+	_, call, err := n.joinedCall(group)
+	if err != nil {
+		return err
+	}
+	return callErr(n.calls.BridgeSignal(call, s))
+}
+
 func (n *Node) joinedCall(group string) (gh, call string, err error) {
 	if n.calls == nil {
 		return "", "", fmt.Errorf("%w: calls are not running", chat.ErrUnavailable)

@@ -208,6 +208,21 @@ func (db *DB) Close() error {
 // The Txn must not be used after fn returns, and fn must not call Update
 // itself (a nested Update could wait for its own caller).
 func (db *DB) Update(fn func(*Txn) error) error {
+	return db.update(fn, true)
+}
+
+// UpdateNoSync is Update without waiting for the commit to be durable:
+// it returns once the transaction is committed and visible, and the next
+// sync (any Update's, or Sync) makes it durable. It is for writes whose
+// loss in a crash costs nothing that the crash did not already cost —
+// a call's signal, whose call ends with the daemon anyway — and that sit
+// on a path where a sync would be felt (a call's setup). Never for
+// anything a later network message depends on having been kept.
+func (db *DB) UpdateNoSync(fn func(*Txn) error) error {
+	return db.update(fn, false)
+}
+
+func (db *DB) update(fn func(*Txn) error, sync bool) error {
 	if err := db.begin(); err != nil {
 		return fmt.Errorf("storage: update: %w", err)
 	}
@@ -223,10 +238,10 @@ func (db *DB) Update(fn func(*Txn) error) error {
 			// Repeated losers take turns, so one of them wins each round
 			// instead of all of them colliding again.
 			db.retryMu.Lock()
-			err = db.updateOnce(fn)
+			err = db.updateOnce(fn, sync)
 			db.retryMu.Unlock()
 		} else {
-			err = db.updateOnce(fn)
+			err = db.updateOnce(fn, sync)
 		}
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
@@ -235,7 +250,7 @@ func (db *DB) Update(fn func(*Txn) error) error {
 	return fmt.Errorf("storage: update: %w after %d attempts: %v", ErrConflict, conflictRetries, err)
 }
 
-func (db *DB) updateOnce(fn func(*Txn) error) error {
+func (db *DB) updateOnce(fn func(*Txn) error, sync bool) error {
 	t := &Txn{btx: db.bdb.NewTransaction(true)}
 	defer t.finish()
 	if err := fn(t); err != nil {
@@ -252,7 +267,7 @@ func (db *DB) updateOnce(fn func(*Txn) error) error {
 		}
 		return fmt.Errorf("storage: commit: %w", mapWriteErr(err))
 	}
-	if t.wrote {
+	if t.wrote && sync {
 		return db.syncCommitted()
 	}
 	return nil

@@ -80,6 +80,35 @@ func TestUpdatesShareSyncs(t *testing.T) {
 	}
 }
 
+// TestUpdateNoSync: UpdateNoSync commits (a View sees it) without waiting
+// for a sync; the next Update's sync covers it.
+func TestUpdateNoSync(t *testing.T) {
+	db, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ks := db.Keyspace("t")
+	before := db.gs.syncs.Load()
+	for i := range 50 {
+		if err := db.UpdateNoSync(func(tx *Txn) error { return tx.Set(ks, []byte(fmt.Sprint(i)), []byte("v")) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := db.gs.syncs.Load(); s != before {
+		t.Fatalf("UpdateNoSync waited for %d syncs", s-before)
+	}
+	if err := db.View(func(tx *Txn) error { _, err := tx.Get(ks, []byte("49")); return err }); err != nil {
+		t.Fatalf("an UpdateNoSync not visible: %v", err)
+	}
+	if err := db.Update(func(tx *Txn) error { return tx.Set(ks, []byte("x"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if db.gs.syncs.Load() == before {
+		t.Fatal("Update after UpdateNoSync did not sync")
+	}
+}
+
 // TestLogFilesSynced: every memtable log and value-log file but the newest
 // of each kind is fsynced once and then remembered until it is deleted.
 func TestLogFilesSynced(t *testing.T) {

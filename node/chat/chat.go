@@ -188,6 +188,10 @@ const (
 	// the web client (Signal set): an answer, an ICE candidate, a
 	// renegotiation.
 	EventCallSignal EventType = "call_signal"
+	// EventGroupCallOffer: a new offer on the bridge of the group call
+	// the web client takes part in (BridgeOffer set): a participant's
+	// track came or went; the client answers it.
+	EventGroupCallOffer EventType = "group_call_offer"
 	// EventGroup: a group's state changed (members, roles, title, pins,
 	// invite links; this node joined or left it). GroupID names it; GET
 	// /v1/groups/{group} has the new state.
@@ -215,4 +219,6 @@ type Event struct {
 	GroupID string `json:"group_id,omitempty"`
 	// Signal is set on EventCallSignal.
 	Signal *calls.Signal `json:"signal,omitempty"`
+	// BridgeOffer is set on EventGroupCallOffer.
+	BridgeOffer *calls.BridgeOffer `json:"bridge_offer,omitempty"`
 }

@@ -331,6 +331,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups/{group}/call/leave", s.leaveGroupCall},
 		{"POST /v1/groups/{group}/call/mute", s.muteGroupCall},
 		{"GET /v1/groups/{group}/call", s.getGroupCall},
+		{"GET /v1/groups/{group}/call/offer", s.groupCallOffer},
+		{"POST /v1/groups/{group}/call/signal", s.groupCallSignal},
 		{"GET /v1/group-calls", s.listGroupCalls},
 		{"POST /v1/chats/{contact}/upload", s.upload},
 		{"POST /v1/web/login", s.webLogin},

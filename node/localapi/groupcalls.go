@@ -18,6 +18,10 @@ type GroupCallBackend interface {
 	MuteGroupCall(ctx context.Context, group string, muted bool) (calls.GroupCall, error)
 	GroupCall(ctx context.Context, group string) (calls.GroupCall, error)
 	GroupCalls(ctx context.Context) ([]calls.GroupCall, error)
+	// The web client's group call (joined with "client": true): the
+	// daemon's bridge offers, the client answers.
+	GroupCallOffer(ctx context.Context, group string) (calls.BridgeOffer, error)
+	GroupCallSignal(ctx context.Context, group string, s calls.BridgeSignal) error
 }
 
 // MuteRequest is POST /v1/groups/{group}/call/mute's body.
@@ -178,4 +182,33 @@ func (c *Client) GroupCalls(ctx context.Context) ([]calls.GroupCall, error) {
 	var out []calls.GroupCall
 	err := c.do(ctx, http.MethodGet, "/v1/group-calls", nil, &out, http.StatusOK)
 	return out, err
+}
+
+func (s *Server) groupCallOffer(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.groupCallBackend()
+	if err != nil {
+		return err
+	}
+	o, err := b.GroupCallOffer(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *Server) groupCallSignal(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.groupCallBackend()
+	if err != nil {
+		return err
+	}
+	var sig calls.BridgeSignal
+	if err := decode(w, r, &sig); err != nil {
+		return err
+	}
+	if err := b.GroupCallSignal(r.Context(), r.PathValue("group"), sig); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
