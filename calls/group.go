@@ -65,6 +65,9 @@ type GroupCall struct {
 	Participants []sfuproto.Participant `json:"participants"`
 	Tracks       []GroupTrack           `json:"tracks"`
 	KeyID        uint64                 `json:"key_id"`
+	// Client: the media runs in a client of the daemon, bridged
+	// (bridge.go).
+	Client bool `json:"client,omitempty"`
 }
 
 // GroupTrack is a track of a group call as this side sees it.
@@ -192,7 +195,7 @@ func (e *Engine) JoinGroup(ctx context.Context, id, group string, conn GroupConn
 	cctx, cancel := context.WithCancel(context.Background())
 	g := &groupCall{e: e, media: m, conn: conn, ctx: cctx, cancel: cancel, base: base, kid: kid,
 		audioKey: as, videoKey: vs, rcvs: map[string]*sframe.Receiver{}, deviceKIDs: map[string][]uint64{},
-		info: GroupCall{ID: id, Group: group, State: GroupJoined, JoinedAt: e.cfg.Now(), KeyID: kid, Participants: []sfuproto.Participant{}}}
+		info: GroupCall{ID: id, Group: group, State: GroupJoined, JoinedAt: e.cfg.Now(), KeyID: kid, Participants: []sfuproto.Participant{}, Client: m.Client}}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()

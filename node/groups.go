@@ -715,6 +715,13 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 		g.Banned = append(g.Banned, a.String())
 	}
 	slices.Sort(g.Banned)
+	n.gcalls.mu.Lock()
+	if call := n.gcalls.joined[g.ID]; call != "" {
+		g.CallID = call
+	} else if ac := n.gcalls.active[g.ID]; ac != nil {
+		g.CallID = ac.ID
+	}
+	n.gcalls.mu.Unlock()
 	var names map[identity.AccountID]string
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)

@@ -188,3 +188,52 @@ func TestWebClientCalls(t *testing.T) {
 	}
 	w.runBrowserTest(t, "calls.test.mjs", "OUT="+outDir(t), "AUDIO="+abs(sample("audio.ogg")), "VIDEO="+abs(sample("video.ivf")), "SCREEN="+abs(sample("screen.ivf")), "RECORD="+rec)
 }
+
+// TestWebClientGroupCall runs browsertest/groupcall.test.mjs: Carol's
+// headless daemon runs a call in a group of three; Alice and Bob join it
+// from Chromium through their daemons' bridges, hear each other and
+// Carol, and Carol's daemon opens every frame they sent; mute, leave and
+// a reload reach Carol's roster.
+func TestWebClientGroupCall(t *testing.T) {
+	w := newWebCluster(t, "--call-loopback")
+	e := w.e
+	const title = "web choir"
+	gid := strings.TrimSpace(strings.SplitN(e.must("peergram", "group", "create", "--home", w.homes["carol"], title), "\n", 2)[0])
+	e.must("peergram", "group", "add", "--home", w.homes["carol"], gid, "alice", "bob")
+	for name, home := range w.homes {
+		eventually(t, "the group at "+name, 30*time.Second, func() error {
+			var g groupInfo
+			out, err := e.run("peergram", "group", "info", "--home", home, gid, "--json")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if err := json.Unmarshal([]byte(out), &g); err != nil {
+				return err
+			}
+			if len(g.Members) != 3 {
+				return fmt.Errorf("group %+v", g)
+			}
+			return nil
+		})
+	}
+	audio := longAudio(t, 3000) // 60 s
+	rec := t.TempDir()
+	eventually(t, "Carol starts the call", 30*time.Second, func() error {
+		out, err := e.run("peergram", "group", "call", "start", "--home", w.homes["carol"], gid, "--audio", audio, "--record", rec)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	// Alice's and Bob's daemons know of the call before their pages load.
+	for _, name := range []string{"alice", "bob"} {
+		eventually(t, name+" hears of the call", 30*time.Second, func() error {
+			out, err := e.run("peergram", "group", "call", "status", "--home", w.homes[name], gid, "--json")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
+	w.runBrowserTest(t, "groupcall.test.mjs", "OUT="+outDir(t), "GROUP="+gid, "TITLE="+title)
+}

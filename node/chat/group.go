@@ -15,6 +15,9 @@ type Group struct {
 	Subscribers int  `json:"subscribers,omitempty"`
 	// PublicName is the name this node published for it (join with @name).
 	PublicName string `json:"public_name,omitempty"`
+	// CallID is the call running in the group, as this node knows
+	// (GET /v1/groups/{group}/call has it).
+	CallID string `json:"call_id,omitempty"`
 }
 
 // GroupMember is one member of a group.

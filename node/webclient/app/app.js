@@ -10,11 +10,20 @@ import { h, clear, $ } from './dom.js';
 import { t, tn, setLanguage, pickLanguage, language, LANGUAGES } from './i18n.js';
 import { icon } from './icons.js';
 import { initCalls } from './calls.js';
+import { initGroupCalls } from './groupcalls.js';
 
 const api = new API();
 const calls = initCalls({ api, nameOf: (account) => chatName(chatOf('c:' + account)), toast: (m) => toast(m) });
 // The call's RTP packet counts, for the browser tests.
 window.peergramCallStats = () => calls.stats();
+const groupCalls = initGroupCalls({
+  api,
+  groupName: (id) => chatName(chatOf('g:' + id)),
+  callOf: (id) => state.groups.get(id)?.call_id || '',
+  accountName: (account) => (account === state.me?.account_id ? t('you') : chatName(chatOf('c:' + account))),
+  toast: (m) => toast(m),
+});
+window.peergramGroupCallStats = () => groupCalls.stats();
 const PAGE = 50; // messages rendered per scroll step
 
 const prefs = {
@@ -257,6 +266,8 @@ function renderChat() {
         h('p', { class: 'sub' }, g ? (g.channel ? tn('subscribers', g.subscribers || g.members.length) : tn('members', g.members.length)) : c.request ? t('request') : ''),
       ),
       g ? h('button', { type: 'button', onclick: () => openGroupInfo(c.id) }, t('group_info')) : null,
+      g && (!g.channel || g.role === 'owner' || g.role === 'admin' || g.call_id) ? h('button', { type: 'button', class: 'icon', 'aria-label': g.call_id ? t('join_group_call') : t('start_group_call'), title: g.call_id ? t('join_group_call') : t('start_group_call'), 'data-call': g.call_id ? 'active' : 'none', onclick: () => groupCalls.open(c.id, false) }, icon('phone')) : null,
+      g && (!g.channel || g.role === 'owner' || g.role === 'admin' || g.call_id) ? h('button', { type: 'button', class: 'icon', 'aria-label': t('group_video_call'), title: t('group_video_call'), onclick: () => groupCalls.open(c.id, true) }, icon('video')) : null,
       !g && !c.request ? h('button', { type: 'button', class: 'icon', 'aria-label': t('call'), title: t('call'), onclick: () => calls.start(c.id, false) }, icon('phone')) : null,
       !g && !c.request ? h('button', { type: 'button', class: 'icon', 'aria-label': t('video_call'), title: t('video_call'), onclick: () => calls.start(c.id, true) }, icon('video')) : null,
       h('button', { type: 'button', 'aria-pressed': pinned.has(c.key) ? 'true' : 'false', onclick: () => toggle('pinned', pinned) }, pinned.has(c.key) ? t('unpin_chat') : t('pin_chat')),
@@ -522,6 +533,21 @@ function renderAfterChange(c) {
 
 async function onEvent(ev) {
   switch (ev.type) {
+    case 'group_call':
+    case 'group_call_offer': {
+      groupCalls.onEvent(ev);
+      const gc = ev.group_call;
+      if (ev.type === 'group_call' && gc && state.groups.has(gc.group)) {
+        // The chat head offers to join a call that runs in the group.
+        const g = state.groups.get(gc.group);
+        const running = gc.state === 'active' || gc.state === 'joined';
+        if (!!g.call_id !== running) {
+          g.call_id = running ? gc.id : '';
+          if (state.current === 'g:' + gc.group) renderChat();
+        }
+      }
+      break;
+    }
     case 'call':
     case 'call_signal':
       await calls.onEvent(ev);
@@ -857,6 +883,7 @@ async function main() {
   await loadAll();
   renderApp();
   await calls.restore();
+  await groupCalls.restore();
   ready = true;
   for (const ev of queue) await onEvent(ev);
   window.addEventListener('pagehide', () => ctl.abort());
