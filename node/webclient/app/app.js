@@ -11,9 +11,11 @@ import { t, tn, setLanguage, pickLanguage, language, LANGUAGES } from './i18n.js
 import { icon } from './icons.js';
 import { initCalls } from './calls.js';
 import { initGroupCalls } from './groupcalls.js';
+import { initTabs } from './tabs.js';
 
 const api = new API();
-const calls = initCalls({ api, nameOf: (account) => chatName(chatOf('c:' + account)), toast: (m) => toast(m) });
+const tabs = initTabs();
+const calls = initCalls({ api, nameOf: (account) => chatName(chatOf('c:' + account)), toast: (m) => toast(m), tabs });
 // The call's RTP packet counts, for the browser tests.
 window.peergramCallStats = () => calls.stats();
 const groupCalls = initGroupCalls({
@@ -22,6 +24,7 @@ const groupCalls = initGroupCalls({
   callOf: (id) => state.groups.get(id)?.call_id || '',
   accountName: (account) => (account === state.me?.account_id ? t('you') : chatName(chatOf('c:' + account))),
   toast: (m) => toast(m),
+  tabs,
 });
 window.peergramGroupCallStats = () => groupCalls.stats();
 const PAGE = 50; // messages rendered per scroll step

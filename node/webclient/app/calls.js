@@ -15,7 +15,7 @@ import { icon } from './icons.js';
 const ENDED = new Set(['ended', 'declined', 'busy', 'missed', 'failed']);
 const GATHER_MS = 1000; // an offer or answer waits this long for ICE candidates to carry them
 
-export function initCalls({ api, nameOf, toast }) {
+export function initCalls({ api, nameOf, toast, tabs }) {
   let cur = null; // the call on screen: {id, peer, dir, state, pc, local, camera, screen, cands, grantDue, info}
 
   function waitGathered(pc) {
@@ -110,6 +110,7 @@ export function initCalls({ api, nameOf, toast }) {
       cur.id = call.id;
       cur.info = call;
       cur.attached = true;
+      tabs.own(call.id);
       for (const c of cur.early) if (!pc.localDescription.sdp.includes(c.candidate)) signal({ type: 'candidate', candidate: c });
       cur.early = [];
       render();
@@ -125,6 +126,7 @@ export function initCalls({ api, nameOf, toast }) {
       const offer = await api.get(`/v1/calls/${encodeURIComponent(id)}/offer`);
       const me = cur;
       const pc = (cur.pc = newPC());
+      tabs.own(id);
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
       cur.remoteSet = true;
       for (const c of offer.candidates || []) await pc.addIceCandidate(c).catch(() => {});
@@ -192,6 +194,7 @@ export function initCalls({ api, nameOf, toast }) {
 
   function cleanup() {
     if (!cur) return;
+    if (cur.id) tabs.disown(cur.id);
     for (const tr of cur.local?.getTracks() || []) tr.stop();
     cur.screen?.stop();
     cur.pc?.close();
@@ -204,6 +207,11 @@ export function initCalls({ api, nameOf, toast }) {
       const c = ev.call;
       if (c.group) return;
       if (cur && cur.id === c.id) {
+        if (cur.dir === 'incoming' && !cur.pc && c.state === 'accepted') {
+          // Answered in another tab of this client: that tab runs it.
+          cleanup();
+          return;
+        }
         cur.state = c.state;
         cur.info = c;
         if (ENDED.has(c.state)) {
@@ -322,9 +330,12 @@ export function initCalls({ api, nameOf, toast }) {
   // shows again.
   async function restore() {
     const list = await api.get('/v1/calls').catch(() => []);
+    const live = (c) => c.client && ['calling', 'ringing', 'accepted'].includes(c.state);
+    // Not those another open tab runs.
+    const other = await tabs.elsewhere(list.filter(live).map((c) => c.id));
     for (const c of list) {
-      if (c.client && ['calling', 'ringing', 'accepted'].includes(c.state)) {
-        await api.post(`/v1/calls/${encodeURIComponent(c.id)}/hangup`, {}).catch(() => {});
+      if (live(c)) {
+        if (!other.has(c.id)) await api.post(`/v1/calls/${encodeURIComponent(c.id)}/hangup`, {}).catch(() => {});
       } else if (!cur && c.direction === 'incoming' && c.state === 'ringing') {
         cur = { id: c.id, peer: c.peer, dir: 'incoming', state: 'ringing', early: [], cands: [], video: c.video, info: c };
         render();

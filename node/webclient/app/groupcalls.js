@@ -16,7 +16,7 @@ import { icon } from './icons.js';
 const GATHER_MS = 1000;
 const GONE = new Set(['left', 'failed']);
 
-export function initGroupCalls({ api, groupName, accountName, callOf, toast }) {
+export function initGroupCalls({ api, groupName, accountName, callOf, toast, tabs }) {
   let cur = null; // {group, id, pc, local, muted, info, video, queue, reported, streams: Map(device → MediaStream)}
 
   const path = (group, what) => `/v1/groups/${encodeURIComponent(group)}/call${what ? '/' + what : ''}`;
@@ -130,6 +130,7 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast }) {
       if (cur !== me) return;
       cur.id = info.id;
       cur.info = info;
+      tabs.own(info.id);
       cur.pc = newPC();
       const offer = await api.get(path(group, 'offer'));
       await enqueue(offer);
@@ -165,6 +166,7 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast }) {
 
   function cleanup() {
     if (!cur) return;
+    if (cur.id) tabs.disown(cur.id);
     for (const tr of cur.local?.getTracks() || []) tr.stop();
     cur.pc?.close();
     cur = null;
@@ -260,8 +262,10 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast }) {
   // in: their media died with it.
   async function restore() {
     const list = await api.get('/v1/group-calls').catch(() => []);
-    for (const g of list) {
-      if (g.client && g.state === 'joined') await api.post(path(g.group, 'leave'), {}).catch(() => {});
+    const live = list.filter((g) => g.client && g.state === 'joined');
+    const other = await tabs.elsewhere(live.map((g) => g.id)); // not those another open tab is in
+    for (const g of live) {
+      if (!other.has(g.id)) await api.post(path(g.group, 'leave'), {}).catch(() => {});
     }
   }
 

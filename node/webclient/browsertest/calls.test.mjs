@@ -125,6 +125,15 @@ try {
   log('browser↔browser verification', codeA);
   await growing(alice, 'alice');
   await growing(bob, 'bob');
+  // A second tab of Bob's client loads: it does not end the call the
+  // first tab runs.
+  const second = await bob.context().newPage();
+  watch(second, 'bob (second tab)');
+  await second.goto(new URL('/', bob.url()).href);
+  await second.getByRole('list', { name: 'Chats' }).waitFor({ timeout: T });
+  await sleep(1500);
+  assert.equal(calls('bob')[0].state, 'accepted', 'a second tab ended the call the first one runs');
+  await second.close();
   await alice.screenshot({ path: join(out, 'call-browser-browser.png') });
   // Screen sharing: the screen replaces the camera on the call's video
   // transceiver; Bob keeps receiving video, then the camera again.

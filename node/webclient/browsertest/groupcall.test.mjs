@@ -113,6 +113,17 @@ try {
   }
   await pages.alice.screenshot({ path: join(out, 'group-call.png') });
 
+  // A second tab of Bob's client loads: it must not end the call the
+  // first tab runs (tabs ask each other before ending a call whose media
+  // died with an earlier load).
+  const second = await pages.bob.context().newPage();
+  watch(second, 'bob (second tab)');
+  await second.goto(new URL('/', pages.bob.url()).href);
+  await second.getByRole('list', { name: 'Chats' }).waitFor({ timeout: T });
+  await sleep(1500);
+  assert.equal(status('carol').participants.length, 3, 'a second tab left the call the first one runs');
+  await second.close();
+
   // Alice mutes from the page: Carol's roster says so.
   await panel(pages.alice).getByRole('button', { name: 'Mute', exact: true }).click();
   await panel(pages.alice).getByRole('button', { name: 'Unmute', exact: true }).waitFor({ timeout: T });
