@@ -2,8 +2,10 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,8 +44,10 @@ type Config struct {
 	// Listen are libp2p listen multiaddrs; default
 	// /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1.
 	Listen []string
-	// APIAddr is the local API's host:port; default 127.0.0.1:0. It must be
-	// a loopback address.
+	// APIAddr is the local API's host:port; it must be a loopback
+	// address. Default: 127.0.0.1 on the port of the last run when it is
+	// free (the web client's origin, and so its login, stays the same
+	// across restarts), else a random one.
 	APIAddr string
 	// Relays are the node's home relays (full multiaddrs ending in
 	// /p2p/<id>): its mailbox, key directory and circuit relay.
@@ -167,10 +172,7 @@ func New(cfg Config) (*Node, error) {
 	if _, err := ReadInfo(cfg.Home); err != nil {
 		return nil, err
 	}
-	if cfg.APIAddr == "" {
-		cfg.APIAddr = "127.0.0.1:0"
-	}
-	if err := checkLoopback(cfg.APIAddr); err != nil {
+	if err := checkLoopback(cmp.Or(cfg.APIAddr, "127.0.0.1:0")); err != nil {
 		return nil, err
 	}
 	if len(cfg.Listen) == 0 && cfg.Host == nil {
@@ -352,7 +354,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	// Uploads from the web client spool here for a moment; one left by a
 	// crash is removed.
 	_ = os.RemoveAll(filepath.Join(n.cfg.Home, "uploads"))
-	ln, err := localapi.Listen(n.cfg.APIAddr)
+	ln, err := n.listenAPI()
 	if err != nil {
 		return err
 	}
@@ -566,4 +568,37 @@ func (b *broadcaster) publish(e chat.Event) {
 		default:
 		}
 	}
+}
+
+// listenAPI listens on Config.APIAddr or, by default, on 127.0.0.1 at the
+// port of the last run if it is free (else a random one), and remembers
+// the port: a browser's login to the web client is tied to its origin,
+// and so to the port.
+func (n *Node) listenAPI() (net.Listener, error) {
+	if n.cfg.APIAddr != "" {
+		return localapi.Listen(n.cfg.APIAddr)
+	}
+	key := []byte("api-port")
+	var last []byte
+	_ = n.db.View(func(tx *storage.Txn) (err error) { last, err = tx.Get(n.st.meta, key); return err })
+	if len(last) == 2 {
+		port := binary.BigEndian.Uint16(last)
+		ln, err := localapi.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+		if err == nil {
+			return ln, nil
+		}
+		n.log.Info("the API's port of the last run is taken; a new one (browsers log in again)", "port", port, "err", err)
+	}
+	ln, err := localapi.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		if err := n.db.Update(func(tx *storage.Txn) error {
+			return tx.Set(n.st.meta, key, binary.BigEndian.AppendUint16(nil, uint16(tcp.Port)))
+		}); err != nil {
+			n.log.Warn("the API's port not remembered", "err", err)
+		}
+	}
+	return ln, nil
 }

@@ -7,6 +7,9 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,4 +239,79 @@ func TestWebClientGroupCall(t *testing.T) {
 		})
 	}
 	w.runBrowserTest(t, "groupcall.test.mjs", "OUT="+outDir(t), "GROUP="+gid, "TITLE="+title)
+}
+
+// TestWebLoginSurvivesDaemonRestart: a browser logged in to the web
+// client stays logged in when the daemon restarts (same port, session kept
+// in the store), and so do the preferences every browser shares; the
+// cookie alone is still refused.
+func TestWebLoginSurvivesDaemonRestart(t *testing.T) {
+	e := build(t)
+	c := newCluster(t, e)
+	d := c.startDaemon(c.alice)
+	link := strings.TrimSpace(e.must("peergram", "open", "--print", "--home", c.alice))
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := u.Scheme + "://" + u.Host
+	noRedirect := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", link, nil)
+	req.Header.Set("Sec-Fetch-Site", "none")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	frag, _ := url.ParseQuery(loc.Fragment)
+	csrf := frag.Get("csrf")
+	if resp.StatusCode != http.StatusSeeOther || csrf == "" || len(resp.Cookies()) != 1 {
+		t.Fatalf("login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	cookie := resp.Cookies()[0]
+	call := func(method, path, body string, withCSRF bool) (int, string) {
+		var r io.Reader
+		if body != "" {
+			r = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, origin+path, r)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		req.Header.Set("Origin", origin)
+		if withCSRF {
+			req.Header.Set("X-Peergram-Csrf", csrf)
+		}
+		req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/v1/identity", "", true); code != http.StatusOK {
+		t.Fatalf("logged in: %d %s", code, body)
+	}
+	if code, body := call("PUT", "/v1/web/prefs", `{"pinned":["c:x"]}`, true); code != http.StatusNoContent {
+		t.Fatalf("prefs: %d %s", code, body)
+	}
+	d.kill(syscall.SIGTERM)
+	c.startDaemon(c.alice)
+	api, err := os.ReadFile(filepath.Join(c.alice, "api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.SplitN(strings.TrimSpace(string(api)), "\n", 2)[0]; got != origin {
+		t.Fatalf("the restarted daemon serves on %s, not on %s as before: the browser's login is lost", got, origin)
+	}
+	if code, body := call("GET", "/v1/identity", "", true); code != http.StatusOK {
+		t.Fatalf("after a restart the browser is logged out: %d %s", code, body)
+	}
+	if code, body := call("GET", "/v1/web/prefs", "", true); code != http.StatusOK || body != `{"pinned":["c:x"]}` {
+		t.Fatalf("prefs after a restart: %d %s", code, body)
+	}
+	if code, _ := call("GET", "/v1/identity", "", false); code != http.StatusUnauthorized {
+		t.Fatalf("ATTACK WORKS: the cookie alone after a restart: %d", code)
+	}
 }

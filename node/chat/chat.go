@@ -192,6 +192,9 @@ const (
 	// the web client takes part in (BridgeOffer set): a participant's
 	// track came or went; the client answers it.
 	EventGroupCallOffer EventType = "group_call_offer"
+	// EventPrefs: the web client's shared preferences changed (GET
+	// /v1/web/prefs has them): another browser pinned or archived a chat.
+	EventPrefs EventType = "prefs"
 	// EventGroup: a group's state changed (members, roles, title, pins,
 	// invite links; this node joined or left it). GroupID names it; GET
 	// /v1/groups/{group} has the new state.

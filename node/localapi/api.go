@@ -253,6 +253,10 @@ func New(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.web.log = s.log
+	if k, ok := cfg.Backend.(WebDataBackend); ok {
+		s.web.keep = k
+	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		mux.Handle(rt.pattern, s.wrap(rt.handle))
@@ -337,6 +341,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/chats/{contact}/upload", s.upload},
 		{"POST /v1/web/login", s.webLogin},
 		{"POST /v1/web/logout", s.webLogout},
+		{"GET /v1/web/prefs", s.webPrefs},
+		{"PUT /v1/web/prefs", s.putWebPrefs},
 	}
 }
 

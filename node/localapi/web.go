@@ -17,12 +17,16 @@ package localapi
 // The Host check in guard (loopback names only) keeps out DNS rebinding.
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -56,14 +60,41 @@ const (
 type webSession struct {
 	csrf     string
 	lastUsed time.Time
+	saved    time.Time // lastUsed as last kept by the backend
 }
+
+// WebDataBackend keeps the web client's data in the daemon's store
+// (node.Node has it): browser sessions, so that a restart of the daemon
+// does not log every browser out, and the preferences every browser of
+// this daemon shares (GET/PUT /v1/web/prefs). Without it sessions last
+// until the daemon stops and the routes answer 501.
+type WebDataBackend interface {
+	WebData(ctx context.Context, name string) ([]byte, error)
+	KeepWebData(ctx context.Context, name string, data []byte) error
+}
+
+// storedSession is a session as the backend keeps it: the cookie's hash
+// (never the cookie), the CSRF token and when it was last used.
+type storedSession struct {
+	Key      string `json:"key"`
+	CSRF     string `json:"csrf"`
+	LastUsed int64  `json:"last_used"` // unix seconds
+}
+
+// sessionSaveEvery is how stale a kept session's last use may get: its
+// idle timeout counts from there after a restart.
+const sessionSaveEvery = time.Hour
 
 // webAuth holds login links and sessions, both keyed by the SHA-256 of
 // the secret so that a memory dump or a timing difference in map lookups
-// does not give the secret away.
+// does not give the secret away. Sessions are kept by the backend when
+// it can (links are not: one lives 2 minutes).
 type webAuth struct {
 	now      func() time.Time
+	keep     WebDataBackend // nil: sessions in memory only
+	log      *slog.Logger
 	mu       sync.Mutex
+	loaded   bool // the kept sessions were read
 	links    map[[32]byte]time.Time // expiry
 	sessions map[[32]byte]*webSession
 }
@@ -72,7 +103,62 @@ func newWebAuth(now func() time.Time) *webAuth {
 	if now == nil {
 		now = time.Now
 	}
-	return &webAuth{now: now, links: make(map[[32]byte]time.Time), sessions: make(map[[32]byte]*webSession)}
+	return &webAuth{now: now, log: slog.New(slog.DiscardHandler), links: make(map[[32]byte]time.Time), sessions: make(map[[32]byte]*webSession)}
+}
+
+// loadLocked reads the kept sessions, once (again at the next call if
+// the backend could not answer). a.mu held.
+func (a *webAuth) loadLocked() {
+	if a.loaded || a.keep == nil {
+		return
+	}
+	raw, err := a.keep.WebData(context.Background(), "sessions")
+	if err != nil {
+		a.log.Warn("web: kept sessions not read", "err", err)
+		return
+	}
+	a.loaded = true
+	if len(raw) == 0 {
+		return
+	}
+	var ss []storedSession
+	if err := json.Unmarshal(raw, &ss); err != nil {
+		a.log.Warn("web: kept sessions unreadable", "err", err)
+		return
+	}
+	for _, s := range ss {
+		var key [32]byte
+		if b, err := hex.DecodeString(s.Key); err != nil || len(b) != len(key) || s.CSRF == "" {
+			continue
+		} else {
+			copy(key[:], b)
+		}
+		// (One idle too long is dropped at its next use, as in memory.)
+		if len(a.sessions) >= maxWebSessions || a.sessions[key] != nil {
+			continue
+		}
+		used := time.Unix(s.LastUsed, 0)
+		a.sessions[key] = &webSession{csrf: s.CSRF, lastUsed: used, saved: used}
+	}
+}
+
+// saveLocked hands the sessions to the backend. a.mu held.
+func (a *webAuth) saveLocked() {
+	if a.keep == nil {
+		return
+	}
+	ss := make([]storedSession, 0, len(a.sessions))
+	for k, s := range a.sessions {
+		ss = append(ss, storedSession{Key: hex.EncodeToString(k[:]), CSRF: s.csrf, LastUsed: s.lastUsed.Unix()})
+		s.saved = s.lastUsed
+	}
+	raw, err := json.Marshal(ss)
+	if err == nil {
+		err = a.keep.KeepWebData(context.Background(), "sessions", raw)
+	}
+	if err != nil {
+		a.log.Warn("web: sessions not kept", "err", err)
+	}
 }
 
 // newLink returns a fresh one-time login code.
@@ -115,6 +201,7 @@ func (a *webAuth) redeem(code string) (id, csrf string, ok bool) {
 	if !now.Before(exp) {
 		return "", "", false
 	}
+	a.loadLocked()
 	for k, s := range a.sessions {
 		if now.Sub(s.lastUsed) > SessionIdleTTL {
 			delete(a.sessions, k)
@@ -132,6 +219,7 @@ func (a *webAuth) redeem(code string) (id, csrf string, ok bool) {
 	}
 	id, csrf = rand.Text()+rand.Text(), rand.Text()+rand.Text()
 	a.sessions[sha256.Sum256([]byte(id))] = &webSession{csrf: csrf, lastUsed: now}
+	a.saveLocked()
 	return id, csrf, true
 }
 
@@ -144,6 +232,7 @@ func (a *webAuth) session(id string) (csrf string, ok bool) {
 	key := sha256.Sum256([]byte(id))
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.loadLocked()
 	s, found := a.sessions[key]
 	if !found {
 		return "", false
@@ -151,16 +240,25 @@ func (a *webAuth) session(id string) (csrf string, ok bool) {
 	now := a.now()
 	if now.Sub(s.lastUsed) > SessionIdleTTL {
 		delete(a.sessions, key)
+		a.saveLocked()
 		return "", false
 	}
 	s.lastUsed = now
+	if now.Sub(s.saved) > sessionSaveEvery {
+		a.saveLocked()
+	}
 	return s.csrf, true
 }
 
 func (a *webAuth) logout(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.sessions, sha256.Sum256([]byte(id)))
+	a.loadLocked()
+	key := sha256.Sum256([]byte(id))
+	if a.sessions[key] != nil {
+		delete(a.sessions, key)
+		a.saveLocked()
+	}
 }
 
 // cookieName is per port: cookies are shared by every port of a host, and
@@ -448,5 +546,51 @@ func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": f.Name}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	http.ServeContent(w, r, "", st.ModTime(), fh)
+	return nil
+}
+
+// maxPrefsBytes bounds the shared preferences.
+const maxPrefsBytes = 64 << 10
+
+// webPrefs returns the preferences every browser of this daemon shares
+// (a JSON object the client defines: pinned and archived chats, read
+// markers); {} when none are kept.
+func (s *Server) webPrefs(w http.ResponseWriter, r *http.Request) error {
+	b, ok := s.backend.(WebDataBackend)
+	if !ok {
+		return ErrNotImplemented
+	}
+	raw, err := b.WebData(r.Context(), "prefs")
+	if err != nil {
+		return err
+	}
+	if len(raw) == 0 {
+		raw = []byte("{}")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(raw)
+	return nil
+}
+
+// putWebPrefs replaces the shared preferences (a JSON object of at most
+// 64 KiB).
+func (s *Server) putWebPrefs(w http.ResponseWriter, r *http.Request) error {
+	b, ok := s.backend.(WebDataBackend)
+	if !ok {
+		return ErrNotImplemented
+	}
+	var obj map[string]json.RawMessage
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPrefsBytes))
+	if err != nil {
+		return fmt.Errorf("preferences over %d bytes: %w", maxPrefsBytes, chat.ErrTooLarge)
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return fmt.Errorf("preferences must be a JSON object: %w", chat.ErrInvalid)
+	}
+	if err := b.KeepWebData(r.Context(), "prefs", raw); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -33,8 +33,15 @@ type webFixture struct {
 
 func newWebFixture(t *testing.T) *webFixture {
 	t.Helper()
-	wf := &webFixture{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), uploads: filepath.Join(t.TempDir(), "uploads")}
-	wf.fixture = newFixture(t, func(c *localapi.Config) {
+	return newWebFixtureOn(t, nil, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+}
+
+// newWebFixtureOn serves backend b (a new one if nil) with the clock at
+// now.
+func newWebFixtureOn(t *testing.T, b *localapitest.Backend, now time.Time) *webFixture {
+	t.Helper()
+	wf := &webFixture{now: now, uploads: filepath.Join(t.TempDir(), "uploads")}
+	edit := func(c *localapi.Config) {
 		c.WebFiles = fstest.MapFS{
 			"index.html": {Data: []byte("<!doctype html><title>Peergram</title>")},
 			"app.js":     {Data: []byte("export {}")},
@@ -42,7 +49,12 @@ func newWebFixture(t *testing.T) *webFixture {
 		c.BaseURL = "http://127.0.0.1:1" // the test server's address is not known yet; only path and query are used
 		c.UploadDir = wf.uploads
 		c.Now = func() time.Time { wf.mu.Lock(); defer wf.mu.Unlock(); return wf.now }
-	})
+	}
+	if b == nil {
+		wf.fixture = newFixture(t, edit)
+	} else {
+		wf.fixture = serve(t, b, edit)
+	}
 	return wf
 }
 

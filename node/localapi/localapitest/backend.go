@@ -1,6 +1,7 @@
 package localapitest
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -38,6 +39,7 @@ type Backend struct {
 	groups   []chat.Group
 	gmsgs    map[string][]chat.GroupMessage // by group ID
 	files    []chat.File
+	webData  map[string][]byte
 }
 
 // New returns a Backend answering Identity with id.
@@ -951,4 +953,28 @@ func (b *Backend) DeleteFile(_ context.Context, id string, everyone bool) error 
 		}
 	}
 	return fmt.Errorf("localapitest: no file %q: %w", id, chat.ErrInvalid)
+}
+
+// WebData returns the web client's entry name, as KeepWebData left it.
+func (b *Backend) WebData(_ context.Context, name string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	return bytes.Clone(b.webData[name]), nil
+}
+
+// KeepWebData keeps the web client's entry name.
+func (b *Backend) KeepWebData(_ context.Context, name string, data []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return b.fail
+	}
+	if b.webData == nil {
+		b.webData = map[string][]byte{}
+	}
+	b.webData[name] = bytes.Clone(data)
+	return nil
 }

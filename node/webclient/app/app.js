@@ -34,6 +34,36 @@ const prefs = {
   set(k, v) { localStorage.setItem('peergram.' + k, JSON.stringify(v)); },
 };
 
+// shared holds what every browser of this daemon shares — pinned and
+// archived chats, how far each group was read — kept by the daemon (GET
+// and PUT /v1/web/prefs; a "prefs" event when another browser changes
+// them). prefs above is this browser's own: theme, language, notifications.
+const shared = {
+  data: {},
+  timer: 0,
+  dirty: false,
+  get(k, d) { return this.data[k] ?? d; },
+  set(k, v) {
+    this.data[k] = v;
+    this.dirty = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.save(), 300);
+  },
+  async save() {
+    this.dirty = false;
+    await api.call('PUT', '/v1/web/prefs', this.data).catch((e) => console.warn('preferences not kept:', e.message));
+  },
+  async load() {
+    const d = await api.get('/v1/web/prefs').catch(() => null);
+    if (d && !this.dirty) this.data = d;
+    // Once: what this browser kept itself before the daemon kept it.
+    if (!this.data.pinned && !this.data.archived && (prefs.get('pinned', null) || prefs.get('archived', null))) {
+      this.set('pinned', prefs.get('pinned', []));
+      this.set('archived', prefs.get('archived', []));
+    }
+  },
+};
+
 const state = {
   me: null,
   contacts: new Map(), // account ID → contact
@@ -76,8 +106,8 @@ function lastOf(c) {
 }
 
 function sortedChats() {
-  const pinned = new Set(prefs.get('pinned', []));
-  const archived = new Set(prefs.get('archived', []));
+  const pinned = new Set(shared.get('pinned', []));
+  const archived = new Set(shared.get('archived', []));
   const q = state.query.toLowerCase();
   const list = [...state.chats.values()].filter((c) => {
     if (!q) return true;
@@ -95,7 +125,7 @@ function sortedChats() {
 
 function unreadOf(c) {
   if (c.kind === 'direct') return (c.messages || []).filter((m) => !m.outgoing && m.status === 'received').length;
-  const seen = prefs.get('seen.' + c.id, '');
+  const seen = shared.get('seen.' + c.id, '') || prefs.get('seen.' + c.id, '');
   return (c.messages || []).filter((m) => !m.outgoing && m.sent_at > seen).length;
 }
 
@@ -259,9 +289,9 @@ function renderChat() {
     return;
   }
   const g = c.kind === 'group' ? state.groups.get(c.id) : null;
-  const pinned = new Set(prefs.get('pinned', []));
-  const archived = new Set(prefs.get('archived', []));
-  const toggle = (k, set) => { set.has(c.key) ? set.delete(c.key) : set.add(c.key); prefs.set(k, [...set]); renderChatList(); renderChat(); };
+  const pinned = new Set(shared.get('pinned', []));
+  const archived = new Set(shared.get('archived', []));
+  const toggle = (k, set) => { set.has(c.key) ? set.delete(c.key) : set.add(c.key); shared.set(k, [...set]); renderChatList(); renderChat(); };
   main.append(
     h('header', { class: 'bar chat-head' },
       h('div', { class: 'chat-title' },
@@ -596,6 +626,11 @@ async function onEvent(ev) {
       if (c.key === state.current) renderChat();
       break;
     }
+    case 'prefs':
+      // Another browser pinned, archived or read something.
+      await shared.load();
+      renderChatList();
+      break;
     case 'group_poll': {
       const m = ev.group_message;
       if (m) { const c = chatOf('g:' + m.group); upsert(c, m); renderAfterChange(c); }
@@ -631,7 +666,7 @@ function markSeen(c) {
     api.post(`/v1/chats/${encodeURIComponent(c.id)}/read`, { ids }).catch((e) => toast(e.message));
   } else {
     const last = c.messages[c.messages.length - 1];
-    if (last) prefs.set('seen.' + c.id, last.sent_at);
+    if (last && shared.get('seen.' + c.id, '') !== last.sent_at) shared.set('seen.' + c.id, last.sent_at);
   }
   renderChatList();
 }
@@ -883,7 +918,7 @@ async function main() {
     renderConn();
     if (loggedOut) renderLoggedOut();
   });
-  await loadAll();
+  await Promise.all([loadAll(), shared.load()]);
   renderApp();
   await calls.restore();
   await groupCalls.restore();

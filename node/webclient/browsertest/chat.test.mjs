@@ -234,6 +234,22 @@ try {
   await message(alice, back).waitFor({ timeout: T });
   noProblems('reload');
 
+  // ---- pinned chats are the daemon's: another browser sees them ----
+  await alice.getByRole('button', { name: 'Pin chat', exact: true }).click();
+  const pinMark = (page) => chatItem(page, 'bob').getByLabel('Pinned', { exact: true });
+  await pinMark(alice).waitFor({ timeout: T });
+  const laptop = await browser.newContext({ locale: 'en-US', viewport: { width: 1200, height: 800 } });
+  const alice2 = await laptop.newPage();
+  watch(alice2, 'alice (second browser)');
+  await alice2.goto(loginURL('alice'));
+  await pinMark(alice2).waitFor({ timeout: T });
+  // Unpinned there: the first browser follows at once (a prefs event).
+  await chatItem(alice2, 'bob').click();
+  await alice2.getByRole('button', { name: 'Unpin chat', exact: true }).click();
+  await pinMark(alice).waitFor({ state: 'detached', timeout: T });
+  await laptop.close();
+  noProblems('shared pins');
+
   // ---- another origin is refused ----
   const evil = createServer((req, res) => {
     res.setHeader('Content-Type', 'text/html');
