@@ -94,7 +94,7 @@ type webAuth struct {
 	keep     WebDataBackend // nil: sessions in memory only
 	log      *slog.Logger
 	mu       sync.Mutex
-	loaded   bool // the kept sessions were read
+	loaded   bool                   // the kept sessions were read
 	links    map[[32]byte]time.Time // expiry
 	sessions map[[32]byte]*webSession
 }
