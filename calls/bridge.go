@@ -23,11 +23,15 @@ package calls
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -50,7 +54,9 @@ type BridgeOffer struct {
 // bridge is a client group call's connection to the client.
 type bridge struct {
 	pc    *webrtc.PeerConnection
+	api   *webrtc.API
 	video bool
+	own   []*webrtc.RTPTransceiver // the client's microphone and camera come on these
 
 	mu      sync.Mutex // negotiation; never held with Engine.mu
 	offer   BridgeOffer
@@ -117,7 +123,7 @@ func (e *Engine) clientSent(g *groupCall) error {
 
 // openBridge makes the bridge's connection and its first offer.
 func (e *Engine) openBridge(g *groupCall) error {
-	api, err := e.api(&call{})
+	api, err := e.bridgeAPI()
 	if err != nil {
 		return err
 	}
@@ -125,7 +131,7 @@ func (e *Engine) openBridge(g *groupCall) error {
 	if err != nil {
 		return err
 	}
-	b := &bridge{pc: pc, video: g.media.VideoCall}
+	b := &bridge{pc: pc, api: api, video: g.media.VideoCall}
 	e.mu.Lock()
 	g.bridge = b
 	e.mu.Unlock()
@@ -134,14 +140,21 @@ func (e *Engine) openBridge(g *groupCall) error {
 		kinds = append(kinds, webrtc.RTPCodecTypeVideo)
 	}
 	for _, k := range kinds {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		tr, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		if err != nil {
 			return err
 		}
+		b.own = append(b.own, tr)
 	}
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { e.bridgeIn(g, t) })
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateFailed {
+		switch s {
+		case webrtc.PeerConnectionStateFailed:
 			go e.endGroup(g, GroupFailed, "the client's connection failed", true)
+		case webrtc.PeerConnectionStateClosed:
+			// The client closed it (a closed tab says goodbye in DTLS),
+			// or the call ended and closed it: endGroup runs once.
+			go e.endGroup(g, GroupLeft, "the client went away", true)
 		}
 	})
 	b.mu.Lock()
@@ -179,14 +192,18 @@ func (e *Engine) bridgeOfferLocked(g *groupCall, b *bridge) error {
 		return g.ctx.Err()
 	}
 	e.mu.Lock()
+	recv := slices.Clone(g.recv)
+	id, group := g.info.ID, g.info.Group
+	e.mu.Unlock()
 	var tracks []GroupTrack
-	for _, r := range g.recv {
-		if r.out != nil {
+	for _, r := range recv {
+		r.mu.Lock()
+		out := r.out != nil
+		r.mu.Unlock()
+		if out {
 			tracks = append(tracks, GroupTrack{Name: r.name, Device: r.device, Kind: r.kind, Direction: "received"})
 		}
 	}
-	id, group := g.info.ID, g.info.Group
-	e.mu.Unlock()
 	b.offer = BridgeOffer{Call: id, Group: group, SDP: b.pc.LocalDescription().SDP, Version: b.offer.Version + 1, Tracks: tracks}
 	b.waiting = true
 	return nil
@@ -263,7 +280,9 @@ func (e *Engine) BridgeSignal(call string, s BridgeSignal) error {
 	b.mu.Lock()
 	switch s.Type {
 	case ClientConnected:
-		if b.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		// Connecting too: the client may finish its DTLS handshake
+		// before this side does (a CI run saw a 409).
+		if st := b.pc.ConnectionState(); st != webrtc.PeerConnectionStateConnected && st != webrtc.PeerConnectionStateConnecting {
 			b.mu.Unlock()
 			return fmt.Errorf("%w: the bridge is %s", ErrState, b.pc.ConnectionState())
 		}
@@ -291,7 +310,17 @@ func (e *Engine) BridgeSignal(call string, s BridgeSignal) error {
 			return fmt.Errorf("%w: an SDP of %d bytes", ErrMalformed, len(s.SDP))
 		}
 		if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: s.SDP}); err != nil {
+			stuck := b.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer
+			if stuck {
+				// Pion left have-local-offer before it found the fault
+				// (review finding: the bridge then never offered again):
+				// the offer is spent, a new one follows.
+				b.waiting = false
+			}
 			b.mu.Unlock()
+			if stuck {
+				e.spawn(func() { e.reofferBridge(g, b) })
+			}
 			return fmt.Errorf("%w: the client's answer: %v", ErrMalformed, err)
 		}
 		b.waiting = false
@@ -375,13 +404,20 @@ func (e *Engine) bridgeIn(g *groupCall, t *webrtc.TrackRemote) {
 // opened) and offers again.
 func (e *Engine) bridgeOutFor(g *groupCall, r *groupRecv, t *webrtc.TrackRemote) {
 	b := g.bridge
-	track, err := webrtc.NewTrackLocalStaticSample(t.Codec().RTPCodecCapability, r.kind, r.device)
+	if mime := t.Codec().MimeType; !strings.EqualFold(mime, webrtc.MimeTypeOpus) && !strings.EqualFold(mime, webrtc.MimeTypeVP8) {
+		// Frames are rebuilt from Opus and VP8 packets only, and a codec
+		// the client cannot take would make it refuse the offer (review
+		// finding: a member's H.265 froze the bridge).
+		e.log.Info("calls: not bridging a track", "call", g.info.ID, "device", r.device, "codec", mime)
+		return
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: t.Codec().MimeType}, r.kind, r.device)
 	if err != nil {
 		e.log.Warn("calls: a bridge track", "call", g.info.ID, "err", err)
 		return
 	}
 	b.mu.Lock()
-	sender, err := b.pc.AddTrack(track)
+	sender, err := b.addOut(track)
 	b.mu.Unlock()
 	if err != nil {
 		e.log.Warn("calls: a bridge track", "call", g.info.ID, "err", err)
@@ -469,4 +505,66 @@ func (b *bridge) close() {
 	}
 	b.mu.Unlock()
 	_ = b.pc.Close()
+}
+
+// addOut puts a participant's track on a line of its own: one a track
+// left (inactive now) if there is one, else a new sendonly line — never
+// the lines the client's microphone and camera come on (review finding:
+// Pion's AddTrack reused those, and the client, which sends on them, did
+// not play the first participant). b.mu held.
+func (b *bridge) addOut(track *webrtc.TrackLocalStaticSample) (*webrtc.RTPSender, error) {
+	for _, tr := range b.pc.GetTransceivers() {
+		if tr.Kind() != track.Kind() || tr.Sender() != nil || tr.Direction() != webrtc.RTPTransceiverDirectionInactive || slices.Contains(b.own, tr) {
+			continue
+		}
+		sender, err := b.api.NewRTPSender(track, b.pc.SCTP().Transport())
+		if err != nil {
+			return nil, err
+		}
+		if err := tr.SetSender(sender, track); err != nil {
+			_ = sender.Stop()
+			return nil, err
+		}
+		return sender, nil
+	}
+	tr, err := b.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, err
+	}
+	return tr.Sender(), nil
+}
+
+// bridgeAPI is the bridge's WebRTC: Opus and VP8 only (what frames are
+// rebuilt from), and ICE on loopback only — the client is on this
+// machine, and nothing else needs to reach the bridge.
+func (e *Engine) bridgeAPI() (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	for _, c := range []struct {
+		p webrtc.RTPCodecParameters
+		k webrtc.RTPCodecType
+	}{
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96}, webrtc.RTPCodecTypeVideo},
+	} {
+		if err := me.RegisterCodec(c.p, c.k); err != nil {
+			return nil, err
+		}
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool {
+		ifc, err := net.InterfaceByName(name)
+		return err == nil && ifc.Flags&net.FlagLoopback != 0
+	})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetPrflxAcceptanceMinWait(0) // a browser's checks may come from its other addresses
+	if e.cfg.Settings != nil {
+		e.cfg.Settings(&se) // tests' ICE timings
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }

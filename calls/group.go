@@ -136,6 +136,7 @@ type groupRecv struct {
 	pending [][]byte // frames under a key not held yet
 	pendTS  []uint32
 	out     *bridgeOut // a client's call: down the bridge
+	done    bool       // its sender's track ended; guarded by Engine.mu
 }
 
 // maxPending bounds the frames kept per track until their key arrives.
@@ -574,9 +575,25 @@ func (e *Engine) groupReceive(g *groupCall, t *webrtc.TrackRemote) {
 	kind := t.Kind().String()
 	r := &groupRecv{device: device, kind: kind, name: fileName(shortDevice(device)+"-"+kind, kind), ssrc: uint32(t.SSRC())}
 	e.mu.Lock()
-	if len(g.recv) >= 4*maxRecordings || g.ended || e.closed {
+	live := 0
+	for _, x := range g.recv {
+		if !x.done {
+			live++
+		}
+	}
+	// A bound on the tracks received at once, not over the call (review
+	// finding: participants coming and going used it up, and later ones
+	// were not heard); ended ones are forgotten past twice that.
+	if live >= 4*maxRecordings || g.ended || e.closed {
 		e.mu.Unlock()
 		return
+	}
+	for i := 0; len(g.recv) >= 8*maxRecordings && i < len(g.recv); {
+		if g.recv[i].done {
+			g.recv = slices.Delete(g.recv, i, i+1)
+			continue
+		}
+		i++
 	}
 	if g.media.Record != "" {
 		w, p, err := newRecorder(g.media.Record, &namedTrack{t, r.name})
@@ -591,6 +608,11 @@ func (e *Engine) groupReceive(g *groupCall, t *webrtc.TrackRemote) {
 	client := g.bridge != nil
 	e.mu.Unlock()
 	defer e.wg.Done()
+	defer func() {
+		e.mu.Lock()
+		r.done = true
+		e.mu.Unlock()
+	}()
 	if client {
 		e.bridgeOutFor(g, r, t)
 		defer e.bridgeDrop(g, r)

@@ -16,7 +16,7 @@ import (
 // peergram daemon; with its own WebRTC stack it sends the SFU video in a
 // codec the SFU accepts (the SFU registers Pion's defaults) but that the
 // client's browser does not decode (H.265 here: Firefox, and Chrome
-// without hardware support). bridgeOutFor (calls/bridge.go:378) makes the
+// without hardware support). bridgeOutFor (calls/bridge.go:390) makes the
 // bridge track in whatever codec the SFU forwards; the browser's answer
 // leaves that codec out; binding the track fails inside
 // SetRemoteDescription after Pion has already moved the bridge to
@@ -133,11 +133,16 @@ func TestReview7ForeignCodecWedgesBridge(t *testing.T) {
 			time.Sleep(33 * time.Millisecond)
 		}
 	}()
-	waitFor(t, 15*time.Second, "the bridge to offer x's video", func() bool {
-		o, err := env.c.e.BridgeOffer(env.call)
-		return err == nil && len(o.Tracks) == 1
+	// Fixed: the bridge carries Opus and VP8 only; x's video reaches
+	// the SFU (and headless members) but not the bridge.
+	waitFor(t, 15*time.Second, "x in the client's roster", func() bool {
+		g, _ := env.c.e.GetGroup(env.call)
+		return len(g.Participants) == 2
 	})
-	time.Sleep(time.Second) // the offer is answered (and refused)
+	time.Sleep(2 * time.Second)
+	if o, err := env.c.e.BridgeOffer(env.call); err != nil || len(o.Tracks) != 0 {
+		t.Fatalf("the bridge offers x's H.265 video: %v %+v", err, o.Tracks)
+	}
 
 	// An honest member joins: the browser must get its audio.
 	a := env.mk()

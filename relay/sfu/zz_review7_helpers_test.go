@@ -1,6 +1,7 @@
 package sfu_test
 
-// Review 7: helpers for the attacks on the client group call bridge
+// Review 7 (all fixed; each test now checks its fix): helpers for the
+// attacks on the client group call bridge
 // (calls/bridge.go). A real SFU, real engines and a Pion peer connection
 // standing in for the browser, all on loopback.
 

@@ -10,7 +10,7 @@ import (
 
 // TestReview7BridgeOutRace: groupRecv.out is documented as guarded by the
 // groupRecv's mu, and bridgeOutFor / bridgeDrop write it under r.mu only;
-// but bridgeOfferLocked (calls/bridge.go:183-187) reads r.out of every
+// but bridgeOfferLocked (calls/bridge.go:194-199) reads r.out of every
 // received track under Engine.mu (and b.mu), not r.mu. When tracks come
 // and go together (a participant with audio and video joins or leaves,
 // or two leave at once) a re-offer reads a track's out while that

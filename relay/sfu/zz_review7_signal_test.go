@@ -12,7 +12,7 @@ import (
 	"github.com/peergram/peergram/calls"
 )
 
-// TestReview7BadAnswerWedgesBridge: BridgeSignal (calls/bridge.go:293)
+// TestReview7BadAnswerWedgesBridge: BridgeSignal (calls/bridge.go:305)
 // keeps the offer waiting when SetRemoteDescription fails, so that the
 // client may answer again; but Pion moves the signalling state to
 // "stable" before it checks the answer's ICE credentials. An answer
@@ -69,8 +69,26 @@ func TestReview7BadAnswerWedgesBridge(t *testing.T) {
 	if err := env.c.e.BridgeSignal(env.call, bad); !errors.Is(err, calls.ErrMalformed) {
 		t.Fatalf("an answer without an ICE ufrag: %v", err)
 	}
-	if err := env.c.e.BridgeSignal(env.call, good); err != nil {
-		t.Errorf("the client's proper answer after a refused one: %v", err)
+	// Fixed: the refused answer spent the offer (Pion had left
+	// have-local-offer); the bridge offers again, and that offer is
+	// answered.
+	if err := env.c.e.BridgeSignal(env.call, good); !errors.Is(err, calls.ErrState) {
+		t.Errorf("an answer to the spent offer: %v", err)
+	}
+	select {
+	case o2 := <-env.offers:
+		if o2.Version <= o.Version {
+			t.Fatalf("offer %d after the refused answer to %d", o2.Version, o.Version)
+		}
+		good2, err := br.answer(o2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.c.e.BridgeSignal(env.call, good2); err != nil {
+			t.Fatalf("the answer to the new offer: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new offer after a refused answer")
 	}
 	// A second member joins: the bridge must offer its track.
 	b := env.mk()

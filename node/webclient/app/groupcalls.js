@@ -73,14 +73,18 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
     const pc = cur.pc;
     await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
     if (!cur.attached) {
-      // The first offer: the microphone (and camera) go on the daemon's
-      // receiving transceivers, the first of each kind.
+      // The first offer: the microphone and the camera go on the daemon's
+      // receiving transceivers, the first of each kind. The video one
+      // sends even without a camera, so that a screen can be shared
+      // later by replacing its track (only the daemon offers).
       cur.attached = true;
-      for (const track of cur.local.getTracks()) {
-        const tr = pc.getTransceivers().find((x) => x.receiver.track.kind === track.kind && !x.sender.track && x.mid !== null);
+      for (const kind of ['audio', 'video']) {
+        const tr = pc.getTransceivers().find((x) => x.receiver.track.kind === kind && x.mid !== null);
         if (!tr) continue;
-        await tr.sender.replaceTrack(track);
+        const track = cur.local.getTracks().find((x) => x.kind === kind);
+        if (track) await tr.sender.replaceTrack(track);
         tr.direction = 'sendonly';
+        if (kind === 'video') cur.videoSender = tr.sender;
       }
     }
     await pc.setLocalDescription(await pc.createAnswer());
@@ -119,7 +123,7 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
       const local = await media(video);
       if (cur !== me) { for (const tr of local.getTracks()) tr.stop(); return; }
       cur.local = local;
-      const body = { client: true, video_call: local.getVideoTracks().length > 0 };
+      const body = { client: true, video_call: true }; // a video track even without a camera: a screen may be shared
       // Join the call the group runs (as this node knows), else start one;
       // a call that ended meanwhile is started anew.
       let info = null;
@@ -146,9 +150,12 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
 
   async function leave() {
     if (!cur) return;
-    const { group, id } = cur;
-    cleanup();
+    const me = cur;
+    const { group, id } = me;
+    me.leaving = true;
+    // Leave first: the daemon ends a call whose bridge the client closes.
     if (id) await api.post(path(group, 'leave'), {}).catch(() => {});
+    if (cur === me) cleanup();
   }
 
   async function mute() {
@@ -164,9 +171,32 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
     render();
   }
 
+  // share shares the screen in place of the camera (or stops).
+  async function share() {
+    if (!cur || !cur.videoSender) return;
+    const camera = cur.local?.getVideoTracks()[0] || null;
+    if (cur.screen) {
+      cur.screen.stop();
+      cur.screen = null;
+      await cur.videoSender.replaceTrack(camera);
+      render();
+      return;
+    }
+    try {
+      const s = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      cur.screen = s.getVideoTracks()[0];
+      cur.screen.onended = () => { if (cur && cur.screen) share(); };
+      await cur.videoSender.replaceTrack(cur.screen);
+      render();
+    } catch (e) {
+      toast(t('share_failed', { error: e.message }));
+    }
+  }
+
   function cleanup() {
     if (!cur) return;
     if (cur.id) tabs.disown(cur.id);
+    cur.screen?.stop();
     for (const tr of cur.local?.getTracks() || []) tr.stop();
     cur.pc?.close();
     cur = null;
@@ -228,6 +258,7 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
       media,
       h('div', { class: 'call-buttons' },
         cur.id ? h('button', { type: 'button', 'aria-pressed': cur.muted ? 'true' : 'false', onclick: mute }, cur.muted ? t('unmute') : t('mute')) : null,
+        cur.videoSender ? h('button', { type: 'button', 'aria-pressed': cur.screen ? 'true' : 'false', onclick: share }, cur.screen ? t('stop_sharing') : t('share_screen')) : null,
         h('button', { type: 'button', class: 'hangup danger', onclick: leave }, icon('phone-off', 16), ' ', t('leave_call')),
       ),
     );
@@ -255,7 +286,7 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
       });
     }
     (await cur.pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp') outbound += r.packetsSent || 0; });
-    return { inbound, outbound, devices, connection: cur.pc.connectionState, joined: cur.info?.state === 'joined', id: cur.id, muted: cur.muted };
+    return { inbound, outbound, devices, connection: cur.pc.connectionState, joined: cur.info?.state === 'joined', id: cur.id, muted: cur.muted, sharing: !!cur.screen };
   }
 
   // restore leaves the group calls a previous load of the page took part

@@ -33,11 +33,14 @@ function watch(page, who) {
 }
 const noProblems = (step) => { if (problems.length) throw new Error(`${step}: ${problems.join('\n')}`); };
 
+// No --allow-loopback-in-peer-connection: the bridge offers loopback
+// candidates only, and a browser as users run it must reach them.
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required'],
+    '--autoplay-policy=no-user-gesture-required',
+    '--auto-select-desktop-capture-source=Entire screen', '--auto-accept-this-tab-capture'],
 });
 const pages = {};
 const stats = (page) => page.evaluate(() => window.peergramGroupCallStats());
@@ -112,6 +115,20 @@ try {
     assert.equal(tr.undecryptable || 0, 0, `carol: every frame from ${tr.device} opened: ${JSON.stringify(tr)}`);
   }
   await pages.alice.screenshot({ path: join(out, 'group-call.png') });
+
+  // Alice shares her screen (she joined with her microphone only): her
+  // daemon seals the frames, Carol's opens them.
+  await panel(pages.alice).getByRole('button', { name: 'Share screen', exact: true }).click();
+  await panel(pages.alice).getByRole('button', { name: 'Stop sharing', exact: true }).waitFor({ timeout: T });
+  const shared = await until('carol opens alice\'s screen', () => {
+    const g = status('carol');
+    const v = g.tracks.find((t) => t.direction === 'received' && t.device === devices.alice && t.kind === 'video');
+    return v && v.frames > 10 ? v : null;
+  });
+  assert.equal(shared.undecryptable || 0, 0, `every frame of alice's screen opened at carol: ${JSON.stringify(shared)}`);
+  log('carol opened', shared.frames, 'frames of alice\'s screen');
+  await panel(pages.alice).getByRole('button', { name: 'Stop sharing', exact: true }).click();
+  await panel(pages.alice).getByRole('button', { name: 'Share screen', exact: true }).waitFor({ timeout: T });
 
   // A second tab of Bob's client loads: it must not end the call the
   // first tab runs (tabs ask each other before ending a call whose media
