@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -199,11 +200,31 @@ func TestAnonymousStreamFlood(t *testing.T) {
 	t.Logf("%d attackers hold %d mailbox, %d directory and %d unnegotiated streams",
 		attackers, held[heldMailbox], held[heldDirectory], held[heldRaw])
 	lim := relay.OperatorLimits()
-	for i, a := range as {
-		if n := a.held[heldMailbox].Load(); n > int64(lim.Mailbox.StreamsPerPeer) {
+	// An attacker counts a stream as held once the relay has not reset it
+	// for 500 ms; under load (a CI run) the relay may reset one over the
+	// limit later than that, so a count over the limit must last: three
+	// looks, 300 ms apart.
+	least := make([][kinds]int64, len(as))
+	for i := range least {
+		for k := range least[i] {
+			least[i][k] = math.MaxInt64
+		}
+	}
+	for look := range 3 {
+		if look > 0 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		for i, a := range as {
+			for k := range least[i] {
+				least[i][k] = min(least[i][k], a.held[k].Load())
+			}
+		}
+	}
+	for i := range as {
+		if n := least[i][heldMailbox]; n > int64(lim.Mailbox.StreamsPerPeer) {
 			t.Errorf("attacker %d holds %d mailbox streams, over the per-peer limit %d", i, n, lim.Mailbox.StreamsPerPeer)
 		}
-		if n := a.held[heldDirectory].Load(); n > int64(lim.Directory.StreamsPerPeer) {
+		if n := least[i][heldDirectory]; n > int64(lim.Directory.StreamsPerPeer) {
 			t.Errorf("attacker %d holds %d directory streams, over the per-peer limit %d", i, n, lim.Directory.StreamsPerPeer)
 		}
 	}
