@@ -512,16 +512,18 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 			go e.end(c, StateFailed, "connection failed", true) // not inside Pion's callback
 		case webrtc.PeerConnectionStateClosed:
 			// Closed under a live call: Pion closes the connection when
-			// DTLS does. Before it ever connected, that is a failed
-			// handshake (a fingerprint that does not match). After, it
-			// is most likely the peer hanging up, whose signal comes the
-			// slower way: it decides, or after a while the call ends. A
-			// call this side ended is final already.
+			// DTLS does. Most likely the peer hung up, whose signal comes
+			// the slower way: it decides, or after a while the call ends
+			// — as failed if it never connected (a handshake that failed:
+			// a fingerprint that does not match), else as ended. (A CI run
+			// saw a hang-up just as the callee was connecting end the
+			// callee's call as failed.) A call this side ended is final
+			// already.
 			e.mu.Lock()
 			was := c.started
 			e.mu.Unlock()
 			if !was {
-				go e.end(c, StateFailed, "connection closed", true)
+				time.AfterFunc(closedGrace, func() { e.end(c, StateFailed, "connection closed", true) })
 				return
 			}
 			time.AfterFunc(closedGrace, func() { e.end(c, StateEnded, "connection closed by the peer", true) })

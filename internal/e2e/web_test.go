@@ -71,6 +71,7 @@ type webCluster struct {
 	e     *env
 	c     *cluster
 	homes map[string]string
+	procs map[string]*proc
 }
 
 func newWebCluster(t *testing.T, daemonFlags ...string) *webCluster {
@@ -79,8 +80,9 @@ func newWebCluster(t *testing.T, daemonFlags ...string) *webCluster {
 	carol := filepath.Join(e.root, "carol")
 	e.must("peergram", "init", "--home", carol, "--name", "carol")
 	homes := map[string]string{"alice": c.alice, "bob": c.bob, "carol": carol}
-	for _, home := range homes {
-		c.startDaemon(home, daemonFlags...)
+	procs := map[string]*proc{}
+	for name, home := range homes {
+		procs[name] = c.startDaemon(home, daemonFlags...)
 	}
 	ids := map[string]string{}
 	for name, home := range homes {
@@ -102,7 +104,7 @@ func newWebCluster(t *testing.T, daemonFlags ...string) *webCluster {
 			})
 		}
 	}
-	return &webCluster{e: e, c: c, homes: homes}
+	return &webCluster{e: e, c: c, homes: homes, procs: procs}
 }
 
 // outDir is where a browser test writes screenshots and figures: under
@@ -121,6 +123,11 @@ func (w *webCluster) runBrowserTest(t *testing.T, script string, env ...string) 
 	t.Helper()
 	nodeBin, chromium := browserTools(t)
 	homesJSON, _ := json.Marshal(w.homes)
+	pids := map[string]int{}
+	for name, p := range w.procs {
+		pids[name] = p.cmd.Process.Pid
+	}
+	pidsJSON, _ := json.Marshal(pids)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin, script)
@@ -128,6 +135,7 @@ func (w *webCluster) runBrowserTest(t *testing.T, script string, env ...string) 
 	cmd.Env = append(append(os.Environ(),
 		"PEERGRAM="+filepath.Join(w.e.bin, "peergram"),
 		"HOMES="+string(homesJSON),
+		"PIDS="+string(pidsJSON), // the daemons' processes (a test may pause one: SIGSTOP, SIGCONT)
 		"CHROMIUM="+chromium,
 		"MARKER="+marker,
 	), env...)

@@ -132,8 +132,20 @@ try {
       }
     }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
   }, hello);
-  await sendText(alice, hello);
-  await message(alice, hello).waitFor({ timeout: T });
+  // Bob's daemon is paused (SIGSTOP) while Alice sends: her daemon hands
+  // the message to the relay (sent) and it is delivered once Bob's
+  // daemon runs again — on loopback "sent" would otherwise last too short
+  // a moment to be seen.
+  const pids = JSON.parse(process.env.PIDS);
+  process.kill(pids.bob, 'SIGSTOP');
+  try {
+    await sendText(alice, hello);
+    await message(alice, hello).waitFor({ timeout: T });
+    await message(alice, hello).locator('[data-status="sent"]').waitFor({ timeout: T });
+    log('alice sees sent');
+  } finally {
+    process.kill(pids.bob, 'SIGCONT');
+  }
   await message(alice, hello).locator('[data-status="delivered"]').waitFor({ timeout: T });
   log('alice sees delivered');
   // Bob sees the chat with one unread message, opens it: read.
@@ -146,7 +158,7 @@ try {
   log('statuses alice saw', seen.join(' → '));
   const at = (s) => seen.indexOf(s);
   assert.ok(at('delivered') >= 0 && at('read') > at('delivered'), `ticks in order: ${seen}`);
-  assert.ok(at('sent') < 0 || at('sent') < at('delivered'), `sent before delivered: ${seen}`);
+  assert.ok(at('sent') >= 0 && at('sent') < at('delivered'), `sent before delivered: ${seen}`);
   assert.ok(!seen.includes('failed'), `no failure: ${seen}`);
 
   const back = `hi alice ${M} ${Date.now()}`;
