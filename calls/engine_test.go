@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,11 @@ type network struct {
 	mu      sync.Mutex
 	devices map[string][]*device // account → devices
 	tamper  func(from string, s *Signal)
+	signals atomic.Int64 // signals sent
 }
+
+// sent counts the signals the engines sent.
+func (n *network) sent() int64 { return n.signals.Load() }
 
 type device struct {
 	account, id string
@@ -66,6 +71,7 @@ type signaller struct {
 }
 
 func (s signaller) Signal(ctx context.Context, peer string, sig Signal) error {
+	s.n.signals.Add(1)
 	if s.n.tamper != nil {
 		s.n.tamper(s.from.account, &sig)
 	}

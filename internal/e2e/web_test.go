@@ -17,6 +17,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+	"github.com/pion/webrtc/v4/pkg/media/ivfwriter"
 )
 
 // browserTestDir holds the browser tests (node/webclient/browsertest);
@@ -228,9 +233,10 @@ func TestWebClientGroupCall(t *testing.T) {
 		})
 	}
 	audio := longAudio(t, 3000) // 60 s
+	video := longVideo(t, 20)   // 60 s of real VP8: the browsers decode it
 	rec := t.TempDir()
 	eventually(t, "Carol starts the call", 30*time.Second, func() error {
-		out, err := e.run("peergram", "group", "call", "start", "--home", w.homes["carol"], gid, "--audio", audio, "--record", rec)
+		out, err := e.run("peergram", "group", "call", "start", "--home", w.homes["carol"], gid, "--audio", audio, "--video", video, "--record", rec)
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
@@ -322,4 +328,48 @@ func TestWebLoginSurvivesDaemonRestart(t *testing.T) {
 	if code, _ := call("GET", "/v1/identity", "", false); code != http.StatusUnauthorized {
 		t.Fatalf("ATTACK WORKS: the cookie alone after a restart: %d", code)
 	}
+}
+
+// longVideo writes calls/testdata/video.ivf (3 s of VP8, a key frame
+// every second) loops times over, as one IVF file.
+func longVideo(t *testing.T, loops int) string {
+	t.Helper()
+	f, err := os.Open(sample("video.ivf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, hdr, err := ivfreader.NewWith(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for {
+		fr, _, err := r.ParseNextFrame()
+		if err != nil {
+			break
+		}
+		frames = append(frames, fr)
+	}
+	p := filepath.Join(t.TempDir(), "long.ivf")
+	w, err := ivfwriter.New(p, ivfwriter.WithCodec(webrtc.MimeTypeVP8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := uint32(90000) * hdr.TimebaseNumerator / hdr.TimebaseDenominator // one frame in 90 kHz ticks
+	n := 0
+	for range loops {
+		for _, fr := range frames {
+			// One RTP packet per frame, with a VP8 descriptor starting
+			// partition 0: the writer takes the frame from it whole.
+			if err := w.WriteRTP(&rtp.Packet{Header: rtp.Header{Timestamp: uint32(n) * step, Marker: true, SequenceNumber: uint16(n)}, Payload: append([]byte{0x10}, fr...)}); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

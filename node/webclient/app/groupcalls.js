@@ -277,16 +277,19 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
     let inbound = 0;
     let outbound = 0;
     const devices = {};
+    const videoFrames = {}; // per device: video frames the browser decoded
     for (const tr of cur.pc.getTransceivers()) {
       const device = [...cur.streams].find(([, s]) => s.getTracks().includes(tr.receiver.track))?.[0];
       (await tr.receiver.getStats()).forEach((r) => {
         if (r.type !== 'inbound-rtp') return;
         inbound += r.packetsReceived || 0;
-        if (device) devices[device] = (devices[device] || 0) + (r.packetsReceived || 0);
+        if (!device) return;
+        devices[device] = (devices[device] || 0) + (r.packetsReceived || 0);
+        if (r.kind === 'video') videoFrames[device] = (videoFrames[device] || 0) + (r.framesDecoded || 0);
       });
     }
     (await cur.pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp') outbound += r.packetsSent || 0; });
-    return { inbound, outbound, devices, connection: cur.pc.connectionState, joined: cur.info?.state === 'joined', id: cur.id, muted: cur.muted, sharing: !!cur.screen };
+    return { inbound, outbound, devices, videoFrames, connection: cur.pc.connectionState, joined: cur.info?.state === 'joined', id: cur.id, muted: cur.muted, sharing: !!cur.screen };
   }
 
   // restore leaves the group calls a previous load of the page took part

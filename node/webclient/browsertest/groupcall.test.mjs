@@ -103,6 +103,13 @@ try {
     const names = await panel(pages[who]).getByRole('list', { name: 'Participants' }).getByRole('listitem').count();
     assert.equal(names, 3, `${who}'s page lists the three participants`);
   }
+  // Carol sends video too (a headless node, from a file): her daemon
+  // sealed each frame, Alice's opened it, and Alice's browser decodes it.
+  const decoded = await until('alice decodes carol\'s video', async () => {
+    const st = await stats(pages.alice);
+    return (st.videoFrames[devices.carol] || 0) > 10 ? st.videoFrames[devices.carol] : 0;
+  });
+  log('alice decoded', decoded, 'frames of carol\'s video');
   // Carol's daemon opened the frames the browsers sent: their daemons
   // sealed them (SFrame) before the SFU.
   const carolGot = await until('carol opens both browsers\' audio', () => {
