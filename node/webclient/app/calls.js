@@ -11,21 +11,13 @@
 import { h, clear, $ } from './dom.js';
 import { t } from './i18n.js';
 import { icon } from './icons.js';
+import { waitGathered, localMedia } from './rtc.js';
 
 const ENDED = new Set(['ended', 'declined', 'busy', 'missed', 'failed']);
-const GATHER_MS = 1000; // an offer or answer waits this long for ICE candidates to carry them
 
 export function initCalls({ api, nameOf, toast, tabs }) {
   let cur = null; // the call on screen: {id, peer, dir, state, pc, local, camera, screen, cands, grantDue, info}
 
-  function waitGathered(pc) {
-    if (pc.iceGatheringState === 'complete') return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { if (pc.iceGatheringState === 'complete') { pc.removeEventListener('icegatheringstatechange', done); resolve(); } };
-      pc.addEventListener('icegatheringstatechange', done);
-      setTimeout(resolve, GATHER_MS);
-    });
-  }
 
   function newPC() {
     const pc = new RTCPeerConnection({ iceServers: [] });
@@ -72,15 +64,6 @@ export function initCalls({ api, nameOf, toast, tabs }) {
       .finally(() => { inflight--; });
   }
 
-  async function media(video) {
-    try {
-      return await navigator.mediaDevices.getUserMedia({ audio: true, video });
-    } catch (e) {
-      if (!video) throw e;
-      toast(t('call_no_camera'));
-      return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
-    }
-  }
 
   function addTracks(pc, stream) {
     for (const track of stream.getTracks()) pc.addTrack(track, stream);
@@ -98,7 +81,7 @@ export function initCalls({ api, nameOf, toast, tabs }) {
     try {
       const me = cur;
       const pc = (cur.pc = newPC());
-      const local = await media(video);
+      const local = await localMedia(video, toast);
       if (cur !== me) { for (const tr of local.getTracks()) tr.stop(); return; } // hung up while asking for the camera
       cur.local = local;
       cur.camera = cur.local.getVideoTracks()[0] || null;
@@ -130,7 +113,7 @@ export function initCalls({ api, nameOf, toast, tabs }) {
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
       cur.remoteSet = true;
       for (const c of offer.candidates || []) await pc.addIceCandidate(c).catch(() => {});
-      const local = await media(offer.video);
+      const local = await localMedia(offer.video, toast);
       if (cur !== me) { for (const tr of local.getTracks()) tr.stop(); pc.close(); return; } // the call ended meanwhile
       cur.local = local;
       cur.camera = cur.local.getVideoTracks()[0] || null;

@@ -12,8 +12,8 @@
 import { h, clear, $ } from './dom.js';
 import { t } from './i18n.js';
 import { icon } from './icons.js';
+import { waitGathered, localMedia } from './rtc.js';
 
-const GATHER_MS = 1000;
 const GONE = new Set(['left', 'failed']);
 
 export function initGroupCalls({ api, groupName, accountName, callOf, toast, tabs }) {
@@ -21,14 +21,6 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
 
   const path = (group, what) => `/v1/groups/${encodeURIComponent(group)}/call${what ? '/' + what : ''}`;
 
-  function waitGathered(pc) {
-    if (pc.iceGatheringState === 'complete') return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { if (pc.iceGatheringState === 'complete') { pc.removeEventListener('icegatheringstatechange', done); resolve(); } };
-      pc.addEventListener('icegatheringstatechange', done);
-      setTimeout(resolve, GATHER_MS);
-    });
-  }
 
   function signal(s) {
     if (!cur) return Promise.resolve();
@@ -102,15 +94,6 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
     return me.queue;
   }
 
-  async function media(video) {
-    try {
-      return await navigator.mediaDevices.getUserMedia({ audio: true, video });
-    } catch (e) {
-      if (!video) throw e;
-      toast(t('call_no_camera'));
-      return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
-    }
-  }
 
   // open joins the group's call (or starts one when none runs), with the
   // camera when video is set.
@@ -120,7 +103,7 @@ export function initGroupCalls({ api, groupName, accountName, callOf, toast, tab
     render();
     const me = cur;
     try {
-      const local = await media(video);
+      const local = await localMedia(video, toast);
       if (cur !== me) { for (const tr of local.getTracks()) tr.stop(); return; }
       cur.local = local;
       const body = { client: true, video_call: true }; // a video track even without a camera: a screen may be shared
