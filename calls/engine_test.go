@@ -38,6 +38,7 @@ type network struct {
 	devices map[string][]*device // account → devices
 	tamper  func(from string, s *Signal)
 	signals atomic.Int64 // signals sent
+	log     testWriter
 }
 
 // sent counts the signals the engines sent.
@@ -62,7 +63,7 @@ func (d *device) deliver(f func()) {
 }
 
 func newNetwork(t *testing.T) *network {
-	return &network{t: t, devices: map[string][]*device{}}
+	return &network{t: t, devices: map[string][]*device{}, log: newTestWriter(t)}
 }
 
 type signaller struct {
@@ -100,7 +101,7 @@ func (s signaller) Signal(ctx context.Context, peer string, sig Signal) error {
 // add starts an engine for a device of account.
 func (n *network) add(account, id string, tweak func(*Config)) *device {
 	d := &device{account: account, id: id, in: make(chan func(), 1024), events: make(chan Call, 1024)}
-	cfg := Config{Signaller: signaller{n, d}, Device: id, Settings: loopback, Log: slog.New(slog.NewTextHandler(testWriter{n.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("device", id), Events: func(c Call) {
+	cfg := Config{Signaller: signaller{n, d}, Device: id, Settings: loopback, Log: slog.New(slog.NewTextHandler(n.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("device", id), Events: func(c Call) {
 		select {
 		case d.events <- c:
 		default:
@@ -673,10 +674,31 @@ func FuzzParseSignal(f *testing.F) {
 	})
 }
 
-// testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+// testWriter sends log lines to the test's log until the test ends:
+// Pion runs state callbacks on goroutines of their own, and one that
+// logs after the test's end races with the testing package (a CI run
+// under -race).
+type testWriter struct {
+	t    *testing.T
+	mu   *sync.Mutex
+	done *bool
+}
+
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t: t, mu: new(sync.Mutex), done: new(bool)}
+	t.Cleanup(func() { // registered first: runs after every other cleanup
+		w.mu.Lock()
+		*w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !*w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
 }
