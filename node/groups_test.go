@@ -436,25 +436,13 @@ func TestGroupRemoval(t *testing.T) {
 		bg, err2 := bob.Group(ctx, g.ID)
 		return err1 == nil && err2 == nil && cg.Role == "none" && len(bg.Members) == 2, nil
 	})
-	// Carol listens on as an outsider in the mesh would.
-	if err := carol.groups.net.Join([32]byte(gid)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "Carol in the topic again", func() (bool, error) { return len(carol.groups.net.Peers([32]byte(gid))) >= 1, nil })
-	time.Sleep(1500 * time.Millisecond)
+	listenAsOutsider(t, carol, [32]byte(gid))
 	secret := "after the removal " + testMarker
-	var env *groupnet.Message
-	for env == nil {
+	env := nextFrom(t, carol, [32]byte(gid), alice.keys.account.ID(), groupmsg.KindSenderKey, func() {
 		if _, err := alice.SendGroup(ctx, g.ID, secret); err != nil {
 			t.Fatal(err)
 		}
-		short, cancel := context.WithTimeout(ctx, 3*time.Second)
-		m, err := carol.groups.net.Next(short, [32]byte(gid))
-		cancel()
-		if err == nil && m.Account == alice.keys.account.ID() {
-			env = m
-		}
-	}
+	})
 	eventually(t, "the message at Bob", func() (bool, error) {
 		for _, text := range groupTexts(t, bob, g.ID) {
 			if text == secret {
@@ -497,24 +485,11 @@ func TestGroupRemoval(t *testing.T) {
 	}
 	// Bob, who learnt of the removal from the log, also starts a new chain.
 	secret2 := "bob after the removal " + testMarker
-	var env2 *groupnet.Message
-	for env2 == nil {
+	env2 := nextFrom(t, carol, [32]byte(gid), bob.keys.account.ID(), groupmsg.KindSenderKey, func() {
 		if _, err := bob.SendGroup(ctx, g.ID, secret2); err != nil {
 			t.Fatal(err)
 		}
-		short, cancel := context.WithTimeout(ctx, 3*time.Second)
-		for {
-			m, err := carol.groups.net.Next(short, [32]byte(gid))
-			if err != nil {
-				break
-			}
-			if m.Account == bob.keys.account.ID() {
-				env2 = m
-				break
-			}
-		}
-		cancel()
-	}
+	})
 	if err := carol.takeGroupMessage([32]byte(gid), env2); err != nil {
 		t.Fatal(err)
 	}

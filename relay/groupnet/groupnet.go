@@ -199,6 +199,13 @@ func (n *Net) Join(group [32]byte) error {
 	return nil
 }
 
+// Joined reports whether the node is subscribed to group's topic.
+func (n *Net) Joined(group [32]byte) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.topics[group] != nil
+}
+
 // Leave unsubscribes from group's topic.
 func (n *Net) Leave(group [32]byte) {
 	n.mu.Lock()
