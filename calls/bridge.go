@@ -539,17 +539,8 @@ func (b *bridge) addOut(track *webrtc.TrackLocalStaticSample) (*webrtc.RTPSender
 // machine, and nothing else needs to reach the bridge.
 func (e *Engine) bridgeAPI() (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
-	for _, c := range []struct {
-		p webrtc.RTPCodecParameters
-		k webrtc.RTPCodecType
-	}{
-		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
-		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96}, webrtc.RTPCodecTypeVideo},
-	} {
-		if err := me.RegisterCodec(c.p, c.k); err != nil {
-			return nil, err
-		}
+	if err := registerCodecs(me, true); err != nil {
+		return nil, err
 	}
 	reg := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {

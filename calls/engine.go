@@ -233,12 +233,18 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return &Engine{cfg: cfg, se: se, log: cfg.Log, calls: map[string]*call{}, groups: map[string]*groupCall{}, offers: map[string][]time.Time{}}, nil
 }
 
-// api makes the Pion API of one call: the default codecs (Opus, VP8,
-// H.264, …) and interceptors (NACK, RTCP reports, TWCC), and a stats
-// interceptor whose counts the call reads.
-func (e *Engine) api(c *call) (*webrtc.API, error) {
+// api makes the Pion API of one call: its codecs (a 1:1 call's, see
+// registerCodecs; a group call takes Pion's whole default set, as the
+// SFU does, so that no member's codec can make the SFU's offer one the
+// engine refuses), the default interceptors (NACK, RTCP reports, TWCC),
+// and a stats interceptor whose counts the call reads.
+func (e *Engine) api(c *call, group bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	register := func() error { return registerCodecs(me, false) }
+	if group {
+		register = me.RegisterDefaultCodecs
+	}
+	if err := register(); err != nil {
 		return nil, err
 	}
 	reg := &interceptor.Registry{}
@@ -472,7 +478,7 @@ func (e *Engine) setup(c *call, srcs []source, offerer bool) error {
 	if e.cfg.RelayOnly {
 		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
-	api, err := e.api(c)
+	api, err := e.api(c, false)
 	if err != nil {
 		return err
 	}

@@ -273,7 +273,7 @@ func (e *Engine) groupSetup(g *groupCall, srcs []source) error {
 		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
 	holder := &call{}
-	api, err := e.api(holder)
+	api, err := e.api(holder, true)
 	if err != nil {
 		return err
 	}
