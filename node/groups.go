@@ -140,11 +140,17 @@ func (n *Node) Group(_ context.Context, idOrTitle string) (chat.Group, error) {
 
 // findGroup returns the log of the group named by idOrTitle.
 func (n *Node) findGroup(tx *storage.Txn, idOrTitle string) (*groupstate.Log, error) {
+	want := strings.TrimSpace(idOrTitle)
+	if raw, err := hex.DecodeString(want); err == nil && len(raw) == 32 {
+		l, err := n.loadGroupTx(tx, groupstate.GroupID(raw))
+		if !errors.Is(err, chat.ErrUnknownGroup) {
+			return l, err
+		}
+	}
 	logs, err := n.loadGroupsTx(tx)
 	if err != nil {
 		return nil, err
 	}
-	want := strings.TrimSpace(idOrTitle)
 	var found []*groupstate.Log
 	for _, l := range logs {
 		id := l.Group()
@@ -474,15 +480,12 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		return bad("sender is not a member", nil) // (one that just left tells the others)
 	}
 	self := n.keys.account.ID()
-	logs, err := n.loadGroupsTx(tx)
-	if err != nil {
+	mine, err := n.loadGroupTx(tx, id)
+	switch {
+	case errors.Is(err, chat.ErrUnknownGroup):
+		mine = nil
+	case err != nil:
 		return err
-	}
-	var mine *groupstate.Log
-	for _, l := range logs {
-		if l.Group() == id {
-			mine = l
-		}
 	}
 	if mine == nil {
 		if theirs.State().Role(self) == groupstate.RoleNone {
@@ -659,46 +662,87 @@ func (n *Node) loadGroups() ([]*groupstate.Log, error) {
 	return logs, err
 }
 
-// loadGroupsTx is loadGroups inside tx.
+// loadGroupsTx is loadGroups inside tx. A group whose stored log does
+// not verify (a damaged store) is left out, and logged: it must not take
+// every other group down with it.
 func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
 	var logs []*groupstate.Log
+	err := n.replayLogs(tx, nil, func(id []byte, l *groupstate.Log, err error) {
+		if err != nil {
+			n.log.Error("group: stored log does not verify; left out", "group", hex.EncodeToString(id), "err", err)
+			return
+		}
+		logs = append(logs, l)
+	})
+	return logs, err
+}
+
+// loadGroupTx loads and verifies one group's log (chat.ErrUnknownGroup
+// if none is stored): what an operation on a group named by its ID
+// reads, instead of every group's.
+func (n *Node) loadGroupTx(tx *storage.Txn, id groupstate.GroupID) (*groupstate.Log, error) {
+	var log *groupstate.Log
+	var lerr error
+	if err := n.replayLogs(tx, id[:], func(_ []byte, l *groupstate.Log, err error) { log, lerr = l, err }); err != nil {
+		return nil, err
+	}
+	if lerr != nil {
+		return nil, lerr
+	}
+	if log == nil {
+		return nil, fmt.Errorf("%w: %x", chat.ErrUnknownGroup, id)
+	}
+	return log, nil
+}
+
+// replayLogs replays the stored logs under prefix (every group's, or one
+// group's ID), handing each to fn with the error that kept it from
+// verifying, if any; the error returned is the store's.
+func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *groupstate.Log, err error)) error {
 	var cur []*groupstate.Entry
 	var curID []byte
-	flush := func() error {
-		if len(cur) == 0 {
-			return nil
+	var bad error // an entry of the current group that does not parse
+	flush := func() {
+		if len(cur) == 0 && bad == nil {
+			return
 		}
-		l, err := groupstate.Replay(cur)
-		if err != nil {
-			return fmt.Errorf("node: group %x: stored log does not verify: %w", curID, err)
+		switch {
+		case bad != nil:
+			fn(curID, nil, bad)
+		default:
+			l, err := groupstate.Replay(cur)
+			if err != nil {
+				fn(curID, nil, fmt.Errorf("node: group %x: stored log does not verify: %w", curID, err))
+			} else {
+				fn(curID, l, nil)
+			}
 		}
-		logs, cur = append(logs, l), nil
-		return nil
+		cur, bad = nil, nil
 	}
-	err := tx.Iterate(n.st.groupLog, nil, func(k, v []byte) error {
+	err := tx.Iterate(n.st.groupLog, prefix, func(k, v []byte) error {
 		if len(k) != 40 {
 			return fmt.Errorf("node: group log key of %d bytes", len(k))
 		}
 		if curID != nil && string(curID) != string(k[:32]) {
-			if err := flush(); err != nil {
-				return err
-			}
+			flush()
 		}
 		curID = append(curID[:0], k[:32]...)
+		if bad != nil {
+			return nil
+		}
 		e, err := n.parseEntry(v)
 		if err != nil {
-			return fmt.Errorf("node: group %x entry %d: %w", k[:32], binary.BigEndian.Uint64(k[32:]), err)
+			bad = fmt.Errorf("node: group %x entry %d: %w", k[:32], binary.BigEndian.Uint64(k[32:]), err)
+			return nil
 		}
 		cur = append(cur, e)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return logs, nil
+	flush()
+	return nil
 }
 
 // groupView is a group's state as the API shows it.

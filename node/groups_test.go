@@ -83,8 +83,19 @@ func TestGroupCreate(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.Groups(ctx); err == nil {
-		t.Fatal("a tampered log was read")
+	// It is read as no group: an error by its ID, left out of the list
+	// (the others stay usable: TestGroupDamagedLogIsolated).
+	if _, err := alice.Group(ctx, g.ID); err == nil || errors.Is(err, chat.ErrUnknownGroup) {
+		t.Fatalf("a tampered log was read: %v", err)
+	}
+	listed, err := alice.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range listed {
+		if got.ID == g.ID {
+			t.Fatal("a tampered log was listed")
+		}
 	}
 }
 
@@ -1261,5 +1272,43 @@ func TestChannelPublicName(t *testing.T) {
 	}
 	if _, err := bob.PublishChannelName(ctx, mine.ID, "dailynews"); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("taking a taken name: %v", err)
+	}
+}
+
+// TestGroupDamagedLogIsolated: one group's stored log that no longer
+// verifies (a damaged store) makes that group fail with a clear error
+// and leaves every other group working: an operation on a group named by
+// its ID reads that group's log alone.
+func TestGroupDamagedLogIsolated(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	home, _ := initHome(t, "alice")
+	alice := startNode(t, home, relay.addr)
+	ctx := context.Background()
+	one, err := alice.CreateGroup(ctx, "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := alice.CreateGroup(ctx, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(two.ID)
+	if err := alice.db.Update(func(tx *storage.Txn) error {
+		return tx.Set(alice.st.groupLog, groupEntryKey(groupstate.GroupID(raw), 0), []byte("not an entry"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroup(ctx, one.ID, "still here"); err != nil {
+		t.Fatalf("a post in a sound group beside a damaged one: %v", err)
+	}
+	if g, err := alice.Group(ctx, one.ID); err != nil || g.Title != "one" {
+		t.Fatalf("the sound group: %+v (%v)", g, err)
+	}
+	if _, err := alice.Group(ctx, two.ID); err == nil || !strings.Contains(err.Error(), "entry 0") {
+		t.Fatalf("the damaged group: %v", err)
+	}
+	gs, err := alice.Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].ID != one.ID {
+		t.Fatalf("groups beside a damaged one: %+v (%v)", gs, err)
 	}
 }
