@@ -178,11 +178,20 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	if entries == nil {
 		return chat.Group{}, fmt.Errorf("%w: the group's log: %w", chat.ErrUnavailable, errors.Join(errs...))
 	}
-	parsed := make([]*groupstate.Entry, len(entries))
-	for i, raw := range entries {
-		if parsed[i], err = groupstate.Parse(raw); err != nil {
+	parsed := make([]*groupstate.Entry, 0, len(entries))
+	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
+	for _, raw := range entries {
+		e, err := groupstate.Parse(raw)
+		if err != nil {
 			return chat.Group{}, fmt.Errorf("%w: the relay's log: %w", chat.ErrUnavailable, err)
 		}
+		if e.Time > ahead {
+			// Dated ahead (a member may have registered such an entry;
+			// members do not take it): the join follows what comes
+			// before it, as the members' logs do.
+			break
+		}
+		parsed = append(parsed, e)
 	}
 	lg, err := groupstate.Replay(parsed)
 	if err != nil || lg.Group() != l.group {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
@@ -168,6 +169,21 @@ func (n *Node) findGroup(tx *storage.Txn, idOrTitle string) (*groupstate.Log, er
 		return nil, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, idOrTitle)
 	}
 	return nil, fmt.Errorf("%w: %d groups are titled %q; name one by its ID", chat.ErrUnknownGroup, len(found), idOrTitle)
+}
+
+// maxEntryAhead is how far ahead of this node's clock a state-log entry
+// from another device may be dated and still be taken: clocks differ,
+// by seconds on synchronised devices (groupstate.MaxSkew is the same
+// allowance backwards).
+const maxEntryAhead = groupstate.MaxSkew * time.Millisecond
+
+// holds reports whether l holds e (the same entry at its place).
+func holds(l *groupstate.Log, e *groupstate.Entry) bool {
+	if e.Seq > l.Head().Seq {
+		return false
+	}
+	have := l.Entries(e.Seq)
+	return len(have) > 0 && have[0].Hash() == e.Hash()
 }
 
 // maxLogSync bounds the entries of a log sent to members in one payload
@@ -487,9 +503,13 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	case err != nil:
 		return err
 	}
+	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
 	if mine == nil {
 		if theirs.State().Role(self) == groupstate.RoleNone {
 			return bad("not a member", nil)
+		}
+		if slices.ContainsFunc(entries, func(e *groupstate.Entry) bool { return e.Time > ahead }) {
+			return bad("an entry dated ahead of this node's clock", nil) // (see below)
 		}
 		// Joining at once is for groups a contact added us to; an
 		// invitation to accept comes later (issue 8).
@@ -526,6 +546,15 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	retire := false
 	for _, e := range entries {
 		oldHead := mine.Head().Seq
+		if e.Time > ahead && !holds(mine, e) {
+			// Dated ahead of this node's clock: not taken now (nor what
+			// follows it). Taken, a far-future time would carry into every
+			// later entry (each is dated no earlier than its predecessor)
+			// and expire every invite link of the group. A sync after
+			// its time comes takes it.
+			n.log.Info("group log: an entry dated ahead; not taken", "group", hex.EncodeToString(id[:8]), "seq", e.Seq, "ahead", time.Duration(e.Time-n.cfg.Now().UnixMilli())*time.Millisecond)
+			break
+		}
 		dropped, err := mine.Add(e)
 		if err != nil {
 			if e.Seq > oldHead || !errors.Is(err, groupstate.ErrLostFork) {

@@ -925,3 +925,69 @@ func TestNameRecordBoundToRelay(t *testing.T) {
 		t.Fatalf("a record replayed by another relay: %v", err)
 	}
 }
+
+// TestRegisterDatedAhead: a registration whose log ends in an entry dated
+// an hour ahead of the relay's clock is kept without it (members do not
+// take it, and a joiner would follow it); one dated a minute ahead is
+// kept; a log that starts ahead is refused.
+func TestRegisterDatedAhead(t *testing.T) {
+	alice, bob := newMember(t), newMember(t)
+	gid, prefix := groupLog(t, alice, bob)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	lists := [][]byte{alice.listBytes(t), bob.listBytes(t)}
+	dated := func(raws [][]byte, d time.Duration) [][]byte {
+		t.Helper()
+		var entries []*groupstate.Entry
+		for _, raw := range raws {
+			e, err := groupstate.Parse(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, e)
+		}
+		l, err := groupstate.Replay(entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ref [32]byte
+		_, _ = rand.Read(ref[:])
+		e, err := groupstate.Sign(bob.dev, bob.cert, l.Head(), time.Now().Add(d).UnixMilli(), groupstate.Change{Kind: groupstate.KindPin, Ref: ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := e.MarshalBinary()
+		return append(slices.Clone(raws), raw)
+	}
+	held := func() int {
+		t.Helper()
+		got, _, err := c.Log(ctx, rh.ID(), gid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if err := c.Register(ctx, rh.ID(), gid, dated(prefix, time.Hour), lists, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(); n != len(prefix) {
+		t.Fatalf("the relay holds %d entries after a registration ending an hour ahead; want %d", n, len(prefix))
+	}
+	if err := c.Register(ctx, rh.ID(), gid, dated(prefix, time.Minute), lists, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(); n != len(prefix)+1 {
+		t.Fatalf("the relay holds %d entries after a registration ending a minute ahead; want %d", n, len(prefix)+1)
+	}
+	e, err := groupstate.Sign(alice.dev, alice.cert, nil, time.Now().Add(time.Hour).UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "h", Perms: groupstate.DefaultPerms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := e.MarshalBinary()
+	ahead := e.Hash()
+	if err := c.Register(ctx, rh.ID(), ahead, [][]byte{raw}, lists, alice.dev); err == nil {
+		t.Fatal("a log created an hour ahead was registered")
+	}
+}

@@ -250,7 +250,7 @@ func (s *Server) load() error {
 			s.log.Warn("history: a stored registration does not decode", "err", err)
 			continue
 		}
-		g, err := verifyRegister(m)
+		g, err := verifyRegister(m, s.cfg.Now())
 		if err != nil {
 			s.log.Warn("history: a stored registration does not verify", "err", err)
 			continue
@@ -291,17 +291,26 @@ type heldList struct {
 // verifyRegister checks a registration's log and lists and builds the
 // group's state from them. Of the lists, only members' are kept (the
 // newest per account), and only those are verified.
-func verifyRegister(m *registerMsg) (*group, error) {
+//
+// Entries dated more than groupstate.MaxSkew ahead of now, and what
+// follows them, are left out: members do not take them (a far-future
+// time carries into every later entry and expires the group's invite
+// links), and a joiner fetching the log here would follow them.
+func verifyRegister(m *registerMsg, now time.Time) (*group, error) {
 	if len(m.Entries) == 0 {
 		return nil, errors.New("no state log")
 	}
-	entries := make([]*groupstate.Entry, len(m.Entries))
+	ahead := now.UnixMilli() + groupstate.MaxSkew
+	entries := make([]*groupstate.Entry, 0, len(m.Entries))
 	for i, raw := range m.Entries {
 		e, err := groupstate.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
-		entries[i] = e
+		if e.Time > ahead {
+			break // (none left: Replay refuses an empty log)
+		}
+		entries = append(entries, e)
 	}
 	l, err := groupstate.Replay(entries)
 	if err != nil {
@@ -936,11 +945,11 @@ func (s *Server) answerStatus(str network.Stream, c Code, text string) {
 // ignored, so a removed member cannot roll the relay back to a branch
 // where it is still in), and its lists the newer members' lists.
 func (s *Server) register(m *registerMsg) (Code, string) {
-	g, err := verifyRegister(m)
+	now := s.cfg.Now()
+	g, err := verifyRegister(m, now)
 	if err != nil {
 		return CodeInvalid, err.Error()
 	}
-	now := s.cfg.Now()
 	acct, err := g.signer(m, s.cfg.Host.ID(), now)
 	if err != nil {
 		return CodeInvalid, "registration: " + err.Error()
