@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"github.com/peergram/peergram/node/chat"
 	"testing"
 	"time"
 
@@ -152,11 +154,29 @@ func (n *testNode) reloadGroup(t *testing.T, group [32]byte) *groupstate.Log {
 // TestAttackRelayLogDatedAhead: a relay whose clock runs 9 minutes fast
 // keeps an entry Carol dated 15 minutes ahead on top of the group's log
 // (within its own allowance). Dave, joining by a link that expires in 12
-// minutes, fetches that log from the relay: had his join followed the
-// entry, it would be dated at or after it and find the link expired. His
-// node follows the log up to the entry dated ahead, as the members hold
-// it, and joins.
+// minutes, fetches that log from the relay. His join follows the entry
+// (a joiner allows twice what members do: one whose clock is a little
+// slow must not stop short of what members took) but is dated no later
+// than groupstate lets an entry precede its predecessor, so the link is
+// not expired for it. Alice, the owner, keeps Dave's log until Carol's
+// entry is within her bound, then takes both: Dave is a member.
 func TestAttackRelayLogDatedAhead(t *testing.T) {
+	relayLogAhead(t, 15*time.Minute, 12*time.Minute, 0)
+}
+
+// TestAttackRelayLogFarAhead: the relay keeps an entry 19 minutes ahead
+// (its clock 9 minutes fast); Dave's clock is 2 minutes slow, so it is 21
+// minutes ahead of him, beyond what a joiner follows. Had he followed
+// it, his join would be dated 9 minutes ahead, after the 8-minute link's
+// expiry. He joins on what comes before it, where Alice's log is.
+func TestAttackRelayLogFarAhead(t *testing.T) {
+	relayLogAhead(t, 19*time.Minute, 8*time.Minute, -2*time.Minute)
+}
+
+// relayLogAhead runs the two tests above: Carol's pin dated pinAhead ahead
+// on a relay whose clock is 9 minutes fast, an invite link for link,
+// Dave's clock off by skew.
+func relayLogAhead(t *testing.T, pinAhead, link, skew time.Duration) {
 	relay := startRelayFull(t, t.TempDir(), nil, nil, func(c *history.Config) {
 		c.Now = func() time.Time { return time.Now().Add(9 * time.Minute) }
 	})
@@ -177,7 +197,7 @@ func TestAttackRelayLogDatedAhead(t *testing.T) {
 	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"carol"}); err != nil {
 		t.Fatal(err)
 	}
-	inv, err := alice.CreateInvite(ctx, g.ID, 12*time.Minute)
+	inv, err := alice.CreateInvite(ctx, g.ID, link)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +217,7 @@ func TestAttackRelayLogDatedAhead(t *testing.T) {
 		lists = carol.memberLists(tx, l.State())
 		var ref [32]byte
 		rand.Read(ref[:])
-		pin, err := groupstate.Sign(carol.keys.device, carol.keys.cert, l.Head(), time.Now().Add(15*time.Minute).UnixMilli(), groupstate.Change{Kind: groupstate.KindPin, Ref: ref})
+		pin, err := groupstate.Sign(carol.keys.device, carol.keys.cert, l.Head(), time.Now().Add(pinAhead).UnixMilli(), groupstate.Change{Kind: groupstate.KindPin, Ref: ref})
 		if err != nil {
 			return err
 		}
@@ -226,11 +246,77 @@ func TestAttackRelayLogDatedAhead(t *testing.T) {
 		}
 		return uint64(len(held)) == L+2, fmt.Errorf("the relay holds %d entries, want %d", len(held), L+2)
 	})
+	dave.setClock(skew)
 	eventually(t, "Dave joins by the link", func() (bool, error) {
 		_, err := dave.JoinGroup(ctx, inv.Link)
 		return err == nil, nil
 	})
+	if skew != 0 {
+		if d := dave.reloadGroup(t, group).Head(); d.Change.Kind != groupstate.KindJoin || d.Seq != L+1 {
+			t.Fatalf("Dave's join: %s at %d (want a join at %d)", d.Change.Kind, d.Seq, L+1)
+		}
+		eventually(t, "Dave a member at Alice", func() (bool, error) {
+			return alice.groupState(group).Role(dave.keys.account.ID()) == groupstate.RoleMember, nil
+		})
+		return
+	}
+	if d := dave.reloadGroup(t, group).Head(); d.Change.Kind != groupstate.KindJoin || d.Seq != L+2 || d.Time > time.Now().Add(maxEntryAhead).UnixMilli() {
+		t.Fatalf("Dave's join: %s at %d, dated %v ahead", d.Change.Kind, d.Seq, time.Until(time.UnixMilli(d.Time)))
+	}
+	time.Sleep(time.Second)
+	if alice.groupState(group).Role(dave.keys.account.ID()) != groupstate.RoleNone {
+		t.Fatal("Alice took an entry dated 15 minutes ahead")
+	}
+	alice.setClock(6 * time.Minute) // Carol's entry is 9 minutes ahead of Alice now
 	eventually(t, "Dave a member at Alice", func() (bool, error) {
 		return alice.groupState(group).Role(dave.keys.account.ID()) == groupstate.RoleMember, nil
 	})
+}
+
+// TestInvitationToHeldGroup: an invitation to a group whose log the node
+// holds as a member (a store from before invitations were dropped on
+// joining) is dropped when accepted; the log stays as it was.
+func TestInvitationToHeldGroup(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	home, _ := initHome(t, "alice")
+	alice := startNode(t, home, relay.addr)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateInvite(ctx, g.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(gid)
+	before := alice.reloadGroup(t, group).State().Seq
+	other := newFakeDevice(t, relay, nil, "other")
+	if err := alice.db.Update(func(tx *storage.Txn) error {
+		l, err := alice.loadGroupTx(tx, group)
+		if err != nil {
+			return err
+		}
+		p := payload{Kind: "group-log", Group: g.ID}
+		for _, e := range l.Entries(0)[:1] { // the creation alone
+			raw, err := e.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			p.Log = append(p.Log, raw)
+		}
+		return alice.storeInvitation(tx, group, other.acct.ID(), p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.JoinGroup(ctx, g.ID); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("accepting an invitation to a group held as a member: %v", err)
+	}
+	if l := alice.reloadGroup(t, group); l.State().Seq != before {
+		t.Fatalf("the log went from %d to %d entries' head", before, l.State().Seq)
+	}
+	gs, err := alice.Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].Role != "owner" {
+		t.Fatalf("groups: %+v (%v)", gs, err)
+	}
 }

@@ -126,7 +126,9 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 		return n.joinByName(ctx, want)
 	}
 	var st *groupstate.State
+	var already bool
 	err := n.db.Update(func(tx *storage.Txn) error {
+		already = false
 		invs, err := n.invitations(tx)
 		if err != nil {
 			return err
@@ -153,6 +155,21 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 			return err
 		}
 		gid := l.Group()
+		// A log of the group held already (joined meanwhile through a
+		// contact, or one this account left): a member keeps its own,
+		// and the invitation goes; otherwise the invitation's log
+		// replaces it whole.
+		held, err := n.loadGroupTx(tx, gid)
+		switch {
+		case err == nil && held.State().Role(n.keys.account.ID()) != groupstate.RoleNone:
+			already = true
+			return tx.Delete(n.st.groupInv, id)
+		case err != nil && !errors.Is(err, chat.ErrUnknownGroup):
+			n.log.Warn("group: a stored log replaced by an invitation's", "err", err)
+		}
+		if err := n.clearGroupLog(tx, gid); err != nil {
+			return err
+		}
 		for _, e := range l.Entries(0) {
 			if err := tx.Set(n.st.groupLog, groupEntryKey(gid, e.Seq), inv.Log[e.Seq]); err != nil {
 				return err
@@ -169,6 +186,9 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	})
 	if err != nil {
 		return chat.Group{}, err
+	}
+	if already {
+		return chat.Group{}, fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, want)
 	}
 	n.groupChanged(n.runCtx, st)
 	return n.groupView(st)

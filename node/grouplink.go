@@ -179,16 +179,19 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		return chat.Group{}, fmt.Errorf("%w: the group's log: %w", chat.ErrUnavailable, errors.Join(errs...))
 	}
 	parsed := make([]*groupstate.Entry, 0, len(entries))
-	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
+	// Entries dated far ahead (a relay's clock wrong, or the relay
+	// lying): the join follows what comes before them. The allowance is
+	// twice the members' (maxEntryAhead), so that a joiner whose clock
+	// is a little slow still follows what members took: a join that
+	// stopped short would fork the log at an entry members hold and lose
+	// (outside review).
+	ahead := n.cfg.Now().Add(2 * maxEntryAhead).UnixMilli()
 	for _, raw := range entries {
 		e, err := groupstate.Parse(raw)
 		if err != nil {
 			return chat.Group{}, fmt.Errorf("%w: the relay's log: %w", chat.ErrUnavailable, err)
 		}
 		if e.Time > ahead {
-			// Dated ahead (a member may have registered such an entry;
-			// members do not take it): the join follows what comes
-			// before it, as the members' logs do.
 			break
 		}
 		parsed = append(parsed, e)
@@ -204,7 +207,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	n.mu.Lock()
 	cert := n.keys.cert
 	n.mu.Unlock()
-	e, err := groupstate.Sign(n.keys.device, cert, lg.Head(), max(n.cfg.Now().UnixMilli(), lg.Head().Time),
+	e, err := groupstate.Sign(n.keys.device, cert, lg.Head(), entryTime(n.cfg.Now().UnixMilli(), lg.Head()),
 		groupstate.Change{Kind: groupstate.KindJoin, Ref: l.ref(), Text: groupstate.InviteProof(l.key, l.group, self)})
 	if err != nil {
 		return chat.Group{}, err
@@ -219,6 +222,11 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	n.learnMembers(ctx, lg.State())
 	var notify []identity.AccountID
 	err = n.db.Update(func(tx *storage.Txn) error {
+		// (A log of the group held from before — this account left it —
+		// is replaced whole.)
+		if err := n.clearGroupLog(tx, l.group); err != nil {
+			return err
+		}
 		for _, e := range lg.Entries(0) {
 			raw, err := e.MarshalBinary()
 			if err != nil {

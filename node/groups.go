@@ -177,6 +177,33 @@ func (n *Node) findGroup(tx *storage.Txn, idOrTitle string) (*groupstate.Log, er
 // allowance backwards).
 const maxEntryAhead = groupstate.MaxSkew * time.Millisecond
 
+// entryTime is the time to sign a new entry after head at: this clock's,
+// or as early before head as groupstate allows if head is ahead of it.
+// Never later than now needs: signed at head's time (as before), one
+// entry dated ahead — within the bound above — carried into every later
+// entry and expired invite links made meanwhile (outside review).
+func entryTime(now int64, head *groupstate.Entry) int64 {
+	return max(now, head.Time-groupstate.MaxSkew)
+}
+
+// clearGroupLog deletes every stored entry of group id, before a whole
+// log replaces it (a longer one left behind would no longer chain).
+func (n *Node) clearGroupLog(tx *storage.Txn, id groupstate.GroupID) error {
+	var keys [][]byte
+	if err := tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
+		keys = append(keys, slices.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(n.st.groupLog, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // holds reports whether l holds e (the same entry at its place).
 func holds(l *groupstate.Log, e *groupstate.Entry) bool {
 	if e.Seq > l.Head().Seq {
@@ -325,7 +352,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 		}
 		var added, out []identity.AccountID
 		for _, c := range changes {
-			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), max(n.cfg.Now().UnixMilli(), l.Head().Time), c)
+			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), entryTime(n.cfg.Now().UnixMilli(), l.Head()), c)
 			if err != nil {
 				return err
 			}
@@ -508,7 +535,8 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if theirs.State().Role(self) == groupstate.RoleNone {
 			return bad("not a member", nil)
 		}
-		if slices.ContainsFunc(entries, func(e *groupstate.Entry) bool { return e.Time > ahead }) {
+		if i := slices.IndexFunc(entries, func(e *groupstate.Entry) bool { return e.Time > ahead }); i >= 0 {
+			n.deferLog(id, sender, p, entries[i].Time)
 			return bad("an entry dated ahead of this node's clock", nil) // (see below)
 		}
 		// Joining at once is for groups a contact added us to; an
@@ -538,6 +566,11 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
 			return err
 		}
+		// An invitation to it held from before (a fork someone else
+		// sent) is moot now: accepted later it would overwrite this log.
+		if err := tx.Delete(n.st.groupInv, id[:]); err != nil {
+			return err
+		}
 		n.touch(id)
 		return nil
 	}
@@ -550,9 +583,11 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			// Dated ahead of this node's clock: not taken now (nor what
 			// follows it). Taken, a far-future time would carry into every
 			// later entry (each is dated no earlier than its predecessor)
-			// and expire every invite link of the group. A sync after
-			// its time comes takes it.
+			// and expire every invite link of the group. The log is
+			// applied again when the entry is due (deferLog), unless it
+			// is dated too far ahead.
 			n.log.Info("group log: an entry dated ahead; not taken", "group", hex.EncodeToString(id[:8]), "seq", e.Seq, "ahead", time.Duration(e.Time-n.cfg.Now().UnixMilli())*time.Millisecond)
+			n.deferLog(id, sender, p, e.Time)
 			break
 		}
 		dropped, err := mine.Add(e)

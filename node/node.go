@@ -141,6 +141,8 @@ type Node struct {
 	groups      *groupEngine // nil until Run started gossip
 	entryMu     sync.Mutex
 	entries     map[[32]byte]*groupstate.Entry // parsed group log entries by the hash of their bytes (parseEntry)
+	deferMu     sync.Mutex
+	deferred    map[deferKey]payload // group logs waiting for an entry dated ahead (groupdefer.go)
 	touchedMu   sync.Mutex
 	touched     map[groupstate.GroupID]bool // groups whose log a receive changed, to reload after its commit
 	notifyLater []identity.AccountID        // recipients of jobs a receive enqueued, to notify after its commit
