@@ -179,9 +179,9 @@ const maxEntryAhead = groupstate.MaxSkew * time.Millisecond
 
 // entryTime is the time to sign a new entry after head at: this clock's,
 // or as early before head as groupstate allows if head is ahead of it.
-// Never later than now needs: signed at head's time (as before), one
-// entry dated ahead — within the bound above — carried into every later
-// entry and expired invite links made meanwhile (outside review).
+// (Signed at head's own time, as before, one entry dated ahead within the
+// bound above carried its time into every later entry and expired invite
+// links made meanwhile: outside review.)
 func entryTime(now int64, head *groupstate.Entry) int64 {
 	return max(now, head.Time-groupstate.MaxSkew)
 }
@@ -582,8 +582,8 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if e.Time > ahead && !holds(mine, e) {
 			// Dated ahead of this node's clock: not taken now (nor what
 			// follows it). Taken, a far-future time would carry into every
-			// later entry (each is dated no earlier than its predecessor)
-			// and expire every invite link of the group. The log is
+			// later entry (each is dated at most groupstate.MaxSkew before
+			// its predecessor) and expire every invite link of the group. The log is
 			// applied again when the entry is due (deferLog), unless it
 			// is dated too far ahead.
 			n.log.Info("group log: an entry dated ahead; not taken", "group", hex.EncodeToString(id[:8]), "seq", e.Seq, "ahead", time.Duration(e.Time-n.cfg.Now().UnixMilli())*time.Millisecond)
