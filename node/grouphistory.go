@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -282,8 +283,12 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 		}
 		var want []uint64
 		var confirmed [][]byte
+		var stuck uint64 // the first message from a device not known yet
+		learnt := false
+		stored := map[uint64]int64{}
 		err = n.db.View(func(tx *storage.Txn) error {
 			for _, it := range page.Items {
+				stored[it.Seq] = it.Stored
 				if ok, err := tx.Has(n.st.groupUnconf, groupSeenKey(gid, it.ID[:])); err != nil {
 					return err
 				} else if ok {
@@ -314,9 +319,32 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 			}
 			slices.SortFunc(got.Items, func(a, b history.Item) int { return compareU64(a.Seq, b.Seq) })
 			for _, it := range got.Items {
-				if err := n.takeHistory(gid, it.Envelope); err != nil {
+				if stuck != 0 {
+					break
+				}
+				err := n.takeHistory(gid, it.Envelope)
+				if errors.Is(err, groupnet.ErrUnknownDevice) && !learnt {
+					// A member this node knows nothing of yet (not a
+					// contact; its list not fetched yet): fetch, then
+					// try again.
+					learnt = true
+					if st := n.groupState(gid); st != nil {
+						n.learnMembers(ctx, st)
+					}
+					err = n.takeHistory(gid, it.Envelope)
+				}
+				switch {
+				case errors.Is(err, groupnet.ErrUnknownDevice) && n.cfg.Now().UnixMilli()-stored[it.Seq] < unknownSenderWait.Milliseconds():
+					// Still unknown: the cursor stops before it, so
+					// that a later round takes it (it used to pass it,
+					// and the message was lost).
+					stuck = it.Seq
+				case err != nil:
 					n.log.Info("group history: message not taken", "group", hex.EncodeToString(gid[:8]), "err", err)
 				}
+			}
+			if stuck != 0 {
+				break
 			}
 			if !got.More || len(got.Items) == 0 {
 				break
@@ -346,6 +374,9 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 			// failed write at the relay) are passed too.
 			next = max(next, page.Head)
 		}
+		if stuck != 0 {
+			next = min(next, stuck-1)
+		}
 		if next > cur {
 			if err := n.db.Update(func(tx *storage.Txn) error {
 				return tx.Set(n.st.groupCur, cursorKey(gid, relay), binary.BigEndian.AppendUint64(nil, next))
@@ -353,11 +384,19 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 				return err
 			}
 		}
+		if stuck != 0 {
+			return fmt.Errorf("%w: a message from a device not known yet (seq %d)", groupnet.ErrUnknownDevice, stuck)
+		}
 		if !page.More {
 			return nil
 		}
 	}
 }
+
+// unknownSenderWait is how long after a relay stored a message from a
+// device this node cannot place the history loop keeps trying to learn
+// it (the member's device list from the directory) before passing it.
+const unknownSenderWait = 10 * time.Minute
 
 func compareU64(a, b uint64) int {
 	switch {
