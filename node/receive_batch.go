@@ -51,7 +51,9 @@ func (n *Node) receiveBatch(ctx context.Context, raws [][]byte) []error {
 			}
 			g := bySession[env.SessionID]
 			if g == nil {
-				p, _, err := n.st.sessionByRecv(tx, env.SessionID)
+				// The owner alone (an index read): receiveSession loads
+				// and checks the session itself.
+				p, err := n.st.sessionOwner(tx, env.SessionID)
 				if errors.Is(err, storage.ErrNotFound) {
 					single = append(single, i)
 					continue

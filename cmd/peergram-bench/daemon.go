@@ -109,6 +109,12 @@ func (d *daemon) waitStatus(ctx context.Context, what string, cond func(localapi
 // post sends n texts of msgSize bytes to contact through the API, posters
 // requests at a time.
 func (d *daemon) post(ctx context.Context, contact string, n int) error {
+	return postTexts(ctx, d.api, contact, n)
+}
+
+// postTexts sends n texts of msgSize bytes to contact through api,
+// posters requests at a time.
+func postTexts(ctx context.Context, api *localapi.Client, contact string, n int) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -127,7 +133,7 @@ func (d *daemon) post(ctx context.Context, contact string, n int) error {
 			for range next {
 				_, _ = rand.Read(buf)
 				text := base64.StdEncoding.EncodeToString(buf)
-				if _, err := d.api.Send(ctx, contact, text); err != nil {
+				if _, err := api.Send(ctx, contact, text); err != nil {
 					mu.Lock()
 					first = errors.Join(first, err)
 					mu.Unlock()

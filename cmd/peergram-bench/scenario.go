@@ -39,6 +39,7 @@ var scenarios = []scenario{
 	{"M3", runM3},
 	{"S1", runS1},
 	{"S2", runS2},
+	{"D0", runD0},
 	{"D1", runD1},
 	{"D2", runD2},
 	{"D3", runD3},

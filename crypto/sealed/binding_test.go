@@ -180,4 +180,25 @@ func TestSeenRing(t *testing.T) {
 	if _, kept := back.seenIndex[id(n-1)]; !kept || len(back.seenInOrder()) != MaxSeenIDs || back.seenInOrder()[0] != id(n-MaxSeenIDs) {
 		t.Fatal("the IDs were not kept in order across marshalling")
 	}
+
+	// A session stored when the ring held legacySeenIDs decodes to its
+	// newest MaxSeenIDs.
+	s.seen, s.seenHead, s.seenIndex = nil, 0, map[MessageID]struct{}{}
+	for i := range legacySeenIDs {
+		s.seen = append(s.seen, id(i))
+	}
+	if raw, err = s.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	if back, err = UnmarshalSession(raw); err != nil {
+		t.Fatalf("a legacy ring: %v", err)
+	}
+	got = back.seenInOrder()
+	if len(got) != MaxSeenIDs || len(back.seenIndex) != MaxSeenIDs || got[0] != id(legacySeenIDs-MaxSeenIDs) || got[len(got)-1] != id(legacySeenIDs-1) {
+		t.Fatalf("a legacy ring decoded to %d IDs (%d indexed), not its newest %d", len(got), len(back.seenIndex), MaxSeenIDs)
+	}
+	back.rememberID(id(legacySeenIDs))
+	if _, old := back.seenIndex[id(legacySeenIDs-MaxSeenIDs)]; old || len(back.seenIndex) != MaxSeenIDs {
+		t.Fatal("the decoded ring did not drop its oldest ID")
+	}
 }

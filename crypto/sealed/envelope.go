@@ -34,8 +34,15 @@ const (
 	// plaintext of the largest body (at most 12 % over it, Padmé) plus the
 	// prekey layer.
 	MaxEnvelopeSize = MaxBodySize + MaxBodySize/8 + 8<<10
-	// MaxSeenIDs is how many recent message IDs a session remembers.
-	MaxSeenIDs = 2000
+	// MaxSeenIDs is how many recent message IDs a session remembers. The
+	// ring is written with the session after every batch a device opens,
+	// so it stays small (16 bytes an ID, 4 KiB in all): a caller that must
+	// reject duplicates over a longer span keeps its own record (the node
+	// keeps every sender and ID for 60 days).
+	MaxSeenIDs = 256
+	// legacySeenIDs is the ring's size before it shrank: a stored session
+	// may hold this many, of which the newest MaxSeenIDs are kept.
+	legacySeenIDs = 2000
 	// MaxFutureSkew is how far (ms) a timestamp may run ahead of the
 	// receiver's clock.
 	MaxFutureSkew = 10 * 60 * 1000

@@ -49,7 +49,7 @@ func UnmarshalSession(data []byte) (*Session, error) {
 		return nil, fmt.Errorf("%w: session version %d", ErrUnknownVersion, v)
 	}
 	rs := r.Var(maxRatchetState)
-	s := &Session{seenIndex: map[MessageID]struct{}{}}
+	s := &Session{}
 	r.FixedInto(s.self[:])
 	r.FixedInto(s.selfAcct[:])
 	r.FixedInto(s.peerAccount[:])
@@ -60,10 +60,15 @@ func UnmarshalSession(data []byte) (*Session, error) {
 	s.ad = r.Var(64)
 	s.pendingCert = r.Var(1024)
 	s.pendingInit = r.Var(8192)
-	n := r.Count(MaxSeenIDs, 16)
-	for range n {
+	n := r.Count(legacySeenIDs, 16)
+	s.seen = make([]MessageID, 0, min(n, MaxSeenIDs))
+	s.seenIndex = make(map[MessageID]struct{}, min(n, MaxSeenIDs))
+	for i := range n {
 		var id MessageID
 		r.FixedInto(id[:])
+		if i < n-MaxSeenIDs {
+			continue // older than the ring holds now
+		}
 		s.seen = append(s.seen, id)
 		s.seenIndex[id] = struct{}{}
 	}
