@@ -312,14 +312,39 @@ func (n *Node) recipientJobs(to identity.AccountID, from uint64, max int) ([]*jo
 // again. A job that committed late with a lower number (a receipt racing
 // a send) is found by the read from the start made before giving up.
 func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.Time {
+	// Two batches are in hand at once: while one is sent and its outcome
+	// committed (waiting on the relay's or the device's sync), the next
+	// is sealed and its ratchet state synced. Sealing stays in this
+	// goroutine, so batches are sealed in order; a batch is sent only
+	// after the one before it was sent in full (per-contact order), and
+	// not at all if that one failed: its jobs keep their sealed copies
+	// and go again, in order, when the first failure is due.
+	var inFlight chan time.Time // the previous batch's send: its retry time
+	wait := func() time.Time {
+		if inFlight == nil {
+			return time.Time{}
+		}
+		at := <-inFlight
+		inFlight = nil
+		return at
+	}
+	defer wait()
 	var from uint64
 	for ctx.Err() == nil {
 		jobs, err := n.recipientJobs(to, from, outboxBatch)
 		if err != nil {
 			n.log.Error("outbox: read", "err", err)
+			if at := wait(); !at.IsZero() {
+				return at
+			}
 			return n.cfg.Now().Add(n.cfg.RetryMax)
 		}
 		if len(jobs) == 0 {
+			// The batch in flight still holds its jobs until its outcome
+			// is committed: a read from the start waits for it.
+			if at := wait(); !at.IsZero() {
+				return at
+			}
 			if from == 0 {
 				return time.Time{}
 			}
@@ -337,30 +362,52 @@ func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.T
 			due++
 		}
 		if due == 0 {
+			if at := wait(); !at.IsZero() {
+				return at
+			}
 			return time.UnixMilli(jobs[0].NextAt)
 		}
-		if at := n.deliverBatch(ctx, jobs[:due]); !at.IsZero() {
-			return at
+		batch := jobs[:due]
+		bctx, cancel := context.WithTimeout(ctx, jobBudget)
+		a := n.sealAttempt(bctx, batch)
+		if at := wait(); !at.IsZero() {
+			cancel()
+			return at // this batch waits behind the failure, sealed
 		}
-		from = jobs[due-1].Seq + 1
+		if ctx.Err() != nil {
+			cancel()
+			return time.Time{}
+		}
+		done := make(chan time.Time, 1)
+		inFlight = done
+		go func() {
+			defer cancel()
+			n.sendAttempt(bctx, a)
+			done <- n.commitOutcome(ctx, batch, a.errs)
+		}()
+		from = batch[len(batch)-1].Seq + 1
 	}
 	return time.Time{}
 }
 
-// deliverBatch delivers jobs (due, in order, one recipient) and commits
-// the outcome. It returns when the first job that failed is due again, or
-// zero if none failed.
-func (n *Node) deliverBatch(ctx context.Context, jobs []*job) time.Time {
-	bctx, cancel := context.WithTimeout(ctx, jobBudget)
-	errs := n.attemptBatch(bctx, jobs)
-	cancel()
+// commitOutcome commits what an attempt at jobs (due, in order, one
+// recipient) came to: errs holds per job nil (delivered) or why not. It
+// returns when the first job that failed is due again, or zero if none
+// failed.
+func (n *Node) commitOutcome(ctx context.Context, jobs []*job, errs []error) time.Time {
 	if ctx.Err() != nil {
 		return time.Time{}
 	}
 	now := n.cfg.Now()
 	var retryAt time.Time
 	var events []chat.Event
-	err := n.db.Update(func(tx *storage.Txn) error {
+	// The outcome is committed without waiting for a sync: the envelopes
+	// are already safe (sealed copies and ratchet synced before sending;
+	// the relay or device acked after its own sync), and an outcome lost
+	// in a machine crash only sends a job again, with the same sealed
+	// copy, which the recipient drops as a duplicate. The next synced
+	// commit, or closing the store, makes it durable.
+	err := n.db.UpdateNoSync(func(tx *storage.Txn) error {
 		events = events[:0]
 		retryAt = time.Time{}
 		for i, j := range jobs {
@@ -496,18 +543,32 @@ func failReason(err error) string {
 	return "not delivered in time: " + err.Error()
 }
 
-// attemptBatch seals jobs for every target device not yet done (or reuses
-// the copies sealed on an earlier attempt) and hands the envelopes to each
-// device or its relays. It updates each job's Done and Sealed and returns
-// per job nil (every device has it) or why not.
-func (n *Node) attemptBatch(ctx context.Context, jobs []*job) []error {
-	errs := make([]error, len(jobs))
+// attempt is a batch of one recipient's jobs sealed for each of its
+// devices, on its way to them.
+type attempt struct {
+	jobs  []*job
+	errs  []error // per job: nil, or why some device does not have it
+	sends []deviceSend
+}
+
+// deviceSend is what an attempt hands to one device (or its relays).
+type deviceSend struct {
+	t    target
+	idx  []int // the jobs sent, by index
+	envs [][]byte
+}
+
+// sealAttempt seals jobs for every target device not yet done (or reuses
+// the copies sealed on an earlier attempt), committing new copies with
+// the ratchet state before anything is sent. It updates each job's Sealed.
+func (n *Node) sealAttempt(ctx context.Context, jobs []*job) *attempt {
+	a := &attempt{jobs: jobs, errs: make([]error, len(jobs))}
 	ts, err := n.targets(ctx, jobs[0].To)
 	if err != nil {
-		for i := range errs {
-			errs[i] = err
+		for i := range a.errs {
+			a.errs[i] = err
 		}
-		return errs
+		return a
 	}
 	for _, t := range ts {
 		dev := t.cert.Device.String()
@@ -522,28 +583,39 @@ func (n *Node) attemptBatch(ctx context.Context, jobs []*job) []error {
 			continue
 		}
 		envs, serrs := n.sealBatch(ctx, t, todo)
-		var sendIdx []int
-		var sendEnvs [][]byte
+		ds := deviceSend{t: t}
 		for k, e := range serrs {
 			if e != nil {
 				if errors.Is(e, sealed.ErrTooLarge) {
 					e = fmt.Errorf("%w: %w", errUndeliverable, e)
 				}
-				errs[at[k]] = errors.Join(errs[at[k]], fmt.Errorf("device %.8s: %w", dev, e))
+				a.errs[at[k]] = errors.Join(a.errs[at[k]], fmt.Errorf("device %.8s: %w", dev, e))
 				continue
 			}
-			sendIdx, sendEnvs = append(sendIdx, at[k]), append(sendEnvs, envs[k])
+			ds.idx, ds.envs = append(ds.idx, at[k]), append(ds.envs, envs[k])
 		}
-		for k, e := range n.sendBatch(ctx, t, sendEnvs) {
-			j := jobs[sendIdx[k]]
-			if e != nil {
-				errs[sendIdx[k]] = errors.Join(errs[sendIdx[k]], fmt.Errorf("device %.8s: %w", dev, e))
-				continue
-			}
-			j.Done = append(j.Done, dev)
+		if len(ds.envs) > 0 {
+			a.sends = append(a.sends, ds)
 		}
 	}
-	return errs
+	return a
+}
+
+// sendAttempt hands a sealed attempt's envelopes to each device or its
+// relays, recording in each job's Done the devices that have it and in
+// a.errs why the others do not.
+func (n *Node) sendAttempt(ctx context.Context, a *attempt) {
+	for _, ds := range a.sends {
+		dev := ds.t.cert.Device.String()
+		for k, e := range n.sendBatch(ctx, ds.t, ds.envs) {
+			i := ds.idx[k]
+			if e != nil {
+				a.errs[i] = errors.Join(a.errs[i], fmt.Errorf("device %.8s: %w", dev, e))
+				continue
+			}
+			a.jobs[i].Done = append(a.jobs[i].Done, dev)
+		}
+	}
 }
 
 // sealBatch returns the envelope of each job for device t: the copy sealed

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/peergram/peergram/crypto/identity"
@@ -50,10 +51,24 @@ func (n *Node) submitSend(ctx context.Context, r *sendReq) (chat.Message, error)
 }
 
 // runSends stores sends in groups until quit is closed.
+//
+// A group is committed without waiting for its sync; its senders are
+// answered once a sync that started after its commit has finished (by
+// answerSends). So the next group commits while the previous one's sync
+// runs, and one sync can answer several groups.
 func (n *Node) runSends() {
-	batch := make([]*sendReq, 0, maxSendBatch)
+	committed := make(chan *sendGroup, 64)
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		n.answerSends(committed)
+	}()
+	defer func() {
+		close(committed)
+		<-answered
+	}()
 	for {
-		batch = batch[:0]
+		batch := make([]*sendReq, 0, maxSendBatch)
 		select {
 		case r := <-n.sendq:
 			batch = append(batch, r)
@@ -73,7 +88,7 @@ func (n *Node) runSends() {
 				break more
 			}
 		}
-		n.commitSends(batch)
+		committed <- n.commitSends(batch)
 	}
 }
 
@@ -81,14 +96,22 @@ func (n *Node) runSends() {
 // what the store accepts in one transaction.
 func (n *Node) txnBudget() int { return int(n.db.MaxTxnBytes() / 2) }
 
-// commitSends stores a group of sends in one transaction. A send refused
-// for what it is (unknown contact, too large) fails alone; a storage
-// failure fails the group.
-func (n *Node) commitSends(batch []*sendReq) {
-	res := make([]sendResult, len(batch))
-	var recipients []identity.AccountID
-	err := n.db.Update(func(tx *storage.Txn) error {
-		recipients = recipients[:0]
+// sendGroup is a group of sends committed (or refused) and not yet
+// answered.
+type sendGroup struct {
+	batch      []*sendReq
+	res        []sendResult
+	recipients []identity.AccountID
+	err        error // the group's commit failed
+}
+
+// commitSends stores a group of sends in one transaction, without waiting
+// for it to be durable. A send refused for what it is (unknown contact,
+// too large) fails alone; a storage failure fails the group.
+func (n *Node) commitSends(batch []*sendReq) *sendGroup {
+	g := &sendGroup{batch: batch, res: make([]sendResult, len(batch))}
+	g.err = n.db.UpdateNoSync(func(tx *storage.Txn) error {
+		g.recipients = g.recipients[:0]
 		contacts := map[string]*contactRecord{} // resolved once per group
 		for i, r := range batch {
 			rec, to, err := n.sendTx(tx, r, contacts)
@@ -96,26 +119,71 @@ func (n *Node) commitSends(batch []*sendReq) {
 				if !isRefusal(err) {
 					return err
 				}
-				res[i] = sendResult{err: err}
+				g.res[i] = sendResult{err: err}
 				continue
 			}
-			res[i] = sendResult{msg: rec.Message}
-			recipients = append(recipients, to)
+			g.res[i] = sendResult{msg: rec.Message}
+			g.recipients = append(g.recipients, to)
 		}
 		return nil
 	})
-	for i, r := range batch {
-		if err != nil {
-			r.done <- sendResult{err: err}
-			continue
+	if g.err == nil {
+		// Published at once, in commit order, so a client hears of a
+		// message before the outbox can report its status; the sender's
+		// answer waits for the sync.
+		for i := range batch {
+			if g.res[i].err == nil {
+				n.events.publish(chat.Event{Type: chat.EventMessage, Message: g.res[i].msg})
+			}
 		}
-		if res[i].err == nil {
-			n.events.publish(chat.Event{Type: chat.EventMessage, Message: res[i].msg})
-		}
-		r.done <- res[i]
 	}
-	if err == nil && len(recipients) > 0 {
-		n.notify(recipients...)
+	return g
+}
+
+// answerSends answers committed groups, in order, once they are durable:
+// it takes every group committed so far, waits for one sync that started
+// after all of them were committed, and then answers their senders and
+// wakes the outbox.
+func (n *Node) answerSends(committed <-chan *sendGroup) {
+	var groups []*sendGroup
+	for g := range committed {
+		groups = append(groups[:0], g)
+	more:
+		for {
+			select {
+			case g, ok := <-committed:
+				if !ok {
+					break more
+				}
+				groups = append(groups, g)
+			default:
+				break more
+			}
+		}
+		var syncErr error
+		if slices.ContainsFunc(groups, func(g *sendGroup) bool { return g.err == nil && len(g.recipients) > 0 }) {
+			syncErr = n.db.Sync()
+		}
+		var recipients []identity.AccountID
+		for _, g := range groups {
+			err := g.err
+			if err == nil && syncErr != nil && len(g.recipients) > 0 {
+				err = syncErr
+			}
+			for i, r := range g.batch {
+				if err != nil {
+					r.done <- sendResult{err: err}
+					continue
+				}
+				r.done <- g.res[i]
+			}
+			if err == nil {
+				recipients = append(recipients, g.recipients...)
+			}
+		}
+		if len(recipients) > 0 {
+			n.notify(recipients...)
+		}
 	}
 }
 

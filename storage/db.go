@@ -215,8 +215,9 @@ func (db *DB) Update(fn func(*Txn) error) error {
 // it returns once the transaction is committed and visible, and the next
 // sync (any Update's, or Sync) makes it durable. It is for writes whose
 // loss in a crash costs nothing that the crash did not already cost —
-// a call's signal, whose call ends with the daemon anyway — and that sit
-// on a path where a sync would be felt (a call's setup). Never for
+// a call's signal, whose call ends with the daemon anyway; a delivered
+// job's outcome, whose loss only sends the job again — and that sit on a
+// path where a sync would be felt (a call's setup, the outbox). Never for
 // anything a later network message depends on having been kept.
 func (db *DB) UpdateNoSync(fn func(*Txn) error) error {
 	return db.update(fn, false)
@@ -291,6 +292,15 @@ func (db *DB) Sync() error {
 	}
 	defer db.end()
 	return db.syncCommitted()
+}
+
+// Syncs returns how many group syncs the store has run (0 for a store
+// that does not sync): for tests and metrics.
+func (db *DB) Syncs() int64 {
+	if db.gs == nil {
+		return 0
+	}
+	return db.gs.syncs.Load()
 }
 
 // View runs fn in a read-only transaction that sees a consistent snapshot.
