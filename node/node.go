@@ -153,6 +153,9 @@ type Node struct {
 	// Envelopes handed over by path, and direct attempts, for logs and
 	// tests.
 	sentDirect, sentMailbox, directAttempts atomic.Int64
+	// sendFault, set by tests only, sees every attempt before it is
+	// sent; returning true stands for the send (it set a.errs).
+	sendFault atomic.Pointer[func(ctx context.Context, a *attempt) bool]
 	received                                atomic.Int64 // messages stored since start
 	streamsIn                               atomic.Int64 // /peergram/msg/2.0.0 streams accepted
 	reach                                   reachability

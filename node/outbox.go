@@ -605,6 +605,9 @@ func (n *Node) sealAttempt(ctx context.Context, jobs []*job) *attempt {
 // relays, recording in each job's Done the devices that have it and in
 // a.errs why the others do not.
 func (n *Node) sendAttempt(ctx context.Context, a *attempt) {
+	if f := n.sendFault.Load(); f != nil && (*f)(ctx, a) {
+		return
+	}
 	for _, ds := range a.sends {
 		dev := ds.t.cert.Device.String()
 		for k, e := range n.sendBatch(ctx, ds.t, ds.envs) {
