@@ -156,9 +156,9 @@ type Node struct {
 	// sendFault, set by tests only, sees every attempt before it is
 	// sent; returning true stands for the send (it set a.errs).
 	sendFault atomic.Pointer[func(ctx context.Context, a *attempt) bool]
-	received                                atomic.Int64 // messages stored since start
-	streamsIn                               atomic.Int64 // /peergram/msg/2.0.0 streams accepted
-	reach                                   reachability
+	received  atomic.Int64 // messages stored since start
+	streamsIn atomic.Int64 // /peergram/msg/2.0.0 streams accepted
+	reach     reachability
 	// histWake[i] wakes the group history loop of relays[i].
 	histWake []chan struct{}
 	// relayState[i] is the state of relays[i].
