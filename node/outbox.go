@@ -316,17 +316,26 @@ func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.T
 	// committed (waiting on the relay's or the device's sync), the next
 	// is sealed and its ratchet state synced. Sealing stays in this
 	// goroutine, so batches are sealed in order; a batch is sent only
-	// after the one before it was sent in full (per-contact order), and
-	// not at all if that one failed: its jobs keep their sealed copies
-	// and go again, in order, when the first failure is due.
-	var inFlight chan time.Time // the previous batch's send: its retry time
-	wait := func() time.Time {
+	// after the one before it was sent in full (per-device order). If
+	// that one failed for some device, the next is not sent to that
+	// device: its jobs keep their sealed copies and go again, in order,
+	// when the first failure is due. It still goes to the devices that
+	// took the one before (the sender's other devices, say), whose
+	// sessions other recipients' batches keep advancing: held back, it
+	// would leave ratchet positions skipped there for as long as the
+	// failure lasts.
+	type sent struct {
+		at     time.Time       // the first failed job's retry time; zero: none failed
+		failed map[string]bool // devices that did not take every job; nil: all of them
+	}
+	var inFlight chan sent // the previous batch's send
+	wait := func() sent {
 		if inFlight == nil {
-			return time.Time{}
+			return sent{}
 		}
-		at := <-inFlight
+		r := <-inFlight
 		inFlight = nil
-		return at
+		return r
 	}
 	defer wait()
 	var from uint64
@@ -334,16 +343,16 @@ func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.T
 		jobs, err := n.recipientJobs(to, from, outboxBatch)
 		if err != nil {
 			n.log.Error("outbox: read", "err", err)
-			if at := wait(); !at.IsZero() {
-				return at
+			if r := wait(); !r.at.IsZero() {
+				return r.at
 			}
 			return n.cfg.Now().Add(n.cfg.RetryMax)
 		}
 		if len(jobs) == 0 {
 			// The batch in flight still holds its jobs until its outcome
 			// is committed: a read from the start waits for it.
-			if at := wait(); !at.IsZero() {
-				return at
+			if r := wait(); !r.at.IsZero() {
+				return r.at
 			}
 			if from == 0 {
 				return time.Time{}
@@ -362,28 +371,45 @@ func (n *Node) serveRecipient(ctx context.Context, to identity.AccountID) time.T
 			due++
 		}
 		if due == 0 {
-			if at := wait(); !at.IsZero() {
-				return at
+			if r := wait(); !r.at.IsZero() {
+				return r.at
 			}
 			return time.UnixMilli(jobs[0].NextAt)
 		}
 		batch := jobs[:due]
-		bctx, cancel := context.WithTimeout(ctx, jobBudget)
-		a := n.sealAttempt(bctx, batch)
-		if at := wait(); !at.IsZero() {
-			cancel()
-			return at // this batch waits behind the failure, sealed
-		}
+		sctx, scancel := context.WithTimeout(ctx, jobBudget)
+		a := n.sealAttempt(sctx, batch)
+		scancel()
+		prev := wait()
 		if ctx.Err() != nil {
-			cancel()
 			return time.Time{}
 		}
-		done := make(chan time.Time, 1)
+		if !prev.at.IsZero() {
+			// Held behind a failure: sent only to the devices that took
+			// the previous batch whole, and then the worker stops.
+			if prev.failed == nil {
+				return prev.at
+			}
+			a.hold(prev.failed)
+			bctx, cancel := context.WithTimeout(ctx, jobBudget)
+			n.sendAttempt(bctx, a)
+			cancel()
+			n.commitOutcome(ctx, batch, a.errs)
+			return prev.at
+		}
+		done := make(chan sent, 1)
 		inFlight = done
 		go func() {
+			// The send's budget starts now, not while it waited for the
+			// batch before it.
+			bctx, cancel := context.WithTimeout(ctx, jobBudget)
 			defer cancel()
 			n.sendAttempt(bctx, a)
-			done <- n.commitOutcome(ctx, batch, a.errs)
+			r := sent{at: n.commitOutcome(ctx, batch, a.errs), failed: a.failed}
+			if len(r.failed) == 0 {
+				r.failed = nil // a failure no device was named for holds back all
+			}
+			done <- r
 		}()
 		from = batch[len(batch)-1].Seq + 1
 	}
@@ -549,6 +575,34 @@ type attempt struct {
 	jobs  []*job
 	errs  []error // per job: nil, or why some device does not have it
 	sends []deviceSend
+	// failed names the devices that did not take every job (sealing or
+	// sending failed); nil when the recipient's devices are not known
+	// (every device counts as failed).
+	failed map[string]bool
+}
+
+// errHeld is why a job was not sent to a device: an earlier batch to it
+// failed, and order comes first.
+var errHeld = errors.New("held behind an earlier job that failed")
+
+// hold takes out of a the sends to the devices in failed, marking their
+// jobs with errHeld.
+func (a *attempt) hold(failed map[string]bool) {
+	kept := a.sends[:0]
+	for _, ds := range a.sends {
+		dev := ds.t.cert.Device.String()
+		if !failed[dev] {
+			kept = append(kept, ds)
+			continue
+		}
+		for _, i := range ds.idx {
+			a.errs[i] = errors.Join(a.errs[i], fmt.Errorf("device %.8s: %w", dev, errHeld))
+		}
+		if a.failed != nil {
+			a.failed[dev] = true
+		}
+	}
+	a.sends = kept
 }
 
 // deviceSend is what an attempt hands to one device (or its relays).
@@ -564,7 +618,9 @@ type deviceSend struct {
 func (n *Node) sealAttempt(ctx context.Context, jobs []*job) *attempt {
 	a := &attempt{jobs: jobs, errs: make([]error, len(jobs))}
 	ts, err := n.targets(ctx, jobs[0].To)
-	if err != nil {
+	if err == nil {
+		a.failed = map[string]bool{}
+	} else {
 		for i := range a.errs {
 			a.errs[i] = err
 		}
@@ -590,6 +646,7 @@ func (n *Node) sealAttempt(ctx context.Context, jobs []*job) *attempt {
 					e = fmt.Errorf("%w: %w", errUndeliverable, e)
 				}
 				a.errs[at[k]] = errors.Join(a.errs[at[k]], fmt.Errorf("device %.8s: %w", dev, e))
+				a.failed[dev] = true
 				continue
 			}
 			ds.idx, ds.envs = append(ds.idx, at[k]), append(ds.envs, envs[k])
@@ -614,6 +671,9 @@ func (n *Node) sendAttempt(ctx context.Context, a *attempt) {
 			i := ds.idx[k]
 			if e != nil {
 				a.errs[i] = errors.Join(a.errs[i], fmt.Errorf("device %.8s: %w", dev, e))
+				if a.failed != nil {
+					a.failed[dev] = true
+				}
 				continue
 			}
 			a.jobs[i].Done = append(a.jobs[i].Done, dev)
