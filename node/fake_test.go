@@ -250,6 +250,15 @@ func (f *fakeDevice) seal(t *testing.T, n *testNode, p payload, id sealed.Messag
 // returns the node's answer (directOK, directRejected, or -1 on reset).
 func sendRaw(t *testing.T, f *fakeDevice, n *testNode, env []byte) int {
 	t.Helper()
+	// A node that is reading a mailbox's backlog (after any resubscription
+	// to a relay, which a loaded machine sees now and then) resets direct
+	// streams on purpose; the answers these tests look at come after.
+	// (sendRawOn does not wait: TestMailboxBeforeDirect wants the reset.)
+	for deadline := time.Now().Add(time.Minute); !n.takesDirect(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never took direct envelopes")
+		}
+	}
 	return sendRawOn(t, f, n, ProtocolID, env)
 }
 
@@ -259,15 +268,6 @@ func sendRawOn(t *testing.T, f *fakeDevice, n *testNode, proto protocol.ID, env 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// A node that is reading a mailbox's backlog (after any resubscription
-	// to a relay, which a loaded machine sees now and then) resets direct
-	// streams on purpose; the answers these tests look at come after.
-	for !n.takesDirect() {
-		if ctx.Err() != nil {
-			t.Fatal("the node never took direct envelopes")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	if err := f.h.Connect(ctx, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
