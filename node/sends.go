@@ -171,11 +171,11 @@ func (n *Node) answerSends(committed <-chan *sendGroup) {
 				err = syncErr
 			}
 			for i, r := range g.batch {
-				if err != nil {
+				if err != nil && g.res[i].err == nil {
 					r.done <- sendResult{err: err}
 					continue
 				}
-				r.done <- g.res[i]
+				r.done <- g.res[i] // (a refusal stays a refusal)
 			}
 			if err == nil {
 				recipients = append(recipients, g.recipients...)
