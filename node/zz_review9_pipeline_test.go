@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -226,7 +225,6 @@ func TestReview9NextBatchKeepsItsBudget(t *testing.T) {
 	if left[1] < jobBudget-time.Second {
 		t.Fatalf("the second batch started its send with %v of its %v budget left: the wait for the first batch's send (3 s) was charged to it", left[1].Round(time.Millisecond), jobBudget)
 	}
-	_ = slices.Contains[[]uint64]
 }
 
 // TestReview9SlowBatchFailsNext: the first batch's relay takes nearly the
