@@ -181,7 +181,10 @@ func TestAnonymousStreamFlood(t *testing.T) {
 	}()
 
 	// Let the attackers take what they can.
-	var held [kinds]int64
+	// Unnegotiated streams are reset together when libp2p's negotiation
+	// timeout ends them, so a single look may catch none of that kind:
+	// the most held at any look is what shows the attack took some.
+	var held, peak [kinds]int64
 	deadline := time.Now().Add(15 * time.Second)
 	for prev := int64(-1); time.Now().Before(deadline); {
 		time.Sleep(time.Second)
@@ -191,14 +194,17 @@ func TestAnonymousStreamFlood(t *testing.T) {
 				held[k] += a.held[k].Load()
 			}
 		}
+		for k := range peak {
+			peak[k] = max(peak[k], held[k])
+		}
 		if sum := held[0] + held[1] + held[2]; sum == prev {
 			break // steady
 		} else {
 			prev = sum
 		}
 	}
-	t.Logf("%d attackers hold %d mailbox, %d directory and %d unnegotiated streams",
-		attackers, held[heldMailbox], held[heldDirectory], held[heldRaw])
+	t.Logf("%d attackers hold %d mailbox, %d directory and %d unnegotiated streams (at most %d, %d and %d)",
+		attackers, held[heldMailbox], held[heldDirectory], held[heldRaw], peak[heldMailbox], peak[heldDirectory], peak[heldRaw])
 	lim := relay.OperatorLimits()
 	// An attacker counts a stream as held once the relay has not reset it
 	// for 500 ms; under load (a CI run) the relay may reset one over the
@@ -228,7 +234,7 @@ func TestAnonymousStreamFlood(t *testing.T) {
 			t.Errorf("attacker %d holds %d directory streams, over the per-peer limit %d", i, n, lim.Directory.StreamsPerPeer)
 		}
 	}
-	if held[heldMailbox] == 0 || held[heldDirectory] == 0 || held[heldRaw] == 0 {
+	if peak[heldMailbox] == 0 || peak[heldDirectory] == 0 || peak[heldRaw] == 0 {
 		t.Fatal("the attack held no streams of some kind: it tests nothing")
 	}
 	// The operator sees the flood: the streams held and the refusals.
