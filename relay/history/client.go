@@ -38,23 +38,55 @@ func (e *StatusError) Is(target error) bool {
 // Client asks relays for group history. Safe for concurrent use.
 type Client struct {
 	h host.Host
+	// pageBudget bounds a Register page's entries and lists (logBudget;
+	// tests make it small to page small logs).
+	pageBudget int
 }
 
 // NewClient returns a Client on h.
-func NewClient(h host.Host) *Client { return &Client{h: h} }
+func NewClient(h host.Host) *Client { return &Client{h: h, pageBudget: logBudget} }
 
 // Register asks relay to keep group's history: entries is the group's
 // state log, oldest first; lists the members' signed device lists, dev's
 // among them (dev signs the request: the relay keeps groups for their
-// members only).
+// members only). A log or lists too large for one frame go in pages.
 func (c *Client) Register(ctx context.Context, relay peer.ID, group [32]byte, entries, lists [][]byte, dev *identity.DeviceKey) error {
-	m := &registerMsg{Group: group, Entries: entries, Lists: lists, Time: time.Now().UnixMilli(), Device: dev.ID()}
-	m.Sig = dev.Sign(RegisterLabel, registerSigned(string(relay), group, m.Time))
-	body := m.appendBody(nil)
-	if len(body) > MaxRegisterSize {
-		return fmt.Errorf("%w: a registration of %d bytes", ErrTooLarge, len(body))
+	return c.RegisterFrom(ctx, relay, group, 0, entries, lists, dev)
+}
+
+// RegisterFrom is Register for a log the relay holds already up to
+// entry from-1 (from 0: the whole log): entries are the log from
+// sequence number from on (none: a renewal, or lists only). A relay that
+// holds no such log answers an error (ErrUnknownGroup, or a StatusError
+// with CodeInvalid for a log that does not reach from); register the
+// whole log then. The pages go on one stream; the relay answers after
+// the last.
+func (c *Client) RegisterFrom(ctx context.Context, relay peer.ID, group [32]byte, from uint64, entries, lists [][]byte, dev *identity.DeviceKey) error {
+	var frames [][]byte
+	for first := true; first || len(entries) > 0 || len(lists) > 0; first = false {
+		m := &registerMsg{Group: group, From: from}
+		size := 0
+		for len(entries) > 0 && size+len(entries[0])+8 <= c.pageBudget {
+			size += len(entries[0]) + 8
+			m.Entries, entries = append(m.Entries, entries[0]), entries[1:]
+		}
+		for len(entries) == 0 && len(lists) > 0 && size+len(lists[0])+8 <= c.pageBudget {
+			size += len(lists[0]) + 8
+			m.Lists, lists = append(m.Lists, lists[0]), lists[1:]
+		}
+		if len(m.Entries) == 0 && len(m.Lists) == 0 && !first {
+			return fmt.Errorf("%w: an entry or list of over %d bytes", ErrTooLarge, c.pageBudget)
+		}
+		m.More = len(entries) > 0 || len(lists) > 0
+		m.Time, m.Device = time.Now().UnixMilli(), dev.ID()
+		m.Sig = dev.Sign(RegisterLabel, registerSigned(string(relay), group, m.Time))
+		frames = append(frames, frame(typeRegister, m.appendBody(nil)))
+		from += uint64(len(m.Entries))
 	}
-	_, ans, err := c.roundTrip(ctx, relay, typeRegister, body, typeStatus)
+	if len(frames) > MaxRegisterPages {
+		return fmt.Errorf("%w: a registration of %d pages", ErrTooLarge, len(frames))
+	}
+	_, ans, err := c.exchange(ctx, relay, frames, typeStatus)
 	if err != nil {
 		return err
 	}
@@ -135,24 +167,34 @@ func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (*N
 
 // Log returns the group's state log (oldest first) and the members'
 // device lists as the relay holds them, for a device that joins by an
-// invite link. Nothing is verified here: the caller replays the log.
+// invite link, page by page. Nothing is verified here but that the pages
+// join up: the caller replays the log.
 func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entries, lists [][]byte, err error) {
-	body := (&queryMsg{Group: group}).appendBody(nil)
-	t, ans, err := c.roundTrip(ctx, relay, typeGetLog, body, typeLog, typeStatus)
-	if err != nil {
-		return nil, nil, err
+	for {
+		q := &queryMsg{Group: group, After: uint64(len(entries)), ListsAt: uint64(len(lists))}
+		t, ans, err := c.roundTrip(ctx, relay, typeGetLog, q.appendBody(nil), typeLog, typeStatus)
+		if err != nil {
+			return nil, nil, err
+		}
+		if t == typeStatus {
+			return nil, nil, statusErr(ans)
+		}
+		m, err := decodeRegister(ans)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case m.Group != group:
+			return nil, nil, fmt.Errorf("%w: the log of another group", ErrMalformed)
+		case m.From != q.After || m.ListsFrom != q.ListsAt:
+			return nil, nil, fmt.Errorf("%w: a page of the log that does not follow the last", ErrMalformed)
+		case len(m.Entries) == 0 && len(m.Lists) == 0 && (m.Total > q.After || m.ListsTotal > q.ListsAt):
+			return nil, nil, fmt.Errorf("%w: an empty page of the log before its end", ErrMalformed)
+		}
+		entries, lists = append(entries, m.Entries...), append(lists, m.Lists...)
+		if uint64(len(entries)) >= m.Total && uint64(len(lists)) >= m.ListsTotal {
+			return entries, lists, nil
+		}
 	}
-	if t == typeStatus {
-		return nil, nil, statusErr(ans)
-	}
-	m, err := decodeRegister(ans)
-	if err != nil {
-		return nil, nil, err
-	}
-	if m.Group != group {
-		return nil, nil, fmt.Errorf("%w: the log of another group", ErrMalformed)
-	}
-	return m.Entries, m.Lists, nil
 }
 
 // Query returns the items of group after the cursor after, at most limit
@@ -271,6 +313,13 @@ func statusErr(b []byte) error {
 
 // roundTrip sends one request on a new stream and reads the answer.
 func (c *Client) roundTrip(ctx context.Context, relay peer.ID, t frameType, body []byte, want ...frameType) (frameType, []byte, error) {
+	return c.exchange(ctx, relay, [][]byte{frame(t, body)}, want...)
+}
+
+// exchange sends frames on a new stream and reads the one answer. A
+// relay that refuses early answers before it read them all: its answer
+// is what is returned, not the failed write.
+func (c *Client) exchange(ctx context.Context, relay peer.ID, frames [][]byte, want ...frameType) (frameType, []byte, error) {
 	str, err := c.h.NewStream(ctx, relay, ProtocolID)
 	if err != nil {
 		return 0, nil, fmt.Errorf("history: open stream: %w", err)
@@ -281,13 +330,19 @@ func (c *Client) roundTrip(ctx context.Context, relay peer.ID, t frameType, body
 	}
 	stop := context.AfterFunc(ctx, func() { _ = str.Reset() })
 	defer stop()
-	if _, err := str.Write(frame(t, body)); err != nil {
-		return 0, nil, fmt.Errorf("history: send: %w", err)
+	var sendErr error
+	for _, f := range frames {
+		if _, sendErr = str.Write(f); sendErr != nil {
+			break
+		}
 	}
-	if err := str.CloseWrite(); err != nil {
-		return 0, nil, fmt.Errorf("history: send: %w", err)
+	if sendErr == nil {
+		sendErr = str.CloseWrite()
 	}
 	at, ans, err := readFrame(str, want...)
+	if sendErr != nil && err != nil {
+		return 0, nil, fmt.Errorf("history: send: %w", sendErr)
+	}
 	if errors.Is(err, io.EOF) {
 		return 0, nil, fmt.Errorf("history: relay closed the stream without answering: %w", io.ErrUnexpectedEOF)
 	}

@@ -572,9 +572,12 @@ func TestForkedRegistration(t *testing.T) {
 	if err := c.Register(ctx, rh.ID(), gid, real, lists, alice.dev); err != nil {
 		t.Fatal(err)
 	}
+	// Valid on its own, the fork is merged by the fork rule; it loses,
+	// and Mallory, no longer a member, cannot renew the registration.
 	fork := appendLog(t, prefix, mallory, pins(3)...)
-	if err := clientOf(t, r).Register(ctx, rh.ID(), gid, fork, [][]byte{mallory.listBytes(t)}, mallory.dev); err != nil {
-		t.Fatalf("the fork's registration (valid on its own): %v", err)
+	var se *StatusError
+	if err := clientOf(t, r).Register(ctx, rh.ID(), gid, fork, [][]byte{mallory.listBytes(t)}, mallory.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("the fork's registration by the removed member: %v, want refused as invalid", err)
 	}
 	r.srv.mu.Lock()
 	role := r.srv.groups[gid].log.State().Role(mallory.acct.ID())

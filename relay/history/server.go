@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,7 +111,15 @@ type Server struct {
 	streams *serve.Streams
 	net     *groupnet.Net
 
-	reg, msgs, ids, names, gnames storage.Keyspace
+	reg, logs, lists, msgs, ids, names, gnames storage.Keyspace
+
+	// pageBudget bounds a Log page's entries and lists (logBudget;
+	// tests make it small to page small logs).
+	pageBudget int
+
+	// regMu orders registrations, so that what each one writes of a
+	// group's log lands in the order the log changed.
+	regMu sync.Mutex
 
 	requests *ratelimit.Limiter[peer.ID]
 	newGroup *ratelimit.Limiter[identity.AccountID]
@@ -140,6 +150,9 @@ type group struct {
 	first, next, head uint64
 	bytes             int64
 	cancel            context.CancelFunc
+	// listsDirty names the accounts whose list changed or went since the
+	// group was last written.
+	listsDirty map[identity.AccountID]bool
 }
 
 // NewServer checks cfg; Start serves.
@@ -151,6 +164,8 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		reg:       cfg.DB.Keyspace("history.reg"),
+		logs:      cfg.DB.Keyspace("history.log"),
+		lists:     cfg.DB.Keyspace("history.lists"),
 		msgs:      cfg.DB.Keyspace("history.msg"),
 		ids:       cfg.DB.Keyspace("history.id"),
 		names:     cfg.DB.Keyspace("history.name"),
@@ -161,6 +176,8 @@ func NewServer(cfg Config) (*Server, error) {
 		in:        make(chan *groupnet.Message, 4096),
 		groups:    map[[32]byte]*group{},
 		changed:   make(chan struct{}),
+
+		pageBudget: logBudget,
 	}
 	s.streams = serve.New(serve.Config{Host: cfg.Host, Protocol: ProtocolID, Service: ServiceName,
 		Timeout: cfg.MaxWait + 30*time.Second, Logger: cfg.Logger}, s.handle)
@@ -205,18 +222,20 @@ func (s *Server) Close() error {
 func (s *Server) Net() *groupnet.Net { return s.net }
 
 // load reads the registrations, drops the expired ones, and finds each
-// group's sequence range and size.
+// group's sequence range and size. A registration stored whole (as
+// relays before paged logs did) is written again entry by entry.
 func (s *Server) load() error {
 	type stored struct {
+		id      [32]byte
 		expires time.Time
-		body    []byte
+		body    []byte // legacy: the whole registration
 	}
 	var regs []stored
 	var dead [][]byte
 	now := s.cfg.Now()
 	err := s.cfg.DB.View(func(tx *storage.Txn) error {
 		return tx.Iterate(s.reg, nil, func(k, v []byte) error {
-			if len(v) < 8 {
+			if len(v) < 8 || len(k) != 32 {
 				dead = append(dead, append([]byte(nil), k...))
 				return nil
 			}
@@ -225,7 +244,7 @@ func (s *Server) load() error {
 				dead = append(dead, append([]byte(nil), k...))
 				return nil
 			}
-			regs = append(regs, stored{exp, append([]byte(nil), v[8:]...)})
+			regs = append(regs, stored{[32]byte(k), exp, append([]byte(nil), v[8:]...)})
 			return nil
 		})
 	})
@@ -233,6 +252,13 @@ func (s *Server) load() error {
 		return fmt.Errorf("history: load: %w", err)
 	}
 	if len(dead) > 0 {
+		for _, k := range dead {
+			if len(k) == 32 {
+				if err := s.forget([32]byte(k)); err != nil {
+					return fmt.Errorf("history: load: %w", err)
+				}
+			}
+		}
 		if err := s.cfg.DB.Update(func(tx *storage.Txn) error {
 			for _, k := range dead {
 				if err := tx.Delete(s.reg, k); err != nil {
@@ -245,12 +271,33 @@ func (s *Server) load() error {
 		}
 	}
 	for _, r := range regs {
-		m, err := decodeRegister(r.body)
-		if err != nil {
-			s.log.Warn("history: a stored registration does not decode", "err", err)
-			continue
+		m := &registerMsg{Group: r.id}
+		legacy := len(r.body) > 0
+		if legacy {
+			if m, err = decodeRegister(r.body); err != nil || m.Group != r.id {
+				s.log.Warn("history: a stored registration does not decode", "err", err)
+				continue
+			}
+		} else if err := s.cfg.DB.View(func(tx *storage.Txn) error {
+			if err := tx.Iterate(s.logs, r.id[:], func(_, v []byte) error {
+				m.Entries = append(m.Entries, append([]byte(nil), v...))
+				return nil
+			}); err != nil {
+				return err
+			}
+			return tx.Iterate(s.lists, r.id[:], func(_, v []byte) error {
+				m.Lists = append(m.Lists, append([]byte(nil), v...))
+				return nil
+			})
+		}); err != nil {
+			return fmt.Errorf("history: load: %w", err)
 		}
-		g, err := verifyRegister(m, s.cfg.Now())
+		var g *group
+		if legacy {
+			g, err = verifyRegister(m, s.cfg.Now())
+		} else {
+			g, err = storedGroup(r.id, m)
+		}
 		if err != nil {
 			s.log.Warn("history: a stored registration does not verify", "err", err)
 			continue
@@ -258,7 +305,7 @@ func (s *Server) load() error {
 		g.expires = r.expires
 		g.first, g.next = 1, 1
 		err = s.cfg.DB.View(func(tx *storage.Txn) error {
-			return tx.Iterate(s.msgs, m.Group[:], func(k, v []byte) error {
+			return tx.Iterate(s.msgs, r.id[:], func(k, v []byte) error {
 				if len(k) != 40 {
 					return nil
 				}
@@ -274,11 +321,168 @@ func (s *Server) load() error {
 		if err != nil {
 			return fmt.Errorf("history: load: %w", err)
 		}
-		if err := s.join(m.Group, g); err != nil {
+		if legacy {
+			if err := s.persist(r.id, g, 0, 0); err != nil {
+				return fmt.Errorf("history: load: %w", err)
+			}
+		} else {
+			g.listsDirty = nil // as stored
+		}
+		if err := s.join(r.id, g); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// storedGroup rebuilds a group from its stored log and lists. Written in
+// several transactions, a log that changed when the relay stopped may
+// end in entries of two branches: the log is taken up to where it stops
+// verifying, and the members' next registrations bring the rest.
+func storedGroup(id [32]byte, m *registerMsg) (*group, error) {
+	var l *groupstate.Log
+	for i, raw := range m.Entries {
+		e, err := groupstate.Parse(raw)
+		if err == nil {
+			if l == nil {
+				l, err = groupstate.NewLog(e)
+			} else if e.Seq != l.Head().Seq+1 {
+				err = fmt.Errorf("entry %d stored as %d", e.Seq, i)
+			} else {
+				_, err = l.Add(e)
+			}
+		}
+		if err != nil {
+			if l == nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	if l == nil {
+		return nil, errors.New("no state log")
+	}
+	if l.Group() != id {
+		return nil, errors.New("the log is another group's")
+	}
+	g := &group{log: l, lists: map[identity.AccountID]heldList{}}
+	if err := g.takeLists(m.Lists); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// persist writes what changed of g's registration: its expiry, its log
+// from entry from on (entries beyond the log's end up to stored, the
+// length last written, deleted: a fork may shorten the log) and the
+// lists marked dirty.
+func (s *Server) persist(id [32]byte, g *group, from, stored uint64) error {
+	s.mu.Lock()
+	entries := g.log.Entries(from)
+	n := g.log.Head().Seq + 1
+	type list struct {
+		a   identity.AccountID
+		raw []byte
+	}
+	var ls []list
+	for a := range g.listsDirty {
+		ls = append(ls, list{a, g.lists[a].raw}) // nil: gone
+	}
+	g.listsDirty = nil
+	expires := g.expires
+	s.mu.Unlock()
+	// In transactions of at most a page each, and within what Badger
+	// takes in one.
+	write := func(fn func(tx *storage.Txn) error) error { return s.cfg.DB.Update(fn) }
+	budget := int(min(int64(logBudget), s.cfg.DB.MaxTxnBytes()/2))
+	for len(entries) > 0 {
+		size := 0
+		err := write(func(tx *storage.Txn) error {
+			for len(entries) > 0 && size < budget {
+				raw, err := entries[0].MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if err := tx.Set(s.logs, entryKey(id, entries[0].Seq), raw); err != nil {
+					return err
+				}
+				size += len(raw) + 64
+				entries = entries[1:]
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for len(ls) > 0 {
+		size := 0
+		err := write(func(tx *storage.Txn) error {
+			for len(ls) > 0 && size < budget {
+				k := append(append([]byte(nil), id[:]...), ls[0].a[:]...)
+				var err error
+				if ls[0].raw == nil {
+					err = tx.Delete(s.lists, k)
+				} else {
+					err = tx.Set(s.lists, k, ls[0].raw)
+				}
+				if err != nil {
+					return err
+				}
+				size += len(ls[0].raw) + 64
+				ls = ls[1:]
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return write(func(tx *storage.Txn) error {
+		for seq := n; seq < stored; seq++ {
+			if err := tx.Delete(s.logs, entryKey(id, seq)); err != nil {
+				return err
+			}
+		}
+		return tx.Set(s.reg, id[:], binary.BigEndian.AppendUint64(nil, uint64(expires.UnixMilli())))
+	})
+}
+
+// forget deletes a group's stored log and lists (its registration
+// expired).
+func (s *Server) forget(id [32]byte) error {
+	for _, ks := range []storage.Keyspace{s.logs, s.lists} {
+		var keys [][]byte
+		if err := s.cfg.DB.View(func(tx *storage.Txn) error {
+			return tx.Iterate(ks, id[:], func(k, _ []byte) error {
+				keys = append(keys, append([]byte(nil), k...))
+				return nil
+			})
+		}); err != nil {
+			return err
+		}
+		for len(keys) > 0 {
+			chunk := keys[:min(len(keys), max(1, int(s.cfg.DB.MaxTxnBytes()/2/128)))]
+			keys = keys[len(chunk):]
+			if err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+				for _, k := range chunk {
+					if err := tx.Delete(ks, k); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// entryKey is a stored log entry's key: group ‖ seq (big-endian, so a
+// group's entries iterate in order).
+func entryKey(id [32]byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), id[:]...), seq)
 }
 
 // heldList is a member's signed device list as the relay keeps it.
@@ -356,9 +560,18 @@ func (g *group) takeLists(raws [][]byte) error {
 			h.devices = append(h.devices, c.Device)
 		}
 		g.lists[a] = h
+		g.dirty(a)
 	}
 	g.prune()
 	return nil
+}
+
+// dirty marks a's list to be written (or deleted) with the group.
+func (g *group) dirty(a identity.AccountID) {
+	if g.listsDirty == nil {
+		g.listsDirty = map[identity.AccountID]bool{}
+	}
+	g.listsDirty[a] = true
 }
 
 // prune drops the lists of accounts that are no longer members and
@@ -369,6 +582,7 @@ func (g *group) prune() {
 	for a, h := range g.lists {
 		if st.Role(a) == groupstate.RoleNone {
 			delete(g.lists, a)
+			g.dirty(a)
 			continue
 		}
 		for _, d := range h.devices {
@@ -377,21 +591,33 @@ func (g *group) prune() {
 	}
 }
 
-// body is the registration the relay stores for g: its merged log and
-// lists (no signature: it was checked when it came).
-func (g *group) body(id [32]byte) ([]byte, error) {
-	m := &registerMsg{Group: id}
-	for _, e := range g.log.Entries(0) {
+// logPage is the page of g's log and lists that GetLog asks for: the
+// entries from sequence number from on and then the lists (by account)
+// from the listsFrom-th on, up to budget bytes (at least one item).
+func (g *group) logPage(id [32]byte, from, listsFrom uint64, budget int) (*registerMsg, error) {
+	m := &registerMsg{Group: id, From: from, ListsFrom: listsFrom, Total: g.log.Head().Seq + 1, ListsTotal: uint64(len(g.lists))}
+	size := 0
+	for _, e := range g.log.Entries(from) {
 		raw, err := e.MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
+		if size > 0 && size+len(raw)+8 > budget {
+			return m, nil
+		}
+		size += len(raw) + 8
 		m.Entries = append(m.Entries, raw)
 	}
-	for _, h := range g.lists {
-		m.Lists = append(m.Lists, h.raw)
+	accts := slices.SortedFunc(maps.Keys(g.lists), func(a, b identity.AccountID) int { return bytes.Compare(a[:], b[:]) })
+	for _, a := range accts[min(listsFrom, uint64(len(accts))):] {
+		raw := g.lists[a].raw
+		if size > 0 && size+len(raw)+8 > budget {
+			break
+		}
+		size += len(raw) + 8
+		m.Lists = append(m.Lists, raw)
 	}
-	return m.appendBody(nil), nil
+	return m, nil
 }
 
 // signer checks a registration's signature: by a device on a member's
@@ -642,7 +868,15 @@ func (s *Server) expire() {
 		s.mu.Unlock()
 		for _, id := range gone {
 			s.net.Leave(id)
-			_ = s.cfg.DB.Update(func(tx *storage.Txn) error { return tx.Delete(s.reg, id[:]) })
+			s.regMu.Lock()
+			err := s.cfg.DB.Update(func(tx *storage.Txn) error { return tx.Delete(s.reg, id[:]) })
+			if err == nil {
+				err = s.forget(id)
+			}
+			s.regMu.Unlock()
+			if err != nil {
+				s.log.Warn("history: an expired registration not deleted", "err", err)
+			}
 		}
 	}
 }
@@ -699,7 +933,13 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 			s.answerStatus(str, CodeMalformed, err.Error())
 			return
 		}
-		code, text := s.register(m)
+		code, text := s.register(m, func() (*registerMsg, error) {
+			_, body, err := readFrame(str, typeRegister)
+			if err != nil {
+				return nil, err
+			}
+			return decodeRegister(body)
+		})
 		s.answerStatus(str, code, text)
 	case typeQuery:
 		m, err := decodeQuery(body)
@@ -743,16 +983,16 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 		code, text := s.storeOne(m)
 		s.answerStatus(str, code, text)
 	case typeGetLog:
-		m, err := decodeQuery(body) // a group, nothing else
+		m, err := decodeQuery(body) // a group and the cursors
 		if err != nil {
 			s.answerStatus(str, CodeMalformed, err.Error())
 			return
 		}
 		s.mu.Lock()
-		var b []byte
+		var pg *registerMsg
 		g := s.groups[m.Group]
 		if g != nil {
-			b, err = g.body(m.Group)
+			pg, err = g.logPage(m.Group, m.After, m.ListsAt, s.pageBudget)
 		}
 		s.mu.Unlock()
 		switch {
@@ -761,7 +1001,7 @@ func (s *Server) handle(str network.Stream, log *slog.Logger) {
 		case err != nil:
 			s.answerStatus(str, CodeUnavailable, err.Error())
 		default:
-			_, _ = str.Write(frame(typeLog, b))
+			_, _ = str.Write(frame(typeLog, pg.appendBody(nil)))
 		}
 	}
 }
@@ -939,77 +1179,231 @@ func (s *Server) answerStatus(str network.Stream, c Code, text string) {
 	_, _ = str.Write(frame(typeStatus, (&statusMsg{Code: c, Text: text}).appendBody(nil)))
 }
 
-// register verifies a registration and merges it into what the relay
-// holds: a new group's topic is joined; a known group's log takes the new
-// entries by groupstate's fork rule (an entry that loses a fork is
+// register verifies a registration, page by page (next reads the page
+// after m, if m says one follows), and merges it into what the relay
+// holds: a new group's topic is joined; a known group's log takes the
+// new entries by groupstate's fork rule (an entry that loses a fork is
 // ignored, so a removed member cannot roll the relay back to a branch
 // where it is still in), and its lists the newer members' lists.
-func (s *Server) register(m *registerMsg) (Code, string) {
+//
+// Entries and lists verify by themselves, so what a known group's pages
+// add is kept as they come, whether or not the signature passes; the
+// last page's signature, by a device of a member of the group as it then
+// stands, decides whether the registration is renewed, and whether a new
+// group is kept at all: until then a new group's pages are held by this
+// request only.
+func (s *Server) register(m *registerMsg, next func() (*registerMsg, error)) (Code, string) {
 	now := s.cfg.Now()
-	g, err := verifyRegister(m, now)
-	if err != nil {
-		return CodeInvalid, err.Error()
+	var fresh *group // a group this relay does not hold, built from the pages so far
+	for pages := 1; ; pages++ {
+		var code Code
+		var text string
+		fresh, code, text = s.registerPage(m, fresh, now)
+		if code != CodeOK {
+			return code, text
+		}
+		if !m.More {
+			break
+		}
+		if pages >= MaxRegisterPages {
+			return CodeInvalid, fmt.Sprintf("a registration of over %d pages", MaxRegisterPages)
+		}
+		group, from := m.Group, m.From+uint64(len(m.Entries))
+		var err error
+		if m, err = next(); err != nil {
+			return CodeMalformed, err.Error()
+		}
+		if m.Group != group || m.From != from {
+			return CodeMalformed, fmt.Sprintf("a page that does not follow the last (entry %d, want %d)", m.From, from)
+		}
 	}
+	if fresh != nil {
+		return s.keepNew(m, fresh, now)
+	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	s.mu.Lock()
+	g := s.groups[m.Group]
+	var signErr error
+	if g == nil {
+		signErr = errors.New("the group's registration ended meanwhile")
+	} else if _, signErr = g.signer(m, s.cfg.Host.ID(), now); signErr == nil {
+		g.expires = now.Add(s.cfg.RegistrationTTL)
+	}
+	s.mu.Unlock()
+	if signErr != nil {
+		return CodeInvalid, "registration: " + signErr.Error()
+	}
+	n := g.log.Head().Seq + 1 // (only registrations change it, and regMu is held)
+	if err := s.persist(m.Group, g, n, n); err != nil {
+		return CodeUnavailable, err.Error()
+	}
+	return CodeOK, ""
+}
+
+// registerPage takes one page: into fresh, the group this request is
+// building, if any; else into the group the relay holds (written at
+// once); else, for a page from the group's creation, it starts fresh.
+func (s *Server) registerPage(m *registerMsg, fresh *group, now time.Time) (*group, Code, string) {
+	if fresh == nil {
+		s.mu.Lock()
+		held := s.groups[m.Group]
+		s.mu.Unlock()
+		switch {
+		case held != nil:
+			code, text := s.merge(m, held, now)
+			return nil, code, text
+		case m.From > 0:
+			return nil, CodeUnknown, "no history of this group here: register its log from its creation"
+		}
+		g, err := verifyRegister(m, now)
+		if err != nil {
+			return nil, CodeInvalid, err.Error()
+		}
+		return g, CodeOK, ""
+	}
+	entries, code, text := pageEntries(m, fresh.log.Head().Seq+1, now)
+	if code != CodeOK {
+		return nil, code, text
+	}
+	for _, e := range entries {
+		if _, err := fresh.log.Add(e); err != nil && !errors.Is(err, groupstate.ErrLostFork) {
+			return nil, CodeInvalid, fmt.Sprintf("entry %d: %v", e.Seq, err)
+		}
+	}
+	if err := fresh.takeLists(m.Lists); err != nil {
+		return nil, CodeInvalid, err.Error()
+	}
+	return fresh, CodeOK, ""
+}
+
+// pageEntries parses a page's entries, which must start at m.From, no
+// further than n (the length of the log they continue); those dated
+// more than groupstate.MaxSkew ahead, and what follows, are left out.
+func pageEntries(m *registerMsg, n uint64, now time.Time) ([]*groupstate.Entry, Code, string) {
+	if m.From > n {
+		return nil, CodeInvalid, fmt.Sprintf("the page starts at entry %d; the log held here has %d", m.From, n)
+	}
+	ahead := now.UnixMilli() + groupstate.MaxSkew
+	entries := make([]*groupstate.Entry, 0, len(m.Entries))
+	for i, raw := range m.Entries {
+		e, err := groupstate.Parse(raw)
+		if err != nil {
+			return nil, CodeInvalid, fmt.Sprintf("entry %d: %v", i, err)
+		}
+		if e.Seq != m.From+uint64(i) {
+			return nil, CodeInvalid, fmt.Sprintf("entry %d of the page has sequence number %d", i, e.Seq)
+		}
+		if e.Time > ahead {
+			break
+		}
+		entries = append(entries, e)
+	}
+	return entries, CodeOK, ""
+}
+
+// keepNew keeps a group the relay did not hold, built from a
+// registration's pages, if the last page's signer is a member's device:
+// it is written and its topic joined (or, registered meanwhile by
+// another request, merged into that one).
+func (s *Server) keepNew(m *registerMsg, g *group, now time.Time) (Code, string) {
 	acct, err := g.signer(m, s.cfg.Host.ID(), now)
 	if err != nil {
 		return CodeInvalid, "registration: " + err.Error()
 	}
-	expires := now.Add(s.cfg.RegistrationTTL)
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	s.mu.Lock()
-	old := s.groups[m.Group]
+	held := s.groups[m.Group]
 	n := len(s.groups)
-	if old != nil {
-		for _, e := range g.log.Entries(0) {
-			if _, err := old.log.Add(e); err != nil && !errors.Is(err, groupstate.ErrLostFork) {
-				s.log.Debug("history: a registered entry not taken", "seq", e.Seq, "err", err)
-			}
-		}
-		if err := old.takeLists(m.Lists); err != nil {
-			s.mu.Unlock()
-			return CodeInvalid, err.Error() // (verified above: cannot happen)
-		}
-		old.prune()
-		old.expires = expires
-		body, err := old.body(m.Group)
-		s.mu.Unlock()
-		if err != nil {
-			return CodeUnavailable, err.Error()
-		}
-		return s.storeRegistration(m.Group, expires, body)
-	}
 	s.mu.Unlock()
+	if held != nil {
+		all := &registerMsg{Group: m.Group, Lists: nil, Time: m.Time, Device: m.Device, Sig: m.Sig}
+		for _, h := range g.lists {
+			all.Lists = append(all.Lists, h.raw)
+		}
+		return s.mergeLocked(all, held, g.log.Entries(0), now, true)
+	}
 	if n >= s.cfg.MaxGroups {
 		return CodeFull, "the relay keeps no more groups"
 	}
 	if !s.newGroup.Allow(acct, now) {
 		return CodeFull, "too many new groups from this account today"
 	}
-	body, err := g.body(m.Group)
-	if err != nil {
+	g.expires = now.Add(s.cfg.RegistrationTTL)
+	g.first, g.next = 1, 1
+	if err := s.persist(m.Group, g, 0, 0); err != nil {
 		return CodeUnavailable, err.Error()
 	}
-	if code, text := s.storeRegistration(m.Group, expires, body); code != CodeOK {
-		return code, text
-	}
-	g.expires = expires
-	g.first, g.next = 1, 1
-	switch err := s.join(m.Group, g); {
-	case errors.Is(err, errJoined):
-		return s.register(m) // registered meanwhile: merge into it
-	case err != nil:
+	if err := s.join(m.Group, g); err != nil {
+		_ = s.forget(m.Group)
+		_ = s.cfg.DB.Update(func(tx *storage.Txn) error { return tx.Delete(s.reg, m.Group[:]) })
 		return CodeUnavailable, err.Error()
 	}
 	return CodeOK, ""
 }
 
-// storeRegistration writes a registration: its expiry and body.
-func (s *Server) storeRegistration(id [32]byte, expires time.Time, body []byte) (Code, string) {
-	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
-		v := binary.BigEndian.AppendUint64(nil, uint64(expires.UnixMilli()))
-		return tx.Set(s.reg, id[:], append(v, body...))
-	})
-	if err != nil {
+// merge takes a page of a group the relay holds: its entries by the fork
+// rule, then its lists, and writes what changed.
+func (s *Server) merge(m *registerMsg, g *group, now time.Time) (Code, string) {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	s.mu.Lock()
+	n := g.log.Head().Seq + 1
+	s.mu.Unlock()
+	var entries []*groupstate.Entry
+	if m.From == 0 {
+		// From the creation: verified whole first, as a new group's.
+		l, err := verifyRegister(m, now)
+		if err != nil {
+			return CodeInvalid, err.Error()
+		}
+		entries = l.log.Entries(0)
+	} else {
+		var code Code
+		var text string
+		if entries, code, text = pageEntries(m, n, now); code != CodeOK {
+			return code, text
+		}
+	}
+	return s.mergeLocked(m, g, entries, now, false)
+}
+
+// mergeLocked adds entries and m's lists to g and writes what changed;
+// renew: and renews the registration if m's signer is a member's device.
+// The caller holds regMu.
+func (s *Server) mergeLocked(m *registerMsg, g *group, entries []*groupstate.Entry, now time.Time, renew bool) (Code, string) {
+	s.mu.Lock()
+	n0 := g.log.Head().Seq + 1
+	start := n0 - min(n0, groupstate.ForkWindow+1)
+	before := g.log.Entries(start)
+	for _, e := range entries {
+		if _, err := g.log.Add(e); err != nil && !errors.Is(err, groupstate.ErrLostFork) {
+			s.log.Debug("history: a registered entry not taken", "seq", e.Seq, "err", err)
+		}
+	}
+	after := g.log.Entries(start)
+	from := start
+	for from-start < uint64(min(len(before), len(after))) && before[from-start].Hash() == after[from-start].Hash() {
+		from++
+	}
+	listErr := g.takeLists(m.Lists)
+	g.prune()
+	var signErr error
+	if renew {
+		if _, signErr = g.signer(m, s.cfg.Host.ID(), now); signErr == nil {
+			g.expires = now.Add(s.cfg.RegistrationTTL)
+		}
+	}
+	s.mu.Unlock()
+	if err := s.persist(m.Group, g, from, n0); err != nil {
 		return CodeUnavailable, err.Error()
+	}
+	switch {
+	case listErr != nil:
+		return CodeInvalid, listErr.Error()
+	case signErr != nil:
+		return CodeInvalid, "registration: " + signErr.Error()
 	}
 	return CodeOK, ""
 }

@@ -36,11 +36,16 @@ const (
 
 // Bounds of frame bodies.
 const (
-	// MaxRegisterSize bounds a Register body: a group's whole state log
-	// and the members' device lists known to the registering member. The
-	// relay stores what it keeps of it as one value, and a value must
-	// stay well under Badger's limit (4 MiB with the relay's options).
+	// MaxRegisterSize bounds a Register or Log body: one page of a
+	// group's state log and the members' device lists (logBudget of
+	// them, so that the fields around always fit). A larger log goes in
+	// several pages; the relay stores each entry and list as its own
+	// value.
 	MaxRegisterSize = 2 << 20
+	logBudget       = MaxRegisterSize - 4<<10
+	// MaxRegisterPages bounds the pages of one registration (256 MiB,
+	// about 800,000 entries).
+	MaxRegisterPages = 128
 	// MaxPageSize bounds a Page body; the relay fills a page up to
 	// pageBudget, so one envelope of groupmsg.MaxSize always fits.
 	MaxPageSize = 4 << 20
@@ -118,6 +123,16 @@ func (c Code) String() string {
 // state log, oldest first, and members' signed device lists; Device
 // signs (RegisterLabel, relay peer ID, group, Time) to show the request
 // comes from a member's device.
+//
+// A log too large for one frame goes in pages, one Register frame each
+// on the same stream, every one but the last with More set; the relay
+// answers once, after the last, whose signature counts. The first page
+// starts at the group's creation (From 0) or continues a log the relay
+// holds (From the sequence number of its first entry, or the relay's
+// length with no entries: lists only, or a renewal); each next page
+// starts where the last ended. As the relay's Log answer, the same body
+// carries a page of the relay's log: From, Total (the log's length),
+// ListsFrom and ListsTotal (its lists, by account).
 type registerMsg struct {
 	Group   [32]byte
 	Entries [][]byte
@@ -125,6 +140,11 @@ type registerMsg struct {
 	Time    int64 // Unix ms
 	Device  [32]byte
 	Sig     []byte
+
+	From                  uint64
+	More                  bool   // Register: another page follows on the stream
+	Total                 uint64 // Log only
+	ListsFrom, ListsTotal uint64 // Log only
 }
 
 // RegisterLabel is the domain-separation label of a Register's signature.
@@ -299,6 +319,9 @@ type queryMsg struct {
 	After   uint64
 	Limit   uint32
 	IDsOnly bool
+	// ListsAt is GetLog's cursor in the relay's lists (After, in its
+	// log: the entries the client holds).
+	ListsAt uint64
 }
 
 // getMsg asks for items by their sequence numbers.
@@ -366,6 +389,13 @@ const (
 	fRegTime = 4
 	fRegDev  = 5
 	fRegSig  = 6
+	// Register and Log pages; GetLog's lists cursor.
+	fFrom       = 7
+	fTotal      = 8
+	fListsFrom  = 9
+	fListsTotal = 10
+	fRegMore    = 11
+	fGetListsAt = 5
 
 	fItemSeq = 1
 	fItemID  = 2
@@ -394,6 +424,17 @@ func (m *registerMsg) appendBody(b []byte) []byte {
 		b = appendBytes(b, fRegDev, m.Device[:])
 		b = appendBytes(b, fRegSig, m.Sig)
 	}
+	for _, f := range []struct {
+		num protowire.Number
+		v   uint64
+	}{{fFrom, m.From}, {fTotal, m.Total}, {fListsFrom, m.ListsFrom}, {fListsTotal, m.ListsTotal}} {
+		if f.v != 0 {
+			b = appendVarint(b, f.num, f.v)
+		}
+	}
+	if m.More {
+		b = appendVarint(b, fRegMore, 1)
+	}
 	return b
 }
 
@@ -403,6 +444,9 @@ func (m *queryMsg) appendBody(b []byte) []byte {
 	b = appendVarint(b, fLimit, uint64(m.Limit))
 	if m.IDsOnly {
 		b = appendVarint(b, fIDsOnly, 1)
+	}
+	if m.ListsAt != 0 {
+		b = appendVarint(b, fGetListsAt, m.ListsAt)
 	}
 	return b
 }
@@ -526,8 +570,19 @@ func decodeRegister(b []byte) (*registerMsg, error) {
 	var seen bool
 	err := fieldsOf(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		if typ == protowire.VarintType {
-			if num == fRegTime {
+			switch num {
+			case fRegTime:
 				m.Time = int64(min(x, 1<<62))
+			case fFrom:
+				m.From = x
+			case fTotal:
+				m.Total = x
+			case fListsFrom:
+				m.ListsFrom = x
+			case fListsTotal:
+				m.ListsTotal = x
+			case fRegMore:
+				m.More = x != 0
 			}
 			return nil
 		}
@@ -567,6 +622,8 @@ func decodeQuery(b []byte) (*queryMsg, error) {
 			m.Limit = uint32(min(x, MaxPageItems))
 		case num == fIDsOnly && typ == protowire.VarintType:
 			m.IDsOnly = x != 0
+		case num == fGetListsAt && typ == protowire.VarintType:
+			m.ListsAt = x
 		}
 		return nil
 	})

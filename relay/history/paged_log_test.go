@@ -1,0 +1,297 @@
+package history
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/storage"
+)
+
+// bigLog signs a group created by owner with n accounts added (accounts
+// that exist nowhere else: a log entry names an account, nothing more).
+func bigLog(t *testing.T, owner *member, n int) ([32]byte, [][]byte) {
+	t.Helper()
+	var ref [32]byte
+	_, _ = rand.Read(ref[:])
+	e, err := groupstate.Sign(owner.dev, owner.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "g", Perms: groupstate.DefaultPerms, Ref: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := e.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := groupstate.NewLog(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws := [][]byte{raw}
+	for range n {
+		var a identity.AccountID
+		_, _ = rand.Read(a[:])
+		if e, err = groupstate.Sign(owner.dev, owner.cert, e, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindAdd, Account: a}); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = e.MarshalBinary(); err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	return l.Group(), raws
+}
+
+func sameBytes(t *testing.T, what string, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d items, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("%s: item %d differs", what, i)
+		}
+	}
+}
+
+func sortedBytes(b [][]byte) [][]byte {
+	b = slices.Clone(b)
+	slices.SortFunc(b, bytes.Compare)
+	return b
+}
+
+// TestLargeLogPaged: a group whose log is larger than one frame (2 MiB,
+// 7,000 adds) registers in pages, on one stream, and is fetched whole,
+// page by page.
+func TestLargeLogPaged(t *testing.T) {
+	owner := newMember(t)
+	group, entries := bigLog(t, owner, 7000)
+	size := 0
+	for _, e := range entries {
+		size += len(e)
+	}
+	if size <= MaxRegisterSize {
+		t.Fatalf("the log has %d bytes: it fits one frame and tests nothing", size)
+	}
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	ctx := context.Background()
+	c := clientOf(t, r)
+	lists := [][]byte{owner.listBytes(t)}
+	if err := c.Register(ctx, rh.ID(), group, entries, lists, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+	got, gotLists, err := c.Log(ctx, rh.ID(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, "the log", got, entries)
+	sameBytes(t, "the lists", gotLists, lists)
+}
+
+// TestLogPagesAndRestart pages a small group's log and lists both ways
+// (pages of 2 KiB, so each holds a few entries or lists), also after the
+// relay restarts, where it reads the entries and lists it stored apart,
+// each write within what one transaction takes. A registration that
+// continues the log the relay holds appends to it; one that starts past
+// its end, or names a group it does not hold, is refused; a new
+// group's pages are kept only if the last page's signer is a member.
+func TestLogPagesAndRestart(t *testing.T) {
+	owner := newMember(t)
+	others := make([]*member, 30)
+	lists := [][]byte{owner.listBytes(t)}
+	for i := range others {
+		others[i] = newMember(t)
+		lists = append(lists, others[i].listBytes(t))
+	}
+	gid, entries := groupLog(t, owner, others...)
+	entries = appendLog(t, entries, owner, pins(40)...)
+	dir := t.TempDir()
+	rh := newHost(t)
+	small := func(r *relayUnderTest) *Client {
+		r.srv.pageBudget = 2 << 10
+		c := clientOf(t, r)
+		c.pageBudget = 2 << 10
+		return c
+	}
+	r := startServer(t, dir, rh, nil)
+	c := small(r)
+	ctx := context.Background()
+
+	// A stranger's pages of the group: refused, and nothing kept.
+	stranger := newMember(t)
+	var se *StatusError
+	if err := c.Register(ctx, rh.ID(), gid, entries, append(slices.Clone(lists), stranger.listBytes(t)), stranger.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("a registration signed by a non-member: %v, want refused as invalid", err)
+	}
+	if _, _, err := c.Log(ctx, rh.ID(), gid); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("after a refused registration the relay answers %v, want ErrUnknownGroup", err)
+	}
+
+	if err := c.Register(ctx, rh.ID(), gid, entries, lists, others[29].dev); err != nil {
+		t.Fatal(err)
+	}
+	check := func(c *Client, want [][]byte) {
+		t.Helper()
+		gotEntries, gotLists, err := c.Log(ctx, rh.ID(), gid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameBytes(t, "the log", gotEntries, want)
+		sameBytes(t, "the lists", sortedBytes(gotLists), sortedBytes(lists))
+	}
+	check(c, entries)
+
+	// Restarted, the relay reads the log and lists it stored apart.
+	r.stop()
+	rh = newHost(t)
+	r = startServer(t, dir, rh, nil)
+	c = small(r)
+	check(c, entries)
+
+	// A page that continues the log.
+	more := appendLog(t, entries, owner, pins(20)...)
+	n := uint64(len(entries))
+	if err := c.RegisterFrom(ctx, rh.ID(), gid, n, more[n:], nil, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+	check(c, more)
+
+	// A page past the end, and a group the relay does not hold.
+	n = uint64(len(more))
+	past := appendLog(t, more, owner, pins(2)...)
+	if err := c.RegisterFrom(ctx, rh.ID(), gid, n+1, past[n+1:], nil, owner.dev); !errors.As(err, &se) || se.Code != CodeInvalid {
+		t.Fatalf("a page past the log's end: %v, want refused as invalid", err)
+	}
+	other, otherLog := groupLog(t, owner)
+	if err := c.RegisterFrom(ctx, rh.ID(), other, 1, appendLog(t, otherLog, owner, pins(1)...)[1:], nil, owner.dev); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("a page of a group the relay does not hold: %v, want ErrUnknownGroup", err)
+	}
+	check(c, more)
+
+	r.stop()
+	rh = newHost(t)
+	r = startServer(t, dir, rh, nil)
+	check(small(r), more)
+}
+
+// TestForkShortensStoredLog: the relay holds a member's three entries;
+// the owner's one concurrent entry wins the fork and displaces them, so
+// the log is two entries shorter. After a restart the relay holds the
+// owner's branch whole (entries the fork dropped are deleted from the
+// store: left there, the stored log would end in the dropped branch).
+func TestForkShortensStoredLog(t *testing.T) {
+	owner, bob := newMember(t), newMember(t)
+	gid, prefix := groupLog(t, owner, bob)
+	bobs := appendLog(t, prefix, bob, pins(3)...)
+	owners := appendLog(t, prefix, owner, pins(1)...)
+	dir := t.TempDir()
+	rh := newHost(t)
+	r := startServer(t, dir, rh, nil)
+	ctx := context.Background()
+	c := clientOf(t, r)
+	lists := [][]byte{owner.listBytes(t), bob.listBytes(t)}
+	if err := c.Register(ctx, rh.ID(), gid, bobs, lists, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(ctx, rh.ID(), gid, owners, lists, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() (n int) {
+		t.Helper()
+		if err := r.db.View(func(tx *storage.Txn) error {
+			return tx.Iterate(r.srv.logs, gid[:], func(_, _ []byte) error { n++; return nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := stored(); n != len(owners) {
+		t.Fatalf("the relay stores %d entries of the group, want %d (the dropped branch deleted)", n, len(owners))
+	}
+	// A stop in the middle of writing a change (simulated: one entry of
+	// the dropped branch written again after the log's end): the relay
+	// still loads the log, up to where it stops verifying.
+	stale, err := groupstate.Parse(bobs[len(bobs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.db.Update(func(tx *storage.Txn) error {
+		return tx.Set(r.srv.logs, entryKey(gid, stale.Seq), bobs[len(bobs)-1])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+	rh = newHost(t)
+	r = startServer(t, dir, rh, nil)
+	c = clientOf(t, r)
+	got, _, err := c.Log(ctx, rh.ID(), gid)
+	if err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	sameBytes(t, "the log after the restart", got, owners)
+	// And the relay still takes the owner's next entries.
+	next := appendLog(t, owners, owner, pins(1)...)
+	if err := c.Register(ctx, rh.ID(), gid, next, lists, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err = c.Log(ctx, rh.ID(), gid); err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, "the log after the owner's next entry", got, next)
+}
+
+// TestLegacyRegistrationLoaded: a registration stored whole, as relays
+// stored them before logs were paged, loads, and is written again entry
+// by entry.
+func TestLegacyRegistrationLoaded(t *testing.T) {
+	owner, bob := newMember(t), newMember(t)
+	gid, entries := groupLog(t, owner, bob)
+	lists := [][]byte{owner.listBytes(t), bob.listBytes(t)}
+	dir := t.TempDir()
+	db, err := storage.Open(storage.Options{Dir: dir, MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := (&registerMsg{Group: gid, Entries: entries, Lists: lists}).appendBody(nil)
+	exp := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(time.Hour).UnixMilli()))
+	if err := db.Update(func(tx *storage.Txn) error {
+		return tx.Set(db.Keyspace("history.reg"), gid[:], append(exp, body...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rh := newHost(t)
+	r := startServer(t, dir, rh, nil)
+	got, gotLists, err := clientOf(t, r).Log(context.Background(), rh.ID(), gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, "the log", got, entries)
+	sameBytes(t, "the lists", sortedBytes(gotLists), sortedBytes(lists))
+	r.stop()
+	r = startServer(t, dir, newHost(t), nil)
+	var v []byte
+	if err := r.db.View(func(tx *storage.Txn) (err error) {
+		v, err = tx.Get(r.srv.reg, gid[:])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 8 {
+		t.Fatalf("the registration is stored in %d bytes, want its expiry alone", len(v))
+	}
+	got, _, err = clientOf(t, r).Log(context.Background(), r.h.ID(), gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, "the log after the second start", got, entries)
+}
