@@ -103,7 +103,7 @@ func (n *Node) PublishChannelName(ctx context.Context, group, name string) (chat
 			}
 			entries = append(entries, b)
 		}
-		lists = n.memberLists(tx, l.State())
+		lists = n.memberLists(tx, l.State(), nil)
 		return nil
 	}); err != nil {
 		return chat.Group{}, err

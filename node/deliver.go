@@ -56,6 +56,13 @@ type payload struct {
 	// (encoded entries, oldest first), sent to the group's members.
 	Group string   `json:"group,omitempty"`
 	Log   [][]byte `json:"log,omitempty"`
+	// From and Relays: a "group-log" of a log over maxLogSync entries
+	// carries its end only, from entry From on; a receiver that holds
+	// less (a new member) fetches the rest from a relay that keeps the
+	// group's history: one of Relays (the sender's home relays,
+	// multiaddrs with /p2p/, at most maxLogRelays) or its own.
+	From   uint64   `json:"from,omitempty"`
+	Relays []string `json:"relays,omitempty"`
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`

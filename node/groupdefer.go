@@ -70,7 +70,15 @@ func (n *Node) retryDeferred(k deferKey, at int64) {
 	if !ok {
 		return
 	}
-	if err := n.db.Update(func(tx *storage.Txn) error { return n.applyGroupLog(tx, k.sender, p) }); err != nil {
+	apply := n.applyGroupLog
+	if p.From == 0 {
+		// (A whole log: possibly one this node put together from its
+		// own entries and a long log's end, over maxLogSync.)
+		apply = func(tx *storage.Txn, sender identity.AccountID, p payload) error {
+			return ignoreRejected(n.applyWholeLog(tx, sender, p))
+		}
+	}
+	if err := n.db.Update(func(tx *storage.Txn) error { return apply(tx, k.sender, p) }); err != nil {
 		n.log.Warn("group log: a kept log not applied", "group", hex.EncodeToString(k.group[:8]), "err", err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/relay/groupnet"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
@@ -175,6 +177,13 @@ const reregister = 12 * time.Hour
 // registerGroups registers at relay the groups whose log grew since they
 // were last registered there, or whose registration is old. A group the
 // relay refuses does not hold up the others; it is tried again later.
+//
+// A group registered there before in this run is registered from a
+// little before the length registered then (a fork may have replaced
+// the last ForkWindow entries), with the lists of the accounts those
+// entries bring in and this device's own: a renewal of a large group
+// costs a frame, not its whole log. If the relay no longer holds it, the
+// whole log goes at once.
 func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer.ID, states []*groupstate.State, registered map[groupstate.GroupID]registration) {
 	now := time.Now()
 	for _, st := range states {
@@ -182,7 +191,8 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 		if now.Before(r.retry) {
 			continue
 		}
-		var entries, lists [][]byte
+		var entries, lists, allLists [][]byte
+		var from uint64
 		err := n.db.View(func(tx *storage.Txn) error {
 			l, err := n.findGroup(tx, hex.EncodeToString(st.Group[:]))
 			if err != nil {
@@ -192,19 +202,35 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 			if r.entries == len(all) && now.Sub(r.at) < reregister {
 				return nil
 			}
+			if r.entries > 0 {
+				from = uint64(max(0, min(r.entries, len(all))-groupstate.ForkWindow-1))
+			}
+			var named []identity.AccountID
 			for _, e := range all {
 				raw, err := e.MarshalBinary()
 				if err != nil {
 					return err
 				}
 				entries = append(entries, raw)
+				if e.Seq >= from {
+					named = append(named, e.Change.Account, e.Author())
+				}
 			}
-			lists = n.memberLists(tx, l.State())
+			allLists = n.memberLists(tx, l.State(), nil)
+			lists = allLists
+			if from > 0 {
+				lists = n.memberLists(tx, l.State(), named)
+			}
 			return nil
 		})
 		if err == nil && entries != nil {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err = c.Register(rctx, relay, st.Group, entries, lists, n.keys.device)
+			err = c.RegisterFrom(rctx, relay, st.Group, from, entries[from:], lists, n.keys.device)
+			if err != nil && from > 0 && ctx.Err() == nil {
+				// The relay lost it (expired, or a new store): all of it.
+				n.log.Debug("group history: register from the start", "group", hex.EncodeToString(st.Group[:8]), "relay", relay, "err", err)
+				err = c.RegisterFrom(rctx, relay, st.Group, 0, entries, allLists, n.keys.device)
+			}
 			cancel()
 		}
 		if err != nil {
@@ -212,6 +238,7 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 				n.log.Info("group history: register", "group", hex.EncodeToString(st.Group[:8]), "relay", relay, "err", err)
 			}
 			r.retry = now.Add(time.Minute)
+			r.entries = 0 // the whole log next time
 			registered[st.Group] = r
 			continue
 		}
@@ -222,8 +249,9 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 }
 
 // memberLists returns the signed device lists this node holds of a
-// group's members, its own included.
-func (n *Node) memberLists(tx *storage.Txn, st *groupstate.State) [][]byte {
+// group's members, its own included; of only those named (besides its
+// own), if named is not nil.
+func (n *Node) memberLists(tx *storage.Txn, st *groupstate.State, named []identity.AccountID) [][]byte {
 	var out [][]byte
 	n.mu.Lock()
 	own := n.keys.list
@@ -234,10 +262,16 @@ func (n *Node) memberLists(tx *storage.Txn, st *groupstate.State) [][]byte {
 		}
 	}
 	self := n.keys.account.ID()
-	for a := range st.Members {
-		if a == self {
+	accounts := maps.Keys(st.Members)
+	if named != nil {
+		accounts = slices.Values(named)
+	}
+	seen := map[identity.AccountID]bool{self: true}
+	for a := range accounts {
+		if seen[a] || st.Role(a) == groupstate.RoleNone {
 			continue
 		}
+		seen[a] = true
 		c, err := n.st.getContact(tx, a)
 		if err != nil || len(c.List) == 0 {
 			continue

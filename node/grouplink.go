@@ -243,7 +243,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		for a := range lg.State().Members {
 			members = append(members, a)
 		}
-		notify, err = n.sendGroupLog(tx, lg, members)
+		notify, err = n.sendGroupLog(tx, lg, members, e.Seq)
 		return err
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -214,8 +215,16 @@ func holds(l *groupstate.Log, e *groupstate.Entry) bool {
 }
 
 // maxLogSync bounds the entries of a log sent to members in one payload
-// (each ~300 bytes; the body limit holds about this many).
+// (each ~300 bytes; the body limit holds about this many). A longer log
+// is sent from a little before the change on (the last ForkWindow+1
+// entries before it, so that a member that holds the log up to the
+// change, or a fork of its end, takes it as it is), with the sender's
+// home relays: a member further behind, or a new one, fetches the rest
+// from a relay that keeps the group's history (fetchGroupLog).
 const maxLogSync = 150
+
+// maxLogRelays bounds the relays a "group-log" names.
+const maxLogRelays = 4
 
 // AddGroupMembers adds contacts to a group: one signed entry each, then
 // the whole log to every other member over the pairwise sessions, so
@@ -351,6 +360,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 			return err
 		}
 		var added, out []identity.AccountID
+		first := l.Head().Seq + 1
 		for _, c := range changes {
 			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), entryTime(n.cfg.Now().UnixMilli(), l.Head()), c)
 			if err != nil {
@@ -397,7 +407,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 		for a := range st.Members {
 			to = append(to, a)
 		}
-		notify, err = n.sendGroupLog(tx, l, to)
+		notify, err = n.sendGroupLog(tx, l, to, first)
 		return err
 	})
 	if err != nil {
@@ -410,16 +420,24 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 	return n.groupView(st)
 }
 
-// sendGroupLog enqueues group's whole log for the accounts to (but this
-// one) and returns whom to notify.
-func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.AccountID) ([]identity.AccountID, error) {
+// sendGroupLog enqueues group's log for the accounts to (but this one)
+// and returns whom to notify: the whole log, or, if it is longer than
+// maxLogSync, its end from a little before entry first (the first this
+// change added) on, with the relays to fetch the rest from.
+func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.AccountID, first uint64) ([]identity.AccountID, error) {
 	self := n.keys.account.ID()
 	id := l.Group()
 	entries := l.Entries(0)
-	if len(entries) > maxLogSync {
-		return nil, fmt.Errorf("%w: the group's log has %d entries; sending logs over %d to members waits for relay history (issue 8)", chat.ErrInvalid, len(entries), maxLogSync)
-	}
 	p := payload{Kind: "group-log", Group: hex.EncodeToString(id[:]), DT: n.tokenHex()}
+	if len(entries) > maxLogSync {
+		if len(n.cfg.Relays) == 0 {
+			return nil, fmt.Errorf("%w: the group's log has %d entries; a log over %d goes to members through a relay's history, and this node has no relay", chat.ErrUnavailable, len(entries), maxLogSync)
+		}
+		first = min(first, uint64(len(entries)))
+		p.From = max(first-min(first, groupstate.ForkWindow+1), uint64(len(entries)-maxLogSync))
+		p.Relays = n.relayAddrs()[:min(len(n.cfg.Relays), maxLogRelays)]
+		entries = entries[p.From:]
+	}
 	for _, e := range entries {
 		raw, err := e.MarshalBinary()
 		if err != nil {
@@ -495,13 +513,61 @@ func nextKeyIDKey(g groupstate.GroupID) []byte { return append(append([]byte(nil
 // has is brought up to date with the entries beyond its own. Anything that
 // does not verify is dropped (and logged): the sender cannot make the node
 // hold a log it could not have built itself.
+//
+// A log that starts after its creation (p.From > 0, a long log's end) is
+// taken with the entries before it that this node holds; a node that
+// holds fewer fetches them from a relay first (fetchGroupLog).
 func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p payload) error {
-	bad := func(why string, err error) error {
-		n.log.Info("group log dropped", "from", sender.String(), "why", why, "err", err)
+	gid, err := hex.DecodeString(p.Group)
+	if err != nil || len(gid) != 32 || len(p.Log) == 0 || len(p.Log) > maxLogSync || len(p.Relays) > maxLogRelays {
+		n.log.Info("group log dropped", "from", sender.String(), "why", "malformed", "err", err)
 		return nil
 	}
+	if p.From > 0 {
+		mine, err := n.loadGroupTx(tx, groupstate.GroupID(gid))
+		switch {
+		case errors.Is(err, chat.ErrUnknownGroup):
+		case err != nil:
+			return err
+		case mine.Head().Seq+1 >= p.From:
+			// The entries before the end sent: this node's.
+			whole := make([][]byte, 0, int(p.From)+len(p.Log))
+			for _, e := range mine.Entries(0)[:p.From] {
+				raw, err := e.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				whole = append(whole, raw)
+			}
+			p.Log, p.From = append(whole, p.Log...), 0
+			return ignoreRejected(n.applyWholeLog(tx, sender, p))
+		}
+		n.fetchGroupLog(groupstate.GroupID(gid), sender, p)
+		return nil
+	}
+	return ignoreRejected(n.applyWholeLog(tx, sender, p))
+}
+
+// errLogRejected reports a group log dropped as invalid (logged): to the
+// sender's message it is no error.
+var errLogRejected = errors.New("group log rejected")
+
+func ignoreRejected(err error) error {
+	if errors.Is(err, errLogRejected) {
+		return nil
+	}
+	return err
+}
+
+// applyWholeLog is applyGroupLog for a log from the group's creation on,
+// of any length.
+func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p payload) error {
+	bad := func(why string, err error) error {
+		n.log.Info("group log dropped", "from", sender.String(), "why", why, "err", err)
+		return fmt.Errorf("%w: %s", errLogRejected, why)
+	}
 	gid, err := hex.DecodeString(p.Group)
-	if err != nil || len(gid) != 32 || len(p.Log) == 0 || len(p.Log) > maxLogSync {
+	if err != nil || len(gid) != 32 || len(p.Log) == 0 {
 		return bad("malformed", err)
 	}
 	entries := make([]*groupstate.Entry, len(p.Log))
@@ -577,6 +643,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 
 	var added, joined []identity.AccountID
 	retire := false
+	firstTaken := uint64(math.MaxUint64) // the first entry this log changed
 	for _, e := range entries {
 		oldHead := mine.Head().Seq
 		if e.Time > ahead && !holds(mine, e) {
@@ -600,6 +667,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if dropped == nil && e.Seq <= oldHead {
 			continue // had it
 		}
+		firstTaken = min(firstTaken, e.Seq)
 		if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
 			return err
 		}
@@ -630,7 +698,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	if len(joined) > 0 && mine.State().Owner == n.keys.account.ID() {
 		// Whoever joined by a link has the log but not the info keys:
 		// the owner's node sends them (with the log).
-		notify, err := n.sendGroupLog(tx, mine, joined)
+		notify, err := n.sendGroupLog(tx, mine, joined, firstTaken)
 		if err != nil {
 			return err
 		}
@@ -653,7 +721,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			for a := range mine.State().Members {
 				members = append(members, a)
 			}
-			notify, err := n.sendGroupLog(tx, mine, members)
+			notify, err := n.sendGroupLog(tx, mine, members, firstTaken)
 			if err != nil {
 				return err
 			}

@@ -141,6 +141,8 @@ type Node struct {
 	groups      *groupEngine // nil until Run started gossip
 	entryMu     sync.Mutex
 	entries     map[[32]byte]*groupstate.Entry // parsed group log entries by the hash of their bytes (parseEntry)
+	fetchMu     sync.Mutex
+	fetching    map[groupstate.GroupID]*logFetch // long logs' ends waiting for the rest from a relay (grouplogfetch.go)
 	deferMu     sync.Mutex
 	deferred    map[deferKey]payload // group logs waiting for an entry dated ahead (groupdefer.go)
 	touchedMu   sync.Mutex

@@ -23,7 +23,7 @@ func review8PinAhead(t *testing.T, carol *testNode, g string, d time.Duration) (
 		if err != nil {
 			return err
 		}
-		lists = carol.memberLists(tx, l.State())
+		lists = carol.memberLists(tx, l.State(), nil)
 		var ref [32]byte
 		rand.Read(ref[:])
 		pin, err := groupstate.Sign(carol.keys.device, carol.keys.cert, l.Head(), time.Now().Add(d).UnixMilli(), groupstate.Change{Kind: groupstate.KindPin, Ref: ref})

@@ -101,7 +101,7 @@ func TestReviewForkEpochSurvivesRemoval(t *testing.T) {
 				return err
 			}
 		}
-		notify, err = carol.sendGroupLog(tx, l, []identity.AccountID{bob.keys.account.ID()})
+		notify, err = carol.sendGroupLog(tx, l, []identity.AccountID{bob.keys.account.ID()}, 0)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -170,7 +170,10 @@ func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (*N
 // invite link, page by page. Nothing is verified here but that the pages
 // join up: the caller replays the log.
 func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entries, lists [][]byte, err error) {
-	for {
+	for pages := 1; ; pages++ {
+		if pages > 2*MaxRegisterPages {
+			return nil, nil, fmt.Errorf("%w: a log of over %d pages", ErrTooLarge, 2*MaxRegisterPages)
+		}
 		q := &queryMsg{Group: group, After: uint64(len(entries)), ListsAt: uint64(len(lists))}
 		t, ans, err := c.roundTrip(ctx, relay, typeGetLog, q.appendBody(nil), typeLog, typeStatus)
 		if err != nil {

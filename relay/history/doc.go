@@ -30,7 +30,11 @@
 // rule (Log.Add), never replacing it: a removed member that registers a
 // longer fork from before its removal loses the fork to the removal.
 // Members register again after every change they see, and every 12
-// hours. The relay stores only envelopes its validators accepted, once
+// hours. A log or lists larger than a frame go in pages on one stream,
+// answered once after the last page; a member that registered a group at
+// a relay sends only what follows (from a fork's reach before it), so a
+// large group's renewal costs a frame. The relay stores each entry and
+// list apart and writes what a registration changed. The relay stores only envelopes its validators accepted, once
 // each (keyed by the envelope's hash).
 //
 // Who may read a group's history: anyone who names the group's ID. The
@@ -110,7 +114,9 @@
 //
 // # Storage
 //
-//	history.reg  group[32]             → expires:u64 | Register body (the merged log and lists, unsigned)
+//	history.reg   group[32]              → expires:u64 (a relay before paged logs: | the whole Register body, rewritten at start)
+//	history.log   group[32] | seq:u64    → a state-log entry
+//	history.lists group[32] | account[32] → a member's signed device list
 //	history.msg  group[32] | seq:u64   → stored:u64 (Unix ms) | id[32] | envelope
 //	history.id   group[32] | id[32]    → seq:u64
 //	history.name name                  → expires:u64 | Name body as signed

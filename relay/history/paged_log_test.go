@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/storage"
@@ -294,4 +297,56 @@ func TestLegacyRegistrationLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBytes(t, "the log after the second start", got, entries)
+}
+
+// TestLogFromLyingRelay: a relay that claims a log longer than it sends
+// (empty pages), sends pages that do not follow, or pages without end,
+// gets an error, not a loop or a log put together wrong.
+func TestLogFromLyingRelay(t *testing.T) {
+	var gid [32]byte
+	gid[0] = 1
+	cases := []struct {
+		name   string
+		answer func(q *queryMsg) *registerMsg
+		want   error
+	}{
+		{"empty pages", func(q *queryMsg) *registerMsg {
+			return &registerMsg{Group: gid, From: q.After, Total: q.After + 5}
+		}, ErrMalformed},
+		{"a page that does not follow", func(q *queryMsg) *registerMsg {
+			return &registerMsg{Group: gid, From: q.After + 1, Entries: [][]byte{{1}}, Total: q.After + 5}
+		}, ErrMalformed},
+		{"another group", func(q *queryMsg) *registerMsg {
+			return &registerMsg{Group: [32]byte{2}, Entries: [][]byte{{1}}, Total: 1}
+		}, ErrMalformed},
+		{"no end", func(q *queryMsg) *registerMsg {
+			return &registerMsg{Group: gid, From: q.After, Entries: [][]byte{{1}}, Total: 1 << 40}
+		}, ErrTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rh := newHost(t)
+			rh.SetStreamHandler(ProtocolID, func(str network.Stream) {
+				defer str.Close()
+				_, body, err := readFrame(str, typeGetLog)
+				if err != nil {
+					return
+				}
+				q, err := decodeQuery(body)
+				if err != nil {
+					return
+				}
+				_, _ = str.Write(frame(typeLog, tc.answer(q).appendBody(nil)))
+			})
+			c := NewClient(newHost(t))
+			if err := c.h.Connect(context.Background(), peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, _, err := c.Log(ctx, rh.ID(), gid); !errors.Is(err, tc.want) {
+				t.Fatalf("Log: %v, want %v", err, tc.want)
+			}
+		})
+	}
 }

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"testing"
+
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/storage"
+)
+
+// TestLongLogReachesMembers: a group whose log grows past maxLogSync
+// entries still changes, and its changes reach the members: Bob, a
+// member throughout, takes each change from the end of the log Alice
+// sends; Carol, added after, gets only that end and fetches the entries
+// before it from the relay that keeps the group's history, then holds
+// the same log as Alice and posts to the group.
+func TestLongLogReachesMembers(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	carolHome, carolInfo := initHome(t, "carol")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	carol := startNode(t, carolHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	addEachOther(t, alice, carol, aliceInfo, carolInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "long log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	for i := range maxLogSync + 10 {
+		role := "admin"
+		if i%2 == 1 {
+			role = "member"
+		}
+		if _, err := alice.SetGroupRole(ctx, g.ID, "bob", role); err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+	}
+	head := alice.reloadGroup(t, group).Head()
+	if head.Seq < maxLogSync {
+		t.Fatalf("the log has %d entries: not past maxLogSync, tests nothing", head.Seq+1)
+	}
+	holds := func(n *testNode, e *groupstate.Entry) func() (bool, error) {
+		return func() (bool, error) {
+			var l *groupstate.Log
+			_ = n.db.View(func(tx *storage.Txn) (err error) {
+				l, err = n.loadGroupTx(tx, group)
+				return err
+			})
+			return l != nil && l.Head().Seq >= e.Seq && l.Entries(e.Seq)[0].Hash() == e.Hash(), nil
+		}
+	}
+	eventually(t, "Bob holding Alice's log", holds(bob, head))
+
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	head = alice.reloadGroup(t, group).Head()
+	eventually(t, "Carol holding Alice's log", holds(carol, head))
+	eventually(t, "Bob holding Carol's add", holds(bob, head))
+	if _, err := carol.SendGroup(ctx, g.ID, "carol in the long group"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Carol's post at Bob", func() (bool, error) {
+		ms, err := bob.GroupMessages(ctx, g.ID)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range ms {
+			if m.Text == "carol in the long group" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
