@@ -63,6 +63,9 @@ type payload struct {
 	// multiaddrs with /p2p/, at most maxLogRelays) or its own.
 	From   uint64   `json:"from,omitempty"`
 	Relays []string `json:"relays,omitempty"`
+	// staged: a whole log whose entries after the creation this node
+	// wrote already (grouplogstage.go); never on the wire.
+	staged bool
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`

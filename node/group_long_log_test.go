@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"testing"
+	"time"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/storage"
@@ -81,4 +83,90 @@ func TestLongLogReachesMembers(t *testing.T) {
 		}
 		return false, nil
 	})
+}
+
+// TestLogOverATransaction: a group whose log is more than a node's store
+// takes in one transaction (2,500 entries; Alice's written straight into
+// her store, as if made over months). Carol, added, fetches it from the
+// relay and stages it before the transaction that joins her; Dave joins
+// by a link the same way.
+func TestLogOverATransaction(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	carolHome, carolInfo := initHome(t, "carol")
+	daveHome, _ := initHome(t, "dave")
+	alice := startNode(t, aliceHome, relay.addr)
+	carol := startNode(t, carolHome, relay.addr)
+	dave := startNode(t, daveHome, relay.addr)
+	addEachOther(t, alice, carol, aliceInfo, carolInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "longer log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	l := alice.reloadGroup(t, group)
+	var raws [][]byte
+	var ref [32]byte
+	for i := range 2500 {
+		kind := groupstate.KindUnpin
+		if i%2 == 0 {
+			kind = groupstate.KindPin
+			_, _ = rand.Read(ref[:])
+		}
+		e, err := groupstate.Sign(alice.keys.device, alice.keys.cert, l.Head(), l.Head().Time, groupstate.Change{Kind: kind, Ref: ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Add(e); err != nil {
+			t.Fatal(err)
+		}
+		b, err := e.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, b)
+	}
+	batch := alice.db.NewBatch()
+	for i, b := range raws {
+		if err := batch.Set(alice.st.groupLog, groupEntryKey(group, uint64(i+1)), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !alice.largeLog(raws) {
+		t.Fatal("the log fits one transaction: tests nothing")
+	}
+	alice.refreshGroup(alice.runCtx, group)
+	alice.wakeHistory()
+
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	head := alice.reloadGroup(t, group).Head()
+	holds := func(n *testNode) func() (bool, error) {
+		return func() (bool, error) {
+			var l *groupstate.Log
+			_ = n.db.View(func(tx *storage.Txn) (err error) {
+				l, err = n.loadGroupTx(tx, group)
+				return err
+			})
+			return l != nil && l.Head().Seq >= head.Seq && l.Entries(head.Seq)[0].Hash() == head.Hash(), nil
+		}
+	}
+	eventually(t, "Carol holding Alice's log", holds(carol))
+
+	inv, err := alice.CreateInvite(ctx, g.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head = alice.reloadGroup(t, group).Head()
+	eventually(t, "Dave joins by the link (once the relay holds the log)", func() (bool, error) {
+		_, err := dave.JoinGroup(ctx, inv.Link)
+		return err == nil, err
+	})
+	eventually(t, "Dave holding the log", holds(dave))
 }

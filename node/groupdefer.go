@@ -38,6 +38,7 @@ func (n *Node) deferLog(group groupstate.GroupID, sender identity.AccountID, p p
 		return
 	}
 	k := deferKey{group, sender}
+	p.staged = false // (applied later, it is written whole)
 	n.deferMu.Lock()
 	defer n.deferMu.Unlock()
 	if n.deferred == nil {

@@ -43,6 +43,10 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identi
 	if err != nil {
 		return err
 	}
+	if n.largeLog(p.Log) {
+		n.log.Info("group invitation dropped: its log is too long to keep as an invitation", "group", hex.EncodeToString(id[:8]), "entries", len(p.Log))
+		return nil
+	}
 	if count >= maxInvitations {
 		n.log.Info("group invitation dropped: too many pending", "group", hex.EncodeToString(id[:8]))
 		return nil

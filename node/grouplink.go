@@ -221,18 +221,38 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	// The members' keys, to send them the longer log.
 	n.learnMembers(ctx, lg.State())
 	var notify []identity.AccountID
+	var raws [][]byte
+	for _, e := range lg.Entries(0) {
+		raw, err := e.MarshalBinary()
+		if err != nil {
+			return chat.Group{}, err
+		}
+		raws = append(raws, raw)
+	}
+	// A log too large for one transaction is staged first (after the
+	// log held from before, if any, is deleted).
+	staged := n.largeLog(raws)
+	if staged {
+		if err := n.clearLogOutside(l.group); err != nil {
+			return chat.Group{}, err
+		}
+		if err := n.stageLog(l.group, raws); err != nil {
+			return chat.Group{}, err
+		}
+	}
 	err = n.db.Update(func(tx *storage.Txn) error {
 		// (A log of the group held from before — this account left it —
 		// is replaced whole.)
-		if err := n.clearGroupLog(tx, l.group); err != nil {
-			return err
-		}
-		for _, e := range lg.Entries(0) {
-			raw, err := e.MarshalBinary()
-			if err != nil {
+		if !staged {
+			if err := n.clearGroupLog(tx, l.group); err != nil {
 				return err
 			}
-			if err := tx.Set(n.st.groupLog, groupEntryKey(l.group, e.Seq), raw); err != nil {
+		}
+		for seq, raw := range raws {
+			if staged && seq > 0 {
+				break // written already
+			}
+			if err := tx.Set(n.st.groupLog, groupEntryKey(l.group, uint64(seq)), raw); err != nil {
 				return err
 			}
 		}
@@ -247,6 +267,9 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		return err
 	})
 	if err != nil {
+		if staged && !n.heldGroup(l.group) {
+			_ = n.clearLogOutside(l.group)
+		}
 		return chat.Group{}, err
 	}
 	n.groupChanged(n.runCtx, lg.State())

@@ -118,7 +118,17 @@ func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, f logFet
 		}
 		p := f.p
 		p.Log, p.From, p.Relays = append(entries[:p.From:p.From], p.Log...), 0, nil
+		if !n.heldGroup(id) && n.largeLog(p.Log) {
+			// A new member's log, too large for one transaction.
+			if err := n.stageLog(id, p.Log); err != nil {
+				return err
+			}
+			p.staged = true
+		}
 		err = n.db.Update(func(tx *storage.Txn) error { return n.applyWholeLog(tx, f.sender, p) })
+		if p.staged && !n.heldGroup(id) {
+			_ = n.clearLogOutside(id) // not kept (not a member, an invitation, an error)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
 			continue

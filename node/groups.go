@@ -625,6 +625,9 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			}
 		}
 		for _, e := range entries {
+			if p.staged && e.Seq > 0 {
+				break // written already
+			}
 			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
 				return err
 			}
@@ -834,7 +837,12 @@ func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *
 	var cur []*groupstate.Entry
 	var curID []byte
 	var bad error // an entry of the current group that does not parse
+	staged := false // the current group's log has no creation entry: staged (grouplogstage.go), no group yet
 	flush := func() {
+		if staged {
+			cur, bad, staged = nil, nil, false
+			return
+		}
 		if len(cur) == 0 && bad == nil {
 			return
 		}
@@ -858,8 +866,11 @@ func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *
 		if curID != nil && string(curID) != string(k[:32]) {
 			flush()
 		}
+		if curID == nil || string(curID) != string(k[:32]) {
+			staged = binary.BigEndian.Uint64(k[32:]) != 0
+		}
 		curID = append(curID[:0], k[:32]...)
-		if bad != nil {
+		if bad != nil || staged {
 			return nil
 		}
 		e, err := n.parseEntry(v)
