@@ -836,7 +836,7 @@ func (n *Node) loadGroupTx(tx *storage.Txn, id groupstate.GroupID) (*groupstate.
 func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *groupstate.Log, err error)) error {
 	var cur []*groupstate.Entry
 	var curID []byte
-	var bad error // an entry of the current group that does not parse
+	var bad error   // an entry of the current group that does not parse
 	staged := false // the current group's log has no creation entry: staged (grouplogstage.go), no group yet
 	flush := func() {
 		if staged {
