@@ -64,8 +64,10 @@ type payload struct {
 	From   uint64   `json:"from,omitempty"`
 	Relays []string `json:"relays,omitempty"`
 	// staged: a whole log whose entries after the creation this node
-	// wrote already (grouplogstage.go); never on the wire.
-	staged bool
+	// wrote already (grouplogstage.go); viaGroup: an entry taken from the
+	// group's gossip or a relay's history (takeStateEntry). Never on the
+	// wire.
+	staged, viaGroup bool
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`

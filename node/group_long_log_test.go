@@ -170,3 +170,49 @@ func TestLogOverATransaction(t *testing.T) {
 	})
 	eventually(t, "Dave holding the log", holds(dave))
 }
+
+// TestFetchedJunkNotStaged: the relay a contact's long-log end names
+// answers 400,000 junk "entries". Bob fetches (a contact's end is
+// trusted with that) but verifies the log whole before writing any of
+// it: nothing is staged, and when Alice adds him to the group he holds
+// it.
+func TestFetchedJunkNotStaged(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "short")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	const junk = 400_000
+	evil, dialed := rv10EvilRelay(t, func(gr []byte, after uint64) []byte { return rv10Junk(gr, after, junk) })
+	// The end as if from Alice (a contact), naming the junk relay.
+	p := payload{Kind: "group-log", Group: g.ID, Log: [][]byte{{1}}, From: junk, Relays: []string{rv10Addr(evil)}}
+	if err := bob.db.Update(func(tx *storage.Txn) error { return bob.applyGroupLog(tx, alice.keys.account.ID(), p) }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob asking the junk relay", func() (bool, error) { return dialed.Load() > 0, nil })
+	time.Sleep(2 * time.Second)
+	stored := func() (n int) {
+		_ = bob.db.View(func(tx *storage.Txn) error {
+			return tx.Iterate(bob.st.groupLog, group[:], func(_, _ []byte) error { n++; return nil })
+		})
+		return n
+	}
+	if n := stored(); n != 0 {
+		t.Fatalf("Bob's store holds %d entries of the junk log", n)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob in Alice's group", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+	if n := stored(); n != 2 {
+		t.Fatalf("Bob's store holds %d entries of the group, want 2", n)
+	}
+}

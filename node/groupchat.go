@@ -224,6 +224,24 @@ func (m *groupMembers) MayPublish(group [32]byte, device identity.DeviceID, kind
 	return acct, nil
 }
 
+// MayChange is the validators' check of a state-log entry in gossip
+// (groupnet.Changes): groupnet.EntryMaySpread against the group's state
+// as this node holds it.
+func (m *groupMembers) MayChange(group [32]byte, e *groupstate.Entry) error {
+	n := (*Node)(m)
+	if e.Cert.Device == n.keys.device.ID() {
+		return nil // this device's own, published after it took it
+	}
+	g := n.groups
+	g.mu.Lock()
+	st := g.states[groupstate.GroupID(group)]
+	g.mu.Unlock()
+	if st == nil {
+		return groupnet.ErrNotAllowed // not a group of ours: not joined
+	}
+	return groupnet.EntryMaySpread(st, e)
+}
+
 // refreshDevices rebuilds the device → account map from the contacts'
 // signed device lists and the node's own.
 func (n *Node) refreshDevices() {
@@ -681,8 +699,8 @@ func (n *Node) receiveGroup(ctx context.Context, gid groupstate.GroupID) {
 }
 
 // takeEnvelope takes a validated envelope of another device: a message
-// (either tier) or an epoch key's copies. Entries of the log travel over
-// the pairwise sessions and registrations, not here.
+// (either tier), an epoch key's copies, or an entry of a large group's
+// log (grouplogfetch.go).
 func (n *Node) takeEnvelope(gid groupstate.GroupID, msg *groupnet.Message) error {
 	switch msg.Kind {
 	case groupmsg.KindSenderKey:
@@ -691,6 +709,8 @@ func (n *Node) takeEnvelope(gid groupstate.GroupID, msg *groupnet.Message) error
 		return n.takeEpochMessage(gid, msg)
 	case groupmsg.KindGrants:
 		return n.takeGrants(gid, msg)
+	case groupmsg.KindState:
+		return n.takeStateEntry(gid, msg)
 	}
 	return nil
 }

@@ -168,6 +168,11 @@ type registration struct {
 	entries int
 	at      time.Time
 	retry   time.Time
+	// listsAt: when every member list this node holds went last (an
+	// incremental registration sends the lists its entries name, and
+	// this node's own; all of them at least every reregister, so that a
+	// member's new device reaches relays its own node does not use).
+	listsAt time.Time
 }
 
 // reregister is how often a registration is renewed although nothing
@@ -218,7 +223,7 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 			}
 			allLists = n.memberLists(tx, l.State(), nil)
 			lists = allLists
-			if from > 0 {
+			if from > 0 && now.Sub(r.listsAt) < reregister {
 				lists = n.memberLists(tx, l.State(), named)
 			}
 			return nil
@@ -243,7 +248,11 @@ func (n *Node) registerGroups(ctx context.Context, c *history.Client, relay peer
 			continue
 		}
 		if entries != nil {
-			registered[st.Group] = registration{entries: len(entries), at: now}
+			listsAt := r.listsAt
+			if len(lists) == len(allLists) {
+				listsAt = now
+			}
+			registered[st.Group] = registration{entries: len(entries), at: now, listsAt: listsAt}
 		}
 	}
 }
@@ -476,8 +485,20 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 	if err != nil {
 		return err
 	}
-	if e.Device == n.keys.device.ID() || e.Kind == groupmsg.KindState {
+	if e.Device == n.keys.device.ID() {
 		return nil
+	}
+	if e.Kind == groupmsg.KindState {
+		// An entry of the log: taken (or found held, or dropped) by
+		// applying it, whatever the state it follows — one the node
+		// holds already, or that lost a fork, must not hold the cursor
+		// back as a message of an unknown device does.
+		entry, err := groupstate.Parse(e.Payload)
+		if err != nil || entry.Cert.Device != e.Device {
+			n.log.Info("group history: a state envelope dropped", "group", hex.EncodeToString(gid[:8]), "err", err)
+			return nil
+		}
+		return n.takeEnvelope(gid, &groupnet.Message{Envelope: e, Account: entry.Author(), ID: groupmsg.ID(env), Raw: env, Entry: entry})
 	}
 	acct, err := (*groupMembers)(n).MayPublish(gid, e.Device, e.Kind)
 	if err != nil {

@@ -221,6 +221,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	// The members' keys, to send them the longer log.
 	n.learnMembers(ctx, lg.State())
 	var notify []identity.AccountID
+	var envs [][]byte
 	var raws [][]byte
 	for _, e := range lg.Entries(0) {
 		raw, err := e.MarshalBinary()
@@ -260,8 +261,19 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 			return err
 		}
 		var members []identity.AccountID
-		for a := range lg.State().Members {
-			members = append(members, a)
+		envs = nil
+		if n.gossipsLog(lg.State()) {
+			// A large group's members take the join from gossip (or a
+			// relay's history: the join waits in groups.unconf until a
+			// home relay shows it).
+			envs, err = n.sealEntries(tx, l.group, []*groupstate.Entry{e})
+			if err != nil {
+				return err
+			}
+		} else {
+			for a := range lg.State().Members {
+				members = append(members, a)
+			}
 		}
 		notify, err = n.sendGroupLog(tx, lg, members, e.Seq)
 		return err
@@ -274,6 +286,15 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	}
 	n.groupChanged(n.runCtx, lg.State())
 	n.notify(notify...)
+	if len(envs) > 0 {
+		// Published once the topic has a peer (the join just joined it).
+		go func() {
+			for i := 0; i < 50 && len(n.groups.net.Peers(l.group)) == 0; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+			n.publishEnvelopes(n.runCtx, l.group, envs)
+		}()
+	}
 	return n.groupView(lg.State())
 }
 

@@ -1,17 +1,21 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
+	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/relay/groupnet"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
 )
@@ -24,21 +28,88 @@ import (
 // trusted for nothing: the log it answers verifies or is dropped, and one
 // that withholds entries only makes the fetch fail.
 
-// logFetch is one group's fetch: the newest end sent, and its sender.
+// DefaultPairwiseLogLimit is the most members a group sends its log to
+// over the pairwise sessions by default (Config.GroupPairwiseLogLimit).
+const DefaultPairwiseLogLimit = 150
+
+// gossipsLog reports whether st's changes reach its members as entries
+// over gossip and the relays' history rather than over the pairwise
+// sessions.
+func (n *Node) gossipsLog(st *groupstate.State) bool {
+	limit := n.cfg.GroupPairwiseLogLimit
+	if limit <= 0 {
+		limit = DefaultPairwiseLogLimit
+	}
+	return len(st.Members) > limit
+}
+
+// sealEntries seals entries as this device's KindState envelopes, kept
+// until a home relay's history shows them (as posts are), to publish
+// once the transaction commits.
+func (n *Node) sealEntries(tx *storage.Txn, gid groupstate.GroupID, entries []*groupstate.Entry) ([][]byte, error) {
+	var envs [][]byte
+	for _, e := range entries {
+		raw, err := e.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		env, _, err := n.sealEnvelope(tx, gid, groupmsg.KindState, raw)
+		if err != nil {
+			return nil, err
+		}
+		envs = append(envs, env)
+	}
+	return envs, nil
+}
+
+// takeStateEntry takes an entry of a large group's log from gossip or a
+// relay's history, as the end of a log (applyGroupLog): one that follows
+// the log held is applied, one further ahead makes the node fetch what
+// lies between from its relays.
+func (n *Node) takeStateEntry(gid groupstate.GroupID, msg *groupnet.Message) error {
+	e := msg.Entry
+	if e == nil {
+		return errors.New("a state envelope without its entry")
+	}
+	held := false
+	if err := n.db.View(func(tx *storage.Txn) error {
+		v, err := tx.Get(n.st.groupLog, groupEntryKey(gid, e.Seq))
+		held = err == nil && bytes.Equal(v, msg.Payload)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if held {
+		return nil // (gossip and a relay's history both bring it)
+	}
+	p := payload{Kind: "group-log", Group: hex.EncodeToString(gid[:]), Log: [][]byte{msg.Payload}, From: e.Seq, viaGroup: true}
+	err := n.db.Update(func(tx *storage.Txn) error { return n.applyGroupLog(tx, e.Author(), p) })
+	n.refreshTouched()
+	return err
+}
+
+// logFetch is one group's fetch: the newest end each sender sent.
 type logFetch struct {
-	sender identity.AccountID
-	p      payload
+	ends map[identity.AccountID]payload
 }
 
 // logFetchWaits are the pauses before each attempt: the sender's relays
 // may not hold the change yet (members register after each change).
 var logFetchWaits = []time.Duration{0, 2 * time.Second, 10 * time.Second, 30 * time.Second, 2 * time.Minute}
 
-// maxLogFetches bounds the groups fetched at once.
-const maxLogFetches = 8
+// Bounds of the fetches: groups at once, senders' ends kept per group,
+// groups one sender's ends take part in, and the bytes of a log fetched.
+const (
+	maxLogFetches      = 8
+	maxEndsPerFetch    = 8
+	maxFetchesBySender = 2
+	maxFetchedLog      = 128 << 20
+)
 
-// fetchGroupLog starts fetching what goes before p's entries (unless a
-// fetch of that group runs: it then takes p, the newer end, instead).
+// fetchGroupLog starts fetching what goes before p's entries, or adds p
+// to the fetch of that group that runs (one end per sender: a newer end
+// from the same sender replaces its older one, and no sender's end
+// replaces another's).
 func (n *Node) fetchGroupLog(id groupstate.GroupID, sender identity.AccountID, p payload) {
 	if n.runCtx == nil {
 		return
@@ -46,20 +117,35 @@ func (n *Node) fetchGroupLog(id groupstate.GroupID, sender identity.AccountID, p
 	n.fetchMu.Lock()
 	defer n.fetchMu.Unlock()
 	if f := n.fetching[id]; f != nil {
-		if p.From+uint64(len(p.Log)) >= f.p.From+uint64(len(f.p.Log)) {
-			f.sender, f.p = sender, p
+		old, ok := f.ends[sender]
+		switch {
+		case ok && p.From+uint64(len(p.Log)) >= old.From+uint64(len(old.Log)):
+			f.ends[sender] = p
+		case !ok && len(f.ends) < maxEndsPerFetch && n.fetchesBy(sender) < maxFetchesBySender:
+			f.ends[sender] = p
 		}
 		return
 	}
-	if len(n.fetching) >= maxLogFetches {
+	if len(n.fetching) >= maxLogFetches || n.fetchesBy(sender) >= maxFetchesBySender {
 		n.log.Info("group log: a long log's end dropped: too many fetches", "group", hex.EncodeToString(id[:8]))
 		return
 	}
 	if n.fetching == nil {
 		n.fetching = map[groupstate.GroupID]*logFetch{}
 	}
-	n.fetching[id] = &logFetch{sender: sender, p: p}
+	n.fetching[id] = &logFetch{ends: map[identity.AccountID]payload{sender: p}}
 	go n.runLogFetch(n.runCtx, id)
+}
+
+// fetchesBy counts the fetches sender has an end in. Caller holds fetchMu.
+func (n *Node) fetchesBy(sender identity.AccountID) int {
+	c := 0
+	for _, f := range n.fetching {
+		if _, ok := f.ends[sender]; ok {
+			c++
+		}
+	}
+	return c
 }
 
 func (n *Node) runLogFetch(ctx context.Context, id groupstate.GroupID) {
@@ -68,7 +154,7 @@ func (n *Node) runLogFetch(ctx context.Context, id groupstate.GroupID) {
 		delete(n.fetching, id)
 		n.fetchMu.Unlock()
 	}()
-	var err error
+	var errs []error
 	for _, wait := range logFetchWaits {
 		select {
 		case <-ctx.Done():
@@ -76,28 +162,36 @@ func (n *Node) runLogFetch(ctx context.Context, id groupstate.GroupID) {
 		case <-time.After(wait):
 		}
 		n.fetchMu.Lock()
-		f := *n.fetching[id]
+		ends := maps.Clone(n.fetching[id].ends)
 		n.fetchMu.Unlock()
-		if err = n.fetchLogOnce(ctx, id, f); err == nil {
-			return
+		errs = errs[:0]
+		for sender, p := range ends {
+			err := n.fetchLogOnce(ctx, id, sender, p)
+			if err == nil {
+				return
+			}
+			errs = append(errs, err)
 		}
-		n.log.Debug("group log: fetching the rest", "group", hex.EncodeToString(id[:8]), "err", err)
+		n.log.Debug("group log: fetching the rest", "group", hex.EncodeToString(id[:8]), "err", errors.Join(errs...))
 	}
-	n.log.Info("group log: a long log's end dropped: the rest not found at a relay", "group", hex.EncodeToString(id[:8]), "err", err)
+	n.log.Info("group log: a long log's end dropped: the rest not found at a relay", "group", hex.EncodeToString(id[:8]), "err", errors.Join(errs...))
 }
 
-// fetchLogOnce asks the relays f names and this node's own for the
-// group's log and applies the entries before f's end with it; the first
-// relay whose log does so wins.
-func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, f logFetch) error {
+// fetchLogOnce asks the relays p names and this node's own for the
+// group's log and applies the entries before p's end with it; the first
+// relay whose log does so wins. What a relay answers is verified whole
+// (and must make this account a member, if the node does not hold the
+// group) before any of it is written.
+func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, sender identity.AccountID, end payload) error {
 	var relays []peer.AddrInfo
-	for _, s := range f.p.Relays {
+	for _, s := range end.Relays {
 		if ai, err := peer.AddrInfoFromString(s); err == nil && ai.ID != n.host.ID() {
 			relays = append(relays, *ai)
 		}
 	}
 	relays = append(relays, n.relays...)
 	c := history.NewClient(n.host)
+	c.MaxLogBytes = maxFetchedLog
 	var errs []error
 	tried := map[peer.ID]bool{}
 	for _, r := range relays {
@@ -109,35 +203,95 @@ func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, f logFet
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		entries, _, err := c.Log(fctx, r.ID, id)
 		cancel()
-		if err == nil && uint64(len(entries)) < f.p.From {
-			err = fmt.Errorf("its log has %d entries, the end sent starts at %d", len(entries), f.p.From)
+		if err == nil && uint64(len(entries)) < end.From {
+			err = fmt.Errorf("its log has %d entries, the end sent starts at %d", len(entries), end.From)
+		}
+		p := end
+		if err == nil {
+			p.Log, p.From, p.Relays = append(entries[:p.From:p.From], p.Log...), 0, nil
+			err = n.checkFetched(id, p.Log)
+		}
+		if err == nil {
+			err = n.applyFetched(id, sender, p)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
 			continue
 		}
-		p := f.p
-		p.Log, p.From, p.Relays = append(entries[:p.From:p.From], p.Log...), 0, nil
-		if !n.heldGroup(id) && n.largeLog(p.Log) {
-			// A new member's log, too large for one transaction.
-			if err := n.stageLog(id, p.Log); err != nil {
-				return err
-			}
-			p.staged = true
-		}
-		err = n.db.Update(func(tx *storage.Txn) error { return n.applyWholeLog(tx, f.sender, p) })
-		if p.staged && !n.heldGroup(id) {
-			_ = n.clearLogOutside(id) // not kept (not a member, an invitation, an error)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
-			continue
-		}
-		n.refreshTouched()
 		return nil
 	}
 	if len(errs) == 0 {
 		return errors.New("no relay to ask")
 	}
 	return errors.Join(errs...)
+}
+
+// checkFetched verifies a fetched log whole, in memory: every entry, the
+// chain, its group, and, for a group this node does not hold, that this
+// account is a member at its end.
+func (n *Node) checkFetched(id groupstate.GroupID, raws [][]byte) error {
+	entries := make([]*groupstate.Entry, len(raws))
+	for i, raw := range raws {
+		e, err := n.parseEntry(raw)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		entries[i] = e
+	}
+	l, err := groupstate.Replay(entries)
+	switch {
+	case err != nil:
+		return err
+	case l.Group() != id:
+		return errors.New("the log of another group")
+	case !n.heldGroup(id) && l.State().Role(n.keys.account.ID()) == groupstate.RoleNone:
+		return errors.New("a log that does not make this account a member")
+	}
+	return nil
+}
+
+// applyFetched applies a verified whole log, staged first if it is too
+// large for one transaction and the group is new here; staged entries
+// the apply did not keep are deleted (all of them, or, if the group was
+// written meanwhile by another path, those past its log).
+func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p payload) error {
+	if !n.heldGroup(id) && n.largeLog(p.Log) {
+		if err := n.stageLog(id, p.Log); err != nil {
+			return err
+		}
+		p.staged = true
+	}
+	err := n.db.Update(func(tx *storage.Txn) error { return n.applyWholeLog(tx, sender, p) })
+	n.refreshTouched()
+	if p.staged {
+		n.unstage(id, len(p.Log))
+	}
+	return err
+}
+
+// unstage deletes what is left of a staged log of n entries beyond the
+// group's stored log (nothing, if the apply kept it whole).
+func (n *Node) unstage(id groupstate.GroupID, count int) {
+	var held uint64
+	if err := n.db.View(func(tx *storage.Txn) error {
+		l, err := n.loadGroupTx(tx, id)
+		if err == nil {
+			held = l.Head().Seq + 1
+		}
+		return nil
+	}); err != nil {
+		return
+	}
+	if held == 0 {
+		_ = n.clearLogOutside(id)
+		return
+	}
+	b := n.db.NewBatch()
+	for seq := held; seq < uint64(count); seq++ {
+		if err := b.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
+			b.Cancel()
+			return
+		}
+	}
+	_ = b.Flush()
 }

@@ -348,6 +348,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 	n.mu.Unlock()
 	var st *groupstate.State
 	var notify []identity.AccountID
+	var envs [][]byte
 	err := n.db.Update(func(tx *storage.Txn) error {
 		notify = notify[:0]
 		l, err := n.findGroup(tx, group)
@@ -404,8 +405,20 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 		}
 		st = l.State()
 		to := append([]identity.AccountID(nil), out...)
-		for a := range st.Members {
-			to = append(to, a)
+		envs = nil
+		if n.gossipsLog(st) {
+			// A large group's members take the change from gossip (or a
+			// relay's history); the accounts added get the log pairwise,
+			// and every member does when a removal turns the info key.
+			if envs, err = n.sealEntries(tx, id, l.Entries(first)); err != nil {
+				return err
+			}
+			to = append(to, added...)
+		}
+		if !n.gossipsLog(st) || (len(out) > 0 && st.Role(self) != groupstate.RoleNone) {
+			for a := range st.Members {
+				to = append(to, a)
+			}
 		}
 		notify, err = n.sendGroupLog(tx, l, to, first)
 		return err
@@ -413,6 +426,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 	if err != nil {
 		return chat.Group{}, err
 	}
+	n.publishEnvelopes(n.runCtx, st.Group, envs)
 	n.groupChanged(n.runCtx, st)
 	for _, a := range notify {
 		n.notify(a)
@@ -541,6 +555,25 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			}
 			p.Log, p.From = append(whole, p.Log...), 0
 			return ignoreRejected(n.applyWholeLog(tx, sender, p))
+		}
+		// The rest is fetched for a sender this node trusts with it: a
+		// contact, or a member of the group it holds (the relays it names
+		// are dialled for them only); an entry that came through the
+		// group (gossip, a relay's history; validated there) from this
+		// node's own relays. A stranger's long log is an invitation too
+		// large to keep.
+		contact := false
+		if c, err := n.st.getContact(tx, sender); err == nil && c.accepted() {
+			contact = true
+		}
+		member := mine != nil && mine.State().Role(sender) != groupstate.RoleNone
+		switch {
+		case contact || member:
+		case p.viaGroup && mine != nil:
+			p.Relays = nil
+		default:
+			n.log.Info("group log dropped", "from", sender.String(), "why", "a long log's end from someone not a contact nor a member")
+			return nil
 		}
 		n.fetchGroupLog(groupstate.GroupID(gid), sender, p)
 		return nil

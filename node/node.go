@@ -68,6 +68,13 @@ type Config struct {
 	// Sender Keys; a larger group, and every channel, uses epoch keys
 	// (groupepoch.go). 0 means DefaultSenderKeyLimit.
 	GroupSenderKeyLimit int
+	// GroupPairwiseLogLimit is the most members a group sends its log to
+	// over the pairwise sessions after each change; a larger group's
+	// changes reach its members as entries over gossip and the relays'
+	// history (only accounts added or taken out, and every member when
+	// the info key turns, get the log pairwise). 0 means
+	// DefaultPairwiseLogLimit.
+	GroupPairwiseLogLimit int
 	// FileUploadAfter is how long a file sent waits for its recipient to
 	// fetch it directly before the node uploads it to a home relay; 0
 	// means 15 s.

@@ -120,6 +120,10 @@ func (s *State) applyUndo(e *Entry) (*undo, error) {
 	return u, nil
 }
 
+// Permits reports whether e's author may make e's change in state s: its
+// rights only (an invite's proof for a join), not whether e follows s.
+func (s *State) Permits(e *Entry) error { return s.check(e) }
+
 // check reports whether e's author may make e's change in state s.
 func (s *State) check(e *Entry) error {
 	c := e.Change

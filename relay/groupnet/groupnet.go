@@ -32,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 )
 
@@ -46,6 +47,64 @@ type Members interface {
 	// forwarded it); any other error if not (the envelope is rejected and
 	// the forwarding peer scored down).
 	MayPublish(group [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, error)
+}
+
+// Changes is Members that also answers for state-log entries. A
+// KindState envelope carries one crypto/groupstate entry whose device
+// certificate names its author's account, so the validators check the
+// entry itself (its signatures, and that its device signed the envelope:
+// CheckEntry) and ask MayChange, instead of MayPublish: an account that
+// is not a member yet may publish its own join. MayChange answers
+// ErrNotAllowed for an entry that must not spread; whether the entry
+// applies (its rights, an invite's proof) is for whoever takes it.
+type Changes interface {
+	MayChange(group [32]byte, e *groupstate.Entry) error
+}
+
+// CheckEntry checks a KindState envelope of group as the validators do
+// and returns its entry and author. With m not a Changes, the device's
+// right to publish KindState (MayPublish) is what counts.
+func CheckEntry(m Members, group [32]byte, env *groupmsg.Envelope) (*groupstate.Entry, identity.AccountID, error) {
+	e, err := groupstate.Parse(env.Payload)
+	if err != nil {
+		return nil, identity.AccountID{}, fmt.Errorf("%w: %w", ErrNotAllowed, err)
+	}
+	if e.Cert.Device != env.Device {
+		return nil, identity.AccountID{}, fmt.Errorf("%w: an entry of another device", ErrNotAllowed)
+	}
+	c, ok := m.(Changes)
+	if !ok {
+		acct, err := m.MayPublish(group, env.Device, env.Kind)
+		return e, acct, err
+	}
+	if err := c.MayChange(group, e); err != nil {
+		return nil, identity.AccountID{}, err
+	}
+	return e, e.Author(), nil
+}
+
+// EntryMaySpread is the rule for state-log entries in gossip, against the
+// state st the checking node holds: an entry spreads if its author may
+// make its change in st (groupstate's rights, an invite's proof for a
+// join: an account that is not a member yet may publish its own join),
+// or if it is further ahead than st's next entry and its author is a
+// member in st (st is behind: whoever takes it fetches what lies
+// between). Any other entry that is not st's next (a fork, an old one) is
+// dropped without blaming anyone (ErrUnknownDevice); st's next entry
+// that st does not permit is rejected (ErrNotAllowed). A node's own
+// entries, and entries its log holds, are its caller's to let through
+// (st already includes them).
+func EntryMaySpread(st *groupstate.State, e *groupstate.Entry) error {
+	err := st.Permits(e)
+	switch {
+	case err == nil:
+		return nil
+	case e.Seq > st.Seq+1 && st.Role(e.Author()) != groupstate.RoleNone:
+		return nil
+	case e.Seq != st.Seq+1:
+		return ErrUnknownDevice
+	}
+	return fmt.Errorf("%w: %w", ErrNotAllowed, err)
 }
 
 // ErrUnknownDevice is what Members answers for a device it does not know.
@@ -63,6 +122,9 @@ type Message struct {
 	ID      string  // groupmsg.ID of the envelope
 	Raw     []byte  // the envelope as received
 	From    peer.ID // the peer that forwarded it
+	// Entry is a KindState envelope's entry, parsed and checked
+	// (CheckEntry).
+	Entry *groupstate.Entry
 }
 
 // Config configures a Net.
@@ -291,7 +353,13 @@ func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 		if t := time.UnixMilli(env.Time); t.Before(now.Add(-n.cfg.MaxAge)) || t.After(now.Add(n.cfg.MaxAhead)) {
 			return pubsub.ValidationIgnore
 		}
-		acct, err := n.cfg.Members.MayPublish(group, env.Device, env.Kind)
+		var entry *groupstate.Entry
+		var acct identity.AccountID
+		if env.Kind == groupmsg.KindState {
+			entry, acct, err = CheckEntry(n.cfg.Members, group, env)
+		} else {
+			acct, err = n.cfg.Members.MayPublish(group, env.Device, env.Kind)
+		}
 		switch {
 		case errors.Is(err, ErrUnknownDevice):
 			return pubsub.ValidationIgnore
@@ -302,7 +370,7 @@ func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 		if !n.limiter(group, env.Device).Allow() {
 			return pubsub.ValidationIgnore
 		}
-		m.ValidatorData = &Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Data), Raw: m.Data}
+		m.ValidatorData = &Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Data), Raw: m.Data, Entry: entry}
 		return pubsub.ValidationAccept
 	}
 }

@@ -41,6 +41,9 @@ type Client struct {
 	// pageBudget bounds a Register page's entries and lists (logBudget;
 	// tests make it small to page small logs).
 	pageBudget int
+	// MaxLogBytes bounds the entries and lists Log takes from a relay (0:
+	// only the bound on pages, 512 MiB).
+	MaxLogBytes int
 }
 
 // NewClient returns a Client on h.
@@ -170,6 +173,7 @@ func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (*N
 // invite link, page by page. Nothing is verified here but that the pages
 // join up: the caller replays the log.
 func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entries, lists [][]byte, err error) {
+	size := 0
 	for pages := 1; ; pages++ {
 		if pages > 2*MaxRegisterPages {
 			return nil, nil, fmt.Errorf("%w: a log of over %d pages", ErrTooLarge, 2*MaxRegisterPages)
@@ -194,6 +198,15 @@ func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entrie
 			return nil, nil, fmt.Errorf("%w: an empty page of the log before its end", ErrMalformed)
 		}
 		entries, lists = append(entries, m.Entries...), append(lists, m.Lists...)
+		for _, b := range m.Entries {
+			size += len(b)
+		}
+		for _, b := range m.Lists {
+			size += len(b)
+		}
+		if c.MaxLogBytes > 0 && size > c.MaxLogBytes {
+			return nil, nil, fmt.Errorf("%w: a log of over %d bytes", ErrTooLarge, c.MaxLogBytes)
+		}
 		if uint64(len(entries)) >= m.Total && uint64(len(lists)) >= m.ListsTotal {
 			return entries, lists, nil
 		}

@@ -819,12 +819,12 @@ func TestPublicNames(t *testing.T) {
 	}
 }
 
-// TestOnlyMessagesKept: envelopes that are not messages or epoch keys'
-// copies (state entries, which a channel's subscriber may sign) are not
-// kept, by gossip or by Store, so no one fills a group's quota with them
-// (an outside review found a subscriber could wipe a channel's history
-// that way); nor a subscriber's epoch message or copies — only an
-// admin's.
+// TestOnlyMessagesKept: envelopes that are not messages, epoch keys'
+// copies or state entries the relay's log takes (junk a channel's
+// subscriber signs as an entry) are not kept, by gossip or by Store, so
+// no one fills a group's quota with them (an outside review found a
+// subscriber could wipe a channel's history that way); nor a
+// subscriber's epoch message or copies — only an admin's.
 func TestOnlyMessagesKept(t *testing.T) {
 	admin, sub := newMember(t), newMember(t)
 	e, err := groupstate.Sign(admin.dev, admin.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "c", Perms: groupstate.FlagChannel, Ref: [32]byte{9}})

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/storage"
@@ -348,5 +349,113 @@ func TestLogFromLyingRelay(t *testing.T) {
 				t.Fatalf("Log: %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNewGroupsBuiltAtOnce: new groups registered in several pages are
+// held in memory until their last page; a relay builds at most
+// maxBuilding at once and refuses another meanwhile (rate limited).
+func TestNewGroupsBuiltAtOnce(t *testing.T) {
+	owner := newMember(t)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	ctx := context.Background()
+	for range maxBuilding {
+		gid, entries := groupLog(t, owner)
+		c := clientOf(t, r)
+		str, err := c.h.NewStream(ctx, rh.ID(), ProtocolID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = str.Reset() })
+		m := &registerMsg{Group: gid, Entries: entries, More: true}
+		if _, err := str.Write(frame(typeRegister, m.appendBody(nil))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the relay building the held groups", func() bool { return len(r.srv.building) == maxBuilding })
+	gid, entries := groupLog(t, owner)
+	entries = appendLog(t, entries, owner, pins(10)...)
+	c := clientOf(t, r)
+	c.pageBudget = 1 << 10
+	var se *StatusError
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{owner.listBytes(t)}, owner.dev); !errors.As(err, &se) || se.Code != CodeRateLimited {
+		t.Fatalf("one more new group in pages: %v, want rate limited", err)
+	}
+	// One page only: not held, not limited.
+	c.pageBudget = logBudget
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{owner.listBytes(t)}, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStateEntryMerged: a member's state entry from gossip is merged
+// into the log the relay holds (GetLog has it without a registration)
+// and kept in the history; a stranger's entry, and a member's entry
+// that its rights do not allow, are neither.
+func TestStateEntryMerged(t *testing.T) {
+	owner, bob, stranger := newMember(t), newMember(t), newMember(t)
+	gid, entries := groupLog(t, owner, bob)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	ctx := context.Background()
+	c := clientOf(t, r)
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{owner.listBytes(t), bob.listBytes(t)}, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+	stateEnv := func(m *member, raw []byte) []byte {
+		env, err := groupmsg.Seal(m.dev, gid, groupmsg.KindState, time.Now().UnixMilli(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	head, err := groupstate.Parse(entries[len(entries)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(m *member, ch groupstate.Change) []byte {
+		e, err := groupstate.Sign(m.dev, m.cert, head, time.Now().UnixMilli(), ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := e.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	// Junk first (rejected by validators, or not taken), then the pin.
+	attacker := startAttacker(t, r, gid)
+	strangers := next(stranger, groupstate.Change{Kind: groupstate.KindPin, Ref: [32]byte{1}})
+	bobsRemoval := next(bob, groupstate.Change{Kind: groupstate.KindRemove, Account: owner.acct.ID()})
+	for _, env := range [][]byte{stateEnv(stranger, strangers), stateEnv(bob, bobsRemoval)} {
+		if err := attacker.Publish(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	honest := startPeer(t, rh, gid, openAll{owner.dev.ID(): owner.acct.ID(), bob.dev.ID(): bob.acct.ID()})
+	// Bob's third pin before his first: it passes the validators (ahead,
+	// by a member) but the relay's log does not take it (a gap), so it
+	// is not kept either.
+	chain := appendLog(t, entries, bob, pins(3)...)
+	pin := chain[len(entries)]
+	honest.publish(t, r, gid, stateEnv(bob, chain[len(entries)+2]))
+	honest.publish(t, r, gid, stateEnv(bob, pin))
+	eventually(t, "the pin in the relay's log", func() bool {
+		got, _, err := c.Log(ctx, rh.ID(), gid)
+		return err == nil && len(got) == len(entries)+1 && bytes.Equal(got[len(entries)], pin)
+	})
+	time.Sleep(300 * time.Millisecond)
+	pg, err := c.Query(ctx, rh.ID(), gid, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Items) != 1 {
+		t.Fatalf("the relay's history holds %d items, want the pin's envelope alone", len(pg.Items))
+	}
+	e, err := groupmsg.Open(gid, pg.Items[0].Envelope)
+	if err != nil || e.Kind != groupmsg.KindState || !bytes.Equal(e.Payload, pin) {
+		t.Fatalf("the history's item is not the pin: %v", err)
 	}
 }

@@ -117,6 +117,10 @@ type Server struct {
 	// tests make it small to page small logs).
 	pageBudget int
 
+	// building bounds the new groups built from several pages at once
+	// (each held in memory until its last page).
+	building chan struct{}
+
 	// regMu orders registrations, so that what each one writes of a
 	// group's log lands in the order the log changed.
 	regMu sync.Mutex
@@ -178,6 +182,7 @@ func NewServer(cfg Config) (*Server, error) {
 		changed:   make(chan struct{}),
 
 		pageBudget: logBudget,
+		building:   make(chan struct{}, maxBuilding),
 	}
 	s.streams = serve.New(serve.Config{Host: cfg.Host, Protocol: ProtocolID, Service: ServiceName,
 		Timeout: cfg.MaxWait + 30*time.Second, Logger: cfg.Logger}, s.handle)
@@ -710,6 +715,26 @@ func (s *Server) commit() {
 
 // store writes a batch and trims groups over quota.
 func (s *Server) store(batch []*groupnet.Message) error {
+	// A state entry is kept, in the log and in the history, only if the
+	// log held takes it (or holds it): a junk entry fills nothing.
+	// One handed over with Store (From empty) is also published: its
+	// device may not have reached the topic (a member that joined by a
+	// link publishes its join as it joins the topic).
+	kept := make([]*groupnet.Message, 0, len(batch))
+	for _, m := range batch {
+		if m.Envelope.Kind == groupmsg.KindState {
+			if m.Entry == nil || !s.takeEntry(m.Envelope.Group, m.Entry) {
+				continue
+			}
+			if m.From == "" {
+				if err := s.net.Publish(s.ctx, m.Envelope.Group, m.Raw); err != nil {
+					s.log.Debug("history: publish a stored entry", "err", err)
+				}
+			}
+		}
+		kept = append(kept, m)
+	}
+	batch = kept
 	now := s.cfg.Now().UnixMilli()
 	type placed struct {
 		group [32]byte
@@ -724,9 +749,6 @@ func (s *Server) store(batch []*groupnet.Message) error {
 		done = done[:0]
 		inBatch := map[string]bool{}
 		for _, m := range batch {
-			if m.Envelope.Kind == groupmsg.KindState {
-				continue // history serves messages and epoch keys' copies; logs travel by registration
-			}
 			g := m.Envelope.Group
 			idKey := append(append([]byte(nil), g[:]...), m.ID...)
 			if inBatch[string(idKey)] {
@@ -881,8 +903,60 @@ func (s *Server) expire() {
 	}
 }
 
-// members is the server as groupnet.Members.
+// takeEntry adds a state entry from gossip or a Store to the log held
+// of group id (fork rule included) and writes it; it reports whether the
+// log holds it (taken now, or before: by a registration that came
+// first), which is what lets its envelope into the history.
+func (s *Server) takeEntry(id [32]byte, e *groupstate.Entry) bool {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	s.mu.Lock()
+	g := s.groups[id]
+	if g == nil {
+		s.mu.Unlock()
+		return false
+	}
+	n0 := g.log.Head().Seq + 1
+	if have := g.log.Entries(e.Seq); len(have) > 0 && have[0].Hash() == e.Hash() {
+		s.mu.Unlock()
+		return true
+	}
+	if _, err := g.log.Add(e); err != nil {
+		s.mu.Unlock()
+		s.log.Debug("history: a state entry from gossip not taken", "seq", e.Seq, "err", err)
+		return false
+	}
+	g.prune()
+	s.mu.Unlock()
+	if err := s.persist(id, g, e.Seq, n0); err != nil {
+		s.log.Warn("history: a state entry not written", "err", err)
+	}
+	return true
+}
+
+// maxBuilding is how many new groups a relay builds from several pages
+// at once: each is held in memory (up to MaxRegisterPages pages) until
+// its last page decides whether it is kept.
+const maxBuilding = 4
+
+// members is the server as groupnet.Members (and groupnet.Changes).
 type members Server
+
+// MayChange checks a state-log entry in gossip or a Store against the
+// log the relay holds (groupnet.EntryMaySpread).
+func (m *members) MayChange(id [32]byte, e *groupstate.Entry) error {
+	s := (*Server)(m)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[id]
+	if g == nil {
+		return groupnet.ErrNotAllowed
+	}
+	if have := g.log.Entries(e.Seq); len(have) > 0 && have[0].Hash() == e.Hash() {
+		return nil // in the log (one the relay took from a Store, and publishes)
+	}
+	return groupnet.EntryMaySpread(g.log.State(), e)
+}
 
 func (m *members) MayPublish(id [32]byte, device identity.DeviceID, kind groupmsg.Kind) (identity.AccountID, error) {
 	s := (*Server)(m)
@@ -1146,9 +1220,6 @@ func (s *Server) storeOne(m *storeMsg) (Code, string) {
 	if err != nil {
 		return CodeInvalid, err.Error()
 	}
-	if env.Kind == groupmsg.KindState {
-		return CodeInvalid, "history keeps messages and epoch keys' copies, not log entries"
-	}
 	now := s.cfg.Now()
 	switch {
 	case time.UnixMilli(m.Time).Before(now.Add(-10*time.Minute)) || time.UnixMilli(m.Time).After(now.Add(10*time.Minute)):
@@ -1160,7 +1231,13 @@ func (s *Server) storeOne(m *storeMsg) (Code, string) {
 	case !s.storeRate.Allow(env.Device, now):
 		return CodeRateLimited, "too many envelopes handed over by this device"
 	}
-	acct, err := (*members)(s).MayPublish(m.Group, env.Device, env.Kind)
+	var acct identity.AccountID
+	var entry *groupstate.Entry
+	if env.Kind == groupmsg.KindState {
+		entry, acct, err = groupnet.CheckEntry((*members)(s), m.Group, env)
+	} else {
+		acct, err = (*members)(s).MayPublish(m.Group, env.Device, env.Kind)
+	}
 	switch {
 	case errors.Is(err, groupnet.ErrUnknownDevice):
 		return CodeUnknown, "not a device of a member of a group kept here"
@@ -1168,7 +1245,7 @@ func (s *Server) storeOne(m *storeMsg) (Code, string) {
 		return CodeInvalid, err.Error()
 	}
 	select {
-	case s.in <- &groupnet.Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Envelope), Raw: bytes.Clone(m.Envelope)}:
+	case s.in <- &groupnet.Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Envelope), Raw: bytes.Clone(m.Envelope), Entry: entry}:
 		return CodeOK, ""
 	case <-s.ctx.Done():
 		return CodeUnavailable, "closing"
@@ -1204,6 +1281,14 @@ func (s *Server) register(m *registerMsg, next func() (*registerMsg, error)) (Co
 		}
 		if !m.More {
 			break
+		}
+		if fresh != nil && pages == 1 {
+			select {
+			case s.building <- struct{}{}:
+				defer func() { <-s.building }()
+			default:
+				return CodeRateLimited, "the relay builds as many new groups from pages as it takes at once"
+			}
 		}
 		if pages >= MaxRegisterPages {
 			return CodeInvalid, fmt.Sprintf("a registration of over %d pages", MaxRegisterPages)
