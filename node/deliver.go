@@ -66,8 +66,12 @@ type payload struct {
 	// staged: a whole log whose entries after the creation this node
 	// wrote already (grouplogstage.go); viaGroup: an entry taken from the
 	// group's gossip or a relay's history (takeStateEntry). Never on the
-	// wire.
+	// wire, nor is partial.
 	staged, viaGroup bool
+	// partial: a verified log's prefix, applied in a transaction of its
+	// own before the whole (applyFetched): its sender need not be a
+	// member yet at its end.
+	partial bool
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`

@@ -216,3 +216,64 @@ func TestFetchedJunkNotStaged(t *testing.T) {
 		t.Fatalf("Bob's store holds %d entries of the group, want 2", n)
 	}
 }
+
+// TestMemberFarBehind: Bob, a member, holds the first entries of Alice's
+// group when 2,500 more are made without him hearing of them (written
+// straight into Alice's store); Alice's next change reaches him as a
+// long log's end, and he catches up from the relay, transaction by
+// transaction (one would not hold the 2,500 entries he lacks).
+func TestMemberFarBehind(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "far behind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob in the group", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+	l := alice.reloadGroup(t, group)
+	first := l.Head().Seq + 1
+	batch := alice.db.NewBatch()
+	var ref [32]byte
+	var lacking [][]byte
+	for i := range 2500 {
+		kind := groupstate.KindUnpin
+		if i%2 == 0 {
+			kind = groupstate.KindPin
+			_, _ = rand.Read(ref[:])
+		}
+		e, err := groupstate.Sign(alice.keys.device, alice.keys.cert, l.Head(), l.Head().Time, groupstate.Change{Kind: kind, Ref: ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Add(e); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := e.MarshalBinary()
+		lacking = append(lacking, b)
+		if err := batch.Set(alice.st.groupLog, groupEntryKey(group, first+uint64(i)), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bob.largeLog(lacking) {
+		t.Fatal("what Bob lacks fits one transaction: tests nothing")
+	}
+	alice.refreshGroup(alice.runCtx, group)
+	alice.wakeHistory()
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob caught up", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+}

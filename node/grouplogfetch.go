@@ -261,12 +261,40 @@ func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p 
 		}
 		p.staged = true
 	}
+	if held := n.heldLength(id); held > 0 && n.largeLog(p.Log[min(held, len(p.Log)):]) {
+		// A member far behind: what it lacks goes in prefixes of
+		// applyChunk entries, a transaction each, then the whole.
+		for end := held + applyChunk; end < len(p.Log); end += applyChunk {
+			q := p
+			q.Log, q.Info, q.partial = p.Log[:end], nil, true
+			if err := n.db.Update(func(tx *storage.Txn) error { return n.applyWholeLog(tx, sender, q) }); err != nil {
+				n.refreshTouched()
+				return err
+			}
+		}
+	}
 	err := n.db.Update(func(tx *storage.Txn) error { return n.applyWholeLog(tx, sender, p) })
 	n.refreshTouched()
 	if p.staged {
 		n.unstage(id, len(p.Log))
 	}
 	return err
+}
+
+// applyChunk is how many new entries one transaction of a far-behind
+// member's catch-up takes (each entry ~300–400 bytes written).
+const applyChunk = 500
+
+// heldLength is the length of the group's log the node holds (0: none).
+func (n *Node) heldLength(id groupstate.GroupID) int {
+	var held int
+	_ = n.db.View(func(tx *storage.Txn) error {
+		if l, err := n.loadGroupTx(tx, id); err == nil {
+			held = int(l.Head().Seq) + 1
+		}
+		return nil
+	})
+	return held
 }
 
 // unstage deletes what is left of a staged log of n entries beyond the

@@ -617,7 +617,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	if string(id[:]) != string(gid) {
 		return bad("log of another group", nil)
 	}
-	if last := entries[len(entries)-1]; theirs.State().Role(sender) == groupstate.RoleNone &&
+	if last := entries[len(entries)-1]; !p.partial && theirs.State().Role(sender) == groupstate.RoleNone &&
 		(last.Change.Kind != groupstate.KindLeave || last.Author() != sender) {
 		return bad("sender is not a member", nil) // (one that just left tells the others)
 	}

@@ -369,9 +369,9 @@ func TestReview10LongGroupControl(t *testing.T) {
 	t.Logf("Bob holds the long group %v after Alice added him", time.Since(start).Round(time.Millisecond))
 }
 
-// TestReview10StagedJunkAftermath: what the bricked group of
-// TestReview10StagedJunkKept does next (run with -run to look; it logs
-// rather than asserts): Alice changes the group, then sends Bob a text.
+// TestReview10StagedJunkAftermath: after the stranger's junk of
+// TestReview10StagedJunkKept, Bob holds Alice's group, and Alice's next
+// change and text reach him.
 func TestReview10StagedJunkAftermath(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	aliceHome, aliceInfo := initHome(t, "alice")
@@ -407,7 +407,9 @@ func TestReview10StagedJunkAftermath(t *testing.T) {
 	}
 	time.Sleep(8 * time.Second)
 	gs, err := bob.Groups(ctx)
-	t.Logf("Bob's groups after the attack: %d (%v)", len(gs), err)
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("Bob's groups after the attack: %d (%v), want Alice's", len(gs), err)
+	}
 	if _, err := alice.CreateInvite(ctx, g.ID, time.Hour); err != nil {
 		t.Fatal(err)
 	}
