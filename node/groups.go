@@ -543,7 +543,16 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		case errors.Is(err, chat.ErrUnknownGroup):
 		case err != nil:
 			return err
-		case mine.Head().Seq+1 >= p.From:
+		case mine.Head().Seq+1 >= p.From && followsHeld(mine, p, n.parseEntry):
+			// An entry of the end dated ahead: the end (not the whole
+			// log) waits until it is due.
+			ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
+			for _, raw := range p.Log {
+				if e, err := n.parseEntry(raw); err == nil && e.Time > ahead && !holds(mine, e) {
+					n.deferLog(groupstate.GroupID(gid), sender, p, e.Time)
+					return nil
+				}
+			}
 			// The entries before the end sent: this node's.
 			whole := make([][]byte, 0, int(p.From)+len(p.Log))
 			for _, e := range mine.Entries(0)[:p.From] {
@@ -579,6 +588,18 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		return nil
 	}
 	return ignoreRejected(n.applyWholeLog(tx, sender, p))
+}
+
+// followsHeld reports whether the end p sends follows the entries
+// before it in l (else it is on another branch from before its start:
+// the log it follows is fetched, and compared as a branch).
+func followsHeld(l *groupstate.Log, p payload, parse func([]byte) (*groupstate.Entry, error)) bool {
+	e, err := parse(p.Log[0])
+	if err != nil {
+		return true // (dropped as it is applied)
+	}
+	prev := l.Entries(p.From - 1)
+	return len(prev) > 0 && prev[0].Hash() == e.Prev
 }
 
 // errLogRejected reports a group log dropped as invalid (logged): to the
@@ -680,7 +701,8 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	var added, joined []identity.AccountID
 	retire := false
 	firstTaken := uint64(math.MaxUint64) // the first entry this log changed
-	for _, e := range entries {
+	for k := 0; k < len(entries); k++ {
+		e := entries[k]
 		oldHead := mine.Head().Seq
 		if e.Time > ahead && !holds(mine, e) {
 			// Dated ahead of this node's clock: not taken now (nor what
@@ -693,7 +715,20 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			n.deferLog(id, sender, p, e.Time)
 			break
 		}
-		dropped, err := mine.Add(e)
+		branch := entries[k : k+1]
+		if e.Seq <= oldHead && !holds(mine, e) {
+			// A fork: the rest of the log sent (up to an entry dated
+			// ahead) competes with this node's as one branch, so that
+			// every member ends on the same branch whatever order the
+			// branches came in (groupstate.Log.AddBranch).
+			end := k + 1
+			for end < len(entries) && entries[end].Time <= ahead {
+				end++
+			}
+			branch = entries[k:end]
+		}
+		k += len(branch) - 1
+		dropped, err := mine.AddBranch(branch)
 		if err != nil {
 			if e.Seq > oldHead || !errors.Is(err, groupstate.ErrLostFork) {
 				n.log.Info("group log: entry not taken", "group", hex.EncodeToString(id[:8]), "seq", e.Seq, "err", err)
@@ -703,21 +738,23 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		if dropped == nil && e.Seq <= oldHead {
 			continue // had it
 		}
-		firstTaken = min(firstTaken, e.Seq)
-		if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
-			return err
+		for _, e := range branch {
+			firstTaken = min(firstTaken, e.Seq)
+			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
+				return err
+			}
+			n.touch(id)
+			switch e.Change.Kind {
+			case groupstate.KindAdd:
+				added = append(added, e.Change.Account)
+			case groupstate.KindJoin:
+				added = append(added, e.Author())
+				joined = append(joined, e.Author())
+			case groupstate.KindRemove, groupstate.KindBan, groupstate.KindLeave:
+				retire = true
+			}
 		}
-		n.touch(id)
-		switch e.Change.Kind {
-		case groupstate.KindAdd:
-			added = append(added, e.Change.Account)
-		case groupstate.KindJoin:
-			added = append(added, e.Author())
-			joined = append(joined, e.Author())
-		case groupstate.KindRemove, groupstate.KindBan, groupstate.KindLeave:
-			retire = true
-		}
-		for seq := e.Seq + 1; seq <= oldHead && dropped != nil; seq++ {
+		for seq := branch[len(branch)-1].Seq + 1; seq <= oldHead && dropped != nil; seq++ {
 			if err := tx.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
 				return err
 			}

@@ -177,7 +177,7 @@ func TestReview11StrangerJunkJoinsReachMembers(t *testing.T) {
 		}
 	}
 	head := alice.reloadGroup(t, group).Head()
-	eventually(t, "Bob up to date", holdsEntry(bob, group, head))
+	_ = bob // (a member besides Alice: the group is over the pairwise limit)
 	link, err := parseInviteLink(inv.Link)
 	if err != nil {
 		t.Fatal(err)
@@ -360,5 +360,58 @@ func TestReview11StrangerJoinsDatedAheadHeldInMemory(t *testing.T) {
 	t.Logf("the stranger sent %d joins (%d bytes); Alice keeps %d logs of the group (%d bytes; the log is %d entries, %d bytes)", joins, joinBytes, logs, kept, len(l.Entries(0)), logBytes)
 	if kept > 2*joinBytes {
 		t.Errorf("Alice keeps %d bytes in memory for a stranger's %d joins of %d bytes: %d copies of the group's log", kept, joins, joinBytes, logs)
+	}
+}
+
+// TestReview11SubscriberChangesNothing (held if it passes): a channel's
+// subscriber signs the channel's next entries — a title, a pin, the
+// removal of the owner, its own promotion — and publishes each over
+// gossip; the owner's node applies none of them.
+func TestReview11SubscriberChangesNothing(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, largeGroups, relay.addr)
+	bob := startNodeWith(t, bobHome, largeGroups, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateChannel(ctx, "news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	head := alice.reloadGroup(t, group).Head()
+	eventually(t, "Bob subscribed", holdsEntry(bob, group, head))
+	eventually(t, "Alice and Bob in the channel's topic", func() (bool, error) {
+		return len(alice.groups.net.Peers(group)) > 0 && len(bob.groups.net.Peers(group)) > 0, nil
+	})
+	var ref [32]byte
+	_, _ = rand.Read(ref[:])
+	for i, c := range []groupstate.Change{
+		{Kind: groupstate.KindTitle, Text: "owned"},
+		{Kind: groupstate.KindPin, Ref: ref},
+		{Kind: groupstate.KindRemove, Account: alice.keys.account.ID()},
+		{Kind: groupstate.KindPromote, Account: bob.keys.account.ID()},
+	} {
+		e, err := groupstate.Sign(bob.keys.device, bob.keys.cert, head, time.Now().UnixMilli(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		er, _ := e.MarshalBinary()
+		env, err := groupmsg.Seal(bob.keys.device, group, groupmsg.KindState, time.Now().UnixMilli()-int64(i), er)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.groups.net.Publish(ctx, group, env); err != nil {
+			t.Logf("publish %s: %v", c.Kind, err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if got := alice.reloadGroup(t, group).Head(); got.Hash() != head.Hash() {
+		t.Fatalf("Alice's channel took Bob's %s", got.Change.Kind)
 	}
 }

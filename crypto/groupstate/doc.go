@@ -37,16 +37,18 @@
 // # Concurrent changes
 //
 // Two valid entries may extend the same entry (two admins acted at once).
-// Every member resolves such a fork the same way, whatever order it saw
-// the entries in: of the two entries that follow the fork point, the one
-// whose author had the higher role at the fork point wins, and between
-// equal roles the one with the smaller hash — except that a fork never
-// drops an entry written by a higher role than its own author's (so a
-// removed member cannot undo its removal by forking an earlier entry and
-// grinding its hash); the losing entry and everything built on it are
-// dropped (Log.Add returns them, so their
-// authors can make the change again on the winning branch if it is still
-// allowed). An entry is final once the log has reached ForkWindow entries
+// The two branches from the fork point compete whole (Log.AddBranch):
+// the branch whose authors' highest role at the fork point is higher
+// wins; at equal highest roles, the one whose first author's role is
+// higher; then the one whose first entry has the smaller hash. So a fork
+// never drops an entry written by a higher role than every author of the
+// branch replacing it (a removed member cannot undo its removal by
+// forking an earlier entry and grinding its hash). Members that receive
+// whole branches resolve a fork the same way whatever order they saw
+// them in; one that receives a branch entry by entry may keep a losing
+// entry until the rest of the winning branch comes. The losing branch is
+// dropped (AddBranch returns it, so its authors can make their changes
+// again on the winning branch if still allowed). An entry is final once the log has reached ForkWindow entries
 // beyond it (on any branch the member saw): a fork before it is refused
 // (ErrFinal), so a former admin cannot rewrite the past from the point
 // where it still had rights. A fork that arrives that late can leave

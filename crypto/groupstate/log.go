@@ -69,25 +69,51 @@ func (l *Log) Entries(from uint64) []*Entry {
 	return append([]*Entry(nil), l.entries[from:]...)
 }
 
-// Add verifies e and adds it to the log. An entry already in the log is
-// accepted again and changes nothing. An entry that competes with one in
-// the log (the same predecessor) is resolved by the fork rule (see the
-// package comment): if it wins, the entries it displaces are returned,
-// oldest first; if it loses, ErrLostFork. Any error leaves the log as it
-// was.
+// Add verifies e and adds it to the log: AddBranch of e alone.
 func (l *Log) Add(e *Entry) (dropped []*Entry, err error) {
-	head := l.Head()
+	return l.AddBranch([]*Entry{e})
+}
+
+// AddBranch verifies es, consecutive entries (each follows the one
+// before), and adds them to the log. Entries the log holds already are
+// passed over. The rest either extend the log, or compete with the
+// log's entries from the same predecessor on: then the two branches are
+// resolved by the fork rule (see the package comment) — the branch whose
+// authors' highest role at the fork point is higher wins; at equal
+// highest roles, the branch whose first author's role is higher; then
+// the branch whose first entry has the smaller hash. If es's branch wins,
+// the entries it displaces are returned, oldest first; if it loses,
+// ErrLostFork. Given a whole branch at once, every member reaches the
+// same log whatever order the branches came in. Any error leaves the log
+// as it was, but for entries of es that extended the log before the one
+// that failed.
+func (l *Log) AddBranch(es []*Entry) (dropped []*Entry, err error) {
+	for len(es) > 0 && es[0].Seq < uint64(len(l.entries)) && l.entries[es[0].Seq].hash == es[0].hash {
+		es = es[1:] // have it
+	}
+	if len(es) == 0 {
+		return nil, nil
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].Seq != es[i-1].Seq+1 || es[i].Prev != es[i-1].hash {
+			return nil, fmt.Errorf("%w: entry %d does not follow entry %d", ErrChain, es[i].Seq, es[i-1].Seq)
+		}
+	}
+	e, head := es[0], l.Head()
 	switch {
-	case e.Seq < uint64(len(l.entries)) && l.entries[e.Seq].hash == e.hash:
-		return nil, nil // have it
 	case e.Seq == 0:
 		return nil, fmt.Errorf("%w: the creation of another group", ErrChain)
 	case e.Seq == head.Seq+1:
-		return nil, l.appendEntry(e)
+		for _, x := range es {
+			if err := l.appendEntry(x); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
 	case e.Seq > head.Seq+1:
 		return nil, fmt.Errorf("%w: entry %d, log at %d", ErrGap, e.Seq, head.Seq)
 	}
-	fork := e.Seq - 1 // e competes with entries[e.Seq]
+	fork := e.Seq - 1 // es competes with entries[e.Seq:]
 	if l.entries[fork].hash != e.Prev {
 		return nil, fmt.Errorf("%w: entry %d follows an entry not in the log", ErrChain, e.Seq)
 	}
@@ -95,63 +121,63 @@ func (l *Log) Add(e *Entry) (dropped []*Entry, err error) {
 		return nil, fmt.Errorf("%w: entry %d, final up to %d", ErrFinal, e.Seq, l.final)
 	}
 	// Back to the fork point.
-	rest := l.entries[fork+1:]
-	rest = append([]*Entry(nil), rest...)
+	rest := append([]*Entry(nil), l.entries[fork+1:]...)
 	for i := len(l.entries) - 1; i > int(fork); i-- {
 		l.state.revert(l.undos[i])
 	}
 	l.entries, l.undos = l.entries[:fork+1], l.undos[:fork+1]
 	restore := func() {
+		for len(l.entries) > int(fork)+1 {
+			i := len(l.entries) - 1
+			l.state.revert(l.undos[i])
+			l.entries, l.undos = l.entries[:i], l.undos[:i]
+		}
 		for _, r := range rest {
 			if err := l.appendEntry(r); err != nil {
 				panic(fmt.Sprintf("groupstate: an entry of the log no longer applies: %v", err))
 			}
 		}
 	}
-	rival := rest[0]
 	if err := l.state.check(e); err != nil {
 		restore()
 		return nil, err
 	}
-	if why := displaces(l.state, e, rest); why != "" {
+	if !branchWins(l.state, es, rest) {
 		restore()
-		return nil, fmt.Errorf("%w: entry %d (%s by %s) %s", ErrLostFork, e.Seq, e.Change.Kind, e.Author(), why)
+		return nil, fmt.Errorf("%w: entry %d (%s by %s) against %s by %s", ErrLostFork, e.Seq, e.Change.Kind, e.Author(), rest[0].Change.Kind, rest[0].Author())
 	}
-	if !wins(l.state, e, rival) {
-		restore()
-		return nil, fmt.Errorf("%w: entry %d (%s by %s) against %s by %s", ErrLostFork, e.Seq, e.Change.Kind, e.Author(), rival.Change.Kind, rival.Author())
-	}
-	if err := l.appendEntry(e); err != nil {
-		restore() // cannot happen: checked above
-		return nil, err
+	for _, x := range es {
+		if err := l.appendEntry(x); err != nil {
+			restore()
+			return nil, err
+		}
 	}
 	return rest, nil
 }
 
-// displaces says why e may not replace the entries rest (the branch from
-// the fork point st on), or "" if it may: a fork never drops an entry by
-// an author of a higher role than e's author at the fork point. So a
-// member removed after some member's entry cannot fork that entry to undo
-// its removal, however it grinds its entry's hash: whoever removes,
-// bans or demotes an account holds a higher role than it.
-func displaces(st *State, e *Entry, rest []*Entry) string {
-	re := st.Role(e.Author())
-	for _, r := range rest {
-		if st.Role(r.Author()) > re {
-			return fmt.Sprintf("would drop entry %d by a %s", r.Seq, st.Role(r.Author()))
+// branchWins reports whether branch b beats branch r, both following
+// the state st: the higher of their authors' highest roles at st, then
+// the higher role of their first authors, then the smaller hash of their
+// first entries. So a fork never drops an entry by an author of a higher
+// role than every author of the branch that would replace it: a member
+// removed after some member's entry cannot fork that entry to undo its
+// removal, however it grinds its entry's hash — whoever removes, bans or
+// demotes an account holds a higher role than it.
+func branchWins(st *State, b, r []*Entry) bool {
+	top := func(es []*Entry) Role {
+		var m Role
+		for _, e := range es {
+			m = max(m, st.Role(e.Author()))
 		}
+		return m
 	}
-	return ""
-}
-
-// wins reports whether e beats rival, both following the state st: the
-// author with the higher role there, then the smaller hash.
-func wins(st *State, e, rival *Entry) bool {
-	re, rr := st.Role(e.Author()), st.Role(rival.Author())
-	if re != rr {
-		return re > rr
+	if tb, tr := top(b), top(r); tb != tr {
+		return tb > tr
 	}
-	return bytes.Compare(e.hash[:], rival.hash[:]) < 0
+	if rb, rr := st.Role(b[0].Author()), st.Role(r[0].Author()); rb != rr {
+		return rb > rr
+	}
+	return bytes.Compare(b[0].hash[:], r[0].hash[:]) < 0
 }
 
 func (l *Log) appendEntry(e *Entry) error {

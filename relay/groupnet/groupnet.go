@@ -94,18 +94,45 @@ func CheckEntry(m Members, group [32]byte, env *groupmsg.Envelope) (*groupstate.
 // that st does not permit is rejected (ErrNotAllowed). A node's own
 // entries, and entries its log holds, are its caller's to let through
 // (st already includes them).
+//
+// Only entries near st's end spread at all: from ForkWindow before its
+// next one (a fork may still replace those) to MaxEntriesAhead beyond;
+// older or further ones are ignored (an outside review had junk entries
+// at long-final positions spread to every member).
 func EntryMaySpread(st *groupstate.State, e *groupstate.Entry) error {
+	next := st.Seq + 1
+	if e.Seq+groupstate.ForkWindow < next || e.Seq > next+MaxEntriesAhead {
+		return ErrUnknownDevice
+	}
 	err := st.Permits(e)
 	switch {
 	case err == nil:
 		return nil
-	case e.Seq > st.Seq+1 && st.Role(e.Author()) != groupstate.RoleNone:
+	case e.Seq > next && mayEverMake(st, e):
 		return nil
-	case e.Seq != st.Seq+1:
+	case e.Seq != next:
 		return ErrUnknownDevice
 	}
 	return fmt.Errorf("%w: %w", ErrNotAllowed, err)
 }
+
+// mayEverMake reports whether e's author, as st holds it, could make
+// e's kind of change at all: a member, and in a channel an admin (a
+// subscriber only leaves).
+func mayEverMake(st *groupstate.State, e *groupstate.Entry) bool {
+	r := st.Role(e.Author())
+	switch {
+	case r == groupstate.RoleNone:
+		return false
+	case st.Channel() && r < groupstate.RoleAdmin:
+		return e.Change.Kind == groupstate.KindLeave
+	}
+	return true
+}
+
+// MaxEntriesAhead is how far beyond a node's state an entry may be and
+// still spread (a node that far behind takes the log from a relay).
+const MaxEntriesAhead = 256
 
 // ErrUnknownDevice is what Members answers for a device it does not know.
 var ErrUnknownDevice = errors.New("groupnet: unknown device")
@@ -357,6 +384,9 @@ func (n *Net) validator(group [32]byte) pubsub.ValidatorEx {
 		var acct identity.AccountID
 		if env.Kind == groupmsg.KindState {
 			entry, acct, err = CheckEntry(n.cfg.Members, group, env)
+			if err == nil && entry.Time > now.Add(n.cfg.MaxAhead).UnixMilli()+groupstate.MaxSkew {
+				return pubsub.ValidationIgnore // dated ahead: members would keep it until it is due
+			}
 		} else {
 			acct, err = n.cfg.Members.MayPublish(group, env.Device, env.Kind)
 		}

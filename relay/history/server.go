@@ -751,6 +751,13 @@ func (s *Server) store(batch []*groupnet.Message) error {
 		for _, m := range batch {
 			g := m.Envelope.Group
 			idKey := append(append([]byte(nil), g[:]...), m.ID...)
+			if m.Entry != nil {
+				// One envelope per entry, however often its device wraps it
+				// again (an outside review filled a channel's quota with
+				// one join wrapped many times): keyed by the entry.
+				h := m.Entry.Hash()
+				idKey = append(append(append([]byte(nil), g[:]...), 'E'), h[:]...)
+			}
 			if inBatch[string(idKey)] {
 				continue
 			}
@@ -921,6 +928,10 @@ func (s *Server) takeEntry(id [32]byte, e *groupstate.Entry) bool {
 		s.mu.Unlock()
 		return true
 	}
+	if e.Time > s.cfg.Now().UnixMilli()+groupstate.MaxSkew {
+		s.mu.Unlock()
+		return false // as registrations leave it out (see verifyRegister)
+	}
 	if _, err := g.log.Add(e); err != nil {
 		s.mu.Unlock()
 		s.log.Debug("history: a state entry from gossip not taken", "seq", e.Seq, "err", err)
@@ -952,8 +963,10 @@ func (m *members) MayChange(id [32]byte, e *groupstate.Entry) error {
 	if g == nil {
 		return groupnet.ErrNotAllowed
 	}
-	if have := g.log.Entries(e.Seq); len(have) > 0 && have[0].Hash() == e.Hash() {
-		return nil // in the log (one the relay took from a Store, and publishes)
+	if n := g.log.Head().Seq + 1; e.Seq+groupstate.ForkWindow >= n && g.log.State().Role(e.Author()) != groupstate.RoleNone {
+		if have := g.log.Entries(e.Seq); len(have) > 0 && have[0].Hash() == e.Hash() {
+			return nil // in the log, recent, by a member (one the relay took from a Store, and publishes)
+		}
 	}
 	return groupnet.EntryMaySpread(g.log.State(), e)
 }
@@ -1462,10 +1475,11 @@ func (s *Server) mergeLocked(m *registerMsg, g *group, entries []*groupstate.Ent
 	n0 := g.log.Head().Seq + 1
 	start := n0 - min(n0, groupstate.ForkWindow+1)
 	before := g.log.Entries(start)
-	for _, e := range entries {
-		if _, err := g.log.Add(e); err != nil && !errors.Is(err, groupstate.ErrLostFork) {
-			s.log.Debug("history: a registered entry not taken", "seq", e.Seq, "err", err)
-		}
+	// As one branch: a fork is resolved against the registration's
+	// whole branch, not entry by entry (entry by entry, a relay that
+	// took a losing entry first could not take the winning branch).
+	if _, err := g.log.AddBranch(entries); err != nil && !errors.Is(err, groupstate.ErrLostFork) {
+		s.log.Debug("history: registered entries not taken", "err", err)
 	}
 	after := g.log.Entries(start)
 	from := start

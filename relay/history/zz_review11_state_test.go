@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -362,5 +363,146 @@ func TestReview11RelayStuckOnForkLoser(t *testing.T) {
 	t.Logf("the relay's log: %d entries, ending in entry %d by %s; the members': %d entries", len(got), last.Seq, last.Author(), len(members))
 	if len(got) != len(members) || !bytes.Equal(got[len(got)-1], members[len(members)-1]) {
 		t.Errorf("the relay's log (%d entries, ends in entry %d by %s) is not the members' (%d entries, ends in Alice's)", len(got), last.Seq, last.Author(), len(members))
+	}
+}
+
+// TestReview11ForgedEntriesRefused (held): state envelopes that must not
+// change a group — a join whose proof names another account, a join by
+// a revoked link, by an expired link (dated now), a banned account's
+// join with a valid proof, a removed member's pin, a channel
+// subscriber's title, and a member's entry in an envelope of another
+// device — are refused by Store and by gossip, and neither the relay's
+// log nor its history takes any of them.
+func TestReview11ForgedEntriesRefused(t *testing.T) {
+	alice, bob, eve, mallory, gone := newMember(t), newMember(t), newMember(t), newMember(t), newMember(t)
+	gid, entries := groupLog(t, alice, bob, eve, gone)
+	key := func() (ed25519.PrivateKey, [32]byte) {
+		pub, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ref [32]byte
+		copy(ref[:], pub)
+		return k, ref
+	}
+	okKey, okRef := key()
+	revKey, revRef := key()
+	expKey, expRef := key()
+	entries = appendLog(t, entries, alice,
+		groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: okRef},
+		groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: revRef},
+		groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: expRef, Expires: time.Now().Add(-time.Hour).UnixMilli()},
+		groupstate.Change{Kind: groupstate.KindInviteRevoke, Ref: revRef},
+		groupstate.Change{Kind: groupstate.KindBan, Account: eve.acct.ID()},
+		groupstate.Change{Kind: groupstate.KindRemove, Account: gone.acct.ID()})
+	l := rv11Replay(t, entries)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	ctx := context.Background()
+	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}, alice.dev); err != nil {
+		t.Fatal(err)
+	}
+	next := func(m *member, ch groupstate.Change) []byte {
+		e, err := groupstate.Sign(m.dev, m.cert, l.Head(), time.Now().UnixMilli(), ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rv11Raw(t, e)
+	}
+	join := func(m *member, k ed25519.PrivateKey, ref [32]byte, proofFor *member) []byte {
+		return next(m, groupstate.Change{Kind: groupstate.KindJoin, Ref: ref, Text: groupstate.InviteProof(k, gid, proofFor.acct.ID())})
+	}
+	cases := []struct {
+		name   string
+		signer *member
+		entry  []byte
+	}{
+		{"a join whose proof names another account", mallory, join(mallory, okKey, okRef, bob)},
+		{"a join by a revoked link", mallory, join(mallory, revKey, revRef, mallory)},
+		{"a join by an expired link", mallory, join(mallory, expKey, expRef, mallory)},
+		{"a banned account's join", eve, join(eve, okKey, okRef, eve)},
+		{"a removed member's pin", gone, next(gone, pins(1)[0])},
+		{"Bob's pin in Mallory's envelope", mallory, next(bob, pins(1)[0])},
+	}
+	attacker := startAttacker(t, r, gid)
+	for i, tc := range cases {
+		env, err := groupmsg.Seal(tc.signer.dev, gid, groupmsg.KindState, time.Now().UnixMilli()-int64(i), tc.entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Store(ctx, rh.ID(), gid, env, tc.signer.dev)
+		t.Logf("%s: Store: %v", tc.name, err)
+		if err == nil {
+			t.Errorf("%s: Store accepted it", tc.name)
+		}
+		if err := attacker.Publish(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	got, _, err := c.Log(ctx, rh.ID(), gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(entries) {
+		t.Errorf("the relay's log has %d entries, want %d", len(got), len(entries))
+	}
+	if _, _, total := rv11Items(t, c, r, gid); total != 0 {
+		t.Errorf("the relay's history holds %d items", total)
+	}
+}
+
+// TestReview11MayChangeCopiesLog: the relay's validator of a state
+// envelope first asks whether its log holds the entry with
+// g.log.Entries(e.Seq) — a copy of the log from that place to its end,
+// under the server's lock — before any rights check. A stranger's entry
+// at sequence number 1 (any signed entry: no membership needed; it is
+// then ignored, which scores no one down) makes the relay copy the whole
+// log for each envelope: O(log) per junk envelope for the largest groups,
+// from fresh devices the per-device limiter (applied after) never sees.
+// Expected: the check costs the same whatever the log's length.
+func TestReview11MayChangeCopiesLog(t *testing.T) {
+	owner, stranger := newMember(t), newMember(t)
+	gid, entries := groupLog(t, owner)
+	var cs []groupstate.Change
+	for i := range 3000 {
+		k := groupstate.KindPin
+		if i%2 == 1 {
+			k = groupstate.KindUnpin
+		}
+		cs = append(cs, groupstate.Change{Kind: k, Ref: [32]byte{1, byte(i / 2), byte(i / 512)}})
+	}
+	entries = appendLog(t, entries, owner, cs...)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, nil)
+	c := clientOf(t, r)
+	if err := c.Register(context.Background(), rh.ID(), gid, entries, [][]byte{owner.listBytes(t)}, owner.dev); err != nil {
+		t.Fatal(err)
+	}
+	side, _ := groupLog(t, stranger)
+	_ = side
+	create, err := groupstate.Sign(stranger.dev, stranger.cert, nil, time.Now().UnixMilli(), groupstate.Change{Kind: groupstate.KindCreate, Text: "s", Perms: groupstate.DefaultPerms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk, err := groupstate.Sign(stranger.dev, stranger.cert, create, time.Now().UnixMilli(), pins(1)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := (*members)(r.srv)
+	per := func(e *groupstate.Entry) float64 {
+		return testing.AllocsPerRun(50, func() { _ = m.MayChange(gid, e) })
+	}
+	var ms1, ms2 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	for range 100 {
+		_ = m.MayChange(gid, junk)
+	}
+	runtime.ReadMemStats(&ms2)
+	bytesPer := (ms2.TotalAlloc - ms1.TotalAlloc) / 100
+	t.Logf("the log: %d entries; MayChange of a stranger's entry 1: %d bytes allocated a call (%.0f allocs)", len(entries), bytesPer, per(junk))
+	if bytesPer > 16<<10 {
+		t.Errorf("MayChange of a stranger's junk entry allocates %d bytes a call on a log of %d entries", bytesPer, len(entries))
 	}
 }
