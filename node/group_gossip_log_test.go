@@ -2,27 +2,17 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
-	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/storage"
 )
 
 // largeGroups makes every group of two members or more a large one:
 // its changes reach members over gossip and relays' history.
-func largeGroups(c *Config) {
-	c.GroupPairwiseLogLimit = 1
-	if os.Getenv("DEBUGLOG") != "" {
-		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-}
+func largeGroups(c *Config) { c.GroupPairwiseLogLimit = 1 }
 
 // holdsEntry reports whether n holds e at its place in group's log.
 func holdsEntry(n *testNode, group groupstate.GroupID, e *groupstate.Entry) func() (bool, error) {
@@ -101,8 +91,6 @@ func TestLargeGroupChangesOverGossip(t *testing.T) {
 
 	// Bob away: Alice's next change reaches him from the relay.
 	bob.stop()
-	var ref [32]byte
-	_, _ = rand.Read(ref[:])
 	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "member"); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +115,3 @@ func TestLargeGroupChangesOverGossip(t *testing.T) {
 		return false, nil
 	})
 }
-
-var _ = groupmsg.KindState
-var _ identity.AccountID

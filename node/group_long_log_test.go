@@ -106,42 +106,9 @@ func TestLogOverATransaction(t *testing.T) {
 	}
 	raw, _ := hex.DecodeString(g.ID)
 	group := groupstate.GroupID(raw)
-	l := alice.reloadGroup(t, group)
-	var raws [][]byte
-	var ref [32]byte
-	for i := range 2500 {
-		kind := groupstate.KindUnpin
-		if i%2 == 0 {
-			kind = groupstate.KindPin
-			_, _ = rand.Read(ref[:])
-		}
-		e, err := groupstate.Sign(alice.keys.device, alice.keys.cert, l.Head(), l.Head().Time, groupstate.Change{Kind: kind, Ref: ref})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.Add(e); err != nil {
-			t.Fatal(err)
-		}
-		b, err := e.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws = append(raws, b)
-	}
-	batch := alice.db.NewBatch()
-	for i, b := range raws {
-		if err := batch.Set(alice.st.groupLog, groupEntryKey(group, uint64(i+1)), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := batch.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if !alice.largeLog(raws) {
+	if raws := writePins(t, alice, group, 2500); !alice.largeLog(raws) {
 		t.Fatal("the log fits one transaction: tests nothing")
 	}
-	alice.refreshGroup(alice.runCtx, group)
-	alice.wakeHistory()
 
 	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"carol"}); err != nil {
 		t.Fatal(err)
@@ -240,40 +207,51 @@ func TestMemberFarBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "Bob in the group", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
-	l := alice.reloadGroup(t, group)
+	if lacking := writePins(t, alice, group, 2500); !bob.largeLog(lacking) {
+		t.Fatal("what Bob lacks fits one transaction: tests nothing")
+	}
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob caught up", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+}
+
+// writePins signs count pins and unpins by n after the log of group it
+// holds and writes them straight into its store, as if made over months
+// without anyone hearing of them; it returns them.
+func writePins(t *testing.T, n *testNode, group groupstate.GroupID, count int) [][]byte {
+	t.Helper()
+	l := n.reloadGroup(t, group)
 	first := l.Head().Seq + 1
-	batch := alice.db.NewBatch()
+	batch := n.db.NewBatch()
 	var ref [32]byte
-	var lacking [][]byte
-	for i := range 2500 {
+	var raws [][]byte
+	for i := range count {
 		kind := groupstate.KindUnpin
 		if i%2 == 0 {
 			kind = groupstate.KindPin
 			_, _ = rand.Read(ref[:])
 		}
-		e, err := groupstate.Sign(alice.keys.device, alice.keys.cert, l.Head(), l.Head().Time, groupstate.Change{Kind: kind, Ref: ref})
+		e, err := groupstate.Sign(n.keys.device, n.keys.cert, l.Head(), l.Head().Time, groupstate.Change{Kind: kind, Ref: ref})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := l.Add(e); err != nil {
 			t.Fatal(err)
 		}
-		b, _ := e.MarshalBinary()
-		lacking = append(lacking, b)
-		if err := batch.Set(alice.st.groupLog, groupEntryKey(group, first+uint64(i)), b); err != nil {
+		b, err := e.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, b)
+		if err := batch.Set(n.st.groupLog, groupEntryKey(group, first+uint64(i)), b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := batch.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if !bob.largeLog(lacking) {
-		t.Fatal("what Bob lacks fits one transaction: tests nothing")
-	}
-	alice.refreshGroup(alice.runCtx, group)
-	alice.wakeHistory()
-	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "Bob caught up", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+	n.refreshGroup(n.runCtx, group)
+	n.wakeHistory()
+	return raws
 }
