@@ -87,9 +87,9 @@ func CheckEntry(m Members, group [32]byte, env *groupmsg.Envelope) (*groupstate.
 // state st the checking node holds: an entry spreads if its author may
 // make its change in st (groupstate's rights, an invite's proof for a
 // join: an account that is not a member yet may publish its own join),
-// or if it is further ahead than st's next entry and its author is a
-// member in st (st is behind: whoever takes it fetches what lies
-// between). Any other entry that is not st's next (a fork, an old one) is
+// or if it is further ahead than st's next entry and its author, as st
+// holds it, could make that kind of change at all (mayEverMake: st is
+// behind, and whoever takes it fetches what lies between). Any other entry that is not st's next (a fork, an old one) is
 // dropped without blaming anyone (ErrUnknownDevice); st's next entry
 // that st does not permit is rejected (ErrNotAllowed). A node's own
 // entries, and entries its log holds, are its caller's to let through

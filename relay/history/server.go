@@ -1332,7 +1332,7 @@ func (s *Server) register(m *registerMsg, next func() (*registerMsg, error)) (Co
 	if signErr != nil {
 		return CodeInvalid, "registration: " + signErr.Error()
 	}
-	n := g.log.Head().Seq + 1 // (only registrations change it, and regMu is held)
+	n := g.log.Head().Seq + 1 // (whatever changes the log holds regMu, as this does)
 	if err := s.persist(m.Group, g, n, n); err != nil {
 		return CodeUnavailable, err.Error()
 	}
@@ -1434,8 +1434,10 @@ func (s *Server) keepNew(m *registerMsg, g *group, now time.Time) (Code, string)
 		return CodeUnavailable, err.Error()
 	}
 	if err := s.join(m.Group, g); err != nil {
-		_ = s.forget(m.Group)
-		_ = s.cfg.DB.Update(func(tx *storage.Txn) error { return tx.Delete(s.reg, m.Group[:]) })
+		if !errors.Is(err, errJoined) { // (under regMu no other request joins it; were it so, what it wrote is its own)
+			_ = s.forget(m.Group)
+			_ = s.cfg.DB.Update(func(tx *storage.Txn) error { return tx.Delete(s.reg, m.Group[:]) })
+		}
 		return CodeUnavailable, err.Error()
 	}
 	return CodeOK, ""
@@ -1451,8 +1453,9 @@ func (s *Server) merge(m *registerMsg, g *group, now time.Time) (Code, string) {
 	s.mu.Unlock()
 	var entries []*groupstate.Entry
 	if m.From == 0 {
-		// From the creation: verified whole first, as a new group's.
-		l, err := verifyRegister(m, now)
+		// From the creation: verified whole first, as a new group's
+		// (its lists once, below).
+		l, err := verifyRegister(&registerMsg{Group: m.Group, Entries: m.Entries}, now)
 		if err != nil {
 			return CodeInvalid, err.Error()
 		}
