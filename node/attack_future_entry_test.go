@@ -139,7 +139,7 @@ func TestAttackFutureEntryExpiresInvites(t *testing.T) {
 }
 
 // reloadGroup reads group's log from n's store.
-func (n *testNode) reloadGroup(t *testing.T, group [32]byte) *groupstate.Log {
+func (n *testNode) reloadGroup(t testing.TB, group [32]byte) *groupstate.Log {
 	t.Helper()
 	var l *groupstate.Log
 	if err := n.db.View(func(tx *storage.Txn) (err error) {

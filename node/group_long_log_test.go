@@ -219,7 +219,7 @@ func TestMemberFarBehind(t *testing.T) {
 // writePins signs count pins and unpins by n after the log of group it
 // holds and writes them straight into its store, as if made over months
 // without anyone hearing of them; it returns them.
-func writePins(t *testing.T, n *testNode, group groupstate.GroupID, count int) [][]byte {
+func writePins(t testing.TB, n *testNode, group groupstate.GroupID, count int) [][]byte {
 	t.Helper()
 	l := n.reloadGroup(t, group)
 	first := l.Head().Seq + 1

@@ -553,6 +553,11 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 					return nil
 				}
 			}
+			if end, ok := continuation(mine, p, n.parseEntry); ok {
+				// The end adds to this node's log (no fork): applied
+				// onto it, not replayed from the group's creation.
+				return ignoreRejected(n.applyEnd(tx, sender, mine, end, p))
+			}
 			// The entries before the end sent: this node's.
 			whole := make([][]byte, 0, int(p.From)+len(p.Log))
 			for _, e := range mine.Entries(0)[:p.From] {
@@ -600,6 +605,44 @@ func followsHeld(l *groupstate.Log, p payload, parse func([]byte) (*groupstate.E
 	}
 	prev := l.Entries(p.From - 1)
 	return len(prev) > 0 && prev[0].Hash() == e.Prev
+}
+
+// continuation parses the end p sends if it continues l: each entry l
+// holds is l's, and the rest follow l's head (checked as they apply).
+func continuation(l *groupstate.Log, p payload, parse func([]byte) (*groupstate.Entry, error)) ([]*groupstate.Entry, bool) {
+	end := make([]*groupstate.Entry, len(p.Log))
+	head := l.Head().Seq
+	for i, raw := range p.Log {
+		e, err := parse(raw)
+		if err != nil || e.Seq != p.From+uint64(i) {
+			return nil, false // (dropped as the whole log is applied)
+		}
+		if e.Seq <= head && !holds(l, e) {
+			return nil, false // a fork
+		}
+		end[i] = e
+	}
+	return end, true
+}
+
+// applyEnd is applyWholeLog for an end that continues mine: the log the
+// sender holds is mine with the end's new entries.
+func (n *Node) applyEnd(tx *storage.Txn, sender identity.AccountID, mine *groupstate.Log, end []*groupstate.Entry, p payload) error {
+	bad := func(why string, err error) error {
+		n.log.Info("group log dropped", "from", sender.String(), "why", why, "err", err)
+		return fmt.Errorf("%w: %s", errLogRejected, why)
+	}
+	// (No entry of it is dated ahead: applyGroupLog deferred such ends.)
+	theirs := mine.Clone()
+	fresh := slices.DeleteFunc(slices.Clone(end), func(e *groupstate.Entry) bool { return e.Seq <= mine.Head().Seq })
+	if _, err := theirs.AddBranch(fresh); err != nil {
+		return bad("log does not verify", err)
+	}
+	if last := end[len(end)-1]; !p.partial && theirs.State().Role(sender) == groupstate.RoleNone &&
+		(last.Change.Kind != groupstate.KindLeave || last.Author() != sender) {
+		return bad("sender is not a member", nil) // (one that just left tells the others)
+	}
+	return n.mergeLog(tx, sender, mine, end, p)
 }
 
 // errLogRejected reports a group log dropped as invalid (logged): to the
@@ -698,6 +741,17 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		return nil
 	}
 
+	return n.mergeLog(tx, sender, mine, entries, p)
+}
+
+// mergeLog takes entries, consecutive and with their bytes in p.Log,
+// into mine, the log this node holds, and writes what it took: entries
+// that extend it, and a branch that wins a fork (see
+// groupstate.Log.AddBranch).
+func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groupstate.Log, entries []*groupstate.Entry, p payload) error {
+	id := mine.Group()
+	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
+	raw := func(e *groupstate.Entry) []byte { return p.Log[e.Seq-entries[0].Seq] }
 	var added, joined []identity.AccountID
 	retire := false
 	firstTaken := uint64(math.MaxUint64) // the first entry this log changed
@@ -740,7 +794,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		}
 		for _, e := range branch {
 			firstTaken = min(firstTaken, e.Seq)
-			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
+			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), raw(e)); err != nil {
 				return err
 			}
 			n.touch(id)
@@ -871,33 +925,39 @@ func (n *Node) loadGroups() ([]*groupstate.Log, error) {
 // not verify (a damaged store) is left out, and logged: it must not take
 // every other group down with it.
 func (n *Node) loadGroupsTx(tx *storage.Txn) ([]*groupstate.Log, error) {
-	var logs []*groupstate.Log
-	err := n.replayLogs(tx, nil, func(id []byte, l *groupstate.Log, err error) {
-		if err != nil {
-			n.log.Error("group: stored log does not verify; left out", "group", hex.EncodeToString(id), "err", err)
-			return
-		}
-		logs = append(logs, l)
-	})
-	return logs, err
-}
-
-// loadGroupTx loads and verifies one group's log (chat.ErrUnknownGroup
-// if none is stored): what an operation on a group named by its ID
-// reads, instead of every group's.
-func (n *Node) loadGroupTx(tx *storage.Txn, id groupstate.GroupID) (*groupstate.Log, error) {
-	var log *groupstate.Log
-	var lerr error
-	if err := n.replayLogs(tx, id[:], func(_ []byte, l *groupstate.Log, err error) { log, lerr = l, err }); err != nil {
+	ids, err := n.groupIDsTx(tx)
+	if err != nil {
 		return nil, err
 	}
-	if lerr != nil {
-		return nil, lerr
+	var logs []*groupstate.Log
+	for _, id := range ids {
+		l, bad, err := n.readGroupTx(tx, id)
+		switch {
+		case err != nil:
+			return nil, err
+		case bad != nil:
+			n.log.Error("group: stored log does not verify; left out", "group", hex.EncodeToString(id[:]), "err", bad)
+		case l != nil:
+			logs = append(logs, l)
+		}
 	}
-	if log == nil {
+	return logs, nil
+}
+
+// loadGroupTx loads one group's verified log (chat.ErrUnknownGroup if
+// none is stored): what an operation on a group named by its ID reads,
+// instead of every group's. The log is the caller's to change.
+func (n *Node) loadGroupTx(tx *storage.Txn, id groupstate.GroupID) (*groupstate.Log, error) {
+	l, bad, err := n.readGroupTx(tx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case bad != nil:
+		return nil, bad
+	case l == nil:
 		return nil, fmt.Errorf("%w: %x", chat.ErrUnknownGroup, id)
 	}
-	return log, nil
+	return l, nil
 }
 
 // replayLogs replays the stored logs under prefix (every group's, or one

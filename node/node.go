@@ -146,6 +146,7 @@ type Node struct {
 	chatSeqBase uint64
 	events      *broadcaster
 	groups      *groupEngine // nil until Run started gossip
+	logCache    logCache     // verified group logs (grouplogcache.go)
 	entryMu     sync.Mutex
 	entries     map[[32]byte]*groupstate.Entry // parsed group log entries by the hash of their bytes (parseEntry)
 	fetchMu     sync.Mutex

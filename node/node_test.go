@@ -131,7 +131,7 @@ type testNode struct {
 // setClock moves the node's clock d ahead of real time.
 func (n *testNode) setClock(d time.Duration) { n.offset.Store(int64(d)) }
 
-func initHome(t *testing.T, name string) (string, Info) {
+func initHome(t testing.TB, name string) (string, Info) {
 	t.Helper()
 	home := filepath.Join(t.TempDir(), name)
 	info, err := Init(home, name)
@@ -141,13 +141,13 @@ func initHome(t *testing.T, name string) (string, Info) {
 	return home, info
 }
 
-func startNode(t *testing.T, home string, relays ...string) *testNode {
+func startNode(t testing.TB, home string, relays ...string) *testNode {
 	t.Helper()
 	return startNodeWith(t, home, nil, relays...)
 }
 
 // startNodeWith is startNode with a hook to change the configuration.
-func startNodeWith(t *testing.T, home string, mod func(*Config), relays ...string) *testNode {
+func startNodeWith(t testing.TB, home string, mod func(*Config), relays ...string) *testNode {
 	t.Helper()
 	tn := launchNode(t, home, mod, relays...)
 	// Until its mailboxes are read the node takes nothing directly (see
@@ -160,7 +160,7 @@ func startNodeWith(t *testing.T, home string, mod func(*Config), relays ...strin
 }
 
 // launchNode is startNodeWith without waiting for the node's mailboxes.
-func launchNode(t *testing.T, home string, mod func(*Config), relays ...string) *testNode {
+func launchNode(t testing.TB, home string, mod func(*Config), relays ...string) *testNode {
 	t.Helper()
 	offset := new(atomic.Int64)
 	cfg := Config{

@@ -387,6 +387,118 @@ func TestIterate(t *testing.T) {
 	}
 }
 
+// TestLast: the greatest key under a prefix, past keys that only start
+// like it, keys of 0xff bytes, keys of the next keyspace, and inside an
+// Update the transaction's own writes and deletions.
+func TestLast(t *testing.T) {
+	db := openT(t, testOpts(t.TempDir()))
+	ks, next := db.Keyspace("la"), db.Keyspace("lb")
+	keys := []string{"m/3", "m/1", "a", "m/2", "m/10", "m0", "n", "m", "p\xff", "p\xff\xff", "p\xff\xff\x01", "q"}
+	if err := db.Update(func(tx *Txn) error {
+		for _, k := range keys {
+			if err := tx.Set(ks, []byte(k), []byte("v"+k)); err != nil {
+				return err
+			}
+		}
+		return tx.Set(next, []byte("a"), []byte("other keyspace"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ prefix, want string }{
+		{"", "q"},
+		{"m/", "m/3"},
+		{"m", "m0"},
+		{"m/1", "m/10"},
+		{"p\xff", "p\xff\xff\x01"},
+		{"p\xff\xff", "p\xff\xff\x01"},
+		{"o", ""},
+		{"r", ""},
+	}
+	last := func(tx *Txn, prefix string) string {
+		k, v, err := tx.Last(ks, []byte(prefix))
+		if errors.Is(err, ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(v) != "v"+string(k) {
+			t.Fatalf("value of %q = %q", k, v)
+		}
+		return string(k)
+	}
+	for _, tt := range tests {
+		if err := db.View(func(tx *Txn) error {
+			if got := last(tx, tt.prefix); got != tt.want {
+				t.Errorf("Last(%q) = %q, want %q", tt.prefix, got, tt.want)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Update(func(tx *Txn) error {
+		if err := tx.Set(ks, []byte("m/4"), []byte("vm/4")); err != nil {
+			return err
+		}
+		if got := last(tx, "m/"); got != "m/4" {
+			t.Errorf("Last after a write in the txn = %q", got)
+		}
+		for _, k := range []string{"m/4", "m/3", "m/2"} {
+			if err := tx.Delete(ks, []byte(k)); err != nil {
+				return err
+			}
+		}
+		if got := last(tx, "m/"); got != "m/10" {
+			t.Errorf("Last after deletions in the txn = %q", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChanged: a transaction reports a write (Set or Delete) from the
+// first one on, and a read-only one never does.
+func TestChanged(t *testing.T) {
+	db := openT(t, testOpts(t.TempDir()))
+	ks := db.Keyspace("ch")
+	for _, tt := range []struct {
+		name  string
+		write func(*Txn) error
+	}{
+		{"set", func(tx *Txn) error { return tx.Set(ks, []byte("k"), []byte("v")) }},
+		{"delete", func(tx *Txn) error { return tx.Delete(ks, []byte("k")) }},
+		{"set with TTL", func(tx *Txn) error { return tx.SetTTL(ks, []byte("k"), []byte("v"), time.Hour) }},
+	} {
+		if err := db.Update(func(tx *Txn) error {
+			if _, err := tx.Get(ks, []byte("k")); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if tx.Changed() {
+				t.Errorf("%s: changed before writing", tt.name)
+			}
+			if err := tt.write(tx); err != nil {
+				return err
+			}
+			if !tx.Changed() {
+				t.Errorf("%s: not changed after writing", tt.name)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.View(func(tx *Txn) error {
+		if tx.Changed() {
+			t.Error("a view changed")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestTxnDone(t *testing.T) {
 	db := openT(t, testOpts(t.TempDir()))
 	ks := db.Keyspace("d")

@@ -19,7 +19,16 @@ type Txn struct {
 	btx   *badger.Txn
 	done  bool
 	wrote bool // a Set happened: the commit needs free space
+	// changed: a Set or Delete happened; what the transaction reads may
+	// not be committed (Changed).
+	changed bool
 }
+
+// Changed reports whether the transaction has set or deleted a key:
+// until it commits, what it reads may hold writes that never will be.
+// A cache of what the store holds fills only from transactions that
+// have not.
+func (t *Txn) Changed() bool { return t.changed }
 
 func (t *Txn) finish() {
 	t.done = true
@@ -94,7 +103,7 @@ func (t *Txn) set(op string, e *badger.Entry) error {
 	if e.Value == nil {
 		e.Value = []byte{}
 	}
-	t.wrote = true
+	t.wrote, t.changed = true, true
 	if err := t.btx.SetEntry(e); err != nil {
 		return fmt.Errorf("storage: %s: %w", op, mapWriteErr(err))
 	}
@@ -106,6 +115,7 @@ func (t *Txn) Delete(ks Keyspace, key []byte) error {
 	if t.done {
 		return ErrTxnDone
 	}
+	t.changed = true
 	if err := t.btx.Delete(ks.key(key)); err != nil {
 		return fmt.Errorf("storage: delete: %w", mapWriteErr(err))
 	}
@@ -146,6 +156,50 @@ func (t *Txn) IterateFrom(ks Keyspace, prefix, start []byte, fn func(key, val []
 		}
 	}
 	return nil
+}
+
+// Last returns the greatest key in ks that starts with prefix (without
+// the keyspace prefix, as Iterate gives it) and a copy of its value, or
+// ErrNotFound: the newest entry of a log keyed by sequence, without
+// reading the log. In an Update it sees the transaction's own writes.
+func (t *Txn) Last(ks Keyspace, prefix []byte) (key, val []byte, err error) {
+	if t.done {
+		return nil, nil, ErrTxnDone
+	}
+	full := ks.key(prefix)
+	opt := badger.DefaultIteratorOptions
+	opt.PrefetchValues = false
+	opt.Reverse = true // (no opt.Prefix: Valid would hide the successor below)
+	it := t.btx.NewIterator(opt)
+	defer it.Close()
+	// In reverse, Seek finds the greatest key at or before its argument:
+	// the first key after every key under full (full's successor).
+	it.Seek(successor(full))
+	if it.Valid() && !it.ValidForPrefix(full) && bytes.Compare(it.Item().Key(), full) > 0 {
+		it.Next() // the successor itself
+	}
+	if !it.ValidForPrefix(full) {
+		return nil, nil, ErrNotFound
+	}
+	item := it.Item()
+	key = append([]byte(nil), item.Key()[len(ks.pfx()):]...)
+	if val, err = item.ValueCopy(nil); err != nil {
+		return nil, nil, fmt.Errorf("storage: last: %w", err)
+	}
+	return key, val, nil
+}
+
+// successor is the least key greater than every key starting with p.
+// Keyspace prefixes never are all 0xff, so it always exists for keys.
+func successor(p []byte) []byte {
+	s := append([]byte(nil), p...)
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] != 0xff {
+			s[i]++
+			return s[:i+1]
+		}
+	}
+	return append(s, 0xff) // (no successor: as far as a key may reach in practice)
 }
 
 // Count returns how many keys in ks start with prefix. It reads keys only.

@@ -460,70 +460,179 @@ func TestForks(t *testing.T) {
 // changed).
 func TestUndo(t *testing.T) {
 	g := newGroup(t)
-	users := []*user{g.owner, g.admin, g.m, g.n, g.outsider}
-	changes := func(i int) []Change {
-		return []Change{
-			{Kind: KindTitle, Text: fmt.Sprint("t", i)},
-			{Kind: KindDescription, Text: fmt.Sprint("d", i)},
-			{Kind: KindPhoto, Ref: ref(fmt.Sprint("p", i))},
-			{Kind: KindAdd, Account: g.outsider.id()},
-			{Kind: KindRemove, Account: g.n.id()},
-			{Kind: KindBan, Account: g.outsider.id()},
-			{Kind: KindUnban, Account: g.outsider.id()},
-			{Kind: KindPromote, Account: g.m.id()},
-			{Kind: KindDemote, Account: g.m.id()},
-			{Kind: KindPermissions, Perms: Perm(i) & permAll},
-			{Kind: KindPin, Ref: ref(fmt.Sprint("m", i%3))},
-			{Kind: KindUnpin, Ref: ref(fmt.Sprint("m", i%3))},
-			{Kind: KindInviteCreate, Ref: invRef(fmt.Sprint("i", i%2))},
-			{Kind: KindInviteRevoke, Ref: invRef(fmt.Sprint("i", i%2))},
-			join(g, fmt.Sprint("i", i%2)),
-			{Kind: KindLeave},
-		}
-	}
 	// A fixed seed: the walk is the same every run, so its coverage
 	// floor below holds (with crypto/rand a CI run once applied 293,
 	// under the floor).
 	rng := mrand.New(mrand.NewPCG(7, 11))
-	pick := func(n int) int { return rng.IntN(n) }
 	applied, forks := 0, 0
 	for i := range 3000 {
-		var prev *Entry
-		if n := len(g.log.entries); pick(3) == 0 && n > 2 {
-			prev = g.log.entries[n-1-pick(min(n-1, ForkWindow))] // a fork
-		} else {
-			prev = g.log.Head()
-		}
-		cs := changes(i)
-		u := users[pick(len(users))]
-		c := cs[pick(len(cs))]
-		if c.Kind == KindJoin { // the proof names whoever joins
-			c.Text = InviteProof(inviteKey(fmt.Sprint("i", i%2)), g.log.Group(), u.id())
-		}
-		e, err := Sign(u.dev, u.cert, prev, prev.Time+1, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dropped, err := g.log.Add(e)
-		if err != nil {
+		took, forked := g.randomStep(t, g.log, rng, i)
+		if !took {
 			continue
 		}
 		applied++
-		if dropped != nil {
+		if forked {
 			forks++
 		}
-		want, err := Replay(g.log.Entries(0))
-		if err != nil {
-			t.Fatalf("step %d: the log does not replay: %v", i, err)
-		}
-		if fmt.Sprint(*want.State()) != fmt.Sprint(*g.log.State()) {
-			t.Fatalf("step %d: state\n%+v\nreplayed\n%+v", i, *g.log.State(), *want.State())
-		}
+		checkReplays(t, g.log, fmt.Sprint("step ", i))
 	}
 	t.Logf("%d entries applied, %d forks won", applied, forks)
 	if applied < 300 || forks < 30 {
 		t.Fatalf("only %d entries applied, %d forks won: the test exercised too little", applied, forks)
 	}
+}
+
+// randomStep signs one random change by a random user of g, after l's
+// head or (one time in three) after one of its last entries (a fork),
+// and adds it to l: whether l took it, and whether it won a fork.
+func (g *group) randomStep(t *testing.T, l *Log, rng *mrand.Rand, i int) (took, forked bool) {
+	t.Helper()
+	users := []*user{g.owner, g.admin, g.m, g.n, g.outsider}
+	cs := []Change{
+		{Kind: KindTitle, Text: fmt.Sprint("t", i)},
+		{Kind: KindDescription, Text: fmt.Sprint("d", i)},
+		{Kind: KindPhoto, Ref: ref(fmt.Sprint("p", i))},
+		{Kind: KindAdd, Account: g.outsider.id()},
+		{Kind: KindRemove, Account: g.n.id()},
+		{Kind: KindBan, Account: g.outsider.id()},
+		{Kind: KindUnban, Account: g.outsider.id()},
+		{Kind: KindPromote, Account: g.m.id()},
+		{Kind: KindDemote, Account: g.m.id()},
+		{Kind: KindPermissions, Perms: Perm(i) & permAll},
+		{Kind: KindPin, Ref: ref(fmt.Sprint("m", i%3))},
+		{Kind: KindUnpin, Ref: ref(fmt.Sprint("m", i%3))},
+		{Kind: KindInviteCreate, Ref: invRef(fmt.Sprint("i", i%2))},
+		{Kind: KindInviteRevoke, Ref: invRef(fmt.Sprint("i", i%2))},
+		join(g, fmt.Sprint("i", i%2)),
+		{Kind: KindLeave},
+	}
+	var prev *Entry
+	if n := l.entries.len(); rng.IntN(3) == 0 && n > 2 {
+		prev = l.entries.at(n - 1 - rng.IntN(min(n-1, ForkWindow))) // a fork
+	} else {
+		prev = l.Head()
+	}
+	u := users[rng.IntN(len(users))]
+	c := cs[rng.IntN(len(cs))]
+	if c.Kind == KindJoin { // the proof names whoever joins
+		c.Text = InviteProof(inviteKey(fmt.Sprint("i", i%2)), l.Group(), u.id())
+	}
+	e, err := Sign(u.dev, u.cert, prev, prev.Time+1, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := l.Add(e)
+	return err == nil, err == nil && dropped != nil
+}
+
+// checkReplays fails t unless l's state is what replaying its entries
+// gives.
+func checkReplays(t *testing.T, l *Log, what string) {
+	t.Helper()
+	want, err := Replay(l.Entries(0))
+	if err != nil {
+		t.Fatalf("%s: the log does not replay: %v", what, err)
+	}
+	if fmt.Sprint(*want.State()) != fmt.Sprint(*l.State()) {
+		t.Fatalf("%s: state\n%+v\nreplayed\n%+v", what, *l.State(), *want.State())
+	}
+}
+
+// TestCloneIndependent: copies of one log, each taking its own changes
+// and forks (reverting the entries they share), leave the original and
+// each other as they were: a node's cached verified log serves every
+// reader through a Clone.
+func TestCloneIndependent(t *testing.T) {
+	g := newGroup(t)
+	rng := mrand.New(mrand.NewPCG(3, 5))
+	for i := range 200 {
+		g.randomStep(t, g.log, rng, i)
+	}
+	before := func(l *Log) string { return fmt.Sprint(*l.State(), l.Entries(0), l.undos, l.final) }
+	orig := before(g.log)
+	var clones []*Log
+	forks := 0
+	for c := range 6 {
+		cl := g.log.Clone()
+		clones = append(clones, cl)
+		for i := range 300 {
+			if _, forked := g.randomStep(t, cl, rng, 1000*(c+1)+i); forked {
+				forks++
+			}
+			checkReplays(t, cl, fmt.Sprint("clone ", c, " step ", i))
+		}
+		if got := before(g.log); got != orig {
+			t.Fatalf("clone %d changed the original log", c)
+		}
+	}
+	if forks < 20 {
+		t.Fatalf("only %d forks in the clones: the test exercised too little", forks)
+	}
+	// The original goes on (forking back into entries its clones share)
+	// and no clone moves with it.
+	snaps := make([]string, len(clones))
+	for i, cl := range clones {
+		snaps[i] = before(cl)
+	}
+	for i := range 300 {
+		g.randomStep(t, g.log, rng, 9000+i)
+		checkReplays(t, g.log, fmt.Sprint("original step ", i))
+	}
+	for i, cl := range clones {
+		if before(cl) != snaps[i] {
+			t.Fatalf("the original's changes moved clone %d", i)
+		}
+	}
+}
+
+// TestClonesTakeApart: two clones of one log (and the log itself) each
+// take a different next entry, and each keeps its own: none writes into
+// the entries the others share.
+func TestClonesTakeApart(t *testing.T) {
+	g := newGroup(t)
+	for len(g.log.entries.tail) == cap(g.log.entries.tail) { // room to append in place
+		g.add(t, g.owner, Change{Kind: KindTitle, Text: "more"})
+	}
+	head := g.log.Head()
+	logs := []*Log{g.log.Clone(), g.log.Clone(), g.log}
+	var took []*Entry
+	for i, l := range logs {
+		e := g.owner.sign(t, head, Change{Kind: KindTitle, Text: fmt.Sprint("log ", i)})
+		if _, err := l.Add(e); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, e)
+	}
+	for i, l := range logs {
+		if l.Head() != took[i] || l.State().Title != fmt.Sprint("log ", i) {
+			t.Fatalf("log %d holds %q, not its own entry", i, l.State().Title)
+		}
+		checkReplays(t, l, fmt.Sprint("log ", i))
+	}
+}
+
+// TestClonePinsApart: a log and its clone that each fork back over the
+// same pin and pin something else keep their own pins (the undo they
+// share holds the pins before it; one revert must not hand both states
+// the same array to append to).
+func TestClonePinsApart(t *testing.T) {
+	g := newGroup(t)
+	for i := range MaxPins - 2 { // pins whose copy gets spare capacity
+		g.add(t, g.owner, Change{Kind: KindPin, Ref: ref(fmt.Sprint("pin", i))})
+	}
+	before := g.log.Head()
+	g.add(t, g.admin, Change{Kind: KindPin, Ref: ref("admin's")})
+	cl := g.log.Clone()
+	mine := g.owner.sign(t, before, Change{Kind: KindPin, Ref: ref("clone's")})
+	if _, err := cl.Add(mine); err != nil {
+		t.Fatal(err)
+	}
+	theirs := g.owner.sign(t, before, Change{Kind: KindPin, Ref: ref("original's")})
+	if _, err := g.log.Add(theirs); err != nil {
+		t.Fatal(err)
+	}
+	checkReplays(t, cl, "the clone")
+	checkReplays(t, g.log, "the original")
 }
 
 // FuzzParse: any bytes give an entry or ErrInvalid, never a panic; an

@@ -3,6 +3,7 @@ package groupstate
 import (
 	"bytes"
 	"fmt"
+	"slices"
 )
 
 // ForkWindow is how many of a log's last entries a concurrent change may
@@ -16,8 +17,8 @@ var ErrGap = fmt.Errorf("%w: entries missing before it", ErrChain)
 // Log is a group's verified log and the state after it. Not safe for
 // concurrent use.
 type Log struct {
-	entries []*Entry
-	undos   []*undo // undos[i] takes back entries[i]; nil once final
+	entries entryList // shared by Clones (see entryList)
+	undos   []*undo   // undos[i] takes back entries[final+1+i], the entries not final
 	state   *State
 	// final: entries up to this index are final (the log once reached
 	// ForkWindow entries beyond it, even on a branch since dropped).
@@ -30,7 +31,9 @@ func NewLog(create *Entry) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Log{entries: []*Entry{create}, undos: []*undo{nil}, state: st}, nil
+	l := &Log{state: st}
+	l.entries.push(create)
+	return l, nil
 }
 
 // Replay verifies a whole log, oldest first, as a member that joins does.
@@ -51,6 +54,14 @@ func Replay(entries []*Entry) (*Log, error) {
 	return l, nil
 }
 
+// Clone returns a copy of l that shares nothing changeable with it: one
+// verified log can serve readers that each add to their copy. It costs
+// the state's copy, not the log's length (the entries, immutable, are
+// shared until either log adds one).
+func (l *Log) Clone() *Log {
+	return &Log{entries: l.entries.clone(), undos: slices.Clone(l.undos), state: l.state.Clone(), final: l.final}
+}
+
 // State is the state after the last entry. The caller must not change it
 // (Clone it to keep it past the next Add).
 func (l *Log) State() *State { return l.state }
@@ -59,14 +70,14 @@ func (l *Log) State() *State { return l.state }
 func (l *Log) Group() GroupID { return l.state.Group }
 
 // Head is the last entry.
-func (l *Log) Head() *Entry { return l.entries[len(l.entries)-1] }
+func (l *Log) Head() *Entry { return l.entries.at(l.entries.len() - 1) }
 
 // Entries returns the entries from seq on, oldest first.
 func (l *Log) Entries(from uint64) []*Entry {
-	if from >= uint64(len(l.entries)) {
+	if from >= uint64(l.entries.len()) {
 		return nil
 	}
-	return append([]*Entry(nil), l.entries[from:]...)
+	return l.entries.from(int(from))
 }
 
 // Add verifies e and adds it to the log: AddBranch of e alone.
@@ -88,7 +99,7 @@ func (l *Log) Add(e *Entry) (dropped []*Entry, err error) {
 // as it was, but for entries of es that extended the log before the one
 // that failed.
 func (l *Log) AddBranch(es []*Entry) (dropped []*Entry, err error) {
-	for len(es) > 0 && es[0].Seq < uint64(len(l.entries)) && l.entries[es[0].Seq].hash == es[0].hash {
+	for len(es) > 0 && es[0].Seq < uint64(l.entries.len()) && l.entries.at(int(es[0].Seq)).hash == es[0].hash {
 		es = es[1:] // have it
 	}
 	if len(es) == 0 {
@@ -114,24 +125,17 @@ func (l *Log) AddBranch(es []*Entry) (dropped []*Entry, err error) {
 		return nil, fmt.Errorf("%w: entry %d, log at %d", ErrGap, e.Seq, head.Seq)
 	}
 	fork := e.Seq - 1 // es competes with entries[e.Seq:]
-	if l.entries[fork].hash != e.Prev {
+	if l.entries.at(int(fork)).hash != e.Prev {
 		return nil, fmt.Errorf("%w: entry %d follows an entry not in the log", ErrChain, e.Seq)
 	}
 	if fork < l.final {
 		return nil, fmt.Errorf("%w: entry %d, final up to %d", ErrFinal, e.Seq, l.final)
 	}
 	// Back to the fork point.
-	rest := append([]*Entry(nil), l.entries[fork+1:]...)
-	for i := len(l.entries) - 1; i > int(fork); i-- {
-		l.state.revert(l.undos[i])
-	}
-	l.entries, l.undos = l.entries[:fork+1], l.undos[:fork+1]
+	rest := l.entries.from(int(fork) + 1)
+	l.cut(fork + 1)
 	restore := func() {
-		for len(l.entries) > int(fork)+1 {
-			i := len(l.entries) - 1
-			l.state.revert(l.undos[i])
-			l.entries, l.undos = l.entries[:i], l.undos[:i]
-		}
+		l.cut(fork + 1)
 		for _, r := range rest {
 			if err := l.appendEntry(r); err != nil {
 				panic(fmt.Sprintf("groupstate: an entry of the log no longer applies: %v", err))
@@ -185,11 +189,22 @@ func (l *Log) appendEntry(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	l.entries = append(l.entries, e)
+	l.entries.push(e)
 	l.undos = append(l.undos, u)
 	for e.Seq > l.final+ForkWindow {
 		l.final++
-		l.undos[l.final] = nil
+		l.undos = l.undos[1:]
 	}
 	return nil
+}
+
+// cut takes back the entries from n on (none of them final), newest
+// first.
+func (l *Log) cut(n uint64) {
+	final := int(l.final)
+	for i := l.entries.len() - 1; i >= int(n); i-- {
+		l.state.revert(l.undos[i-final-1])
+	}
+	l.entries.cut(int(n))
+	l.undos = l.undos[:int(n)-final-1]
 }

@@ -349,7 +349,7 @@ func (s *State) revert(u *undo) {
 		}
 	}
 	if u.pinsChanged {
-		s.Pins = u.pins
+		s.Pins = slices.Clone(u.pins) // u may serve a Clone of the log too
 	}
 	if u.inviteChanged {
 		if u.inviteExisted {
