@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -68,6 +70,7 @@ func TestLongLogReachesMembers(t *testing.T) {
 	head = alice.reloadGroup(t, group).Head()
 	eventually(t, "Carol holding Alice's log", holds(carol, head))
 	eventually(t, "Bob holding Carol's add", holds(bob, head))
+	eventually(t, "Carol's fetch of the whole log counted", func() (bool, error) { return carol.fetched.whole.Load() > 0, nil })
 	if _, err := carol.SendGroup(ctx, g.ID, "carol in the long group"); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +217,11 @@ func TestMemberFarBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "Bob caught up", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+	// Bob fetched what he lacked, not the whole log.
+	eventually(t, "Bob's fetch counted", func() (bool, error) { return bob.fetched.tail.Load() > 0, nil })
+	if tail, whole := bob.fetched.tail.Load(), bob.fetched.whole.Load(); tail == 0 || whole != 0 {
+		t.Fatalf("Bob's fetches: %d of the entries he lacked, %d of the whole log", tail, whole)
+	}
 }
 
 // writePins signs count pins and unpins by n after the log of group it
@@ -254,4 +262,123 @@ func writePins(t testing.TB, n *testNode, group groupstate.GroupID, count int) [
 	n.refreshGroup(n.runCtx, group)
 	n.wakeHistory()
 	return raws
+}
+
+// TestTailFromLyingRelay: Bob, a member behind Alice by 300 entries,
+// gets her long log's end naming a relay that answers junk; he asks it
+// for the entries after his (not the whole log), takes nothing of its
+// answer, and catches up from his own relay, which holds Alice's log —
+// again fetching only what he lacks.
+func TestTailFromLyingRelay(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "tail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob in the group", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+	held := bob.reloadGroup(t, group).Head().Seq + 1
+	writePins(t, alice, group, 300)
+	l := alice.reloadGroup(t, group)
+	head := l.Head()
+	eventually(t, "the relay holding Alice's log", func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
+		return err == nil && uint64(len(entries)) == head.Seq+1, nil
+	})
+
+	var asked []uint64
+	var mu sync.Mutex
+	evil, _ := rv10EvilRelay(t, func(gr []byte, after uint64) []byte {
+		mu.Lock()
+		asked = append(asked, after)
+		mu.Unlock()
+		return rv10Junk(gr, after, head.Seq+1)
+	})
+	p := payload{Kind: "group-log", Group: g.ID, From: head.Seq - 16, Relays: []string{rv10Addr(evil)}}
+	for _, e := range l.Entries(head.Seq - 16) {
+		b, _ := e.MarshalBinary()
+		p.Log = append(p.Log, b)
+	}
+	if err := bob.db.Update(func(tx *storage.Txn) error { return bob.applyGroupLog(tx, alice.keys.account.ID(), p) }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob caught up", holdsEntry(bob, group, head))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) == 0 || asked[0] == 0 || asked[0] > held {
+		t.Fatalf("the relays named were asked from %v; want the entries after Bob's %d first", asked, held)
+	}
+	// (The fetch is counted once its last transaction committed.)
+	eventually(t, "Bob's fetch counted", func() (bool, error) { return bob.fetched.tail.Load() > 0, nil })
+	if tail, whole := bob.fetched.tail.Load(), bob.fetched.whole.Load(); tail != 1 || whole != 0 {
+		t.Fatalf("Bob's fetches: %d of what he lacked, %d of the whole log", tail, whole)
+	}
+	// What Bob stored replays (read past the cache) to Alice's head.
+	var stored *groupstate.Log
+	var bad error
+	if err := bob.db.View(func(tx *storage.Txn) error {
+		return bob.replayLogs(tx, group[:], func(_ []byte, l *groupstate.Log, err error) { stored, bad = l, err })
+	}); err != nil || bad != nil || stored == nil || stored.Head().Hash() != head.Hash() {
+		t.Fatalf("Bob's stored log: %v %v", err, bad)
+	}
+}
+
+// TestTailDatedAheadWaits: the entries Bob lacks are dated ahead of his
+// clock (it runs 15 minutes slow, past the 10 a member allows); fetched, they are not taken until they
+// are due, as a whole log's would not be — then they are.
+func TestTailDatedAheadWaits(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "ahead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob in the group", holdsEntry(bob, group, alice.reloadGroup(t, group).Head()))
+	held := bob.reloadGroup(t, group).Head()
+	writePins(t, alice, group, 200)
+	l := alice.reloadGroup(t, group)
+	head := l.Head()
+	eventually(t, "the relay holding Alice's log", func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
+		return err == nil && uint64(len(entries)) == head.Seq+1, nil
+	})
+	bob.setClock(-15 * time.Minute)
+	p := payload{Kind: "group-log", Group: g.ID, From: head.Seq - 16}
+	for _, e := range l.Entries(head.Seq - 16) {
+		b, _ := e.MarshalBinary()
+		p.Log = append(p.Log, b)
+	}
+	if err := bob.db.Update(func(tx *storage.Txn) error { return bob.applyGroupLog(tx, alice.keys.account.ID(), p) }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob's fetch done", func() (bool, error) { return bob.fetched.tail.Load()+bob.fetched.whole.Load() > 0, nil })
+	if got := bob.reloadGroup(t, group).Head(); got.Hash() != held.Hash() {
+		t.Fatalf("Bob took entries dated 15 minutes ahead of his clock (up to %d; fetches %d %d)", got.Seq, bob.fetched.tail.Load(), bob.fetched.whole.Load())
+	}
+	bob.setClock(0)
+	eventually(t, "Bob caught up once they are due", holdsEntry(bob, group, head))
 }

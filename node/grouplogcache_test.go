@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/peergram/peergram/crypto/groupstate"
@@ -319,5 +320,55 @@ func TestEndFromNonMemberDropped(t *testing.T) {
 		if got := alice.reloadGroup(t, id).Head().Hash() == e.Hash(); got != c.taken {
 			t.Fatalf("the end from %s: taken %v, want %v", c.name, got, c.taken)
 		}
+	}
+}
+
+// TestEndForkResolvedAsWhole: an end that forks the held log inside it
+// (an entry the node holds replaced by another, then one more) is not a
+// continuation: the node resolves it as a branch, as a whole log would
+// be, and ends where groupstate's fork rule says.
+func TestEndForkResolvedAsWhole(t *testing.T) {
+	home, _ := initHome(t, "alice")
+	alice := startNode(t, home)
+	g, err := alice.CreateGroup(context.Background(), "forked end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	id := groupstate.GroupID(raw)
+	writePins(t, alice, id, 30)
+	l := alice.reloadGroup(t, id)
+	head := l.Head()
+	prev := l.Entries(head.Seq - 1)[0]
+	sign := func(after *groupstate.Entry, title string) *groupstate.Entry {
+		e, err := groupstate.Sign(alice.keys.device, alice.keys.cert, after, after.Time, groupstate.Change{Kind: groupstate.KindTitle, Text: title})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// A rival to the head that wins the fork (the smaller hash: same
+	// author), and one entry after it.
+	var rival, next *groupstate.Entry
+	var want *groupstate.Log
+	for i := 0; ; i++ {
+		rival = sign(prev, fmt.Sprint("rival ", i))
+		next = sign(rival, "after the rival")
+		try := l.Clone()
+		if _, err := try.AddBranch([]*groupstate.Entry{rival, next}); err == nil {
+			want = try
+			break
+		}
+	}
+	p := payload{Kind: "group-log", Group: g.ID, From: head.Seq - 15}
+	for _, e := range append(l.Entries(head.Seq - 15)[:15], rival, next) {
+		b, _ := e.MarshalBinary()
+		p.Log = append(p.Log, b)
+	}
+	if err := alice.db.Update(func(tx *storage.Txn) error { return alice.applyGroupLog(tx, alice.keys.account.ID(), p) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := alice.reloadGroup(t, id); got.Head().Hash() != want.Head().Hash() || got.State().Title != "after the rival" {
+		t.Fatalf("after the forked end: head %d %q, want %d %q", got.Head().Seq, got.State().Title, want.Head().Seq, want.State().Title)
 	}
 }

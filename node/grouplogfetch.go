@@ -15,6 +15,7 @@ import (
 	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/relay/groupnet"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
@@ -235,6 +236,17 @@ func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, sender i
 		}
 		tried[r.ID] = true
 		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.TempAddrTTL)
+		if held := n.heldLength(id); held > 0 {
+			// A member behind: what it lacks, not the whole log.
+			took, err := n.fetchTail(ctx, c, r.ID, id, sender, end, uint64(held))
+			if took {
+				n.fetched.tail.Add(1)
+				return nil
+			}
+			if err != nil {
+				n.log.Debug("group log: the relay's entries after ours did not continue it; the whole log next", "group", hex.EncodeToString(id[:8]), "relay", r.ID, "err", err)
+			}
+		}
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		entries, _, err := c.Log(fctx, r.ID, id)
 		cancel()
@@ -253,12 +265,91 @@ func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, sender i
 			errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
 			continue
 		}
+		n.fetched.whole.Add(1)
 		return nil
 	}
 	if len(errs) == 0 {
 		return errors.New("no relay to ask")
 	}
 	return errors.Join(errs...)
+}
+
+// fetchTail fetches from relay the entries of a group this node holds
+// from a little before its head on (the fork window, so that a fork
+// there shows) up to the end sent, and applies them with the end as a
+// continuation of the held log, applyChunk entries per transaction:
+// only what the node lacks is fetched and verified. took is false if the
+// relay's entries do not continue the held log (a fork before them, a
+// short log, entries dated ahead, entries that do not verify): the
+// caller fetches the whole log instead. Chunks taken before such a
+// failure stay: each was verified onto the log as a member's end is.
+func (n *Node) fetchTail(ctx context.Context, c *history.Client, relay peer.ID, id groupstate.GroupID, sender identity.AccountID, end payload, held uint64) (took bool, err error) {
+	start := max(held, groupstate.ForkWindow+2) - (groupstate.ForkWindow + 1)
+	if start >= end.From {
+		return false, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	entries, err := c.LogFrom(fctx, relay, id, start)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	if start+uint64(len(entries)) < end.From {
+		return false, fmt.Errorf("its log has %d entries, the end sent starts at %d", start+uint64(len(entries)), end.From)
+	}
+	raws := append(entries[:end.From-start:end.From-start], end.Log...)
+	for off := 0; off < len(raws); off += applyChunk {
+		last := min(off+applyChunk, len(raws))
+		p := end
+		p.Log, p.From, p.Relays, p.partial = raws[off:last], start+uint64(off), nil, last < len(raws)
+		if p.partial {
+			p.Info = nil // (with the last chunk, whose sender check counts)
+		}
+		err := n.db.Update(func(tx *storage.Txn) (err error) {
+			took, err = n.applyContinuing(tx, sender, p)
+			return err
+		})
+		n.refreshTouched()
+		if err != nil || !took {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// applyContinuing applies p, a run of the group's entries, if it
+// continues the log this node holds (took false, and nothing written, if
+// not).
+func (n *Node) applyContinuing(tx *storage.Txn, sender identity.AccountID, p payload) (took bool, err error) {
+	gid, err := hex.DecodeString(p.Group)
+	if err != nil || len(gid) != 32 || len(p.Log) == 0 {
+		return false, nil
+	}
+	mine, err := n.loadGroupTx(tx, groupstate.GroupID(gid))
+	if err != nil || p.From == 0 || p.From > mine.Head().Seq+1 {
+		return false, ignoreUnknownGroup(err)
+	}
+	end, ok := continuation(mine, p, n.parseEntry)
+	if !ok {
+		return false, nil
+	}
+	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
+	for _, e := range end {
+		if e.Time > ahead {
+			return false, nil // (the whole path defers it)
+		}
+	}
+	if err := n.applyEnd(tx, sender, mine, end, p); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func ignoreUnknownGroup(err error) error {
+	if errors.Is(err, chat.ErrUnknownGroup) {
+		return nil
+	}
+	return err
 }
 
 // checkFetched verifies a fetched log whole, in memory: every entry, the

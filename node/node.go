@@ -151,6 +151,9 @@ type Node struct {
 	entries     map[[32]byte]*groupstate.Entry // parsed group log entries by the hash of their bytes (parseEntry)
 	fetchMu     sync.Mutex
 	fetching    map[groupstate.GroupID]*logFetch // long logs' ends waiting for the rest from a relay (grouplogfetch.go)
+	// fetched counts the fetches that applied the entries after the held
+	// log (tail) and those that fetched a whole log (whole).
+	fetched     struct{ tail, whole atomic.Int64 }
 	deferMu     sync.Mutex
 	deferred    map[deferKey]payload // group logs waiting for an entry dated ahead (groupdefer.go)
 	touchedMu   sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -173,12 +174,31 @@ func (c *Client) LookupName(ctx context.Context, relay peer.ID, name string) (*N
 // invite link, page by page. Nothing is verified here but that the pages
 // join up: the caller replays the log.
 func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entries, lists [][]byte, err error) {
+	return c.log(ctx, relay, group, 0, true)
+}
+
+// LogFrom returns the group's state log from entry from on, without the
+// device lists: what a member that holds the entries before from lacks.
+// Nothing is verified here but that the pages join up.
+func (c *Client) LogFrom(ctx context.Context, relay peer.ID, group [32]byte, from uint64) ([][]byte, error) {
+	entries, _, err := c.log(ctx, relay, group, from, false)
+	return entries, err
+}
+
+// noLists is the lists cursor that asks for none (past any relay's).
+const noLists = math.MaxUint64
+
+func (c *Client) log(ctx context.Context, relay peer.ID, group [32]byte, from uint64, withLists bool) (entries, lists [][]byte, err error) {
 	size := 0
+	listsAt := func() uint64 { return uint64(len(lists)) }
+	if !withLists {
+		listsAt = func() uint64 { return noLists }
+	}
 	for pages := 1; ; pages++ {
 		if pages > 2*MaxRegisterPages {
 			return nil, nil, fmt.Errorf("%w: a log of over %d pages", ErrTooLarge, 2*MaxRegisterPages)
 		}
-		q := &queryMsg{Group: group, After: uint64(len(entries)), ListsAt: uint64(len(lists))}
+		q := &queryMsg{Group: group, After: from + uint64(len(entries)), ListsAt: listsAt()}
 		t, ans, err := c.roundTrip(ctx, relay, typeGetLog, q.appendBody(nil), typeLog, typeStatus)
 		if err != nil {
 			return nil, nil, err
@@ -187,6 +207,7 @@ func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entrie
 			return nil, nil, statusErr(ans)
 		}
 		m, err := decodeRegister(ans)
+		listsDone := !withLists || uint64(len(lists)+len(m.Lists)) >= m.ListsTotal
 		switch {
 		case err != nil:
 			return nil, nil, err
@@ -194,7 +215,9 @@ func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entrie
 			return nil, nil, fmt.Errorf("%w: the log of another group", ErrMalformed)
 		case m.From != q.After || m.ListsFrom != q.ListsAt:
 			return nil, nil, fmt.Errorf("%w: a page of the log that does not follow the last", ErrMalformed)
-		case len(m.Entries) == 0 && len(m.Lists) == 0 && (m.Total > q.After || m.ListsTotal > q.ListsAt):
+		case !withLists && len(m.Lists) > 0:
+			return nil, nil, fmt.Errorf("%w: device lists not asked for", ErrMalformed)
+		case len(m.Entries) == 0 && len(m.Lists) == 0 && (m.Total > q.After || !listsDone):
 			return nil, nil, fmt.Errorf("%w: an empty page of the log before its end", ErrMalformed)
 		}
 		entries, lists = append(entries, m.Entries...), append(lists, m.Lists...)
@@ -207,7 +230,7 @@ func (c *Client) Log(ctx context.Context, relay peer.ID, group [32]byte) (entrie
 		if c.MaxLogBytes > 0 && size > c.MaxLogBytes {
 			return nil, nil, fmt.Errorf("%w: a log of over %d bytes", ErrTooLarge, c.MaxLogBytes)
 		}
-		if uint64(len(entries)) >= m.Total && uint64(len(lists)) >= m.ListsTotal {
+		if from+uint64(len(entries)) >= m.Total && listsDone {
 			return entries, lists, nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -149,6 +150,15 @@ func TestLogPagesAndRestart(t *testing.T) {
 		}
 		sameBytes(t, "the log", gotEntries, want)
 		sameBytes(t, "the lists", sortedBytes(gotLists), sortedBytes(lists))
+		// From an entry on (what a member behind lacks), in pages too,
+		// and from its end (nothing).
+		for _, from := range []int{1, len(want) / 2, len(want) - 1, len(want), len(want) + 3} {
+			got, err := c.LogFrom(ctx, rh.ID(), gid, uint64(from))
+			if err != nil {
+				t.Fatalf("from %d: %v", from, err)
+			}
+			sameBytes(t, fmt.Sprint("the log from ", from), got, want[min(from, len(want)):])
+		}
 	}
 	check(c, entries)
 
@@ -321,8 +331,15 @@ func TestLogFromLyingRelay(t *testing.T) {
 			return &registerMsg{Group: [32]byte{2}, Entries: [][]byte{{1}}, Total: 1}
 		}, ErrMalformed},
 		{"no end", func(q *queryMsg) *registerMsg {
-			return &registerMsg{Group: gid, From: q.After, Entries: [][]byte{{1}}, Total: 1 << 40}
+			return &registerMsg{Group: gid, From: q.After, ListsFrom: q.ListsAt, Entries: [][]byte{{1}}, Total: 1 << 40}
 		}, ErrTooLarge},
+		{"lists not asked for", func(q *queryMsg) *registerMsg {
+			m := &registerMsg{Group: gid, From: q.After, ListsFrom: q.ListsAt, Entries: [][]byte{{1}}, Total: q.After + 1, ListsTotal: 2}
+			if q.ListsAt == noLists {
+				m.Lists = [][]byte{{2}}
+			}
+			return m
+		}, ErrMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -345,8 +362,13 @@ func TestLogFromLyingRelay(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if _, _, err := c.Log(ctx, rh.ID(), gid); !errors.Is(err, tc.want) {
-				t.Fatalf("Log: %v, want %v", err, tc.want)
+			if tc.name != "lists not asked for" {
+				if _, _, err := c.Log(ctx, rh.ID(), gid); !errors.Is(err, tc.want) {
+					t.Fatalf("Log: %v, want %v", err, tc.want)
+				}
+			}
+			if _, err := c.LogFrom(ctx, rh.ID(), gid, 3); !errors.Is(err, tc.want) {
+				t.Fatalf("LogFrom: %v, want %v", err, tc.want)
 			}
 		})
 	}
