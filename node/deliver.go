@@ -70,8 +70,9 @@ type payload struct {
 	staged, viaGroup bool
 	// partial: a verified log's prefix, applied in a transaction of its
 	// own before the whole (applyFetched): its sender need not be a
-	// member yet at its end.
-	partial bool
+	// member yet at its end. accepted: a log the user accepted an
+	// invitation to (groupinvite.go): joined, whoever added this account.
+	partial, accepted bool
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
 )
@@ -381,4 +383,200 @@ func TestTailDatedAheadWaits(t *testing.T) {
 	}
 	bob.setClock(0)
 	eventually(t, "Bob caught up once they are due", holdsEntry(bob, group, head))
+}
+
+// TestInvitationToLongLog: Alice, not Dave's contact, adds Dave to a
+// group whose log is long (300 entries: it goes to him as its end). Dave
+// sees an invitation, fetches nothing until he accepts, then joins: the
+// log before the end comes from his own relay, verified whole, and he
+// reads what Alice posts.
+func TestInvitationToLongLog(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	daveHome, daveInfo := initHome(t, "dave")
+	alice := startNode(t, aliceHome, relay.addr)
+	dave := startNode(t, daveHome, relay.addr)
+	ctx := context.Background()
+	eventually(t, "Dave's keys at Alice", func() (bool, error) {
+		c, err := alice.AddContact(ctx, daveInfo.AccountID, "dave")
+		return err == nil && c.Devices == 1, nil
+	})
+	g, err := alice.CreateGroup(ctx, "Long strangers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	writePins(t, alice, group, 300)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invitation at Dave", func() (bool, error) {
+		gs, err := dave.Groups(ctx)
+		return err == nil && len(gs) == 1 && gs[0].ID == g.ID && gs[0].Role == "invited", err
+	})
+	if n := dave.fetched.tail.Load() + dave.fetched.whole.Load(); n != 0 {
+		t.Fatalf("Dave fetched %d logs before accepting", n)
+	}
+	if _, err := dave.GroupMessages(ctx, g.ID); !errors.Is(err, chat.ErrUnknownGroup) {
+		t.Fatalf("messages of an invitation: %v", err)
+	}
+	head := alice.reloadGroup(t, group).Head()
+	eventually(t, "the relay holding Alice's log", func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
+		return err == nil && uint64(len(entries)) == head.Seq+1, nil
+	})
+	joined, err := dave.JoinGroup(ctx, g.ID)
+	if err != nil || joined.Role != "member" || joined.Title != "Long strangers" || len(joined.Members) != 2 {
+		t.Fatalf("join: %+v (%v)", joined, err)
+	}
+	if dave.reloadGroup(t, group).Head().Hash() != head.Hash() {
+		t.Fatal("Dave's log is not Alice's")
+	}
+	if gs, err := dave.Groups(ctx); err != nil || len(gs) != 1 || gs[0].Role != "member" {
+		t.Fatalf("Dave's groups after joining: %+v (%v)", gs, err)
+	}
+	if _, err := dave.JoinGroup(ctx, g.ID); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("join twice: %v", err)
+	}
+	if _, err := alice.SendGroup(ctx, g.ID, "welcome to the long group"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Alice's message at Dave", func() (bool, error) {
+		ms, err := dave.GroupMessages(ctx, g.ID)
+		if err != nil {
+			return false, err
+		}
+		return len(ms) > 0 && ms[len(ms)-1].Text == "welcome to the long group", nil
+	})
+}
+
+// TestEndInvitationChecked: a long log's end from someone who is not a
+// contact is kept as an invitation only if its entries verify, follow
+// each other, and one adds this account; nothing else is kept.
+func TestEndInvitationChecked(t *testing.T) {
+	malloryHome, _ := initHome(t, "mallory")
+	daveHome, _ := initHome(t, "dave")
+	mallory := startNode(t, malloryHome)
+	dave := startNode(t, daveHome)
+	g, err := mallory.CreateGroup(context.Background(), "junk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	writePins(t, mallory, group, 40)
+	l := mallory.reloadGroup(t, group)
+	add, err := groupstate.Sign(mallory.keys.device, mallory.keys.cert, l.Head(), l.Head().Time, groupstate.Change{Kind: groupstate.KindAdd, Account: dave.keys.account.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := func(es ...*groupstate.Entry) payload {
+		p := payload{Kind: "group-log", Group: g.ID, From: es[0].Seq}
+		for _, e := range es {
+			b, _ := e.MarshalBinary()
+			p.Log = append(p.Log, b)
+		}
+		return p
+	}
+	tail := l.Entries(l.Head().Seq - 16)
+	forged := end(append(tail, add)...)
+	forged.Log[len(forged.Log)-1] = append([]byte(nil), forged.Log[len(forged.Log)-1]...)
+	forged.Log[len(forged.Log)-1][len(forged.Log[len(forged.Log)-1])-1] ^= 1
+	gap := end(append(tail[:5:5], append(tail[6:], add)...)...)
+	for _, c := range []struct {
+		name string
+		p    payload
+		kept bool
+	}{
+		{"an end that adds someone else", end(tail...), false},
+		{"an end whose add does not verify", forged, false},
+		{"an end with an entry missing", gap, false},
+		{"an end that adds Dave", end(append(tail, add)...), true},
+	} {
+		if err := dave.db.Update(func(tx *storage.Txn) error { return dave.applyGroupLog(tx, mallory.keys.account.ID(), c.p) }); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var kept bool
+		_ = dave.db.View(func(tx *storage.Txn) (err error) { kept, err = tx.Has(dave.st.groupInv, group[:]); return err })
+		if kept != c.kept {
+			t.Fatalf("%s: kept as an invitation %v, want %v", c.name, kept, c.kept)
+		}
+	}
+}
+
+// TestLargeInvitationKeptAsEnd: an invitation whose whole log is more
+// than a transaction holds (a contact's long log that adds this account
+// by a stranger's hand, fetched whole) is kept as its end from a little
+// before the add, and accepted like one.
+func TestLargeInvitationKeptAsEnd(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	daveHome, daveInfo := initHome(t, "dave")
+	alice := startNode(t, aliceHome, relay.addr)
+	dave := startNode(t, daveHome, relay.addr)
+	ctx := context.Background()
+	eventually(t, "Dave's keys at Alice", func() (bool, error) {
+		c, err := alice.AddContact(ctx, daveInfo.AccountID, "dave")
+		return err == nil && c.Devices == 1, nil
+	})
+	g, err := alice.CreateGroup(ctx, "Large strangers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	writePins(t, alice, group, 2500)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invitation at Dave", func() (bool, error) {
+		gs, err := dave.Groups(ctx)
+		return err == nil && len(gs) == 1 && gs[0].Role == "invited", err
+	})
+	// The same invitation as a whole log, in place of the end.
+	l := alice.reloadGroup(t, group)
+	var whole [][]byte
+	for _, e := range l.Entries(0) {
+		b, _ := e.MarshalBinary()
+		whole = append(whole, b)
+	}
+	if !dave.largeLog(whole) {
+		t.Fatal("the log fits a transaction: tests nothing")
+	}
+	var inv *invitation
+	if err := dave.db.Update(func(tx *storage.Txn) error {
+		first, _, err := dave.loadInvitation(tx, group[:])
+		if err != nil {
+			return err
+		}
+		if err := tx.Delete(dave.st.groupInv, group[:]); err != nil {
+			return err
+		}
+		if err := dave.storeInvitation(tx, group, alice.keys.account.ID(), payload{Kind: "group-log", Group: g.ID, Log: whole, Info: first.Info}); err != nil {
+			return err
+		}
+		inv, _, err = dave.loadInvitation(tx, group[:])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if inv.From == 0 || inv.From > l.Head().Seq-groupstate.ForkWindow || len(inv.Log) > 2*groupstate.ForkWindow {
+		t.Fatalf("kept from %d, %d entries; want the end from a little before the add", inv.From, len(inv.Log))
+	}
+	head := l.Head()
+	eventually(t, "the relay holding Alice's log", func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
+		return err == nil && uint64(len(entries)) == head.Seq+1, nil
+	})
+	if joined, err := dave.JoinGroup(ctx, g.ID); err != nil || joined.Role != "member" || joined.Title != "Large strangers" {
+		t.Fatalf("join: %+v (%v)", joined, err)
+	}
+	if dave.reloadGroup(t, group).Head().Hash() != head.Hash() {
+		t.Fatal("Dave's log is not Alice's")
+	}
 }

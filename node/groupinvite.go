@@ -12,6 +12,7 @@ import (
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/history"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -27,9 +28,13 @@ const (
 	invitationTTL  = 30 * 24 * time.Hour
 )
 
-// invitation is a stored invitation (groups.inv: group(32) → JSON).
+// invitation is a stored invitation (groups.inv: group(32) → JSON). An
+// invitation to a log too long to keep (or sent as its end) keeps the
+// entries from a little before the add on (From > 0): accepted, the rest
+// is fetched from this node's relays.
 type invitation struct {
 	Log  [][]byte           `json:"log"`
+	From uint64             `json:"from,omitempty"`
 	Info []infoKey          `json:"info,omitempty"`
 	By   identity.AccountID `json:"by"` // the account that added this one
 	At   int64              `json:"at"` // received, Unix ms
@@ -43,15 +48,27 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identi
 	if err != nil {
 		return err
 	}
-	if n.largeLog(p.Log) {
-		n.log.Info("group invitation dropped: its log is too long to keep as an invitation", "group", hex.EncodeToString(id[:8]), "entries", len(p.Log))
-		return nil
-	}
 	if count >= maxInvitations {
 		n.log.Info("group invitation dropped: too many pending", "group", hex.EncodeToString(id[:8]))
 		return nil
 	}
-	raw, err := json.Marshal(invitation{Log: p.Log, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli()})
+	inv := invitation{Log: p.Log, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli()}
+	if n.largeLog(p.Log) {
+		// Kept as its end, from a little before the add on.
+		from := uint64(len(p.Log)) - 1
+		for seq := len(p.Log) - 1; seq > 0; seq-- {
+			if e, err := n.parseEntry(p.Log[seq]); err == nil && e.Change.Kind == groupstate.KindAdd && e.Change.Account == n.keys.account.ID() {
+				from = uint64(max(seq-groupstate.ForkWindow, 1))
+				break
+			}
+		}
+		if n.largeLog(p.Log[from:]) {
+			n.log.Info("group invitation dropped: its log is too long to keep as an invitation", "group", hex.EncodeToString(id[:8]), "entries", len(p.Log))
+			return nil
+		}
+		inv.Log, inv.From = p.Log[from:], from
+	}
+	raw, err := json.Marshal(inv)
 	if err != nil {
 		return err
 	}
@@ -59,7 +76,53 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identi
 	return tx.SetTTL(n.st.groupInv, id[:], raw, invitationTTL)
 }
 
-// loadInvitation reads and verifies a stored invitation.
+// storeEndInvitation keeps a long log's end that adds this account,
+// from someone who is not a contact, as an invitation: its entries
+// verify and follow each other, and one adds this account (its author is
+// who invited). What comes before is fetched if the user accepts.
+func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payload) error {
+	drop := func(why string) error {
+		n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "why", why)
+		return nil
+	}
+	var by identity.AccountID
+	var prev *groupstate.Entry
+	for i, raw := range p.Log {
+		e, err := n.parseEntry(raw)
+		switch {
+		case err != nil:
+			return drop("an entry does not verify")
+		case e.Seq != p.From+uint64(i) || (prev != nil && e.Prev != prev.Hash()):
+			return drop("entries that do not follow each other")
+		case e.Change.Kind == groupstate.KindAdd && e.Change.Account == n.keys.account.ID():
+			by = e.Author()
+		}
+		prev = e
+	}
+	if by == (identity.AccountID{}) {
+		return drop("a long log's end that does not add this account")
+	}
+	if ok, err := tx.Has(n.st.groupInv, id[:]); err != nil || ok {
+		return err // the first invitation stays
+	}
+	count, err := tx.Count(n.st.groupInv, nil)
+	if err != nil {
+		return err
+	}
+	if count >= maxInvitations {
+		return drop("too many pending")
+	}
+	raw, err := json.Marshal(invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli()})
+	if err != nil {
+		return err
+	}
+	n.log.Info("group invitation (a long log's end)", "group", hex.EncodeToString(id[:8]), "by", by.String())
+	return tx.SetTTL(n.st.groupInv, id[:], raw, invitationTTL)
+}
+
+// loadInvitation reads and verifies a stored invitation: its log, or,
+// for an invitation kept as its end (From > 0), no log (the end's entries
+// verified).
 func (n *Node) loadInvitation(tx *storage.Txn, id []byte) (*invitation, *groupstate.Log, error) {
 	raw, err := tx.Get(n.st.groupInv, id)
 	if err != nil {
@@ -75,6 +138,9 @@ func (n *Node) loadInvitation(tx *storage.Txn, id []byte) (*invitation, *groupst
 			return nil, nil, err
 		}
 	}
+	if inv.From > 0 {
+		return &inv, nil, nil
+	}
 	l, err := groupstate.Replay(entries)
 	if err != nil {
 		return nil, nil, err
@@ -86,7 +152,7 @@ func (n *Node) loadInvitation(tx *storage.Txn, id []byte) (*invitation, *groupst
 // member (its Sender Keys chain may then be kept before the user joins).
 func (n *Node) invitedBy(tx *storage.Txn, group groupstate.GroupID, account identity.AccountID) bool {
 	_, l, err := n.loadInvitation(tx, group[:])
-	return err == nil && l.State().Role(account) != groupstate.RoleNone
+	return err == nil && l != nil && l.State().Role(account) != groupstate.RoleNone
 }
 
 // invitations lists the pending invitations as groups with role
@@ -103,6 +169,13 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 	for _, id := range ids {
 		inv, l, err := n.loadInvitation(tx, id)
 		if err != nil {
+			continue
+		}
+		if l == nil {
+			// Kept as its end: the title and members come with the log,
+			// once accepted.
+			out = append(out, chat.Group{ID: hex.EncodeToString(id), Role: "invited",
+				Members: []chat.GroupMember{{AccountID: inv.By.String(), Name: "(invited you)"}}})
 			continue
 		}
 		title, _ := openInfo(inv.Info, l.State().Title)
@@ -131,8 +204,10 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	}
 	var st *groupstate.State
 	var already bool
+	var long *invitation // an invitation kept as its end: accepted below
+	var longID groupstate.GroupID
 	err := n.db.Update(func(tx *storage.Txn) error {
-		already = false
+		already, long = false, nil
 		invs, err := n.invitations(tx)
 		if err != nil {
 			return err
@@ -157,6 +232,15 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 		inv, l, err := n.loadInvitation(tx, id)
 		if err != nil {
 			return err
+		}
+		if l == nil {
+			held, err := n.loadGroupTx(tx, groupstate.GroupID(id))
+			if err == nil && held.State().Role(n.keys.account.ID()) != groupstate.RoleNone {
+				already = true
+				return tx.Delete(n.st.groupInv, id)
+			}
+			long, longID = inv, groupstate.GroupID(id)
+			return nil
 		}
 		gid := l.Group()
 		// A log of the group held already (joined meanwhile through a
@@ -194,7 +278,59 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	if already {
 		return chat.Group{}, fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, want)
 	}
+	if long != nil {
+		return n.acceptLongInvitation(ctx, longID, long)
+	}
 	n.groupChanged(n.runCtx, st)
+	return n.groupView(st)
+}
+
+// acceptLongInvitation joins a group whose invitation was kept as its
+// end: the log before it is fetched from this node's own relays (not
+// from any the inviter named: it is not a contact), verified whole with
+// the end, and applied as a log the user accepted (staged if large).
+func (n *Node) acceptLongInvitation(ctx context.Context, id groupstate.GroupID, inv *invitation) (chat.Group, error) {
+	c := history.NewClient(n.host)
+	c.MaxLogBytes = maxFetchedLog
+	var errs []error
+	joined := false
+	for _, r := range n.relays {
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		entries, _, err := c.Log(fctx, r.ID, id)
+		cancel()
+		if err == nil && uint64(len(entries)) < inv.From {
+			err = fmt.Errorf("its log has %d entries, the invitation's start at %d", len(entries), inv.From)
+		}
+		var whole [][]byte
+		if err == nil {
+			whole = append(entries[:inv.From:inv.From], inv.Log...)
+			err = n.checkFetched(id, whole)
+		}
+		if err == nil {
+			err = n.applyFetched(id, inv.By, payload{Kind: "group-log", Group: hex.EncodeToString(id[:]), Log: whole, Info: inv.Info, accepted: true})
+		}
+		if err == nil {
+			joined = true
+			break
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
+	}
+	if !joined {
+		if len(errs) == 0 {
+			errs = append(errs, errors.New("no relay to ask"))
+		}
+		return chat.Group{}, fmt.Errorf("%w: the group's log: %w", chat.ErrUnavailable, errors.Join(errs...))
+	}
+	var st *groupstate.State
+	if err := n.db.View(func(tx *storage.Txn) error {
+		l, err := n.loadGroupTx(tx, id)
+		if err == nil {
+			st = l.State()
+		}
+		return err
+	}); err != nil || st.Role(n.keys.account.ID()) == groupstate.RoleNone {
+		return chat.Group{}, fmt.Errorf("%w: the group's log was not taken (%v)", chat.ErrUnavailable, err)
+	}
 	return n.groupView(st)
 }
 

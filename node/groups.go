@@ -585,6 +585,11 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		case contact || member:
 		case p.viaGroup && mine != nil:
 			p.Relays = nil
+		case mine == nil && !p.viaGroup:
+			// A stranger's long log that adds this account: an invitation,
+			// the rest fetched (from this node's own relays) only if the
+			// user accepts it.
+			return n.storeEndInvitation(tx, groupstate.GroupID(gid), p)
 		default:
 			n.log.Info("group log dropped", "from", sender.String(), "why", "a long log's end from someone not a contact nor a member")
 			return nil
@@ -710,7 +715,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 				adder = e.Author()
 			}
 		}
-		if adder != self {
+		if adder != self && !p.accepted {
 			ac, err := n.st.getContact(tx, adder)
 			if errors.Is(err, chat.ErrUnknownContact) || (err == nil && !ac.accepted()) {
 				// Added by someone who is not a contact: an invitation the
