@@ -133,6 +133,9 @@ func (n *Node) cachedGroupTx(tx *storage.Txn, id groupstate.GroupID) (*groupstat
 	var headRaw []byte
 	start := binary.BigEndian.AppendUint64(nil, head+1)
 	err = tx.IterateFrom(n.st.groupLog, id[:], start, func(k, v []byte) error {
+		if len(k) != 40 {
+			return errStaleCache // (a damaged store: the replay says so; an outside review had it panic)
+		}
 		e, err := n.parseEntry(v)
 		if err != nil || e.Seq != l.Head().Seq+1 || binary.BigEndian.Uint64(k[32:]) != e.Seq {
 			return errStaleCache

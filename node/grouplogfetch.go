@@ -326,18 +326,21 @@ func (n *Node) applyContinuing(tx *storage.Txn, sender identity.AccountID, p pay
 		return false, nil
 	}
 	mine, err := n.loadGroupTx(tx, groupstate.GroupID(gid))
-	if err != nil || p.From == 0 || p.From > mine.Head().Seq+1 {
+	if err != nil || p.From == 0 || p.From > mine.Head().Seq+1 || !followsHeld(mine, p, n.parseEntry) {
 		return false, ignoreUnknownGroup(err)
 	}
-	end, ok := continuation(mine, p, n.parseEntry)
-	if !ok {
+	end, err := endEntries(p, n.parseEntry)
+	if err != nil {
 		return false, nil
 	}
 	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
 	for _, e := range end {
-		if e.Time > ahead {
+		if e.Time > ahead && !holds(mine, e) {
 			return false, nil // (the whole path defers it)
 		}
+	}
+	if _, err := mine.With(end); errors.Is(err, groupstate.ErrFinal) {
+		return false, nil // a fork further back: the whole log decides
 	}
 	if err := n.applyEnd(tx, sender, mine, end, p); err != nil {
 		return false, err

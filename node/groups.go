@@ -207,11 +207,8 @@ func (n *Node) clearGroupLog(tx *storage.Txn, id groupstate.GroupID) error {
 
 // holds reports whether l holds e (the same entry at its place).
 func holds(l *groupstate.Log, e *groupstate.Entry) bool {
-	if e.Seq > l.Head().Seq {
-		return false
-	}
-	have := l.Entries(e.Seq)
-	return len(have) > 0 && have[0].Hash() == e.Hash()
+	have := l.At(e.Seq)
+	return have != nil && have.Hash() == e.Hash()
 }
 
 // maxLogSync bounds the entries of a log sent to members in one payload
@@ -553,22 +550,16 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 					return nil
 				}
 			}
-			if end, ok := continuation(mine, p, n.parseEntry); ok {
-				// The end adds to this node's log (no fork): applied
-				// onto it, not replayed from the group's creation.
-				return ignoreRejected(n.applyEnd(tx, sender, mine, end, p))
+			// The end follows an entry this node holds: applied onto its
+			// log (a fork in it resolved as a branch), never replayed from
+			// the group's creation — one entry must not cost the whole
+			// log (an outside review made it quadratic).
+			end, err := endEntries(p, n.parseEntry)
+			if err != nil {
+				n.log.Info("group log dropped", "from", sender.String(), "why", "malformed end", "err", err)
+				return nil
 			}
-			// The entries before the end sent: this node's.
-			whole := make([][]byte, 0, int(p.From)+len(p.Log))
-			for _, e := range mine.Entries(0)[:p.From] {
-				raw, err := e.MarshalBinary()
-				if err != nil {
-					return err
-				}
-				whole = append(whole, raw)
-			}
-			p.Log, p.From = append(whole, p.Log...), 0
-			return ignoreRejected(n.applyWholeLog(tx, sender, p))
+			return ignoreRejected(n.applyEnd(tx, sender, mine, end, p))
 		}
 		// The rest is fetched for a sender this node trusts with it: a
 		// contact, or a member of the group it holds (the relays it names
@@ -608,39 +599,40 @@ func followsHeld(l *groupstate.Log, p payload, parse func([]byte) (*groupstate.E
 	if err != nil {
 		return true // (dropped as it is applied)
 	}
-	prev := l.Entries(p.From - 1)
-	return len(prev) > 0 && prev[0].Hash() == e.Prev
+	prev := l.At(p.From - 1)
+	return prev != nil && prev.Hash() == e.Prev
 }
 
-// continuation parses the end p sends if it continues l: each entry l
-// holds is l's, and the rest follow l's head (checked as they apply).
-func continuation(l *groupstate.Log, p payload, parse func([]byte) (*groupstate.Entry, error)) ([]*groupstate.Entry, bool) {
+// endEntries parses the end p sends: every entry verifies, is numbered
+// from p.From on and follows the one before it.
+func endEntries(p payload, parse func([]byte) (*groupstate.Entry, error)) ([]*groupstate.Entry, error) {
 	end := make([]*groupstate.Entry, len(p.Log))
-	head := l.Head().Seq
 	for i, raw := range p.Log {
 		e, err := parse(raw)
-		if err != nil || e.Seq != p.From+uint64(i) {
-			return nil, false // (dropped as the whole log is applied)
-		}
-		if e.Seq <= head && !holds(l, e) {
-			return nil, false // a fork
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("entry %d: %w", p.From+uint64(i), err)
+		case e.Seq != p.From+uint64(i) || (i > 0 && e.Prev != end[i-1].Hash()):
+			return nil, fmt.Errorf("entry %d does not follow the one before it", p.From+uint64(i))
 		}
 		end[i] = e
 	}
-	return end, true
+	return end, nil
 }
 
-// applyEnd is applyWholeLog for an end that continues mine: the log the
-// sender holds is mine with the end's new entries.
+// applyEnd is applyWholeLog for an end whose first entry follows an
+// entry of mine: the log the sender holds is mine with the end in place
+// of what follows that entry (groupstate.Log.With), checked without the
+// whole log; then the end is merged into mine (mergeLog: a fork in it
+// resolved as a branch).
 func (n *Node) applyEnd(tx *storage.Txn, sender identity.AccountID, mine *groupstate.Log, end []*groupstate.Entry, p payload) error {
 	bad := func(why string, err error) error {
 		n.log.Info("group log dropped", "from", sender.String(), "why", why, "err", err)
 		return fmt.Errorf("%w: %s", errLogRejected, why)
 	}
 	// (No entry of it is dated ahead: applyGroupLog deferred such ends.)
-	theirs := mine.Clone()
-	fresh := slices.DeleteFunc(slices.Clone(end), func(e *groupstate.Entry) bool { return e.Seq <= mine.Head().Seq })
-	if _, err := theirs.AddBranch(fresh); err != nil {
+	theirs, err := mine.With(end)
+	if err != nil {
 		return bad("log does not verify", err)
 	}
 	if last := end[len(end)-1]; !p.partial && theirs.State().Role(sender) == groupstate.RoleNone &&

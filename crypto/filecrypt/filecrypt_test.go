@@ -64,7 +64,9 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) || back.Name != m.Name || back.Mime != m.Mime {
 			t.Fatalf("size %d: %v", size, err)
 		}
-		if size > 0 && bytes.Contains(chunks[0].ct, data[:min(size, 64)]) {
+		// (From 16 bytes on: a shorter plaintext turns up in random bytes
+		// by chance — one byte in ~7 % of runs, which failed CI once.)
+		if size >= 16 && bytes.Contains(chunks[0].ct, data[:min(size, 64)]) {
 			t.Fatalf("size %d: plaintext in the ciphertext", size)
 		}
 	}

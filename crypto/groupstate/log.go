@@ -23,6 +23,9 @@ type Log struct {
 	// final: entries up to this index are final (the log once reached
 	// ForkWindow entries beyond it, even on a branch since dropped).
 	final uint64
+	// pinned: a branch is being applied in place of entries that may
+	// come back (AddBranch): final stays where it is until it is in.
+	pinned bool
 }
 
 // NewLog starts a log with a group's creation entry.
@@ -71,6 +74,56 @@ func (l *Log) Group() GroupID { return l.state.Group }
 
 // Head is the last entry.
 func (l *Log) Head() *Entry { return l.entries.at(l.entries.len() - 1) }
+
+// At returns the entry at seq, or nil if the log is shorter.
+func (l *Log) At(seq uint64) *Entry {
+	if seq >= uint64(l.entries.len()) {
+		return nil
+	}
+	return l.entries.at(int(seq))
+}
+
+// With returns a copy of l with the consecutive entries es in place of
+// its entries from es[0].Seq on (those it holds the same are kept; if it
+// holds all of es, l as it is): the log as whoever sent es holds it, each entry verified as it is added,
+// whichever branch the fork rule would keep. es must follow an entry of
+// l (ErrChain, or ErrGap past its head) that is not final (ErrFinal). It
+// costs the state's copy and es, not the log's length.
+func (l *Log) With(es []*Entry) (*Log, error) {
+	for len(es) > 0 && es[0].Seq < uint64(l.entries.len()) && l.entries.at(int(es[0].Seq)).hash == es[0].hash {
+		es = es[1:] // have it
+	}
+	c := l.Clone()
+	if len(es) == 0 {
+		return c, nil
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].Seq != es[i-1].Seq+1 || es[i].Prev != es[i-1].hash {
+			return nil, fmt.Errorf("%w: entry %d does not follow entry %d", ErrChain, es[i].Seq, es[i-1].Seq)
+		}
+	}
+	e, head := es[0], l.Head()
+	switch {
+	case e.Seq == 0:
+		return nil, fmt.Errorf("%w: the creation of another group", ErrChain)
+	case e.Seq > head.Seq+1:
+		return nil, fmt.Errorf("%w: entry %d, log at %d", ErrGap, e.Seq, head.Seq)
+	case e.Seq <= head.Seq:
+		if l.entries.at(int(e.Seq-1)).hash != e.Prev {
+			return nil, fmt.Errorf("%w: entry %d follows an entry not in the log", ErrChain, e.Seq)
+		}
+		if e.Seq-1 < l.final {
+			return nil, fmt.Errorf("%w: entry %d, final up to %d", ErrFinal, e.Seq, l.final)
+		}
+		c.cut(e.Seq)
+	}
+	for _, x := range es {
+		if err := c.appendEntry(x); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", x.Seq, err)
+		}
+	}
+	return c, nil
+}
 
 // Entries returns the entries from seq on, oldest first.
 func (l *Log) Entries(from uint64) []*Entry {
@@ -131,7 +184,11 @@ func (l *Log) AddBranch(es []*Entry) (dropped []*Entry, err error) {
 	if fork < l.final {
 		return nil, fmt.Errorf("%w: entry %d, final up to %d", ErrFinal, e.Seq, l.final)
 	}
-	// Back to the fork point.
+	// Back to the fork point. Until the branch is in, no entry becomes
+	// final: a branch longer than ForkWindow that fails late must find
+	// the undos to go back (it once found none, and panicked).
+	l.pinned = true
+	defer l.unpin()
 	rest := l.entries.from(int(fork) + 1)
 	l.cut(fork + 1)
 	restore := func() {
@@ -191,11 +248,22 @@ func (l *Log) appendEntry(e *Entry) error {
 	}
 	l.entries.push(e)
 	l.undos = append(l.undos, u)
-	for e.Seq > l.final+ForkWindow {
+	l.settle()
+	return nil
+}
+
+// settle makes final the entries ForkWindow or more before the head,
+// unless a branch is being applied.
+func (l *Log) settle() {
+	for !l.pinned && l.Head().Seq > l.final+ForkWindow {
 		l.final++
 		l.undos = l.undos[1:]
 	}
-	return nil
+}
+
+func (l *Log) unpin() {
+	l.pinned = false
+	l.settle()
 }
 
 // cut takes back the entries from n on (none of them final), newest
