@@ -293,12 +293,7 @@ func TestTailFromLyingRelay(t *testing.T) {
 	writePins(t, alice, group, 300)
 	l := alice.reloadGroup(t, group)
 	head := l.Head()
-	eventually(t, "the relay holding Alice's log", func() (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
-		return err == nil && uint64(len(entries)) == head.Seq+1, nil
-	})
+	awaitRelayLog(t, alice, relay, group, head)
 
 	var asked []uint64
 	var mu sync.Mutex
@@ -362,12 +357,7 @@ func TestTailDatedAheadWaits(t *testing.T) {
 	writePins(t, alice, group, 200)
 	l := alice.reloadGroup(t, group)
 	head := l.Head()
-	eventually(t, "the relay holding Alice's log", func() (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
-		return err == nil && uint64(len(entries)) == head.Seq+1, nil
-	})
+	awaitRelayLog(t, alice, relay, group, head)
 	bob.setClock(-15 * time.Minute)
 	p := payload{Kind: "group-log", Group: g.ID, From: head.Seq - 16}
 	for _, e := range l.Entries(head.Seq - 16) {
@@ -391,30 +381,8 @@ func TestTailDatedAheadWaits(t *testing.T) {
 // log before the end comes from his own relay, verified whole, and he
 // reads what Alice posts.
 func TestInvitationToLongLog(t *testing.T) {
-	relay := startRelay(t, t.TempDir())
-	aliceHome, _ := initHome(t, "alice")
-	daveHome, daveInfo := initHome(t, "dave")
-	alice := startNode(t, aliceHome, relay.addr)
-	dave := startNode(t, daveHome, relay.addr)
+	relay, alice, dave, g, group := invitedToLong(t, "Long strangers", 300)
 	ctx := context.Background()
-	eventually(t, "Dave's keys at Alice", func() (bool, error) {
-		c, err := alice.AddContact(ctx, daveInfo.AccountID, "dave")
-		return err == nil && c.Devices == 1, nil
-	})
-	g, err := alice.CreateGroup(ctx, "Long strangers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := hex.DecodeString(g.ID)
-	group := groupstate.GroupID(raw)
-	writePins(t, alice, group, 300)
-	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"dave"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the invitation at Dave", func() (bool, error) {
-		gs, err := dave.Groups(ctx)
-		return err == nil && len(gs) == 1 && gs[0].ID == g.ID && gs[0].Role == "invited", err
-	})
 	if n := dave.fetched.tail.Load() + dave.fetched.whole.Load(); n != 0 {
 		t.Fatalf("Dave fetched %d logs before accepting", n)
 	}
@@ -422,12 +390,7 @@ func TestInvitationToLongLog(t *testing.T) {
 		t.Fatalf("messages of an invitation: %v", err)
 	}
 	head := alice.reloadGroup(t, group).Head()
-	eventually(t, "the relay holding Alice's log", func() (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
-		return err == nil && uint64(len(entries)) == head.Seq+1, nil
-	})
+	awaitRelayLog(t, alice, relay, group, head)
 	joined, err := dave.JoinGroup(ctx, g.ID)
 	if err != nil || joined.Role != "member" || joined.Title != "Long strangers" || len(joined.Members) != 2 {
 		t.Fatalf("join: %+v (%v)", joined, err)
@@ -512,30 +475,8 @@ func TestEndInvitationChecked(t *testing.T) {
 // by a stranger's hand, fetched whole) is kept as its end from a little
 // before the add, and accepted like one.
 func TestLargeInvitationKeptAsEnd(t *testing.T) {
-	relay := startRelay(t, t.TempDir())
-	aliceHome, _ := initHome(t, "alice")
-	daveHome, daveInfo := initHome(t, "dave")
-	alice := startNode(t, aliceHome, relay.addr)
-	dave := startNode(t, daveHome, relay.addr)
+	relay, alice, dave, g, group := invitedToLong(t, "Large strangers", 2500)
 	ctx := context.Background()
-	eventually(t, "Dave's keys at Alice", func() (bool, error) {
-		c, err := alice.AddContact(ctx, daveInfo.AccountID, "dave")
-		return err == nil && c.Devices == 1, nil
-	})
-	g, err := alice.CreateGroup(ctx, "Large strangers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := hex.DecodeString(g.ID)
-	group := groupstate.GroupID(raw)
-	writePins(t, alice, group, 2500)
-	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"dave"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the invitation at Dave", func() (bool, error) {
-		gs, err := dave.Groups(ctx)
-		return err == nil && len(gs) == 1 && gs[0].Role == "invited", err
-	})
 	// The same invitation as a whole log, in place of the end.
 	l := alice.reloadGroup(t, group)
 	var whole [][]byte
@@ -567,16 +508,54 @@ func TestLargeInvitationKeptAsEnd(t *testing.T) {
 		t.Fatalf("kept from %d, %d entries; want the end from a little before the add", inv.From, len(inv.Log))
 	}
 	head := l.Head()
-	eventually(t, "the relay holding Alice's log", func() (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		entries, _, err := history.NewClient(alice.host).Log(cctx, relay.h.ID(), group)
-		return err == nil && uint64(len(entries)) == head.Seq+1, nil
-	})
+	awaitRelayLog(t, alice, relay, group, head)
 	if joined, err := dave.JoinGroup(ctx, g.ID); err != nil || joined.Role != "member" || joined.Title != "Large strangers" {
 		t.Fatalf("join: %+v (%v)", joined, err)
 	}
 	if dave.reloadGroup(t, group).Head().Hash() != head.Hash() {
 		t.Fatal("Dave's log is not Alice's")
 	}
+}
+
+// awaitRelayLog waits until relay holds n's log of group up to head.
+func awaitRelayLog(t *testing.T, n *testNode, relay *testRelay, group groupstate.GroupID, head *groupstate.Entry) {
+	t.Helper()
+	eventually(t, "the relay holding the log", func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		entries, _, err := history.NewClient(n.host).Log(ctx, relay.h.ID(), group)
+		return err == nil && uint64(len(entries)) == head.Seq+1, nil
+	})
+}
+
+// invitedToLong has Alice, not Dave's contact, make a group titled
+// title with entries pins written straight into her store, and add
+// Dave; it waits until Dave holds the invitation.
+func invitedToLong(t *testing.T, title string, entries int) (*testRelay, *testNode, *testNode, chat.Group, groupstate.GroupID) {
+	t.Helper()
+	relay := startRelay(t, t.TempDir())
+	aliceHome, _ := initHome(t, "alice")
+	daveHome, daveInfo := initHome(t, "dave")
+	alice := startNode(t, aliceHome, relay.addr)
+	dave := startNode(t, daveHome, relay.addr)
+	ctx := context.Background()
+	eventually(t, "Dave's keys at Alice", func() (bool, error) {
+		c, err := alice.AddContact(ctx, daveInfo.AccountID, "dave")
+		return err == nil && c.Devices == 1, nil
+	})
+	g, err := alice.CreateGroup(ctx, title)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	writePins(t, alice, group, entries)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invitation at Dave", func() (bool, error) {
+		gs, err := dave.Groups(ctx)
+		return err == nil && len(gs) == 1 && gs[0].ID == g.ID && gs[0].Role == "invited", err
+	})
+	return relay, alice, dave, g, group
 }
