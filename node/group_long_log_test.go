@@ -463,7 +463,10 @@ func TestEndInvitationChecked(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		var kept bool
-		_ = dave.db.View(func(tx *storage.Txn) (err error) { kept, err = tx.Has(dave.st.groupInv, group[:]); return err })
+		_ = dave.db.View(func(tx *storage.Txn) (err error) {
+			kept, err = tx.Has(dave.st.groupInv, invKey(group, mallory))
+			return err
+		})
 		if kept != c.kept {
 			t.Fatalf("%s: kept as an invitation %v, want %v", c.name, kept, c.kept)
 		}
@@ -489,11 +492,12 @@ func TestLargeInvitationKeptAsEnd(t *testing.T) {
 	}
 	var inv *invitation
 	if err := dave.db.Update(func(tx *storage.Txn) error {
-		first, _, err := dave.loadInvitation(tx, group[:])
+		byAlice := invKey(group, alice) // (an end: under its inviter)
+		first, _, err := dave.loadInvitation(tx, byAlice)
 		if err != nil {
 			return err
 		}
-		if err := tx.Delete(dave.st.groupInv, group[:]); err != nil {
+		if err := tx.Delete(dave.st.groupInv, byAlice); err != nil {
 			return err
 		}
 		if err := dave.storeInvitation(tx, group, alice.keys.account.ID(), payload{Kind: "group-log", Group: g.ID, Log: whole, Info: first.Info}); err != nil {
@@ -558,4 +562,59 @@ func invitedToLong(t *testing.T, title string, entries int) (*testRelay, *testNo
 		return err == nil && len(gs) == 1 && gs[0].ID == g.ID && gs[0].Role == "invited", err
 	})
 	return relay, alice, dave, g, group
+}
+
+// invKey is the key of n's invitation, kept as a long log's end, to group.
+func invKey(group groupstate.GroupID, n *testNode) []byte {
+	by := n.keys.account.ID()
+	return append(append([]byte(nil), group[:]...), by[:]...)
+}
+
+// TestEndInvitationsApart: Mallory, a stranger, sends Dave a junk end
+// naming the group Alice invited him to (her own group's entries, adding
+// him). Both are kept, each under its inviter; the group is listed once;
+// accepting it joins Alice's group, whose log the relay holds — Mallory's
+// end matches no relay's log of the group.
+func TestEndInvitationsApart(t *testing.T) {
+	relay, alice, dave, g, group := invitedToLong(t, "Apart", 300)
+	ctx := context.Background()
+	malloryHome, _ := initHome(t, "mallory")
+	mallory := startNode(t, malloryHome)
+	mg, err := mallory.CreateGroup(ctx, "junk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mraw, _ := hex.DecodeString(mg.ID)
+	mgroup := groupstate.GroupID(mraw)
+	writePins(t, mallory, mgroup, 20)
+	ml := mallory.reloadGroup(t, mgroup)
+	add, err := groupstate.Sign(mallory.keys.device, mallory.keys.cert, ml.Head(), ml.Head().Time, groupstate.Change{Kind: groupstate.KindAdd, Account: dave.keys.account.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := payload{Kind: "group-log", Group: g.ID, From: ml.Head().Seq - 15}
+	for _, e := range append(ml.Entries(ml.Head().Seq-15), add) {
+		b, _ := e.MarshalBinary()
+		junk.Log = append(junk.Log, b)
+	}
+	if err := dave.db.Update(func(tx *storage.Txn) error { return dave.applyGroupLog(tx, mallory.keys.account.ID(), junk) }); err != nil {
+		t.Fatal(err)
+	}
+	var kept int
+	_ = dave.db.View(func(tx *storage.Txn) (err error) { kept, err = tx.Count(dave.st.groupInv, group[:]); return err })
+	if kept != 2 {
+		t.Fatalf("%d invitations kept to the group, want Alice's and Mallory's", kept)
+	}
+	if gs, err := dave.Groups(ctx); err != nil || len(gs) != 1 {
+		t.Fatalf("Dave's groups: %+v (%v), want the group listed once", gs, err)
+	}
+	awaitRelayLog(t, alice, relay, group, alice.reloadGroup(t, group).Head())
+	joined, err := dave.JoinGroup(ctx, g.ID)
+	if err != nil || joined.Role != "member" || joined.Title != "Apart" {
+		t.Fatalf("join: %+v (%v)", joined, err)
+	}
+	_ = dave.db.View(func(tx *storage.Txn) (err error) { kept, err = tx.Count(dave.st.groupInv, group[:]); return err })
+	if kept != 0 {
+		t.Fatalf("%d invitations left once joined", kept)
+	}
 }

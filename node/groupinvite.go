@@ -102,7 +102,12 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payl
 	if by == (identity.AccountID{}) {
 		return drop("a long log's end that does not add this account")
 	}
-	if ok, err := tx.Has(n.st.groupInv, id[:]); err != nil || ok {
+	// Kept under the group and the inviter: nothing ties an end to the
+	// group it names until it is checked against a relay's log, so one
+	// account's end must not take another's place (an outside review had
+	// a stranger's junk end hold a real group's invitation for 30 days).
+	key := append(append([]byte(nil), id[:]...), by[:]...)
+	if ok, err := tx.Has(n.st.groupInv, key); err != nil || ok {
 		return err // the first invitation stays
 	}
 	count, err := tx.Count(n.st.groupInv, nil)
@@ -117,7 +122,25 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payl
 		return err
 	}
 	n.log.Info("group invitation (a long log's end)", "group", hex.EncodeToString(id[:8]), "by", by.String())
-	return tx.SetTTL(n.st.groupInv, id[:], raw, invitationTTL)
+	return tx.SetTTL(n.st.groupInv, key, raw, invitationTTL)
+}
+
+// dropInvitations deletes every invitation to group id (a whole log's,
+// and each inviter's end).
+func (n *Node) dropInvitations(tx *storage.Txn, id []byte) error {
+	var keys [][]byte
+	if err := tx.Iterate(n.st.groupInv, id[:32], func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(n.st.groupInv, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadInvitation reads and verifies a stored invitation: its log, or,
@@ -166,11 +189,17 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 		return nil, err
 	}
 	var out []chat.Group
-	for _, id := range ids {
-		inv, l, err := n.loadInvitation(tx, id)
+	listed := map[string]bool{}
+	for _, key := range ids {
+		id := key[:min(len(key), 32)]
+		if listed[string(id)] {
+			continue // one listing a group (a whole log's first: its key sorts first)
+		}
+		inv, l, err := n.loadInvitation(tx, key)
 		if err != nil {
 			continue
 		}
+		listed[string(id)] = true
 		if l == nil {
 			// Kept as its end: the title and members come with the log,
 			// once accepted.
@@ -204,10 +233,10 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	}
 	var st *groupstate.State
 	var already bool
-	var long *invitation // an invitation kept as its end: accepted below
+	var longs []*invitation // invitations kept as their end: accepted below
 	var longID groupstate.GroupID
 	err := n.db.Update(func(tx *storage.Txn) error {
-		already, long = false, nil
+		already, longs = false, nil
 		invs, err := n.invitations(tx)
 		if err != nil {
 			return err
@@ -230,6 +259,9 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 		}
 		id, _ := hex.DecodeString(found[0])
 		inv, l, err := n.loadInvitation(tx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			inv, err = nil, nil // (only ends, under their inviters)
+		}
 		if err != nil {
 			return err
 		}
@@ -237,9 +269,24 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 			held, err := n.loadGroupTx(tx, groupstate.GroupID(id))
 			if err == nil && held.State().Role(n.keys.account.ID()) != groupstate.RoleNone {
 				already = true
-				return tx.Delete(n.st.groupInv, id)
+				return n.dropInvitations(tx, id)
 			}
-			long, longID = inv, groupstate.GroupID(id)
+			// Every end kept for the group, the whole log's slot first:
+			// the first that a relay's log holds is joined.
+			if inv != nil {
+				longs = append(longs, inv)
+			}
+			if err := tx.IterateFrom(n.st.groupInv, id, []byte{0}, func(k, _ []byte) error {
+				if len(k) == 64 {
+					if e, _, err := n.loadInvitation(tx, k); err == nil {
+						longs = append(longs, e)
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			longID = groupstate.GroupID(id)
 			return nil
 		}
 		gid := l.Group()
@@ -251,7 +298,7 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 		switch {
 		case err == nil && held.State().Role(n.keys.account.ID()) != groupstate.RoleNone:
 			already = true
-			return tx.Delete(n.st.groupInv, id)
+			return n.dropInvitations(tx, id)
 		case err != nil && !errors.Is(err, chat.ErrUnknownGroup):
 			n.log.Warn("group: a stored log replaced by an invitation's", "err", err)
 		}
@@ -266,7 +313,7 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 		if err := n.addInfoKeys(tx, gid, inv.Info); err != nil {
 			return err
 		}
-		if err := tx.Delete(n.st.groupInv, id); err != nil {
+		if err := n.dropInvitations(tx, id); err != nil {
 			return err
 		}
 		st = l.State()
@@ -278,17 +325,44 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	if already {
 		return chat.Group{}, fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, want)
 	}
-	if long != nil {
-		return n.acceptLongInvitation(ctx, longID, long)
+	if len(longs) > 0 {
+		var errs []error
+		for _, inv := range longs {
+			g, err := n.acceptLongInvitation(ctx, longID, inv)
+			if err == nil {
+				_ = n.db.Update(func(tx *storage.Txn) error { return n.dropInvitations(tx, longID[:]) })
+				return g, nil
+			}
+			errs = append(errs, fmt.Errorf("invited by %s: %w", inv.By, err))
+		}
+		return chat.Group{}, errors.Join(errs...)
 	}
 	n.groupChanged(n.runCtx, st)
 	return n.groupView(st)
 }
 
+// invitationLog is the log an accepted invitation kept as its end joins:
+// the relay's log as it holds it — with the end's entries past it, for a
+// relay not that far yet (the replay then checks they chain on). The end
+// is never spliced into a relay's log: an outside review had a removed
+// member's fork, or an invitation taken back by a removal since, joined
+// that way.
+func invitationLog(relay [][]byte, inv *invitation) ([][]byte, error) {
+	if uint64(len(relay)) < inv.From {
+		return nil, fmt.Errorf("its log has %d entries, the invitation's start at %d", len(relay), inv.From)
+	}
+	if past := uint64(len(relay)) - inv.From; past < uint64(len(inv.Log)) {
+		return append(relay[:len(relay):len(relay)], inv.Log[past:]...), nil
+	}
+	return relay, nil
+}
+
 // acceptLongInvitation joins a group whose invitation was kept as its
-// end: the log before it is fetched from this node's own relays (not
-// from any the inviter named: it is not a contact), verified whole with
-// the end, and applied as a log the user accepted (staged if large).
+// end: the group's log is fetched from this node's own relays (not from
+// any the inviter named: it is not a contact), must hold the end
+// (invitationLog), is verified whole and must make this account a
+// member at its head, and is applied as a log the user accepted (staged
+// if large).
 func (n *Node) acceptLongInvitation(ctx context.Context, id groupstate.GroupID, inv *invitation) (chat.Group, error) {
 	c := history.NewClient(n.host)
 	c.MaxLogBytes = maxFetchedLog
@@ -298,12 +372,11 @@ func (n *Node) acceptLongInvitation(ctx context.Context, id groupstate.GroupID, 
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		entries, _, err := c.Log(fctx, r.ID, id)
 		cancel()
-		if err == nil && uint64(len(entries)) < inv.From {
-			err = fmt.Errorf("its log has %d entries, the invitation's start at %d", len(entries), inv.From)
-		}
 		var whole [][]byte
 		if err == nil {
-			whole = append(entries[:inv.From:inv.From], inv.Log...)
+			whole, err = invitationLog(entries, inv)
+		}
+		if err == nil {
 			err = n.checkFetched(id, whole)
 		}
 		if err == nil {

@@ -257,7 +257,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 				return err
 			}
 		}
-		if err := tx.Delete(n.st.groupInv, l.group[:]); err != nil {
+		if err := n.dropInvitations(tx, l.group[:]); err != nil {
 			return err
 		}
 		var members []identity.AccountID

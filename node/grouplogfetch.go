@@ -298,6 +298,14 @@ func (n *Node) fetchTail(ctx context.Context, c *history.Client, relay peer.ID, 
 		return false, fmt.Errorf("its log has %d entries, the end sent starts at %d", start+uint64(len(entries)), end.From)
 	}
 	raws := append(entries[:end.From-start:end.From-start], end.Log...)
+	// All of it checked first, in memory, as one run onto the held log:
+	// it must lead to the end sent, and the sender be a member at its
+	// end; only then is it written, chunk by chunk (an outside review had
+	// a relay's other branch written before the chunk that did not lead
+	// to the end).
+	if err := n.db.View(func(tx *storage.Txn) error { return n.checkTail(tx, sender, id, start, raws) }); err != nil {
+		return false, err
+	}
 	for off := 0; off < len(raws); off += applyChunk {
 		last := min(off+applyChunk, len(raws))
 		p := end
@@ -315,6 +323,33 @@ func (n *Node) fetchTail(ctx context.Context, c *history.Client, relay peer.ID, 
 		}
 	}
 	return true, nil
+}
+
+// checkTail checks raws, the group's entries from start on, as one run
+// onto the log held: it follows an entry held, verifies (groupstate.Log.With)
+// and leaves sender a member (or the author of its last entry, a leave).
+func (n *Node) checkTail(tx *storage.Txn, sender identity.AccountID, id groupstate.GroupID, start uint64, raws [][]byte) error {
+	mine, err := n.loadGroupTx(tx, id)
+	if err != nil {
+		return err
+	}
+	p := payload{From: start, Log: raws}
+	if start == 0 || start > mine.Head().Seq+1 || !followsHeld(mine, p, n.parseEntry) {
+		return errors.New("the relay's entries do not follow the log held")
+	}
+	all, err := endEntries(p, n.parseEntry)
+	if err != nil {
+		return err
+	}
+	theirs, err := mine.With(all)
+	if err != nil {
+		return err
+	}
+	if last := all[len(all)-1]; theirs.State().Role(sender) == groupstate.RoleNone &&
+		(last.Change.Kind != groupstate.KindLeave || last.Author() != sender) {
+		return errors.New("the end's sender is not a member of the log it leads to")
+	}
+	return nil
 }
 
 // applyContinuing applies p, a run of the group's entries, if it

@@ -731,7 +731,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		}
 		// An invitation to it held from before (a fork someone else
 		// sent) is moot now: accepted later it would overwrite this log.
-		if err := tx.Delete(n.st.groupInv, id[:]); err != nil {
+		if err := n.dropInvitations(tx, id[:]); err != nil {
 			return err
 		}
 		n.touch(id)

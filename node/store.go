@@ -52,7 +52,7 @@ type store struct {
 	groupPend    storage.Keyspace
 	groupSeen    storage.Keyspace // group(32) | envelope hash(32) → nothing: messages held
 	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor
-	groupInv     storage.Keyspace // group(32) → invitation (JSON)
+	groupInv     storage.Keyspace // group(32), or group(32) ‖ inviter(32) for a long log's end → invitation (JSON)
 	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts no relay has confirmed
 	groupEpoch   storage.Keyspace // epoch keys and their grants (groupepoch.go)
 	groupEpend   storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key

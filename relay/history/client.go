@@ -207,10 +207,11 @@ func (c *Client) log(ctx context.Context, relay peer.ID, group [32]byte, from ui
 			return nil, nil, statusErr(ans)
 		}
 		m, err := decodeRegister(ans)
+		if err != nil {
+			return nil, nil, err // (before m is read: an outside review had a bad page panic the node)
+		}
 		listsDone := !withLists || uint64(len(lists)+len(m.Lists)) >= m.ListsTotal
 		switch {
-		case err != nil:
-			return nil, nil, err
 		case m.Group != group:
 			return nil, nil, fmt.Errorf("%w: the log of another group", ErrMalformed)
 		case m.From != q.After || m.ListsFrom != q.ListsAt:
