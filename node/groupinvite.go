@@ -85,19 +85,15 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payl
 		n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "why", why)
 		return nil
 	}
+	end, err := endEntries(p, n.parseEntry)
+	if err != nil {
+		return drop(err.Error())
+	}
 	var by identity.AccountID
-	var prev *groupstate.Entry
-	for i, raw := range p.Log {
-		e, err := n.parseEntry(raw)
-		switch {
-		case err != nil:
-			return drop("an entry does not verify")
-		case e.Seq != p.From+uint64(i) || (prev != nil && e.Prev != prev.Hash()):
-			return drop("entries that do not follow each other")
-		case e.Change.Kind == groupstate.KindAdd && e.Change.Account == n.keys.account.ID():
+	for _, e := range end {
+		if e.Change.Kind == groupstate.KindAdd && e.Change.Account == n.keys.account.ID() {
 			by = e.Author()
 		}
-		prev = e
 	}
 	if by == (identity.AccountID{}) {
 		return drop("a long log's end that does not add this account")

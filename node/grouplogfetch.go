@@ -278,11 +278,12 @@ func (n *Node) fetchLogOnce(ctx context.Context, id groupstate.GroupID, sender i
 // from a little before its head on (the fork window, so that a fork
 // there shows) up to the end sent, and applies them with the end as a
 // continuation of the held log, applyChunk entries per transaction:
-// only what the node lacks is fetched and verified. took is false if the
-// relay's entries do not continue the held log (a fork before them, a
-// short log, entries dated ahead, entries that do not verify): the
-// caller fetches the whole log instead. Chunks taken before such a
-// failure stay: each was verified onto the log as a member's end is.
+// only what the node lacks is fetched and verified, all of it before any
+// is written (checkTail). took is false if the relay's entries do not
+// continue the held log (a fork before them, a short log, entries that
+// do not verify, or, in a later chunk, entries dated ahead or a log
+// changed meanwhile): the caller fetches the whole log instead; chunks
+// written before stay, each a verified part of the run checked whole.
 func (n *Node) fetchTail(ctx context.Context, c *history.Client, relay peer.ID, id groupstate.GroupID, sender identity.AccountID, end payload, held uint64) (took bool, err error) {
 	start := max(held, groupstate.ForkWindow+2) - (groupstate.ForkWindow + 1)
 	if start >= end.From {
@@ -345,8 +346,7 @@ func (n *Node) checkTail(tx *storage.Txn, sender identity.AccountID, id groupsta
 	if err != nil {
 		return err
 	}
-	if last := all[len(all)-1]; theirs.State().Role(sender) == groupstate.RoleNone &&
-		(last.Change.Kind != groupstate.KindLeave || last.Author() != sender) {
+	if !sentByMember(theirs, all[len(all)-1], sender) {
 		return errors.New("the end's sender is not a member of the log it leads to")
 	}
 	return nil
@@ -374,9 +374,8 @@ func (n *Node) applyContinuing(tx *storage.Txn, sender identity.AccountID, p pay
 			return false, nil // (the whole path defers it)
 		}
 	}
-	if _, err := mine.With(end); errors.Is(err, groupstate.ErrFinal) {
-		return false, nil // a fork further back: the whole log decides
-	}
+	// (A fork further back than the fork window is refused here: the
+	// caller then fetches the whole log.)
 	if err := n.applyEnd(tx, sender, mine, end, p); err != nil {
 		return false, err
 	}

@@ -635,11 +635,17 @@ func (n *Node) applyEnd(tx *storage.Txn, sender identity.AccountID, mine *groups
 	if err != nil {
 		return bad("log does not verify", err)
 	}
-	if last := end[len(end)-1]; !p.partial && theirs.State().Role(sender) == groupstate.RoleNone &&
-		(last.Change.Kind != groupstate.KindLeave || last.Author() != sender) {
-		return bad("sender is not a member", nil) // (one that just left tells the others)
+	if !p.partial && !sentByMember(theirs, end[len(end)-1], sender) {
+		return bad("sender is not a member", nil)
 	}
 	return n.mergeLog(tx, sender, mine, end, p)
+}
+
+// sentByMember reports whether sender may send the log l, whose last
+// entry is last: a member of it, or one that just left it (telling the
+// others).
+func sentByMember(l *groupstate.Log, last *groupstate.Entry, sender identity.AccountID) bool {
+	return l.State().Role(sender) != groupstate.RoleNone || (last.Change.Kind == groupstate.KindLeave && last.Author() == sender)
 }
 
 // errLogRejected reports a group log dropped as invalid (logged): to the
