@@ -116,6 +116,7 @@ func (n *Node) connectMembers(ctx context.Context, st *groupstate.State) {
 	n.learnMembers(ctx, st)
 	if n.epochTier(st) && st.Role(n.keys.account.ID()) >= groupstate.RoleAdmin {
 		n.grantEpochs(ctx, st.Group) // members' lists are known now
+		n.postInfoKey(ctx, st.Group)
 	}
 	self := n.keys.account.ID()
 	type dev struct {
@@ -308,7 +309,7 @@ type groupMessage struct {
 	File     *chat.FileInfo     `json:"file,omitempty"`
 	Deletes  string             `json:"delfile,omitempty"` // a file message deleted by its sender
 	CallID   string             `json:"call,omitempty"`    // a group call started
-	callOnly bool               // a call's key or end: not shown, not kept
+	notKept  bool               // a call's key or end, an info key: acted on, not shown, not kept
 
 	// events are those of storing it beyond its own (a file deleted),
 	// published with them once the transaction commits; not stored.
@@ -330,6 +331,9 @@ type groupBody struct {
 	DeleteFile string `json:"delfile,omitempty"`
 	// Call is about a group call (groupcalls.go).
 	Call *callBody `json:"call,omitempty"`
+	// Info is a group info key, sent under the epoch key in a large
+	// group instead of to every member pairwise (groupinfo.go).
+	Info *infoKey `json:"info,omitempty"`
 }
 
 // ensureSender returns this device's chain in group, starting one (and
@@ -620,7 +624,7 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 		}
 		gm = groupMessage{ID: envelopeID(env), From: n.keys.account.ID(), Device: n.keys.device.ID(), SentAt: now, Received: now}
 		gm.setBody(body)
-		if gm.callOnly {
+		if gm.notKept {
 			hash, _ := hex.DecodeString(gm.ID)
 			return n.markSeen(tx, gid, hash)
 		}

@@ -531,9 +531,13 @@ func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity
 	}
 	gm := groupMessage{ID: p.ID, From: p.From, Device: dev, SentAt: p.Time, Received: n.cfg.Now().UnixMilli()}
 	gm.setBody(&b)
+	if b.Info != nil {
+		hash, _ := hex.DecodeString(p.ID)
+		return groupMessage{}, n.takeInfoKey(tx, gid, p.From, *b.Info, hash)
+	}
 	if b.Call != nil {
 		go n.takeCallBody(gid, p.From, dev, time.UnixMilli(p.Time), b.Call)
-		if gm.callOnly {
+		if gm.notKept {
 			// A call's key or end is acted on, not kept: marked seen
 			// so that gossip and history take it once.
 			hash, _ := hex.DecodeString(p.ID)

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/crypto/chacha20poly1305"
+
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/node/chat"
@@ -51,7 +53,7 @@ func isMessageID(s string) bool {
 // close; sizes and counts within the chat package's bounds.
 func (b *groupBody) check() error {
 	kinds := 0
-	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != "", b.DeleteFile != "", b.Call != nil} {
+	for _, set := range []bool{b.Text != "" || b.File != nil, b.Poll != nil, b.Vote != nil, b.Close != "", b.DeleteFile != "", b.Call != nil, b.Info != nil} {
 		if set {
 			kinds++
 		}
@@ -77,6 +79,8 @@ func (b *groupBody) check() error {
 		if err := b.Call.check(); err != nil {
 			return err
 		}
+	case b.Info != nil && len(b.Info.Key) != chacha20poly1305.KeySize:
+		return errors.New("an info key is 32 bytes")
 	}
 	for _, m := range b.Mentions {
 		if _, err := identity.ParseAccountID(m); err != nil {
@@ -121,9 +125,10 @@ func (gm *groupMessage) setBody(b *groupBody) {
 			gm.File = b.File.info(m)
 		}
 	}
+	gm.notKept = b.Info != nil
 	if b.Call != nil {
-		gm.callOnly = b.Call.Action != callStart
-		if !gm.callOnly {
+		gm.notKept = b.Call.Action != callStart
+		if !gm.notKept {
 			gm.CallID = b.Call.ID
 		}
 	}
@@ -132,7 +137,7 @@ func (gm *groupMessage) setBody(b *groupBody) {
 // shown reports whether a message is listed (texts and polls; votes and
 // closes only change a poll's results).
 func (gm *groupMessage) shown() bool {
-	return gm.Vote == nil && gm.Close == "" && gm.Deletes == "" && !gm.callOnly
+	return gm.Vote == nil && gm.Close == "" && gm.Deletes == "" && !gm.notKept
 }
 
 // PostGroup posts text to a group, optionally as a reply; @alias in the

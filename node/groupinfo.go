@@ -1,9 +1,11 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -102,13 +105,85 @@ func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) 
 // maxInfoKeys bounds a group's info keys (one per removal).
 const maxInfoKeys = 4096
 
-// rotateInfoKey adds a group's next info key.
-func (n *Node) rotateInfoKey(tx *storage.Txn, g groupstate.GroupID) error {
+// rotateInfoKey adds a group's next info key. It reports whether the
+// caller is to send it to every member pairwise (with the log): in a
+// group whose log goes over gossip and whose messages go under epoch keys
+// (more than Config.GroupSenderKeyLimit members, or a channel), it goes
+// instead as a message under the next epoch key (postInfoKey), which
+// reaches exactly the devices that remain, at the cost of one message,
+// where pairwise it would take one session message per member: 200,000
+// for a group of that size.
+func (n *Node) rotateInfoKey(tx *storage.Txn, l *groupstate.Log) (pairwise bool, err error) {
 	k, err := newInfoKey()
+	if err != nil {
+		return false, err
+	}
+	g := l.Group()
+	if err := n.addInfoKeys(tx, g, []infoKey{k}); err != nil {
+		return false, err
+	}
+	if st := l.State(); n.gossipsLog(st) && n.epochTier(st) {
+		return false, tx.Set(n.st.groupKeys, infoPostKey(g), binary.BigEndian.AppendUint32(nil, k.ID))
+	}
+	return true, nil
+}
+
+// infoPostKey (groups.sk: group || 'P') holds the ID of an info key this
+// node made and has still to post under an epoch key; it is deleted in
+// the transaction that seals the post.
+func infoPostKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'P') }
+
+// errNothingToPost ends a postInfoKey that found no key to post.
+var errNothingToPost = errors.New("no info key to post")
+
+// postInfoKey posts the info key rotateInfoKey left to post, if any, as a
+// message under the group's fresh epoch key (an admin draws one first if
+// the removal made the current one stale), so that a member taken out
+// has no copy of it. A post that fails (this device no longer an admin,
+// no relay yet) leaves the key to post at the group's next change.
+func (n *Node) postInfoKey(ctx context.Context, gid groupstate.GroupID) {
+	var body groupBody
+	_, err := n.sealGroup(ctx, hex.EncodeToString(gid[:]), &body, nil, func(tx *storage.Txn, st *groupstate.State) error {
+		raw, err := tx.Get(n.st.groupKeys, infoPostKey(gid))
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && !n.epochTier(st)) {
+			return errNothingToPost
+		}
+		if err != nil {
+			return err
+		}
+		keys, err := n.infoKeys(tx, gid)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if len(raw) == 4 && k.ID == binary.BigEndian.Uint32(raw) {
+				body.Info = &k
+			}
+		}
+		if body.Info == nil {
+			return errNothingToPost
+		}
+		return tx.Delete(n.st.groupKeys, infoPostKey(gid))
+	})
+	if err != nil && !errors.Is(err, errNothingToPost) {
+		n.log.Info("group: info key not posted; posted at the next change", "group", hex.EncodeToString(gid[:8]), "err", err)
+	}
+}
+
+// takeInfoKey keeps an info key that came as a group message, if its
+// sender is a member of the log as this node holds it now (as for keys
+// sent with the log: a member removed since cannot slip one in).
+func (n *Node) takeInfoKey(tx *storage.Txn, gid groupstate.GroupID, from identity.AccountID, k infoKey, id []byte) error {
+	l, err := n.loadGroupTx(tx, gid)
 	if err != nil {
 		return err
 	}
-	return n.addInfoKeys(tx, g, []infoKey{k})
+	if l.State().Role(from) == groupstate.RoleNone {
+		n.log.Info("group: an info key from a non-member dropped", "group", hex.EncodeToString(gid[:8]))
+	} else if err := n.addInfoKeys(tx, gid, []infoKey{k}); err != nil {
+		return err
+	}
+	return n.markSeen(tx, gid, id)
 }
 
 func sealInfo(k infoKey, text string) (string, error) {
@@ -160,11 +235,17 @@ func openInfo(keys []infoKey, s string) (string, error) {
 
 // groupTitle is a group's title as this node reads it.
 func (n *Node) groupTitle(tx *storage.Txn, st *groupstate.State) string {
+	return n.groupInfoText(tx, st, st.Title)
+}
+
+// groupInfoText opens a sealed title or description of st: empty if this
+// node has not the key it was sealed with.
+func (n *Node) groupInfoText(tx *storage.Txn, st *groupstate.State, sealed string) string {
 	keys, err := n.infoKeys(tx, st.Group)
 	if err != nil {
 		return ""
 	}
-	t, err := openInfo(keys, st.Title)
+	t, err := openInfo(keys, sealed)
 	if err != nil {
 		return ""
 	}

@@ -258,6 +258,59 @@ func (n *Node) RemoveGroupMember(_ context.Context, group, member string) (chat.
 	})
 }
 
+// SetGroupInfo changes a group's title and description: one signed
+// entry each, sealed with the group's current info key (relays keep the
+// log and must not read them; members who left before the key turned
+// cannot). Members with the "change info" permission may (admins always).
+func (n *Node) SetGroupInfo(_ context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error) {
+	var title, descr string
+	if ch.Title != nil {
+		if title = strings.TrimSpace(*ch.Title); title == "" || len(title) > groupstate.MaxTitle {
+			return chat.Group{}, fmt.Errorf("%w: a group title is 1 to %d bytes", chat.ErrInvalid, groupstate.MaxTitle)
+		}
+	}
+	if ch.Description != nil {
+		if descr = strings.TrimSpace(*ch.Description); len(descr) > groupstate.MaxDescription {
+			return chat.Group{}, fmt.Errorf("%w: a group description is at most %d bytes", chat.ErrInvalid, groupstate.MaxDescription)
+		}
+	}
+	if ch.Title == nil && ch.Description == nil {
+		return chat.Group{}, fmt.Errorf("%w: nothing to change (a title or a description)", chat.ErrInvalid)
+	}
+	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		st := l.State()
+		if !st.MayChangeInfo(n.keys.account.ID()) {
+			return nil, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
+		}
+		keys, err := n.infoKeys(tx, st.Group)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) == 0 {
+			return nil, fmt.Errorf("%w: this node has no key to seal the group's info with", chat.ErrUnavailable)
+		}
+		key := keys[len(keys)-1]
+		var cs []groupstate.Change
+		if ch.Title != nil {
+			sealed, err := sealInfo(key, title)
+			if err != nil {
+				return nil, err
+			}
+			cs = append(cs, groupstate.Change{Kind: groupstate.KindTitle, Text: sealed})
+		}
+		if ch.Description != nil {
+			sealed := ""
+			if descr != "" {
+				if sealed, err = sealInfo(key, descr); err != nil {
+					return nil, err
+				}
+			}
+			cs = append(cs, groupstate.Change{Kind: groupstate.KindDescription, Text: sealed})
+		}
+		return cs, nil
+	})
+}
+
 // SetGroupRole makes a member an admin (role "admin") or a member again
 // ("member"); only the owner may (Telegram's admin rights to add admins
 // are not modelled).
@@ -386,6 +439,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 				out = append(out, self)
 			}
 		}
+		rotated := false // the info key goes to every member pairwise
 		if len(out) > 0 {
 			if err := n.retireChain(tx, id); err != nil {
 				return err
@@ -393,7 +447,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 			// Titles set from now on are for the remaining members
 			// (a member that leaves has nothing to rotate for them).
 			if st := l.State(); st.Role(self) != groupstate.RoleNone {
-				if err := n.rotateInfoKey(tx, id); err != nil {
+				if rotated, err = n.rotateInfoKey(tx, l); err != nil {
 					return err
 				}
 			}
@@ -406,13 +460,14 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 		if n.gossipsLog(st) {
 			// A large group's members take the change from gossip (or a
 			// relay's history); the accounts added get the log pairwise,
-			// and every member does when a removal turns the info key.
+			// and every member does when a removal turns the info key
+			// and the group has no epoch key to send it under.
 			if envs, err = n.sealEntries(tx, id, l.Entries(first)); err != nil {
 				return err
 			}
 			to = append(to, added...)
 		}
-		if !n.gossipsLog(st) || (len(out) > 0 && st.Role(self) != groupstate.RoleNone) {
+		if !n.gossipsLog(st) || rotated {
 			for a := range st.Members {
 				to = append(to, a)
 			}
@@ -488,6 +543,7 @@ func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.Ac
 		if err := n.enqueue(tx, &job{ID: mid, To: a, Payload: b, SentAt: nowMs}); err != nil {
 			return nil, err
 		}
+		n.logsSent.Add(1)
 		notify = append(notify, a)
 	}
 	return notify, nil
@@ -844,8 +900,9 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 		// makes a new info key for the members that remain (one who left
 		// cannot do it for them).
 		if mine.State().Owner == n.keys.account.ID() {
-			if err := n.rotateInfoKey(tx, id); err != nil {
-				return err
+			pairwise, err := n.rotateInfoKey(tx, mine)
+			if err != nil || !pairwise {
+				return err // !pairwise: posted under the next epoch key
 			}
 			var members []identity.AccountID
 			for a := range mine.State().Members {
@@ -1045,6 +1102,7 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	var names map[identity.AccountID]string
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)
+		g.Description = n.groupInfoText(tx, st, st.Description)
 		if name, err := tx.Get(n.st.groupKeys, publicNameKey(st.Group)); err == nil {
 			g.PublicName = string(name)
 		}

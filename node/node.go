@@ -153,7 +153,10 @@ type Node struct {
 	fetching    map[groupstate.GroupID]*logFetch // long logs' ends waiting for the rest from a relay (grouplogfetch.go)
 	// fetched counts the fetches that applied the entries after the held
 	// log (tail) and those that fetched a whole log (whole).
-	fetched     struct{ tail, whole atomic.Int64 }
+	fetched struct{ tail, whole atomic.Int64 }
+	// logsSent counts the group logs enqueued to send pairwise, one per
+	// recipient (a transaction that retries counts again).
+	logsSent    atomic.Int64
 	deferMu     sync.Mutex
 	deferred    map[deferKey]payload // group logs waiting for an entry dated ahead (groupdefer.go)
 	touchedMu   sync.Mutex

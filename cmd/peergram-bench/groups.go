@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,9 @@ type gossipRun struct {
 	latencies []time.Duration // one per delivery
 	delivered int             // deliveries (message × receiving member)
 	expected  int
-	bytesOut  int64 // sent by every host during the publishing
+	bytesOut  int64         // sent by every host during the publishing
+	cpu       time.Duration // process CPU time (user+system) from the first publish to the end
+	wall      time.Duration
 }
 
 // gossipSide is one of the two sides of a group scenario on a rig.
@@ -286,6 +289,7 @@ func runGossip(ctx context.Context, anchor bool, members, msgs int, perSecond in
 	// them a sweep after everything settled.
 	time.Sleep(1100 * time.Millisecond)
 	before := rig.bytesOut()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := range msgs {
 		if perSecond > 0 {
@@ -314,6 +318,7 @@ func runGossip(ctx context.Context, anchor bool, members, msgs int, perSecond in
 			}
 		}
 	}
+	res.cpu, res.wall = cpuTime()-cpu0, time.Since(start)
 	time.Sleep(1100 * time.Millisecond)
 	res.bytesOut = rig.bytesOut() - before
 	rcancel()
@@ -321,13 +326,35 @@ func runGossip(ctx context.Context, anchor bool, members, msgs int, perSecond in
 	return res, nil
 }
 
+func sideName(anchor bool) string {
+	if anchor {
+		return "anchor"
+	}
+	return "ours"
+}
+
+// cpuShare is the cores the process kept busy while a run published
+// and delivered (1.0 = one core).
+func (r *gossipRun) cpuShare() float64 {
+	if r.wall <= 0 {
+		return 0
+	}
+	return float64(r.cpu) / float64(r.wall)
+}
+
 func runG1(ctx context.Context, cfg config) (string, error) {
 	members, msgs := groupSize(cfg), min(cfg.n, 1000)
-	var ratios, o50, o99, a50, a99, od, ad []float64
+	var ratios, o50, o99, a50, a99, od, ad, ocpu, acpu []float64
 	for round := range cfg.rounds {
 		var res [2]*gossipRun
 		for k, anchor := range []bool{round%2 == 1, round%2 == 0} {
-			r, err := runGossip(ctx, anchor, members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+			var r *gossipRun
+			var err error
+			// Labels tell the two sides apart in a -cpuprofile (every
+			// goroutine a side's hosts start inherits them).
+			pprof.Do(ctx, pprof.Labels("side", sideName(anchor)), func(ctx context.Context) {
+				r, err = runGossip(ctx, anchor, members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+			})
 			if err != nil {
 				return "", err
 			}
@@ -347,10 +374,11 @@ func runG1(ctx context.Context, cfg config) (string, error) {
 		a50, a99 = append(a50, float64(percentile(res[1].latencies, 0.5))), append(a99, float64(ap99))
 		od = append(od, 100*float64(res[0].delivered)/float64(res[0].expected))
 		ad = append(ad, 100*float64(res[1].delivered)/float64(res[1].expected))
+		ocpu, acpu = append(ocpu, res[0].cpuShare()), append(acpu, res[1].cpuShare())
 	}
 	ms := func(ns float64) string { return fmt.Sprintf("%.1fms", ns/1e6) }
-	return fmt.Sprintf("G1 ratio=%.3f target=<=1.5 ours=p50:%s,p99:%s,delivered:%.2f%% anchor=p50:%s,p99:%s,delivered:%.2f%% members=%d rate=%d/s",
-		median(ratios), ms(median(o50)), ms(median(o99)), median(od), ms(median(a50)), ms(median(a99)), median(ad), members, g1Rate), nil
+	return fmt.Sprintf("G1 ratio=%.3f target=<=1.5 ours=p50:%s,p99:%s,delivered:%.2f%% anchor=p50:%s,p99:%s,delivered:%.2f%% members=%d rate=%d/s cpu_ours=%.2f cpu_anchor=%.2f",
+		median(ratios), ms(median(o50)), ms(median(o99)), median(od), ms(median(a50)), ms(median(a99)), median(ad), members, g1Rate, median(ocpu), median(acpu)), nil
 }
 
 func runG2(ctx context.Context, cfg config) (string, error) {
@@ -383,7 +411,13 @@ func runG4(ctx context.Context, cfg config) (string, error) {
 	for round := range cfg.rounds {
 		var per [2]float64
 		for _, anchor := range []bool{round%2 == 1, round%2 == 0} {
-			r, err := runGossip(ctx, anchor, members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+			var r *gossipRun
+			var err error
+			// Labels tell the two sides apart in a -cpuprofile (every
+			// goroutine a side's hosts start inherits them).
+			pprof.Do(ctx, pprof.Labels("side", sideName(anchor)), func(ctx context.Context) {
+				r, err = runGossip(ctx, anchor, members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+			})
 			if err != nil {
 				return "", err
 			}

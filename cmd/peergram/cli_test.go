@@ -527,6 +527,26 @@ func TestGroupCommands(t *testing.T) {
 	if errOut := c.fail("group", "info", "Nobody's"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("unknown group: %q", errOut)
 	}
+	if out := c.ok("group", "edit", "Hikers", "--description", "Trails and huts"); !strings.Contains(out, "description: Trails and huts") {
+		t.Errorf("edit --description: %q", out)
+	}
+	if out := c.ok("group", "info", "Hikers"); !strings.Contains(out, "description: Trails and huts") {
+		t.Errorf("info after edit: %q", out)
+	}
+	var edited chat.Group
+	if err := json.Unmarshal([]byte(c.ok("group", "edit", "Hikers", "--title", "Walkers", "--json")), &edited); err != nil || edited.Title != "Walkers" || edited.Description != "Trails and huts" {
+		t.Fatalf("edit --title --json: %+v (%v)", edited, err)
+	}
+	if errOut := c.fail("group", "edit", "Walkers"); !strings.Contains(errOut, "nothing to change") {
+		t.Errorf("edit without a change: %q", errOut)
+	}
+	if errOut := c.fail("group", "edit", "Nobody's", "--title", "x"); !strings.Contains(errOut, "unknown group") {
+		t.Errorf("edit an unknown group: %q", errOut)
+	}
+	c.ok("group", "edit", "Walkers", "--title", "Hikers", "--description", "")
+	if out := c.ok("group", "info", "Hikers"); strings.Contains(out, "description:") {
+		t.Errorf("info after the description was removed: %q", out)
+	}
 	if errOut := c.fail("group", "create", " "); !strings.Contains(errOut, "invalid") && !strings.Contains(errOut, "title") {
 		t.Errorf("empty title: %q", errOut)
 	}

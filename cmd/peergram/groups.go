@@ -21,7 +21,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Short: "Groups: create, members and roles, invitations, messages, replies, polls and pins",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupAddCmd(),
+	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupEditCmd(), a.newGroupAddCmd(),
 		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
 		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
 		a.newGroupPinCmd("unpin", false, "Unpin a message"),
@@ -69,6 +69,53 @@ func (a *app) newGroupCreateCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON (group_id, title, role, members)")
+	return cmd
+}
+
+// newGroupEditCmd is "group edit": a group's (or channel's) title and
+// description.
+func (a *app) newGroupEditCmd() *cobra.Command {
+	var asJSON bool
+	var title, descr string
+	cmd := &cobra.Command{
+		Use:   "edit GROUP [--title TITLE] [--description TEXT]",
+		Short: "Change a group's title or description (admins, or members the group's permissions allow; --description \"\" removes it)",
+		Args:  args(1, "a group"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			var ch chat.GroupInfoChange
+			if cmd.Flags().Changed("title") {
+				ch.Title = &title
+			}
+			if cmd.Flags().Changed("description") {
+				ch.Description = &descr
+			}
+			if ch.Title == nil && ch.Description == nil {
+				return errors.New("nothing to change: give --title or --description")
+			}
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) {
+				return d.SetGroupInfo(ctx, argv[0], ch)
+			})
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			fmt.Fprintf(a.stdout, "%s\nid: %s\n", clean(g.Title), g.ID)
+			if g.Description != "" {
+				fmt.Fprintf(a.stdout, "description: %s\n", clean(g.Description))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&title, "title", "", "the new title (1 to 128 bytes)")
+	cmd.Flags().StringVar(&descr, "description", "", "the new description (at most 700 bytes; empty removes it)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
 	return cmd
 }
 
@@ -132,6 +179,9 @@ func (a *app) newGroupInfoCmd() *cobra.Command {
 				return printJSON(a.stdout, g)
 			}
 			fmt.Fprintf(a.stdout, "%s\nid: %s\nyour role: %s\n", clean(g.Title), g.ID, g.Role)
+			if g.Description != "" {
+				fmt.Fprintf(a.stdout, "description: %s\n", clean(g.Description))
+			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tNAME\tACCOUNT")
 			for _, m := range g.Members {

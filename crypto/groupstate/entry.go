@@ -24,6 +24,9 @@ const (
 	// before it signs them: to this package a title is opaque text of
 	// at most MaxText bytes.
 	MaxTitle = 128
+	// MaxDescription bounds a description's plaintext, in bytes: sealed
+	// (prefix, key ID, nonce, tag, base64) it stays within MaxText.
+	MaxDescription = 700
 	// MaxEntrySize bounds an encoded entry.
 	MaxEntrySize = 2048
 	// maxCert bounds an encoded device certificate.

@@ -363,6 +363,10 @@ func (s *State) revert(u *undo) {
 // MayPost reports whether a may post messages in the group.
 func (s *State) MayPost(a identity.AccountID) bool { return s.may(s.Members[a], PermSend) }
 
+// MayChangeInfo reports whether a may change the title, description and
+// photo.
+func (s *State) MayChangeInfo(a identity.AccountID) bool { return s.may(s.Members[a], PermInfo) }
+
 // may reports whether role has permission p (in a channel only admins
 // have any).
 func (s *State) may(role Role, p Perm) bool {

@@ -215,7 +215,30 @@ func TestGroupThreeDaemons(t *testing.T) {
 			return nil
 		})
 	}
+	// A title set after the removal: sealed with the key that turned
+	// when Carol left, so Bob reads it and the relay (which keeps the
+	// log) and Carol do not.
+	renamed := "renamed " + after
+	if out := e.must("peergram", "group", "edit", "--home", c.alice, id, "--title", renamed, "--description", "about "+after); !strings.Contains(out, renamed) {
+		t.Fatalf("group edit: %q", out)
+	}
+	eventually(t, "the new title at Bob", 30*time.Second, func() error {
+		var g struct {
+			Title       string `json:"title"`
+			Description string `json:"description"`
+		}
+		if err := json.Unmarshal([]byte(e.must("peergram", "group", "info", "--home", c.bob, id, "--json")), &g); err != nil {
+			return err
+		}
+		if g.Title != renamed || g.Description != "about "+after {
+			return fmt.Errorf("Bob sees %q, %q", g.Title, g.Description)
+		}
+		return nil
+	})
 	time.Sleep(2 * time.Second) // Carol's history loop and gossip have had their chance
+	if out, err := e.run("peergram", "group", "info", "--home", carol, id); err == nil && strings.Contains(out, after) {
+		t.Errorf("Carol reads the title set after her removal: %q", out)
+	}
 	for _, home := range []string{c.alice, c.bob, carol} {
 		got := texts(home)
 		if contains(got, "carol after removal") {

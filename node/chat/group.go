@@ -4,12 +4,14 @@ import "time"
 
 // Group is a group as the API shows it.
 type Group struct {
-	ID      string        `json:"group_id"` // 64 hex digits: the hash of the group's creation entry
-	Title   string        `json:"title"`
-	Role    string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation
-	Members []GroupMember `json:"members"`
-	Pinned  []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
-	Banned  []string      `json:"banned,omitempty"` // accounts banned from the group
+	ID    string `json:"group_id"` // 64 hex digits: the hash of the group's creation entry
+	Title string `json:"title"`
+	// Description is the group's description, empty if it has none.
+	Description string        `json:"description,omitempty"`
+	Role        string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation
+	Members     []GroupMember `json:"members"`
+	Pinned      []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
+	Banned      []string      `json:"banned,omitempty"` // accounts banned from the group
 	// Channel: only admins post; Subscribers counts its members.
 	Channel     bool `json:"channel,omitempty"`
 	Subscribers int  `json:"subscribers,omitempty"`
@@ -18,6 +20,13 @@ type Group struct {
 	// CallID is the call running in the group, as this node knows
 	// (GET /v1/groups/{group}/call has it).
 	CallID string `json:"call_id,omitempty"`
+}
+
+// GroupInfoChange is the body of POST /v1/groups/{group}/info: a field
+// left out (null) stays as it is; an empty description removes it.
+type GroupInfoChange struct {
+	Title       *string `json:"title,omitempty"`
+	Description *string `json:"description,omitempty"`
 }
 
 // GroupMember is one member of a group.

@@ -78,6 +78,8 @@ type Backend interface {
 	RemoveGroupMember(ctx context.Context, group, member string) (chat.Group, error)
 	// SetGroupRole makes a member "admin" or "member" again.
 	SetGroupRole(ctx context.Context, group, member, role string) (chat.Group, error)
+	// SetGroupInfo changes a group's title and description.
+	SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error)
 	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
 	// JoinGroup accepts an invitation (group ID or title).
 	JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error)
@@ -302,6 +304,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups/{group}/members", s.addGroupMembers},
 		{"DELETE /v1/groups/{group}/members/{member}", s.removeGroupMember},
 		{"PUT /v1/groups/{group}/members/{member}/role", s.setGroupRole},
+		{"POST /v1/groups/{group}/info", s.setGroupInfo},
 		{"POST /v1/groups/{group}/leave", s.leaveGroup},
 		{"POST /v1/groups/{group}/join", s.joinGroup},
 		{"POST /v1/groups/{group}/polls", s.createPoll},

@@ -227,6 +227,13 @@ func (c *Client) SetGroupRole(ctx context.Context, group, member, role string) (
 	return g, err
 }
 
+// SetGroupInfo is POST /v1/groups/{group}/info.
+func (c *Client) SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error) {
+	var g chat.Group
+	err := c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/info", ch, &g, http.StatusOK)
+	return g, err
+}
+
 // JoinGroup is POST /v1/groups/{group}/join, or POST /v1/join for an
 // invite link.
 func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {

@@ -576,6 +576,19 @@ func (s *Server) setGroupRole(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) setGroupInfo(w http.ResponseWriter, r *http.Request) error {
+	var req chat.GroupInfoChange
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	g, err := s.backend.SetGroupInfo(r.Context(), r.PathValue("group"), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
 func (s *Server) createPoll(w http.ResponseWriter, r *http.Request) error {
 	var req chat.PollSpec
 	if err := decode(w, r, &req); err != nil {

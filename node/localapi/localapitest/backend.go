@@ -761,6 +761,34 @@ func (b *Backend) findGroupLocked(group string) (chat.Group, error) {
 	return found[0], nil
 }
 
+// SetGroupInfo sets a group's title and description.
+func (b *Backend) SetGroupInfo(_ context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	if ch.Title == nil && ch.Description == nil {
+		return chat.Group{}, fmt.Errorf("%w: nothing to change", chat.ErrInvalid)
+	}
+	if ch.Title != nil && strings.TrimSpace(*ch.Title) == "" {
+		return chat.Group{}, fmt.Errorf("%w: an empty title", chat.ErrInvalid)
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		if ch.Title != nil {
+			b.groups[i].Title = strings.TrimSpace(*ch.Title)
+		}
+		if ch.Description != nil {
+			b.groups[i].Description = strings.TrimSpace(*ch.Description)
+		}
+		return b.groups[i], nil
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+}
+
 // SetGroupRole sets a member's role ("admin" or "member").
 func (b *Backend) SetGroupRole(_ context.Context, group, member, role string) (chat.Group, error) {
 	b.mu.Lock()

@@ -1,0 +1,256 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/crypto/identity"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/groupnet"
+	"github.com/peergram/peergram/relay/history"
+	"github.com/peergram/peergram/storage"
+)
+
+// infoKeyIDs lists the IDs of the group info keys n holds.
+func infoKeyIDs(t *testing.T, n *testNode, gid groupstate.GroupID) []uint32 {
+	t.Helper()
+	var ids []uint32
+	if err := n.db.View(func(tx *storage.Txn) error {
+		keys, err := n.infoKeys(tx, gid)
+		for _, k := range keys {
+			ids = append(ids, k.ID)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestGroupInfoEdit: the owner renames a group and gives it a
+// description; a member sees both; a member without the "change info"
+// permission may not; bad input is refused; an empty description removes
+// it. The relay that keeps the log never holds the texts.
+func TestGroupInfoEdit(t *testing.T) {
+	relayDir := t.TempDir()
+	relay := startRelay(t, relayDir)
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "Book club")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bob in the group", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && got.Role == "member", nil
+	})
+
+	title, descr := "Readers "+testMarker, "We read "+testMarker
+	got, err := alice.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("  " + title + " "), Description: ptr(descr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Title != title || got.Description != descr {
+		t.Fatalf("Alice's view after the edit: %q, %q", got.Title, got.Description)
+	}
+	eventually(t, "the new title and description at Bob", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && got.Title == title && got.Description == descr, nil
+	})
+	// The title names the group on this node from now on.
+	if _, err := alice.Group(ctx, title); err != nil {
+		t.Fatalf("the group by its new title: %v", err)
+	}
+
+	// Bob is a member; members may not change the info by default.
+	if _, err := bob.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("Bob's club")}); !errors.Is(err, chat.ErrInvalid) {
+		t.Fatalf("a member without the right renamed the group: %v", err)
+	}
+	for name, ch := range map[string]chat.GroupInfoChange{
+		"nothing":          {},
+		"empty title":      {Title: ptr("  ")},
+		"long title":       {Title: ptr(strings.Repeat("t", groupstate.MaxTitle+1))},
+		"long description": {Description: ptr(strings.Repeat("d", groupstate.MaxDescription+1))},
+	} {
+		if _, err := alice.SetGroupInfo(ctx, g.ID, ch); !errors.Is(err, chat.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The longest description allowed fits a log entry once sealed.
+	long := strings.Repeat("é", groupstate.MaxDescription/2)
+	if got, err := alice.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Description: ptr(long)}); err != nil || got.Description != long {
+		t.Fatalf("the longest description: %v", err)
+	}
+	if got, err := alice.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Description: ptr("")}); err != nil || got.Description != "" || got.Title != title {
+		t.Fatalf("description removed: %+v, %v", got, err)
+	}
+	eventually(t, "the description gone at Bob", func() (bool, error) {
+		got, err := bob.Group(ctx, g.ID)
+		return err == nil && got.Title == title && got.Description == "", nil
+	})
+	relay.close()
+	assertNoMarker(t, relayDir)
+}
+
+// largeEpochGroups makes every group of two or more members large: its
+// changes go over gossip and its messages under epoch keys.
+func largeEpochGroups(c *Config) { c.GroupPairwiseLogLimit, c.GroupSenderKeyLimit = 1, 1 }
+
+// TestLargeGroupInfoKeyUnderEpoch: in a large group the info key that a
+// removal turns goes to the members that remain as one message under the
+// new epoch key, not pairwise to every member. Alice removes Dave: her
+// node sends the log pairwise to Dave alone (so that his node knows he is
+// out); Bob and Carol get the new key and read the title Alice sets next;
+// Dave, fed the key's message as the relay keeps it, does not. Carol
+// leaves: Alice's node (the owner's) turns the key again, and Bob gets it.
+func TestLargeGroupInfoKeyUnderEpoch(t *testing.T) {
+	relayDir := t.TempDir()
+	relay := startRelay(t, relayDir)
+	names := []string{"alice", "bob", "carol", "dave"}
+	nodes, homes, infos := map[string]*testNode{}, map[string]string{}, map[string]Info{}
+	for _, name := range names {
+		homes[name], infos[name] = initHome(t, name)
+		nodes[name] = startNodeWith(t, homes[name], largeEpochGroups, relay.addr)
+	}
+	alice, bob, carol, dave := nodes["alice"], nodes["bob"], nodes["carol"], nodes["dave"]
+	for _, name := range names[1:] {
+		addEachOther(t, alice, nodes[name], infos["alice"], infos[name])
+	}
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	gid := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, names[1:]); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{bob, carol, dave} {
+		eventually(t, "the group at every member", func() (bool, error) {
+			got, err := n.Group(ctx, g.ID)
+			return err == nil && len(got.Members) == 4 && got.Title == "large", nil
+		})
+	}
+
+	sent := alice.logsSent.Load()
+	if _, err := alice.RemoveGroupMember(ctx, g.ID, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if n := alice.logsSent.Load() - sent; n != 1 {
+		t.Fatalf("the removal sent the log pairwise %d times; want once (to Dave)", n)
+	}
+	ids := infoKeyIDs(t, alice, gid)
+	newKey := ids[len(ids)-1]
+	for _, n := range []*testNode{bob, carol} {
+		eventually(t, "the new info key at the members that remain", func() (bool, error) {
+			return slices.Contains(infoKeyIDs(t, n, gid), newKey), nil
+		})
+	}
+	title := "renamed " + testMarker
+	if _, err := alice.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr(title)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{bob, carol} {
+		eventually(t, "the new title at the members that remain", func() (bool, error) {
+			got, err := n.Group(ctx, g.ID)
+			return err == nil && got.Title == title, nil
+		})
+	}
+
+	// Dave, fed every epoch message of Alice's the relay holds, gets no
+	// key made after his removal.
+	var posts []*groupnet.Message
+	eventually(t, "Alice's epoch messages at the relay", func() (bool, error) {
+		pg, err := history.NewClient(dave.host).Query(ctx, relay.h.ID(), gid, 0, 0, false)
+		if err != nil {
+			return false, nil
+		}
+		posts = posts[:0]
+		for _, it := range pg.Items {
+			if e, err := groupmsg.Open(gid, it.Envelope); err == nil && e.Kind == groupmsg.KindEpoch && e.Device == alice.keys.device.ID() {
+				posts = append(posts, &groupnet.Message{Envelope: e, Account: alice.keys.account.ID(), ID: groupmsg.ID(it.Envelope), Raw: it.Envelope})
+			}
+		}
+		return len(posts) > 0, nil
+	})
+	for _, m := range posts {
+		if err := dave.takeEnvelope(gid, m); err != nil {
+			t.Logf("Dave took Alice's message: %v", err)
+		}
+	}
+	if slices.Contains(infoKeyIDs(t, dave, gid), newKey) {
+		t.Fatal("Dave holds the info key made after his removal")
+	}
+
+	// A leave: Carol cannot turn the key for the others; the owner does.
+	sent = alice.logsSent.Load()
+	if _, err := carol.LeaveGroup(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Carol's leave at Alice and a key after it", func() (bool, error) {
+		got, err := alice.Group(ctx, g.ID)
+		return err == nil && len(got.Members) == 2 && len(infoKeyIDs(t, alice, gid)) == len(ids)+1, nil
+	})
+	ids = infoKeyIDs(t, alice, gid)
+	afterLeave := ids[len(ids)-1]
+	eventually(t, "the key made after Carol left at Bob", func() (bool, error) {
+		return slices.Contains(infoKeyIDs(t, bob, gid), afterLeave), nil
+	})
+	if n := alice.logsSent.Load() - sent; n != 0 {
+		t.Fatalf("Carol's leave made Alice send the log pairwise %d times", n)
+	}
+	if slices.Contains(infoKeyIDs(t, carol, gid), afterLeave) {
+		t.Fatal("Carol holds the key made after she left")
+	}
+	for _, n := range nodes {
+		n.stop()
+	}
+	relay.close()
+	assertNoMarker(t, relayDir)
+	assertNoMarker(t, homes["dave"])
+}
+
+// TestInfoKeyFromNonMember: an info key that comes as a group message is
+// kept only from a member of the log as the node holds it.
+func TestInfoKeyFromNonMember(t *testing.T) {
+	home, _ := initHome(t, "alice")
+	alice := startNode(t, home)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	gid := groupstate.GroupID(raw)
+	before := infoKeyIDs(t, alice, gid)
+	k, err := newInfoKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stranger identity.AccountID
+	stranger[0] = 7
+	for _, from := range []identity.AccountID{stranger, alice.keys.account.ID()} {
+		if err := alice.db.Update(func(tx *storage.Txn) error {
+			return alice.takeInfoKey(tx, gid, from, k, make([]byte, 32))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Contains(infoKeyIDs(t, alice, gid), k.ID); got != (from != stranger) {
+			t.Fatalf("a key from %x kept: %v (before: %v)", from[:4], got, before)
+		}
+	}
+}
