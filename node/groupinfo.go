@@ -80,17 +80,24 @@ func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) 
 	}
 	changed := false
 	for _, k := range ks {
-		if len(k.Key) != chacha20poly1305.KeySize || len(have) >= maxInfoKeys {
+		if len(k.Key) != chacha20poly1305.KeySize {
 			continue
 		}
 		dup := false
 		for _, h := range have {
 			dup = dup || h.ID == k.ID
 		}
-		if !dup {
-			have = append(have, k)
-			changed = true
+		if dup {
+			continue
 		}
+		if len(have) >= maxInfoKeys {
+			// The oldest goes, not the new one: a member who filled the
+			// list before its removal must not keep out the key the
+			// removal turns (the newest seals, and would be its own).
+			have = have[1:]
+		}
+		have = append(have, k)
+		changed = true
 	}
 	if !changed {
 		return nil
@@ -102,7 +109,8 @@ func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) 
 	return tx.Set(n.st.groupKeys, infoKeysKey(g), raw)
 }
 
-// maxInfoKeys bounds a group's info keys (one per removal).
+// maxInfoKeys bounds a group's info keys (one per removal; beyond it the
+// oldest are dropped).
 const maxInfoKeys = 4096
 
 // rotateInfoKey adds a group's next info key. It reports whether the
@@ -171,15 +179,17 @@ func (n *Node) postInfoKey(ctx context.Context, gid groupstate.GroupID) {
 }
 
 // takeInfoKey keeps an info key that came as a group message, if its
-// sender is a member of the log as this node holds it now (as for keys
-// sent with the log: a member removed since cannot slip one in).
+// sender is an admin (or the owner) in the log as this node holds it now:
+// only they turn the key, and a member removed or demoted since cannot
+// slip one in. (Keys sent with the log come from any member: whoever adds
+// someone hands it the keys.)
 func (n *Node) takeInfoKey(tx *storage.Txn, gid groupstate.GroupID, from identity.AccountID, k infoKey, id []byte) error {
 	l, err := n.loadGroupTx(tx, gid)
 	if err != nil {
 		return err
 	}
-	if l.State().Role(from) == groupstate.RoleNone {
-		n.log.Info("group: an info key from a non-member dropped", "group", hex.EncodeToString(gid[:8]))
+	if l.State().Role(from) < groupstate.RoleAdmin {
+		n.log.Info("group: an info key from a device that is not an admin's dropped", "group", hex.EncodeToString(gid[:8]))
 	} else if err := n.addInfoKeys(tx, gid, []infoKey{k}); err != nil {
 		return err
 	}

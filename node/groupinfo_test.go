@@ -224,33 +224,92 @@ func TestLargeGroupInfoKeyUnderEpoch(t *testing.T) {
 	assertNoMarker(t, homes["dave"])
 }
 
-// TestInfoKeyFromNonMember: an info key that comes as a group message is
-// kept only from a member of the log as the node holds it.
-func TestInfoKeyFromNonMember(t *testing.T) {
-	home, _ := initHome(t, "alice")
-	alice := startNode(t, home)
+// TestInfoKeyFromNonAdmin: an info key that comes as a group message is
+// kept only from an admin or the owner of the log as the node holds it
+// (a stranger's, a member's, or one from an account removed since, is
+// dropped); and a list of keys filled to its bound still takes the key a
+// removal turns, which then seals (the oldest key goes).
+func TestInfoKeyFromNonAdmin(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNode(t, aliceHome, relay.addr)
+	bob := startNode(t, bobHome, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
 	ctx := context.Background()
 	g, err := alice.CreateGroup(ctx, "mine")
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := hex.DecodeString(g.ID)
-	gid := groupstate.GroupID(raw)
-	before := infoKeyIDs(t, alice, gid)
-	k, err := newInfoKey()
-	if err != nil {
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob"}); err != nil {
 		t.Fatal(err)
 	}
+	raw, _ := hex.DecodeString(g.ID)
+	gid := groupstate.GroupID(raw)
 	var stranger identity.AccountID
 	stranger[0] = 7
-	for _, from := range []identity.AccountID{stranger, alice.keys.account.ID()} {
+	for _, c := range []struct {
+		name string
+		from identity.AccountID
+		kept bool
+	}{
+		{"a stranger", stranger, false},
+		{"a member", bob.keys.account.ID(), false},
+		{"the owner", alice.keys.account.ID(), true},
+	} {
+		k, err := newInfoKey()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := alice.db.Update(func(tx *storage.Txn) error {
-			return alice.takeInfoKey(tx, gid, from, k, make([]byte, 32))
+			return alice.takeInfoKey(tx, gid, c.from, k, make([]byte, 32))
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if got := slices.Contains(infoKeyIDs(t, alice, gid), k.ID); got != (from != stranger) {
-			t.Fatalf("a key from %x kept: %v (before: %v)", from[:4], got, before)
+		if got := slices.Contains(infoKeyIDs(t, alice, gid), k.ID); got != c.kept {
+			t.Errorf("a key from %s kept: %v", c.name, got)
 		}
+	}
+
+	// Bob, an admin, fills Alice's list; removed, he is out of it.
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	flood := make([]infoKey, maxInfoKeys)
+	for i := range flood {
+		if flood[i], err = newInfoKey(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.db.Update(func(tx *storage.Txn) error {
+		if err := alice.takeInfoKey(tx, gid, bob.keys.account.ID(), flood[0], make([]byte, 32)); err != nil {
+			return err
+		}
+		return alice.addInfoKeys(tx, gid, flood[1:]) // (the rest as one list, as with a log)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	filled := infoKeyIDs(t, alice, gid)
+	if len(filled) != maxInfoKeys {
+		t.Fatalf("%d keys after the flood", len(filled))
+	}
+	if _, err := alice.RemoveGroupMember(ctx, g.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	after := infoKeyIDs(t, alice, gid)
+	if len(after) != maxInfoKeys || slices.Contains(filled, after[len(after)-1]) {
+		t.Fatalf("the key the removal turned is not the newest held (%d keys)", len(after))
+	}
+	late, err := newInfoKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.db.Update(func(tx *storage.Txn) error {
+		return alice.takeInfoKey(tx, gid, bob.keys.account.ID(), late, make([]byte, 32))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(infoKeyIDs(t, alice, gid), late.ID) {
+		t.Fatal("a key from Bob, removed, was kept")
 	}
 }

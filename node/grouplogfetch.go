@@ -393,13 +393,11 @@ func ignoreUnknownGroup(err error) error {
 // chain, its group, and, for a group this node does not hold, that this
 // account is a member at its end.
 func (n *Node) checkFetched(id groupstate.GroupID, raws [][]byte) error {
-	entries := make([]*groupstate.Entry, len(raws))
-	for i, raw := range raws {
-		e, err := n.parseEntry(raw)
+	entries, errs := n.parseEntries(raws)
+	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
-		entries[i] = e
 	}
 	l, err := groupstate.Replay(entries)
 	switch {

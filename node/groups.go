@@ -726,9 +726,9 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 	if err != nil || len(gid) != 32 || len(p.Log) == 0 {
 		return bad("malformed", err)
 	}
-	entries := make([]*groupstate.Entry, len(p.Log))
-	for i, raw := range p.Log {
-		if entries[i], err = n.parseEntry(raw); err != nil {
+	entries, errs := n.parseEntries(p.Log)
+	for _, err := range errs {
+		if err != nil {
 			return bad("entry does not verify", err)
 		}
 	}
@@ -1028,7 +1028,24 @@ func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *
 	var curID []byte
 	var bad error   // an entry of the current group that does not parse
 	staged := false // the current group's log has no creation entry: staged (grouplogstage.go), no group yet
+	// Entries are read in batches and verified together (parseEntries).
+	var pending [][]byte
+	var pendingSeq []uint64
+	parse := func() {
+		if bad == nil && !staged && len(pending) > 0 {
+			es, errs := n.parseEntries(pending)
+			for i, e := range es {
+				if errs[i] != nil {
+					bad = fmt.Errorf("node: group %x entry %d: %w", curID, pendingSeq[i], errs[i])
+					break
+				}
+				cur = append(cur, e)
+			}
+		}
+		pending, pendingSeq = pending[:0], pendingSeq[:0]
+	}
 	flush := func() {
+		parse()
 		if staged {
 			cur, bad, staged = nil, nil, false
 			return
@@ -1063,12 +1080,11 @@ func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *
 		if bad != nil || staged {
 			return nil
 		}
-		e, err := n.parseEntry(v)
-		if err != nil {
-			bad = fmt.Errorf("node: group %x entry %d: %w", k[:32], binary.BigEndian.Uint64(k[32:]), err)
-			return nil
+		pending = append(pending, append([]byte(nil), v...))
+		pendingSeq = append(pendingSeq, binary.BigEndian.Uint64(k[32:]))
+		if len(pending) == replayBatch {
+			parse()
 		}
-		cur = append(cur, e)
 		return nil
 	})
 	if err != nil {
@@ -1077,6 +1093,9 @@ func (n *Node) replayLogs(tx *storage.Txn, prefix []byte, fn func(id []byte, l *
 	flush()
 	return nil
 }
+
+// replayBatch is how many stored entries replayLogs verifies at once.
+const replayBatch = 4096
 
 // groupView is a group's state as the API shows it.
 func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
@@ -1173,6 +1192,42 @@ func (n *Node) parseEntry(raw []byte) (*groupstate.Entry, error) {
 	n.entries[h] = e
 	n.entryMu.Unlock()
 	return e, nil
+}
+
+// parseEntries is parseEntry for many entries at once: those not cached
+// are verified together (groupstate.ParseAll: a certificate once, the
+// signatures on every core). errs[i] is raws[i]'s error.
+func (n *Node) parseEntries(raws [][]byte) ([]*groupstate.Entry, []error) {
+	es := make([]*groupstate.Entry, len(raws))
+	errs := make([]error, len(raws))
+	hashes := make([][32]byte, len(raws))
+	var missIdx []int
+	var miss [][]byte
+	n.entryMu.Lock()
+	for i, raw := range raws {
+		hashes[i] = sha256.Sum256(raw)
+		if es[i] = n.entries[hashes[i]]; es[i] == nil {
+			missIdx, miss = append(missIdx, i), append(miss, raw)
+		}
+	}
+	n.entryMu.Unlock()
+	if len(miss) == 0 {
+		return es, errs
+	}
+	parsed, perrs := groupstate.ParseAll(miss)
+	n.entryMu.Lock()
+	defer n.entryMu.Unlock()
+	for j, i := range missIdx {
+		es[i], errs[i] = parsed[j], perrs[j]
+		if es[i] == nil {
+			continue
+		}
+		if n.entries == nil || len(n.entries) >= maxCachedEntries {
+			n.entries = map[[32]byte]*groupstate.Entry{}
+		}
+		n.entries[hashes[i]] = es[i]
+	}
+	return es, errs
 }
 
 // maxCachedEntries bounds the parsed-entry cache (~1 KiB each).

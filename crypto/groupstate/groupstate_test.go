@@ -96,7 +96,7 @@ type group struct {
 	outsider           *user
 }
 
-func newGroup(t *testing.T) *group {
+func newGroup(t testing.TB) *group {
 	t.Helper()
 	g := &group{owner: newUser(t, "O"), admin: newUser(t, "A"), m: newUser(t, "M"), n: newUser(t, "N"), outsider: newUser(t, "X")}
 	create := g.owner.sign(t, nil, Change{Kind: KindCreate, Text: "friends", Perms: DefaultPerms, Ref: ref("nonce")})
@@ -118,7 +118,7 @@ func newGroup(t *testing.T) *group {
 	return g
 }
 
-func (g *group) add(t *testing.T, by *user, c Change) *Entry {
+func (g *group) add(t testing.TB, by *user, c Change) *Entry {
 	t.Helper()
 	e := by.sign(t, g.log.Head(), c)
 	if _, err := g.log.Add(e); err != nil {
@@ -650,6 +650,11 @@ func FuzzParse(f *testing.F) {
 	f.Add(raw)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := Parse(b)
+		// ParseAll, with the input between two good entries, agrees.
+		es, errs := ParseAll([][]byte{raw, b, raw})
+		if (err == nil) != (errs[1] == nil) || errs[0] != nil || errs[2] != nil || (err == nil && es[1].Hash() != e.Hash()) {
+			t.Fatalf("ParseAll %v, Parse %v", errs, err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v is not ErrInvalid", err)
