@@ -846,7 +846,7 @@ func (n *Node) openGroupMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 	if err := tx.Set(n.st.groupKeys, k, raw); err != nil {
 		return groupMessage{}, err
 	}
-	return n.storeOpened(tx, gid, dev, p, pt)
+	return n.storeOpened(tx, gid, dev, p, pt, 0)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -514,12 +514,12 @@ func (n *Node) openEpochMessage(tx *storage.Txn, gid groupstate.GroupID, dev ide
 		n.log.Info("group message does not open", "group", hex.EncodeToString(gid[:8]), "err", err)
 		return groupMessage{}, nil
 	}
-	return n.storeOpened(tx, gid, dev, p, pt)
+	return n.storeOpened(tx, gid, dev, p, pt, k.Epoch)
 }
 
 // storeOpened decodes and stores a group message's plaintext. One that
 // does not decode is dropped (logged).
-func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity.DeviceID, p *pendingMessage, pt []byte) (groupMessage, error) {
+func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity.DeviceID, p *pendingMessage, pt []byte, epoch uint64) (groupMessage, error) {
 	var b groupBody
 	err := json.Unmarshal(pt, &b)
 	if err == nil {
@@ -533,7 +533,7 @@ func (n *Node) storeOpened(tx *storage.Txn, gid groupstate.GroupID, dev identity
 	gm.setBody(&b)
 	if b.Info != nil {
 		hash, _ := hex.DecodeString(p.ID)
-		return groupMessage{}, n.takeInfoKey(tx, gid, p.From, *b.Info, hash)
+		return groupMessage{}, n.takeInfoKey(tx, gid, p.From, *b.Info, hash, epoch)
 	}
 	if b.Call != nil {
 		go n.takeCallBody(gid, p.From, dev, time.UnixMilli(p.Time), b.Call)

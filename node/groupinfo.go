@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -41,6 +42,52 @@ const (
 type infoKey struct {
 	ID  uint32 `json:"id"`
 	Key []byte `json:"k"`
+	// Epoch is, in this node's store, the epoch key the key came (or was
+	// posted) under as an info message; 0 for a key that came with the
+	// log. A node never takes another's word for it (pairwiseKeys).
+	Epoch uint64 `json:"e,omitempty"`
+}
+
+// pairwiseKeys are keys as they came with a log: their epochs are the
+// sender's say, so dropped.
+func pairwiseKeys(ks []infoKey) []infoKey {
+	out := make([]infoKey, len(ks))
+	for i, k := range ks {
+		out[i] = infoKey{ID: k.ID, Key: k.Key}
+	}
+	return out
+}
+
+// infoUnderEpoch reports whether st's info keys go as messages under
+// epoch keys (see rotateInfoKey).
+func (n *Node) infoUnderEpoch(st *groupstate.State) bool { return n.gossipsLog(st) && n.epochTier(st) }
+
+// sealingInfoKey is the key this node seals l's title and description
+// with. In a group whose info keys go under epoch keys it is the newest
+// key that came under the fresh epoch key (freshEpoch: drawn on this
+// log, after its last removal, by an admin): the order in which keys
+// arrive is not the log's, so "the newest learnt" could be a key that a
+// member taken out since, or an admin on a branch that lost, holds. In
+// other groups it is the newest learnt (keys come pairwise, from admins,
+// or all at once when this node joins).
+func (n *Node) sealingInfoKey(tx *storage.Txn, l *groupstate.Log) (infoKey, bool, error) {
+	keys, err := n.infoKeys(tx, l.Group())
+	if err != nil || len(keys) == 0 {
+		return infoKey{}, false, err
+	}
+	if !n.infoUnderEpoch(l.State()) {
+		return keys[len(keys)-1], true, nil
+	}
+	ek, fresh, err := n.freshEpoch(tx, l)
+	if err != nil || !fresh {
+		return infoKey{}, false, err
+	}
+	for i := len(keys) - 1; i >= 0; i-- {
+		if keys[i].Epoch == ek.Epoch {
+			return keys[i], true, nil
+		}
+	}
+	return infoKey{}, false, nil
 }
 
 // infoKeysKey (groups.sk: group || 'I') holds a group's info keys (JSON,
@@ -84,8 +131,13 @@ func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) 
 			continue
 		}
 		dup := false
-		for _, h := range have {
-			dup = dup || h.ID == k.ID
+		for i, h := range have {
+			if h.ID == k.ID {
+				dup = true
+				if h.Epoch == 0 && k.Epoch != 0 && string(h.Key) == string(k.Key) {
+					have[i].Epoch, changed = k.Epoch, true // now known under which epoch
+				}
+			}
 		}
 		if dup {
 			continue
@@ -144,38 +196,74 @@ func infoPostKey(g groupstate.GroupID) []byte { return append(append([]byte(nil)
 // errNothingToPost ends a postInfoKey that found no key to post.
 var errNothingToPost = errors.New("no info key to post")
 
+// errNoFreshEpoch ends a postInfoKey that found no fresh epoch key to
+// post under (an admin's pass draws one).
+var errNoFreshEpoch = errors.New("no fresh epoch key yet")
+
 // postInfoKey posts the info key rotateInfoKey left to post, if any, as a
 // message under the group's fresh epoch key (an admin draws one first if
 // the removal made the current one stale), so that a member taken out
 // has no copy of it. A post that fails (this device no longer an admin,
 // no relay yet) leaves the key to post at the group's next change.
 func (n *Node) postInfoKey(ctx context.Context, gid groupstate.GroupID) {
+	err := n.postInfoKeyOnce(ctx, gid)
+	if errors.Is(err, errNoFreshEpoch) {
+		n.grantEpochs(ctx, gid) // an admin draws one
+		err = n.postInfoKeyOnce(ctx, gid)
+	}
+	if err != nil && !errors.Is(err, errNothingToPost) {
+		n.log.Info("group: info key not posted; posted at the next change", "group", hex.EncodeToString(gid[:8]), "err", err)
+	}
+}
+
+// postInfoKeyOnce seals the key to post under the fresh epoch key, which
+// it records as the key's epoch (the key then seals titles, see
+// sealingInfoKey), in the transaction that seals the message.
+func (n *Node) postInfoKeyOnce(ctx context.Context, gid groupstate.GroupID) error {
 	var body groupBody
 	_, err := n.sealGroup(ctx, hex.EncodeToString(gid[:]), &body, nil, func(tx *storage.Txn, st *groupstate.State) error {
+		body.Info = nil
 		raw, err := tx.Get(n.st.groupKeys, infoPostKey(gid))
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && !n.epochTier(st)) {
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && !n.infoUnderEpoch(st)) {
 			return errNothingToPost
 		}
 		if err != nil {
 			return err
+		}
+		l, err := n.loadGroupTx(tx, gid)
+		if err != nil {
+			return err
+		}
+		ek, fresh, err := n.freshEpoch(tx, l)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return errNoFreshEpoch
 		}
 		keys, err := n.infoKeys(tx, gid)
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
+		for i, k := range keys {
 			if len(raw) == 4 && k.ID == binary.BigEndian.Uint32(raw) {
-				body.Info = &k
+				keys[i].Epoch = ek.Epoch
+				body.Info = &infoKey{ID: k.ID, Key: k.Key}
 			}
 		}
 		if body.Info == nil {
 			return errNothingToPost
 		}
+		enc, err := json.Marshal(keys)
+		if err != nil {
+			return err
+		}
+		if err := tx.Set(n.st.groupKeys, infoKeysKey(gid), enc); err != nil {
+			return err
+		}
 		return tx.Delete(n.st.groupKeys, infoPostKey(gid))
 	})
-	if err != nil && !errors.Is(err, errNothingToPost) {
-		n.log.Info("group: info key not posted; posted at the next change", "group", hex.EncodeToString(gid[:8]), "err", err)
-	}
+	return err
 }
 
 // takeInfoKey keeps an info key that came as a group message, if its
@@ -183,11 +271,15 @@ func (n *Node) postInfoKey(ctx context.Context, gid groupstate.GroupID) {
 // only they turn the key, and a member removed or demoted since cannot
 // slip one in. (Keys sent with the log come from any member: whoever adds
 // someone hands it the keys.)
-func (n *Node) takeInfoKey(tx *storage.Txn, gid groupstate.GroupID, from identity.AccountID, k infoKey, id []byte) error {
+//
+// epoch is the epoch key it came under (0: a Sender Keys message); the
+// key seals this node's titles only while that epoch is fresh.
+func (n *Node) takeInfoKey(tx *storage.Txn, gid groupstate.GroupID, from identity.AccountID, k infoKey, id []byte, epoch uint64) error {
 	l, err := n.loadGroupTx(tx, gid)
 	if err != nil {
 		return err
 	}
+	k = infoKey{ID: k.ID, Key: k.Key, Epoch: epoch}
 	if l.State().Role(from) < groupstate.RoleAdmin {
 		n.log.Info("group: an info key from a device that is not an admin's dropped", "group", hex.EncodeToString(gid[:8]))
 	} else if err := n.addInfoKeys(tx, gid, []infoKey{k}); err != nil {
@@ -256,8 +348,8 @@ func (n *Node) groupInfoText(tx *storage.Txn, st *groupstate.State, sealed strin
 		return ""
 	}
 	t, err := openInfo(keys, sealed)
-	if err != nil {
-		return ""
+	if err != nil || len(t) > groupstate.MaxDescription || !utf8.ValidString(t) {
+		return "" // (a member's node sealed what no honest node would)
 	}
 	return t
 }

@@ -171,6 +171,40 @@ func TestLargeGroupInfoKeyUnderEpoch(t *testing.T) {
 		})
 	}
 
+	// A key that comes with a log is never tied to an epoch, whatever
+	// its sender says: handed to Alice with the fresh epoch's number (by
+	// an account that may hand keys: her own), it does not seal.
+	var fresh uint64
+	if err := alice.db.View(func(tx *storage.Txn) error {
+		k, ok, err := alice.freshEpoch(tx, alice.reloadGroup(t, gid))
+		if err == nil && !ok {
+			err = errors.New("no fresh epoch at Alice")
+		}
+		fresh = k.Epoch
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := newInfoKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed.Epoch = fresh
+	p := payload{Kind: "group-log", Group: g.ID, Log: r14LogRaws(t, alice, gid), Info: []infoKey{claimed}}
+	if err := alice.db.Update(func(tx *storage.Txn) error { return alice.applyGroupLog(tx, alice.keys.account.ID(), p) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(infoKeyIDs(t, alice, gid), claimed.ID) {
+		t.Fatal("the key sent with the log was not kept")
+	}
+	title2 := "renamed again " + testMarker
+	if _, err := alice.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr(title2)}); err != nil {
+		t.Fatal(err)
+	}
+	if id := r14SealID(t, alice.reloadGroup(t, gid).State().Title); id == claimed.ID || id != newKey {
+		t.Fatalf("Alice sealed with key %08x (the one posted under the epoch: %08x; the one sent with a log: %08x)", id, newKey, claimed.ID)
+	}
+
 	// Dave, fed every epoch message of Alice's the relay holds, gets no
 	// key made after his removal.
 	var posts []*groupnet.Message
@@ -197,6 +231,7 @@ func TestLargeGroupInfoKeyUnderEpoch(t *testing.T) {
 	}
 
 	// A leave: Carol cannot turn the key for the others; the owner does.
+	ids = infoKeyIDs(t, alice, gid)
 	sent = alice.logsSent.Load()
 	if _, err := carol.LeaveGroup(ctx, g.ID); err != nil {
 		t.Fatal(err)
@@ -262,7 +297,7 @@ func TestInfoKeyFromNonAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := alice.db.Update(func(tx *storage.Txn) error {
-			return alice.takeInfoKey(tx, gid, c.from, k, make([]byte, 32))
+			return alice.takeInfoKey(tx, gid, c.from, k, make([]byte, 32), 0)
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +317,7 @@ func TestInfoKeyFromNonAdmin(t *testing.T) {
 		}
 	}
 	if err := alice.db.Update(func(tx *storage.Txn) error {
-		if err := alice.takeInfoKey(tx, gid, bob.keys.account.ID(), flood[0], make([]byte, 32)); err != nil {
+		if err := alice.takeInfoKey(tx, gid, bob.keys.account.ID(), flood[0], make([]byte, 32), 0); err != nil {
 			return err
 		}
 		return alice.addInfoKeys(tx, gid, flood[1:]) // (the rest as one list, as with a log)
@@ -305,7 +340,7 @@ func TestInfoKeyFromNonAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := alice.db.Update(func(tx *storage.Txn) error {
-		return alice.takeInfoKey(tx, gid, bob.keys.account.ID(), late, make([]byte, 32))
+		return alice.takeInfoKey(tx, gid, bob.keys.account.ID(), late, make([]byte, 32), 0)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,7 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 				return err
 			}
 		}
-		if err := n.addInfoKeys(tx, gid, inv.Info); err != nil {
+		if err := n.addInfoKeys(tx, gid, pairwiseKeys(inv.Info)); err != nil {
 			return err
 		}
 		if err := n.dropInvitations(tx, id); err != nil {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
@@ -262,34 +263,36 @@ func (n *Node) RemoveGroupMember(_ context.Context, group, member string) (chat.
 // entry each, sealed with the group's current info key (relays keep the
 // log and must not read them; members who left before the key turned
 // cannot). Members with the "change info" permission may (admins always).
-func (n *Node) SetGroupInfo(_ context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error) {
+func (n *Node) SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error) {
 	var title, descr string
 	if ch.Title != nil {
-		if title = strings.TrimSpace(*ch.Title); title == "" || len(title) > groupstate.MaxTitle {
-			return chat.Group{}, fmt.Errorf("%w: a group title is 1 to %d bytes", chat.ErrInvalid, groupstate.MaxTitle)
+		if title = strings.TrimSpace(*ch.Title); title == "" || len(title) > groupstate.MaxTitle || !utf8.ValidString(title) {
+			return chat.Group{}, fmt.Errorf("%w: a group title is 1 to %d bytes of UTF-8", chat.ErrInvalid, groupstate.MaxTitle)
 		}
 	}
 	if ch.Description != nil {
-		if descr = strings.TrimSpace(*ch.Description); len(descr) > groupstate.MaxDescription {
-			return chat.Group{}, fmt.Errorf("%w: a group description is at most %d bytes", chat.ErrInvalid, groupstate.MaxDescription)
+		if descr = strings.TrimSpace(*ch.Description); len(descr) > groupstate.MaxDescription || !utf8.ValidString(descr) {
+			return chat.Group{}, fmt.Errorf("%w: a group description is at most %d bytes of UTF-8", chat.ErrInvalid, groupstate.MaxDescription)
 		}
 	}
 	if ch.Title == nil && ch.Description == nil {
 		return chat.Group{}, fmt.Errorf("%w: nothing to change (a title or a description)", chat.ErrInvalid)
+	}
+	if err := n.ensureSealingKey(ctx, group); err != nil {
+		return chat.Group{}, err
 	}
 	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
 		st := l.State()
 		if !st.MayChangeInfo(n.keys.account.ID()) {
 			return nil, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
 		}
-		keys, err := n.infoKeys(tx, st.Group)
+		key, ok, err := n.sealingInfoKey(tx, l)
 		if err != nil {
 			return nil, err
 		}
-		if len(keys) == 0 {
-			return nil, fmt.Errorf("%w: this node has no key to seal the group's info with", chat.ErrUnavailable)
+		if !ok {
+			return nil, fmt.Errorf("%w: the group's info key is being renewed by its admins; try again shortly", chat.ErrUnavailable)
 		}
-		key := keys[len(keys)-1]
 		var cs []groupstate.Change
 		if ch.Title != nil {
 			sealed, err := sealInfo(key, title)
@@ -309,6 +312,39 @@ func (n *Node) SetGroupInfo(_ context.Context, group string, ch chat.GroupInfoCh
 		}
 		return cs, nil
 	})
+}
+
+// ensureSealingKey makes sure an admin's node has a key to seal group's
+// info with (sealingInfoKey): in a group whose info keys go under epoch
+// keys, none may be tied to the fresh epoch (a removal or a leave since,
+// whose turn of the key the owner's node has not made yet); then this
+// node, if an admin's, turns the key and posts it now.
+func (n *Node) ensureSealingKey(ctx context.Context, group string) error {
+	var gid groupstate.GroupID
+	need := false
+	err := n.db.Update(func(tx *storage.Txn) error {
+		need = false
+		l, err := n.findGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		gid = l.Group()
+		st := l.State()
+		if !n.infoUnderEpoch(st) || st.Role(n.keys.account.ID()) < groupstate.RoleAdmin {
+			return nil
+		}
+		if _, ok, err := n.sealingInfoKey(tx, l); err != nil || ok {
+			return err
+		}
+		need = true
+		_, err = n.rotateInfoKey(tx, l)
+		return err
+	})
+	if err != nil || !need {
+		return err
+	}
+	n.postInfoKey(ctx, gid)
+	return nil
 }
 
 // SetGroupRole makes a member an admin (role "admin") or a member again
@@ -788,7 +824,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 				return err
 			}
 		}
-		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
+		if err := n.addInfoKeys(tx, id, pairwiseKeys(p.Info)); err != nil {
 			return err
 		}
 		// An invitation to it held from before (a fork someone else
@@ -873,12 +909,21 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 			}
 		}
 	}
-	// Info keys only from a member of the log as this node holds it now
-	// (not of the log the sender chose to send: a removed member could
-	// send one from before its removal).
-	if mine.State().Role(sender) != groupstate.RoleNone {
-		if err := n.addInfoKeys(tx, id, p.Info); err != nil {
+	// Info keys only from an admin (or the owner) of the log as this
+	// node holds it now (not of the log the sender chose to send: a
+	// removed member could send one from before its removal); from
+	// another member only while this node has none (it was just added,
+	// and its adder hands it the keys). Keys from a member would become
+	// the newest, which seals.
+	if role := mine.State().Role(sender); role >= groupstate.RoleAdmin || role == groupstate.RoleMember {
+		held, err := n.infoKeys(tx, id)
+		if err != nil {
 			return err
+		}
+		if role >= groupstate.RoleAdmin || len(held) == 0 {
+			if err := n.addInfoKeys(tx, id, pairwiseKeys(p.Info)); err != nil {
+				return err
+			}
 		}
 	}
 	if len(joined) > 0 && mine.State().Owner == n.keys.account.ID() {

@@ -833,8 +833,15 @@ async function openGroupInfo(id) {
   const invite = h('p', { class: 'mono', id: 'invite-link' });
   const q = h('input', { id: 'poll-q' });
   const opts = h('textarea', { id: 'poll-opts', rows: '3' });
+  const newTitle = h('input', { id: 'info-title', value: g.title, required: true, maxlength: '128', autocomplete: 'off' });
+  const newDescr = h('textarea', { id: 'info-descr', rows: '3', maxlength: '700' }, g.description || '');
   const d = dialog(g.title,
     h('p', { class: 'sub' }, g.channel ? t('channel') : t('group'), ' · ', t('role_' + g.role)),
+    g.description ? h('p', { class: 'group-description' }, g.description) : null,
+    admin ? h('form', { class: 'stack', onsubmit: (e) => { e.preventDefault(); act(() => api.post(`/v1/groups/${encodeURIComponent(id)}/info`, { title: newTitle.value.trim(), description: newDescr.value.trim() }))(); } },
+      h('h3', {}, t('edit_group_info')), h('label', { for: 'info-title' }, t('group_title')), newTitle,
+      h('label', { for: 'info-descr' }, t('group_description')), newDescr,
+      h('button', { type: 'submit' }, t('save'))) : null,
     h('section', { class: 'stack' }, h('h3', {}, tn('members', g.members.length)), h('ul', { role: 'list', 'aria-label': t('group_members'), class: 'plain' }, memberItems)),
     admin && addable.length ? h('section', { class: 'row' }, h('label', { for: 'add-member' }, t('add_member')), pick,
       h('button', { type: 'button', onclick: act(() => api.post(`/v1/groups/${encodeURIComponent(id)}/members`, { members: [pick.value] })) }, t('add'))) : null,

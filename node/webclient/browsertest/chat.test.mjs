@@ -228,6 +228,25 @@ try {
   await message(alice, post).getByRole('button', { name: 'Pin', exact: true }).click();
   await bob.getByRole('note').filter({ hasText: post }).waitFor({ timeout: T });
   log('bob sees the pin');
+  // Alice gives the group a description; Bob reads it in the group's info.
+  const about = `Plans for Saturday ${M}`;
+  await alice.getByRole('button', { name: 'Info', exact: true }).click();
+  const info = alice.getByRole('dialog', { name: title });
+  await info.getByLabel('Description').fill(about);
+  await info.getByRole('button', { name: 'Save' }).click();
+  await alice.getByRole('dialog', { name: title }).locator('p.group-description', { hasText: about }).waitFor({ timeout: T });
+  await alice.keyboard.press('Escape');
+  for (let deadline = Date.now() + T; ; ) {
+    await bob.getByRole('button', { name: 'Info', exact: true }).click();
+    const bobInfo = bob.getByRole('dialog', { name: title });
+    await bobInfo.waitFor({ timeout: T });
+    const seen = await bobInfo.locator('p.group-description', { hasText: about }).count();
+    await bob.keyboard.press('Escape');
+    if (seen) break;
+    if (Date.now() > deadline) throw new Error('bob never saw the group description');
+    await bob.waitForTimeout(500);
+  }
+  log('bob sees the description');
   noProblems('group');
 
   // ---- contacts: own link and its QR code ----
