@@ -17,11 +17,11 @@ import (
 func (a *app) newChannelCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "channel",
-		Short: "Channels: create, post, join by link, messages, info, invite links, forward a post",
+		Short: "Channels: create, post, join by link, messages, info, edit, invite links, forward a post",
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newChannelCreateCmd(), a.newChannelPostCmd(), a.newChannelJoinCmd(), a.newChannelMessagesCmd(),
-		a.newChannelInfoCmd(), a.newChannelListCmd(), a.newChannelInviteCmd(), a.newChannelForwardCmd(), a.newChannelPublishCmd())
+		a.newChannelInfoCmd(), a.newGroupEditCmd("a channel's"), a.newChannelListCmd(), a.newChannelInviteCmd(), a.newChannelForwardCmd(), a.newChannelPublishCmd())
 	return cmd
 }
 

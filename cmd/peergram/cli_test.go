@@ -460,6 +460,9 @@ func TestChannelCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.ok("channel", "info", "News", "--json")), &info); err != nil || !info.Channel || info.Subscribers != 1 || info.ID != id {
 		t.Fatalf("info --json: %+v (%v)", info, err)
 	}
+	if out := c.ok("channel", "edit", "News", "--description", "Daily news"); !strings.Contains(out, "description: Daily news") {
+		t.Errorf("channel edit: %q", out)
+	}
 	post := strings.TrimSpace(c.ok("channel", "post", "News", "hello subscribers"))
 	if len(post) != 64 {
 		t.Fatalf("post: %q", post)

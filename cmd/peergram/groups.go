@@ -21,7 +21,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Short: "Groups: create, members and roles, invitations, messages, replies, polls and pins",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupEditCmd(), a.newGroupAddCmd(),
+	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupEditCmd("a group's (or channel's)"), a.newGroupAddCmd(),
 		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
 		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
 		a.newGroupPinCmd("unpin", false, "Unpin a message"),
@@ -72,14 +72,14 @@ func (a *app) newGroupCreateCmd() *cobra.Command {
 	return cmd
 }
 
-// newGroupEditCmd is "group edit": a group's (or channel's) title and
-// description.
-func (a *app) newGroupEditCmd() *cobra.Command {
+// newGroupEditCmd is "group edit" and "channel edit": the title and
+// description of what's names (a group, a channel).
+func (a *app) newGroupEditCmd(what string) *cobra.Command {
 	var asJSON bool
 	var title, descr string
 	cmd := &cobra.Command{
 		Use:   "edit GROUP [--title TITLE] [--description TEXT]",
-		Short: "Change a group's title or description (admins, or members the group's permissions allow; --description \"\" removes it)",
+		Short: "Change " + what + " title or description (admins, or members the group's permissions allow; --description \"\" removes it)",
 		Args:  args(1, "a group"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var ch chat.GroupInfoChange
