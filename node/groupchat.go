@@ -41,6 +41,10 @@ type groupEngine struct {
 	devices map[identity.DeviceID]identity.AccountID // devices of contacts and of this account
 	devAt   time.Time
 	loops   map[groupstate.GroupID]context.CancelFunc
+	// watched holds the large groups this account was just removed from
+	// by another member's entry, until when the history loop keeps
+	// taking their state entries from the relays (removalWatch).
+	watched map[groupstate.GroupID]time.Time
 	// lastSent is the time of this device's last group message (Unix
 	// ms; under the store's write transaction).
 	lastSent atomic.Int64
@@ -50,7 +54,11 @@ type groupEngine struct {
 
 // startGroups starts gossip and joins every stored group.
 func (n *Node) startGroups(ctx context.Context) error {
-	g := &groupEngine{states: map[groupstate.GroupID]*groupstate.State{}, loops: map[groupstate.GroupID]context.CancelFunc{}}
+	g := &groupEngine{
+		states:  map[groupstate.GroupID]*groupstate.State{},
+		loops:   map[groupstate.GroupID]context.CancelFunc{},
+		watched: map[groupstate.GroupID]time.Time{},
+	}
 	net, err := groupnet.New(ctx, groupnet.Config{Host: n.host, Members: (*groupMembers)(n), Logger: n.log, Now: n.cfg.Now})
 	if err != nil {
 		return err
@@ -78,8 +86,14 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 	g.mu.Lock()
 	g.states[st.Group] = st.Clone()
 	_, running := g.loops[st.Group]
+	if member {
+		delete(g.watched, st.Group)
+	}
 	g.mu.Unlock()
 	n.groupCallMembership(st)
+	if member {
+		n.notePhoto(st)
+	}
 	n.events.publish(chat.Event{Type: chat.EventGroup, GroupID: hex.EncodeToString(st.Group[:])})
 	switch {
 	case member && !running:
@@ -104,7 +118,66 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 		g.mu.Unlock()
 		cancel()
 		g.net.Leave(st.Group)
+		if n.gossipsLog(st) && n.removedByOther(st.Group) {
+			g.mu.Lock()
+			g.watched[st.Group] = n.cfg.Now().Add(removalWatch)
+			g.mu.Unlock()
+			n.wakeHistory()
+		}
 	}
+}
+
+// removalWatch is how long a node removed from a large group by another
+// member keeps taking the group's state entries from its relays. Such a
+// group's changes travel over gossip, and the topic is left at once; a
+// concurrent change that wins the fork (an owner demoting the admin who
+// removed this member) undoes the removal, and the member, off the
+// topic, would otherwise never learn it. A change published later than
+// this (an admin offline meanwhile) does not reach it.
+const removalWatch = 10 * time.Minute
+
+// removedByOther reports whether the last entry of gid's log that took
+// this account out, within the fork window, is another member's removal
+// or ban (not this account's own leave).
+func (n *Node) removedByOther(gid groupstate.GroupID) bool {
+	self := n.keys.account.ID()
+	by := false
+	_ = n.db.View(func(tx *storage.Txn) error {
+		l, err := n.loadGroupTx(tx, gid)
+		if err != nil {
+			return err
+		}
+		head := l.Head().Seq
+		for _, e := range l.Entries(head - min(head, groupstate.ForkWindow)) {
+			switch c := e.Change; {
+			case (c.Kind == groupstate.KindRemove || c.Kind == groupstate.KindBan) && c.Account == self:
+				by = e.Author() != self
+			case c.Kind == groupstate.KindLeave && e.Author() == self:
+				by = false
+			}
+		}
+		return nil
+	})
+	return by
+}
+
+// watchedStates returns the states of the groups watched after a
+// removal (groupChanged), dropping those whose watch has ended.
+func (n *Node) watchedStates() []*groupstate.State {
+	g := n.groups
+	now := n.cfg.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*groupstate.State
+	for id, until := range g.watched {
+		st := g.states[id]
+		if st == nil || now.After(until) {
+			delete(g.watched, id)
+			continue
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 // connectMembers dials the devices of a group's members that the node

@@ -84,7 +84,8 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 	wait := time.Duration(0) // the first round catches up at once
 	for ctx.Err() == nil {
 		states := n.memberStates()
-		if len(states) == 0 {
+		watched := n.watchedStates() // heads and state entries only
+		if len(states)+len(watched) == 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -94,8 +95,8 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 		}
 		n.registerGroups(ctx, c, relay, states, registered)
 		n.storeUnconfirmed(ctx, c, relay)
-		heads := make([]history.Head, 0, len(states))
-		for _, st := range states {
+		heads := make([]history.Head, 0, len(states)+len(watched))
+		for _, st := range append(states, watched...) {
 			heads = append(heads, history.Head{Group: st.Group, Seq: n.cursor(st.Group, relay)})
 		}
 		hctx, cancel := context.WithTimeout(ctx, wait+15*time.Second)
@@ -499,6 +500,11 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 			return nil
 		}
 		return n.takeEnvelope(gid, &groupnet.Message{Envelope: e, Account: entry.Author(), ID: groupmsg.ID(env), Raw: env, Entry: entry})
+	}
+	if st := n.groupState(gid); st == nil || st.Role(n.keys.account.ID()) == groupstate.RoleNone {
+		// Watched after a removal (removedByOther): only the log counts;
+		// the posts are not for this account (not held as pending).
+		return nil
 	}
 	acct, err := (*groupMembers)(n).MayPublish(gid, e.Device, e.Kind)
 	if err != nil {

@@ -847,7 +847,7 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 	id := mine.Group()
 	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
 	raw := func(e *groupstate.Entry) []byte { return p.Log[e.Seq-entries[0].Seq] }
-	var added, joined []identity.AccountID
+	var added, joined, restored []identity.AccountID
 	retire := false
 	firstTaken := uint64(math.MaxUint64) // the first entry this log changed
 	for k := 0; k < len(entries); k++ {
@@ -908,6 +908,24 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 				return err
 			}
 		}
+		// Members the dropped branch had taken out are members again (an
+		// owner's change won over an admin's removal): they get this
+		// device's chain, and the owner's node sends them the log with
+		// the info keys turned meanwhile.
+		for _, d := range dropped {
+			a := d.Change.Account
+			switch d.Change.Kind {
+			case groupstate.KindRemove, groupstate.KindBan:
+			case groupstate.KindLeave:
+				a = d.Author()
+			default:
+				continue
+			}
+			if a != n.keys.account.ID() && mine.State().Role(a) != groupstate.RoleNone && !slices.Contains(added, a) {
+				added = append(added, a)
+				restored = append(restored, a)
+			}
+		}
 	}
 	// Info keys only from an admin (or the owner) of the log as this
 	// node holds it now (not of the log the sender chose to send: a
@@ -926,10 +944,11 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 			}
 		}
 	}
-	if len(joined) > 0 && mine.State().Owner == n.keys.account.ID() {
+	if back := append(joined, restored...); len(back) > 0 && mine.State().Owner == n.keys.account.ID() {
 		// Whoever joined by a link has the log but not the info keys:
-		// the owner's node sends them (with the log).
-		notify, err := n.sendGroupLog(tx, mine, joined, firstTaken)
+		// the owner's node sends them (with the log); so for a member
+		// restored by a fork, whose removal turned them.
+		notify, err := n.sendGroupLog(tx, mine, back, firstTaken)
 		if err != nil {
 			return err
 		}
@@ -1167,6 +1186,9 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)
 		g.Description = n.groupInfoText(tx, st, st.Description)
+		if n.openPhoto(tx, st) != nil {
+			g.Photo = hex.EncodeToString(st.Photo[:])
+		}
 		if name, err := tx.Get(n.st.groupKeys, publicNameKey(st.Group)); err == nil {
 			g.PublicName = string(name)
 		}
