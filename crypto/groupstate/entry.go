@@ -60,7 +60,7 @@ const (
 	KindCreate       Kind = 1  // Text: title; Perms: member permissions; Ref: random, makes the group ID unique
 	KindTitle        Kind = 2  // Text
 	KindDescription  Kind = 3  // Text
-	KindPhoto        Kind = 4  // Ref: the photo's content hash (zero: none)
+	KindPhoto        Kind = 4  // Ref: the photo's content hash; Text: its sealed reference (both zero: none)
 	KindAdd          Kind = 5  // Account
 	KindRemove       Kind = 6  // Account
 	KindBan          Kind = 7  // Account (removed too if a member)
@@ -352,7 +352,7 @@ func (e *Entry) checkForm() error {
 		return bad("only the first entry creates, and it follows nothing")
 	}
 	var zero [32]byte
-	usesText := c.Kind == KindCreate || c.Kind == KindTitle || c.Kind == KindDescription || c.Kind == KindJoin
+	usesText := c.Kind == KindCreate || c.Kind == KindTitle || c.Kind == KindDescription || c.Kind == KindJoin || c.Kind == KindPhoto
 	usesRef := c.Kind == KindCreate || c.Kind == KindPhoto || c.Kind == KindPin || c.Kind == KindUnpin ||
 		c.Kind == KindInviteCreate || c.Kind == KindInviteRevoke || c.Kind == KindJoin
 	usesAccount := c.Kind >= KindAdd && c.Kind <= KindDemote
@@ -365,10 +365,14 @@ func (e *Entry) checkForm() error {
 		return bad("unknown permission bits")
 	case c.Expires < 0:
 		return bad("negative expiry")
+	case len(c.Text) > MaxText:
+		return bad(fmt.Sprintf("text of %d bytes (at most %d)", len(c.Text), MaxText))
 	case usesText && !utf8.ValidString(c.Text):
 		return bad("text is not UTF-8")
 	case (c.Kind == KindCreate || c.Kind == KindTitle) && (c.Text == "" || len(c.Text) > MaxText):
 		return bad(fmt.Sprintf("title of %d bytes (1 to %d)", len(c.Text), MaxText))
+	case c.Kind == KindPhoto && (c.Ref == zero) != (c.Text == ""):
+		return bad("a photo is its hash and its sealed reference, or neither (none)")
 	case usesAccount && c.Account == identity.AccountID{}:
 		return bad("no account")
 	case (c.Kind == KindPin || c.Kind == KindUnpin || c.Kind == KindInviteCreate || c.Kind == KindInviteRevoke || c.Kind == KindJoin) && c.Ref == zero:

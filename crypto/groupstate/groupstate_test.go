@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/peergram/peergram/crypto/identity"
@@ -491,7 +492,7 @@ func (g *group) randomStep(t *testing.T, l *Log, rng *mrand.Rand, i int) (took, 
 	cs := []Change{
 		{Kind: KindTitle, Text: fmt.Sprint("t", i)},
 		{Kind: KindDescription, Text: fmt.Sprint("d", i)},
-		{Kind: KindPhoto, Ref: ref(fmt.Sprint("p", i))},
+		{Kind: KindPhoto, Ref: ref(fmt.Sprint("p", i)), Text: fmt.Sprint("s1.p", i)},
 		{Kind: KindAdd, Account: g.outsider.id()},
 		{Kind: KindRemove, Account: g.n.id()},
 		{Kind: KindBan, Account: g.outsider.id()},
@@ -732,5 +733,48 @@ func TestInviteDiesWithItsCreatorsRight(t *testing.T) {
 		if _, err := l.Add(j); !errors.Is(err, ErrForbidden) {
 			t.Errorf("%s joins through a removed member's link: %v", u.name, err)
 		}
+	}
+}
+
+// TestPhotoForm: a photo entry holds the photo's hash and its sealed
+// reference together (set) or neither (removed); the state keeps both,
+// and an undo takes both back.
+func TestPhotoForm(t *testing.T) {
+	g := newGroup(t)
+	head := g.log.Head()
+	tests := []struct {
+		name string
+		c    Change
+		ok   bool
+	}{
+		{"set", Change{Kind: KindPhoto, Ref: ref("photo"), Text: "s1.sealed"}, true},
+		{"removed", Change{Kind: KindPhoto}, true},
+		{"hash without reference", Change{Kind: KindPhoto, Ref: ref("photo")}, false},
+		{"reference without hash", Change{Kind: KindPhoto, Text: "s1.sealed"}, false},
+		{"reference over MaxText", Change{Kind: KindPhoto, Ref: ref("photo"), Text: strings.Repeat("x", MaxText+1)}, false},
+	}
+	for _, tc := range tests {
+		_, err := Sign(g.admin.dev, g.admin.cert, head, now(head), tc.c)
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, not ErrMalformed", tc.name, err)
+		}
+	}
+	set := g.admin.sign(t, head, Change{Kind: KindPhoto, Ref: ref("photo"), Text: "s1.sealed"})
+	if _, err := g.log.Add(set); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.log.State(); st.Photo != ref("photo") || st.PhotoRef != "s1.sealed" {
+		t.Fatalf("state after the photo: %x %q", st.Photo, st.PhotoRef)
+	}
+	// The owner's concurrent title wins the fork: the photo is undone.
+	title := g.owner.sign(t, head, Change{Kind: KindTitle, Text: "owner's"})
+	if dropped, err := g.log.AddBranch([]*Entry{title}); err != nil || len(dropped) != 1 {
+		t.Fatalf("owner's branch: %v, dropped %d", err, len(dropped))
+	}
+	if st := g.log.State(); st.Photo != ([32]byte{}) || st.PhotoRef != "" {
+		t.Fatalf("state after the fork: %x %q", st.Photo, st.PhotoRef)
 	}
 }

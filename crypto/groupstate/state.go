@@ -60,7 +60,8 @@ type State struct {
 	Time        int64    // its Time
 	Title       string
 	Description string
-	Photo       [32]byte
+	Photo       [32]byte // the photo's content hash (zero: none)
+	PhotoRef    string   // where to fetch it and its key, sealed by the members (KindPhoto's text)
 	Owner       identity.AccountID
 	Perms       Perm
 	Members     map[identity.AccountID]Role // every member, RoleMember or higher
@@ -256,6 +257,7 @@ type undo struct {
 	time           int64
 	title, descr   string
 	photo          [32]byte
+	photoRef       string
 	perms          Perm
 	account        identity.AccountID // whose membership and ban changed
 	role           Role
@@ -272,7 +274,7 @@ type undo struct {
 // apply makes e's change to s (checked already) and returns how to undo it.
 func (s *State) apply(e *Entry) *undo {
 	c := e.Change
-	u := &undo{head: s.Head, seq: s.Seq, time: s.Time, title: s.Title, descr: s.Description, photo: s.Photo, perms: s.Perms}
+	u := &undo{head: s.Head, seq: s.Seq, time: s.Time, title: s.Title, descr: s.Description, photo: s.Photo, photoRef: s.PhotoRef, perms: s.Perms}
 	touch := func(a identity.AccountID) {
 		u.account, u.role, u.banned, u.accountChanged = a, s.Members[a], s.Banned[a], true
 	}
@@ -287,7 +289,7 @@ func (s *State) apply(e *Entry) *undo {
 	case KindDescription:
 		s.Description = c.Text
 	case KindPhoto:
-		s.Photo = c.Ref
+		s.Photo, s.PhotoRef = c.Ref, c.Text
 	case KindAdd:
 		touch(c.Account)
 		s.Members[c.Account] = RoleMember
@@ -335,7 +337,7 @@ func (s *State) apply(e *Entry) *undo {
 // revert takes back the entry u was made for (the last one applied).
 func (s *State) revert(u *undo) {
 	s.Head, s.Seq, s.Time = u.head, u.seq, u.time
-	s.Title, s.Description, s.Photo, s.Perms = u.title, u.descr, u.photo, u.perms
+	s.Title, s.Description, s.Photo, s.PhotoRef, s.Perms = u.title, u.descr, u.photo, u.photoRef, u.perms
 	if u.accountChanged {
 		if u.role == RoleNone {
 			delete(s.Members, u.account)

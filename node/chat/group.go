@@ -7,11 +7,15 @@ type Group struct {
 	ID    string `json:"group_id"` // 64 hex digits: the hash of the group's creation entry
 	Title string `json:"title"`
 	// Description is the group's description, empty if it has none.
-	Description string        `json:"description,omitempty"`
-	Role        string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation
-	Members     []GroupMember `json:"members"`
-	Pinned      []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
-	Banned      []string      `json:"banned,omitempty"` // accounts banned from the group
+	Description string `json:"description,omitempty"`
+	// Photo names the group's photo (its content hash, 64 hex digits),
+	// empty if it has none this node can read; GET
+	// /v1/groups/{group}/photo has the image.
+	Photo   string        `json:"photo,omitempty"`
+	Role    string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation
+	Members []GroupMember `json:"members"`
+	Pinned  []string      `json:"pinned,omitempty"` // IDs of pinned messages, oldest pin first
+	Banned  []string      `json:"banned,omitempty"` // accounts banned from the group
 	// Channel: only admins post; Subscribers counts its members.
 	Channel     bool `json:"channel,omitempty"`
 	Subscribers int  `json:"subscribers,omitempty"`

@@ -129,6 +129,27 @@ func PreparePhoto(data []byte, w io.Writer) (Photo, error) {
 	return Photo{Width: b.Dx(), Height: b.Dy(), Thumb: thumb}, nil
 }
 
+// AvatarSide is a prepared avatar's side (Telegram's profile and group
+// photos are 640 × 640).
+const AvatarSide = 640
+
+// PrepareAvatar decodes the image in data as PreparePhoto does, crops
+// it to a centred square, scales it to at most AvatarSide and writes it
+// to w as JPEG without metadata; it returns the side.
+func PrepareAvatar(data []byte, w io.Writer) (int, error) {
+	img, err := decode(data)
+	if err != nil {
+		return 0, err
+	}
+	b := img.Bounds()
+	side := min(b.Dx(), b.Dy(), AvatarSide)
+	img = imaging.Fill(img, side, side, imaging.Center, imaging.Lanczos)
+	if err := jpeg.Encode(w, img, &jpeg.Options{Quality: 87}); err != nil {
+		return 0, fmt.Errorf("media: %w", err)
+	}
+	return side, nil
+}
+
 // Thumbnail is a small JPEG of img.
 func Thumbnail(img image.Image) ([]byte, error) {
 	var buf bytes.Buffer

@@ -255,3 +255,38 @@ func TestProbeVideo(t *testing.T) {
 		t.Fatalf("without ffmpeg: %v", err)
 	}
 }
+
+// TestPrepareAvatar: a 3,000 × 1,200 photo with GPS data comes out a
+// 640 × 640 JPEG without its metadata; a small one keeps its short side;
+// what is not an image is refused.
+func TestPrepareAvatar(t *testing.T) {
+	const marker = "GPS-MARKER-51.5007N"
+	tests := []struct {
+		name string
+		in   []byte
+		side int
+	}{
+		{"large", exifJPEG(t, picture(3000, 1200), marker), AvatarSide},
+		{"small", exifJPEG(t, picture(300, 200), marker), 200},
+	}
+	for _, tc := range tests {
+		var out bytes.Buffer
+		side, err := PrepareAvatar(tc.in, &out)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(out.Bytes()))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if b := img.Bounds(); side != tc.side || b.Dx() != tc.side || b.Dy() != tc.side {
+			t.Errorf("%s: side %d, image %d × %d, want %d square", tc.name, side, b.Dx(), b.Dy(), tc.side)
+		}
+		if bytes.Contains(out.Bytes(), []byte(marker)) {
+			t.Errorf("%s: metadata survived", tc.name)
+		}
+	}
+	if _, err := PrepareAvatar([]byte("not an image"), &bytes.Buffer{}); !errors.Is(err, ErrNotPhoto) {
+		t.Fatalf("not an image: %v", err)
+	}
+}

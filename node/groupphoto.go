@@ -1,0 +1,283 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/peergram/peergram/crypto/filecrypt"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/media"
+	"github.com/peergram/peergram/relay/blobs"
+	"github.com/peergram/peergram/storage"
+)
+
+// A group's photo is a file like any other (crypto/filecrypt chunks,
+// served by the node that set it and uploaded to its relay), and its
+// log entry (KindPhoto) carries what a member needs to fetch and open it
+// — the manifest with the file key, a read token, where the chunks are —
+// sealed with the group's info key as a title is: relays keep and verify
+// the log but read neither the photo nor where it is. The entry's Ref is
+// the SHA-256 of the manifest, which names the photo everywhere (its
+// file record's ID) and binds the sealed reference to the signed entry.
+// Every member's node fetches the photo when its state names one it has
+// no record of (notePhoto), into DIR/media, and keeps it only if it is a
+// JPEG (autoDownload's check).
+
+const (
+	// maxPhotoInput bounds the image SetGroupPhoto takes.
+	maxPhotoInput = 10 << 20
+	// maxAvatarBytes bounds a group photo (prepared: 640 × 640 JPEG, far
+	// smaller); a reference to a larger file is ignored.
+	maxAvatarBytes = 1 << 20
+	// maxPhotoRelays is how many relays a photo reference names.
+	maxPhotoRelays = 2
+)
+
+// photoRef is the sealed text of a KindPhoto entry (JSON).
+type photoRef struct {
+	Manifest []byte   `json:"m"`
+	Token    []byte   `json:"t"`
+	Peer     string   `json:"p,omitempty"`
+	Relays   []string `json:"r,omitempty"`
+}
+
+// SetGroupPhoto sets a group's photo to the image in data (cropped to a
+// square, at most 640 × 640, re-encoded as JPEG without metadata), or
+// removes it (data nil). Those who may change the group's info may.
+func (n *Node) SetGroupPhoto(ctx context.Context, group string, data []byte) (chat.Group, error) {
+	if data == nil {
+		return n.changeGroup(group, func(_ *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+			st := l.State()
+			if !st.MayChangeInfo(n.keys.account.ID()) {
+				return nil, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
+			}
+			if st.Photo == ([32]byte{}) {
+				return nil, fmt.Errorf("%w: the group has no photo", chat.ErrInvalid)
+			}
+			return []groupstate.Change{{Kind: groupstate.KindPhoto}}, nil
+		})
+	}
+	if len(data) > maxPhotoInput {
+		return chat.Group{}, fmt.Errorf("%w: an image of %d bytes (at most %d)", chat.ErrTooLarge, len(data), maxPhotoInput)
+	}
+	if n.files == nil {
+		return chat.Group{}, fmt.Errorf("%w: the node is not running", chat.ErrUnavailable)
+	}
+	// The right first: nothing is stored for a change that would fail.
+	if err := n.db.View(func(tx *storage.Txn) error {
+		l, err := n.findGroup(tx, group)
+		if err == nil && !l.State().MayChangeInfo(n.keys.account.ID()) {
+			err = fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
+		}
+		return err
+	}); err != nil {
+		return chat.Group{}, err
+	}
+	var jpg bytes.Buffer
+	if _, err := media.PrepareAvatar(data, &jpg); err != nil {
+		return chat.Group{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	if err := n.ensureSealingKey(ctx, group); err != nil {
+		return chat.Group{}, err
+	}
+	tok, err := blobs.NewToken(n.rand)
+	if err != nil {
+		return chat.Group{}, err
+	}
+	self := n.keys.account.ID()
+	var added [][32]byte
+	m, err := filecrypt.Encrypt(n.rand, bytes.NewReader(jpg.Bytes()), int64(jpg.Len()), func(_ int, h filecrypt.Hash, ct []byte) error {
+		if _, err := n.files.store.Add(tok, self, ct); err != nil {
+			return err
+		}
+		added = append(added, h)
+		return nil
+	})
+	drop := func() {
+		if err := n.files.store.Drop(self, added...); err != nil {
+			n.log.Warn("group photo: dropping the chunks of a photo not set", "err", err)
+		}
+	}
+	if err != nil {
+		drop()
+		return chat.Group{}, err
+	}
+	m.Name, m.Mime = "photo.jpg", "image/jpeg"
+	raw, err := m.MarshalBinary()
+	if err != nil {
+		drop()
+		return chat.Group{}, err
+	}
+	sum := sha256.Sum256(raw)
+	id := hex.EncodeToString(sum[:])
+	dir := filepath.Join(n.cfg.Home, "media")
+	path := filepath.Join(dir, id+".jpg")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		drop()
+		return chat.Group{}, err
+	}
+	if err := os.WriteFile(path, jpg.Bytes(), 0o600); err != nil {
+		drop()
+		return chat.Group{}, err
+	}
+	ref := photoRef{Manifest: raw, Token: tok[:], Peer: n.host.ID().String(), Relays: n.relayAddrs()}
+	ref.Relays = ref.Relays[:min(len(ref.Relays), maxPhotoRelays)]
+	g, err := n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		if !l.State().MayChangeInfo(self) {
+			return nil, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
+		}
+		key, ok, err := n.sealingInfoKey(tx, l)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: the group's info key is being renewed by its admins; try again shortly", chat.ErrUnavailable)
+		}
+		var sealed string
+		for r := ref; ; r.Relays = r.Relays[:len(r.Relays)-1] {
+			text, err := json.Marshal(r)
+			if err != nil {
+				return nil, err
+			}
+			if sealed, err = sealInfo(key, string(text)); err != nil {
+				return nil, err
+			}
+			if len(sealed) <= groupstate.MaxText {
+				break
+			}
+			if len(r.Relays) == 0 {
+				return nil, fmt.Errorf("a photo reference of %d bytes sealed (at most %d)", len(sealed), groupstate.MaxText)
+			}
+		}
+		gid := l.Group()
+		rec := &fileRecord{ID: id, Chat: hex.EncodeToString(gid[:]), Group: true, From: self.String(), Outgoing: true,
+			SentAt: n.cfg.Now().UTC(), State: chat.FileUploading, Path: path,
+			Ref: fileRef{Manifest: raw, Token: tok[:], Peer: ref.Peer, Relays: ref.Relays, Kind: string(media.KindPhoto)}}
+		if err := n.putFile(tx, rec); err != nil {
+			return nil, err
+		}
+		return []groupstate.Change{{Kind: groupstate.KindPhoto, Ref: sum, Text: sealed}}, nil
+	})
+	if err != nil {
+		drop()
+		os.Remove(path)
+		return chat.Group{}, err
+	}
+	n.wakeFiles() // (a group's files go to a relay)
+	return g, nil
+}
+
+// openPhoto opens st's photo reference: nil if the group has none, or
+// if this node cannot read it (no key; not bound to the entry's hash;
+// not a JPEG of at most maxAvatarBytes).
+func (n *Node) openPhoto(tx *storage.Txn, st *groupstate.State) *photoRef {
+	if st.Photo == ([32]byte{}) {
+		return nil
+	}
+	keys, err := n.infoKeys(tx, st.Group)
+	if err != nil {
+		return nil
+	}
+	text, err := openInfo(keys, st.PhotoRef)
+	if err != nil {
+		return nil
+	}
+	var ref photoRef
+	if json.Unmarshal([]byte(text), &ref) != nil || sha256.Sum256(ref.Manifest) != st.Photo {
+		return nil
+	}
+	fr := fileRef{Manifest: ref.Manifest, Token: ref.Token, Peer: ref.Peer, Relays: ref.Relays}
+	m, err := fr.check()
+	if err != nil || m.Size > maxAvatarBytes || m.Mime != "image/jpeg" {
+		return nil
+	}
+	return &ref
+}
+
+// notePhoto makes the file record of st's photo if this node has none,
+// so that the file loop fetches it (autoDownload).
+func (n *Node) notePhoto(st *groupstate.State) {
+	if st.Photo == ([32]byte{}) || n.files == nil {
+		return
+	}
+	id := hex.EncodeToString(st.Photo[:])
+	made := false
+	err := n.db.Update(func(tx *storage.Txn) error {
+		made = false
+		if held, err := tx.Has(n.st.files, fileKey(id)); err != nil || held {
+			return err
+		}
+		ref := n.openPhoto(tx, st)
+		if ref == nil {
+			return nil
+		}
+		made = true
+		return n.putFile(tx, &fileRecord{ID: id, Chat: hex.EncodeToString(st.Group[:]), Group: true, SentAt: time.UnixMilli(st.Time).UTC(),
+			State: chat.FileAvailable, Ref: fileRef{Manifest: ref.Manifest, Token: ref.Token, Peer: ref.Peer, Relays: ref.Relays, Kind: string(media.KindPhoto)}})
+	})
+	if err != nil {
+		n.log.Warn("group photo: record", "group", hex.EncodeToString(st.Group[:8]), "err", err)
+	}
+	if made {
+		n.wakeFiles()
+	}
+}
+
+// GroupPhoto returns the path of a group's photo on this device: "" if
+// the group has none this node can read. A photo not fetched yet is
+// fetched now.
+func (n *Node) GroupPhoto(ctx context.Context, group string) (string, error) {
+	var st *groupstate.State
+	var rec *fileRecord
+	if err := n.db.View(func(tx *storage.Txn) error {
+		l, err := n.findGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		st = l.State()
+		if n.openPhoto(tx, st) == nil {
+			return nil
+		}
+		rec, err = n.getFile(tx, hex.EncodeToString(st.Photo[:]))
+		if errors.Is(err, chat.ErrInvalid) {
+			return nil // (notePhoto makes it)
+		}
+		return err
+	}); err != nil || st.Photo == ([32]byte{}) {
+		return "", err
+	}
+	if rec == nil {
+		n.notePhoto(st)
+		return "", fmt.Errorf("%w: the group's photo is not fetched yet", chat.ErrUnavailable)
+	}
+	if rec.Outgoing || rec.State == chat.FileDownloaded {
+		if _, err := os.Stat(rec.Path); err == nil {
+			return rec.Path, nil
+		}
+	}
+	if rec.Outgoing {
+		return "", fmt.Errorf("%w: the photo this device set is gone from %s", chat.ErrUnavailable, rec.Path)
+	}
+	dir := filepath.Join(n.cfg.Home, "media")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := n.Download(ctx, rec.ID, filepath.Join(dir, rec.ID+".jpg"))
+	if err != nil {
+		return "", err
+	}
+	if mime, err := detectFile(f.Path); err != nil || mime != "image/jpeg" {
+		os.Remove(f.Path)
+		return "", fmt.Errorf("%w: the group's photo is not a JPEG", chat.ErrInvalid)
+	}
+	return f.Path, nil
+}
