@@ -132,15 +132,9 @@ func (n *Node) SetGroupPhoto(ctx context.Context, group string, data []byte) (ch
 	ref := photoRef{Manifest: raw, Token: tok[:], Peer: n.host.ID().String(), Relays: n.relayAddrs()}
 	ref.Relays = ref.Relays[:min(len(ref.Relays), maxPhotoRelays)]
 	g, err := n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
-		if !l.State().MayChangeInfo(self) {
-			return nil, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
-		}
-		key, ok, err := n.sealingInfoKey(tx, l)
+		key, err := n.infoEditKey(tx, l)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: the group's info key is being renewed by its admins; try again shortly", chat.ErrUnavailable)
 		}
 		var sealed string
 		for r := ref; ; r.Relays = r.Relays[:len(r.Relays)-1] {
@@ -232,10 +226,26 @@ func (n *Node) notePhoto(st *groupstate.State) {
 	}
 }
 
-// GroupPhoto returns the path of a group's photo on this device: "" if
-// the group has none this node can read. A photo not fetched yet is
-// fetched now.
-func (n *Node) GroupPhoto(ctx context.Context, group string) (string, error) {
+// GroupPhoto returns a group's photo (a JPEG): nil if the group has
+// none this node can read. A photo not fetched yet is fetched now.
+func (n *Node) GroupPhoto(ctx context.Context, group string) ([]byte, error) {
+	p, err := n.groupPhotoPath(ctx, group)
+	if err != nil || p == "" {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the group's photo: %w", chat.ErrUnavailable, err)
+	}
+	if len(b) > maxAvatarBytes {
+		return nil, fmt.Errorf("%w: the group's photo is %d bytes", chat.ErrInvalid, len(b))
+	}
+	return b, nil
+}
+
+// groupPhotoPath is where a group's photo is on this device ("" if it
+// has none).
+func (n *Node) groupPhotoPath(ctx context.Context, group string) (string, error) {
 	var st *groupstate.State
 	var rec *fileRecord
 	if err := n.db.View(func(tx *storage.Txn) error {

@@ -282,16 +282,9 @@ func (n *Node) SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfo
 		return chat.Group{}, err
 	}
 	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
-		st := l.State()
-		if !st.MayChangeInfo(n.keys.account.ID()) {
-			return nil, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
-		}
-		key, ok, err := n.sealingInfoKey(tx, l)
+		key, err := n.infoEditKey(tx, l)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: the group's info key is being renewed by its admins; try again shortly", chat.ErrUnavailable)
 		}
 		var cs []groupstate.Change
 		if ch.Title != nil {
@@ -312,6 +305,19 @@ func (n *Node) SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfo
 		}
 		return cs, nil
 	})
+}
+
+// infoEditKey checks that this account may change l's info and returns
+// the key to seal it with.
+func (n *Node) infoEditKey(tx *storage.Txn, l *groupstate.Log) (infoKey, error) {
+	if !l.State().MayChangeInfo(n.keys.account.ID()) {
+		return infoKey{}, fmt.Errorf("%w: you may not change this group's info", chat.ErrInvalid)
+	}
+	key, ok, err := n.sealingInfoKey(tx, l)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: the group's info key is being renewed by its admins; try again shortly", chat.ErrUnavailable)
+	}
+	return key, err
 }
 
 // ensureSealingKey makes sure an admin's node has a key to seal group's
@@ -1187,7 +1193,11 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 		g.Title = n.groupTitle(tx, st)
 		g.Description = n.groupInfoText(tx, st, st.Description)
 		if n.openPhoto(tx, st) != nil {
-			g.Photo = hex.EncodeToString(st.Photo[:])
+			// Named once it is on this device (GET .../photo answers it).
+			id := hex.EncodeToString(st.Photo[:])
+			if rec, err := n.getFile(tx, id); err == nil && (rec.Outgoing || rec.State == chat.FileDownloaded) {
+				g.Photo = id
+			}
 		}
 		if name, err := tx.Get(n.st.groupKeys, publicNameKey(st.Group)); err == nil {
 			g.PublicName = string(name)

@@ -21,7 +21,7 @@ func (a *app) newChannelCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newChannelCreateCmd(), a.newChannelPostCmd(), a.newChannelJoinCmd(), a.newChannelMessagesCmd(),
-		a.newChannelInfoCmd(), a.newGroupEditCmd("a channel's"), a.newChannelListCmd(), a.newChannelInviteCmd(), a.newChannelForwardCmd(), a.newChannelPublishCmd())
+		a.newChannelInfoCmd(), a.newGroupEditCmd("a channel's"), a.newGroupPhotoCmd("a channel's"), a.newChannelListCmd(), a.newChannelInviteCmd(), a.newChannelForwardCmd(), a.newChannelPublishCmd())
 	return cmd
 }
 

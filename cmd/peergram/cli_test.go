@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -549,6 +550,33 @@ func TestGroupCommands(t *testing.T) {
 	c.ok("group", "edit", "Walkers", "--title", "Hikers", "--description", "")
 	if out := c.ok("group", "info", "Hikers"); strings.Contains(out, "description:") {
 		t.Errorf("info after the description was removed: %q", out)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "hut.jpg")
+	if err := os.WriteFile(img, []byte("\xff\xd8\xff a hut"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok("group", "photo", "Hikers", img); !strings.Contains(out, "photo: ") {
+		t.Errorf("photo: %q", out)
+	}
+	if out := c.ok("group", "info", "Hikers"); !strings.Contains(out, "photo: ") {
+		t.Errorf("info after the photo: %q", out)
+	}
+	saved := filepath.Join(dir, "saved.jpg")
+	c.ok("group", "photo", "Hikers", "--save", saved)
+	if got, err := os.ReadFile(saved); err != nil || string(got) != "\xff\xd8\xff a hut" {
+		t.Errorf("saved photo: %q (%v)", got, err)
+	}
+	for _, bad := range [][]string{{"Hikers"}, {"Hikers", img, "--remove"}, {"Hikers", "--remove", "--save", saved}} {
+		if errOut := c.fail(append([]string{"group", "photo"}, bad...)...); !strings.Contains(errOut, "give one of") {
+			t.Errorf("photo %v: %q", bad, errOut)
+		}
+	}
+	if out := c.ok("group", "photo", "Hikers", "--remove"); !strings.Contains(out, "photo removed") {
+		t.Errorf("photo --remove: %q", out)
+	}
+	if errOut := c.fail("group", "photo", "Hikers", "--save", saved); !strings.Contains(errOut, "no photo") {
+		t.Errorf("save without a photo: %q", errOut)
 	}
 	if errOut := c.fail("group", "create", " "); !strings.Contains(errOut, "invalid") && !strings.Contains(errOut, "title") {
 		t.Errorf("empty title: %q", errOut)

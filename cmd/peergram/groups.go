@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/node/localapi"
 )
 
 func (a *app) newGroupCmd() *cobra.Command {
@@ -21,7 +23,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Short: "Groups: create, members and roles, invitations, messages, replies, polls and pins",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupEditCmd("a group's (or channel's)"), a.newGroupAddCmd(),
+	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupEditCmd("a group's (or channel's)"), a.newGroupPhotoCmd("a group's (or channel's)"), a.newGroupAddCmd(),
 		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
 		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
 		a.newGroupPinCmd("unpin", false, "Unpin a message"),
@@ -119,6 +121,76 @@ func (a *app) newGroupEditCmd(what string) *cobra.Command {
 	return cmd
 }
 
+// newGroupPhotoCmd is "group photo" and "channel photo": set, remove
+// or save the photo of what's names.
+func (a *app) newGroupPhotoCmd(what string) *cobra.Command {
+	var asJSON, remove bool
+	var save string
+	cmd := &cobra.Command{
+		Use:   "photo GROUP [IMAGE | --remove | --save FILE]",
+		Short: "Set " + what + " photo from an image (cropped to a square, 640 px JPEG), remove it, or save it to FILE",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if n := len(argv) - 1 + btoi(remove) + btoi(save != ""); n != 1 {
+				return errors.New("give one of: an image to set, --remove, --save FILE")
+			}
+			var img []byte
+			if len(argv) == 2 {
+				fi, err := os.Stat(argv[1])
+				if err != nil {
+					return err
+				}
+				if fi.Size() > localapi.MaxGroupPhotoBytes {
+					return fmt.Errorf("%s is %d bytes; an image of at most %d", argv[1], fi.Size(), localapi.MaxGroupPhotoBytes)
+				}
+				if img, err = os.ReadFile(argv[1]); err != nil {
+					return err
+				}
+			}
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			if save != "" {
+				b, err := call(cmd.Context(), func(ctx context.Context) ([]byte, error) { return d.GroupPhoto(ctx, argv[0]) })
+				if err != nil {
+					return d.groupError(err, argv[0])
+				}
+				if err := os.WriteFile(save, b, 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "saved the photo (%d bytes, JPEG) to %s\n", len(b), save)
+				return nil
+			}
+			g, err := call(cmd.Context(), func(ctx context.Context) (chat.Group, error) { return d.SetGroupPhoto(ctx, argv[0], img) })
+			if err != nil {
+				return d.groupError(err, argv[0])
+			}
+			if asJSON {
+				return printJSON(a.stdout, g)
+			}
+			if g.Photo == "" {
+				fmt.Fprintf(a.stdout, "%s: photo removed\n", clean(g.Title))
+			} else {
+				fmt.Fprintf(a.stdout, "%s\nphoto: %s\n", clean(g.Title), g.Photo)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&remove, "remove", false, "remove the photo")
+	cmd.Flags().StringVar(&save, "save", "", "write the photo (JPEG) to this file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON (photo: the photo's ID)")
+	return cmd
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (a *app) newGroupListCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -181,6 +253,9 @@ func (a *app) newGroupInfoCmd() *cobra.Command {
 			fmt.Fprintf(a.stdout, "%s\nid: %s\nyour role: %s\n", clean(g.Title), g.ID, g.Role)
 			if g.Description != "" {
 				fmt.Fprintf(a.stdout, "description: %s\n", clean(g.Description))
+			}
+			if g.Photo != "" {
+				fmt.Fprintf(a.stdout, "photo: %s\n", g.Photo)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tNAME\tACCOUNT")

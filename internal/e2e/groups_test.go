@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,6 +236,31 @@ func TestGroupThreeDaemons(t *testing.T) {
 		}
 		return nil
 	})
+	// Alice sets the group's photo with the CLI; Bob's daemon fetches it
+	// unasked, and Bob saves the same 480 × 480 JPEG Alice's shows.
+	pic := filepath.Join(e.root, "group-photo.jpg")
+	photo(t, pic)
+	if out := e.must("peergram", "group", "photo", "--home", c.alice, id, pic); !strings.Contains(out, "photo: ") {
+		t.Fatalf("group photo: %q", out)
+	}
+	alicePhoto := filepath.Join(e.root, "alice-photo.jpg")
+	e.must("peergram", "group", "photo", "--home", c.alice, id, "--save", alicePhoto)
+	bobPhoto := filepath.Join(e.root, "bob-photo.jpg")
+	eventually(t, "the photo at Bob", 60*time.Second, func() error {
+		if out := e.must("peergram", "group", "info", "--home", c.bob, id); !strings.Contains(out, "photo: ") {
+			return fmt.Errorf("no photo in Bob's group info: %q", out)
+		}
+		_, err := e.run("peergram", "group", "photo", "--home", c.bob, id, "--save", bobPhoto)
+		return err
+	})
+	a, errA := os.ReadFile(alicePhoto)
+	b, errB := os.ReadFile(bobPhoto)
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Fatalf("Bob's photo (%d bytes, %v) is not Alice's (%d bytes, %v)", len(b), errB, len(a), errA)
+	}
+	if img, err := jpeg.Decode(bytes.NewReader(b)); err != nil || img.Bounds().Dx() != 480 || img.Bounds().Dy() != 480 {
+		t.Fatalf("Bob's photo: %v", err)
+	}
 	time.Sleep(2 * time.Second) // Carol's history loop and gossip have had their chance
 	if out, err := e.run("peergram", "group", "info", "--home", carol, id); err == nil && strings.Contains(out, after) {
 		t.Errorf("Carol reads the title set after her removal: %q", out)

@@ -8,8 +8,9 @@ type Group struct {
 	Title string `json:"title"`
 	// Description is the group's description, empty if it has none.
 	Description string `json:"description,omitempty"`
-	// Photo names the group's photo (its content hash, 64 hex digits),
-	// empty if it has none this node can read; GET
+	// Photo names the group's photo (its content hash, 64 hex digits)
+	// once it is on this device (fetched by the node unasked); empty if
+	// the group has none this node can read. GET
 	// /v1/groups/{group}/photo has the image.
 	Photo   string        `json:"photo,omitempty"`
 	Role    string        `json:"role"` // this account's: owner, admin, member; "invited" for an invitation

@@ -80,6 +80,10 @@ type Backend interface {
 	SetGroupRole(ctx context.Context, group, member, role string) (chat.Group, error)
 	// SetGroupInfo changes a group's title and description.
 	SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error)
+	// SetGroupPhoto sets a group's photo to an image (nil removes it);
+	// GroupPhoto returns the photo, a JPEG (nil if the group has none).
+	SetGroupPhoto(ctx context.Context, group string, image []byte) (chat.Group, error)
+	GroupPhoto(ctx context.Context, group string) ([]byte, error)
 	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
 	// JoinGroup accepts an invitation (group ID or title).
 	JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error)
@@ -305,6 +309,9 @@ func (s *Server) routes() []route {
 		{"DELETE /v1/groups/{group}/members/{member}", s.removeGroupMember},
 		{"PUT /v1/groups/{group}/members/{member}/role", s.setGroupRole},
 		{"POST /v1/groups/{group}/info", s.setGroupInfo},
+		{"PUT /v1/groups/{group}/photo", s.setGroupPhoto},
+		{"DELETE /v1/groups/{group}/photo", s.removeGroupPhoto},
+		{"GET /v1/groups/{group}/photo", s.groupPhoto},
 		{"POST /v1/groups/{group}/leave", s.leaveGroup},
 		{"POST /v1/groups/{group}/join", s.joinGroup},
 		{"POST /v1/groups/{group}/polls", s.createPoll},

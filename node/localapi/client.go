@@ -234,6 +234,53 @@ func (c *Client) SetGroupInfo(ctx context.Context, group string, ch chat.GroupIn
 	return g, err
 }
 
+// SetGroupPhoto is PUT /v1/groups/{group}/photo with the image, or
+// DELETE /v1/groups/{group}/photo for nil.
+func (c *Client) SetGroupPhoto(ctx context.Context, group string, image []byte) (chat.Group, error) {
+	var g chat.Group
+	path := "/v1/groups/" + url.PathEscape(group) + "/photo"
+	if image == nil {
+		return g, c.do(ctx, http.MethodDelete, path, nil, &g, http.StatusOK)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+path, bytes.NewReader(image))
+	if err != nil {
+		return g, fmt.Errorf("localapi: PUT %s: %w", path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return g, fmt.Errorf("localapi: PUT %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return g, readError(resp)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(&g); err != nil {
+		return g, fmt.Errorf("localapi: PUT %s: decode answer: %w", path, err)
+	}
+	return g, nil
+}
+
+// GroupPhoto is GET /v1/groups/{group}/photo: the photo, a JPEG (an
+// *Error with Status 404 if the group has none).
+func (c *Client) GroupPhoto(ctx context.Context, group string) ([]byte, error) {
+	path := "/v1/groups/" + url.PathEscape(group) + "/photo"
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxGroupPhotoBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("localapi: GET %s: %w", path, err)
+	}
+	return b, nil
+}
+
 // JoinGroup is POST /v1/groups/{group}/join, or POST /v1/join for an
 // invite link.
 func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {

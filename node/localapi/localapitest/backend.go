@@ -3,7 +3,9 @@ package localapitest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,6 +42,7 @@ type Backend struct {
 	gmsgs    map[string][]chat.GroupMessage // by group ID
 	files    []chat.File
 	webData  map[string][]byte
+	photos   map[string][]byte // group photos, by group ID
 }
 
 // New returns a Backend answering Identity with id.
@@ -787,6 +790,50 @@ func (b *Backend) SetGroupInfo(_ context.Context, group string, ch chat.GroupInf
 		return b.groups[i], nil
 	}
 	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+}
+
+// SetGroupPhoto keeps image as the group's photo as it is (nil removes
+// it); its name is the image's SHA-256.
+func (b *Backend) SetGroupPhoto(_ context.Context, group string, image []byte) (chat.Group, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return chat.Group{}, b.fail
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		if image == nil && b.groups[i].Photo == "" {
+			return chat.Group{}, fmt.Errorf("%w: the group has no photo", chat.ErrInvalid)
+		}
+		if b.photos == nil {
+			b.photos = map[string][]byte{}
+		}
+		b.photos[g.ID] = image
+		b.groups[i].Photo = ""
+		if image != nil {
+			sum := sha256.Sum256(image)
+			b.groups[i].Photo = hex.EncodeToString(sum[:])
+		}
+		return b.groups[i], nil
+	}
+	return chat.Group{}, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
+}
+
+// GroupPhoto returns the image SetGroupPhoto kept (nil if none).
+func (b *Backend) GroupPhoto(_ context.Context, group string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	for _, g := range b.groups {
+		if g.ID == group || g.Title == group {
+			return b.photos[g.ID], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", chat.ErrUnknownGroup, group)
 }
 
 // SetGroupRole sets a member's role ("admin" or "member").

@@ -55,6 +55,14 @@ export class API {
     if (!r.ok) throw new APIError(r.status, await r.json().catch(() => null));
     return URL.createObjectURL(await r.blob());
   }
+  // putBytes sends a file's bytes as the body (a group's photo).
+  async putBytes(path, blob) {
+    const r = await fetch(path, { method: 'PUT', body: blob, credentials: 'same-origin',
+      headers: { [CSRF_HEADER]: this.csrf, 'Content-Type': 'application/octet-stream' } });
+    const data = await r.json().catch(() => null);
+    if (!r.ok) throw new APIError(r.status, data);
+    return data;
+  }
   post(path, body) { return this.call('POST', path, body === undefined ? {} : body); }
   del(path) { return this.call('DELETE', path); }
 

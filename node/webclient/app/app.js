@@ -835,9 +835,19 @@ async function openGroupInfo(id) {
   const opts = h('textarea', { id: 'poll-opts', rows: '3' });
   const newTitle = h('input', { id: 'info-title', value: g.title, required: true, maxlength: '128', autocomplete: 'off' });
   const newDescr = h('textarea', { id: 'info-descr', rows: '3', maxlength: '700' }, g.description || '');
+  const photo = h('img', { class: 'group-photo', id: 'group-photo', alt: t('group_photo'), hidden: true });
+  if (g.photo) {
+    api.blobURL(`/v1/groups/${encodeURIComponent(id)}/photo`).then((u) => { photo.src = u; photo.hidden = false; }).catch(() => {});
+  }
+  const photoFile = h('input', { type: 'file', id: 'photo-file', accept: 'image/*' });
   const d = dialog(g.title,
+    photo,
     h('p', { class: 'sub' }, g.channel ? t('channel') : t('group'), ' · ', t('role_' + g.role)),
     g.description ? h('p', { class: 'group-description' }, g.description) : null,
+    admin ? h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); if (photoFile.files[0]) act(() => api.putBytes(`/v1/groups/${encodeURIComponent(id)}/photo`, photoFile.files[0]))(); } },
+      h('label', { for: 'photo-file' }, t('group_photo')), photoFile,
+      h('button', { type: 'submit' }, t('set_photo')),
+      g.photo ? h('button', { type: 'button', class: 'link danger', onclick: act(() => api.del(`/v1/groups/${encodeURIComponent(id)}/photo`)) }, t('remove_photo')) : null) : null,
     admin ? h('form', { class: 'stack', onsubmit: (e) => { e.preventDefault(); act(() => api.post(`/v1/groups/${encodeURIComponent(id)}/info`, { title: newTitle.value.trim(), description: newDescr.value.trim() }))(); } },
       h('h3', {}, t('edit_group_info')), h('label', { for: 'info-title' }, t('group_title')), newTitle,
       h('label', { for: 'info-descr' }, t('group_description')), newDescr,

@@ -247,6 +247,25 @@ try {
     await bob.waitForTimeout(500);
   }
   log('bob sees the description');
+  // Alice sets the group's photo; Bob's node fetches it, and his info
+  // dialog shows it.
+  await alice.getByRole('button', { name: 'Info', exact: true }).click();
+  const info2 = alice.getByRole('dialog', { name: title });
+  await info2.getByLabel('Group photo').setInputFiles(process.env.PHOTO);
+  await info2.getByRole('button', { name: 'Set photo' }).click();
+  const shown = () => { const i = document.querySelector('img.group-photo'); return i && !i.hidden && i.complete && i.naturalWidth > 0; };
+  await alice.waitForFunction(shown, null, { timeout: T });
+  await alice.keyboard.press('Escape');
+  for (let deadline = Date.now() + T; ; ) {
+    await bob.getByRole('button', { name: 'Info', exact: true }).click();
+    await bob.getByRole('dialog', { name: title }).waitFor({ timeout: T });
+    const seen = await bob.waitForFunction(shown, null, { timeout: 2000 }).then(() => true, () => false);
+    await bob.keyboard.press('Escape');
+    if (seen) break;
+    if (Date.now() > deadline) throw new Error('bob never saw the group photo');
+    await bob.waitForTimeout(500);
+  }
+  log('bob sees the group photo');
   noProblems('group');
 
   // ---- contacts: own link and its QR code ----
