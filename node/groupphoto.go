@@ -185,16 +185,33 @@ func (n *Node) openPhoto(tx *storage.Txn, st *groupstate.State) *photoRef {
 	if err != nil {
 		return nil
 	}
-	var ref photoRef
-	if json.Unmarshal([]byte(text), &ref) != nil || sha256.Sum256(ref.Manifest) != st.Photo {
+	ref, err := parsePhotoRef([]byte(text), st.Photo)
+	if err != nil {
 		return nil
+	}
+	return ref
+}
+
+// parsePhotoRef decodes a photo reference (opened from a KindPhoto
+// entry) and checks it: bound to the entry's hash, a file reference
+// that decodes (fileRef.check), a JPEG of at most maxAvatarBytes.
+func parsePhotoRef(text []byte, hash [32]byte) (*photoRef, error) {
+	var ref photoRef
+	if err := json.Unmarshal(text, &ref); err != nil {
+		return nil, fmt.Errorf("a photo reference: %w", err)
+	}
+	if sha256.Sum256(ref.Manifest) != hash {
+		return nil, errors.New("a photo reference not bound to its entry's hash")
 	}
 	fr := fileRef{Manifest: ref.Manifest, Token: ref.Token, Peer: ref.Peer, Relays: ref.Relays}
 	m, err := fr.check()
-	if err != nil || m.Size > maxAvatarBytes || m.Mime != "image/jpeg" {
-		return nil
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("a photo reference: %w", err)
+	case m.Size > maxAvatarBytes || m.Mime != "image/jpeg":
+		return nil, fmt.Errorf("a photo reference to a %s of %d bytes (a JPEG of at most %d)", m.Mime, m.Size, maxAvatarBytes)
 	}
-	return &ref
+	return &ref, nil
 }
 
 // notePhoto makes the file record of st's photo if this node has none,

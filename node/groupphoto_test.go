@@ -237,3 +237,31 @@ func TestGroupPhotoReferenceChecks(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePhotoRef: whatever an admin's node sealed, parsing it never
+// panics, and what it accepts is bound to the hash and bounded.
+func FuzzParsePhotoRef(f *testing.F) {
+	m := &filecrypt.Manifest{Size: 50_000, Name: "photo.jpg", Mime: "image/jpeg", Chunks: make([]filecrypt.Hash, 1)}
+	good, err := m.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	text, _ := json.Marshal(photoRef{Manifest: good, Token: make([]byte, 32), Peer: "12D3KooW", Relays: []string{"/ip4/127.0.0.1/tcp/1/p2p/12D3KooW"}})
+	f.Add(text, good)
+	f.Add([]byte(`{"m":null}`), []byte{})
+	f.Add([]byte(`[]`), []byte("x"))
+	f.Fuzz(func(t *testing.T, text, manifest []byte) {
+		hash := sha256.Sum256(manifest)
+		ref, err := parsePhotoRef(text, hash)
+		if err != nil {
+			return
+		}
+		if sha256.Sum256(ref.Manifest) != hash || len(ref.Token) != 32 || len(ref.Relays) > 8 {
+			t.Fatalf("accepted %+v", ref)
+		}
+		m, err := filecrypt.ParseManifest(ref.Manifest)
+		if err != nil || m.Size > maxAvatarBytes || m.Mime != "image/jpeg" {
+			t.Fatalf("accepted a manifest %+v (%v)", m, err)
+		}
+	})
+}
