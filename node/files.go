@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
@@ -838,7 +839,13 @@ func (n *Node) fileSources(rec *fileRecord) []fileSource {
 		if err != nil {
 			continue
 		}
-		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		// The sender's word: addresses only for a peer this node knows
+		// no address of, never added to a known peer's (an outside
+		// review planted its own address for a member's home relay,
+		// dialled on every reconnection).
+		if len(n.host.Peerstore().Addrs(ai.ID)) == 0 && n.host.Network().Connectedness(ai.ID) != network.Connected {
+			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		}
 		out = append(out, fileSource{c: blobs.NewClient(n.host), peer: ai.ID, name: "relay " + ai.ID.String()})
 	}
 	return out
@@ -962,7 +969,10 @@ func (n *Node) runUploads(ctx context.Context) {
 				}
 				if r.Outgoing && r.State == chat.FileUploading {
 					todo = append(todo, &r)
-				} else if !r.Outgoing && r.State == chat.FileAvailable {
+				} else if !r.Outgoing && r.State == chat.FileAvailable && r.Error == "" {
+					// (One the automatic download refused — not the type it
+					// claimed — is not fetched again unasked: an outside
+					// review saw a group photo fetched every minute.)
 					n.autoDownload(ctx, &r)
 				}
 				return nil

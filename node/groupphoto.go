@@ -214,32 +214,88 @@ func parsePhotoRef(text []byte, hash [32]byte) (*photoRef, error) {
 	return &ref, nil
 }
 
-// notePhoto makes the file record of st's photo if this node has none,
-// so that the file loop fetches it (autoDownload).
+// photoHeldKey (groups.sk: group || 'h') names the photo record this
+// node keeps for a group (its ID).
+func photoHeldKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'h') }
+
+// notePhoto keeps one photo record per group, st's: it makes the record
+// of st's photo if this node has none, so that the file loop fetches it
+// (autoDownload), and drops the one of the photo st replaced or removed
+// — its file, and on the node that set it its chunks (an outside review
+// found every photo ever set kept on every member's disk).
 func (n *Node) notePhoto(st *groupstate.State) {
-	if st.Photo == ([32]byte{}) || n.files == nil {
+	if n.files == nil {
 		return
 	}
-	id := hex.EncodeToString(st.Photo[:])
+	gid := hex.EncodeToString(st.Group[:])
+	cur := ""
+	if st.Photo != ([32]byte{}) {
+		cur = hex.EncodeToString(st.Photo[:])
+	}
+	var old *fileRecord
 	made := false
 	err := n.db.Update(func(tx *storage.Txn) error {
-		made = false
-		if held, err := tx.Has(n.st.files, fileKey(id)); err != nil || held {
+		old, made = nil, false
+		held := ""
+		switch v, err := tx.Get(n.st.groupKeys, photoHeldKey(st.Group)); {
+		case err == nil:
+			held = string(v)
+		case !errors.Is(err, storage.ErrNotFound):
 			return err
 		}
-		ref := n.openPhoto(tx, st)
-		if ref == nil {
+		if held == cur && cur == "" {
 			return nil
 		}
-		made = true
-		return n.putFile(tx, &fileRecord{ID: id, Chat: hex.EncodeToString(st.Group[:]), Group: true, SentAt: time.UnixMilli(st.Time).UTC(),
-			State: chat.FileAvailable, Ref: fileRef{Manifest: ref.Manifest, Token: ref.Token, Peer: ref.Peer, Relays: ref.Relays, Kind: string(media.KindPhoto)}})
+		if held != "" && held != cur {
+			if rec, err := n.getFile(tx, held); err == nil && rec.Chat == gid {
+				old = rec
+			}
+			if err := tx.Delete(n.st.groupKeys, photoHeldKey(st.Group)); err != nil {
+				return err
+			}
+		}
+		if cur == "" {
+			return nil
+		}
+		if has, err := tx.Has(n.st.files, fileKey(cur)); err != nil {
+			return err
+		} else if !has {
+			ref := n.openPhoto(tx, st)
+			if ref == nil {
+				return nil
+			}
+			made = true
+			if err := n.putFile(tx, &fileRecord{ID: cur, Chat: gid, Group: true, SentAt: time.UnixMilli(st.Time).UTC(), State: chat.FileAvailable,
+				Ref: fileRef{Manifest: ref.Manifest, Token: ref.Token, Peer: ref.Peer, Relays: ref.Relays, Kind: string(media.KindPhoto)}}); err != nil {
+				return err
+			}
+		}
+		return tx.Set(n.st.groupKeys, photoHeldKey(st.Group), []byte(cur))
 	})
 	if err != nil {
-		n.log.Warn("group photo: record", "group", hex.EncodeToString(st.Group[:8]), "err", err)
+		n.log.Warn("group photo: record", "group", gid[:16], "err", err)
+		return
+	}
+	if old != nil {
+		n.dropPhoto(old)
 	}
 	if made {
 		n.wakeFiles()
+	}
+}
+
+// dropPhoto drops a photo's record, its file and, on the node that set
+// it, its chunks (the relay's copy expires with its retention).
+func (n *Node) dropPhoto(rec *fileRecord) {
+	m, err := rec.manifest()
+	if err == nil {
+		err = n.dropFile(rec, m, true)
+	}
+	if err != nil {
+		n.log.Warn("group photo: dropping a photo replaced", "photo", rec.ID[:16], "err", err)
+	}
+	if rec.Path != "" {
+		os.Remove(rec.Path)
 	}
 }
 
@@ -293,6 +349,9 @@ func (n *Node) groupPhotoPath(ctx context.Context, group string) (string, error)
 	}
 	if rec.Outgoing {
 		return "", fmt.Errorf("%w: the photo this device set is gone from %s", chat.ErrUnavailable, rec.Path)
+	}
+	if rec.Error != "" {
+		return "", fmt.Errorf("%w: the group's photo: %s", chat.ErrInvalid, rec.Error)
 	}
 	dir := filepath.Join(n.cfg.Home, "media")
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -918,12 +918,22 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 		// owner's change won over an admin's removal): they get this
 		// device's chain, and the owner's node sends them the log with
 		// the info keys turned meanwhile.
+		// A leave is its author's choice, not undone by a fork: that
+		// member is not handed anything, and this account, if it is the
+		// one that left, leaves again on the winning branch (an outside
+		// review saw a leaver pulled back by the owner's concurrent
+		// change).
 		for _, d := range dropped {
 			a := d.Change.Account
 			switch d.Change.Kind {
 			case groupstate.KindRemove, groupstate.KindBan:
 			case groupstate.KindLeave:
-				a = d.Author()
+				if d.Author() == n.keys.account.ID() && mine.State().Role(d.Author()) != groupstate.RoleNone {
+					n.touchedMu.Lock()
+					n.leaveLater = append(n.leaveLater, id)
+					n.touchedMu.Unlock()
+				}
+				continue
 			default:
 				continue
 			}
@@ -1028,12 +1038,19 @@ func (n *Node) refreshTouched() {
 	n.touched = nil
 	later := n.notifyLater
 	n.notifyLater = nil
+	leave := n.leaveLater
+	n.leaveLater = nil
 	n.touchedMu.Unlock()
 	if len(later) > 0 {
 		n.notify(later...)
 	}
 	for id := range ids {
 		n.refreshGroup(n.runCtx, id)
+	}
+	for _, id := range leave {
+		if _, err := n.LeaveGroup(n.runCtx, hex.EncodeToString(id[:])); err != nil {
+			n.log.Warn("group: leaving again after a fork dropped the leave", "group", hex.EncodeToString(id[:8]), "err", err)
+		}
 	}
 }
 

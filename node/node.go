@@ -162,6 +162,7 @@ type Node struct {
 	touchedMu   sync.Mutex
 	touched     map[groupstate.GroupID]bool // groups whose log a receive changed, to reload after its commit
 	notifyLater []identity.AccountID        // recipients of jobs a receive enqueued, to notify after its commit
+	leaveLater  []groupstate.GroupID        // groups whose leave by this account a fork dropped: left again after the commit
 	runCtx      context.Context
 	apiAddr     string
 	lockFile    *os.File
