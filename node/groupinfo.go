@@ -46,6 +46,13 @@ type infoKey struct {
 	// posted) under as an info message; 0 for a key that came with the
 	// log. A node never takes another's word for it (pairwiseKeys).
 	Epoch uint64 `json:"e,omitempty"`
+	// At and AtHash name the entry of the log (seq and hash) that was
+	// its maker's head when the key was made, and travel with it:
+	// outside the epoch tier a key seals only while that entry is in
+	// this node's log, not before its last removal or leave
+	// (sealingInfoKey). Empty on keys from before they were named.
+	At     uint64 `json:"a,omitempty"`
+	AtHash []byte `json:"ah,omitempty"`
 }
 
 // pairwiseKeys are keys as they came with a log: their epochs are the
@@ -53,7 +60,7 @@ type infoKey struct {
 func pairwiseKeys(ks []infoKey) []infoKey {
 	out := make([]infoKey, len(ks))
 	for i, k := range ks {
-		out[i] = infoKey{ID: k.ID, Key: k.Key}
+		out[i] = infoKey{ID: k.ID, Key: k.Key, At: k.At, AtHash: k.AtHash}
 	}
 	return out
 }
@@ -62,21 +69,31 @@ func pairwiseKeys(ks []infoKey) []infoKey {
 // epoch keys (see rotateInfoKey).
 func (n *Node) infoUnderEpoch(st *groupstate.State) bool { return n.gossipsLog(st) && n.epochTier(st) }
 
-// sealingInfoKey is the key this node seals l's title and description
-// with. In a group whose info keys go under epoch keys it is the newest
-// key that came under the fresh epoch key (freshEpoch: drawn on this
-// log, after its last removal, by an admin): the order in which keys
-// arrive is not the log's, so "the newest learnt" could be a key that a
-// member taken out since, or an admin on a branch that lost, holds. In
-// other groups it is the newest learnt (keys come pairwise, from admins,
-// or all at once when this node joins).
+// sealingInfoKey is the key this node seals l's title, description and
+// photo reference with. The order in which keys arrive is not the log's,
+// so "the newest learnt" could be a key that a member taken out since, or
+// an admin on a branch that lost, holds. In a group whose info keys go
+// under epoch keys it is the newest key that came under the fresh epoch
+// key (freshEpoch: drawn on this log, after its last removal, by an
+// admin). In other groups (keys come pairwise, from admins, or all at
+// once when this node joins) it is the newest learnt of those made at an
+// entry of this log not before its last removal or leave (an admin
+// offline removing someone while the owner removed another made a key on
+// the losing branch and sent it to the member the owner removed); any,
+// if no one ever left.
 func (n *Node) sealingInfoKey(tx *storage.Txn, l *groupstate.Log) (infoKey, bool, error) {
 	keys, err := n.infoKeys(tx, l.Group())
 	if err != nil || len(keys) == 0 {
 		return infoKey{}, false, err
 	}
 	if !n.infoUnderEpoch(l.State()) {
-		return keys[len(keys)-1], true, nil
+		last := lastOut(l)
+		for i := len(keys) - 1; i >= 0; i-- {
+			if k := keys[i]; last == 0 || madeOn(l, k, last) {
+				return k, true, nil
+			}
+		}
+		return infoKey{}, false, nil
 	}
 	ek, fresh, err := n.freshEpoch(tx, l)
 	if err != nil || !fresh {
@@ -88,6 +105,25 @@ func (n *Node) sealingInfoKey(tx *storage.Txn, l *groupstate.Log) (infoKey, bool
 		}
 	}
 	return infoKey{}, false, nil
+}
+
+// lastOut is the seq of l's last removal, ban or leave (0: none).
+func lastOut(l *groupstate.Log) uint64 {
+	for seq := l.Head().Seq; seq > 0; seq-- {
+		switch l.At(seq).Change.Kind {
+		case groupstate.KindRemove, groupstate.KindBan, groupstate.KindLeave:
+			return seq
+		}
+	}
+	return 0
+}
+
+// madeOn reports whether k was made at an entry of l at or after seq from.
+func madeOn(l *groupstate.Log, k infoKey, from uint64) bool {
+	if len(k.AtHash) != 32 || k.At < from || k.At > l.Head().Seq {
+		return false
+	}
+	return l.At(k.At).Hash() == [32]byte(k.AtHash)
 }
 
 // infoKeysKey (groups.sk: group || 'I') holds a group's info keys (JSON,
@@ -178,6 +214,8 @@ func (n *Node) rotateInfoKey(tx *storage.Txn, l *groupstate.Log) (pairwise bool,
 	if err != nil {
 		return false, err
 	}
+	h := l.Head().Hash()
+	k.At, k.AtHash = l.Head().Seq, h[:]
 	g := l.Group()
 	if err := n.addInfoKeys(tx, g, []infoKey{k}); err != nil {
 		return false, err

@@ -64,6 +64,8 @@ func (n *Node) createGroup(_ context.Context, title string, perms groupstate.Per
 	if err != nil {
 		return chat.Group{}, err
 	}
+	h := e.Hash()
+	info.AtHash = h[:] // (made at the creation)
 	raw, err := e.MarshalBinary()
 	if err != nil {
 		return chat.Group{}, err
@@ -321,35 +323,54 @@ func (n *Node) infoEditKey(tx *storage.Txn, l *groupstate.Log) (infoKey, error) 
 }
 
 // ensureSealingKey makes sure an admin's node has a key to seal group's
-// info with (sealingInfoKey): in a group whose info keys go under epoch
-// keys, none may be tied to the fresh epoch (a removal or a leave since,
-// whose turn of the key the owner's node has not made yet); then this
-// node, if an admin's, turns the key and posts it now.
+// info with (sealingInfoKey): none may be tied to the fresh epoch (in a
+// group whose info keys go under epoch keys) or to the log since its
+// last removal or leave (in others) — a removal or a leave whose turn of
+// the key the owner's node has not made yet; then this node, if an
+// admin's, turns the key and posts it now, or sends it with the log.
 func (n *Node) ensureSealingKey(ctx context.Context, group string) error {
 	var gid groupstate.GroupID
-	need := false
+	need, post := false, false
+	var notify []identity.AccountID
 	err := n.db.Update(func(tx *storage.Txn) error {
-		need = false
+		need, post, notify = false, false, nil
 		l, err := n.findGroup(tx, group)
 		if err != nil {
 			return err
 		}
 		gid = l.Group()
 		st := l.State()
-		if !n.infoUnderEpoch(st) || st.Role(n.keys.account.ID()) < groupstate.RoleAdmin {
+		if st.Role(n.keys.account.ID()) < groupstate.RoleAdmin {
 			return nil
 		}
 		if _, ok, err := n.sealingInfoKey(tx, l); err != nil || ok {
 			return err
 		}
 		need = true
-		_, err = n.rotateInfoKey(tx, l)
+		pairwise, err := n.rotateInfoKey(tx, l)
+		post = !pairwise
+		if err != nil || post {
+			return err
+		}
+		// Outside the epoch tier the key goes with the log, pairwise,
+		// to every member (a leave whose key the owner's node, offline,
+		// has not turned yet).
+		var members []identity.AccountID
+		for a := range st.Members {
+			members = append(members, a)
+		}
+		notify, err = n.sendGroupLog(tx, l, members, l.Head().Seq)
 		return err
 	})
 	if err != nil || !need {
 		return err
 	}
-	n.postInfoKey(ctx, gid)
+	if post {
+		n.postInfoKey(ctx, gid)
+	}
+	for _, a := range notify {
+		n.notify(a)
+	}
 	return nil
 }
 
