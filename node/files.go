@@ -86,6 +86,9 @@ type fileRecord struct {
 	Done     int       `json:"done"` // chunks written (download) or uploaded (upload), in order
 	Path     string    `json:"path,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// Renewed: when a group photo this node set was last uploaded to
+	// its relay again (renewPhoto).
+	Renewed time.Time `json:"renewed,omitempty"`
 }
 
 func (r *fileRecord) manifest() (*filecrypt.Manifest, error) {
@@ -960,12 +963,15 @@ func (n *Node) runUploads(ctx context.Context) {
 		case <-t.C:
 		case <-n.files.wake:
 		}
-		var todo []*fileRecord
+		var todo, renew []*fileRecord
 		_ = n.db.View(func(tx *storage.Txn) error {
 			return tx.Iterate(n.st.files, nil, func(_, v []byte) error {
 				var r fileRecord
 				if json.Unmarshal(v, &r) != nil {
 					return nil
+				}
+				if n.photoDue(tx, &r) {
+					renew = append(renew, &r)
 				}
 				if r.Outgoing && r.State == chat.FileUploading {
 					todo = append(todo, &r)
@@ -983,6 +989,12 @@ func (n *Node) runUploads(ctx context.Context) {
 				return
 			}
 			n.uploadFile(ctx, r)
+		}
+		for _, r := range renew {
+			if ctx.Err() != nil {
+				return
+			}
+			n.renewPhoto(ctx, r)
 		}
 	}
 }

@@ -257,8 +257,8 @@ func (n *Node) notePhoto(st *groupstate.State) {
 		if cur == "" {
 			return nil
 		}
-		if has, err := tx.Has(n.st.files, fileKey(cur)); err != nil {
-			return err
+		if has, err := tx.Has(n.st.files, fileKey(cur)); err != nil || (has && held == cur) {
+			return err // (nothing changed: no write)
 		} else if !has {
 			ref := n.openPhoto(tx, st)
 			if ref == nil {
@@ -366,4 +366,69 @@ func (n *Node) groupPhotoPath(ctx context.Context, group string) (string, error)
 		return "", fmt.Errorf("%w: the group's photo is not a JPEG", chat.ErrInvalid)
 	}
 	return f.Path, nil
+}
+
+// photoRenew is how often the node that set a group's photo uploads it
+// again (Config.GroupPhotoRenew).
+func (n *Node) photoRenew() time.Duration {
+	if n.cfg.GroupPhotoRenew > 0 {
+		return n.cfg.GroupPhotoRenew
+	}
+	return 7 * 24 * time.Hour
+}
+
+// photoDue reports whether r is the current photo of a group that this
+// node set, uploaded, and not uploaded again for photoRenew.
+func (n *Node) photoDue(tx *storage.Txn, r *fileRecord) bool {
+	if !r.Outgoing || !r.Group || r.State != chat.FileUploaded || r.Ref.Kind != string(media.KindPhoto) {
+		return false
+	}
+	last := r.Renewed
+	if last.IsZero() {
+		last = r.SentAt
+	}
+	if n.cfg.Now().Sub(last) < n.photoRenew() {
+		return false
+	}
+	raw, err := hex.DecodeString(r.Chat)
+	if err != nil || len(raw) != 32 {
+		return false
+	}
+	held, err := tx.Get(n.st.groupKeys, photoHeldKey(groupstate.GroupID(raw)))
+	return err == nil && string(held) == r.ID
+}
+
+// renewPhoto uploads a group photo's chunks to the relay again: the
+// relay keeps a blob 30 days after its last upload, and a member who
+// joins later fetches the photo from there (members who have it do not
+// serve it).
+func (n *Node) renewPhoto(ctx context.Context, r *fileRecord) {
+	m, err := r.manifest()
+	if err != nil || len(n.relays) == 0 {
+		return
+	}
+	f := n.files
+	f.mu.Lock()
+	failed := f.tried[r.ID+"/renew"] // (a relay that refuses: once a minute)
+	f.mu.Unlock()
+	if time.Since(failed) < time.Minute {
+		return
+	}
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	c := blobs.NewClient(n.host)
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err = c.PutMany(pctx, n.relays[0].ID, n.keys.device, cert, r.token(), len(m.Chunks), func(i int) ([]byte, error) {
+		return n.files.store.Read(m.Chunks[i])
+	}, func(_ int, err error) error { return err })
+	if err != nil {
+		n.log.Info("group photo: renewing at the relay", "photo", r.ID[:16], "err", err)
+		f.mu.Lock()
+		f.tried[r.ID+"/renew"] = time.Now()
+		f.mu.Unlock()
+		return
+	}
+	_, _ = n.updateFile(r.ID, func(rec *fileRecord) error { rec.Renewed = n.cfg.Now(); return nil })
 }

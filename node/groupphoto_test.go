@@ -19,6 +19,7 @@ import (
 	"github.com/peergram/peergram/crypto/filecrypt"
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/node/chat"
+	"github.com/peergram/peergram/relay/blobs"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -264,4 +265,48 @@ func FuzzParsePhotoRef(f *testing.F) {
 			t.Fatalf("accepted a manifest %+v (%v)", m, err)
 		}
 	})
+}
+
+// TestGroupPhotoRenewed: the relay keeps a blob for its retention after
+// the last upload; the node that set a group's photo uploads it again
+// every GroupPhotoRenew, so the relay still has it after its first
+// retention ended (a member joining later fetches it there).
+func TestGroupPhotoRenewed(t *testing.T) {
+	const retention = 3 * time.Second
+	relay := startRelayMods(t, t.TempDir(), relayMods{blobs: func(c *blobs.Config) { c.Retention = retention }})
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNodeWith(t, aliceHome, func(c *Config) {
+		c.FileUploadAfter = 100 * time.Millisecond
+		c.GroupPhotoRenew = time.Second
+	}, relay.addr)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "renewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := alice.SetGroupPhoto(ctx, g.ID, photoPNG(t, 200, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *fileRecord
+	eventually(t, "the photo at the relay", func() (bool, error) {
+		err := alice.db.View(func(tx *storage.Txn) (err error) { rec, err = alice.getFile(tx, set.Photo); return err })
+		return err == nil && rec.State == chat.FileUploaded, err
+	})
+	m, err := rec.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := blobs.NewClient(alice.host)
+	held := func() bool {
+		have, err := c.Has(ctx, relay.h.ID(), rec.token(), hashes(m.Chunks))
+		return err == nil && len(have) == 1 && have[0]
+	}
+	if !held() {
+		t.Fatal("the relay does not hold the photo after its upload")
+	}
+	time.Sleep(2 * retention)
+	if !held() {
+		t.Fatal("the relay dropped the photo: it was not uploaded again")
+	}
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// fetch it directly before the node uploads it to a home relay; 0
 	// means 15 s.
 	FileUploadAfter time.Duration
+	// GroupPhotoRenew is how often the node that set a group's photo
+	// uploads it to its relay again, renewing the relay's retention (30
+	// days after the last upload); 0 means 7 days.
+	GroupPhotoRenew time.Duration
 	// AutoDownload is the largest photo, sticker or voice message the
 	// node downloads without being asked; 0 means DefaultAutoDownload
 	// (2 MiB), negative never.

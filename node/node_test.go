@@ -58,6 +58,22 @@ func startRelayConfig(t *testing.T, dir string, mod func(*directory.Config), mmo
 // configuration and libp2p options for the host.
 func startRelayFull(t *testing.T, dir string, mod func(*directory.Config), mmod func(*mailbox.Config), hmod func(*history.Config), opts ...libp2p.Option) *testRelay {
 	t.Helper()
+	return startRelayMods(t, dir, relayMods{dir: mod, mbox: mmod, hist: hmod}, opts...)
+}
+
+// relayMods are hooks on a test relay's services' configurations (nil:
+// as they are).
+type relayMods struct {
+	dir   func(*directory.Config)
+	mbox  func(*mailbox.Config)
+	hist  func(*history.Config)
+	blobs func(*blobs.Config)
+}
+
+// startRelayMods is startRelayFull with every hook.
+func startRelayMods(t *testing.T, dir string, mods relayMods, opts ...libp2p.Option) *testRelay {
+	t.Helper()
+	mod, mmod, hmod := mods.dir, mods.mbox, mods.hist
 	h, err := libp2p.New(append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +116,11 @@ func startRelayFull(t *testing.T, dir string, mod func(*directory.Config), mmod 
 	if err := r.hist.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if r.blobs, err = blobs.NewServer(blobs.Config{DB: db, Host: h, Dir: filepath.Join(dir, "blobs")}); err != nil {
+	bcfg := blobs.Config{DB: db, Host: h, Dir: filepath.Join(dir, "blobs")}
+	if mods.blobs != nil {
+		mods.blobs(&bcfg)
+	}
+	if r.blobs, err = blobs.NewServer(bcfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.blobs.Start(); err != nil {
