@@ -821,7 +821,10 @@ func TestGroupNonContacts(t *testing.T) {
 	}
 	eventually(t, "Alice's messages at Dave", func() (bool, error) {
 		got := groupTexts(t, dave, g.ID)
-		return slices.Contains(got, "welcome dave") && slices.Contains(got, "before dave joins"), nil
+		if slices.Contains(got, "welcome dave") && slices.Contains(got, "before dave joins") {
+			return true, nil
+		}
+		return false, fmt.Errorf("Dave has %q", got) // (said on a timeout: which one is missing)
 	})
 }
 
