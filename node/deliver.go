@@ -63,6 +63,12 @@ type payload struct {
 	// multiaddrs with /p2p/, at most maxLogRelays) or its own.
 	From   uint64   `json:"from,omitempty"`
 	Relays []string `json:"relays,omitempty"`
+	// Title and Members: with a long log's end, the group's title
+	// (sealed with its info keys, as in the log) and member count as the
+	// sender's log has them — what an invitation shows until it is
+	// accepted (the sender's word: the log before the end is not there).
+	Title   string `json:"title,omitempty"`
+	Members int    `json:"members,omitempty"`
 	// staged: a whole log whose entries after the creation this node
 	// wrote already (grouplogstage.go); viaGroup: an entry taken from the
 	// group's gossip or a relay's history (takeStateEntry). Never on the

@@ -389,9 +389,15 @@ func TestInvitationToLongLog(t *testing.T) {
 	if _, err := dave.GroupMessages(ctx, g.ID); !errors.Is(err, chat.ErrUnknownGroup) {
 		t.Fatalf("messages of an invitation: %v", err)
 	}
+	// The invitation shows the title and member count Alice's node sent
+	// with the end (her word until Dave accepts), and is accepted by it.
+	gs, err := dave.Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].Title != "Long strangers" || gs[0].InvitedMembers != 2 || gs[0].Role != "invited" {
+		t.Fatalf("Dave's invitation: %+v (%v)", gs, err)
+	}
 	head := alice.reloadGroup(t, group).Head()
 	awaitRelayLog(t, alice, relay, group, head)
-	joined, err := dave.JoinGroup(ctx, g.ID)
+	joined, err := dave.JoinGroup(ctx, "Long strangers")
 	if err != nil || joined.Role != "member" || joined.Title != "Long strangers" || len(joined.Members) != 2 {
 		t.Fatalf("join: %+v (%v)", joined, err)
 	}

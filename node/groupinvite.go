@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
@@ -38,6 +39,10 @@ type invitation struct {
 	Info []infoKey          `json:"info,omitempty"`
 	By   identity.AccountID `json:"by"` // the account that added this one
 	At   int64              `json:"at"` // received, Unix ms
+	// Title (sealed) and Members: a long log's end's, as its sender said
+	// (payload.Title), shown until the invitation is accepted.
+	Title   string `json:"title,omitempty"`
+	Members int    `json:"members,omitempty"`
 }
 
 func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identity.AccountID, p payload) error {
@@ -52,7 +57,7 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identi
 		n.log.Info("group invitation dropped: too many pending", "group", hex.EncodeToString(id[:8]))
 		return nil
 	}
-	inv := invitation{Log: p.Log, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli()}
+	inv := invitation{Log: p.Log, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members}
 	if n.largeLog(p.Log) {
 		// Kept as its end, from a little before the add on.
 		from := uint64(len(p.Log)) - 1
@@ -113,7 +118,7 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payl
 	if count >= maxInvitations {
 		return drop("too many pending")
 	}
-	raw, err := json.Marshal(invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli()})
+	raw, err := json.Marshal(invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members})
 	if err != nil {
 		return err
 	}
@@ -197,10 +202,15 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 		}
 		listed[string(id)] = true
 		if l == nil {
-			// Kept as its end: the title and members come with the log,
-			// once accepted.
-			out = append(out, chat.Group{ID: hex.EncodeToString(id), Role: "invited",
-				Members: []chat.GroupMember{{AccountID: inv.By.String(), Name: "(invited you)"}}})
+			// Kept as its end: the members come with the log, once
+			// accepted; the title (and the count) is the inviter's word
+			// until then.
+			g := chat.Group{ID: hex.EncodeToString(id), Role: "invited", InvitedMembers: inv.Members,
+				Members: []chat.GroupMember{{AccountID: inv.By.String(), Name: "(invited you)"}}}
+			if t, err := openInfo(inv.Info, inv.Title); err == nil && len(t) <= groupstate.MaxTitle && utf8.ValidString(t) {
+				g.Title = t
+			}
+			out = append(out, g)
 			continue
 		}
 		title, _ := openInfo(inv.Info, l.State().Title)

@@ -566,6 +566,9 @@ func (n *Node) sendGroupLog(tx *storage.Txn, l *groupstate.Log, to []identity.Ac
 		p.From = max(first-min(first, groupstate.ForkWindow+1), uint64(len(entries)-maxLogSync))
 		p.Relays = n.relayAddrs()[:min(len(n.cfg.Relays), maxLogRelays)]
 		entries = entries[p.From:]
+		if len(l.State().Title) <= groupstate.MaxText {
+			p.Title, p.Members = l.State().Title, len(l.State().Members)
+		}
 	}
 	for _, e := range entries {
 		raw, err := e.MarshalBinary()

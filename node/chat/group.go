@@ -22,6 +22,10 @@ type Group struct {
 	Subscribers int  `json:"subscribers,omitempty"`
 	// PublicName is the name this node published for it (join with @name).
 	PublicName string `json:"public_name,omitempty"`
+	// InvitedMembers: for an invitation to a group whose log is long
+	// (kept as its end until accepted, so Members has only the inviter),
+	// how many members the inviter said it has.
+	InvitedMembers int `json:"invited_members,omitempty"`
 	// CallID is the call running in the group, as this node knows
 	// (GET /v1/groups/{group}/call has it).
 	CallID string `json:"call_id,omitempty"`
