@@ -20,34 +20,9 @@ import (
 // Before keys named the log entry they were made at, the newest key
 // learnt sealed, and Dave read the title.
 func TestInfoKeyForkSmallGroup(t *testing.T) {
-	relay := startRelay(t, t.TempDir())
-	names := []string{"alice", "bob", "carol", "dave"}
-	nodes, infos := map[string]*testNode{}, map[string]Info{}
-	for _, name := range names {
-		var home string
-		home, infos[name] = initHome(t, name)
-		nodes[name] = startNode(t, home, relay.addr)
-	}
+	nodes, infos, g, gid := smallGroupWithAdmin(t, false)
 	alice, bob, dave := nodes["alice"], nodes["bob"], nodes["dave"]
-	for _, name := range names[1:] {
-		addEachOther(t, alice, nodes[name], infos["alice"], infos[name])
-	}
 	ctx := context.Background()
-	g, err := alice.CreateGroup(ctx, "small")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := r14Gid(t, g.ID)
-	if _, err := alice.AddGroupMembers(ctx, g.ID, names[1:]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
-		t.Fatal(err)
-	}
-	head := alice.reloadGroup(t, gid).Head()
-	for _, n := range []*testNode{bob, nodes["carol"], dave} {
-		eventually(t, "the group at every member", holdsEntry(n, gid, head))
-	}
 	bob = r14Isolated(t, bob, nil)
 
 	if _, err := alice.RemoveGroupMember(ctx, g.ID, "dave"); err != nil {
@@ -100,36 +75,9 @@ func TestInfoKeyForkSmallGroup(t *testing.T) {
 // itself and sends it with the log; Dave cannot open the title, Carol
 // reads it.
 func TestLeaveWhileOwnerOfflineSmallGroup(t *testing.T) {
-	relay := startRelay(t, t.TempDir())
-	names := []string{"alice", "bob", "carol", "dave"}
-	nodes, infos := map[string]*testNode{}, map[string]Info{}
-	for _, name := range names {
-		var home string
-		home, infos[name] = initHome(t, name)
-		nodes[name] = startNode(t, home, relay.addr)
-	}
+	nodes, _, g, gid := smallGroupWithAdmin(t, true)
 	alice, bob, carol, dave := nodes["alice"], nodes["bob"], nodes["carol"], nodes["dave"]
-	for _, name := range names[1:] {
-		addEachOther(t, alice, nodes[name], infos["alice"], infos[name])
-	}
-	addEachOther(t, bob, carol, infos["bob"], infos["carol"])
-	addEachOther(t, bob, dave, infos["bob"], infos["dave"])
 	ctx := context.Background()
-	g, err := alice.CreateGroup(ctx, "small")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := r14Gid(t, g.ID)
-	if _, err := alice.AddGroupMembers(ctx, g.ID, names[1:]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
-		t.Fatal(err)
-	}
-	head := alice.reloadGroup(t, gid).Head()
-	for _, n := range []*testNode{bob, carol, dave} {
-		eventually(t, "the group at every member", holdsEntry(n, gid, head))
-	}
 	alice.stop()
 	if _, err := dave.LeaveGroup(ctx, g.ID); err != nil {
 		t.Fatal(err)
@@ -149,4 +97,44 @@ func TestLeaveWhileOwnerOfflineSmallGroup(t *testing.T) {
 		got, err := carol.Group(ctx, g.ID)
 		return err == nil && got.Title == title, nil
 	})
+}
+
+// smallGroupWithAdmin starts a relay and Alice, Bob, Carol and Dave, the
+// others Alice's contacts (and, with bobsContacts, Carol and Dave Bob's),
+// and has Alice make a group of the four with Bob an admin, held by all.
+func smallGroupWithAdmin(t *testing.T, bobsContacts bool) (map[string]*testNode, map[string]Info, chat.Group, groupstate.GroupID) {
+	t.Helper()
+	relay := startRelay(t, t.TempDir())
+	names := []string{"alice", "bob", "carol", "dave"}
+	nodes, infos := map[string]*testNode{}, map[string]Info{}
+	for _, name := range names {
+		var home string
+		home, infos[name] = initHome(t, name)
+		nodes[name] = startNode(t, home, relay.addr)
+	}
+	alice := nodes["alice"]
+	for _, name := range names[1:] {
+		addEachOther(t, alice, nodes[name], infos["alice"], infos[name])
+	}
+	if bobsContacts {
+		addEachOther(t, nodes["bob"], nodes["carol"], infos["bob"], infos["carol"])
+		addEachOther(t, nodes["bob"], nodes["dave"], infos["bob"], infos["dave"])
+	}
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := r14Gid(t, g.ID)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, names[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SetGroupRole(ctx, g.ID, "bob", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	head := alice.reloadGroup(t, gid).Head()
+	for _, name := range names[1:] {
+		eventually(t, "the group at every member", holdsEntry(nodes[name], gid, head))
+	}
+	return nodes, infos, g, gid
 }
