@@ -118,7 +118,7 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 		g.mu.Unlock()
 		cancel()
 		g.net.Leave(st.Group)
-		if n.gossipsLog(st) && n.removedByOther(st.Group) {
+		if n.gossipsLog(st) {
 			g.mu.Lock()
 			g.watched[st.Group] = n.cfg.Now().Add(removalWatch)
 			g.mu.Unlock()
@@ -127,39 +127,16 @@ func (n *Node) groupChanged(ctx context.Context, st *groupstate.State) {
 	}
 }
 
-// removalWatch is how long a node removed from a large group by another
-// member keeps taking the group's state entries from its relays. Such a
-// group's changes travel over gossip, and the topic is left at once; a
-// concurrent change that wins the fork (an owner demoting the admin who
-// removed this member) undoes the removal, and the member, off the
+// removalWatch is how long a node taken out of a large group keeps
+// taking the group's state entries from its relays. Such a group's
+// changes travel over gossip, and the topic is left at once; a
+// concurrent change that wins the fork undoes the exit — an owner
+// demoting the admin who removed this member (the member is one again),
+// or any owner's change signed before this member's own leave (its node
+// then leaves again on the winning branch) — and the node, off the
 // topic, would otherwise never learn it. A change published later than
-// this (an admin offline meanwhile) does not reach it.
+// this (its author offline meanwhile) does not reach it.
 const removalWatch = 10 * time.Minute
-
-// removedByOther reports whether the last entry of gid's log that took
-// this account out, within the fork window, is another member's removal
-// or ban (not this account's own leave).
-func (n *Node) removedByOther(gid groupstate.GroupID) bool {
-	self := n.keys.account.ID()
-	by := false
-	_ = n.db.View(func(tx *storage.Txn) error {
-		l, err := n.loadGroupTx(tx, gid)
-		if err != nil {
-			return err
-		}
-		head := l.Head().Seq
-		for _, e := range l.Entries(head - min(head, groupstate.ForkWindow)) {
-			switch c := e.Change; {
-			case (c.Kind == groupstate.KindRemove || c.Kind == groupstate.KindBan) && c.Account == self:
-				by = e.Author() != self
-			case c.Kind == groupstate.KindLeave && e.Author() == self:
-				by = false
-			}
-		}
-		return nil
-	})
-	return by
-}
 
 // watchedStates returns the states of the groups watched after a
 // removal (groupChanged), dropping those whose watch has ended.

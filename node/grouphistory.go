@@ -502,7 +502,7 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 		return n.takeEnvelope(gid, &groupnet.Message{Envelope: e, Account: entry.Author(), ID: groupmsg.ID(env), Raw: env, Entry: entry})
 	}
 	if st := n.groupState(gid); st == nil || st.Role(n.keys.account.ID()) == groupstate.RoleNone {
-		// Watched after a removal (removedByOther): only the log counts;
+		// Watched after leaving it (removalWatch): only the log counts;
 		// the posts are not for this account (not held as pending).
 		return nil
 	}
