@@ -1,14 +1,17 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -53,6 +56,57 @@ type infoKey struct {
 	// (sealingInfoKey). Empty on keys from before they were named.
 	At     uint64 `json:"a,omitempty"`
 	AtHash []byte `json:"ah,omitempty"`
+	// By is its maker's device certificate and Sig that device's
+	// signature of the key (infoKeySigned): whoever adds a member hands
+	// it the keys, and a key seals only if an admin or the owner made it
+	// (sealingInfoKey), so an adder cannot hand the newcomer a key of its
+	// own making. Empty on keys that came as messages under epoch keys
+	// (their sender is checked instead, takeInfoKey).
+	By  []byte `json:"by,omitempty"`
+	Sig []byte `json:"sg,omitempty"`
+}
+
+// infoKeyLabel labels an info key's signature (identity.DeviceKey.Sign).
+const infoKeyLabel = "peergram/group-info-key/v1"
+
+// infoKeySigned is what an info key's maker signs: the group, the key's
+// ID, the entry it was made at and the key's hash (the signature travels
+// with the key, but need not carry it).
+func infoKeySigned(g groupstate.GroupID, k infoKey) []byte {
+	kh := sha256.Sum256(k.Key)
+	b := append(append(make([]byte, 0, 32+4+8+32+32), g[:]...), binary.BigEndian.AppendUint32(nil, k.ID)...)
+	b = binary.BigEndian.AppendUint64(b, k.At)
+	b = append(b, k.AtHash...)
+	return append(b, kh[:]...)
+}
+
+// signInfoKey makes this device k's maker.
+func (n *Node) signInfoKey(g groupstate.GroupID, k *infoKey) error {
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	by, err := cert.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	k.By, k.Sig = by, n.keys.device.Sign(infoKeyLabel, infoKeySigned(g, *k))
+	return nil
+}
+
+// infoKeyMaker returns the account whose device made and signed k, or
+// false if k carries no valid signature.
+func infoKeyMaker(g groupstate.GroupID, k infoKey) (identity.AccountID, bool) {
+	if len(k.By) == 0 || len(k.AtHash) != 32 {
+		return identity.AccountID{}, false
+	}
+	cert, err := identity.ParseDeviceCert(k.By)
+	if err != nil || cert.Verify() != nil {
+		return identity.AccountID{}, false
+	}
+	if !identity.Verify(cert.Device[:], infoKeyLabel, infoKeySigned(g, k), k.Sig) {
+		return identity.AccountID{}, false
+	}
+	return cert.Account, true
 }
 
 // pairwiseKeys are keys as they came with a log: their epochs are the
@@ -60,7 +114,7 @@ type infoKey struct {
 func pairwiseKeys(ks []infoKey) []infoKey {
 	out := make([]infoKey, len(ks))
 	for i, k := range ks {
-		out[i] = infoKey{ID: k.ID, Key: k.Key, At: k.At, AtHash: k.AtHash}
+		out[i] = infoKey{ID: k.ID, Key: k.Key, At: k.At, AtHash: k.AtHash, By: k.By, Sig: k.Sig}
 	}
 	return out
 }
@@ -79,17 +133,22 @@ func (n *Node) infoUnderEpoch(st *groupstate.State) bool { return n.gossipsLog(s
 // once when this node joins) it is the newest learnt of those made at an
 // entry of this log not before its last removal or leave (an admin
 // offline removing someone while the owner removed another made a key on
-// the losing branch and sent it to the member the owner removed); any,
-// if no one ever left.
+// the losing branch and sent it to the member the owner removed) and
+// signed by a device of an admin or the owner (whoever adds a member
+// hands it the keys, and could otherwise slip in one of its own).
 func (n *Node) sealingInfoKey(tx *storage.Txn, l *groupstate.Log) (infoKey, bool, error) {
 	keys, err := n.infoKeys(tx, l.Group())
 	if err != nil || len(keys) == 0 {
 		return infoKey{}, false, err
 	}
-	if !n.infoUnderEpoch(l.State()) {
+	if st := l.State(); !n.infoUnderEpoch(st) {
 		last := lastOut(l)
 		for i := len(keys) - 1; i >= 0; i-- {
-			if k := keys[i]; last == 0 || madeOn(l, k, last) {
+			k := keys[i]
+			if !madeOn(l, k, last) {
+				continue
+			}
+			if maker, ok := infoKeyMaker(l.Group(), k); ok && st.Role(maker) >= groupstate.RoleAdmin {
 				return k, true, nil
 			}
 		}
@@ -155,7 +214,15 @@ func (n *Node) infoKeys(tx *storage.Txn, g groupstate.GroupID) ([]infoKey, error
 	return keys, json.Unmarshal(raw, &keys)
 }
 
-// addInfoKeys stores the keys of ks that the group does not have yet.
+// addInfoKeys stores the keys of ks that the group does not have yet. A
+// key is the same as one held if its ID, bytes and maker's signature
+// are: a key under the ID of a held one but with other bytes is another
+// key (openInfo tries each; a member handing a newcomer junk under a real
+// key's ID must not keep the real one out), and a held key's copy
+// signed otherwise is kept beside it (a copy whose signature was
+// stripped or replaced must not keep out the one an admin signed; the
+// first that seals is taken, sealingInfoKey). A copy without signature
+// (a key that came as a message) adds nothing to a held signed one.
 func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) error {
 	have, err := n.infoKeys(tx, g)
 	if err != nil {
@@ -166,14 +233,18 @@ func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) 
 		if len(k.Key) != chacha20poly1305.KeySize {
 			continue
 		}
-		dup := false
+		dup, after := false, -1
 		for i, h := range have {
-			if h.ID == k.ID {
-				dup = true
-				if h.Epoch == 0 && k.Epoch != 0 && string(h.Key) == string(k.Key) {
-					have[i].Epoch, changed = k.Epoch, true // now known under which epoch
-				}
+			if h.ID != k.ID || string(h.Key) != string(k.Key) {
+				continue
 			}
+			if h.Epoch == 0 && k.Epoch != 0 {
+				have[i].Epoch, changed = k.Epoch, true // now known under which epoch
+			}
+			if k.By == nil || (bytes.Equal(h.By, k.By) && bytes.Equal(h.Sig, k.Sig)) {
+				dup = true
+			}
+			after = i
 		}
 		if dup {
 			continue
@@ -183,8 +254,15 @@ func (n *Node) addInfoKeys(tx *storage.Txn, g groupstate.GroupID, ks []infoKey) 
 			// list before its removal must not keep out the key the
 			// removal turns (the newest seals, and would be its own).
 			have = have[1:]
+			after--
 		}
-		have = append(have, k)
+		if after >= 0 {
+			// Beside the copy held: its place in the order learnt.
+			k.Epoch = max(k.Epoch, have[after].Epoch)
+			have = slices.Insert(have, after+1, k)
+		} else {
+			have = append(have, k)
+		}
 		changed = true
 	}
 	if !changed {
@@ -217,6 +295,9 @@ func (n *Node) rotateInfoKey(tx *storage.Txn, l *groupstate.Log) (pairwise bool,
 	h := l.Head().Hash()
 	k.At, k.AtHash = l.Head().Seq, h[:]
 	g := l.Group()
+	if err := n.signInfoKey(g, &k); err != nil {
+		return false, err
+	}
 	if err := n.addInfoKeys(tx, g, []infoKey{k}); err != nil {
 		return false, err
 	}
@@ -366,7 +447,7 @@ func openInfo(keys []infoKey, s string) (string, error) {
 		nonce := b[4 : 4+chacha20poly1305.NonceSizeX]
 		pt, err := aead.Open(nil, nonce, b[4+chacha20poly1305.NonceSizeX:], []byte(infoAD))
 		if err != nil {
-			return "", errSealed
+			continue // (another key under the same ID, addInfoKeys)
 		}
 		return string(pt), nil
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -137,4 +138,145 @@ func smallGroupWithAdmin(t *testing.T, bobsContacts bool) (map[string]*testNode,
 		eventually(t, "the group at every member", holdsEntry(nodes[name], gid, head))
 	}
 	return nodes, infos, g, gid
+}
+
+// TestInfoKeyForgedByAdder: Bob, a member allowed to add members but not
+// an admin, adds Dave and hands him, with the log, info keys of his own
+// making — one carrying a copy of the owner's signature, one signed by
+// Bob's own device, one signed by it under a certificate naming the
+// owner's account. Dave, a member allowed to change the info, must seal
+// his title with a key an admin or the owner made: Alice reads it. Before
+// keys were signed by their maker, the newest key a node held sealed
+// (the adder's), and no one but Bob and Dave could read Dave's title.
+func TestInfoKeyForgedByAdder(t *testing.T) {
+	alice, bob, dave, g, gid := adderGroup(t)
+	ctx := context.Background()
+	// Bob's node, modified, holds three keys of Bob's making, newer than
+	// the owner's.
+	head := bob.reloadGroup(t, gid).Head()
+	h := head.Hash()
+	owners := r14InfoKeys(t, bob, gid)
+	if len(owners) != 1 || len(owners[0].Sig) == 0 {
+		t.Fatalf("Bob holds %d keys, the owner's signed: %v", len(owners), len(owners) > 0 && len(owners[0].Sig) > 0)
+	}
+	forged := func() infoKey {
+		k, err := newInfoKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.At, k.AtHash = head.Seq, h[:]
+		return k
+	}
+	copied := forged()
+	copied.By, copied.Sig = owners[0].By, owners[0].Sig
+	own := forged()
+	if err := bob.signInfoKey(gid, &own); err != nil {
+		t.Fatal(err)
+	}
+	posing := forged()
+	fake := *bob.keys.cert
+	fake.Account = alice.keys.account.ID()
+	var err error
+	if posing.By, err = fake.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	posing.Sig = bob.keys.device.Sign(infoKeyLabel, infoKeySigned(gid, posing))
+	if err := bob.db.Update(func(tx *storage.Txn) error {
+		return bob.addInfoKeys(tx, gid, []infoKey{copied, own, posing})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	addDave(t, bob, dave, g)
+	if held := r14InfoKeys(t, dave, gid); len(held) != 4 {
+		t.Fatalf("Dave holds %d info keys, want the 4 Bob sent", len(held))
+	}
+	if _, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("dave's title")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Dave's title at Alice", func() (bool, error) {
+		got, err := alice.Group(ctx, g.ID)
+		return err == nil && got.Title == "dave's title", err
+	})
+}
+
+// TestInfoKeyStrippedSignature: Bob hands Dave the owner's key without
+// its signature, so Dave holds no key that seals (he may not change the
+// info until one comes); the signed copy, sent with the owner's next
+// change, replaces the stripped one (it must not be dropped as a key Dave
+// holds already), and Dave's title then reaches Alice.
+func TestInfoKeyStrippedSignature(t *testing.T) {
+	alice, bob, dave, g, gid := adderGroup(t)
+	ctx := context.Background()
+	stripped := r14InfoKeys(t, bob, gid)
+	for i := range stripped {
+		stripped[i].By, stripped[i].Sig = nil, nil
+	}
+	raw, err := json.Marshal(stripped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.db.Update(func(tx *storage.Txn) error { return tx.Set(bob.st.groupKeys, infoKeysKey(gid), raw) }); err != nil {
+		t.Fatal(err)
+	}
+	addDave(t, bob, dave, g)
+	if _, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("too early")}); !errors.Is(err, chat.ErrUnavailable) {
+		t.Fatalf("Dave, holding no signed key, changed the title: %v", err)
+	}
+	if _, err := alice.changeGroup(g.ID, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		return []groupstate.Change{{Kind: groupstate.KindPermissions, Perms: l.State().Perms &^ groupstate.PermPin}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Dave able to change the title", func() (bool, error) {
+		_, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("dave's title")})
+		return err == nil, nil
+	})
+	eventually(t, "Dave's title at Alice", func() (bool, error) {
+		got, err := alice.Group(ctx, g.ID)
+		return err == nil && got.Title == "dave's title", err
+	})
+}
+
+// adderGroup: Alice's group, whose members may change the info, with Bob
+// (a member, a contact of Dave's) in it.
+func adderGroup(t *testing.T) (alice, bob, dave *testNode, g chat.Group, gid groupstate.GroupID) {
+	t.Helper()
+	relay := startRelay(t, t.TempDir())
+	names := []string{"alice", "bob", "dave"}
+	nodes, infos := map[string]*testNode{}, map[string]Info{}
+	for _, name := range names {
+		var home string
+		home, infos[name] = initHome(t, name)
+		nodes[name] = startNode(t, home, relay.addr)
+	}
+	alice, bob, dave = nodes["alice"], nodes["bob"], nodes["dave"]
+	addEachOther(t, alice, bob, infos["alice"], infos["bob"])
+	addEachOther(t, bob, dave, infos["bob"], infos["dave"])
+	g, err := alice.CreateGroup(context.Background(), "forged keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid = r14Gid(t, g.ID)
+	if _, err := alice.AddGroupMembers(context.Background(), g.ID, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.changeGroup(g.ID, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
+		return []groupstate.Change{{Kind: groupstate.KindPermissions, Perms: l.State().Perms | groupstate.PermInfo}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group at Bob", holdsEntry(bob, gid, alice.reloadGroup(t, gid).Head()))
+	return alice, bob, dave, g, gid
+}
+
+// addDave has Bob add Dave, who joins (Bob is a contact).
+func addDave(t *testing.T, bob, dave *testNode, g chat.Group) {
+	t.Helper()
+	if _, err := bob.AddGroupMembers(context.Background(), g.ID, []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Dave a member", func() (bool, error) {
+		got, err := dave.Group(context.Background(), g.ID)
+		return err == nil && got.Role == "member", nil
+	})
 }

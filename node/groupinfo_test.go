@@ -1,9 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -346,5 +349,58 @@ func TestInfoKeyFromNonAdmin(t *testing.T) {
 	}
 	if slices.Contains(infoKeyIDs(t, alice, gid), late.ID) {
 		t.Fatal("a key from Bob, removed, was kept")
+	}
+}
+
+// TestAddInfoKeys: which copies of a key a node keeps. A key is the same
+// as a held one only with the same ID, bytes and signature.
+func TestAddInfoKeys(t *testing.T) {
+	home, _ := initHome(t, "alice")
+	n := startNode(t, home)
+	var gid groupstate.GroupID
+	key := func(id uint32, b byte) infoKey { return infoKey{ID: id, Key: bytes.Repeat([]byte{b}, 32)} }
+	signed := func(k infoKey, by string) infoKey { k.By, k.Sig = []byte(by), []byte("sig "+by); return k }
+	epoch := func(k infoKey, e uint64) infoKey { k.Epoch = e; return k }
+	tests := []struct {
+		name      string
+		held, add []infoKey
+		want      []infoKey
+	}{
+		{"a new key", []infoKey{key(1, 'a')}, []infoKey{key(2, 'b')}, []infoKey{key(1, 'a'), key(2, 'b')}},
+		{"the same again", []infoKey{signed(key(1, 'a'), "x")}, []infoKey{signed(key(1, 'a'), "x")}, []infoKey{signed(key(1, 'a'), "x")}},
+		{"other bytes under a held ID", []infoKey{key(1, 'j')}, []infoKey{key(1, 'a')}, []infoKey{key(1, 'j'), key(1, 'a')}},
+		{"a signed copy beside an unsigned one", []infoKey{key(1, 'a'), key(2, 'b')}, []infoKey{signed(key(1, 'a'), "x")},
+			[]infoKey{key(1, 'a'), signed(key(1, 'a'), "x"), key(2, 'b')}},
+		{"another signature beside a held one", []infoKey{signed(key(1, 'a'), "m")}, []infoKey{signed(key(1, 'a'), "x")},
+			[]infoKey{signed(key(1, 'a'), "m"), signed(key(1, 'a'), "x")}},
+		{"an unsigned copy adds nothing", []infoKey{signed(key(1, 'a'), "x")}, []infoKey{key(1, 'a')}, []infoKey{signed(key(1, 'a'), "x")}},
+		{"the epoch a copy came under", []infoKey{key(1, 'a')}, []infoKey{epoch(key(1, 'a'), 7)}, []infoKey{epoch(key(1, 'a'), 7)}},
+		{"no epoch for other bytes", []infoKey{key(1, 'j')}, []infoKey{epoch(key(1, 'a'), 7)}, []infoKey{key(1, 'j'), epoch(key(1, 'a'), 7)}},
+		{"a short key", nil, []infoKey{{ID: 1, Key: []byte("short")}}, nil},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gid[0] = byte(i + 1)
+			var got []infoKey
+			err := n.db.Update(func(tx *storage.Txn) (err error) {
+				if tt.held != nil {
+					raw, _ := json.Marshal(tt.held)
+					if err := tx.Set(n.st.groupKeys, infoKeysKey(gid), raw); err != nil {
+						return err
+					}
+				}
+				if err := n.addInfoKeys(tx, gid, tt.add); err != nil {
+					return err
+				}
+				got, err = n.infoKeys(tx, gid)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("held %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -71,6 +71,9 @@ func (n *Node) createGroup(_ context.Context, title string, perms groupstate.Per
 		return chat.Group{}, err
 	}
 	id := l.Group()
+	if err := n.signInfoKey(id, &info); err != nil {
+		return chat.Group{}, err
+	}
 	if err := n.db.Update(func(tx *storage.Txn) error {
 		if err := n.addInfoKeys(tx, id, []infoKey{info}); err != nil {
 			return err
@@ -880,6 +883,7 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 	var added, joined, restored []identity.AccountID
 	retire := false
 	firstTaken := uint64(math.MaxUint64) // the first entry this log changed
+	wasMember := mine.State().Role(n.keys.account.ID()) != groupstate.RoleNone
 	for k := 0; k < len(entries); k++ {
 		e := entries[k]
 		oldHead := mine.Head().Seq
@@ -971,14 +975,17 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 	// node holds it now (not of the log the sender chose to send: a
 	// removed member could send one from before its removal); from
 	// another member only while this node has none (it was just added,
-	// and its adder hands it the keys). Keys from a member would become
-	// the newest, which seals.
+	// and its adder hands it the keys) or when this log made this account
+	// a member again (a member added it back: it holds the keys from
+	// before its removal only). Only keys an admin signed seal, but a
+	// member's junk keys would push out the held ones (maxInfoKeys).
 	if role := mine.State().Role(sender); role >= groupstate.RoleAdmin || role == groupstate.RoleMember {
 		held, err := n.infoKeys(tx, id)
 		if err != nil {
 			return err
 		}
-		if role >= groupstate.RoleAdmin || len(held) == 0 {
+		back := !wasMember && mine.State().Role(n.keys.account.ID()) != groupstate.RoleNone
+		if role >= groupstate.RoleAdmin || len(held) == 0 || back {
 			if err := n.addInfoKeys(tx, id, pairwiseKeys(p.Info)); err != nil {
 				return err
 			}

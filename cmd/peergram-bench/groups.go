@@ -199,7 +199,11 @@ type anchorSide struct {
 	body   []byte
 }
 
-func newAnchor(ctx context.Context, r *gossipRig) (*anchorSide, error) {
+// newAnchor starts raw gossipsub on every host; validated gives its
+// topic a validator that accepts everything, run inline as ours is
+// (G1V: what having a validator at all costs per hop, apart from what
+// our checks cost).
+func newAnchor(ctx context.Context, r *gossipRig, validated bool) (*anchorSide, error) {
 	s := &anchorSide{body: make([]byte, msgSize)}
 	_, _ = rand.Read(s.body)
 	name := fmt.Sprintf("/bench/anchor/%x", s.body[:8])
@@ -208,6 +212,12 @@ func newAnchor(ctx context.Context, r *gossipRig) (*anchorSide, error) {
 			pubsub.WithMessageIdFn(func(m *pb.Message) string { return groupmsg.ID(m.Data) }))
 		if err != nil {
 			return nil, err
+		}
+		if validated {
+			accept := func(context.Context, peer.ID, *pubsub.Message) bool { return true }
+			if err := ps.RegisterTopicValidator(name, accept, pubsub.WithValidatorInline(true)); err != nil {
+				return nil, err
+			}
 		}
 		t, err := ps.Join(name)
 		if err != nil {
@@ -240,7 +250,7 @@ func (s *anchorSide) next(ctx context.Context, m int) (int, error) {
 // all at once if perSecond is 0) and records every other member's
 // deliveries until all arrived, window ended, or nothing arrived for 3 s
 // after the last publish.
-func runGossip(ctx context.Context, anchor bool, members, msgs int, perSecond int, window time.Duration, seed uint64) (*gossipRun, error) {
+func runGossip(ctx context.Context, kind sideKind, members, msgs int, perSecond int, window time.Duration, seed uint64) (*gossipRun, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rig, err := newGossipRig(ctx, members, seed)
@@ -249,10 +259,10 @@ func runGossip(ctx context.Context, anchor bool, members, msgs int, perSecond in
 	}
 	defer rig.close()
 	var side gossipSide
-	if anchor {
-		side, err = newAnchor(ctx, rig)
-	} else {
+	if kind == sideOurs {
 		side, err = newOurs(ctx, rig)
+	} else {
+		side, err = newAnchor(ctx, rig, kind == sideAnchorValidated)
 	}
 	if err != nil {
 		return nil, err
@@ -326,6 +336,26 @@ func runGossip(ctx context.Context, anchor bool, members, msgs int, perSecond in
 	return res, nil
 }
 
+// sideKind is what a group scenario's run measures.
+type sideKind int
+
+const (
+	sideOurs            sideKind = iota // groupnet, validators, envelopes
+	sideAnchor                          // raw gossipsub, no validator
+	sideAnchorValidated                 // raw gossipsub, a validator that accepts all (G1V)
+)
+
+// anchorKind is the anchor's side kind (validated: G1V's).
+func anchorKind(anchor, validated bool) sideKind {
+	switch {
+	case !anchor:
+		return sideOurs
+	case validated:
+		return sideAnchorValidated
+	}
+	return sideAnchor
+}
+
 func sideName(anchor bool) string {
 	if anchor {
 		return "anchor"
@@ -342,7 +372,20 @@ func (r *gossipRun) cpuShare() float64 {
 	return float64(r.cpu) / float64(r.wall)
 }
 
-func runG1(ctx context.Context, cfg config) (string, error) {
+func runG1(ctx context.Context, cfg config) (string, error) { return runLatency(ctx, cfg, "G1", false) }
+
+// runG1V is G1 against an anchor whose topic has a validator that
+// accepts everything (inline, as ours): ours still verifies a signature,
+// checks membership and replays and opens each message, the anchor
+// only takes the per-hop detour through gossipsub's validation pipeline.
+// It tells apart the cost of having a validator (G1 minus G1V) from
+// the cost of our checks (G1V).
+func runG1V(ctx context.Context, cfg config) (string, error) {
+	return runLatency(ctx, cfg, "G1V", true)
+}
+
+// runLatency is G1 (validated: G1V).
+func runLatency(ctx context.Context, cfg config, id string, validated bool) (string, error) {
 	members, msgs := groupSize(cfg), min(cfg.n, 1000)
 	var ratios, o50, o99, a50, a99, od, ad, ocpu, acpu []float64
 	for round := range cfg.rounds {
@@ -353,7 +396,7 @@ func runG1(ctx context.Context, cfg config) (string, error) {
 			// Labels tell the two sides apart in a -cpuprofile (every
 			// goroutine a side's hosts start inherits them).
 			pprof.Do(ctx, pprof.Labels("side", sideName(anchor)), func(ctx context.Context) {
-				r, err = runGossip(ctx, anchor, members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+				r, err = runGossip(ctx, anchorKind(anchor, validated), members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
 			})
 			if err != nil {
 				return "", err
@@ -377,8 +420,8 @@ func runG1(ctx context.Context, cfg config) (string, error) {
 		ocpu, acpu = append(ocpu, res[0].cpuShare()), append(acpu, res[1].cpuShare())
 	}
 	ms := func(ns float64) string { return fmt.Sprintf("%.1fms", ns/1e6) }
-	return fmt.Sprintf("G1 ratio=%.3f target=<=1.5 ours=p50:%s,p99:%s,delivered:%.2f%% anchor=p50:%s,p99:%s,delivered:%.2f%% members=%d rate=%d/s cpu_ours=%.2f cpu_anchor=%.2f",
-		median(ratios), ms(median(o50)), ms(median(o99)), median(od), ms(median(a50)), ms(median(a99)), median(ad), members, g1Rate, median(ocpu), median(acpu)), nil
+	return fmt.Sprintf("%s ratio=%.3f target=<=1.5 ours=p50:%s,p99:%s,delivered:%.2f%% anchor=p50:%s,p99:%s,delivered:%.2f%% members=%d rate=%d/s cpu_ours=%.2f cpu_anchor=%.2f",
+		id, median(ratios), ms(median(o50)), ms(median(o99)), median(od), ms(median(a50)), ms(median(a99)), median(ad), members, g1Rate, median(ocpu), median(acpu)), nil
 }
 
 func runG2(ctx context.Context, cfg config) (string, error) {
@@ -389,7 +432,7 @@ func runG2(ctx context.Context, cfg config) (string, error) {
 	var of, af []float64
 	for round := range cfg.rounds {
 		for _, anchor := range []bool{round%2 == 1, round%2 == 0} {
-			r, err := runGossip(ctx, anchor, members, msgs, 0, g2Window, uint64(round+1))
+			r, err := runGossip(ctx, anchorKind(anchor, false), members, msgs, 0, g2Window, uint64(round+1))
 			if err != nil {
 				return "", err
 			}
@@ -416,7 +459,7 @@ func runG4(ctx context.Context, cfg config) (string, error) {
 			// Labels tell the two sides apart in a -cpuprofile (every
 			// goroutine a side's hosts start inherits them).
 			pprof.Do(ctx, pprof.Labels("side", sideName(anchor)), func(ctx context.Context) {
-				r, err = runGossip(ctx, anchor, members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+				r, err = runGossip(ctx, anchorKind(anchor, false), members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
 			})
 			if err != nil {
 				return "", err

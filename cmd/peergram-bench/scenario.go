@@ -45,6 +45,7 @@ var scenarios = []scenario{
 	{"D3", runD3},
 	{"D4", runD4},
 	{"G1", runG1},
+	{"G1V", runG1V},
 	{"G2", runG2},
 	{"G4", runG4},
 	{"F1", runF1},
