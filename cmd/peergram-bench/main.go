@@ -40,7 +40,11 @@ func main() {
 	flag.StringVar(&only, "only", "", "comma-separated scenario IDs to run (default all)")
 	flag.IntVar(&cfg.w1, "w1", w1Large, "W1: messages in the long chat the web client opens")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile (pprof, alloc_space/alloc_objects) at the end of the run to this file")
 	flag.Parse()
+	if *memProfile != "" {
+		defer writeAllocs(*memProfile)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -93,6 +97,20 @@ func main() {
 	if failed {
 		pprof.StopCPUProfile()
 		os.Exit(1)
+	}
+}
+
+// writeAllocs writes the allocation profile of the run so far to path.
+func writeAllocs(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peergram-bench: memprofile:", err)
 	}
 }
 
