@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -199,42 +198,51 @@ func TestInfoKeyForgedByAdder(t *testing.T) {
 	})
 }
 
-// TestInfoKeyStrippedSignature: Bob hands Dave the owner's key without
-// its signature, so Dave holds no key that seals (he may not change the
-// info until one comes); the signed copy, sent with the owner's next
-// change, replaces the stripped one (it must not be dropped as a key Dave
-// holds already), and Dave's title then reaches Alice.
-func TestInfoKeyStrippedSignature(t *testing.T) {
-	alice, bob, dave, g, gid := adderGroup(t)
-	ctx := context.Background()
-	stripped := r14InfoKeys(t, bob, gid)
-	for i := range stripped {
-		stripped[i].By, stripped[i].Sig = nil, nil
+// TestInfoKeyCopyReplaced: Bob hands Dave the owner's key without its
+// signature, or re-signed by Bob's own device (a valid signature, by a
+// member), so Dave holds no key that seals (he may not change the info
+// until one comes); the owner's signed copy, sent with her next change,
+// must not be dropped as a key Dave holds already, and Dave's title then
+// reaches Alice. (Outside review 16 found the re-signed copy kept out.)
+func TestInfoKeyCopyReplaced(t *testing.T) {
+	tests := []struct {
+		name  string
+		alter func(bob *testNode, gid groupstate.GroupID, k *infoKey) error
+	}{
+		{"stripped", func(_ *testNode, _ groupstate.GroupID, k *infoKey) error {
+			k.By, k.Sig = nil, nil
+			return nil
+		}},
+		{"re-signed by the adder", func(bob *testNode, gid groupstate.GroupID, k *infoKey) error {
+			return bob.signInfoKey(gid, k)
+		}},
 	}
-	raw, err := json.Marshal(stripped)
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			alice, bob, dave, g, gid := adderGroup(t)
+			ctx := context.Background()
+			keys := r14InfoKeys(t, bob, gid)
+			for i := range keys {
+				if err := tt.alter(bob, gid, &keys[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r16SetKeys(t, bob, gid, keys)
+			addDave(t, bob, dave, g)
+			if _, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("too early")}); !errors.Is(err, chat.ErrUnavailable) {
+				t.Fatalf("Dave, holding no key an admin signed, changed the title: %v", err)
+			}
+			r16OwnerResends(t, alice, g)
+			eventually(t, "Dave able to change the title", func() (bool, error) {
+				_, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("dave's title")})
+				return err == nil, nil
+			})
+			eventually(t, "Dave's title at Alice", func() (bool, error) {
+				got, err := alice.Group(ctx, g.ID)
+				return err == nil && got.Title == "dave's title", err
+			})
+		})
 	}
-	if err := bob.db.Update(func(tx *storage.Txn) error { return tx.Set(bob.st.groupKeys, infoKeysKey(gid), raw) }); err != nil {
-		t.Fatal(err)
-	}
-	addDave(t, bob, dave, g)
-	if _, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("too early")}); !errors.Is(err, chat.ErrUnavailable) {
-		t.Fatalf("Dave, holding no signed key, changed the title: %v", err)
-	}
-	if _, err := alice.changeGroup(g.ID, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
-		return []groupstate.Change{{Kind: groupstate.KindPermissions, Perms: l.State().Perms &^ groupstate.PermPin}}, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "Dave able to change the title", func() (bool, error) {
-		_, err := dave.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: ptr("dave's title")})
-		return err == nil, nil
-	})
-	eventually(t, "Dave's title at Alice", func() (bool, error) {
-		got, err := alice.Group(ctx, g.ID)
-		return err == nil && got.Title == "dave's title", err
-	})
 }
 
 // adderGroup: Alice's group, whose members may change the info, with Bob
