@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -197,25 +198,44 @@ type anchorSide struct {
 	topics []*pubsub.Topic
 	subs   []*pubsub.Subscription
 	body   []byte
+	// priv signs each message (G1S's anchor); nil: unsigned.
+	priv ed25519.PrivateKey
 }
 
-// newAnchor starts raw gossipsub on every host; validated gives its
-// topic a validator that accepts everything, run inline as ours is
-// (G1V: what having a validator at all costs per hop, apart from what
-// our checks cost).
-func newAnchor(ctx context.Context, r *gossipRig, validated bool) (*anchorSide, error) {
+// newAnchor starts raw gossipsub on every host. sideAnchorValidated
+// gives its topic a validator that accepts everything, run inline as
+// ours is (G1V: what having a validator at all costs per hop, apart
+// from what our checks cost); sideAnchorSigned has the publisher sign
+// each message with Ed25519 and the validator check that signature at
+// every hop, and nothing else (G1S: what our checks cost beyond the
+// one signature check each member must make).
+func newAnchor(ctx context.Context, r *gossipRig, kind sideKind) (*anchorSide, error) {
 	s := &anchorSide{body: make([]byte, msgSize)}
 	_, _ = rand.Read(s.body)
 	name := fmt.Sprintf("/bench/anchor/%x", s.body[:8])
+	var validate func(context.Context, peer.ID, *pubsub.Message) bool
+	switch kind {
+	case sideAnchorValidated:
+		validate = func(context.Context, peer.ID, *pubsub.Message) bool { return true }
+	case sideAnchorSigned:
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		s.priv = priv
+		validate = func(_ context.Context, _ peer.ID, m *pubsub.Message) bool {
+			n := len(m.Data) - ed25519.SignatureSize
+			return n >= 4 && ed25519.Verify(pub, m.Data[:n], m.Data[n:])
+		}
+	}
 	for _, h := range r.hosts {
 		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
 			pubsub.WithMessageIdFn(func(m *pb.Message) string { return groupmsg.ID(m.Data) }))
 		if err != nil {
 			return nil, err
 		}
-		if validated {
-			accept := func(context.Context, peer.ID, *pubsub.Message) bool { return true }
-			if err := ps.RegisterTopicValidator(name, accept, pubsub.WithValidatorInline(true)); err != nil {
+		if validate != nil {
+			if err := ps.RegisterTopicValidator(name, validate, pubsub.WithValidatorInline(true)); err != nil {
 				return nil, err
 			}
 		}
@@ -235,6 +255,9 @@ func newAnchor(ctx context.Context, r *gossipRig, validated bool) (*anchorSide, 
 func (s *anchorSide) publish(ctx context.Context, i int, _ time.Time) error {
 	b := append([]byte(nil), s.body...)
 	binary.BigEndian.PutUint32(b, uint32(i))
+	if s.priv != nil {
+		b = append(b, ed25519.Sign(s.priv, b)...)
+	}
 	return s.topics[0].Publish(ctx, b)
 }
 
@@ -262,7 +285,7 @@ func runGossip(ctx context.Context, kind sideKind, members, msgs int, perSecond 
 	if kind == sideOurs {
 		side, err = newOurs(ctx, rig)
 	} else {
-		side, err = newAnchor(ctx, rig, kind == sideAnchorValidated)
+		side, err = newAnchor(ctx, rig, kind)
 	}
 	if err != nil {
 		return nil, err
@@ -343,17 +366,15 @@ const (
 	sideOurs            sideKind = iota // groupnet, validators, envelopes
 	sideAnchor                          // raw gossipsub, no validator
 	sideAnchorValidated                 // raw gossipsub, a validator that accepts all (G1V)
+	sideAnchorSigned                    // raw gossipsub, each message signed, checked at every hop (G1S)
 )
 
-// anchorKind is the anchor's side kind (validated: G1V's).
-func anchorKind(anchor, validated bool) sideKind {
-	switch {
-	case !anchor:
+// sideOf is the kind a round runs: ours, or the scenario's anchor.
+func sideOf(anchor bool, anchorKind sideKind) sideKind {
+	if !anchor {
 		return sideOurs
-	case validated:
-		return sideAnchorValidated
 	}
-	return sideAnchor
+	return anchorKind
 }
 
 func sideName(anchor bool) string {
@@ -372,7 +393,9 @@ func (r *gossipRun) cpuShare() float64 {
 	return float64(r.cpu) / float64(r.wall)
 }
 
-func runG1(ctx context.Context, cfg config) (string, error) { return runLatency(ctx, cfg, "G1", false) }
+func runG1(ctx context.Context, cfg config) (string, error) {
+	return runLatency(ctx, cfg, "G1", sideAnchor)
+}
 
 // runG1V is G1 against an anchor whose topic has a validator that
 // accepts everything (inline, as ours): ours still verifies a signature,
@@ -381,11 +404,22 @@ func runG1(ctx context.Context, cfg config) (string, error) { return runLatency(
 // It tells apart the cost of having a validator (G1 minus G1V) from
 // the cost of our checks (G1V).
 func runG1V(ctx context.Context, cfg config) (string, error) {
-	return runLatency(ctx, cfg, "G1V", true)
+	return runLatency(ctx, cfg, "G1V", sideAnchorValidated)
 }
 
-// runLatency is G1 (validated: G1V).
-func runLatency(ctx context.Context, cfg config, id string, validated bool) (string, error) {
+// runG1S is G1 against an anchor that does the one check every member
+// of a signed group must make: its publisher signs each message with
+// Ed25519 and every hop verifies the signature before forwarding. What
+// G1S's ratio shows beyond 1 is the rest of ours (membership, replay
+// and rate checks, peer scoring, flood publishing, Sender Keys);
+// G1 over G1S is the cost of the signature itself, which on this rig
+// every member pays on the same two cores (docs/performance.md).
+func runG1S(ctx context.Context, cfg config) (string, error) {
+	return runLatency(ctx, cfg, "G1S", sideAnchorSigned)
+}
+
+// runLatency is G1 against anchorKind's anchor.
+func runLatency(ctx context.Context, cfg config, id string, anchorKind sideKind) (string, error) {
 	members, msgs := groupSize(cfg), min(cfg.n, 1000)
 	var ratios, o50, o99, a50, a99, od, ad, ocpu, acpu []float64
 	for round := range cfg.rounds {
@@ -396,7 +430,7 @@ func runLatency(ctx context.Context, cfg config, id string, validated bool) (str
 			// Labels tell the two sides apart in a -cpuprofile (every
 			// goroutine a side's hosts start inherits them).
 			pprof.Do(ctx, pprof.Labels("side", sideName(anchor)), func(ctx context.Context) {
-				r, err = runGossip(ctx, anchorKind(anchor, validated), members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+				r, err = runGossip(ctx, sideOf(anchor, anchorKind), members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
 			})
 			if err != nil {
 				return "", err
@@ -432,7 +466,7 @@ func runG2(ctx context.Context, cfg config) (string, error) {
 	var of, af []float64
 	for round := range cfg.rounds {
 		for _, anchor := range []bool{round%2 == 1, round%2 == 0} {
-			r, err := runGossip(ctx, anchorKind(anchor, false), members, msgs, 0, g2Window, uint64(round+1))
+			r, err := runGossip(ctx, sideOf(anchor, sideAnchor), members, msgs, 0, g2Window, uint64(round+1))
 			if err != nil {
 				return "", err
 			}
@@ -459,7 +493,7 @@ func runG4(ctx context.Context, cfg config) (string, error) {
 			// Labels tell the two sides apart in a -cpuprofile (every
 			// goroutine a side's hosts start inherits them).
 			pprof.Do(ctx, pprof.Labels("side", sideName(anchor)), func(ctx context.Context) {
-				r, err = runGossip(ctx, anchorKind(anchor, false), members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
+				r, err = runGossip(ctx, sideOf(anchor, sideAnchor), members, msgs, g1Rate, time.Duration(msgs/g1Rate+30)*time.Second, uint64(round+1))
 			})
 			if err != nil {
 				return "", err

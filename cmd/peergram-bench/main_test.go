@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D0|D1|D2|D3|D4|G1|G1V|G2|G4|F1|F2|C2|C3|W1) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ (ours=\S+( msg/s)? anchor=\S+( msg/s)?|rss_alice=.* rate=\S+ msg/s|ours=\S+ anchor=\S+ members=\d+ \S+( cpu_ours=[0-9.]+ cpu_anchor=[0-9.]+)?|ours=\d+ MB/s anchor=\d+ MB/s size=\d+ MiB peak_rss=\d+ MiB|ours=[0-9.]+ms anchor=[0-9.]+ms calls=\d+|ours=\d+ pkt/s anchor=\d+ pkt/s streams=\d+ cpu_per_stream=[0-9.]+% anchor_cpu_per_stream=[0-9.]+%|ours=\d+ms anchor=\d+ms msgs=\d+/\d+ load=\d+ms/\d+ms bytes=\d+/\d+ rendered=\d+)$`)
+var lineRE = regexp.MustCompile(`^(M1|M2|M3|S1|S2|D0|D1|D2|D3|D4|G1|G1V|G1S|G2|G4|F1|F2|C2|C3|W1) ratio=([0-9.]+) target=(>=|<=)[0-9.]+ (ours=\S+( msg/s)? anchor=\S+( msg/s)?|rss_alice=.* rate=\S+ msg/s|ours=\S+ anchor=\S+ members=\d+ \S+( cpu_ours=[0-9.]+ cpu_anchor=[0-9.]+)?|ours=\d+ MB/s anchor=\d+ MB/s size=\d+ MiB peak_rss=\d+ MiB|ours=[0-9.]+ms anchor=[0-9.]+ms calls=\d+|ours=\d+ pkt/s anchor=\d+ pkt/s streams=\d+ cpu_per_stream=[0-9.]+% anchor_cpu_per_stream=[0-9.]+%|ours=\d+ms anchor=\d+ms msgs=\d+/\d+ load=\d+ms/\d+ms bytes=\d+/\d+ rendered=\d+)$`)
 
 // TestMain lets D4 start this test binary as a daemon.
 func TestMain(m *testing.M) {

@@ -46,6 +46,7 @@ var scenarios = []scenario{
 	{"D4", runD4},
 	{"G1", runG1},
 	{"G1V", runG1V},
+	{"G1S", runG1S},
 	{"G2", runG2},
 	{"G4", runG4},
 	{"F1", runF1},

@@ -125,7 +125,7 @@ func Open(group [32]byte, b []byte) (*Envelope, error) {
 	if e.Kind == 0 || e.Kind > maxKind || e.Time <= 0 {
 		return nil, fmt.Errorf("%w: kind %d, time %d", ErrMalformed, e.Kind, e.Time)
 	}
-	if !identity.Verify(e.Device.PublicKey(), labelSig, signed(group, body), b[len(body):]) {
+	if !identity.VerifyParts(e.Device.PublicKey(), labelSig, b[len(body):], group[:], body) {
 		return nil, ErrAuth
 	}
 	return e, nil

@@ -174,11 +174,36 @@ func UnmarshalAccountKey(b []byte) (*AccountKey, error) {
 // Verify reports whether sig is pub's signature of label || 0x00 || msg, as
 // made by AccountKey.Sign or DeviceKey.Sign.
 func Verify(pub ed25519.PublicKey, label string, msg, sig []byte) bool {
+	return VerifyParts(pub, label, sig, msg)
+}
+
+// VerifyParts is Verify of msg = the concatenation of parts, without
+// building msg on the heap when it is small: a node verifies every group
+// message it forwards, and a copy per verification was a good part of its
+// garbage (docs/performance.md, G1).
+func VerifyParts(pub ed25519.PublicKey, label string, sig []byte, parts ...[]byte) bool {
 	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize || !validLabel(label) {
 		return false
 	}
-	return ed25519.Verify(pub, labelled(label, msg), sig)
+	n := len(label) + 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	var small [stackMsg]byte
+	b := small[:0]
+	if n > len(small) {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, label...)
+	b = append(b, 0)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return ed25519.Verify(pub, b, sig)
 }
+
+// stackMsg bounds the signed messages VerifyParts builds on the stack.
+const stackMsg = 2048
 
 func sign(priv ed25519.PrivateKey, label string, msg []byte) []byte {
 	if !validLabel(label) {

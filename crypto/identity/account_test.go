@@ -206,3 +206,36 @@ func TestSignVerify(t *testing.T) {
 		t.Fatal("invalid label signed")
 	}
 }
+
+// TestVerifyParts: a message given in parts verifies as the same message
+// given whole, below and above the size VerifyParts keeps on the stack,
+// wherever the parts split; one changed byte in any part fails it.
+func TestVerifyParts(t *testing.T) {
+	k := mustAccount(t, 7)
+	const label = "peergram/test/v1"
+	pub := k.ID().PublicKey()
+	for _, n := range []int{0, 1, stackMsg - len(label) - 2, stackMsg - len(label) - 1, stackMsg - len(label), stackMsg, 70_000} {
+		msg := make([]byte, n)
+		for i := range msg {
+			msg[i] = byte(i*7 + 3)
+		}
+		sig := k.Sign(label, msg)
+		for _, cut := range []int{0, n / 3, n} {
+			a, b := msg[:cut], msg[cut:]
+			if !VerifyParts(pub, label, sig, a, b) || !Verify(pub, label, msg, sig) {
+				t.Fatalf("%d bytes cut at %d: refused", n, cut)
+			}
+			if n == 0 {
+				continue
+			}
+			bad := bytes.Clone(msg)
+			bad[n-1] ^= 1
+			if VerifyParts(pub, label, sig, bad[:cut], bad[cut:]) {
+				t.Fatalf("%d bytes cut at %d: a changed byte verified", n, cut)
+			}
+		}
+		if VerifyParts(pub, label+"x", sig, msg) || VerifyParts(pub, "", sig, msg) || VerifyParts(pub, label, sig[:63], msg) {
+			t.Fatalf("%d bytes: wrong label or short signature verified", n)
+		}
+	}
+}

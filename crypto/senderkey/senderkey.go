@@ -245,10 +245,10 @@ func (r *Receiver) Open(msg []byte) ([]byte, error) {
 func step(ck *[32]byte) (mk, next [32]byte) {
 	m := hmac.New(sha256.New, ck[:])
 	m.Write([]byte{1})
-	copy(mk[:], m.Sum(nil))
-	m = hmac.New(sha256.New, ck[:])
+	m.Sum(mk[:0])
+	m.Reset()
 	m.Write([]byte{2})
-	copy(next[:], m.Sum(nil))
+	m.Sum(next[:0])
 	return mk, next
 }
 

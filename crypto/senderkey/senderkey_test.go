@@ -3,6 +3,7 @@ package senderkey
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -266,4 +267,40 @@ func FuzzDecoders(f *testing.F) {
 			_, _ = ss.Seal([]byte("x"))
 		}
 	})
+}
+
+// TestStepVector pins the chain step (message key = HMAC-SHA256(chain,
+// 0x01), next chain = HMAC-SHA256(chain, 0x02), as in Signal's Sender
+// Keys) to values computed independently (Python's hmac): stored chains
+// and messages in flight must open after any rewrite of step.
+func TestStepVector(t *testing.T) {
+	var ck [32]byte
+	for i := range ck {
+		ck[i] = byte(i)
+	}
+	mk, next := step(&ck)
+	if got := hex.EncodeToString(mk[:]); got != "9b4c8120a4823a95f47cde17a244f4507244ee6e3957d1fab9fa29b44d3829b7" {
+		t.Fatalf("message key %s", got)
+	}
+	if got := hex.EncodeToString(next[:]); got != "4304c22c84a53755ab08ead8d97a8d429be5efa480682d7ad1da27f73e1fbe1d" {
+		t.Fatalf("next chain key %s", got)
+	}
+}
+
+// BenchmarkOpen opens one 100-byte message, as every member does for
+// every group message (G1 in cmd/peergram-bench); its allocations are
+// part of what the group path's garbage collector must collect.
+func BenchmarkOpen(b *testing.B) {
+	s, r := newPair(b, 1)
+	msgs := make([][]byte, b.N)
+	for i := range msgs {
+		msgs[i] = seal(b, s, string(make([]byte, 100)))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := r.Open(msgs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
