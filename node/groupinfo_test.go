@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -241,7 +242,14 @@ func TestLargeGroupInfoKeyUnderEpoch(t *testing.T) {
 	}
 	eventually(t, "Carol's leave at Alice and a key after it", func() (bool, error) {
 		got, err := alice.Group(ctx, g.ID)
-		return err == nil && len(got.Members) == 2 && len(infoKeyIDs(t, alice, gid)) == len(ids)+1, nil
+		if err != nil {
+			return false, err
+		}
+		now := infoKeyIDs(t, alice, gid)
+		if len(got.Members) != 2 || len(now) != len(ids)+1 {
+			return false, fmt.Errorf("%d members at Alice (want 2); %d info keys (want %d)", len(got.Members), len(now), len(ids)+1)
+		}
+		return true, nil
 	})
 	ids = infoKeyIDs(t, alice, gid)
 	afterLeave := ids[len(ids)-1]

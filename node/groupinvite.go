@@ -312,7 +312,7 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 			return err
 		}
 		for _, e := range l.Entries(0) {
-			if err := tx.Set(n.st.groupLog, groupEntryKey(gid, e.Seq), inv.Log[e.Seq]); err != nil {
+			if err := n.putEntry(tx, gid, e.Seq, inv.Log[e.Seq]); err != nil {
 				return err
 			}
 		}

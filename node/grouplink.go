@@ -253,7 +253,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 			if staged && seq > 0 {
 				break // written already
 			}
-			if err := tx.Set(n.st.groupLog, groupEntryKey(l.group, uint64(seq)), raw); err != nil {
+			if err := n.putEntry(tx, l.group, uint64(seq), raw); err != nil {
 				return err
 			}
 		}

@@ -78,7 +78,7 @@ func (n *Node) createGroup(_ context.Context, title string, perms groupstate.Per
 		if err := n.addInfoKeys(tx, id, []infoKey{info}); err != nil {
 			return err
 		}
-		return tx.Set(n.st.groupLog, groupEntryKey(id, 0), raw)
+		return n.putEntry(tx, id, 0, raw)
 	}); err != nil {
 		return chat.Group{}, err
 	}
@@ -193,9 +193,51 @@ func entryTime(now int64, head *groupstate.Entry) int64 {
 	return max(now, head.Time-groupstate.MaxSkew)
 }
 
+// logClaimKey (groups.sk: group || 'L') is the key every transaction
+// that changes the group's stored log reads and writes (claimLog).
+func logClaimKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'L') }
+
+// claimLog makes tx conflict with every other transaction that changes
+// group id's stored log. Badger detects read-write conflicts only: two
+// transactions that each appended an entry at the same place (a
+// member's own change, and an entry signed on the same head taken from
+// gossip at that moment) both committed, the later silently
+// overwriting the other — a leave vanished from its author's log after
+// it had been published, so the author's node never learnt that the
+// fork rule had dropped it elsewhere. With the claim, the later one
+// fails to commit and storage.Update runs it again on the log the first
+// one left, where the fork rule applies. putEntry, dropEntry and
+// clearGroupLog claim; a transaction may claim more than once.
+func (n *Node) claimLog(tx *storage.Txn, id groupstate.GroupID) error {
+	k := logClaimKey(id)
+	if _, err := tx.Get(n.st.groupKeys, k); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return tx.Set(n.st.groupKeys, k, nil)
+}
+
+// putEntry stores entry seq of group id's log (raw: its encoding).
+func (n *Node) putEntry(tx *storage.Txn, id groupstate.GroupID, seq uint64, raw []byte) error {
+	if err := n.claimLog(tx, id); err != nil {
+		return err
+	}
+	return tx.Set(n.st.groupLog, groupEntryKey(id, seq), raw)
+}
+
+// dropEntry deletes entry seq of group id's log.
+func (n *Node) dropEntry(tx *storage.Txn, id groupstate.GroupID, seq uint64) error {
+	if err := n.claimLog(tx, id); err != nil {
+		return err
+	}
+	return tx.Delete(n.st.groupLog, groupEntryKey(id, seq))
+}
+
 // clearGroupLog deletes every stored entry of group id, before a whole
 // log replaces it (a longer one left behind would no longer chain).
 func (n *Node) clearGroupLog(tx *storage.Txn, id groupstate.GroupID) error {
+	if err := n.claimLog(tx, id); err != nil {
+		return err
+	}
 	var keys [][]byte
 	if err := tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
 		keys = append(keys, slices.Clone(k))
@@ -493,7 +535,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 			if err != nil {
 				return err
 			}
-			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), raw); err != nil {
+			if err := n.putEntry(tx, id, e.Seq, raw); err != nil {
 				return err
 			}
 			switch c.Kind {
@@ -853,7 +895,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			if p.staged && e.Seq > 0 {
 				break // written already
 			}
-			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), p.Log[e.Seq]); err != nil {
+			if err := n.putEntry(tx, id, e.Seq, p.Log[e.Seq]); err != nil {
 				return err
 			}
 		}
@@ -923,7 +965,7 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 		}
 		for _, e := range branch {
 			firstTaken = min(firstTaken, e.Seq)
-			if err := tx.Set(n.st.groupLog, groupEntryKey(id, e.Seq), raw(e)); err != nil {
+			if err := n.putEntry(tx, id, e.Seq, raw(e)); err != nil {
 				return err
 			}
 			n.touch(id)
@@ -938,7 +980,7 @@ func (n *Node) mergeLog(tx *storage.Txn, sender identity.AccountID, mine *groups
 			}
 		}
 		for seq := branch[len(branch)-1].Seq + 1; seq <= oldHead && dropped != nil; seq++ {
-			if err := tx.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
+			if err := n.dropEntry(tx, id, seq); err != nil {
 				return err
 			}
 		}
@@ -1078,7 +1120,12 @@ func (n *Node) refreshTouched() {
 	for id := range ids {
 		n.refreshGroup(n.runCtx, id)
 	}
+	left := map[groupstate.GroupID]bool{}
 	for _, id := range leave {
+		if left[id] {
+			continue // noted twice: its transaction ran again after a conflict
+		}
+		left[id] = true
 		if _, err := n.LeaveGroup(n.runCtx, hex.EncodeToString(id[:])); err != nil {
 			n.log.Warn("group: leaving again after a fork dropped the leave", "group", hex.EncodeToString(id[:8]), "err", err)
 		}

@@ -963,9 +963,14 @@ func (m *members) MayChange(id [32]byte, e *groupstate.Entry) error {
 	if g == nil {
 		return groupnet.ErrNotAllowed
 	}
-	if n := g.log.Head().Seq + 1; e.Seq+groupstate.ForkWindow >= n && g.log.State().Role(e.Author()) != groupstate.RoleNone {
+	// In the log, recent, and by a member — or its author's own leave,
+	// after which the author is never a member: one the relay took from
+	// a registration or a Store, and publishes. (A leave refused here
+	// never reached the members who lacked it when its author's node
+	// left again after a fork had dropped its first leave.)
+	if n := g.log.Head().Seq + 1; e.Seq+groupstate.ForkWindow >= n && (g.log.State().Role(e.Author()) != groupstate.RoleNone || e.Change.Kind == groupstate.KindLeave) {
 		if have := g.log.Entries(e.Seq); len(have) > 0 && have[0].Hash() == e.Hash() {
-			return nil // in the log, recent, by a member (one the relay took from a Store, and publishes)
+			return nil
 		}
 	}
 	return groupnet.EntryMaySpread(g.log.State(), e)

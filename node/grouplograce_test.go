@@ -1,0 +1,113 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/peergram/peergram/crypto/groupmsg"
+	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/relay/groupnet"
+	"github.com/peergram/peergram/storage"
+)
+
+// TestConcurrentAppendsConflict: a member's own change and an entry taken
+// from gossip, both appended at the same place of the log by two
+// transactions that overlap, must not overwrite each other. Carol leaves
+// a large group while her node is taking the owner's change signed on
+// the same head (a new title): the later commit used to win silently,
+// so her leave vanished from her own log after it had been published —
+// the owner's entry then beat it at every other member, her node never
+// learnt that its leave had lost, and she stayed a member everywhere
+// (seen as a flake of TestLargeGroupInfoKeyUnderEpoch under load). Now
+// the two transactions conflict, the loser is run again on the winner's
+// log, and the fork rule applies: the owner's entry stays, Carol's node
+// sees its leave dropped and leaves again after it.
+func TestConcurrentAppendsConflict(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	carolHome, carolInfo := initHome(t, "carol")
+	bobHome, bobInfo := initHome(t, "bob")
+	alice := startNodeWith(t, aliceHome, largeGroups, relay.addr)
+	bob := startNodeWith(t, bobHome, largeGroups, relay.addr)
+	carol := startNodeWith(t, carolHome, largeGroups, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	addEachOther(t, alice, carol, aliceInfo, carolInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, "race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	head := alice.reloadGroup(t, group).Head()
+	eventually(t, "Bob in", holdsEntry(bob, group, head))
+	eventually(t, "Carol in", holdsEntry(carol, group, head))
+
+	title := "concurrent"
+	change, err := groupstate.Sign(alice.keys.device, alice.keys.cert, head, entryTime(alice.cfg.Now().UnixMilli(), head),
+		groupstate.Change{Kind: groupstate.KindTitle, Text: title})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changeRaw := mustEntryBytes(t, change)
+	// Carol's node takes the owner's entry in one transaction; her leave
+	// commits while that transaction is open (first attempt only: a
+	// transaction run again sees the leave).
+	attempts := 0
+	if err := carol.db.Update(func(tx *storage.Txn) error {
+		attempts++
+		p := payload{Kind: "group-log", Group: g.ID, Log: [][]byte{changeRaw}, From: change.Seq, viaGroup: true}
+		if err := carol.applyGroupLog(tx, alice.keys.account.ID(), p); err != nil {
+			return err
+		}
+		if attempts == 1 {
+			if _, err := carol.LeaveGroup(ctx, g.ID); err != nil {
+				t.Errorf("Carol's leave: %v", err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Carol's node took the owner's entry in %d attempts", attempts)
+	// The owner's node holds its own entry and sends it to the group.
+	var envs [][]byte
+	if err := alice.db.Update(func(tx *storage.Txn) (err error) {
+		envs, err = alice.sealEntries(tx, group, []*groupstate.Entry{change})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := groupmsg.Open(group, envs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.takeStateEntry(group, &groupnet.Message{Envelope: env, Account: alice.keys.account.ID(), ID: groupmsg.ID(envs[0]), Raw: envs[0], Entry: change}); err != nil {
+		t.Fatal(err)
+	}
+	alice.publishEnvelopes(ctx, group, envs)
+	carol.refreshTouched()
+
+	left := func(n *testNode) func() (bool, error) {
+		return func() (bool, error) {
+			l := n.reloadGroup(t, group)
+			if l.State().Role(carol.keys.account.ID()) == groupstate.RoleNone && l.State().Title == title {
+				return true, nil
+			}
+			var b strings.Builder
+			for _, e := range l.Entries(0) {
+				fmt.Fprintf(&b, " %d:%s", e.Seq, e.Change.Kind)
+			}
+			return false, fmt.Errorf("log%s", b.String())
+		}
+	}
+	eventually(t, "Carol out at Carol, with the owner's title", left(carol))
+	eventually(t, "Carol out at Alice, with the owner's title", left(alice))
+	eventually(t, "Carol out at Bob, with the owner's title", left(bob))
+}
