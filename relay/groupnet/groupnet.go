@@ -89,9 +89,10 @@ func CheckEntry(m Members, group [32]byte, env *groupmsg.Envelope) (*groupstate.
 // join: an account that is not a member yet may publish its own join),
 // or if it is further ahead than st's next entry and its author, as st
 // holds it, could make that kind of change at all (mayEverMake: st is
-// behind, and whoever takes it fetches what lies between). Any other entry that is not st's next (a fork, an old one) is
-// dropped without blaming anyone (ErrUnknownDevice); st's next entry
-// that st does not permit is rejected (ErrNotAllowed). A node's own
+// behind, and whoever takes it fetches what lies between). Any other entry that is not st's next (a fork, an old one,
+// one after an entry st does not hold) is dropped without blaming anyone
+// (ErrUnknownDevice); st's next entry that st does not permit is
+// rejected (ErrNotAllowed). A node's own
 // entries, and entries its log holds, are its caller's to let through
 // (st already includes them).
 //
@@ -110,7 +111,11 @@ func EntryMaySpread(st *groupstate.State, e *groupstate.Entry) error {
 		return nil
 	case e.Seq > next && mayEverMake(st, e):
 		return nil
-	case e.Seq != next:
+	case e.Seq != next, e.Prev != st.Head:
+		// Not st's next: a fork, an old one, or one that follows an
+		// entry st does not hold (the other side of a fork, where the
+		// rights may differ) — not this checker's to judge, and an
+		// honest peer may forward it.
 		return ErrUnknownDevice
 	}
 	return fmt.Errorf("%w: %w", ErrNotAllowed, err)
