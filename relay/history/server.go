@@ -717,19 +717,17 @@ func (s *Server) commit() {
 func (s *Server) store(batch []*groupnet.Message) error {
 	// A state entry is kept, in the log and in the history, only if the
 	// log held takes it (or holds it): a junk entry fills nothing.
-	// One handed over with Store (From empty) is also published: its
-	// device may not have reached the topic (a member that joined by a
-	// link publishes its join as it joins the topic).
+	// One handed over with Store (From empty) is also published, once
+	// per entry (when its first envelope is kept): its device may not
+	// have reached the topic (a member that joined by a link publishes
+	// its join as it joins the topic). Published for every envelope
+	// kept or not, a banned account re-wrapping its old leave had the
+	// relay broadcast each copy (outside review 17).
 	kept := make([]*groupnet.Message, 0, len(batch))
 	for _, m := range batch {
 		if m.Envelope.Kind == groupmsg.KindState {
 			if m.Entry == nil || !s.takeEntry(m.Envelope.Group, m.Entry) {
 				continue
-			}
-			if m.From == "" {
-				if err := s.net.Publish(s.ctx, m.Envelope.Group, m.Raw); err != nil {
-					s.log.Debug("history: publish a stored entry", "err", err)
-				}
 			}
 		}
 		kept = append(kept, m)
@@ -742,11 +740,12 @@ func (s *Server) store(batch []*groupnet.Message) error {
 		size  int64
 	}
 	var done []placed
+	var publish []*groupnet.Message // stored entries handed over with Store, first envelope of each
 	// Sequence numbers are taken under the lock and given back (not
 	// reused: a gap in numbering is harmless, since Get names what exists)
 	// if the commit fails.
 	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
-		done = done[:0]
+		done, publish = done[:0], publish[:0]
 		inBatch := map[string]bool{}
 		for _, m := range batch {
 			g := m.Envelope.Group
@@ -790,11 +789,19 @@ func (s *Server) store(batch []*groupnet.Message) error {
 				return err
 			}
 			done = append(done, placed{g, seq, int64(len(v))})
+			if m.Entry != nil && m.From == "" {
+				publish = append(publish, m)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	for _, m := range publish {
+		if err := s.net.Publish(s.ctx, m.Envelope.Group, m.Raw); err != nil {
+			s.log.Debug("history: publish a stored entry", "err", err)
+		}
 	}
 	if len(done) == 0 {
 		return nil
