@@ -26,28 +26,10 @@ import (
 // log, and the fork rule applies: the owner's entry stays, Carol's node
 // sees its leave dropped and leaves again after it.
 func TestConcurrentAppendsConflict(t *testing.T) {
-	relay := startRelay(t, t.TempDir())
-	aliceHome, aliceInfo := initHome(t, "alice")
-	carolHome, carolInfo := initHome(t, "carol")
-	bobHome, bobInfo := initHome(t, "bob")
-	alice := startNodeWith(t, aliceHome, largeGroups, relay.addr)
-	bob := startNodeWith(t, bobHome, largeGroups, relay.addr)
-	carol := startNodeWith(t, carolHome, largeGroups, relay.addr)
-	addEachOther(t, alice, bob, aliceInfo, bobInfo)
-	addEachOther(t, alice, carol, aliceInfo, carolInfo)
+	tr := newLargeTrio(t, "race")
+	alice, bob, carol, group := tr.alice, tr.bob, tr.carol, tr.group
 	ctx := context.Background()
-	g, err := alice.CreateGroup(ctx, "race")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := hex.DecodeString(g.ID)
-	group := groupstate.GroupID(raw)
-	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob", "carol"}); err != nil {
-		t.Fatal(err)
-	}
 	head := alice.reloadGroup(t, group).Head()
-	eventually(t, "Bob in", holdsEntry(bob, group, head))
-	eventually(t, "Carol in", holdsEntry(carol, group, head))
 
 	title := "concurrent"
 	change, err := groupstate.Sign(alice.keys.device, alice.keys.cert, head, entryTime(alice.cfg.Now().UnixMilli(), head),
@@ -62,12 +44,12 @@ func TestConcurrentAppendsConflict(t *testing.T) {
 	attempts := 0
 	if err := carol.db.Update(func(tx *storage.Txn) error {
 		attempts++
-		p := payload{Kind: "group-log", Group: g.ID, Log: [][]byte{changeRaw}, From: change.Seq, viaGroup: true}
+		p := payload{Kind: "group-log", Group: tr.id, Log: [][]byte{changeRaw}, From: change.Seq, viaGroup: true}
 		if err := carol.applyGroupLog(tx, alice.keys.account.ID(), p); err != nil {
 			return err
 		}
 		if attempts == 1 {
-			if _, err := carol.LeaveGroup(ctx, g.ID); err != nil {
+			if _, err := carol.LeaveGroup(ctx, tr.id); err != nil {
 				t.Errorf("Carol's leave: %v", err)
 			}
 		}
@@ -110,4 +92,41 @@ func TestConcurrentAppendsConflict(t *testing.T) {
 	eventually(t, "Carol out at Carol, with the owner's title", left(carol))
 	eventually(t, "Carol out at Alice, with the owner's title", left(alice))
 	eventually(t, "Carol out at Bob, with the owner's title", left(bob))
+}
+
+// largeTrio is a large group (its log over gossip and a relay's history)
+// of Alice (owner), Bob and Carol, each a contact of Alice, on one
+// relay, created with title and held by all three.
+type largeTrio struct {
+	relay             *testRelay
+	alice, bob, carol *testNode
+	id                string // the group's ID as the API takes it
+	group             groupstate.GroupID
+}
+
+func newLargeTrio(t *testing.T, title string) largeTrio {
+	t.Helper()
+	relay := startRelay(t, t.TempDir())
+	aliceHome, aliceInfo := initHome(t, "alice")
+	bobHome, bobInfo := initHome(t, "bob")
+	carolHome, carolInfo := initHome(t, "carol")
+	alice := startNodeWith(t, aliceHome, largeGroups, relay.addr)
+	bob := startNodeWith(t, bobHome, largeGroups, relay.addr)
+	carol := startNodeWith(t, carolHome, largeGroups, relay.addr)
+	addEachOther(t, alice, bob, aliceInfo, bobInfo)
+	addEachOther(t, alice, carol, aliceInfo, carolInfo)
+	ctx := context.Background()
+	g, err := alice.CreateGroup(ctx, title)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(g.ID)
+	group := groupstate.GroupID(raw)
+	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	head := alice.reloadGroup(t, group).Head()
+	eventually(t, "Bob in", holdsEntry(bob, group, head))
+	eventually(t, "Carol in", holdsEntry(carol, group, head))
+	return largeTrio{relay: relay, alice: alice, bob: bob, carol: carol, id: g.ID, group: group}
 }

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -27,35 +26,17 @@ import (
 // keeps the log, takes the winning branch); 40ae9eb's "restored" list
 // now also hands the leaver chains and info keys on purpose.
 func TestReview15LeaverPulledBackByFork(t *testing.T) {
-	relay := startRelay(t, t.TempDir())
-	aliceHome, aliceInfo := initHome(t, "alice")
-	bobHome, bobInfo := initHome(t, "bob")
-	carolHome, carolInfo := initHome(t, "carol")
-	alice := startNodeWith(t, aliceHome, largeGroups, relay.addr)
-	bob := startNodeWith(t, bobHome, largeGroups, relay.addr)
-	carol := startNodeWith(t, carolHome, largeGroups, relay.addr)
-	addEachOther(t, alice, bob, aliceInfo, bobInfo)
-	addEachOther(t, alice, carol, aliceInfo, carolInfo)
+	tr := newLargeTrio(t, "leave")
+	alice, bob, carol, group := tr.alice, tr.bob, tr.carol, tr.group
 	ctx := context.Background()
-	g, err := alice.CreateGroup(ctx, "leave")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := hex.DecodeString(g.ID)
-	group := groupstate.GroupID(raw)
-	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"bob", "carol"}); err != nil {
-		t.Fatal(err)
-	}
 	head := alice.reloadGroup(t, group).Head()
-	eventually(t, "Bob in", holdsEntry(bob, group, head))
-	eventually(t, "Carol in", holdsEntry(carol, group, head))
 
 	promote, err := groupstate.Sign(alice.keys.device, alice.keys.cert, head, entryTime(alice.cfg.Now().UnixMilli(), head),
 		groupstate.Change{Kind: groupstate.KindPromote, Account: bob.keys.account.ID()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := carol.LeaveGroup(ctx, g.ID); err != nil {
+	if _, err := carol.LeaveGroup(ctx, tr.id); err != nil {
 		t.Fatal(err)
 	}
 	leave := carol.reloadGroup(t, group).Head()
