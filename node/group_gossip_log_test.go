@@ -219,20 +219,7 @@ func TestRemovedMemberLearnsWinningFork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var envs [][]byte
-	if err := alice.db.Update(func(tx *storage.Txn) (err error) {
-		envs, err = alice.sealEntries(tx, group, []*groupstate.Entry{demote})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	env, err := groupmsg.Open(group, envs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.takeStateEntry(group, &groupnet.Message{Envelope: env, Account: alice.keys.account.ID(), ID: groupmsg.ID(envs[0]), Raw: envs[0], Entry: demote}); err != nil {
-		t.Fatal(err)
-	}
+	envs := takeOwnEntry(t, alice, group, demote)
 	if !bytes.Equal(mustEntryBytes(t, alice.reloadGroup(t, group).Head()), rawDemote) {
 		t.Fatal("Alice's demotion did not win the fork at Alice")
 	}
@@ -282,4 +269,28 @@ func mustEntryBytes(t *testing.T, e *groupstate.Entry) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// takeOwnEntry has n's node take e, an entry of its own device signed
+// outside changeGroup (a test's concurrent change), as its node takes
+// its own changes: sealed as its envelope (kept until a relay shows
+// it), taken into its log. It returns the envelopes, for the caller to
+// publish when the test is ready.
+func takeOwnEntry(t *testing.T, n *testNode, group groupstate.GroupID, e *groupstate.Entry) [][]byte {
+	t.Helper()
+	var envs [][]byte
+	if err := n.db.Update(func(tx *storage.Txn) (err error) {
+		envs, err = n.sealEntries(tx, group, []*groupstate.Entry{e})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := groupmsg.Open(group, envs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.takeStateEntry(group, &groupnet.Message{Envelope: env, Account: n.keys.account.ID(), ID: groupmsg.ID(envs[0]), Raw: envs[0], Entry: e}); err != nil {
+		t.Fatal(err)
+	}
+	return envs
 }

@@ -7,9 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
-	"github.com/peergram/peergram/relay/groupnet"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -59,20 +57,7 @@ func TestConcurrentAppendsConflict(t *testing.T) {
 	}
 	t.Logf("Carol's node took the owner's entry in %d attempts", attempts)
 	// The owner's node holds its own entry and sends it to the group.
-	var envs [][]byte
-	if err := alice.db.Update(func(tx *storage.Txn) (err error) {
-		envs, err = alice.sealEntries(tx, group, []*groupstate.Entry{change})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	env, err := groupmsg.Open(group, envs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.takeStateEntry(group, &groupnet.Message{Envelope: env, Account: alice.keys.account.ID(), ID: groupmsg.ID(envs[0]), Raw: envs[0], Entry: change}); err != nil {
-		t.Fatal(err)
-	}
+	envs := takeOwnEntry(t, alice, group, change)
 	alice.publishEnvelopes(ctx, group, envs)
 	carol.refreshTouched()
 

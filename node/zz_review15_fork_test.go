@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peergram/peergram/crypto/groupmsg"
 	"github.com/peergram/peergram/crypto/groupstate"
-	"github.com/peergram/peergram/relay/groupnet"
-	"github.com/peergram/peergram/storage"
 )
 
 // TestReview15LeaverPulledBackByFork: Carol leaves a large group; the
@@ -49,20 +46,7 @@ func TestReview15LeaverPulledBackByFork(t *testing.T) {
 	carol.wakeHistory()
 	time.Sleep(historySettle)
 
-	var envs [][]byte
-	if err := alice.db.Update(func(tx *storage.Txn) (err error) {
-		envs, err = alice.sealEntries(tx, group, []*groupstate.Entry{promote})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	env, err := groupmsg.Open(group, envs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.takeStateEntry(group, &groupnet.Message{Envelope: env, Account: alice.keys.account.ID(), ID: groupmsg.ID(envs[0]), Raw: envs[0], Entry: promote}); err != nil {
-		t.Fatal(err)
-	}
+	envs := takeOwnEntry(t, alice, group, promote)
 	if !bytes.Equal(mustEntryBytes(t, alice.reloadGroup(t, group).Head()), mustEntryBytes(t, promote)) {
 		t.Fatal("the owner's entry did not win over the leave at Alice")
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/peergram/peergram/crypto/groupmsg"
-	"github.com/peergram/peergram/crypto/groupstate"
 )
 
 // TestReview17BannedLeaverDrivesRelayPublish: Bob left, then the owner
@@ -27,18 +26,9 @@ import (
 // gets them all. Expected: a leave the relay already holds (and
 // already published) is not published again for each new wrapping.
 func TestReview17BannedLeaverDrivesRelayPublish(t *testing.T) {
-	alice, bob := newMember(t), newMember(t)
-	gid, entries := groupLog(t, alice, bob)
-	entries = appendLog(t, entries, bob, groupstate.Change{Kind: groupstate.KindLeave})
-	leave := entries[len(entries)-1]
-	entries = appendLog(t, entries, alice, groupstate.Change{Kind: groupstate.KindBan, Account: bob.acct.ID()})
-	rh := newHost(t)
-	r := startServer(t, t.TempDir(), rh, nil)
-	c := clientOf(t, r)
+	hl := newHeldLeave(t, true)
+	r, c, rh, gid, bob, leave := hl.r, hl.c, hl.rh, hl.gid, hl.bob, hl.leave
 	ctx := context.Background()
-	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}, alice.dev); err != nil {
-		t.Fatal(err)
-	}
 
 	// An observer on the topic (what a member's node receives before its
 	// validator runs).
