@@ -244,10 +244,12 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	err = n.db.Update(func(tx *storage.Txn) error {
 		// (A log of the group held from before — this account left it —
 		// is replaced whole.)
-		if !staged {
-			if err := n.clearGroupLog(tx, l.group); err != nil {
+		if staged {
+			if err := n.checkStaged(tx, l.group, raws); err != nil {
 				return err
 			}
+		} else if err := n.clearGroupLog(tx, l.group); err != nil {
+			return err
 		}
 		for seq, raw := range raws {
 			if staged && seq > 0 {
@@ -279,8 +281,8 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		return err
 	})
 	if err != nil {
-		if staged && !n.heldGroup(l.group) {
-			_ = n.clearLogOutside(l.group)
+		if staged {
+			_ = n.unstage(l.group, len(raws))
 		}
 		return chat.Group{}, err
 	}

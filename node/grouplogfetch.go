@@ -418,6 +418,7 @@ func (n *Node) checkFetched(id groupstate.GroupID, raws [][]byte) error {
 func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p payload) error {
 	if !n.heldGroup(id) && n.largeLog(p.Log) {
 		if err := n.stageLog(id, p.Log); err != nil {
+			_ = n.unstage(id, len(p.Log))
 			return err
 		}
 		p.staged = true
@@ -437,7 +438,7 @@ func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p 
 	err := n.db.Update(func(tx *storage.Txn) error { return n.applyWholeLog(tx, sender, p) })
 	n.refreshTouched()
 	if p.staged {
-		n.unstage(id, len(p.Log))
+		_ = n.unstage(id, len(p.Log))
 	}
 	return err
 }
@@ -456,31 +457,4 @@ func (n *Node) heldLength(id groupstate.GroupID) int {
 		return nil
 	})
 	return held
-}
-
-// unstage deletes what is left of a staged log of n entries beyond the
-// group's stored log (nothing, if the apply kept it whole).
-func (n *Node) unstage(id groupstate.GroupID, count int) {
-	var held uint64
-	if err := n.db.View(func(tx *storage.Txn) error {
-		l, err := n.loadGroupTx(tx, id)
-		if err == nil {
-			held = l.Head().Seq + 1
-		}
-		return nil
-	}); err != nil {
-		return
-	}
-	if held == 0 {
-		_ = n.clearLogOutside(id)
-		return
-	}
-	b := n.db.NewBatch()
-	for seq := held; seq < uint64(count); seq++ {
-		if err := b.Delete(n.st.groupLog, groupEntryKey(id, seq)); err != nil {
-			b.Cancel()
-			return
-		}
-	}
-	_ = b.Flush()
 }

@@ -1,9 +1,14 @@
 package node
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/peergram/peergram/crypto/groupstate"
+	"github.com/peergram/peergram/node/chat"
 	"github.com/peergram/peergram/storage"
 )
 
@@ -11,11 +16,26 @@ import (
 // group exists for this node once its creation entry (seq 0) is stored:
 // a log too large for one transaction (a node's store takes ~600 KiB in
 // one, ~1,700 entries) is staged first — its entries after the creation
-// written in batches, where nothing reads them as a group
+// written in several transactions, where nothing reads them as a group
 // (replayLogs passes over a log without its creation) — and then the
-// transaction that decides to keep it writes the creation entry with
-// whatever else it changes. If it decides not to, the staged entries are
-// deleted again.
+// transaction that decides to keep it checks that what it staged is
+// still there, unchanged, and writes the creation entry with whatever
+// else it changes. If it decides not to, the staged entries are deleted
+// again.
+//
+// Every one of these transactions claims the group's log (claimLog), as
+// every other change of it does, and checks the group's state inside
+// itself: a path that stores the group meanwhile (a fetch, an
+// invitation, a join by link) is never overwritten or deleted by a
+// staging that began before it — the staging fails instead
+// (errStageRaced) and the caller's next fetch or the user's next try
+// starts over. (Before: staged entries were written and deleted in
+// blind batches after a check made outside them, so an entry appended
+// between the check and the batch could be deleted; outside review 17.)
+
+// errStageRaced: the group's stored log was changed by another path
+// while a log was being staged.
+var errStageRaced = errors.New("node: group log changed while a long log was staged")
 
 // largeLog reports whether the entries raws take more than a quarter of
 // what one transaction holds.
@@ -27,38 +47,160 @@ func (n *Node) largeLog(raws [][]byte) bool {
 	return int64(size) > n.db.MaxTxnBytes()/4
 }
 
-// stageLog writes raws' entries after the creation one.
+// stageLog writes raws' entries after the creation one, a quarter of a
+// transaction's capacity at a time, each transaction finding the group
+// not held (no creation entry stored).
 func (n *Node) stageLog(id groupstate.GroupID, raws [][]byte) error {
-	b := n.db.NewBatch()
-	for seq := 1; seq < len(raws); seq++ {
-		if err := b.Set(n.st.groupLog, groupEntryKey(id, uint64(seq)), raws[seq]); err != nil {
-			b.Cancel()
+	limit := int(n.db.MaxTxnBytes() / 4)
+	for from := 1; from < len(raws); {
+		to, size := from, 0
+		for to < len(raws) && (to == from || size+len(raws[to])+64 <= limit) {
+			size += len(raws[to]) + 64
+			to++
+		}
+		if err := n.db.Update(func(tx *storage.Txn) error {
+			if err := n.claimLog(tx, id); err != nil {
+				return err
+			}
+			if held, err := tx.Has(n.st.groupLog, groupEntryKey(id, 0)); err != nil || held {
+				return orErr(err, errStageRaced)
+			}
+			for seq := from; seq < to; seq++ {
+				if err := tx.Set(n.st.groupLog, groupEntryKey(id, uint64(seq)), raws[seq]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
+		from = to
 	}
-	return b.Flush()
+	return nil
 }
 
-// clearLogOutside deletes a group's stored entries in batches (a whole
-// log is about to replace it, or a staged one was not kept).
-func (n *Node) clearLogOutside(id groupstate.GroupID) error {
-	var keys [][]byte
-	if err := n.db.View(func(tx *storage.Txn) error {
-		return tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
-			keys = append(keys, slices.Clone(k))
-			return nil
-		})
-	}); err != nil {
+// orErr returns err if it is not nil, else alt.
+func orErr(err, alt error) error {
+	if err != nil {
 		return err
 	}
-	b := n.db.NewBatch()
-	for _, k := range keys {
-		if err := b.Delete(n.st.groupLog, k); err != nil {
-			b.Cancel()
+	return alt
+}
+
+// checkStaged reports whether group id's stored entries are exactly
+// raws' after the creation one (what stageLog wrote), inside tx, which
+// claims the log: another path that changed them meanwhile makes the
+// keeping transaction fail (errStageRaced) rather than give the group a
+// creation entry over someone else's entries.
+func (n *Node) checkStaged(tx *storage.Txn, id groupstate.GroupID, raws [][]byte) error {
+	if err := n.claimLog(tx, id); err != nil {
+		return err
+	}
+	next := uint64(1)
+	err := tx.Iterate(n.st.groupLog, id[:], func(k, v []byte) error {
+		seq := binary.BigEndian.Uint64(k[32:])
+		if seq != next || seq >= uint64(len(raws)) || !bytes.Equal(v, raws[seq]) {
+			return fmt.Errorf("%w: entry %d", errStageRaced, seq)
+		}
+		next++
+		return nil
+	})
+	if err == nil && next != uint64(len(raws)) {
+		err = fmt.Errorf("%w: %d of %d entries", errStageRaced, next-1, len(raws)-1)
+	}
+	return err
+}
+
+// unstage deletes the entries of group id from seq from up to count
+// that are not part of its stored log (all of them if the group is not
+// held), a bounded number per transaction, each transaction finding the
+// log's end anew.
+func (n *Node) unstage(id groupstate.GroupID, count int) error {
+	for {
+		done := true
+		if err := n.db.Update(func(tx *storage.Txn) error {
+			if err := n.claimLog(tx, id); err != nil {
+				return err
+			}
+			var held uint64
+			switch l, err := n.loadGroupTx(tx, id); {
+			case err == nil:
+				held = l.Head().Seq + 1
+			case errors.Is(err, chat.ErrUnknownGroup):
+			default:
+				return err
+			}
+			keys, err := n.entryKeys(tx, id, held, uint64(count), unstageChunk)
+			if err != nil {
+				return err
+			}
+			done = len(keys) < unstageChunk
+			for _, k := range keys {
+				if err := tx.Delete(n.st.groupLog, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil || done {
 			return err
 		}
 	}
-	return b.Flush()
+}
+
+// unstageChunk is how many entries one transaction of unstage or
+// clearLogOutside deletes.
+const unstageChunk = 2000
+
+// entryKeys lists at most max keys of group id's stored entries with
+// from <= seq < to.
+func (n *Node) entryKeys(tx *storage.Txn, id groupstate.GroupID, from, to uint64, max int) ([][]byte, error) {
+	var keys [][]byte
+	err := tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
+		if seq := binary.BigEndian.Uint64(k[32:]); seq >= from && seq < to && len(keys) < max {
+			keys = append(keys, slices.Clone(k))
+		}
+		return nil
+	})
+	return keys, err
+}
+
+// clearLogOutside deletes every stored entry of group id, the creation
+// entry first (a whole log is about to replace a log held from before),
+// a bounded number per transaction (clearSome).
+func (n *Node) clearLogOutside(id groupstate.GroupID) error {
+	for first := true; ; first = false {
+		if done, err := n.clearSome(id, first); err != nil || done {
+			return err
+		}
+	}
+}
+
+// clearSome deletes up to unstageChunk of group id's stored entries in
+// one transaction and reports whether none are left. Unless first, the
+// creation entry must be absent (an earlier clearSome deleted it):
+// present, another path has stored the group meanwhile, and its log is
+// left alone (errStageRaced).
+func (n *Node) clearSome(id groupstate.GroupID, first bool) (done bool, err error) {
+	err = n.db.Update(func(tx *storage.Txn) error {
+		if err := n.claimLog(tx, id); err != nil {
+			return err
+		}
+		if held, err := tx.Has(n.st.groupLog, groupEntryKey(id, 0)); err != nil || (held && !first) {
+			return orErr(err, errStageRaced)
+		}
+		keys, err := n.entryKeys(tx, id, 0, ^uint64(0), unstageChunk)
+		if err != nil {
+			return err
+		}
+		done = len(keys) < unstageChunk
+		for _, k := range keys {
+			if err := tx.Delete(n.st.groupLog, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return done, err
 }
 
 // heldGroup reports whether the group exists in the store (its creation

@@ -891,6 +891,15 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 				return err
 			}
 		}
+		// Entries staged for this log must be there unchanged; entries
+		// of no held log (a staging that was not kept) must go.
+		if p.staged {
+			if err := n.checkStaged(tx, id, p.Log); err != nil {
+				return err
+			}
+		} else if err := n.clearGroupLog(tx, id); err != nil {
+			return err
+		}
 		for _, e := range entries {
 			if p.staged && e.Seq > 0 {
 				break // written already
