@@ -26,8 +26,39 @@ import (
 
 const (
 	maxInvitations = 100
-	invitationTTL  = 30 * 24 * time.Hour
+	// maxInvitationsBy bounds the pending invitations one account made:
+	// one stranger must not fill every place for 30 days, leaving none
+	// for real invitations (a stranger's deposits to a mailbox are
+	// rate-limited, and many accounts take many of them).
+	maxInvitationsBy = 5
+	invitationTTL    = 30 * 24 * time.Hour
 )
+
+// invitationRoom tells whether an invitation by account by may be kept
+// ("" if so, else why not): fewer than maxInvitations pending, and fewer
+// than maxInvitationsBy of them by by.
+func (n *Node) invitationRoom(tx *storage.Txn, by identity.AccountID) (string, error) {
+	total, theirs := 0, 0
+	err := tx.Iterate(n.st.groupInv, nil, func(_, v []byte) error {
+		total++
+		var inv struct {
+			By identity.AccountID `json:"by"`
+		}
+		if json.Unmarshal(v, &inv) == nil && inv.By == by {
+			theirs++
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case total >= maxInvitations:
+		return "too many pending", nil
+	case theirs >= maxInvitationsBy:
+		return "too many pending from this account", nil
+	}
+	return "", nil
+}
 
 // invitation is a stored invitation (groups.inv: group(32) → JSON). An
 // invitation to a log too long to keep (or sent as its end) keeps the
@@ -49,13 +80,11 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identi
 	if ok, err := tx.Has(n.st.groupInv, id[:]); err != nil || ok {
 		return err // the first invitation stays
 	}
-	count, err := tx.Count(n.st.groupInv, nil)
-	if err != nil {
+	if why, err := n.invitationRoom(tx, by); err != nil || why != "" {
+		if why != "" {
+			n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "by", by.String(), "why", why)
+		}
 		return err
-	}
-	if count >= maxInvitations {
-		n.log.Info("group invitation dropped: too many pending", "group", hex.EncodeToString(id[:8]))
-		return nil
 	}
 	inv := invitation{Log: p.Log, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members}
 	if n.largeLog(p.Log) {
@@ -111,12 +140,11 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payl
 	if ok, err := tx.Has(n.st.groupInv, key); err != nil || ok {
 		return err // the first invitation stays
 	}
-	count, err := tx.Count(n.st.groupInv, nil)
-	if err != nil {
+	if why, err := n.invitationRoom(tx, by); err != nil || why != "" {
+		if why != "" {
+			return drop(why)
+		}
 		return err
-	}
-	if count >= maxInvitations {
-		return drop("too many pending")
 	}
 	raw, err := json.Marshal(invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members})
 	if err != nil {
