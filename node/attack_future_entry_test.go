@@ -279,7 +279,7 @@ func TestInvitationToHeldGroup(t *testing.T) {
 			}
 			p.Log = append(p.Log, raw)
 		}
-		return alice.storeInvitation(tx, group, other.acct.ID(), p)
+		return alice.storeInvitation(tx, group, other.acct.ID(), other.acct.ID(), p)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -506,7 +506,7 @@ func TestLargeInvitationKeptAsEnd(t *testing.T) {
 		if err := tx.Delete(dave.st.groupInv, byAlice); err != nil {
 			return err
 		}
-		if err := dave.storeInvitation(tx, group, alice.keys.account.ID(), payload{Kind: "group-log", Group: g.ID, Log: whole, Info: first.Info}); err != nil {
+		if err := dave.storeInvitation(tx, group, alice.keys.account.ID(), alice.keys.account.ID(), payload{Kind: "group-log", Group: g.ID, Log: whole, Info: first.Info}); err != nil {
 			return err
 		}
 		inv, _, err = dave.loadInvitation(tx, group[:])

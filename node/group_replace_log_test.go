@@ -58,7 +58,7 @@ func TestInvitationReplacesLeftLogWhole(t *testing.T) {
 			}
 			p.Log = append(p.Log, raw)
 		}
-		return alice.storeInvitation(tx, group, bob.keys.account.ID(), p)
+		return alice.storeInvitation(tx, group, bob.keys.account.ID(), bob.keys.account.ID(), p)
 	}); err != nil {
 		t.Fatal(err)
 	}

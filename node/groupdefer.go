@@ -79,6 +79,15 @@ func (n *Node) retryDeferred(k deferKey, at int64) {
 			return ignoreRejected(n.applyWholeLog(tx, sender, p))
 		}
 	}
+	if p.From == 0 && n.largeLog(p.Log) {
+		// Too large for one transaction: staged or in chunks, as the
+		// first apply would have (outside review 18: the whole log in
+		// one transaction failed, and the log was lost).
+		if err := ignoreRejected(n.applyFetched(k.group, k.sender, p)); err != nil {
+			n.log.Warn("group log: a kept log not applied", "group", hex.EncodeToString(k.group[:8]), "err", err)
+		}
+		return
+	}
 	if err := n.db.Update(func(tx *storage.Txn) error { return apply(tx, k.sender, p) }); err != nil {
 		n.log.Warn("group log: a kept log not applied", "group", hex.EncodeToString(k.group[:8]), "err", err)
 		return

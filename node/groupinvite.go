@@ -34,30 +34,68 @@ const (
 	invitationTTL    = 30 * 24 * time.Hour
 )
 
-// invitationRoom tells whether an invitation by account by may be kept
-// ("" if so, else why not): fewer than maxInvitations pending, and fewer
-// than maxInvitationsBy of them by by.
-func (n *Node) invitationRoom(tx *storage.Txn, by identity.AccountID) (string, error) {
-	total, theirs := 0, 0
-	err := tx.Iterate(n.st.groupInv, nil, func(_, v []byte) error {
-		total++
-		var inv struct {
-			By identity.AccountID `json:"by"`
+// invitationRoom tells whether an invitation delivered by account from
+// may be kept ("" if so, else why not): fewer than maxInvitations
+// pending, and fewer than maxInvitationsBy of them delivered by from.
+// The count is by the account that delivered the log (the pairwise
+// session's, authenticated), not the adder named in it: adders cost a
+// stranger nothing (a member it added adds this account), and an add
+// someone else signed can be replayed in a junk end (outside review
+// 18). It reads and writes one claim key, so that concurrent deliveries
+// conflict rather than each find room (Badger does not see a key
+// another transaction inserts in a range this one counted).
+func (n *Node) invitationRoom(tx *storage.Txn, from identity.AccountID) (string, error) {
+	if _, err := tx.Get(n.st.groupInvFrom, invClaimKey); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	if err := tx.Set(n.st.groupInvFrom, invClaimKey, nil); err != nil {
+		return "", err
+	}
+	total, err := tx.Count(n.st.groupInv, nil)
+	if err != nil {
+		return "", err
+	}
+	if total >= maxInvitations {
+		return "too many pending", nil
+	}
+	var keys [][]byte
+	if err := tx.Iterate(n.st.groupInvFrom, from[:], func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k[len(from):]...))
+		return nil
+	}); err != nil {
+		return "", err
+	}
+	theirs := 0
+	for _, k := range keys {
+		ok, err := tx.Has(n.st.groupInv, k)
+		if err != nil {
+			return "", err
 		}
-		if json.Unmarshal(v, &inv) == nil && inv.By == by {
+		if ok {
 			theirs++
 		}
-		return nil
-	})
-	switch {
-	case err != nil:
-		return "", err
-	case total >= maxInvitations:
-		return "too many pending", nil
-	case theirs >= maxInvitationsBy:
-		return "too many pending from this account", nil
+	}
+	if theirs >= maxInvitationsBy {
+		return "too many pending from this sender", nil
 	}
 	return "", nil
+}
+
+// invClaimKey is the key every store of an invitation reads and writes.
+var invClaimKey = []byte("claim")
+
+// keepInvitation stores inv under key, delivered by from, and notes it
+// under from (groups.invfrom).
+func (n *Node) keepInvitation(tx *storage.Txn, key []byte, from identity.AccountID, inv invitation) error {
+	inv.Sender = from
+	raw, err := json.Marshal(inv)
+	if err != nil {
+		return err
+	}
+	if err := tx.SetTTL(n.st.groupInvFrom, append(append([]byte(nil), from[:]...), key...), nil, invitationTTL); err != nil {
+		return err
+	}
+	return tx.SetTTL(n.st.groupInv, key, raw, invitationTTL)
 }
 
 // invitation is a stored invitation (groups.inv: group(32) → JSON). An
@@ -69,20 +107,23 @@ type invitation struct {
 	From uint64             `json:"from,omitempty"`
 	Info []infoKey          `json:"info,omitempty"`
 	By   identity.AccountID `json:"by"` // the account that added this one
-	At   int64              `json:"at"` // received, Unix ms
+	// Sender is the account that delivered it (zero: stored before it
+	// was kept).
+	Sender identity.AccountID `json:"sender,omitzero"`
+	At     int64              `json:"at"` // received, Unix ms
 	// Title (sealed) and Members: a long log's end's, as its sender said
 	// (payload.Title), shown until the invitation is accepted.
 	Title   string `json:"title,omitempty"`
 	Members int    `json:"members,omitempty"`
 }
 
-func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identity.AccountID, p payload) error {
+func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, sender, by identity.AccountID, p payload) error {
 	if ok, err := tx.Has(n.st.groupInv, id[:]); err != nil || ok {
 		return err // the first invitation stays
 	}
-	if why, err := n.invitationRoom(tx, by); err != nil || why != "" {
+	if why, err := n.invitationRoom(tx, sender); err != nil || why != "" {
 		if why != "" {
-			n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "by", by.String(), "why", why)
+			n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "from", sender.String(), "why", why)
 		}
 		return err
 	}
@@ -102,19 +143,15 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, by identi
 		}
 		inv.Log, inv.From = p.Log[from:], from
 	}
-	raw, err := json.Marshal(inv)
-	if err != nil {
-		return err
-	}
 	n.log.Info("group invitation", "group", hex.EncodeToString(id[:8]), "by", by.String())
-	return tx.SetTTL(n.st.groupInv, id[:], raw, invitationTTL)
+	return n.keepInvitation(tx, id[:], sender, inv)
 }
 
 // storeEndInvitation keeps a long log's end that adds this account,
 // from someone who is not a contact, as an invitation: its entries
 // verify and follow each other, and one adds this account (its author is
 // who invited). What comes before is fetched if the user accepts.
-func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payload) error {
+func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, from identity.AccountID, p payload) error {
 	drop := func(why string) error {
 		n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "why", why)
 		return nil
@@ -140,32 +177,39 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, p payl
 	if ok, err := tx.Has(n.st.groupInv, key); err != nil || ok {
 		return err // the first invitation stays
 	}
-	if why, err := n.invitationRoom(tx, by); err != nil || why != "" {
+	if why, err := n.invitationRoom(tx, from); err != nil || why != "" {
 		if why != "" {
 			return drop(why)
 		}
 		return err
 	}
-	raw, err := json.Marshal(invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members})
-	if err != nil {
-		return err
-	}
 	n.log.Info("group invitation (a long log's end)", "group", hex.EncodeToString(id[:8]), "by", by.String())
-	return tx.SetTTL(n.st.groupInv, key, raw, invitationTTL)
+	return n.keepInvitation(tx, key, from, invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members})
 }
 
 // dropInvitations deletes every invitation to group id (a whole log's,
 // and each inviter's end).
 func (n *Node) dropInvitations(tx *storage.Txn, id []byte) error {
-	var keys [][]byte
-	if err := tx.Iterate(n.st.groupInv, id[:32], func(k, _ []byte) error {
+	var keys, notes [][]byte
+	if err := tx.Iterate(n.st.groupInv, id[:32], func(k, v []byte) error {
 		keys = append(keys, append([]byte(nil), k...))
+		var inv struct {
+			Sender identity.AccountID `json:"sender"`
+		}
+		if json.Unmarshal(v, &inv) == nil && inv.Sender != (identity.AccountID{}) {
+			notes = append(notes, append(append([]byte(nil), inv.Sender[:]...), k...))
+		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	for _, k := range keys {
 		if err := tx.Delete(n.st.groupInv, k); err != nil {
+			return err
+		}
+	}
+	for _, k := range notes {
+		if err := tx.Delete(n.st.groupInvFrom, k); err != nil {
 			return err
 		}
 	}

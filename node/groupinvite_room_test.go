@@ -24,7 +24,7 @@ func TestInvitationPlacesPerAccount(t *testing.T) {
 		var g groupstate.GroupID
 		_, _ = rand.Read(g[:])
 		p := payload{Kind: "group-log", Group: hex.EncodeToString(g[:]), Log: [][]byte{[]byte("creation")}}
-		if err := alice.db.Update(func(tx *storage.Txn) error { return alice.storeInvitation(tx, g, by, p) }); err != nil {
+		if err := alice.db.Update(func(tx *storage.Txn) error { return alice.storeInvitation(tx, g, by, by, p) }); err != nil {
 			t.Fatal(err)
 		}
 	}

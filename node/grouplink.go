@@ -234,10 +234,11 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	// log held from before, if any, is deleted).
 	staged := n.largeLog(raws)
 	if staged {
-		if err := n.clearLogOutside(l.group); err != nil {
-			return chat.Group{}, err
+		if err := n.clearLogOutside(l.group, true); err != nil {
+			return chat.Group{}, linkJoinErr(err)
 		}
 		if err := n.stageLog(l.group, raws); err != nil {
+			_ = n.unstage(l.group, len(raws))
 			return chat.Group{}, err
 		}
 	}
@@ -248,6 +249,8 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 			if err := n.checkStaged(tx, l.group, raws); err != nil {
 				return err
 			}
+		} else if err := n.notMemberTx(tx, l.group); err != nil {
+			return err
 		} else if err := n.clearGroupLog(tx, l.group); err != nil {
 			return err
 		}
@@ -284,7 +287,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		if staged {
 			_ = n.unstage(l.group, len(raws))
 		}
-		return chat.Group{}, err
+		return chat.Group{}, linkJoinErr(err)
 	}
 	n.groupChanged(n.runCtx, lg.State())
 	n.notify(notify...)
@@ -313,4 +316,14 @@ func signedByAdmin(st *groupstate.State, lists [][]byte, dev identity.DeviceID) 
 		}
 	}
 	return false
+}
+
+// linkJoinErr is err as a join by link answers it: a membership stored
+// while the join fetched the group's log is the user's error (already a
+// member), as it is when found before.
+func linkJoinErr(err error) error {
+	if errors.Is(err, errStillMember) {
+		return fmt.Errorf("%w: you are a member of this group already", chat.ErrInvalid)
+	}
+	return err
 }

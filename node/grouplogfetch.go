@@ -417,6 +417,7 @@ func (n *Node) checkFetched(id groupstate.GroupID, raws [][]byte) error {
 // written meanwhile by another path, those past its log).
 func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p payload) error {
 	if !n.heldGroup(id) && n.largeLog(p.Log) {
+		_ = n.unstage(id, 0) // (a staging left behind)
 		if err := n.stageLog(id, p.Log); err != nil {
 			_ = n.unstage(id, len(p.Log))
 			return err

@@ -111,10 +111,12 @@ func (n *Node) checkStaged(tx *storage.Txn, id groupstate.GroupID, raws [][]byte
 	return err
 }
 
-// unstage deletes the entries of group id from seq from up to count
-// that are not part of its stored log (all of them if the group is not
-// held), a bounded number per transaction, each transaction finding the
-// log's end anew.
+// unstage deletes the entries of group id below count that are not
+// part of its stored log — or, if the group is not held, every stored
+// entry of it (another staging's left behind too: a process stopped
+// mid-staging, a longer log's; kept, they made every staging of a
+// shorter log fail, outside review 18) — a bounded number per
+// transaction, each transaction finding the log's end anew.
 func (n *Node) unstage(id groupstate.GroupID, count int) error {
 	for {
 		done := true
@@ -122,15 +124,16 @@ func (n *Node) unstage(id groupstate.GroupID, count int) error {
 			if err := n.claimLog(tx, id); err != nil {
 				return err
 			}
-			var held uint64
+			held, to := uint64(0), uint64(count)
 			switch l, err := n.loadGroupTx(tx, id); {
 			case err == nil:
 				held = l.Head().Seq + 1
 			case errors.Is(err, chat.ErrUnknownGroup):
+				to = ^uint64(0) // no group: whatever is stored is a staging's
 			default:
 				return err
 			}
-			keys, err := n.entryKeys(tx, id, held, uint64(count), unstageChunk)
+			keys, err := n.entryKeys(tx, id, held, to, unstageChunk)
 			if err != nil {
 				return err
 			}
@@ -166,13 +169,34 @@ func (n *Node) entryKeys(tx *storage.Txn, id groupstate.GroupID, from, to uint64
 
 // clearLogOutside deletes every stored entry of group id, the creation
 // entry first (a whole log is about to replace a log held from before),
-// a bounded number per transaction (clearSome).
-func (n *Node) clearLogOutside(id groupstate.GroupID) error {
+// a bounded number per transaction (clearSome). With unlessMember, a
+// held log that makes this account a member is left alone
+// (errStillMember): a join by link replaces a log this account left,
+// and one that a contact's add stored while the join fetched the
+// group's log must stay (outside review 18).
+func (n *Node) clearLogOutside(id groupstate.GroupID, unlessMember bool) error {
 	for first := true; ; first = false {
-		if done, err := n.clearSome(id, first); err != nil || done {
+		if done, err := n.clearSome(id, first, unlessMember); err != nil || done {
 			return err
 		}
 	}
+}
+
+// errStillMember: a log about to be replaced makes this account a member.
+var errStillMember = errors.New("node: this account is a member of the group already")
+
+// notMemberTx fails (errStillMember) if group id's held log makes this
+// account a member.
+func (n *Node) notMemberTx(tx *storage.Txn, id groupstate.GroupID) error {
+	switch l, err := n.loadGroupTx(tx, id); {
+	case errors.Is(err, chat.ErrUnknownGroup):
+		return nil
+	case err != nil:
+		return err
+	case l.State().Role(n.keys.account.ID()) != groupstate.RoleNone:
+		return errStillMember
+	}
+	return nil
 }
 
 // clearSome deletes up to unstageChunk of group id's stored entries in
@@ -180,10 +204,15 @@ func (n *Node) clearLogOutside(id groupstate.GroupID) error {
 // creation entry must be absent (an earlier clearSome deleted it):
 // present, another path has stored the group meanwhile, and its log is
 // left alone (errStageRaced).
-func (n *Node) clearSome(id groupstate.GroupID, first bool) (done bool, err error) {
+func (n *Node) clearSome(id groupstate.GroupID, first, unlessMember bool) (done bool, err error) {
 	err = n.db.Update(func(tx *storage.Txn) error {
 		if err := n.claimLog(tx, id); err != nil {
 			return err
+		}
+		if first && unlessMember {
+			if err := n.notMemberTx(tx, id); err != nil {
+				return err
+			}
 		}
 		if held, err := tx.Has(n.st.groupLog, groupEntryKey(id, 0)); err != nil || (held && !first) {
 			return orErr(err, errStageRaced)

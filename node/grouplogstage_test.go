@@ -89,7 +89,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "keeping a staging another path overwrote",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id); err != nil {
+				if err := f.alice.clearLogOutside(f.id, false); err != nil {
 					t.Fatal(err)
 				}
 				if err := f.alice.stageLog(f.id, f.longer); err != nil {
@@ -104,7 +104,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "keeping a staging another path cut short",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id); err != nil {
+				if err := f.alice.clearLogOutside(f.id, false); err != nil {
 					t.Fatal(err)
 				}
 				if err := f.alice.stageLog(f.id, f.longer); err != nil {
@@ -123,7 +123,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "keeping an intact staging",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id); err != nil {
+				if err := f.alice.clearLogOutside(f.id, false); err != nil {
 					t.Fatal(err)
 				}
 				if err := f.alice.stageLog(f.id, f.longer); err != nil {
@@ -149,7 +149,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "a whole log stored over a staging's leftovers",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id); err != nil {
+				if err := f.alice.clearLogOutside(f.id, false); err != nil {
 					t.Fatal(err)
 				}
 				if err := f.alice.stageLog(f.id, f.fork); err != nil {
@@ -199,13 +199,13 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 // between two of them — deletes nothing and fails.
 func TestClearStopsAtAStoredGroup(t *testing.T) {
 	f := newStagedFixture(t)
-	if _, err := f.alice.clearSome(f.id, false); !errors.Is(err, errStageRaced) {
+	if _, err := f.alice.clearSome(f.id, false, false); !errors.Is(err, errStageRaced) {
 		t.Fatalf("error %v, want errStageRaced", err)
 	}
 	if l, err := f.alice.r12Replayed(f.id); err != nil || l.Head().Hash() != f.held.Head().Hash() {
 		t.Fatalf("the held log after a clear that found it: %v", err)
 	}
-	done, err := f.alice.clearSome(f.id, true)
+	done, err := f.alice.clearSome(f.id, true, false)
 	if err != nil || !done {
 		t.Fatalf("clearing the held log: done %v, %v", done, err)
 	}

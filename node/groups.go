@@ -747,7 +747,7 @@ func (n *Node) applyGroupLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			// A stranger's long log that adds this account: an invitation,
 			// the rest fetched (from this node's own relays) only if the
 			// user accepts it.
-			return n.storeEndInvitation(tx, groupstate.GroupID(gid), p)
+			return n.storeEndInvitation(tx, groupstate.GroupID(gid), sender, p)
 		default:
 			n.log.Info("group log dropped", "from", sender.String(), "why", "a long log's end from someone not a contact nor a member")
 			return nil
@@ -885,7 +885,7 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 			if errors.Is(err, chat.ErrUnknownContact) || (err == nil && !ac.accepted()) {
 				// Added by someone who is not a contact: an invitation the
 				// user accepts with JoinGroup (or not).
-				return n.storeInvitation(tx, id, adder, p)
+				return n.storeInvitation(tx, id, sender, adder, p)
 			}
 			if err != nil {
 				return err

@@ -53,6 +53,7 @@ type store struct {
 	groupSeen    storage.Keyspace // group(32) | envelope hash(32) → nothing: messages held
 	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor
 	groupInv     storage.Keyspace // group(32), or group(32) ‖ inviter(32) for a long log's end → invitation (JSON)
+	groupInvFrom storage.Keyspace // sender(32) ‖ groups.inv key → nothing: whose deliveries hold the invitations; "claim" (groupinvite.go)
 	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts no relay has confirmed
 	groupEpoch   storage.Keyspace // epoch keys and their grants (groupepoch.go)
 	groupEpend   storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key
@@ -73,7 +74,7 @@ func newStore(db *storage.DB) *store {
 		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
 		groupLog: db.Keyspace("groups.log"), groupKeys: db.Keyspace("groups.sk"), groupMsgs: db.Keyspace("groups.msg"), groupPend: db.Keyspace("groups.pend"),
 		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
-		groupInv: db.Keyspace("groups.inv"), groupUnconf: db.Keyspace("groups.unconf"),
+		groupInv: db.Keyspace("groups.inv"), groupInvFrom: db.Keyspace("groups.invfrom"), groupUnconf: db.Keyspace("groups.unconf"),
 		groupEpoch: db.Keyspace("groups.ek"), groupEpend: db.Keyspace("groups.epend"),
 		files: db.Keyspace("files.rec"), calls: db.Keyspace("calls"),
 	}

@@ -38,7 +38,7 @@ func TestReview12StagedLogNotShownFromCache(t *testing.T) {
 		}
 		raws = append(raws, b)
 	}
-	if err := alice.clearLogOutside(id); err != nil {
+	if err := alice.clearLogOutside(id, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := alice.stageLog(id, raws); err != nil {
