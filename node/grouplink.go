@@ -239,7 +239,13 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		}
 		if err := n.stageLog(l.group, raws); err != nil {
 			_ = n.unstage(l.group, len(raws))
-			return chat.Group{}, err
+			if errors.Is(err, errStageRaced) {
+				// (Stored meanwhile: as a member, say so.)
+				if e := n.db.View(func(tx *storage.Txn) error { return n.notMemberTx(tx, l.group) }); e != nil {
+					err = e
+				}
+			}
+			return chat.Group{}, linkJoinErr(err)
 		}
 	}
 	err = n.db.Update(func(tx *storage.Txn) error {

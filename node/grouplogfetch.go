@@ -416,6 +416,22 @@ func (n *Node) checkFetched(id groupstate.GroupID, raws [][]byte) error {
 // the apply did not keep are deleted (all of them, or, if the group was
 // written meanwhile by another path, those past its log).
 func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p payload) error {
+	if !n.heldGroup(id) {
+		// A new group's log with an entry dated ahead: what precedes it
+		// is applied now (if it makes this account a member), the whole
+		// is kept in memory until the entry is due and then taken as a
+		// held group's log is (mergeLog). Before, the whole was staged,
+		// found ahead, deferred and unstaged, again at every retry of a
+		// chain of such entries, and the group joined only once the
+		// last was due (outside review 19).
+		if at, i, ok := n.firstAhead(p.Log); ok {
+			n.deferLog(id, sender, p, at)
+			if i == 0 {
+				return fmt.Errorf("%w: an entry dated ahead of this node's clock", errLogRejected)
+			}
+			p.Log = p.Log[:i]
+		}
+	}
 	if !n.heldGroup(id) && n.largeLog(p.Log) {
 		_ = n.unstage(id, 0) // (a staging left behind)
 		if err := n.stageLog(id, p.Log); err != nil {
@@ -458,4 +474,18 @@ func (n *Node) heldLength(id groupstate.GroupID) int {
 		return nil
 	})
 	return held
+}
+
+// firstAhead returns the time and index of the first of raws' entries
+// dated more than maxEntryAhead ahead of this node's clock, if any
+// (entries that do not parse are the apply's to refuse).
+func (n *Node) firstAhead(raws [][]byte) (int64, int, bool) {
+	ahead := n.cfg.Now().Add(maxEntryAhead).UnixMilli()
+	entries, _ := n.parseEntries(raws)
+	for i, e := range entries {
+		if e != nil && e.Time > ahead {
+			return e.Time, i, true
+		}
+	}
+	return 0, 0, false
 }
