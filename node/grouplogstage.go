@@ -134,17 +134,9 @@ func (n *Node) unstage(id groupstate.GroupID, count int) error {
 			default:
 				return err
 			}
-			keys, err := n.entryKeys(tx, id, held, to, unstageChunk)
-			if err != nil {
-				return err
-			}
-			done = len(keys) < unstageChunk
-			for _, k := range keys {
-				if err := tx.Delete(n.st.groupLog, k); err != nil {
-					return err
-				}
-			}
-			return nil
+			var err error
+			done, err = n.dropEntries(tx, id, held, to)
+			return err
 		}); err != nil || done {
 			return err
 		}
@@ -155,17 +147,24 @@ func (n *Node) unstage(id groupstate.GroupID, count int) error {
 // clearLogOutside deletes.
 const unstageChunk = 2000
 
-// entryKeys lists at most max keys of group id's stored entries with
-// from <= seq < to.
-func (n *Node) entryKeys(tx *storage.Txn, id groupstate.GroupID, from, to uint64, max int) ([][]byte, error) {
+// dropEntries deletes up to unstageChunk of group id's stored entries
+// with from <= seq < to, and reports whether that was all of them.
+func (n *Node) dropEntries(tx *storage.Txn, id groupstate.GroupID, from, to uint64) (done bool, err error) {
 	var keys [][]byte
-	err := tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
-		if seq := binary.BigEndian.Uint64(k[32:]); seq >= from && seq < to && len(keys) < max {
+	if err := tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
+		if seq := binary.BigEndian.Uint64(k[32:]); seq >= from && seq < to && len(keys) < unstageChunk {
 			keys = append(keys, slices.Clone(k))
 		}
 		return nil
-	})
-	return keys, err
+	}); err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(n.st.groupLog, k); err != nil {
+			return false, err
+		}
+	}
+	return len(keys) < unstageChunk, nil
 }
 
 // clearLogOutside deletes every stored entry of group id, the creation
@@ -222,17 +221,9 @@ func (n *Node) clearSome(id groupstate.GroupID, first, unlessMember bool) (done 
 		if held, err := tx.Has(n.st.groupLog, groupEntryKey(id, 0)); err != nil || (held && !first) {
 			return orErr(err, errStageRaced)
 		}
-		keys, err := n.entryKeys(tx, id, 0, ^uint64(0), unstageChunk)
-		if err != nil {
-			return err
-		}
-		done = len(keys) < unstageChunk
-		for _, k := range keys {
-			if err := tx.Delete(n.st.groupLog, k); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		done, err = n.dropEntries(tx, id, 0, ^uint64(0))
+		return err
 	})
 	return done, err
 }

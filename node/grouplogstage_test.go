@@ -52,6 +52,17 @@ func newStagedFixture(t *testing.T) *stagedFixture {
 	return f
 }
 
+// restage clears the group's stored log and stages raws in its place.
+func (f *stagedFixture) restage(t *testing.T, raws [][]byte) {
+	t.Helper()
+	if err := f.alice.clearLogOutside(f.id, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.alice.stageLog(f.id, raws); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // keep runs the transaction that keeps a staged log (applyWholeLog of
 // raws, staged) on Alice's node.
 func (f *stagedFixture) keep(raws [][]byte) error {
@@ -89,12 +100,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "keeping a staging another path overwrote",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id, false); err != nil {
-					t.Fatal(err)
-				}
-				if err := f.alice.stageLog(f.id, f.longer); err != nil {
-					t.Fatal(err)
-				}
+				f.restage(t, f.longer)
 				f.alice.r12SetKey(t, groupEntryKey(f.id, 7), f.fork[7])
 				return f.keep(f.longer)
 			},
@@ -104,12 +110,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "keeping a staging another path cut short",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id, false); err != nil {
-					t.Fatal(err)
-				}
-				if err := f.alice.stageLog(f.id, f.longer); err != nil {
-					t.Fatal(err)
-				}
+				f.restage(t, f.longer)
 				if err := f.alice.db.Update(func(tx *storage.Txn) error {
 					return tx.Delete(f.alice.st.groupLog, groupEntryKey(f.id, uint64(len(f.longer)-1)))
 				}); err != nil {
@@ -123,12 +124,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "keeping an intact staging",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id, false); err != nil {
-					t.Fatal(err)
-				}
-				if err := f.alice.stageLog(f.id, f.longer); err != nil {
-					t.Fatal(err)
-				}
+				f.restage(t, f.longer)
 				return f.keep(f.longer)
 			},
 			want: func(f *stagedFixture) *groupstate.Entry {
@@ -149,12 +145,7 @@ func TestStagingNeverTouchesAHeldLog(t *testing.T) {
 		{
 			name: "a whole log stored over a staging's leftovers",
 			run: func(t *testing.T, f *stagedFixture) error {
-				if err := f.alice.clearLogOutside(f.id, false); err != nil {
-					t.Fatal(err)
-				}
-				if err := f.alice.stageLog(f.id, f.fork); err != nil {
-					t.Fatal(err)
-				}
+				f.restage(t, f.fork)
 				var raws [][]byte
 				for _, e := range f.held.Entries(0) {
 					b, _ := e.MarshalBinary()

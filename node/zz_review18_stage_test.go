@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"sync"
@@ -42,12 +43,11 @@ func r18LongGroup(t *testing.T, alice *testNode, extra int) (groupstate.GroupID,
 func r18StoredKeys(t *testing.T, n *testNode, id groupstate.GroupID) (count int, last uint64) {
 	t.Helper()
 	if err := n.db.View(func(tx *storage.Txn) error {
-		keys, err := n.entryKeys(tx, id, 0, ^uint64(0), 1<<30)
-		count = len(keys)
-		if len(keys) > 0 {
-			last = uint64(keys[len(keys)-1][39]) | uint64(keys[len(keys)-1][38])<<8
-		}
-		return err
+		return tx.Iterate(n.st.groupLog, id[:], func(k, _ []byte) error {
+			count++
+			last = binary.BigEndian.Uint64(k[32:])
+			return nil
+		})
 	}); err != nil {
 		t.Fatal(err)
 	}
