@@ -920,6 +920,27 @@ func (n *Node) applyWholeLog(tx *storage.Txn, sender identity.AccountID, p paylo
 		return nil
 	}
 
+	if !p.accepted && !p.partial && mine.State().Role(self) == groupstate.RoleNone && theirs.State().Role(self) != groupstate.RoleNone {
+		// Added back to a group this account left or was taken out of:
+		// by a contact, at once; by anyone else, an invitation, as for a
+		// group it never held (before, a stranger's add took it back in
+		// unasked: outside review 19).
+		adder := self
+		for _, e := range entries {
+			if e.Seq > mine.Head().Seq && e.Change.Kind == groupstate.KindAdd && e.Change.Account == self {
+				adder = e.Author()
+			}
+		}
+		if adder != self {
+			ac, err := n.st.getContact(tx, adder)
+			if errors.Is(err, chat.ErrUnknownContact) || (err == nil && !ac.accepted()) {
+				return n.storeInvitation(tx, id, sender, adder, p)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 	return n.mergeLog(tx, sender, mine, entries, p)
 }
 
