@@ -26,10 +26,10 @@ import (
 
 const (
 	maxInvitations = 100
-	// maxInvitationsBy bounds the pending invitations one account made:
-	// one stranger must not fill every place for 30 days, leaving none
-	// for real invitations (a stranger's deposits to a mailbox are
-	// rate-limited, and many accounts take many of them).
+	// maxInvitationsBy bounds the pending invitations one account
+	// delivered: one stranger must not fill every place for 30 days,
+	// leaving none for real invitations (a stranger's deposits to a
+	// mailbox are rate-limited, and many accounts take many of them).
 	maxInvitationsBy = 5
 	invitationTTL    = 30 * 24 * time.Hour
 )
@@ -151,7 +151,7 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, sender, b
 // from someone who is not a contact, as an invitation: its entries
 // verify and follow each other, and one adds this account (its author is
 // who invited). What comes before is fetched if the user accepts.
-func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, from identity.AccountID, p payload) error {
+func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, sender identity.AccountID, p payload) error {
 	drop := func(why string) error {
 		n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "why", why)
 		return nil
@@ -177,14 +177,14 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, from i
 	if ok, err := tx.Has(n.st.groupInv, key); err != nil || ok {
 		return err // the first invitation stays
 	}
-	if why, err := n.invitationRoom(tx, from); err != nil || why != "" {
+	if why, err := n.invitationRoom(tx, sender); err != nil || why != "" {
 		if why != "" {
 			return drop(why)
 		}
 		return err
 	}
 	n.log.Info("group invitation (a long log's end)", "group", hex.EncodeToString(id[:8]), "by", by.String())
-	return n.keepInvitation(tx, key, from, invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members})
+	return n.keepInvitation(tx, key, sender, invitation{Log: p.Log, From: p.From, Info: p.Info, By: by, At: n.cfg.Now().UnixMilli(), Title: p.Title, Members: p.Members})
 }
 
 // dropInvitations deletes every invitation to group id (a whole log's,

@@ -416,7 +416,8 @@ func (n *Node) checkFetched(id groupstate.GroupID, raws [][]byte) error {
 // the apply did not keep are deleted (all of them, or, if the group was
 // written meanwhile by another path, those past its log).
 func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p payload) error {
-	if !n.heldGroup(id) {
+	isNew := !n.heldGroup(id)
+	if isNew {
 		// A new group's log with an entry dated ahead: what precedes it
 		// is applied now (if it makes this account a member), the whole
 		// is kept in memory until the entry is due and then taken as a
@@ -432,7 +433,7 @@ func (n *Node) applyFetched(id groupstate.GroupID, sender identity.AccountID, p 
 			p.Log = p.Log[:i]
 		}
 	}
-	if !n.heldGroup(id) && n.largeLog(p.Log) {
+	if isNew && n.largeLog(p.Log) {
 		_ = n.unstage(id, 0) // (a staging left behind)
 		if err := n.stageLog(id, p.Log); err != nil {
 			_ = n.unstage(id, len(p.Log))
