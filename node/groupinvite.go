@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -161,13 +162,20 @@ func (n *Node) storeEndInvitation(tx *storage.Txn, id groupstate.GroupID, sender
 		return drop(err.Error())
 	}
 	var by identity.AccountID
+	var add [32]byte
 	for _, e := range end {
 		if e.Change.Kind == groupstate.KindAdd && e.Change.Account == n.keys.account.ID() {
-			by = e.Author()
+			by, add = e.Author(), e.Hash()
 		}
 	}
 	if by == (identity.AccountID{}) {
 		return drop("a long log's end that does not add this account")
+	}
+	if ok, err := tx.Has(n.st.groupDecl, append(append([]byte(nil), id[:]...), add[:]...)); err != nil || ok {
+		if ok {
+			return drop("an add this account declined")
+		}
+		return err
 	}
 	// Kept under the group and the inviter: nothing ties an end to the
 	// group it names until it is checked against a relay's log, so one
@@ -299,6 +307,146 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 	return out, nil
 }
 
+// invitationTo finds the group an invitation to want (a group's ID, or
+// an invitation's title as `group list` shows it) names.
+func (n *Node) invitationTo(tx *storage.Txn, want string) ([]byte, error) {
+	invs, err := n.invitations(tx)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, g := range invs {
+		if strings.EqualFold(g.ID, want) || g.Title == want {
+			found = append(found, g.ID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		if l, err := n.findGroup(tx, want); err == nil && l.State().Role(n.keys.account.ID()) != groupstate.RoleNone {
+			return nil, fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, want)
+		}
+		return nil, fmt.Errorf("%w: no invitation to %q", chat.ErrUnknownGroup, want)
+	case 1:
+	default:
+		return nil, fmt.Errorf("%w: %d invitations are titled %q; name one by its ID", chat.ErrUnknownGroup, len(found), want)
+	}
+	id, err := hex.DecodeString(found[0])
+	if err != nil || len(id) != 32 {
+		return nil, fmt.Errorf("%w: no invitation to %q", chat.ErrUnknownGroup, want)
+	}
+	return id, nil
+}
+
+// takeInvitation stores the log of an invitation that came whole (inv,
+// l: loadInvitation's) as the group's, with its info keys, and drops
+// every invitation to the group. A log of the group held already (joined
+// meanwhile through a contact, or one this account left): a member
+// keeps its own and the invitations go (already); otherwise the
+// invitation's log replaces it whole.
+func (n *Node) takeInvitation(tx *storage.Txn, id []byte, inv *invitation, l *groupstate.Log) (already bool, err error) {
+	gid := l.Group()
+	if !bytes.Equal(gid[:], id) {
+		return false, fmt.Errorf("%w: the invitation to %x holds another group's log", chat.ErrInvalid, id[:8])
+	}
+	held, err := n.loadGroupTx(tx, gid)
+	switch {
+	case err == nil && held.State().Role(n.keys.account.ID()) != groupstate.RoleNone:
+		return true, n.dropInvitations(tx, gid[:])
+	case err != nil && !errors.Is(err, chat.ErrUnknownGroup):
+		n.log.Warn("group: a stored log replaced by an invitation's", "err", err)
+	}
+	if err := n.clearGroupLog(tx, gid); err != nil {
+		return false, err
+	}
+	for _, e := range l.Entries(0) {
+		if err := n.putEntry(tx, gid, e.Seq, inv.Log[e.Seq]); err != nil {
+			return false, err
+		}
+	}
+	if err := n.addInfoKeys(tx, gid, pairwiseKeys(inv.Info)); err != nil {
+		return false, err
+	}
+	return false, n.dropInvitations(tx, gid[:])
+}
+
+// DeclineGroup declines an invitation, named as JoinGroup names it, and
+// frees its places; nothing of the group is kept. An invitation that
+// came with the group's whole log is declined by leaving: a KindLeave
+// entry signed after the invitation's log goes to its members, as any
+// leave does — otherwise the group's next change, which members send to
+// everyone the log lists, would bring the invitation back. An invitation
+// kept as a long log's end (no whole log to sign after) is dropped, and
+// the add it names remembered for as long as an invitation lasts, so
+// that a later end carrying the same add makes no new one. A later add
+// (a new entry) is a new invitation either way.
+func (n *Node) DeclineGroup(_ context.Context, group string) error {
+	want := strings.TrimSpace(group)
+	self := n.keys.account.ID()
+	n.mu.Lock()
+	cert := n.keys.cert
+	n.mu.Unlock()
+	var id []byte
+	var notify []identity.AccountID
+	left := false
+	err := n.db.Update(func(tx *storage.Txn) error {
+		notify, left = nil, false
+		var err error
+		if id, err = n.invitationTo(tx, want); err != nil {
+			return err
+		}
+		if _, l, err := n.loadInvitation(tx, id); err == nil && l != nil && l.State().Role(self) != groupstate.RoleNone {
+			if l.Group() != groupstate.GroupID(id) {
+				return fmt.Errorf("%w: the invitation to %x holds another group's log", chat.ErrInvalid, id[:8])
+			}
+			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), entryTime(n.cfg.Now().UnixMilli(), l.Head()), groupstate.Change{Kind: groupstate.KindLeave})
+			if err != nil {
+				return err
+			}
+			if _, err := l.Add(e); err != nil {
+				return err
+			}
+			var to []identity.AccountID
+			for a := range l.State().Members {
+				to = append(to, a)
+			}
+			if notify, err = n.sendGroupLog(tx, l, to, e.Seq); err != nil {
+				return err
+			}
+			left = true
+			return n.dropInvitations(tx, id)
+		}
+		// Ends (or an invitation that no longer loads, or whose log does
+		// not list this account: nothing to leave).
+		if err := tx.Iterate(n.st.groupInv, id, func(k, _ []byte) error {
+			inv, _, err := n.loadInvitation(tx, k)
+			if err != nil || inv.From == 0 {
+				return nil
+			}
+			for _, raw := range inv.Log {
+				if e, err := n.parseEntry(raw); err == nil && e.Change.Kind == groupstate.KindAdd && e.Change.Account == self {
+					h := e.Hash()
+					if err := tx.SetTTL(n.st.groupDecl, append(append([]byte(nil), id...), h[:]...), nil, invitationTTL); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return n.dropInvitations(tx, id)
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range notify {
+		n.notify(a)
+	}
+	n.events.publish(chat.Event{Type: chat.EventGroup, GroupID: hex.EncodeToString(id)})
+	n.log.Info("group invitation declined", "group", hex.EncodeToString(id[:8]), "left", left)
+	return nil
+}
+
 // JoinGroup accepts an invitation, named by the group's ID or its title,
 // or joins by an invite link (grouplink.go).
 func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error) {
@@ -315,27 +463,10 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 	var longID groupstate.GroupID
 	err := n.db.Update(func(tx *storage.Txn) error {
 		already, longs = false, nil
-		invs, err := n.invitations(tx)
+		id, err := n.invitationTo(tx, want)
 		if err != nil {
 			return err
 		}
-		var found []string
-		for _, g := range invs {
-			if strings.EqualFold(g.ID, want) || g.Title == want {
-				found = append(found, g.ID)
-			}
-		}
-		switch len(found) {
-		case 0:
-			if _, err := n.findGroup(tx, want); err == nil {
-				return fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, want)
-			}
-			return fmt.Errorf("%w: no invitation to %q", chat.ErrUnknownGroup, want)
-		case 1:
-		default:
-			return fmt.Errorf("%w: %d invitations are titled %q; name one by its ID", chat.ErrUnknownGroup, len(found), want)
-		}
-		id, _ := hex.DecodeString(found[0])
 		inv, l, err := n.loadInvitation(tx, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			inv, err = nil, nil // (only ends, under their inviters)
@@ -367,31 +498,7 @@ func (n *Node) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, e
 			longID = groupstate.GroupID(id)
 			return nil
 		}
-		gid := l.Group()
-		// A log of the group held already (joined meanwhile through a
-		// contact, or one this account left): a member keeps its own,
-		// and the invitation goes; otherwise the invitation's log
-		// replaces it whole.
-		held, err := n.loadGroupTx(tx, gid)
-		switch {
-		case err == nil && held.State().Role(n.keys.account.ID()) != groupstate.RoleNone:
-			already = true
-			return n.dropInvitations(tx, id)
-		case err != nil && !errors.Is(err, chat.ErrUnknownGroup):
-			n.log.Warn("group: a stored log replaced by an invitation's", "err", err)
-		}
-		if err := n.clearGroupLog(tx, gid); err != nil {
-			return err
-		}
-		for _, e := range l.Entries(0) {
-			if err := n.putEntry(tx, gid, e.Seq, inv.Log[e.Seq]); err != nil {
-				return err
-			}
-		}
-		if err := n.addInfoKeys(tx, gid, pairwiseKeys(inv.Info)); err != nil {
-			return err
-		}
-		if err := n.dropInvitations(tx, id); err != nil {
+		if already, err = n.takeInvitation(tx, id, inv, l); err != nil || already {
 			return err
 		}
 		st = l.State()

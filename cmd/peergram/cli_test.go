@@ -689,4 +689,17 @@ func TestGroupCommands(t *testing.T) {
 	if errOut := c.fail("group", "join", "Strangers"); !strings.Contains(errOut, "already") {
 		t.Errorf("join twice: %q", errOut)
 	}
+	b.Invite(chat.Group{ID: strings.Repeat("cd", 32), Title: "Spam", Members: []chat.GroupMember{{AccountID: "acct-y", Role: "owner"}}})
+	if out := c.ok("group", "decline", "Spam"); !strings.Contains(out, "declined Spam") {
+		t.Errorf("decline: %q", out)
+	}
+	if out := c.ok("group", "list"); strings.Contains(out, "Spam") {
+		t.Errorf("a declined invitation listed: %q", out)
+	}
+	if errOut := c.fail("group", "decline", "Spam"); !strings.Contains(errOut, "unknown group") {
+		t.Errorf("decline twice: %q", errOut)
+	}
+	if errOut := c.fail("group", "decline", "Strangers"); !strings.Contains(errOut, "already") {
+		t.Errorf("decline a group joined: %q", errOut)
+	}
 }

@@ -24,7 +24,7 @@ func (a *app) newGroupCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.newGroupCreateCmd(), a.newGroupListCmd(), a.newGroupInfoCmd(), a.newGroupEditCmd("a group's (or channel's)"), a.newGroupPhotoCmd("a group's (or channel's)"), a.newGroupAddCmd(),
-		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupPollCmd(),
+		a.newGroupSendCmd(), a.newGroupMessagesCmd(), a.newGroupRemoveCmd(), a.newGroupLeaveCmd(), a.newGroupJoinCmd(), a.newGroupDeclineCmd(), a.newGroupPollCmd(),
 		a.newGroupPinCmd("pin", true, "Pin a message (members may unless the group's permissions say otherwise)"),
 		a.newGroupPinCmd("unpin", false, "Unpin a message"),
 		a.newGroupInviteCmd(),
@@ -472,6 +472,28 @@ func (a *app) newGroupJoinCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the group as JSON")
 	return cmd
+}
+
+func (a *app) newGroupDeclineCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "decline GROUP",
+		Short: "Decline an invitation (group list shows them, role invited): it goes, and the group's members see you leave",
+		Args:  args(1, "a group"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			d, err := a.connect()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			if _, err := call(cmd.Context(), func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, d.DeclineGroup(ctx, argv[0])
+			}); err != nil {
+				return d.groupError(err, argv[0])
+			}
+			fmt.Fprintf(a.stdout, "declined %s\n", clean(argv[0]))
+			return nil
+		},
+	}
 }
 
 func (a *app) newGroupLeaveCmd() *cobra.Command {

@@ -87,6 +87,8 @@ type Backend interface {
 	LeaveGroup(ctx context.Context, group string) (chat.Group, error)
 	// JoinGroup accepts an invitation (group ID or title).
 	JoinGroup(ctx context.Context, groupOrLink string) (chat.Group, error)
+	// DeclineGroup declines an invitation (group ID or title).
+	DeclineGroup(ctx context.Context, group string) error
 	// PostGroup posts a text (optionally a reply) to a group;
 	// GroupMessages lists a group's messages, oldest first.
 	PostGroup(ctx context.Context, group string, post chat.GroupPost) (chat.GroupMessage, error)
@@ -314,6 +316,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/groups/{group}/photo", s.groupPhoto},
 		{"POST /v1/groups/{group}/leave", s.leaveGroup},
 		{"POST /v1/groups/{group}/join", s.joinGroup},
+		{"POST /v1/groups/{group}/decline", s.declineGroup},
 		{"POST /v1/groups/{group}/polls", s.createPoll},
 		{"GET /v1/groups/{group}/polls/{poll}", s.groupPoll},
 		{"POST /v1/groups/{group}/polls/{poll}/votes", s.votePoll},

@@ -294,6 +294,11 @@ func (c *Client) JoinGroup(ctx context.Context, groupOrLink string) (chat.Group,
 	return g, err
 }
 
+// DeclineGroup is POST /v1/groups/{group}/decline.
+func (c *Client) DeclineGroup(ctx context.Context, group string) error {
+	return c.do(ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/decline", struct{}{}, nil, http.StatusNoContent)
+}
+
 // CreateChannel is POST /v1/channels.
 func (c *Client) CreateChannel(ctx context.Context, title string) (chat.Group, error) {
 	var g chat.Group

@@ -873,6 +873,14 @@ func (s *Server) joinGroup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) declineGroup(w http.ResponseWriter, r *http.Request) error {
+	if err := s.backend.DeclineGroup(r.Context(), r.PathValue("group")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.backend.LeaveGroup(r.Context(), r.PathValue("group"))
 	if err != nil {

@@ -955,6 +955,26 @@ func (b *Backend) JoinGroup(_ context.Context, group string) (chat.Group, error)
 	return chat.Group{}, fmt.Errorf("%w: no invitation to %q", chat.ErrUnknownGroup, group)
 }
 
+// DeclineGroup drops an invitation by ID or title.
+func (b *Backend) DeclineGroup(_ context.Context, group string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return b.fail
+	}
+	for i, g := range b.groups {
+		if g.ID != group && g.Title != group {
+			continue
+		}
+		if g.Role != "invited" {
+			return fmt.Errorf("%w: you are a member of %q already", chat.ErrInvalid, group)
+		}
+		b.groups = append(b.groups[:i], b.groups[i+1:]...)
+		return nil
+	}
+	return fmt.Errorf("%w: no invitation to %q", chat.ErrUnknownGroup, group)
+}
+
 // LeaveGroup refuses: the fake's account owns every group it created.
 func (b *Backend) LeaveGroup(_ context.Context, group string) (chat.Group, error) {
 	b.mu.Lock()
