@@ -356,6 +356,7 @@ type groupMessage struct {
 	Poll     *pollBody          `json:"poll,omitempty"`
 	Vote     *voteBody          `json:"vote,omitempty"`
 	Close    string             `json:"close,omitempty"`
+	Result   *pollResult        `json:"result,omitempty"` // a close's final count
 	File     *chat.FileInfo     `json:"file,omitempty"`
 	Deletes  string             `json:"delfile,omitempty"` // a file message deleted by its sender
 	CallID   string             `json:"call,omitempty"`    // a group call started
@@ -375,7 +376,10 @@ type groupBody struct {
 	Poll     *pollBody `json:"poll,omitempty"`  // Text is empty
 	Vote     *voteBody `json:"vote,omitempty"`  // Text is empty
 	Close    string    `json:"close,omitempty"` // hex ID of the poll closed
-	File     *fileRef  `json:"file,omitempty"`  // Text is its caption (may be empty)
+	// Result: the close's final count, which every member shows for the
+	// closed poll (groupfeatures.go).
+	Result *pollResult `json:"result,omitempty"`
+	File   *fileRef    `json:"file,omitempty"` // Text is its caption (may be empty)
 	// DeleteFile: the sender deletes its file message of that ID for
 	// everyone.
 	DeleteFile string `json:"delfile,omitempty"`

@@ -22,10 +22,15 @@ import (
 // What a group message can be besides text, as Telegram has it: a reply,
 // @mentions (the mentioned member's node raises an event), a poll, a vote
 // (a member's latest vote counts; an empty one takes it back) and a poll's
-// close (by its creator; later votes do not count). Polls, votes and
-// closes are group messages like any other — sealed, gossiped, kept by
-// relays — and each node counts the votes it holds. Pins are entries of
-// the group's log (groupstate.KindPin), so every member sees the same pins.
+// close (by its creator). Polls, votes and closes are group messages like
+// any other — sealed, gossiped, kept by relays — and each node counts the
+// votes it holds while the poll is open. A close carries the creator's
+// final count, and that is what every member shows once it holds the
+// close: a vote's time is its sender's word, so counting "votes sent
+// before the close" would let a member vote after it with its clock set
+// back (an outside review did), and members that missed a vote would show
+// other results. Pins are entries of the group's log (groupstate.KindPin),
+// so every member sees the same pins.
 
 // pollBody is a poll; voteBody a vote (option indexes, from 0).
 type pollBody struct {
@@ -37,6 +42,32 @@ type pollBody struct {
 type voteBody struct {
 	Poll    string `json:"p"`
 	Options []int  `json:"o"`
+}
+
+// pollResult is a closed poll's final count: votes per option, and how
+// many accounts voted.
+type pollResult struct {
+	Votes  []int `json:"v"`
+	Voters int   `json:"n"`
+}
+
+// maxVoters bounds a result's counts (a group's members, and then some).
+const maxVoters = 1 << 24
+
+// fits reports whether r is a count of a poll with options options
+// (single choice: the votes add up to the voters).
+func (r *pollResult) fits(options int, multiple bool) bool {
+	if len(r.Votes) != options || r.Voters < 0 || r.Voters > maxVoters {
+		return false
+	}
+	sum := 0
+	for _, v := range r.Votes {
+		if v < 0 || v > r.Voters {
+			return false
+		}
+		sum += v
+	}
+	return multiple || sum == r.Voters
 }
 
 const maxMentions = 50
@@ -69,6 +100,8 @@ func (b *groupBody) check() error {
 		return fmt.Errorf("at most %d mentions", maxMentions)
 	case b.Close != "" && !isMessageID(b.Close):
 		return errors.New("a close names a poll's message ID")
+	case b.Result != nil && (b.Close == "" || len(b.Result.Votes) > chat.MaxPollOptions || !b.Result.fits(len(b.Result.Votes), true)):
+		return errors.New("a result is a close's count: at most 10 options, none above the voters")
 	case b.DeleteFile != "" && !isMessageID(b.DeleteFile):
 		return errors.New("a file deletion names a message ID")
 	case b.File != nil:
@@ -120,6 +153,7 @@ func (b *groupBody) check() error {
 
 func (gm *groupMessage) setBody(b *groupBody) {
 	gm.Text, gm.ReplyTo, gm.Mentions, gm.Poll, gm.Vote, gm.Close, gm.Deletes = b.Text, b.ReplyTo, b.Mentions, b.Poll, b.Vote, b.Close, b.DeleteFile
+	gm.Result = b.Result
 	if b.File != nil {
 		if m, err := b.File.check(); err == nil {
 			gm.File = b.File.info(m)
@@ -220,7 +254,7 @@ func (n *Node) CreatePoll(ctx context.Context, group string, spec chat.PollSpec)
 func (n *Node) VotePoll(ctx context.Context, group, poll string, options []int) (chat.Poll, error) {
 	poll = strings.ToLower(poll)
 	body := groupBody{Vote: &voteBody{Poll: poll, Options: options}}
-	return n.pollAction(ctx, group, poll, body, func(p *chat.Poll, _ bool) error {
+	return n.pollAction(ctx, group, poll, &body, func(p *chat.Poll, _ bool) error {
 		if p.Closed {
 			return fmt.Errorf("%w: the poll is closed", chat.ErrInvalid)
 		}
@@ -236,22 +270,30 @@ func (n *Node) VotePoll(ctx context.Context, group, poll string, options []int) 
 	})
 }
 
-// ClosePoll closes a poll this account created.
+// ClosePoll closes a poll this account created, with its count as this
+// node holds it: the results every member shows from then on.
 func (n *Node) ClosePoll(ctx context.Context, group, poll string) (chat.Poll, error) {
 	poll = strings.ToLower(poll)
-	return n.pollAction(ctx, group, poll, groupBody{Close: poll}, func(p *chat.Poll, mine bool) error {
+	body := groupBody{Close: poll}
+	return n.pollAction(ctx, group, poll, &body, func(p *chat.Poll, mine bool) error {
 		switch {
 		case !mine:
 			return fmt.Errorf("%w: only the poll's creator closes it", chat.ErrInvalid)
 		case p.Closed:
 			return fmt.Errorf("%w: the poll is closed already", chat.ErrInvalid)
 		}
+		body.Result = &pollResult{Voters: p.Voters}
+		for _, o := range p.Options {
+			body.Result.Votes = append(body.Result.Votes, o.Votes)
+		}
 		return nil
 	})
 }
 
-func (n *Node) pollAction(ctx context.Context, group, poll string, body groupBody, check func(*chat.Poll, bool) error) (chat.Poll, error) {
-	_, err := n.postGroup(ctx, group, &body, func(tx *storage.Txn, st *groupstate.State) error {
+// pollAction posts body (sealed after check, which may complete it)
+// about poll, if check passes on the poll as this node holds it.
+func (n *Node) pollAction(ctx context.Context, group, poll string, body *groupBody, check func(*chat.Poll, bool) error) (chat.Poll, error) {
+	_, err := n.postGroup(ctx, group, body, func(tx *storage.Txn, st *groupstate.State) error {
 		p, creator, err := n.pollView(tx, st.Group, poll)
 		if err != nil {
 			return err
@@ -306,8 +348,9 @@ func (n *Node) eachGroupMessage(tx *storage.Txn, gid groupstate.GroupID, fn func
 	})
 }
 
-// tally counts polls' votes: each account's latest vote (by its sending
-// time) before the poll's close counts.
+// tally counts polls' votes: while a poll is open, each account's latest
+// vote (by its sending time); once closed, the close's result (a close
+// without one, from before results: the votes sent before it).
 type tally struct {
 	polls map[string]*pollState
 }
@@ -350,13 +393,14 @@ func (t *tally) add(gm *groupMessage) {
 		ps := t.state(gm.Close)
 		// Only the creator's close counts; which account that is is
 		// known once the poll is, so closes are kept per sender.
-		ps.closes = append(ps.closes, closeRec{gm.From, gm.SentAt})
+		ps.closes = append(ps.closes, closeRec{gm.From, gm.SentAt, gm.Result})
 	}
 }
 
 type closeRec struct {
-	from identity.AccountID
-	at   int64
+	from   identity.AccountID
+	at     int64
+	result *pollResult
 }
 
 func (t *tally) view(id string, self identity.AccountID) *chat.Poll {
@@ -365,14 +409,22 @@ func (t *tally) view(id string, self identity.AccountID) *chat.Poll {
 		return nil
 	}
 	p := &chat.Poll{ID: id, Question: ps.body.Question, Multiple: ps.body.Multiple, MyVotes: []int{}}
+	var result *pollResult
 	for _, c := range ps.closes {
 		if c.from == ps.creator && (ps.closedAt == 0 || c.at < ps.closedAt) {
-			ps.closedAt = c.at
+			ps.closedAt, result = c.at, c.result
 		}
 	}
 	p.Closed = ps.closedAt != 0
 	for _, o := range ps.body.Options {
 		p.Options = append(p.Options, chat.PollOption{Text: o})
+	}
+	final := result != nil && result.fits(len(p.Options), ps.body.Multiple)
+	if final {
+		p.Voters = result.Voters
+		for i, v := range result.Votes {
+			p.Options[i].Votes = v
+		}
 	}
 	for a, v := range ps.votes {
 		if p.Closed && v.at > ps.closedAt {
@@ -388,12 +440,15 @@ func (t *tally) view(id string, self identity.AccountID) *chat.Poll {
 		if !valid {
 			continue
 		}
+		if a == self {
+			p.MyVotes = slices.Clone(v.options)
+		}
+		if final {
+			continue
+		}
 		p.Voters++
 		for _, o := range v.options {
 			p.Options[o].Votes++
-		}
-		if a == self {
-			p.MyVotes = slices.Clone(v.options)
 		}
 	}
 	return p
