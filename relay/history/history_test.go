@@ -819,6 +819,81 @@ func TestPublicNames(t *testing.T) {
 	}
 }
 
+// TestPublicNameRenewedWithGroup: the group holding a name renews it —
+// any member's registration of the group extends the name with the
+// registration — unless the name's link was revoked or its signer is no
+// longer an admin; a name not renewed lapses with its term and is then
+// another group's to take.
+func TestPublicNameRenewedWithGroup(t *testing.T) {
+	const ttl = 3 * time.Second
+	alice, bob := newMember(t), newMember(t)
+	rh := newHost(t)
+	r := startServer(t, t.TempDir(), rh, func(c *Config) { c.RegistrationTTL = ttl })
+	c := clientOf(t, r)
+	ctx := context.Background()
+	lists := [][]byte{alice.listBytes(t), bob.listBytes(t)}
+	type named struct {
+		name    string
+		gid     [32]byte
+		entries [][]byte
+		ref     [32]byte
+		link    string
+	}
+	// Alice owns each group, Bob is a member; each has an invite link.
+	newNamed := func(name string, changes ...groupstate.Change) *named {
+		gid, base := groupLog(t, alice, bob)
+		seed := make([]byte, ed25519.SeedSize)
+		_, _ = rand.Read(seed)
+		n := &named{name: name, gid: gid, link: "peergram://join/" + hex.EncodeToString(gid[:]) + "/" + base64.RawURLEncoding.EncodeToString(seed)}
+		copy(n.ref[:], ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+		n.entries = appendLog(t, base, alice, append(changes, groupstate.Change{Kind: groupstate.KindInviteCreate, Ref: n.ref})...)
+		if err := c.Register(ctx, rh.ID(), gid, n.entries, lists, alice.dev); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	renewed := newNamed("renewed_name")
+	lapsing := newNamed("lapsing_name")
+	revoked := newNamed("revoked_name")
+	demoted := newNamed("demoted_name", groupstate.Change{Kind: groupstate.KindPromote, Account: bob.acct.ID()})
+	for _, n := range []*named{renewed, lapsing, revoked} {
+		if err := c.PublishName(ctx, rh.ID(), n.name, n.gid, n.link, alice.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.PublishName(ctx, rh.ID(), demoted.name, demoted.gid, demoted.link, bob.dev); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	time.Sleep(ttl / 2)
+	// Registered again by Bob, a member (as every member's node does every
+	// 12 hours): the first as it is, the others after a change.
+	again := map[*named][][]byte{
+		renewed: renewed.entries,
+		revoked: appendLog(t, revoked.entries, alice, groupstate.Change{Kind: groupstate.KindInviteRevoke, Ref: revoked.ref}),
+		demoted: appendLog(t, demoted.entries, alice, groupstate.Change{Kind: groupstate.KindDemote, Account: bob.acct.ID()}),
+	}
+	for n, entries := range again {
+		if err := c.Register(ctx, rh.ID(), n.gid, entries, lists, bob.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taker := newNamed("taker_name")
+	time.Sleep(time.Until(start.Add(ttl + 500*time.Millisecond)))
+	if rec, err := c.LookupName(ctx, rh.ID(), renewed.name); err != nil || rec.Group != renewed.gid {
+		t.Fatalf("the name of a group registered again lapsed: %+v (%v)", rec, err)
+	}
+	var se *StatusError
+	if err := c.PublishName(ctx, rh.ID(), renewed.name, taker.gid, taker.link, alice.dev); !errors.As(err, &se) || se.Code != CodeFull {
+		t.Fatalf("another group took a renewed name: %v", err)
+	}
+	for _, n := range []*named{lapsing, revoked, demoted} {
+		if err := c.PublishName(ctx, rh.ID(), n.name, taker.gid, taker.link, alice.dev); err != nil {
+			t.Errorf("%s was renewed: another group cannot take it after its term: %v", n.name, err)
+		}
+	}
+}
+
 // TestOnlyMessagesKept: envelopes that are not messages, epoch keys'
 // copies or state entries the relay's log takes (junk a channel's
 // subscriber signs as an entry) are not kept, by gossip or by Store, so

@@ -1348,6 +1348,7 @@ func (s *Server) register(m *registerMsg, next func() (*registerMsg, error)) (Co
 	if err := s.persist(m.Group, g, n, n); err != nil {
 		return CodeUnavailable, err.Error()
 	}
+	s.renewName(m.Group, now)
 	return CodeOK, ""
 }
 
@@ -1519,7 +1520,68 @@ func (s *Server) mergeLocked(m *registerMsg, g *group, entries []*groupstate.Ent
 	case signErr != nil:
 		return CodeInvalid, "registration: " + signErr.Error()
 	}
+	if renew {
+		s.renewName(m.Group, now)
+	}
 	return CodeOK, ""
+}
+
+// renewName extends the public name group id holds by as long as the
+// registration that renewed the group: the group holding a name renews
+// it, whichever member's node registers it. A name whose link is no
+// longer one of the group's invites (revoked), or whose signer is no
+// longer an admin, is not renewed and lapses with its term; one that
+// lapsed already (another group may hold it now) is not revived.
+func (s *Server) renewName(id [32]byte, now time.Time) {
+	var name, old []byte
+	if err := s.cfg.DB.View(func(tx *storage.Txn) error {
+		var err error
+		if name, err = tx.Get(s.gnames, id[:]); err != nil {
+			return err
+		}
+		old, err = tx.Get(s.names, name)
+		return err
+	}); err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("history: renewing a public name", "err", err)
+		}
+		return
+	}
+	if len(old) <= 8 {
+		return
+	}
+	prev, err := decodeName(old[8:])
+	if err != nil || prev.Group != id {
+		return
+	}
+	pub, ok := linkKey(prev.Link, id)
+	s.mu.Lock()
+	g := s.groups[id]
+	valid := false
+	if g != nil && ok {
+		st := g.log.State()
+		acct, known := g.devices[identity.DeviceID(prev.Device)]
+		_, invited := st.Invites[pub]
+		valid = known && invited && st.Role(acct) >= groupstate.RoleAdmin
+	}
+	s.mu.Unlock()
+	if !valid {
+		return
+	}
+	err = s.cfg.DB.Update(func(tx *storage.Txn) error {
+		cur, err := tx.Get(s.names, name)
+		if err != nil || !bytes.Equal(cur, old) {
+			return err // changed meanwhile (a new publish): that one stands
+		}
+		if err := tx.SetTTL(s.gnames, id[:], name, s.cfg.RegistrationTTL); err != nil {
+			return err
+		}
+		v := binary.BigEndian.AppendUint64(nil, uint64(now.Add(s.cfg.RegistrationTTL).UnixMilli()))
+		return tx.SetTTL(s.names, name, append(v, old[8:]...), s.cfg.RegistrationTTL)
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.log.Warn("history: renewing a public name", "err", err)
+	}
 }
 
 // answerPage fills a Page in one snapshot and sends it.
