@@ -82,6 +82,9 @@ type payload struct {
 	// Info: "group-log" to members, the group's info keys (titles and
 	// descriptions in the log are sealed with them).
 	Info []infoKey `json:"info,omitempty"`
+	// Fwd: a "text" message that is a forward (Text is the copy), its
+	// origin as the sender states it.
+	Fwd *forwardRef `json:"fwd,omitempty"`
 	// File: a "text" message that carries a file (Text is its caption).
 	File *fileRef `json:"file,omitempty"`
 	// Call: a "call" payload's signal (calls.Signal, JSON).

@@ -357,6 +357,7 @@ type groupMessage struct {
 	Vote     *voteBody          `json:"vote,omitempty"`
 	Close    string             `json:"close,omitempty"`
 	Result   *pollResult        `json:"result,omitempty"` // a close's final count
+	Fwd      *forwardRef        `json:"fwd,omitempty"`    // a forward's origin
 	File     *chat.FileInfo     `json:"file,omitempty"`
 	Deletes  string             `json:"delfile,omitempty"` // a file message deleted by its sender
 	CallID   string             `json:"call,omitempty"`    // a group call started
@@ -379,7 +380,9 @@ type groupBody struct {
 	// Result: the close's final count, which every member shows for the
 	// closed poll (groupfeatures.go).
 	Result *pollResult `json:"result,omitempty"`
-	File   *fileRef    `json:"file,omitempty"` // Text is its caption (may be empty)
+	// Fwd: a text that is a forward (channels.go).
+	Fwd  *forwardRef `json:"fwd,omitempty"`
+	File *fileRef    `json:"file,omitempty"` // Text is its caption (may be empty)
 	// DeleteFile: the sender deletes its file message of that ID for
 	// everyone.
 	DeleteFile string `json:"delfile,omitempty"`

@@ -100,6 +100,8 @@ func (b *groupBody) check() error {
 		return fmt.Errorf("at most %d mentions", maxMentions)
 	case b.Close != "" && !isMessageID(b.Close):
 		return errors.New("a close names a poll's message ID")
+	case b.Fwd != nil && (b.Text == "" || b.Fwd.check() != nil):
+		return errors.New("a forward is a text with its origin")
 	case b.Result != nil && (b.Close == "" || len(b.Result.Votes) > chat.MaxPollOptions || !b.Result.fits(len(b.Result.Votes), true)):
 		return errors.New("a result is a close's count: at most 10 options, none above the voters")
 	case b.DeleteFile != "" && !isMessageID(b.DeleteFile):
@@ -153,7 +155,7 @@ func (b *groupBody) check() error {
 
 func (gm *groupMessage) setBody(b *groupBody) {
 	gm.Text, gm.ReplyTo, gm.Mentions, gm.Poll, gm.Vote, gm.Close, gm.Deletes = b.Text, b.ReplyTo, b.Mentions, b.Poll, b.Vote, b.Close, b.DeleteFile
-	gm.Result = b.Result
+	gm.Result, gm.Fwd = b.Result, b.Fwd
 	if b.File != nil {
 		if m, err := b.File.check(); err == nil {
 			gm.File = b.File.info(m)
@@ -554,7 +556,7 @@ func (n *Node) groupMessageView(gid groupstate.GroupID, gm groupMessage, t *tall
 	self := n.keys.account.ID()
 	v := chat.GroupMessage{ID: gm.ID, Group: hex.EncodeToString(gid[:]), From: gm.From.String(), Text: gm.Text,
 		SentAt: time.UnixMilli(gm.SentAt).UTC(), Outgoing: gm.From == self, ReplyTo: gm.ReplyTo, Mentions: gm.Mentions, File: gm.File,
-		CallID: gm.CallID}
+		CallID: gm.CallID, Forwarded: gm.Fwd.view()}
 	v.MentionsMe = !v.Outgoing && slices.Contains(gm.Mentions, self.String())
 	if v.Outgoing {
 		v.FromName = n.keys.name

@@ -376,6 +376,9 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		if p.File != nil {
 			n.fileReceiveTx(tx, rec, p.File)
 		}
+		if p.Fwd != nil && p.Fwd.check() == nil {
+			rec.Forwarded = p.Fwd.view()
+		}
 		if err := n.st.putMessage(tx, chatAcct, rec); err != nil {
 			return nil, nil, err
 		}

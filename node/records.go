@@ -115,6 +115,7 @@ const (
 	msgError       = 15
 	msgPending     = 16
 	msgFile        = 17 // JSON of chat.FileInfo: small, rare, and its fields grow
+	msgForwarded   = 18 // JSON of chat.Forward: small and rare
 )
 
 func encodeMessage(sm *storedMessage) []byte {
@@ -145,6 +146,11 @@ func encodeMessage(sm *storedMessage) []byte {
 	if sm.File != nil {
 		if fb, err := json.Marshal(sm.File); err == nil { // a struct of strings and numbers always encodes
 			b = appendBytes(b, msgFile, fb)
+		}
+	}
+	if sm.Forwarded != nil {
+		if fb, err := json.Marshal(sm.Forwarded); err == nil {
+			b = appendBytes(b, msgForwarded, fb)
 		}
 	}
 	return b
@@ -201,6 +207,12 @@ func decodeStoredMessage(raw []byte) (*storedMessage, error) {
 				return fmt.Errorf("%w: file: %w", errRecord, err)
 			}
 			sm.File = &fi
+		case msgForwarded:
+			var f chat.Forward
+			if err := json.Unmarshal(b, &f); err != nil {
+				return fmt.Errorf("%w: forwarded: %w", errRecord, err)
+			}
+			sm.Forwarded = &f
 		}
 		return nil
 	})

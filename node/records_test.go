@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,13 @@ func sampleMessage() *storedMessage {
 		File: &chat.FileInfo{Name: "a.jpg", Size: 1234, Mime: "image/jpeg", Kind: "photo", Width: 640, Height: 480, HasThumb: true}}
 }
 
+// forwardedMessage is sampleMessage, a forward.
+func forwardedMessage() *storedMessage {
+	m := sampleMessage()
+	m.Forwarded = &chat.Forward{From: "News", Group: strings.Repeat("ab", 32), Message: strings.Repeat("cd", 32), SentAt: time.Unix(1700000000, 123000000).UTC()}
+	return m
+}
+
 func TestRecordsRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
@@ -40,6 +48,8 @@ func TestRecordsRoundTrip(t *testing.T) {
 		{"job in JSON", sampleJob(), func() []byte { b, _ := json.Marshal(sampleJob()); return b },
 			func(b []byte) (any, error) { return decodeJob(b) }},
 		{"message", sampleMessage(), func() []byte { return encodeMessage(sampleMessage()) },
+			func(b []byte) (any, error) { return decodeStoredMessage(b) }},
+		{"forwarded message", forwardedMessage(), func() []byte { return encodeMessage(forwardedMessage()) },
 			func(b []byte) (any, error) { return decodeStoredMessage(b) }},
 		{"empty message", &storedMessage{}, func() []byte { return encodeMessage(&storedMessage{}) },
 			func(b []byte) (any, error) { return decodeStoredMessage(b) }},

@@ -25,7 +25,8 @@ const maxSendBatch = 256
 // sendReq is one message waiting to be stored.
 type sendReq struct {
 	contact, text string
-	file          *fileRef // a file message (text is its caption)
+	file          *fileRef    // a file message (text is its caption)
+	forward       *forwardRef // a forward (text is the copy)
 	id            chat.MessageID
 	now           time.Time
 	done          chan sendResult // buffered 1
@@ -205,7 +206,7 @@ func (n *Node) sendTx(tx *storage.Txn, r *sendReq, contacts map[string]*contactR
 		contacts[r.contact] = c
 	}
 	var err error
-	p := payload{Kind: "text", Seq: math.MaxUint64, Text: r.text, Chat: c.Account.String(), DT: n.tokenHex(), File: r.file}
+	p := payload{Kind: "text", Seq: math.MaxUint64, Text: r.text, Chat: c.Account.String(), DT: n.tokenHex(), File: r.file, Fwd: r.forward}
 	if body, err := encodePayload(p); err != nil {
 		return nil, c.Account, err
 	} else if len(body) > sealed.MaxBodySize {
@@ -226,7 +227,7 @@ func (n *Node) sendTx(tx *storage.Txn, r *sendReq, contacts map[string]*contactR
 	rec := &messageRecord{Message: chat.Message{
 		ID: r.id.String(), Chat: c.Account.String(), From: n.keys.account.ID().String(), Outgoing: true,
 		Text: r.text, SentAt: time.UnixMilli(r.now.UnixMilli()).UTC(), Status: chat.StatusPending, Seq: p.Seq,
-		FromName: n.keys.name, FromContact: true,
+		FromName: n.keys.name, FromContact: true, Forwarded: r.forward.view(),
 	}}
 	if r.file != nil {
 		if err := n.fileSendTx(tx, rec, r.file); err != nil {

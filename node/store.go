@@ -327,6 +327,8 @@ type storedMessage struct {
 	Pending     []string    `json:"pending,omitempty"`
 	// File is what the message says of the file it carries.
 	File *chat.FileInfo `json:"file,omitempty"`
+	// Forwarded: a forward's origin.
+	Forwarded *chat.Forward `json:"forwarded,omitempty"`
 }
 
 // decodeMessage reads a record of chat a.
@@ -338,7 +340,7 @@ func (s *store) decodeMessage(a identity.AccountID, raw []byte) (*messageRecord,
 	m := &messageRecord{Message: chat.Message{
 		ID: sm.ID, Chat: sm.Chat, From: sm.From, Outgoing: sm.Outgoing, Text: sm.Text, SentAt: sm.SentAt,
 		Received: sm.Received, Status: sm.Status, Seq: sm.Seq, FromName: sm.FromName, FromContact: sm.FromContact,
-		Warning: sm.Warning, Error: sm.Error, File: sm.File,
+		Warning: sm.Warning, Error: sm.Error, File: sm.File, Forwarded: sm.Forwarded,
 	}, Pending: sm.Pending}
 	if m.Chat == "" {
 		m.Chat = a.String()
@@ -415,7 +417,7 @@ func (s *store) putMessage(tx *storage.Txn, a identity.AccountID, m *messageReco
 	sm := storedMessage{
 		ID: m.ID, From: m.From, Outgoing: m.Outgoing, Text: m.Text, SentAt: m.SentAt, Received: m.Received,
 		Status: m.Status, Seq: m.Seq, FromName: m.FromName, FromContact: m.FromContact, Warning: m.Warning,
-		Error: m.Error, Pending: m.Pending, File: m.File,
+		Error: m.Error, Pending: m.Pending, File: m.File, Forwarded: m.Forwarded,
 	}
 	if m.Chat != a.String() {
 		sm.Chat = m.Chat

@@ -143,7 +143,7 @@ func (a *app) newChannelMessagesCmd() *cobra.Command {
 				return ms, err
 			}, func(ms []chat.GroupMessage) {
 				for _, m := range ms {
-					fmt.Fprintf(a.stdout, "%s  %s\n", m.SentAt.Local().Format("2006-01-02 15:04"), clean(m.Text))
+					fmt.Fprintf(a.stdout, "%s  %s%s\n", m.SentAt.Local().Format("2006-01-02 15:04"), forwardMark(m.Forwarded), clean(m.Text))
 				}
 			})
 		},

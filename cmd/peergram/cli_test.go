@@ -483,7 +483,7 @@ func TestChannelCommands(t *testing.T) {
 	if out := strings.TrimSpace(c.ok("channel", "forward", "News", post, "Readers")); len(out) != 64 {
 		t.Errorf("forward: %q", out)
 	}
-	if out := c.ok("group", "messages", "Readers"); !strings.Contains(out, "Forwarded from News:") {
+	if out := c.ok("group", "messages", "Readers"); !strings.Contains(out, "[forwarded from News] hello subscribers") {
 		t.Errorf("the forwarded post: %q", out)
 	}
 	if out := c.ok("channel", "publish", "News", "@dailynews"); !strings.Contains(out, "join @dailynews") {

@@ -376,6 +376,7 @@ func (a *app) newGroupMessagesCmd() *cobra.Command {
 				if m.MentionsMe {
 					line = "(mentions you) " + line
 				}
+				line = forwardMark(m.Forwarded) + line
 				fmt.Fprintf(a.stdout, "%s  %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04"), clean(who), line)
 			}
 			return nil
@@ -516,6 +517,15 @@ func (a *app) newGroupLeaveCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// forwardMark marks a forward's line with where the forwarder says it
+// came from ("" for a message that is not one).
+func forwardMark(f *chat.Forward) string {
+	if f == nil {
+		return ""
+	}
+	return "[forwarded from " + clean(f.From) + "] "
 }
 
 // pollSummary is a poll on one line: question, options with votes.

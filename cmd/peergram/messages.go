@@ -44,7 +44,7 @@ messages read, which sends read receipts; --mark-read=false does not.`,
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			for _, m := range ms {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.SentAt.Local().Format(timeLayout), clean(sender(m)), clean(status(m)), clean(m.Text))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.SentAt.Local().Format(timeLayout), clean(sender(m)), clean(status(m)), forwardMark(m.Forwarded)+clean(m.Text))
 			}
 			return tw.Flush()
 		},

@@ -89,6 +89,9 @@ type Message struct {
 	Error       string `json:"error,omitempty"`   // why a failed message failed
 	// File is set on a message that carries a file (Text is its caption).
 	File *FileInfo `json:"file,omitempty"`
+	// Forwarded is set on a forward: a copy of another chat's message,
+	// its origin as the forwarding account states it (Text is the copy).
+	Forwarded *Forward `json:"forwarded,omitempty"`
 	// Call is set on a call's entry in the chat's history (ID is the
 	// call's, Text says what happened: "Outgoing call · 0:42",
 	// "Missed call"). Entries are this device's call history, not

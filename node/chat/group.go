@@ -66,7 +66,25 @@ type GroupMessage struct {
 	File *FileInfo `json:"file,omitempty"`
 	// CallID is set on a message that started a group call.
 	CallID string `json:"call_id,omitempty"`
+	// Forwarded is set on a forward (see Message.Forwarded).
+	Forwarded *Forward `json:"forwarded,omitempty"`
 }
+
+// Forward is where a forwarded message came from, as the account that
+// forwarded it states it: nothing else vouches for it (the copy is that
+// account's message, signed by it; the original's signature is not
+// carried). A client shows it as a forward, apart from the text, so
+// that typed words are never taken for one.
+type Forward struct {
+	From    string    `json:"from"`              // the source chat's title (a group's or channel's)
+	Group   string    `json:"group,omitempty"`   // its ID
+	Message string    `json:"message,omitempty"` // the original's ID
+	Author  string    `json:"author,omitempty"`  // the original's sender (account ID)
+	SentAt  time.Time `json:"sent_at,omitzero"`  // the original's sending time
+}
+
+// MaxForwardFrom bounds a Forward's From, in bytes.
+const MaxForwardFrom = 256
 
 // Invite is an invite link to a group.
 type Invite struct {

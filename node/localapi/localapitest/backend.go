@@ -437,12 +437,14 @@ func (b *Backend) ForwardGroupMessage(ctx context.Context, group, message, to st
 	b.mu.Lock()
 	g, err := b.findGroupLocked(group)
 	var text string
+	var fwd *chat.Forward
 	if err == nil {
 		m := b.groupMessageLocked(g.ID, message)
 		if m == nil {
 			err = fmt.Errorf("%w: no message %s", chat.ErrInvalid, message)
 		} else {
-			text = "Forwarded from " + g.Title + ":\n" + m.Text
+			text = m.Text
+			fwd = &chat.Forward{From: g.Title, Group: g.ID, Message: m.ID, SentAt: m.SentAt}
 		}
 	}
 	b.mu.Unlock()
@@ -450,6 +452,11 @@ func (b *Backend) ForwardGroupMessage(ctx context.Context, group, message, to st
 		return "", err
 	}
 	if m, err := b.PostGroup(ctx, to, chat.GroupPost{Text: text}); err == nil {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if p := b.groupMessageLocked(m.Group, m.ID); p != nil {
+			p.Forwarded = fwd
+		}
 		return m.ID, nil
 	}
 	m, err := b.Send(ctx, to, text)

@@ -307,6 +307,13 @@ function renderChat() {
       h('button', { type: 'button', 'aria-pressed': archived.has(c.key) ? 'true' : 'false', onclick: () => toggle('archived', archived) }, archived.has(c.key) ? t('unarchive_chat') : t('archive_chat')),
     ),
   );
+  if (g && g.role === 'invited') {
+    main.append(h('div', { class: 'request' },
+      h('p', {}, t('invitation_explain')),
+      h('button', { type: 'button', onclick: () => answerInvitation(c, true) }, t('accept')),
+      h('button', { type: 'button', onclick: () => answerInvitation(c, false) }, t('decline')),
+    ));
+  }
   if (c.request) {
     main.append(h('div', { class: 'request' },
       h('p', {}, t('request_explain', { name: chatName(c) })),
@@ -358,6 +365,7 @@ function messageItem(c, m) {
   return h('li', { class: 'msg ' + (m.outgoing ? 'out' : 'in') + (m.call ? ' call' : ''), dataset: { id: m.id } },
     g && !m.outgoing ? h('span', { class: 'sender' }, h('bdi', {}, m.from_name || short(m.from))) : null,
     reply ? h('blockquote', { class: 'reply' }, h('span', { class: 'sender' }, reply.from_name || short(reply.from)), ' ', previewOf(reply)) : null,
+    m.forwarded ? h('p', { class: 'forwarded', title: t('forwarded_claim') }, t('forwarded_from', { name: m.forwarded.from })) : null,
     m.file ? fileBlock(c, m) : null,
     m.poll ? pollBlock(c, m) : null,
     m.text && !m.poll ? h('p', { class: 'text', dir: 'auto' }, m.text) : null,
@@ -690,6 +698,26 @@ async function acceptRequest(c) {
     const ct = await api.post(`/v1/requests/${encodeURIComponent(c.id)}/accept`, {});
     state.contacts.set(ct.account_id, ct);
     delete c.request;
+    renderChatList(); renderChat();
+  } catch (e) { toast(e.message); }
+}
+
+// answerInvitation joins a group this account was invited to, or
+// declines the invitation (its chat goes).
+async function answerInvitation(c, accept) {
+  try {
+    const path = `/v1/groups/${encodeURIComponent(c.id)}/${accept ? 'join' : 'decline'}`;
+    if (accept) {
+      const g = await api.post(path, {});
+      state.groups.set(g.group_id, g);
+      c.messages = null;
+      await loadChat(c).catch(() => {});
+    } else {
+      await api.post(path, {});
+      state.groups.delete(c.id);
+      state.chats.delete(c.key);
+      state.current = null;
+    }
     renderChatList(); renderChat();
   } catch (e) { toast(e.message); }
 }
