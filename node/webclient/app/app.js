@@ -377,7 +377,30 @@ function messageItem(c, m) {
     ),
     g && !c.readOnly ? h('button', { type: 'button', class: 'link small', onclick: () => { state.replyTo = m; renderComposerReply(); $('#composer-text')?.focus(); } }, t('reply')) : null,
     g && canPin(c) ? h('button', { type: 'button', class: 'link small', onclick: () => pin(c, m) }, isPinned(c, m) ? t('unpin') : t('pin')) : null,
+    g && (m.text || m.poll) ? h('button', { type: 'button', class: 'link small', onclick: () => openForward(c, m) }, t('forward')) : null,
   );
+}
+
+// openForward asks where to forward a group message: a contact or
+// another group this account is in.
+function openForward(c, m) {
+  const err = h('p', { class: 'error', role: 'alert' });
+  const groups = [...state.groups.values()].filter((g) => ['member', 'admin', 'owner'].includes(g.role) && !(g.channel && g.role === 'member'));
+  const pick = h('select', { id: 'forward-to' },
+    [...state.contacts.values()].map((ct) => h('option', { value: ct.account_id }, ct.name || ct.display_name || short(ct.account_id))),
+    groups.map((g) => h('option', { value: g.group_id }, g.title)));
+  const d = dialog(t('forward'),
+    h('form', { class: 'stack', onsubmit: async (e) => {
+      e.preventDefault();
+      err.textContent = '';
+      try {
+        await api.post(`/v1/groups/${encodeURIComponent(c.id)}/messages/${encodeURIComponent(m.id)}/forward`, { to: pick.value });
+        d.close();
+        toast(t('forwarded'));
+      } catch (e2) { err.textContent = e2.message; }
+    } },
+    h('label', { for: 'forward-to' }, t('forward_to')), pick, err,
+    h('button', { type: 'submit' }, t('forward'))));
 }
 
 const groupOf = (c) => state.groups.get(c.id);

@@ -266,6 +266,18 @@ try {
     await bob.waitForTimeout(500);
   }
   log('bob sees the group photo');
+  // Bob forwards Carol's answer to Alice: her chat with him shows it as
+  // a forward from the group, apart from the text.
+  await message(bob, answer).getByRole('button', { name: 'Forward', exact: true }).click();
+  const fwd = bob.getByRole('dialog', { name: 'Forward' });
+  await fwd.getByLabel('Forward to').selectOption({ label: 'alice' });
+  await fwd.getByRole('button', { name: 'Forward', exact: true }).click();
+  await chatItem(alice, 'bob').click();
+  const forwarded = message(alice, answer);
+  await forwarded.waitFor({ timeout: T });
+  await forwarded.locator('p.forwarded', { hasText: `Forwarded from ${title}` }).waitFor({ timeout: T });
+  log('alice sees the forward from the group');
+  await chatItem(alice, title).click();
   noProblems('group');
 
   // ---- contacts: own link and its QR code ----
