@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/node/chat"
@@ -32,8 +33,20 @@ func TestDeclineInvitation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	events := dave.Subscribe(sctx)
 	if _, err := alice.AddGroupMembers(ctx, g.ID, []string{"dave"}); err != nil {
 		t.Fatal(err)
+	}
+	// The invitation is news to Dave's clients (a "group" event).
+	for got := false; !got; {
+		select {
+		case ev := <-events:
+			got = ev.Type == chat.EventGroup && ev.GroupID == g.ID
+		case <-time.After(30 * time.Second):
+			t.Fatal("no group event for the invitation")
+		}
 	}
 	invited := func() bool {
 		gs, err := dave.Groups(ctx)
@@ -52,6 +65,14 @@ func TestDeclineInvitation(t *testing.T) {
 	}
 	if err := dave.DeclineGroup(ctx, "Declined"); err != nil { // by its title, as group list shows it
 		t.Fatal(err)
+	}
+	for got := false; !got; {
+		select {
+		case ev := <-events:
+			got = ev.Type == chat.EventGroupGone && ev.GroupID == g.ID
+		case <-time.After(30 * time.Second):
+			t.Fatal("no group_gone event for the declined invitation")
+		}
 	}
 	if invited() {
 		t.Fatal("the invitation is still listed after declining it")

@@ -307,6 +307,23 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 	return out, nil
 }
 
+// invitationEvents is a "group" event for group (hex) if an invitation
+// to it is held, for the clients to show it; none otherwise.
+func (n *Node) invitationEvents(tx *storage.Txn, group string) []chat.Event {
+	id, err := hex.DecodeString(group)
+	if err != nil || len(id) != 32 {
+		return nil
+	}
+	held := false
+	if err := tx.Iterate(n.st.groupInv, id, func(_, _ []byte) error {
+		held = true
+		return storage.ErrStop
+	}); err != nil || !held {
+		return nil
+	}
+	return []chat.Event{{Type: chat.EventGroup, GroupID: hex.EncodeToString(id)}}
+}
+
 // invitationTo finds the group an invitation to want (a group's ID, or
 // an invitation's title as `group list` shows it) names.
 func (n *Node) invitationTo(tx *storage.Txn, want string) ([]byte, error) {
@@ -442,7 +459,7 @@ func (n *Node) DeclineGroup(_ context.Context, group string) error {
 	for _, a := range notify {
 		n.notify(a)
 	}
-	n.events.publish(chat.Event{Type: chat.EventGroup, GroupID: hex.EncodeToString(id)})
+	n.events.publish(chat.Event{Type: chat.EventGroupGone, GroupID: hex.EncodeToString(id)})
 	n.log.Info("group invitation declined", "group", hex.EncodeToString(id[:8]), "left", left)
 	return nil
 }

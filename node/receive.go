@@ -411,7 +411,12 @@ func (n *Node) apply(tx *storage.Txn, m sealed.Message, nowMs int64, warning str
 		evs, err := n.fileDeleteTx(tx, m.Sender.String(), m.Sender, p.IDs)
 		return nil, evs, err
 	case "group-log":
-		return nil, nil, n.applyGroupLog(tx, m.Sender, p)
+		if err := n.applyGroupLog(tx, m.Sender, p); err != nil {
+			return nil, nil, err
+		}
+		// An invitation it made (or holds) is news to the clients: a
+		// join says so itself (groupChanged).
+		return nil, n.invitationEvents(tx, p.Group), nil
 	case "group-key":
 		from := &messageFrom{account: m.Sender, device: m.Device, contact: m.Sender == self}
 		if c, err := n.st.getContact(tx, m.Sender); err == nil {

@@ -202,6 +202,9 @@ const (
 	// invite links; this node joined or left it). GroupID names it; GET
 	// /v1/groups/{group} has the new state.
 	EventGroup EventType = "group"
+	// EventGroupGone: a group is no longer listed (GroupID): an
+	// invitation declined. Nothing of it is left to GET.
+	EventGroupGone EventType = "group_gone"
 	// EventGroupMessage is a new message in a group (Event.Group).
 	EventGroupMessage EventType = "group_message"
 	// EventGroupMention is a new group message that mentions this
@@ -221,7 +224,7 @@ type Event struct {
 	Call    *calls.Call   `json:"call,omitempty"` // EventCall
 	// GroupCall is set on EventGroupCall.
 	GroupCall *calls.GroupCall `json:"group_call,omitempty"`
-	// GroupID is set on EventGroup.
+	// GroupID is set on EventGroup and EventGroupGone.
 	GroupID string `json:"group_id,omitempty"`
 	// Signal is set on EventCallSignal.
 	Signal *calls.Signal `json:"signal,omitempty"`

@@ -141,6 +141,11 @@ function messagesPath(c) {
 }
 
 async function loadChat(c) {
+  if (c.kind === 'group' && state.groups.get(c.id)?.role === 'invited') {
+    // Nothing to read before the invitation is accepted.
+    c.messages = []; c.complete = true;
+    return;
+  }
   c.messages = await api.get(messagesPath(c));
   c.complete = c.messages.length < FETCH;
   if (c.messages.some((m) => m.file)) await loadFiles(c);
@@ -289,6 +294,8 @@ function renderChat() {
     return;
   }
   const g = c.kind === 'group' ? state.groups.get(c.id) : null;
+  // An invitation shows its title and the choice, nothing else.
+  const invited = g && g.role === 'invited';
   const pinned = new Set(shared.get('pinned', []));
   const archived = new Set(shared.get('archived', []));
   const toggle = (k, set) => { set.has(c.key) ? set.delete(c.key) : set.add(c.key); shared.set(k, [...set]); renderChatList(); renderChat(); };
@@ -298,16 +305,16 @@ function renderChat() {
         h('h2', {}, h('bdi', {}, chatName(c))),
         h('p', { class: 'sub' }, g ? (g.channel ? tn('subscribers', g.subscribers || g.members.length) : tn('members', g.members.length)) : c.request ? t('request') : ''),
       ),
-      g ? h('button', { type: 'button', onclick: () => openGroupInfo(c.id) }, t('group_info')) : null,
-      g && (!g.channel || g.role === 'owner' || g.role === 'admin' || g.call_id) ? h('button', { type: 'button', class: 'icon', 'aria-label': g.call_id ? t('join_group_call') : t('start_group_call'), title: g.call_id ? t('join_group_call') : t('start_group_call'), 'data-call': g.call_id ? 'active' : 'none', onclick: () => groupCalls.open(c.id, false) }, icon('phone')) : null,
-      g && (!g.channel || g.role === 'owner' || g.role === 'admin' || g.call_id) ? h('button', { type: 'button', class: 'icon', 'aria-label': t('group_video_call'), title: t('group_video_call'), onclick: () => groupCalls.open(c.id, true) }, icon('video')) : null,
+      g && !invited ? h('button', { type: 'button', onclick: () => openGroupInfo(c.id) }, t('group_info')) : null,
+      g && !invited && (!g.channel || g.role === 'owner' || g.role === 'admin' || g.call_id) ? h('button', { type: 'button', class: 'icon', 'aria-label': g.call_id ? t('join_group_call') : t('start_group_call'), title: g.call_id ? t('join_group_call') : t('start_group_call'), 'data-call': g.call_id ? 'active' : 'none', onclick: () => groupCalls.open(c.id, false) }, icon('phone')) : null,
+      g && !invited && (!g.channel || g.role === 'owner' || g.role === 'admin' || g.call_id) ? h('button', { type: 'button', class: 'icon', 'aria-label': t('group_video_call'), title: t('group_video_call'), onclick: () => groupCalls.open(c.id, true) }, icon('video')) : null,
       !g && !c.request ? h('button', { type: 'button', class: 'icon', 'aria-label': t('call'), title: t('call'), onclick: () => calls.start(c.id, false) }, icon('phone')) : null,
       !g && !c.request ? h('button', { type: 'button', class: 'icon', 'aria-label': t('video_call'), title: t('video_call'), onclick: () => calls.start(c.id, true) }, icon('video')) : null,
       h('button', { type: 'button', 'aria-pressed': pinned.has(c.key) ? 'true' : 'false', onclick: () => toggle('pinned', pinned) }, pinned.has(c.key) ? t('unpin_chat') : t('pin_chat')),
       h('button', { type: 'button', 'aria-pressed': archived.has(c.key) ? 'true' : 'false', onclick: () => toggle('archived', archived) }, archived.has(c.key) ? t('unarchive_chat') : t('archive_chat')),
     ),
   );
-  if (g && g.role === 'invited') {
+  if (invited) {
     main.append(h('div', { class: 'request' },
       h('p', {}, t('invitation_explain')),
       h('button', { type: 'button', onclick: () => answerInvitation(c, true) }, t('accept')),
@@ -329,7 +336,7 @@ function renderChat() {
   const scroller = h('div', { class: 'scroller', id: 'scroller', onscroll: onScroll }, list);
   main.append(scroller);
   renderMessages(c, list);
-  main.append(composer(c, g));
+  if (!invited) main.append(composer(c, g));
   scroller.scrollTop = scroller.scrollHeight;
   main.ondragover = (e) => { e.preventDefault(); main.classList.add('drop'); };
   main.ondragleave = () => main.classList.remove('drop');
@@ -655,6 +662,14 @@ async function onEvent(ev) {
       if (!c.messages) await loadChat(c).catch(() => {});
       renderChatList();
       if (c.key === state.current) renderChat();
+      break;
+    }
+    case 'group_gone': {
+      // An invitation declined (here or in another browser).
+      state.groups.delete(ev.group_id);
+      state.chats.delete('g:' + ev.group_id);
+      if (state.current === 'g:' + ev.group_id) { state.current = null; renderChat(); }
+      renderChatList();
       break;
     }
     case 'prefs':

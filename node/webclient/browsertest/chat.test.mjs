@@ -410,6 +410,34 @@ try {
   await alice.evaluate(() => localStorage.setItem('peergram.lang', JSON.stringify('en')));
   noProblems('screens');
 
+  // ---- invitations: a group from someone who is not a contact ----
+  // Alice removes Bob from her contacts; the groups he adds her to are
+  // invitations, shown live, declined (the chat goes) or accepted.
+  await alice.reload();
+  await chatItem(alice, 'bob').waitFor({ timeout: T });
+  execFileSync(bin, ['contacts', 'remove', '--home', homes.alice, 'bob']);
+  for (const accept of [false, true]) {
+    const inv = `Invitation ${accept ? 'accepted' : 'declined'} ${M} ${Date.now()}`;
+    const gid = execFileSync(bin, ['group', 'create', '--home', homes.bob, inv]).toString().split('\n')[0].trim();
+    execFileSync(bin, ['group', 'add', '--home', homes.bob, gid, 'alice']);
+    await chatItem(alice, inv).waitFor({ timeout: T });
+    await chatItem(alice, inv).click();
+    await alice.getByText('Someone who is not your contact added you to this group').waitFor({ timeout: T });
+    assert.equal(await alice.getByRole('textbox', { name: 'Message' }).count(), 0, 'no composer for an invitation');
+    await alice.getByRole('button', { name: accept ? 'Accept' : 'Decline', exact: true }).click();
+    if (accept) {
+      await alice.getByRole('textbox', { name: 'Message' }).waitFor({ timeout: T });
+      const info = JSON.parse(execFileSync(bin, ['group', 'info', '--home', homes.alice, gid, '--json']).toString());
+      assert.equal(info.members.length, 2, 'joined: Bob and Alice');
+    } else {
+      await chatItem(alice, inv).waitFor({ state: 'detached', timeout: T });
+      const list = execFileSync(bin, ['group', 'list', '--home', homes.alice]).toString();
+      assert.ok(!list.includes(inv), 'a declined invitation is not listed');
+    }
+    log('alice', accept ? 'accepted' : 'declined', 'an invitation');
+  }
+  noProblems('invitations');
+
   writeFileSync(join(out, 'figures.json'), JSON.stringify(figures, null, 1));
   log('PASS', JSON.stringify(figures));
 } catch (e) {
