@@ -32,8 +32,8 @@ func (n *Node) CreateChannel(ctx context.Context, title string) (chat.Group, err
 // ForwardGroupMessage forwards a message of a group or channel into a
 // chat: a contact (account ID or alias) or a group (ID or title). The
 // copy is a new message of this account, its text the original's, that
-// says where it came from beside the text (Forwarded: the source's title
-// and ID, the original's ID, sender and time) — the forwarder's word,
+// says where it came from beside the text (Forwarded: the source's title,
+// the original's time and, from a group, its sender) — the forwarder's word,
 // shown as a forward, so that text typed to look like one is never taken
 // for one. A contact is looked for first: group titles are chosen by
 // others, and an outside review had a group titled like a contact catch
@@ -48,9 +48,9 @@ func (n *Node) ForwardGroupMessage(ctx context.Context, group, message, to strin
 			return err
 		}
 		gid := l.Group()
-		fwd = &forwardRef{From: n.groupTitle(tx, l.State()), Group: hex.EncodeToString(gid[:])}
-		if len(fwd.From) > chat.MaxForwardFrom || fwd.From == "" {
-			fwd.From = fwd.Group[:16]
+		fwd = &forwardRef{From: n.groupTitle(tx, l.State())}
+		if len(fwd.From) > chat.MaxForwardFrom || !utf8.ValidString(fwd.From) || fwd.From == "" {
+			fwd.From = "a group"
 		}
 		found := false
 		err = n.eachGroupMessage(tx, gid, func(gm *groupMessage) {
@@ -59,7 +59,7 @@ func (n *Node) ForwardGroupMessage(ctx context.Context, group, message, to strin
 				if gm.Poll != nil {
 					text = "poll: " + gm.Poll.Question
 				}
-				fwd.Message, fwd.At = gm.ID, gm.SentAt
+				fwd.At = gm.SentAt
 				if !l.State().Channel() {
 					// A group's post names its sender, as Telegram's
 					// forwards do; a channel's speaks for the channel
@@ -131,22 +131,18 @@ func (n *Node) forwardsToGroup(tx *storage.Txn, to string) (bool, error) {
 // forwardRef is a forward's origin on the wire (a "text" payload's and a
 // group body's "fwd"): chat.Forward, compact and bounded.
 type forwardRef struct {
-	From    string `json:"f"`
-	Group   string `json:"g,omitempty"`
-	Message string `json:"m,omitempty"`
-	Author  string `json:"a,omitempty"`
-	At      int64  `json:"t,omitempty"` // Unix ms
+	From   string `json:"f"`
+	Author string `json:"a,omitempty"`
+	At     int64  `json:"t,omitempty"` // Unix ms
 }
 
 // check bounds a forward's origin as it arrives: a title of 1 to
-// chat.MaxForwardFrom bytes of UTF-8, IDs of 64 hex digits, an account
-// ID, a time within what JSON times hold.
+// chat.MaxForwardFrom bytes of UTF-8, an account ID, a time within what
+// JSON times hold.
 func (f *forwardRef) check() error {
 	switch {
 	case f.From == "" || len(f.From) > chat.MaxForwardFrom || !utf8.ValidString(f.From):
 		return fmt.Errorf("a forward's source is 1 to %d bytes of UTF-8", chat.MaxForwardFrom)
-	case f.Group != "" && !isMessageID(f.Group), f.Message != "" && !isMessageID(f.Message):
-		return errors.New("a forward's group and message are 64 hex digits")
 	case f.At < 0 || f.At > maxForwardTime:
 		return errors.New("a forward's time is out of range")
 	}
@@ -166,7 +162,7 @@ func (f *forwardRef) view() *chat.Forward {
 	if f == nil {
 		return nil
 	}
-	v := &chat.Forward{From: f.From, Group: f.Group, Message: f.Message, Author: f.Author}
+	v := &chat.Forward{From: f.From, Author: f.Author}
 	if f.At > 0 {
 		v.SentAt = time.UnixMilli(f.At).UTC()
 	}

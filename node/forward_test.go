@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peergram/peergram/crypto/identity"
 	"github.com/peergram/peergram/node/chat"
 )
 
@@ -44,7 +45,7 @@ func TestForwardIntoGroup(t *testing.T) {
 		}
 		return err == nil && fwd != nil && typed != nil, err
 	})
-	want := chat.Forward{From: "Polls", Group: g.ID, Message: orig.ID, Author: alice.keys.account.ID().String(), SentAt: orig.SentAt}
+	want := chat.Forward{From: "Polls", Author: alice.keys.account.ID().String(), SentAt: orig.SentAt}
 	if fwd.Text != "worth repeating" || fwd.Forwarded == nil || *fwd.Forwarded != want || fwd.From != bob.keys.account.ID().String() {
 		t.Fatalf("the forward at Carol: %+v (forwarded %+v), want %+v from Bob", fwd, fwd.Forwarded, want)
 	}
@@ -57,19 +58,16 @@ func TestForwardIntoGroup(t *testing.T) {
 // that is not is dropped (a payload's) or makes the body invalid (a
 // group message's).
 func TestForwardRefCheck(t *testing.T) {
-	hex64 := strings.Repeat("ab", 32)
 	tests := []struct {
 		name string
 		f    forwardRef
 		ok   bool
 	}{
-		{"whole", forwardRef{From: "News", Group: hex64, Message: hex64, At: 1}, true},
+		{"whole", forwardRef{From: "News", Author: identity.AccountID{1}.String(), At: 1}, true},
 		{"a title only", forwardRef{From: "News"}, true},
-		{"no title", forwardRef{Group: hex64}, false},
+		{"no title", forwardRef{At: 5}, false},
 		{"a title too long", forwardRef{From: strings.Repeat("x", chat.MaxForwardFrom+1)}, false},
 		{"a title not UTF-8", forwardRef{From: "\xff"}, false},
-		{"a group not an ID", forwardRef{From: "News", Group: "xyz"}, false},
-		{"a message not an ID", forwardRef{From: "News", Message: hex64[:10]}, false},
 		{"an author not an account", forwardRef{From: "News", Author: "mallory"}, false},
 		{"a negative time", forwardRef{From: "News", At: -1}, false},
 		{"a time past year 9999", forwardRef{From: "News", At: maxForwardTime + 1}, false},

@@ -201,3 +201,37 @@ func TestDeclineEndInvitation(t *testing.T) {
 		t.Fatal("a new add after the declined one made no invitation")
 	}
 }
+
+// TestDeclineWholeLogRemembered: a whole-log invitation declined stays
+// declined when the group's log comes again — the same, or with a later
+// change (members send the log to everyone it lists, and the leave may
+// not have reached them) — while a new add is a new invitation.
+func TestDeclineWholeLogRemembered(t *testing.T) {
+	home, _ := initHome(t, "dave")
+	dave := startNode(t, home)
+	self := dave.keys.account.ID()
+	victor := r12NewUser(t, "victor")
+	id, raws, add := r18Group(t, victor, nil, self)
+	gid := hex.EncodeToString(id[:])
+	r18Deliver(t, dave, victor.id(), payload{Kind: "group-log", Group: gid, Log: raws})
+	if !r18HasInvitation(t, dave, id) {
+		t.Fatal("no invitation: the test's premise")
+	}
+	if err := dave.DeclineGroup(context.Background(), gid); err != nil {
+		t.Fatal(err)
+	}
+	pin, b := r12Sign(t, victor.dev, victor.cert, add, groupstate.Change{Kind: groupstate.KindPin, Ref: [32]byte{7}})
+	later := append(append([][]byte(nil), raws...), b)
+	for name, log := range map[string][][]byte{"the same log": raws, "a later change": later} {
+		r18Deliver(t, dave, victor.id(), payload{Kind: "group-log", Group: gid, Log: log})
+		if r18HasInvitation(t, dave, id) {
+			t.Fatalf("%s brought the declined invitation back", name)
+		}
+	}
+	out, b1 := r12Sign(t, victor.dev, victor.cert, pin, groupstate.Change{Kind: groupstate.KindRemove, Account: self})
+	_, b2 := r12Sign(t, victor.dev, victor.cert, out, groupstate.Change{Kind: groupstate.KindAdd, Account: self})
+	r18Deliver(t, dave, victor.id(), payload{Kind: "group-log", Group: gid, Log: append(later, b1, b2)})
+	if !r18HasInvitation(t, dave, id) {
+		t.Fatal("a new add after the declined one made no invitation")
+	}
+}

@@ -122,6 +122,14 @@ func (n *Node) storeInvitation(tx *storage.Txn, id groupstate.GroupID, sender, b
 	if ok, err := tx.Has(n.st.groupInv, id[:]); err != nil || ok {
 		return err // the first invitation stays
 	}
+	if add, ok := n.addOf(p.Log); ok {
+		if declined, err := tx.Has(n.st.groupDecl, append(append([]byte(nil), id[:]...), add[:]...)); err != nil || declined {
+			if declined {
+				n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "why", "an add this account declined")
+			}
+			return err
+		}
+	}
 	if why, err := n.invitationRoom(tx, sender); err != nil || why != "" {
 		if why != "" {
 			n.log.Info("group invitation dropped", "group", hex.EncodeToString(id[:8]), "from", sender.String(), "why", why)
@@ -387,15 +395,18 @@ func (n *Node) takeInvitation(tx *storage.Txn, id []byte, inv *invitation, l *gr
 }
 
 // DeclineGroup declines an invitation, named as JoinGroup names it, and
-// frees its places; nothing of the group is kept. An invitation that
-// came with the group's whole log is declined by leaving: a KindLeave
-// entry signed after the invitation's log goes to its members, as any
-// leave does — otherwise the group's next change, which members send to
-// everyone the log lists, would bring the invitation back. An invitation
-// kept as a long log's end (no whole log to sign after) is dropped, and
-// the add it names remembered for as long as an invitation lasts, so
-// that a later end carrying the same add makes no new one. A later add
-// (a new entry) is a new invitation either way.
+// frees its places; nothing of the group is kept. Every add of this
+// account an invitation to the group holds is remembered for as long as
+// an invitation lasts, so that the group's next change — which members
+// send to everyone the log lists — or the same end sent again makes no
+// new invitation; a later add (a new entry) is a new one. An invitation
+// that came with the group's whole log is also left: a KindLeave entry
+// signed after its log goes to the account that delivered it (or, if
+// that one is not in the log, the one that added this account) — to no
+// one else, without this device's delivery token and without any info
+// key: the log is a stranger's word, and an outside review had a
+// decline hand the token, and a held group's info keys, to accounts the
+// stranger listed.
 func (n *Node) DeclineGroup(_ context.Context, group string) error {
 	want := strings.TrimSpace(group)
 	self := n.keys.account.ID()
@@ -404,52 +415,45 @@ func (n *Node) DeclineGroup(_ context.Context, group string) error {
 	n.mu.Unlock()
 	var id []byte
 	var notify []identity.AccountID
-	left := false
 	err := n.db.Update(func(tx *storage.Txn) error {
-		notify, left = nil, false
+		notify = nil
 		var err error
 		if id, err = n.invitationTo(tx, want); err != nil {
 			return err
 		}
-		if _, l, err := n.loadInvitation(tx, id); err == nil && l != nil && l.State().Role(self) != groupstate.RoleNone {
-			if l.Group() != groupstate.GroupID(id) {
-				return fmt.Errorf("%w: the invitation to %x holds another group's log", chat.ErrInvalid, id[:8])
-			}
-			e, err := groupstate.Sign(n.keys.device, cert, l.Head(), entryTime(n.cfg.Now().UnixMilli(), l.Head()), groupstate.Change{Kind: groupstate.KindLeave})
-			if err != nil {
-				return err
-			}
-			if _, err := l.Add(e); err != nil {
-				return err
-			}
-			var to []identity.AccountID
-			for a := range l.State().Members {
-				to = append(to, a)
-			}
-			if notify, err = n.sendGroupLog(tx, l, to, e.Seq); err != nil {
-				return err
-			}
-			left = true
-			return n.dropInvitations(tx, id)
+		type held struct {
+			inv *invitation
+			l   *groupstate.Log
 		}
-		// Ends (or an invitation that no longer loads, or whose log does
-		// not list this account: nothing to leave).
+		var invs []held
 		if err := tx.Iterate(n.st.groupInv, id, func(k, _ []byte) error {
-			inv, _, err := n.loadInvitation(tx, k)
-			if err != nil || inv.From == 0 {
-				return nil
-			}
-			for _, raw := range inv.Log {
-				if e, err := n.parseEntry(raw); err == nil && e.Change.Kind == groupstate.KindAdd && e.Change.Account == self {
-					h := e.Hash()
-					if err := tx.SetTTL(n.st.groupDecl, append(append([]byte(nil), id...), h[:]...), nil, invitationTTL); err != nil {
-						return err
-					}
-				}
+			if inv, l, err := n.loadInvitation(tx, k); err == nil {
+				invs = append(invs, held{inv, l})
 			}
 			return nil
 		}); err != nil {
 			return err
+		}
+		for _, h := range invs {
+			if add, ok := n.addOf(h.inv.Log); ok {
+				if err := tx.SetTTL(n.st.groupDecl, append(append([]byte(nil), id...), add[:]...), nil, invitationTTL); err != nil {
+					return err
+				}
+			}
+			if h.l == nil || h.l.Group() != groupstate.GroupID(id) || h.l.State().Role(self) == groupstate.RoleNone {
+				continue // an end, or a log that does not list this account: nothing to leave
+			}
+			to := h.inv.Sender
+			if h.l.State().Role(to) == groupstate.RoleNone {
+				to = h.inv.By
+			}
+			if to == self || h.l.State().Role(to) == groupstate.RoleNone {
+				continue
+			}
+			if err := n.sendDecline(tx, h.l, cert, to); err != nil {
+				return err
+			}
+			notify = append(notify, to)
 		}
 		return n.dropInvitations(tx, id)
 	})
@@ -460,8 +464,56 @@ func (n *Node) DeclineGroup(_ context.Context, group string) error {
 		n.notify(a)
 	}
 	n.events.publish(chat.Event{Type: chat.EventGroupGone, GroupID: hex.EncodeToString(id)})
-	n.log.Info("group invitation declined", "group", hex.EncodeToString(id[:8]), "left", left)
+	n.log.Info("group invitation declined", "group", hex.EncodeToString(id[:8]), "left", len(notify) > 0)
 	return nil
+}
+
+// addOf returns the hash of the last entry of log that adds this account.
+func (n *Node) addOf(log [][]byte) ([32]byte, bool) {
+	for i := len(log) - 1; i >= 0; i-- {
+		if e, err := n.parseEntry(log[i]); err == nil && e.Change.Kind == groupstate.KindAdd && e.Change.Account == n.keys.account.ID() {
+			return e.Hash(), true
+		}
+	}
+	return [32]byte{}, false
+}
+
+// sendDecline signs this account's leave after l (an invitation's log)
+// and enqueues the log's end with it for to alone: no delivery token, no
+// info keys.
+func (n *Node) sendDecline(tx *storage.Txn, l *groupstate.Log, cert *identity.DeviceCert, to identity.AccountID) error {
+	e, err := groupstate.Sign(n.keys.device, cert, l.Head(), entryTime(n.cfg.Now().UnixMilli(), l.Head()), groupstate.Change{Kind: groupstate.KindLeave})
+	if err != nil {
+		return err
+	}
+	if _, err := l.Add(e); err != nil {
+		return err
+	}
+	gid := l.Group()
+	entries := l.Entries(0)
+	p := payload{Kind: "group-log", Group: hex.EncodeToString(gid[:])}
+	if len(entries) > maxLogSync {
+		// to holds the log up to the add it made or delivered: the end.
+		p.From = uint64(len(entries) - maxLogSync)
+		entries = entries[p.From:]
+	}
+	for _, e := range entries {
+		raw, err := e.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		p.Log = append(p.Log, raw)
+	}
+	body, err := encodePayload(p)
+	if err != nil {
+		return err
+	}
+	var mid chat.MessageID
+	if _, err := n.rand.Read(mid[:]); err != nil {
+		return err
+	}
+	n.logsSent.Add(1)
+	return n.enqueue(tx, &job{ID: mid, To: to, Payload: body, SentAt: n.cfg.Now().UnixMilli()})
 }
 
 // JoinGroup accepts an invitation, named by the group's ID or its title,

@@ -30,7 +30,7 @@ func sampleMessage() *storedMessage {
 // forwardedMessage is sampleMessage, a forward.
 func forwardedMessage() *storedMessage {
 	m := sampleMessage()
-	m.Forwarded = &chat.Forward{From: "News", Group: strings.Repeat("ab", 32), Message: strings.Repeat("cd", 32), SentAt: time.Unix(1700000000, 123000000).UTC()}
+	m.Forwarded = &chat.Forward{From: "News", Author: strings.Repeat("x", 20), SentAt: time.Unix(1700000000, 123000000).UTC()}
 	return m
 }
 

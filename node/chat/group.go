@@ -75,12 +75,15 @@ type GroupMessage struct {
 // account's message, signed by it; the original's signature is not
 // carried). A client shows it as a forward, apart from the text, so
 // that typed words are never taken for one.
+//
+// It names no group or message ID: a group's ID lets anyone fetch its
+// log (every member) from a relay, and a message's ID lets anyone who
+// has the group's ID find which device sent it (an outside review did
+// both from a forward).
 type Forward struct {
-	From    string    `json:"from"`              // the source chat's title (a group's or channel's)
-	Group   string    `json:"group,omitempty"`   // its ID
-	Message string    `json:"message,omitempty"` // the original's ID
-	Author  string    `json:"author,omitempty"`  // the original's sender (account ID)
-	SentAt  time.Time `json:"sent_at,omitzero"`  // the original's sending time
+	From   string    `json:"from"`             // the source chat's title (a group's or channel's)
+	Author string    `json:"author,omitempty"` // the original's sender (account ID): a group's post only
+	SentAt time.Time `json:"sent_at,omitzero"` // the original's sending time
 }
 
 // MaxForwardFrom bounds a Forward's From, in bytes.

@@ -1547,8 +1547,8 @@ func (s *Server) renewName(id [32]byte, now time.Time) {
 		}
 		return
 	}
-	if len(old) <= 8 {
-		return
+	if len(old) <= 8 || !time.UnixMilli(int64(binary.BigEndian.Uint64(old))).After(now) {
+		return // lapsed (its term ends before the store drops it): not revived
 	}
 	prev, err := decodeName(old[8:])
 	if err != nil || prev.Group != id {

@@ -444,7 +444,7 @@ func (b *Backend) ForwardGroupMessage(ctx context.Context, group, message, to st
 			err = fmt.Errorf("%w: no message %s", chat.ErrInvalid, message)
 		} else {
 			text = m.Text
-			fwd = &chat.Forward{From: g.Title, Group: g.ID, Message: m.ID, SentAt: m.SentAt}
+			fwd = &chat.Forward{From: g.Title, SentAt: m.SentAt}
 		}
 	}
 	b.mu.Unlock()
