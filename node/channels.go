@@ -80,11 +80,12 @@ func (n *Node) ForwardGroupMessage(ctx context.Context, group, message, to strin
 	if err != nil {
 		return "", err
 	}
-	if len(text) > maxGroupText {
-		text = text[:maxGroupText]
+	limit := maxGroupText
+	if !toGroup {
+		limit = min(limit, MaxTextSize)
 	}
-	if !toGroup && len(text) > MaxTextSize {
-		text = text[:MaxTextSize]
+	if len(text) > limit {
+		text = strings.ToValidUTF8(text[:limit], "") // (a cut rune goes)
 	}
 	if strings.TrimSpace(text) == "" {
 		return "", fmt.Errorf("%w: the message has no text to forward", chat.ErrInvalid)
