@@ -1111,6 +1111,12 @@ func (e *Engine) answered(c *call, device string, s *Signal) error {
 	}
 	e.mu.Unlock()
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: s.SDP}); err != nil {
+		if !first && c.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			// A renegotiation's answer that came after the connection
+			// closed (the peer hung up meanwhile): its hangup, or the
+			// closed connection's grace, ends the call — not this.
+			return nil
+		}
 		e.end(c, StateFailed, err.Error(), true)
 		return err
 	}
