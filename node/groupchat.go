@@ -695,6 +695,13 @@ func (n *Node) sealGroup(ctx context.Context, group string, body *groupBody, raw
 	if err != nil {
 		return chat.GroupMessage{}, err
 	}
+	// This node's other clients (another browser tab, an event stream)
+	// see the post as the members do.
+	if !gm.notKept {
+		for _, ev := range n.groupMessageEvents(gid, gm) {
+			n.events.publish(ev)
+		}
+	}
 	for _, a := range notify {
 		n.notify(a)
 	}

@@ -163,6 +163,25 @@ func (n *Node) memberStates() []*groupstate.State {
 	return out
 }
 
+// registerNow registers group's whole log at every home relay, each
+// within registerNowTimeout; failures are logged, and the history loops
+// register it again in any case.
+func (n *Node) registerNow(ctx context.Context, gid groupstate.GroupID) {
+	st := n.groupState(gid)
+	if st == nil {
+		return
+	}
+	c := history.NewClient(n.host)
+	for _, r := range n.relays {
+		rctx, cancel := context.WithTimeout(ctx, registerNowTimeout)
+		n.registerGroups(rctx, c, r.ID, []*groupstate.State{st}, map[groupstate.GroupID]registration{})
+		cancel()
+	}
+}
+
+// registerNowTimeout bounds registerNow at one relay.
+const registerNowTimeout = 10 * time.Second
+
 // registration is what this node last registered of a group at a relay
 // and when; a failed one waits until retry.
 type registration struct {

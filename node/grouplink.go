@@ -92,7 +92,7 @@ func (n *Node) formatLink(g groupstate.GroupID, seed []byte) string {
 
 // CreateInvite makes an invite link to a group (expiresIn 0: it does not
 // expire); members may if the group's permissions let them add members.
-func (n *Node) CreateInvite(_ context.Context, group string, expiresIn time.Duration) (chat.Invite, error) {
+func (n *Node) CreateInvite(ctx context.Context, group string, expiresIn time.Duration) (chat.Invite, error) {
 	if expiresIn < 0 {
 		return chat.Invite{}, fmt.Errorf("%w: a negative expiry", chat.ErrInvalid)
 	}
@@ -118,6 +118,10 @@ func (n *Node) CreateInvite(_ context.Context, group string, expiresIn time.Dura
 	if err != nil {
 		return chat.Invite{}, err
 	}
+	// The link is handed out as soon as it is printed, and a join by it
+	// fetches the group's log from a relay: the log that holds the link
+	// goes to the home relays now, not at the history loop's next round.
+	n.registerNow(ctx, gid)
 	inv := chat.Invite{Link: n.formatLink(gid, seed), Group: g.ID}
 	if expires != 0 {
 		inv.Expires = ptr(time.UnixMilli(expires).UTC())
@@ -126,17 +130,24 @@ func (n *Node) CreateInvite(_ context.Context, group string, expiresIn time.Dura
 }
 
 // RevokeInvite revokes an invite link of a group.
-func (n *Node) RevokeInvite(_ context.Context, group, link string) (chat.Group, error) {
+// A leaked link stops working once the relays hold the revoke: it goes
+// to them now.
+func (n *Node) RevokeInvite(ctx context.Context, group, link string) (chat.Group, error) {
 	l, err := parseInviteLink(strings.TrimSpace(link))
 	if err != nil {
 		return chat.Group{}, err
 	}
-	return n.changeGroup(group, func(tx *storage.Txn, lg *groupstate.Log) ([]groupstate.Change, error) {
+	g, err := n.changeGroup(group, func(tx *storage.Txn, lg *groupstate.Log) ([]groupstate.Change, error) {
 		if lg.Group() != l.group {
 			return nil, fmt.Errorf("%w: the link is another group's", chat.ErrInvalid)
 		}
 		return []groupstate.Change{{Kind: groupstate.KindInviteRevoke, Ref: l.ref()}}, nil
 	})
+	if err != nil {
+		return chat.Group{}, err
+	}
+	n.registerNow(ctx, l.group)
+	return g, nil
 }
 
 // joinByLink joins a group with an invite link; name, if not nil, is the
@@ -176,7 +187,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		errs = append(errs, fmt.Errorf("relay %s: %w", r.ID, err))
 	}
 	if entries == nil {
-		return chat.Group{}, fmt.Errorf("%w: the group's log: %w", chat.ErrUnavailable, errors.Join(errs...))
+		return chat.Group{}, logFetchErr(errs)
 	}
 	parsed := make([]*groupstate.Entry, 0, len(entries))
 	// Entries dated far ahead (a relay's clock wrong, or the relay
@@ -307,6 +318,21 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 		}()
 	}
 	return n.groupView(lg.State())
+}
+
+// logFetchErr is the error of a join whose relays all failed to give
+// the group's log (errs: one per relay), on one line.
+func logFetchErr(errs []error) error {
+	unknown := len(errs) > 0
+	texts := make([]string, 0, len(errs))
+	for _, err := range errs {
+		unknown = unknown && errors.Is(err, history.ErrUnknownGroup)
+		texts = append(texts, err.Error())
+	}
+	if unknown {
+		return fmt.Errorf("%w: no relay asked holds this group's log yet (the link's group is unknown there, or its admin's node has not reached a relay since making the link); try again later", chat.ErrUnavailable)
+	}
+	return fmt.Errorf("%w: the group's log: %s", chat.ErrUnavailable, strings.Join(texts, "; "))
 }
 
 // signedByAdmin reports whether dev is on the verified device list of an

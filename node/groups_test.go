@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -867,16 +868,28 @@ func TestGroupFeatures(t *testing.T) {
 	if err != nil || len(reply.Mentions) != 1 || reply.Mentions[0] != aliceInfo.AccountID {
 		t.Fatalf("reply %+v (%v)", reply, err)
 	}
-	var mention *chat.GroupMessage
+	var mention, own *chat.GroupMessage
 	for mention == nil {
 		select {
 		case ev := <-events:
 			if ev.Type == chat.EventGroupMention {
 				mention = ev.Group
 			}
+			if ev.Type == chat.EventGroupMessage && ev.Group.ID == hello.ID {
+				own = ev.Group
+				// A group event carries no 1:1 message.
+				if raw, err := json.Marshal(ev); err != nil || bytes.Contains(raw, []byte(`"message":`)) {
+					t.Fatalf("a group event encodes as %s (%v)", raw, err)
+				}
+			}
 		case <-time.After(15 * time.Second):
 			t.Fatal("no mention event at Alice")
 		}
+	}
+	// Her own post reached her own event stream (another client of her
+	// node shows it), before Bob's answer.
+	if own == nil || !own.Outgoing || own.Text != "hello" {
+		t.Fatalf("Alice's own post on her event stream: %+v", own)
 	}
 	if !mention.MentionsMe || mention.ReplyTo != hello.ID || mention.Text != "hi @Alice, welcome" {
 		t.Fatalf("the mention at Alice: %+v", mention)
@@ -897,8 +910,19 @@ func TestGroupFeatures(t *testing.T) {
 	if _, err := bob.VotePoll(ctx, g.ID, pm.ID, []int{0, 1}); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("two options in a single-choice poll: %v", err)
 	}
+	bobEvents := bob.Subscribe(ctx)
 	if _, err := bob.VotePoll(ctx, g.ID, pm.ID, []int{1}); err != nil {
 		t.Fatal(err)
+	}
+	// His own vote's new results reach his own event stream.
+	for voted := false; !voted; {
+		select {
+		case ev := <-bobEvents:
+			voted = ev.Type == chat.EventGroupPoll && ev.Group.ID == pm.ID && ev.Group.Poll != nil &&
+				len(ev.Group.Poll.Options) == 2 && ev.Group.Poll.Options[1].Votes == 1
+		case <-time.After(10 * time.Second):
+			t.Fatal("no poll event at Bob for his own vote")
+		}
 	}
 	if _, err := alice.VotePoll(ctx, g.ID, pm.ID, []int{0}); err != nil {
 		t.Fatal(err)
@@ -1092,11 +1116,27 @@ func TestGroupInviteLink(t *testing.T) {
 	if _, err := dave.JoinGroup(ctx, "peergram://join/"+g.ID+"/short"); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("a malformed link: %v", err)
 	}
-	var joined chat.Group
-	eventually(t, "Dave joins (once the relay holds the log)", func() (bool, error) {
-		joined, err = dave.JoinGroup(ctx, inv.Link)
-		return err == nil, nil
-	})
+	// The link works as soon as it is made: the relay holds the log
+	// that names it.
+	gid, _ := hex.DecodeString(g.ID)
+	lastAtRelay := func() groupstate.Kind {
+		entries, _, err := history.NewClient(erin.host).Log(ctx, relay.h.ID(), [32]byte(gid))
+		if err != nil || len(entries) == 0 {
+			return 0
+		}
+		last, err := groupstate.Parse(entries[len(entries)-1])
+		if err != nil {
+			return 0
+		}
+		return last.Change.Kind
+	}
+	if k := lastAtRelay(); k != groupstate.KindInviteCreate {
+		t.Fatalf("the relay's log ends with kind %d once the link is made", k)
+	}
+	joined, err := dave.JoinGroup(ctx, inv.Link)
+	if err != nil {
+		t.Fatalf("a join by a link just made: %v", err)
+	}
 	if joined.Role != "member" || len(joined.Members) != 3 {
 		t.Fatalf("joined %+v", joined)
 	}
@@ -1132,15 +1172,9 @@ func TestGroupInviteLink(t *testing.T) {
 	if _, err := alice.RevokeInvite(ctx, g.ID, inv.Link); err != nil {
 		t.Fatal(err)
 	}
-	gid, _ := hex.DecodeString(g.ID)
-	eventually(t, "the revoke at the relay", func() (bool, error) {
-		entries, _, err := history.NewClient(erin.host).Log(ctx, relay.h.ID(), [32]byte(gid))
-		if err != nil || len(entries) == 0 {
-			return false, nil
-		}
-		last, err := groupstate.Parse(entries[len(entries)-1])
-		return err == nil && last.Change.Kind == groupstate.KindInviteRevoke, nil
-	})
+	if k := lastAtRelay(); k != groupstate.KindInviteRevoke {
+		t.Fatalf("the relay's log ends with kind %d once the link is revoked", k)
+	}
 	if _, err := erin.JoinGroup(ctx, inv.Link); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("a join by a revoked link: %v", err)
 	}
@@ -1171,10 +1205,9 @@ func TestChannelSubscribe(t *testing.T) {
 	if err != nil || inv.Expires == nil {
 		t.Fatalf("invite %+v (%v)", inv, err)
 	}
-	eventually(t, "Bob subscribes", func() (bool, error) {
-		_, err := bob.JoinGroup(ctx, inv.Link)
-		return err == nil, nil
-	})
+	if _, err := bob.JoinGroup(ctx, inv.Link); err != nil {
+		t.Fatalf("Bob subscribes by a link just made: %v", err)
+	}
 	eventually(t, "two subscribers at Alice", func() (bool, error) {
 		got, err := alice.Group(ctx, ch.ID)
 		return err == nil && got.Subscribers == 2, nil

@@ -218,7 +218,7 @@ const (
 // Event is one entry of the event stream.
 type Event struct {
 	Type    EventType     `json:"type"`
-	Message Message       `json:"message"`
+	Message Message       `json:"message,omitzero"` // EventMessage, EventStatus
 	Group   *GroupMessage `json:"group_message,omitempty"`
 	File    *File         `json:"file,omitempty"` // EventFile
 	Call    *calls.Call   `json:"call,omitempty"` // EventCall
