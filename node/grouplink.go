@@ -225,7 +225,7 @@ func (n *Node) joinByLink(ctx context.Context, link string, name *history.NameRe
 	}
 	if _, err := lg.Add(e); err != nil {
 		if errors.Is(err, groupstate.ErrForbidden) {
-			return chat.Group{}, fmt.Errorf("%w: %w", chat.ErrInvalid, err) // revoked, expired, banned
+			return chat.Group{}, denied(err) // revoked, expired, banned
 		}
 		return chat.Group{}, err
 	}

@@ -169,6 +169,20 @@ func (n *Node) findGroup(tx *storage.Txn, idOrTitle string) (*groupstate.Log, er
 			found = append(found, l)
 		}
 	}
+	if len(found) > 1 {
+		// A group this account left or was removed from keeps its title
+		// in the list; the one it is in now is what the title means.
+		self := n.keys.account.ID()
+		var in []*groupstate.Log
+		for _, l := range found {
+			if l.State().Role(self) != groupstate.RoleNone {
+				in = append(in, l)
+			}
+		}
+		if len(in) == 1 {
+			return in[0], nil
+		}
+	}
 	switch len(found) {
 	case 1:
 		return found[0], nil
@@ -279,12 +293,24 @@ func (n *Node) AddGroupMembers(_ context.Context, group string, contacts []strin
 	if len(contacts) == 0 {
 		return chat.Group{}, fmt.Errorf("%w: no contact to add", chat.ErrInvalid)
 	}
-	return n.changeGroup(group, func(tx *storage.Txn, _ *groupstate.Log) ([]groupstate.Change, error) {
+	self := n.keys.account.ID()
+	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
 		var cs []groupstate.Change
+		seen := map[identity.AccountID]bool{}
 		for _, name := range contacts {
 			c, err := n.resolveContact(tx, name)
+			if errors.Is(err, chat.ErrUnknownContact) && (name == self.String() || name == n.keys.name) {
+				return nil, fmt.Errorf("%w: %s is you", chat.ErrInvalid, name)
+			}
 			if err != nil {
 				return nil, err
+			}
+			if seen[c.Account] {
+				continue // named twice: added once
+			}
+			seen[c.Account] = true
+			if r := l.State().Role(c.Account); r != groupstate.RoleNone {
+				return nil, fmt.Errorf("%w: %s is in the group already (%s)", chat.ErrInvalid, name, r)
 			}
 			cs = append(cs, groupstate.Change{Kind: groupstate.KindAdd, Account: c.Account})
 		}
@@ -432,13 +458,23 @@ func (n *Node) SetGroupRole(_ context.Context, group, member, role string) (chat
 	default:
 		return chat.Group{}, fmt.Errorf("%w: a role is \"admin\" or \"member\", not %q", chat.ErrInvalid, role)
 	}
+	self := n.keys.account.ID()
 	return n.changeGroup(group, func(tx *storage.Txn, l *groupstate.Log) ([]groupstate.Change, error) {
-		a, err := n.memberAccount(tx, l.State(), member)
+		st := l.State()
+		if r := st.Role(self); r != groupstate.RoleOwner {
+			return nil, denied(&groupstate.DeniedError{Kind: kind, Author: self, Role: r, Why: "the owner promotes and demotes"})
+		}
+		a, err := n.memberAccount(tx, st, member)
 		if err != nil {
 			return nil, err
 		}
-		if cur := l.State().Role(a); (kind == groupstate.KindPromote && cur != groupstate.RoleMember) || (kind == groupstate.KindDemote && cur != groupstate.RoleAdmin) {
-			return nil, fmt.Errorf("%w: %s is the group's %s", chat.ErrInvalid, member, cur)
+		switch cur := st.Role(a); {
+		case cur == groupstate.RoleOwner:
+			return nil, fmt.Errorf("%w: %s is the group's owner", chat.ErrInvalid, member)
+		case kind == groupstate.KindPromote && cur == groupstate.RoleAdmin:
+			return nil, fmt.Errorf("%w: %s is an admin already", chat.ErrInvalid, member)
+		case kind == groupstate.KindDemote && cur == groupstate.RoleMember:
+			return nil, fmt.Errorf("%w: %s is not an admin", chat.ErrInvalid, member)
 		}
 		return []groupstate.Change{{Kind: kind, Account: a}}, nil
 	})
@@ -527,7 +563,7 @@ func (n *Node) changeGroup(group string, build func(*storage.Txn, *groupstate.Lo
 			}
 			if _, err := l.Add(e); err != nil {
 				if errors.Is(err, groupstate.ErrForbidden) {
-					return fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+					return denied(err)
 				}
 				return err
 			}
@@ -1434,3 +1470,27 @@ func (n *Node) parseEntries(raws [][]byte) ([]*groupstate.Entry, []error) {
 
 // maxCachedEntries bounds the parsed-entry cache (~1 KiB each).
 const maxCachedEntries = 50_000
+
+// deniedError is a change this account may not make, as its user is
+// told: the rule and the account's role, not the entry's internals.
+type deniedError struct {
+	msg string
+	err error
+}
+
+func (e *deniedError) Error() string   { return e.msg }
+func (e *deniedError) Unwrap() []error { return []error{chat.ErrInvalid, e.err} }
+
+// denied is err (groupstate.ErrForbidden) as chat.ErrInvalid with words
+// for the user.
+func denied(err error) error {
+	var d *groupstate.DeniedError
+	if !errors.As(err, &d) {
+		return fmt.Errorf("%w: %w", chat.ErrInvalid, err)
+	}
+	role := d.Role.String()
+	if d.Role == groupstate.RoleNone {
+		role = "not a member"
+	}
+	return &deniedError{msg: fmt.Sprintf("%v: not allowed: %s (your role: %s)", chat.ErrInvalid, d.Why, role), err: err}
+}

@@ -25,6 +25,15 @@ func (a *app) newChannelCmd() *cobra.Command {
 	return cmd
 }
 
+// subscribers is a channel's subscriber count (its member count for a
+// group).
+func subscribers(g chat.Group) int {
+	if g.Subscribers > 0 {
+		return g.Subscribers
+	}
+	return len(g.Members)
+}
+
 // groupCall runs one call about a group and prints its result as JSON or
 // with text.
 func groupCall[T any](a *app, cmd *cobra.Command, group string, asJSON bool, f func(context.Context, *daemon) (T, error), text func(T)) error {
@@ -102,7 +111,14 @@ func (a *app) newChannelPostCmd() *cobra.Command {
 				return err
 			}
 			return groupCall(a, cmd, argv[0], asJSON, func(ctx context.Context, d *daemon) (chat.GroupMessage, error) {
-				return d.PostGroup(ctx, argv[0], chat.GroupPost{Text: text})
+				g, err := d.Group(ctx, argv[0])
+				if err != nil {
+					return chat.GroupMessage{}, err
+				}
+				if !g.Channel {
+					return chat.GroupMessage{}, fmt.Errorf("%s is a group, not a channel: post with 'peergram group send'", groupName(g))
+				}
+				return d.PostGroup(ctx, g.ID, chat.GroupPost{Text: text})
 			}, func(m chat.GroupMessage) { fmt.Fprintln(a.stdout, m.ID) })
 		},
 	}
@@ -120,7 +136,7 @@ func (a *app) newChannelJoinCmd() *cobra.Command {
 			return groupCall(a, cmd, argv[0], asJSON, func(ctx context.Context, d *daemon) (chat.Group, error) {
 				return d.JoinGroup(ctx, argv[0])
 			}, func(g chat.Group) {
-				fmt.Fprintf(a.stdout, "joined %s (%d subscribers)\n", clean(g.Title), len(g.Members))
+				fmt.Fprintf(a.stdout, "joined %s (%s)\n", groupName(g), plural(subscribers(g), "subscriber"))
 			})
 		},
 	}
@@ -166,7 +182,10 @@ func (a *app) newChannelInfoCmd() *cobra.Command {
 				if !g.Channel {
 					kind = "group (not a channel)"
 				}
-				fmt.Fprintf(a.stdout, "%s  %s\n%s, %d subscribers, your role: %s\n", g.ID, clean(g.Title), kind, len(g.Members), g.Role)
+				fmt.Fprintf(a.stdout, "%s  %s\n%s, %s, your role: %s\n", g.ID, clean(g.Title), kind, plural(subscribers(g), "subscriber"), g.Role)
+				if g.PublicName != "" {
+					fmt.Fprintf(a.stdout, "public name: @%s\n", g.PublicName)
+				}
 			})
 		},
 	}
@@ -195,7 +214,7 @@ func (a *app) newChannelListCmd() *cobra.Command {
 					fmt.Fprintln(a.stdout, "no channels yet")
 				}
 				for _, g := range gs {
-					fmt.Fprintf(a.stdout, "%s  %s  (%d subscribers, %s)\n", g.ID, clean(g.Title), g.Subscribers, g.Role)
+					fmt.Fprintf(a.stdout, "%s  %s  (%s, %s)\n", g.ID, clean(g.Title), plural(g.Subscribers, "subscriber"), g.Role)
 				}
 			})
 		},

@@ -472,7 +472,7 @@ func TestChannelCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.ok("channel", "messages", "News", "--json")), &ms); err != nil || len(ms) != 1 || ms[0].Text != "hello subscribers" {
 		t.Fatalf("messages --json: %+v (%v)", ms, err)
 	}
-	if out := c.ok("channel", "list"); !strings.Contains(out, "News") || !strings.Contains(out, "1 subscribers") {
+	if out := c.ok("channel", "list"); !strings.Contains(out, "News") || !strings.Contains(out, "1 subscriber,") {
 		t.Errorf("list: %q", out)
 	}
 	link := strings.TrimSpace(c.ok("channel", "invite", "News"))
@@ -530,6 +530,26 @@ func TestGroupCommands(t *testing.T) {
 	}
 	if errOut := c.fail("group", "info", "Nobody's"); !strings.Contains(errOut, "unknown group") {
 		t.Errorf("unknown group: %q", errOut)
+	}
+	// Usage mistakes fail with words that say what is wrong.
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"group", "bogus"}, `unknown command "bogus" for "peergram group"`},
+		{[]string{"group", "poll", "bogus"}, `unknown command "bogus" for "peergram group poll"`},
+		{[]string{"channel", "bogus"}, `unknown command "bogus" for "peergram channel"`},
+		{[]string{"group", "create", "Book", "club"}, "got 2 arguments: quote a text with spaces"},
+		{[]string{"group", "add", "Book club"}, "need a group and at least one contact"},
+		{[]string{"group", "poll", "close", "Book club"}, "need a group and a poll ID"},
+		{[]string{"group", "send", "--bogus", "Book club", "x"}, "see 'peergram group send --help'"},
+	} {
+		if errOut := c.fail(bad.args...); !strings.Contains(errOut, bad.want) {
+			t.Errorf("%q: %q, want %q", bad.args, errOut, bad.want)
+		}
+	}
+	if out := c.ok("group"); !strings.Contains(out, "Available Commands") {
+		t.Errorf("group alone prints its help: %q", out)
 	}
 	if out := c.ok("group", "edit", "Hikers", "--description", "Trails and huts"); !strings.Contains(out, "description: Trails and huts") {
 		t.Errorf("edit --description: %q", out)
@@ -660,7 +680,7 @@ func TestGroupCommands(t *testing.T) {
 	if out := c.ok("group", "demote", "Book club", "bob", "--json"); !strings.Contains(out, `"role": "member"`) && !strings.Contains(out, `"role":"member"`) {
 		t.Errorf("demote --json: %q", out)
 	}
-	if out := c.ok("group", "remove", "Book club", "bob"); !strings.Contains(out, "Book club has 1 members") {
+	if out := c.ok("group", "remove", "Book club", "bob"); !strings.Contains(out, "Book club has 1 member\n") {
 		t.Errorf("remove: %q", out)
 	}
 	if errOut := c.fail("group", "remove", "Book club", "bob"); !strings.Contains(errOut, "not a member") {

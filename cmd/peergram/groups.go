@@ -36,9 +36,34 @@ func (a *app) newGroupCmd() *cobra.Command {
 	return cmd
 }
 
+// groupName is how a group is named in a line of output: its title, or
+// its ID while the title has not arrived (a join by link gets the title
+// from a member's node after the log).
+func groupName(g chat.Group) string {
+	if g.Title == "" {
+		return "group " + g.ID + " (its title has not arrived yet)"
+	}
+	return clean(g.Title)
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
+}
+
 // groupError explains an error of a call about one group.
+//
+// The daemon's own words are kept where they say more than that the group
+// is unknown (several groups share the title; no channel has that name).
 func (d *daemon) groupError(err error, group string) error {
 	if errors.Is(err, chat.ErrUnknownGroup) {
+		var apiErr *localapi.Error
+		if errors.As(err, &apiErr) && apiErr.Message != fmt.Sprintf("%v: %q", chat.ErrUnknownGroup, group) {
+			return fmt.Errorf("%s (see 'peergram group list')", clean(apiErr.Message))
+		}
 		return fmt.Errorf("unknown group %q (see 'peergram group list'; a title that several groups share needs the group's ID)", clean(group))
 	}
 	return d.explain(err)
@@ -257,6 +282,15 @@ func (a *app) newGroupInfoCmd() *cobra.Command {
 			if g.Photo != "" {
 				fmt.Fprintf(a.stdout, "photo: %s\n", g.Photo)
 			}
+			if g.Channel {
+				fmt.Fprintf(a.stdout, "channel: %s\n", plural(g.Subscribers, "subscriber"))
+			}
+			if g.PublicName != "" {
+				fmt.Fprintf(a.stdout, "public name: @%s\n", g.PublicName)
+			}
+			for _, id := range g.Pinned {
+				fmt.Fprintf(a.stdout, "pinned: %s\n", id)
+			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tNAME\tACCOUNT")
 			for _, m := range g.Members {
@@ -274,7 +308,7 @@ func (a *app) newGroupAddCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add GROUP CONTACT...",
 		Short: "Add contacts to a group; each gets the group's log and joins (a member added by one of its contacts joins at once)",
-		Args:  cobra.MinimumNArgs(2),
+		Args:  argsAtLeast(2, "a group and at least one contact"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			d, err := a.connect()
 			if err != nil {
@@ -293,7 +327,7 @@ func (a *app) newGroupAddCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(a.stdout, g)
 			}
-			fmt.Fprintf(a.stdout, "%s has %d members\n", clean(g.Title), len(g.Members))
+			fmt.Fprintf(a.stdout, "%s has %s\n", groupName(g), plural(len(g.Members), "member"))
 			return nil
 		},
 	}
@@ -407,7 +441,7 @@ func (a *app) newGroupRemoveCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(a.stdout, g)
 			}
-			fmt.Fprintf(a.stdout, "%s has %d members\n", clean(g.Title), len(g.Members))
+			fmt.Fprintf(a.stdout, "%s has %s\n", groupName(g), plural(len(g.Members), "member"))
 			return nil
 		},
 	}
@@ -467,7 +501,7 @@ func (a *app) newGroupJoinCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(a.stdout, g)
 			}
-			fmt.Fprintf(a.stdout, "joined %s (%d members)\n", clean(g.Title), len(g.Members))
+			fmt.Fprintf(a.stdout, "joined %s (%s)\n", groupName(g), plural(len(g.Members), "member"))
 			return nil
 		},
 	}
@@ -627,7 +661,7 @@ func (a *app) newGroupBanCmd(use string, ban bool, short string) *cobra.Command 
 			if asJSON {
 				return printJSON(a.stdout, g)
 			}
-			fmt.Fprintf(a.stdout, "%s has %d members, %d banned\n", clean(g.Title), len(g.Members), len(g.Banned))
+			fmt.Fprintf(a.stdout, "%s has %s, %d banned\n", groupName(g), plural(len(g.Members), "member"), len(g.Banned))
 			return nil
 		},
 	}
@@ -656,7 +690,7 @@ func (a *app) newGroupPinCmd(use string, pin bool, short string) *cobra.Command 
 			if asJSON {
 				return printJSON(a.stdout, g)
 			}
-			fmt.Fprintf(a.stdout, "%s has %d pinned messages\n", clean(g.Title), len(g.Pinned))
+			fmt.Fprintf(a.stdout, "%s has %s\n", groupName(g), plural(len(g.Pinned), "pinned message"))
 			return nil
 		},
 	}
@@ -673,7 +707,7 @@ func (a *app) newGroupPollCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create GROUP QUESTION OPTION OPTION...",
 		Short: "Post a poll (2 to 10 options); prints its ID",
-		Args:  cobra.MinimumNArgs(4),
+		Args:  argsAtLeast(4, "a group, a question and at least two options"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			d, err := a.connect()
 			if err != nil {
@@ -705,10 +739,14 @@ func (a *app) newGroupPollCmd() *cobra.Command {
 func (a *app) newPollActionCmd(use, short string, minArgs int, vote bool) *cobra.Command {
 	var asJSON bool
 	name := strings.Fields(use)[0]
+	need := "a group and a poll ID"
+	if vote {
+		need = "a group and a poll ID, then the options (none takes your vote back)"
+	}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  cobra.MinimumNArgs(minArgs),
+		Args:  argsAtLeast(minArgs, need),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if !vote && len(argv) != 2 {
 				return fmt.Errorf("%s takes a group and a poll ID", name)

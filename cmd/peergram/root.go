@@ -59,7 +59,7 @@ then use the other commands, which talk to the running daemon.`,
 	root.PersistentFlags().StringVar(&a.homeFlag, "home", "", "home directory (default $"+envHome+", then ~/.peergram)")
 	_ = root.MarkPersistentFlagDirname("home")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see 'peergram %s --help')", err, c.Name())
+		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(
 		a.newInitCmd(),
@@ -82,7 +82,27 @@ then use the other commands, which talk to the running daemon.`,
 		a.newWaitCmd(),
 		a.newVersionCmd(),
 	)
+	groupsNeedSubcommands(root)
 	return root
+}
+
+// groupsNeedSubcommands makes every command below root that only groups
+// others ("group", "group poll", …) refuse an unknown subcommand with an
+// error (cobra would print the help and succeed); alone it prints its
+// help.
+func groupsNeedSubcommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if len(a) > 0 {
+					return fmt.Errorf("unknown command %q for %q (see '%s --help')", a[0], cmd.CommandPath(), cmd.CommandPath())
+				}
+				return nil
+			}
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+		groupsNeedSubcommands(c)
+	}
 }
 
 // home returns the home directory: --home, else $PEERGRAM_HOME, else
@@ -109,7 +129,20 @@ func (a *app) home() (string, error) {
 // args returns a cobra argument validator with a helpful message.
 func args(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, a []string) error {
-		if len(a) != n {
+		switch {
+		case len(a) > n:
+			return fmt.Errorf("usage: %s (need %s; got %d arguments: quote a text with spaces)", cmd.UseLine(), names, len(a))
+		case len(a) < n:
+			return errors.New("usage: " + cmd.UseLine() + " (need " + names + ")")
+		}
+		return nil
+	}
+}
+
+// argsAtLeast is args for a command taking n or more arguments.
+func argsAtLeast(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) < n {
 			return errors.New("usage: " + cmd.UseLine() + " (need " + names + ")")
 		}
 		return nil

@@ -31,6 +31,33 @@ func (r Role) String() string {
 	return "none"
 }
 
+// withArticle is r with its indefinite article ("an owner").
+func (r Role) withArticle() string {
+	if r == RoleAdmin || r == RoleOwner {
+		return "an " + r.String()
+	}
+	if r == RoleNone {
+		return "not a member"
+	}
+	return "a " + r.String()
+}
+
+// DeniedError is an entry whose author may not make its change at that
+// point of the log (errors.Is(err, ErrForbidden) holds). Why says what
+// rule refused it, in words a user can be shown.
+type DeniedError struct {
+	Kind   Kind
+	Author identity.AccountID
+	Role   Role // the author's
+	Why    string
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("%v: %s by %s (%s): %s", ErrForbidden, e.Kind, e.Author, e.Role, e.Why)
+}
+
+func (e *DeniedError) Unwrap() error { return ErrForbidden }
+
 // GroupID names a group: the hash of its KindCreate entry.
 type GroupID [32]byte
 
@@ -131,7 +158,7 @@ func (s *State) check(e *Entry) error {
 	author := e.Author()
 	role := s.Members[author]
 	deny := func(why string) error {
-		return fmt.Errorf("%w: %s by %s (%s): %s", ErrForbidden, c.Kind, author, role, why)
+		return &DeniedError{Kind: c.Kind, Author: author, Role: role, Why: why}
 	}
 	target := s.Members[c.Account]
 	may := func(p Perm) bool { return s.may(role, p) }
@@ -163,7 +190,7 @@ func (s *State) check(e *Entry) error {
 		case c.Kind == KindBan && s.Banned[c.Account]:
 			return deny("already banned")
 		case role < RoleAdmin || target >= role:
-			return deny(fmt.Sprintf("may not remove a %s", target))
+			return deny("may not remove " + target.withArticle())
 		}
 	case KindUnban:
 		switch {
@@ -181,7 +208,7 @@ func (s *State) check(e *Entry) error {
 		case role != RoleOwner:
 			return deny("the owner promotes and demotes")
 		case target != want:
-			return deny(fmt.Sprintf("the account is a %s", target))
+			return deny("the account is " + target.withArticle())
 		}
 	case KindPermissions:
 		switch {

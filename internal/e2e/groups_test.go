@@ -327,6 +327,11 @@ func TestChannelByLink(t *testing.T) {
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
+		// The title comes after the log (from an admin's node): until
+		// then the channel is named by its ID.
+		if !strings.Contains(out, "joined "+title) && !strings.Contains(out, "joined group "+id) {
+			t.Errorf("channel join printed %q", out)
+		}
 		return nil
 	})
 	type info struct {
@@ -364,6 +369,17 @@ func TestChannelByLink(t *testing.T) {
 	})
 	if out, err := e.run("peergram", "channel", "post", "--home", c.bob, id, "a subscriber's post"); err == nil || !strings.Contains(err.Error(), "admins") {
 		t.Errorf("a subscriber posts: %v: %s", err, out)
+	}
+	// A group is not a channel; two groups of one title are named by ID,
+	// and the daemon's words say so.
+	e.must("peergram", "group", "create", "--home", c.alice, "Twins")
+	e.must("peergram", "group", "create", "--home", c.alice, "Twins")
+	e.must("peergram", "group", "create", "--home", c.alice, "Readers")
+	if out, err := e.run("peergram", "channel", "post", "--home", c.alice, "Readers", "x"); err == nil || !strings.Contains(err.Error(), "not a channel") {
+		t.Errorf("channel post to a group: %v: %s", err, out)
+	}
+	if out, err := e.run("peergram", "group", "info", "--home", c.alice, "Twins"); err == nil || !strings.Contains(err.Error(), `2 groups are titled "Twins"`) {
+		t.Errorf("group info of a shared title: %v: %s", err, out)
 	}
 	// Public: Carol finds it by name and reads its history from the start.
 	if out := e.must("peergram", "channel", "publish", "--home", c.alice, id, "news_e2e"); !strings.Contains(out, "@news_e2e") {
