@@ -559,9 +559,9 @@ func (n *Node) groupMessageView(gid groupstate.GroupID, gm groupMessage, t *tall
 		CallID: gm.CallID, Forwarded: gm.Fwd.view()}
 	v.MentionsMe = !v.Outgoing && slices.Contains(gm.Mentions, self.String())
 	if v.Outgoing {
-		v.FromName = n.keys.name
-	} else if c, err := n.knownAccount(gm.From); err == nil && c != nil && c.accepted() {
-		v.FromName = c.Name
+		v.FromName, v.FromContact = n.keys.name, true
+	} else if c, err := n.knownAccount(gm.From); err == nil && c != nil {
+		v.FromName, v.FromContact = c.shownName()
 	}
 	if gm.Poll != nil {
 		if t == nil {

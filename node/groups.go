@@ -1349,7 +1349,7 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 		g.CallID = ac.ID
 	}
 	n.gcalls.mu.Unlock()
-	var names map[identity.AccountID]string
+	var names map[identity.AccountID]chat.GroupMember
 	if err := n.db.View(func(tx *storage.Txn) error {
 		g.Title = n.groupTitle(tx, st)
 		g.Description = n.groupInfoText(tx, st, st.Description)
@@ -1363,10 +1363,10 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 		if name, err := tx.Get(n.st.groupKeys, publicNameKey(st.Group)); err == nil {
 			g.PublicName = string(name)
 		}
-		names = map[identity.AccountID]string{}
+		names = map[identity.AccountID]chat.GroupMember{}
 		for a := range st.Members {
 			if a == self {
-				names[a] = n.keys.name
+				names[a] = chat.GroupMember{Name: n.keys.name, Contact: true}
 				continue
 			}
 			c, err := n.st.getContact(tx, a)
@@ -1376,14 +1376,16 @@ func (n *Node) groupView(st *groupstate.State) (chat.Group, error) {
 			if err != nil {
 				return err
 			}
-			names[a] = c.Name
+			var m chat.GroupMember
+			m.Name, m.Contact = c.shownName()
+			names[a] = m
 		}
 		return nil
 	}); err != nil {
 		return chat.Group{}, err
 	}
 	for a, r := range st.Members {
-		g.Members = append(g.Members, chat.GroupMember{AccountID: a.String(), Name: names[a], Role: r.String()})
+		g.Members = append(g.Members, chat.GroupMember{AccountID: a.String(), Name: names[a].Name, Contact: names[a].Contact, Role: r.String()})
 	}
 	// Owner first, then admins, then members; by account within a role.
 	slices.SortFunc(g.Members, func(a, b chat.GroupMember) int {

@@ -817,6 +817,29 @@ func TestGroupNonContacts(t *testing.T) {
 	if _, err := dave.JoinGroup(ctx, "Strangers"); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("join twice: %v", err)
 	}
+	// Dave is not Alice's contact: she sees the name he gives himself,
+	// marked as such; Bob by her alias for him.
+	msgs, err := alice.GroupMessages(ctx, g.ID)
+	if err != nil || len(msgs) == 0 {
+		t.Fatalf("Alice's messages: %+v (%v)", msgs, err)
+	}
+	if m := msgs[len(msgs)-1]; m.Text != "hello from dave" || m.FromName != "dave" || m.FromContact {
+		t.Errorf("Dave's message at Alice: %+v", m)
+	}
+	info, err := alice.Group(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range info.Members {
+		want := map[string]chat.GroupMember{
+			infos["alice"].AccountID: {Name: "alice", Contact: true},
+			infos["bob"].AccountID:   {Name: "bob", Contact: true},
+			infos["dave"].AccountID:  {Name: "dave", Contact: false},
+		}[m.AccountID]
+		if m.Name != want.Name || m.Contact != want.Contact {
+			t.Errorf("member %s at Alice: %+v, want %+v", m.AccountID, m, want)
+		}
+	}
 	if _, err := alice.SendGroup(ctx, g.ID, "welcome dave"); err != nil {
 		t.Fatal(err)
 	}

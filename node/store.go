@@ -233,6 +233,15 @@ func (c *contactRecord) deviceList() (*identity.DeviceList, error) {
 // displayName is the name the account gives itself: the name in the
 // certificate of its oldest listed device (signed by the account and
 // published in its directory). Empty when unknown.
+// shownName is how c is named to the user: its alias if it is an
+// accepted contact with one (contact true), else the name it gives itself.
+func (c *contactRecord) shownName() (name string, contact bool) {
+	if c.accepted() && c.Name != "" {
+		return c.Name, true
+	}
+	return c.displayName(), c.accepted()
+}
+
 func (c *contactRecord) displayName() string {
 	l, err := c.deviceList()
 	if err != nil || l == nil || len(l.Devices) == 0 {

@@ -36,6 +36,18 @@ func (a *app) newGroupCmd() *cobra.Command {
 	return cmd
 }
 
+// groupSender is how plain output names who wrote a group message: a
+// contact's alias, or the name another member gives itself, marked.
+func groupSender(m chat.GroupMessage) string {
+	switch {
+	case m.FromName == "":
+		return m.From
+	case m.FromContact:
+		return m.FromName
+	}
+	return m.FromName + " (not a contact)"
+}
+
 // groupName is how a group is named in a line of output: its title, or
 // its ID while the title has not arrived (a join by link gets the title
 // from a member's node after the log).
@@ -294,7 +306,11 @@ func (a *app) newGroupInfoCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tNAME\tACCOUNT")
 			for _, m := range g.Members {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Role, clean(m.Name), m.AccountID)
+				name := clean(m.Name)
+				if !m.Contact && m.Name != "" {
+					name += " (not a contact)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Role, name, m.AccountID)
 			}
 			return tw.Flush()
 		},
@@ -396,10 +412,7 @@ func (a *app) newGroupMessagesCmd() *cobra.Command {
 				return printJSON(a.stdout, ms)
 			}
 			for _, m := range ms {
-				who := m.FromName
-				if who == "" {
-					who = m.From
-				}
+				who := groupSender(m)
 				line := clean(m.Text)
 				if m.Poll != nil {
 					line = "poll " + pollSummary(m.Poll)

@@ -41,8 +41,11 @@ type GroupInfoChange struct {
 // GroupMember is one member of a group.
 type GroupMember struct {
 	AccountID string `json:"account_id"`
-	Name      string `json:"name"` // the local alias of a contact, else empty
-	Role      string `json:"role"` // owner, admin, member
+	// Name is a contact's local alias, else the name the account gives
+	// itself (its device list's; Contact false: not checked by anyone).
+	Name    string `json:"name"`
+	Contact bool   `json:"contact"` // an accepted contact (or this account)
+	Role    string `json:"role"`    // owner, admin, member
 }
 
 // GroupMessage is a message of a group as the API shows it.
@@ -50,7 +53,10 @@ type GroupMessage struct {
 	ID       string    `json:"id"`    // hex of the hash of its signed envelope
 	Group    string    `json:"group"` // the group's ID
 	From     string    `json:"from"`  // sender account ID
-	FromName string    `json:"from_name,omitempty"`
+	FromName string    `json:"from_name,omitempty"` // as Member.Name
+	// FromContact: the sender is an accepted contact (or this account);
+	// else FromName is the name it gives itself.
+	FromContact bool `json:"from_contact"`
 	Outgoing bool      `json:"outgoing"`
 	Text     string    `json:"text"`
 	SentAt   time.Time `json:"sent_at"` // sender's clock

@@ -365,13 +365,17 @@ function renderMessages(c, list) {
 const STATUS_ICON = { sent: '✓', delivered: '✓✓', read: '✓✓' };
 const statusMark = (s) => (s === 'pending' ? icon('pending', 12) : s === 'failed' ? icon('failed', 12) : STATUS_ICON[s] || '');
 
+// A group message's sender: a contact's alias, or "~ name" for the name
+// another member gives itself (as messengers mark unsaved numbers).
+const groupSender = (m) => (m.from_name ? (m.from_contact || m.outgoing ? m.from_name : '~ ' + m.from_name) : short(m.from));
+
 function messageItem(c, m) {
   const g = c.kind === 'group';
   const status = m.status || (m.outgoing ? 'sent' : 'received');
   const reply = g && m.reply_to ? (c.messages || []).find((x) => x.id === m.reply_to) : null;
   return h('li', { class: 'msg ' + (m.outgoing ? 'out' : 'in') + (m.call ? ' call' : ''), dataset: { id: m.id } },
-    g && !m.outgoing ? h('span', { class: 'sender' }, h('bdi', {}, m.from_name || short(m.from))) : null,
-    reply ? h('blockquote', { class: 'reply' }, h('span', { class: 'sender' }, reply.from_name || short(reply.from)), ' ', previewOf(reply)) : null,
+    g && !m.outgoing ? h('span', { class: 'sender' }, h('bdi', {}, groupSender(m))) : null,
+    reply ? h('blockquote', { class: 'reply' }, h('span', { class: 'sender' }, groupSender(reply)), ' ', previewOf(reply)) : null,
     m.forwarded ? h('p', { class: 'forwarded', title: t('forwarded_claim') }, t('forwarded_from', { name: m.forwarded.from })) : null,
     m.file ? fileBlock(c, m) : null,
     m.poll ? pollBlock(c, m) : null,
