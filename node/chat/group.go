@@ -50,16 +50,16 @@ type GroupMember struct {
 
 // GroupMessage is a message of a group as the API shows it.
 type GroupMessage struct {
-	ID       string    `json:"id"`    // hex of the hash of its signed envelope
-	Group    string    `json:"group"` // the group's ID
-	From     string    `json:"from"`  // sender account ID
-	FromName string    `json:"from_name,omitempty"` // as Member.Name
+	ID       string `json:"id"`                  // hex of the hash of its signed envelope
+	Group    string `json:"group"`               // the group's ID
+	From     string `json:"from"`                // sender account ID
+	FromName string `json:"from_name,omitempty"` // as Member.Name
 	// FromContact: the sender is an accepted contact (or this account);
 	// else FromName is the name it gives itself.
-	FromContact bool `json:"from_contact"`
-	Outgoing bool      `json:"outgoing"`
-	Text     string    `json:"text"`
-	SentAt   time.Time `json:"sent_at"` // sender's clock
+	FromContact bool      `json:"from_contact"`
+	Outgoing    bool      `json:"outgoing"`
+	Text        string    `json:"text"`
+	SentAt      time.Time `json:"sent_at"` // sender's clock
 	// ReplyTo is the ID of the message this one answers.
 	ReplyTo string `json:"reply_to,omitempty"`
 	// Mentions are the accounts the text names with @alias;
