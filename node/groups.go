@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/peergram/peergram/crypto/groupstate"
@@ -35,10 +36,19 @@ func (n *Node) CreateGroup(ctx context.Context, title string) (chat.Group, error
 	return n.createGroup(ctx, title, groupstate.DefaultPerms)
 }
 
+// checkTitle refuses a title this node would not set: empty, too long,
+// not UTF-8, or on more than one line (control characters).
+func checkTitle(title string) error {
+	if title == "" || len(title) > groupstate.MaxTitle || !utf8.ValidString(title) || strings.ContainsFunc(title, unicode.IsControl) {
+		return fmt.Errorf("%w: a group title is 1 to %d bytes of UTF-8 on one line", chat.ErrInvalid, groupstate.MaxTitle)
+	}
+	return nil
+}
+
 func (n *Node) createGroup(_ context.Context, title string, perms groupstate.Perm) (chat.Group, error) {
 	title = strings.TrimSpace(title)
-	if title == "" || len(title) > groupstate.MaxTitle {
-		return chat.Group{}, fmt.Errorf("%w: a group title is 1 to %d bytes", chat.ErrInvalid, groupstate.MaxTitle)
+	if err := checkTitle(title); err != nil {
+		return chat.Group{}, err
 	}
 	var nonce [32]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -339,8 +349,9 @@ func (n *Node) RemoveGroupMember(_ context.Context, group, member string) (chat.
 func (n *Node) SetGroupInfo(ctx context.Context, group string, ch chat.GroupInfoChange) (chat.Group, error) {
 	var title, descr string
 	if ch.Title != nil {
-		if title = strings.TrimSpace(*ch.Title); title == "" || len(title) > groupstate.MaxTitle || !utf8.ValidString(title) {
-			return chat.Group{}, fmt.Errorf("%w: a group title is 1 to %d bytes of UTF-8", chat.ErrInvalid, groupstate.MaxTitle)
+		title = strings.TrimSpace(*ch.Title)
+		if err := checkTitle(title); err != nil {
+			return chat.Group{}, err
 		}
 	}
 	if ch.Description != nil {

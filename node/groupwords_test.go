@@ -68,6 +68,14 @@ func TestGroupChangeWords(t *testing.T) {
 	if _, err := bob.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{}); err == nil {
 		t.Error("an empty change")
 	}
+	for _, title := range []string{"two\nlines", "bell\a", " ", strings.Repeat("x", groupstate.MaxTitle+1), "bad \xff"} {
+		if _, err := alice.CreateGroup(ctx, title); !errors.Is(err, chat.ErrInvalid) {
+			t.Errorf("create titled %q: %v", title, err)
+		}
+		if _, err := alice.SetGroupInfo(ctx, g.ID, chat.GroupInfoChange{Title: &title}); !errors.Is(err, chat.ErrInvalid) {
+			t.Errorf("retitle to %q: %v", title, err)
+		}
+	}
 
 	// Bob removed from one "Words", added to a new one: the title names
 	// the one he is in.
