@@ -240,7 +240,7 @@ func (n *Node) PublishChannelName(ctx context.Context, group, name string) (chat
 }
 
 // publicNameKey (groups.sk: group || 'N') is the public name this node
-// published for a group.
+// published for a group, or joined it by.
 func publicNameKey(g groupstate.GroupID) []byte { return append(append([]byte(nil), g[:]...), 'N') }
 
 // joinByName looks a public name up at the home relays and joins by its
@@ -257,7 +257,20 @@ func (n *Node) joinByName(ctx context.Context, name string) (chat.Group, error) 
 		rec, err := c.LookupName(lctx, r.ID, name)
 		cancel()
 		if err == nil {
-			return n.joinByLink(ctx, rec.Link, rec)
+			g, err := n.joinByLink(ctx, rec.Link, rec)
+			if err != nil {
+				return g, err
+			}
+			// Shown with the channel, as its publisher sees it (the
+			// record's signer is an admin: joinByLink checked).
+			raw, _ := hex.DecodeString(g.ID)
+			if err := n.db.Update(func(tx *storage.Txn) error {
+				return tx.Set(n.st.groupKeys, publicNameKey(groupstate.GroupID(raw)), []byte(name))
+			}); err != nil {
+				return chat.Group{}, err
+			}
+			g.PublicName = name
+			return g, nil
 		}
 		errs = append(errs, err)
 	}

@@ -1297,8 +1297,11 @@ func TestChannelPublicName(t *testing.T) {
 		t.Fatalf("an unknown name: %v", err)
 	}
 	joined, err := bob.JoinGroup(ctx, "@dailynews")
-	if err != nil || !joined.Channel || joined.Role != "member" {
+	if err != nil || !joined.Channel || joined.Role != "member" || joined.PublicName != "dailynews" {
 		t.Fatalf("join by name: %+v (%v)", joined, err)
+	}
+	if g, err := bob.Group(ctx, ch.ID); err != nil || g.PublicName != "dailynews" {
+		t.Fatalf("the name at a subscriber: %+v (%v)", g, err)
 	}
 	if _, err := alice.SendGroup(ctx, ch.ID, "morning edition"); err != nil {
 		t.Fatal(err)
