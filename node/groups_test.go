@@ -784,6 +784,29 @@ func TestGroupNonContacts(t *testing.T) {
 	eventually(t, "Carol's message at Bob", func() (bool, error) {
 		return slices.Contains(groupTexts(t, bob, g.ID), "hi from carol"), nil
 	})
+	// Carol is not Bob's contact: he sees the name she gives herself,
+	// marked as such; Alice by his alias for her.
+	msgs, err := bob.GroupMessages(ctx, g.ID)
+	if err != nil || len(msgs) == 0 {
+		t.Fatalf("Bob's messages: %+v (%v)", msgs, err)
+	}
+	if m := msgs[len(msgs)-1]; m.Text != "hi from carol" || m.FromName != "carol" || m.FromContact {
+		t.Errorf("Carol's message at Bob: %+v", m)
+	}
+	info, err := bob.Group(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range info.Members {
+		want, ok := map[string]chat.GroupMember{
+			infos["alice"].AccountID: {Name: "alice", Contact: true},
+			infos["bob"].AccountID:   {Name: "bob", Contact: true},
+			infos["carol"].AccountID: {Name: "carol", Contact: false},
+		}[m.AccountID]
+		if ok && (m.Name != want.Name || m.Contact != want.Contact) {
+			t.Errorf("member %s at Bob: %+v, want %+v", m.AccountID, m, want)
+		}
+	}
 	if _, err := bob.SendGroup(ctx, g.ID, "hi from bob"); err != nil {
 		t.Fatal(err)
 	}
@@ -816,29 +839,6 @@ func TestGroupNonContacts(t *testing.T) {
 	}
 	if _, err := dave.JoinGroup(ctx, "Strangers"); !errors.Is(err, chat.ErrInvalid) {
 		t.Fatalf("join twice: %v", err)
-	}
-	// Dave is not Alice's contact: she sees the name he gives himself,
-	// marked as such; Bob by her alias for him.
-	msgs, err := alice.GroupMessages(ctx, g.ID)
-	if err != nil || len(msgs) == 0 {
-		t.Fatalf("Alice's messages: %+v (%v)", msgs, err)
-	}
-	if m := msgs[len(msgs)-1]; m.Text != "hello from dave" || m.FromName != "dave" || m.FromContact {
-		t.Errorf("Dave's message at Alice: %+v", m)
-	}
-	info, err := alice.Group(ctx, g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range info.Members {
-		want := map[string]chat.GroupMember{
-			infos["alice"].AccountID: {Name: "alice", Contact: true},
-			infos["bob"].AccountID:   {Name: "bob", Contact: true},
-			infos["dave"].AccountID:  {Name: "dave", Contact: false},
-		}[m.AccountID]
-		if m.Name != want.Name || m.Contact != want.Contact {
-			t.Errorf("member %s at Alice: %+v, want %+v", m.AccountID, m, want)
-		}
 	}
 	if _, err := alice.SendGroup(ctx, g.ID, "welcome dave"); err != nil {
 		t.Fatal(err)
