@@ -296,7 +296,7 @@ func (n *Node) sealEnvelope(tx *storage.Txn, gid groupstate.GroupID, kind groupm
 	}
 	id := groupmsg.ID(env)
 	v := binary.BigEndian.AppendUint64(nil, uint64(now))
-	if err := tx.SetTTL(n.st.groupUnconf, groupSeenKey(gid, []byte(id)), append(v, env...), 7*24*time.Hour); err != nil {
+	if err := tx.SetTTL(n.st.groupUnconf, groupSeenKey(gid, []byte(id)), append(v, env...), unconfTTL); err != nil {
 		return nil, 0, err
 	}
 	return env, now, n.markSeen(tx, gid, []byte(id))

@@ -70,10 +70,12 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 	c := history.NewClient(n.host)
 	registered := map[groupstate.GroupID]registration{} // at this relay
 	backoff := time.Second
+	wait := time.Duration(0) // the first round catches up at once
 	fail := func(what string, err error) {
 		if ctx.Err() == nil {
 			n.log.Debug("group history", "relay", relay, "step", what, "err", err)
 		}
+		wait = 0 // the relay may have restarted: ask at once next time
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -81,7 +83,6 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
-	wait := time.Duration(0) // the first round catches up at once
 	for ctx.Err() == nil {
 		states := n.memberStates()
 		watched := n.watchedStates() // heads and state entries only
@@ -126,9 +127,31 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			case <-time.After(historySettle):
 			}
 		}
-		failed := false
+		failed, again := false, false
 		for _, h := range moved {
-			if h.Seq <= n.cursor(h.Group, relay) {
+			if h.Unknown {
+				// The relay lost the group (its registration lapsed, or
+				// its store): registered again at the next round, at once.
+				if _, ok := registered[h.Group]; ok {
+					delete(registered, h.Group)
+					again = true
+				}
+				continue
+			}
+			if cur := n.cursor(h.Group, relay); h.Seq < cur {
+				// The relay's numbering is behind what this node read
+				// from it: its store was lost or replaced (a relay keeps
+				// numbering across restarts and expiry). Read it again
+				// from the start; what is held already is skipped by ID.
+				n.log.Warn("group history: the relay's head is behind this node's cursor; reading its history again",
+					"group", hex.EncodeToString(h.Group[:8]), "relay", relay, "head", h.Seq, "cursor", cur)
+				if err := n.db.Update(func(tx *storage.Txn) error {
+					return tx.Delete(n.st.groupCur, cursorKey(h.Group, relay))
+				}); err != nil {
+					failed = true
+					continue
+				}
+			} else if h.Seq == cur {
 				continue
 			}
 			if err := n.catchUp(ctx, c, relay, h.Group); err != nil {
@@ -144,6 +167,9 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			continue
 		}
 		backoff, wait = time.Second, historyWait
+		if again {
+			wait = 0 // register now, and catch up with what it then holds
+		}
 	}
 }
 
@@ -328,12 +354,24 @@ func (n *Node) cursor(gid groupstate.GroupID, relay peer.ID) uint64 {
 // that it does not hold, in the relay's order, moving the cursor page by
 // page.
 func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gid groupstate.GroupID) error {
-	since := n.joinedAt(gid).Add(-time.Minute).UnixMilli()
+	// Items stored before this account joined are not for it. The join
+	// time is its adder's clock, which may run up to maxEntryAhead fast
+	// against the relay's: the margin covers that (outside review 22: a
+	// fast adder's clock skipped the first posts after the add).
+	since := n.joinedAt(gid).Add(-time.Minute - maxEntryAhead).UnixMilli()
 	if st := n.groupState(gid); st != nil && st.Channel() {
 		since = 0 // a channel's history is its subscribers' (grantEpochs)
 	}
+	// A message that cannot be placed yet (its device or its sender's
+	// membership not known here yet) holds the stored cursor before it,
+	// so that a later round takes it; the pages after it are taken now
+	// all the same (one such message held back every later post for ten
+	// minutes: outside review 22).
+	var stuck uint64
+	after := n.cursor(gid, relay)
+	learnt := false
 	for {
-		cur := n.cursor(gid, relay)
+		cur := after
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		page, err := c.Query(qctx, relay, gid, cur, history.MaxPageItems, true)
 		cancel()
@@ -346,8 +384,6 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 		}
 		var want []uint64
 		var confirmed [][]byte
-		var stuck uint64 // the first message from a device not known yet
-		learnt := false
 		stored := map[uint64]int64{}
 		err = n.db.View(func(tx *storage.Txn) error {
 			for _, it := range page.Items {
@@ -382,9 +418,6 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 			}
 			slices.SortFunc(got.Items, func(a, b history.Item) int { return compareU64(a.Seq, b.Seq) })
 			for _, it := range got.Items {
-				if stuck != 0 {
-					break
-				}
 				err := n.takeHistory(gid, it.Envelope)
 				if errors.Is(err, groupnet.ErrUnknownDevice) && !learnt {
 					// A member this node knows nothing of yet (not a
@@ -397,17 +430,19 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 					err = n.takeHistory(gid, it.Envelope)
 				}
 				switch {
-				case errors.Is(err, groupnet.ErrUnknownDevice) && n.cfg.Now().UnixMilli()-stored[it.Seq] < unknownSenderWait.Milliseconds():
-					// Still unknown: the cursor stops before it, so
-					// that a later round takes it (it used to pass it,
-					// and the message was lost).
-					stuck = it.Seq
+				case (errors.Is(err, groupnet.ErrUnknownDevice) || errors.Is(err, groupnet.ErrNotAllowed)) &&
+					n.cfg.Now().UnixMilli()-stored[it.Seq] < unknownSenderWait.Milliseconds():
+					// Still unknown, or its sender not a member in the
+					// log as this node holds it yet (the entry that
+					// added it may come later, from the mailbox): the
+					// cursor stops before it (it used to pass it, and
+					// the message was lost).
+					if stuck == 0 {
+						stuck = it.Seq
+					}
 				case err != nil:
 					n.log.Info("group history: message not taken", "group", hex.EncodeToString(gid[:8]), "err", err)
 				}
-			}
-			if stuck != 0 {
-				break
 			}
 			if !got.More || len(got.Items) == 0 {
 				break
@@ -418,7 +453,7 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 		if len(confirmed) > 0 {
 			if err := n.db.Update(func(tx *storage.Txn) error {
 				for _, k := range confirmed {
-					if err := tx.Delete(n.st.groupUnconf, k); err != nil {
+					if err := n.heldAt(tx, k, relay); err != nil {
 						return err
 					}
 				}
@@ -437,23 +472,25 @@ func (n *Node) catchUp(ctx context.Context, c *history.Client, relay peer.ID, gi
 			// failed write at the relay) are passed too.
 			next = max(next, page.Head)
 		}
+		after = next
 		if stuck != 0 {
 			next = min(next, stuck-1)
 		}
-		if next > cur {
+		if old := n.cursor(gid, relay); next > old {
 			if err := n.db.Update(func(tx *storage.Txn) error {
 				return tx.Set(n.st.groupCur, cursorKey(gid, relay), binary.BigEndian.AppendUint64(nil, next))
 			}); err != nil {
 				return err
 			}
 		}
-		if stuck != 0 {
-			return fmt.Errorf("%w: a message from a device not known yet (seq %d)", groupnet.ErrUnknownDevice, stuck)
-		}
-		if !page.More {
-			return nil
+		if !page.More || after <= cur {
+			break
 		}
 	}
+	if stuck != 0 {
+		return fmt.Errorf("%w: a message not placed yet (seq %d)", groupnet.ErrUnknownDevice, stuck)
+	}
+	return nil
 }
 
 // unknownSenderWait is how long after a relay stored a message from a
@@ -539,6 +576,34 @@ func (n *Node) takeHistory(gid groupstate.GroupID, env []byte) error {
 // refuses for good (not a member's any more, a group it does not keep)
 // is dropped from the list, and one it refuses for now (busy) does not
 // hold up the others.
+// heldAt notes that relay holds (or refuses for good) the own post
+// keyed k in groups.unconf; once every home relay does, the post is
+// dropped from the list. Dropped at the first relay that listed it, a
+// post never reached another home relay that had lost it (restarted,
+// or lying about what it holds) and so never reached the members who
+// read from that one alone (outside review 22).
+func (n *Node) heldAt(tx *storage.Txn, k []byte, relay peer.ID) error {
+	if err := tx.SetTTL(n.st.groupUnconfAt, append(append([]byte(nil), k...), relay...), nil, unconfTTL); err != nil {
+		return err
+	}
+	for _, r := range n.relays {
+		held, err := tx.Has(n.st.groupUnconfAt, append(append([]byte(nil), k...), r.ID...))
+		if err != nil || !held {
+			return err
+		}
+	}
+	for _, r := range n.relays {
+		if err := tx.Delete(n.st.groupUnconfAt, append(append([]byte(nil), k...), r.ID...)); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(n.st.groupUnconf, k)
+}
+
+// unconfTTL is how long an own post waits to be handed to a home relay
+// that does not hold it.
+const unconfTTL = 7 * 24 * time.Hour
+
 func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay peer.ID) {
 	after := n.cfg.GroupStoreAfter
 	if after <= 0 {
@@ -553,6 +618,9 @@ func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay pe
 	_ = n.db.View(func(tx *storage.Txn) error {
 		return tx.Iterate(n.st.groupUnconf, nil, func(k, v []byte) error {
 			if len(k) == 64 && len(v) > 8 && int64(binary.BigEndian.Uint64(v)) <= cutoff && len(due) < 256 {
+				if held, err := tx.Has(n.st.groupUnconfAt, append(append([]byte(nil), k...), relay...)); err != nil || held {
+					return err // this relay holds it
+				}
 				due = append(due, post{append([]byte(nil), k...), append([]byte(nil), v[8:]...)})
 			}
 			return nil
@@ -563,12 +631,18 @@ func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay pe
 		err := c.Store(sctx, relay, [32]byte(p.key[:32]), p.env, n.keys.device)
 		cancel()
 		var se *history.StatusError
+		gid := groupstate.GroupID(p.key[:32])
 		switch {
+		case errors.As(err, &se) && se.Code == history.CodeUnknown && n.groupState(gid) != nil && n.groupState(gid).Role(n.keys.account.ID()) != groupstate.RoleNone:
+			// The relay does not hold the group (yet, or any more: its
+			// store was lost): kept until the group is registered there
+			// again (the history loop does it once Heads says so).
+			n.log.Debug("group history: store a post", "relay", relay, "err", err)
 		case err == nil, errors.As(err, &se) && (se.Code == history.CodeInvalid || se.Code == history.CodeMalformed || se.Code == history.CodeUnknown):
 			if err != nil {
 				n.log.Info("group history: a relay refuses a post", "relay", relay, "err", err)
 			}
-			_ = n.db.Update(func(tx *storage.Txn) error { return tx.Delete(n.st.groupUnconf, p.key) })
+			_ = n.db.Update(func(tx *storage.Txn) error { return n.heldAt(tx, p.key, relay) })
 		case errors.As(err, &se):
 			n.log.Debug("group history: store a post", "relay", relay, "err", err) // busy, rate limited: later
 		default:

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
@@ -124,7 +125,11 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 	defer wg.Wait()
 	for ctx.Err() == nil {
 		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.PermanentAddrTTL)
-		err := n.host.Connect(ctx, r)
+		// Past the swarm's dial backoff (quadratic, up to 5 minutes, and
+		// grown by every stream any part of the node tried to open while
+		// the relay was down): this loop keeps its own pace, and a relay
+		// that restarted is reached again at its next try.
+		err := n.host.Connect(network.WithForceDirectDial(ctx, "home relay"), r)
 		if err == nil && !st.published.Load() && st.publishing.CompareAndSwap(false, true) {
 			wg.Go(func() {
 				defer st.publishing.Store(false)

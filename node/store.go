@@ -55,11 +55,14 @@ type store struct {
 	groupInv     storage.Keyspace // group(32), or group(32) ‖ inviter(32) for a long log's end → invitation (JSON)
 	groupInvFrom storage.Keyspace // sender(32) ‖ groups.inv key → nothing: whose deliveries hold the invitations; "claim" (groupinvite.go)
 	groupDecl    storage.Keyspace // group(32) ‖ add entry hash(32) → nothing: adds of this account declined (DeclineGroup)
-	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts no relay has confirmed
-	groupEpoch   storage.Keyspace // epoch keys and their grants (groupepoch.go)
-	groupEpend   storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key
-	files        storage.Keyspace // message ID → fileRecord (files.go)
-	calls        storage.Keyspace // call ID → calls.Call (JSON), its last state (calls.go)
+	groupUnconf  storage.Keyspace // group(32) | envelope hash(32) → posted:u64 | envelope: own posts not every home relay has confirmed
+	// groupUnconfAt marks the home relays that hold an own post of
+	// groupUnconf: group(32) | envelope hash(32) | relay peer ID → ().
+	groupUnconfAt storage.Keyspace
+	groupEpoch    storage.Keyspace // epoch keys and their grants (groupepoch.go)
+	groupEpend    storage.Keyspace // group(32) | device(32) | epoch(8) | envelope hash(8) → pendingMessage: held for its epoch's key
+	files         storage.Keyspace // message ID → fileRecord (files.go)
+	calls         storage.Keyspace // call ID → calls.Call (JSON), its last state (calls.go)
 
 	self identity.AccountID // the node's account, set once the keys are loaded
 }
@@ -75,7 +78,7 @@ func newStore(db *storage.DB) *store {
 		sealed: db.Keyspace("outbox.sealed"), status: db.Keyspace("msgstatus"), legacyOutbox: db.Keyspace("outbox"),
 		groupLog: db.Keyspace("groups.log"), groupKeys: db.Keyspace("groups.sk"), groupMsgs: db.Keyspace("groups.msg"), groupPend: db.Keyspace("groups.pend"),
 		groupSeen: db.Keyspace("groups.seen"), groupCur: db.Keyspace("groups.cur"),
-		groupInv: db.Keyspace("groups.inv"), groupInvFrom: db.Keyspace("groups.invfrom"), groupDecl: db.Keyspace("groups.declined"), groupUnconf: db.Keyspace("groups.unconf"),
+		groupInv: db.Keyspace("groups.inv"), groupInvFrom: db.Keyspace("groups.invfrom"), groupDecl: db.Keyspace("groups.declined"), groupUnconf: db.Keyspace("groups.unconf"), groupUnconfAt: db.Keyspace("groups.unconfat"),
 		groupEpoch: db.Keyspace("groups.ek"), groupEpend: db.Keyspace("groups.epend"),
 		files: db.Keyspace("files.rec"), calls: db.Keyspace("calls"),
 	}

@@ -245,6 +245,11 @@ func (c *Client) Query(ctx context.Context, relay peer.ID, group [32]byte, after
 	if err != nil {
 		return nil, err
 	}
+	if p.More && len(p.Items) == 0 {
+		// A relay's page that says more follows holds at least one item:
+		// an empty one would have its client ask again forever.
+		return nil, fmt.Errorf("%w: an empty page that says more follows", ErrMalformed)
+	}
 	last := after
 	for _, it := range p.Items {
 		if it.Seq <= last {
@@ -270,6 +275,9 @@ func (c *Client) Get(ctx context.Context, relay peer.ID, group [32]byte, seqs []
 	p, err := c.page(ctx, relay, typeGet, body)
 	if err != nil {
 		return nil, err
+	}
+	if p.More && len(p.Items) == 0 {
+		return nil, fmt.Errorf("%w: an empty page that says more follows", ErrMalformed)
 	}
 	asked := make(map[uint64]bool, len(seqs))
 	for _, s := range seqs {

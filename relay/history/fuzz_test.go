@@ -17,7 +17,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(frame(typeQuery, (&queryMsg{Group: g, After: 5, Limit: 10, IDsOnly: true}).appendBody(nil)))
 	f.Add(frame(typeGetLog, (&queryMsg{Group: g, After: 5, ListsAt: 7}).appendBody(nil)))
 	f.Add(frame(typeGet, (&getMsg{Group: g, Seqs: []uint64{1, 2, 3}}).appendBody(nil)))
-	f.Add(frame(typeHeads, (&headsMsg{Heads: []Head{{g, 9}}, WaitMS: 1000}).appendBody(nil)))
+	f.Add(frame(typeHeads, (&headsMsg{Heads: []Head{{Group: g, Seq: 9}, {Group: g, Unknown: true}}, WaitMS: 1000}).appendBody(nil)))
 	f.Add(frame(typePage, (&Page{Items: []Item{{Seq: 1, ID: g, Stored: 5, Envelope: []byte("x")}}, First: 1, Head: 1, More: true}).appendBody(nil)))
 	f.Add(frame(typeStatus, (&statusMsg{Code: CodeInvalid, Text: "no"}).appendBody(nil)))
 	f.Add(frame(typeStore, (&storeMsg{Group: g, Envelope: []byte("env")}).appendBody(nil)))

@@ -241,6 +241,12 @@ func TestStoreAndQuery(t *testing.T) {
 	if _, err := c.Query(ctx, rh.ID(), gid, 0, 10, false); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("a query before registration: %v", err)
 	}
+	// Heads names a group the relay keeps nothing of, so that its member
+	// registers it (again: the relay's registration lapsed, or its store
+	// was lost).
+	if h, err := c.Heads(ctx, rh.ID(), []Head{{Group: gid, Seq: 7}}, 0); err != nil || len(h) != 1 || h[0].Group != gid || !h[0].Unknown {
+		t.Fatalf("heads of an unknown group: %+v (%v)", h, err)
+	}
 	if err := c.Register(ctx, rh.ID(), gid, entries, [][]byte{alice.listBytes(t), bob.listBytes(t)}, alice.dev); err != nil {
 		t.Fatal(err)
 	}

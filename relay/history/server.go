@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -112,6 +113,11 @@ type Server struct {
 	net     *groupnet.Net
 
 	reg, logs, lists, msgs, ids, names, gnames storage.Keyspace
+	// seqs keeps each group's next sequence number (group → uint64),
+	// without expiry: numbers are never given twice, even after every
+	// envelope of a quiet group expired and the relay restarted
+	// (members' cursors are these numbers).
+	seqs storage.Keyspace
 
 	// pageBudget bounds a Log page's entries and lists (logBudget;
 	// tests make it small to page small logs).
@@ -133,12 +139,21 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	in     chan *groupnet.Message
+	in     chan queued
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex // guards the fields below
 	groups  map[[32]byte]*group
 	changed chan struct{} // closed and replaced when a head moves
+}
+
+// queued is an envelope for the committer; done, if not nil, is told
+// the outcome once it is written (or not): a Store is answered only
+// then, so that its sender drops its own copy only once the relay holds
+// it.
+type queued struct {
+	m    *groupnet.Message
+	done chan error
 }
 
 // group is what the relay knows of one registered group.
@@ -168,6 +183,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		reg:       cfg.DB.Keyspace("history.reg"),
+		seqs:      cfg.DB.Keyspace("history.seq"),
 		logs:      cfg.DB.Keyspace("history.log"),
 		lists:     cfg.DB.Keyspace("history.lists"),
 		msgs:      cfg.DB.Keyspace("history.msg"),
@@ -177,7 +193,7 @@ func NewServer(cfg Config) (*Server, error) {
 		requests:  ratelimit.New[peer.ID](cfg.RequestBurst, cfg.RequestEvery, 100_000),
 		newGroup:  ratelimit.New[identity.AccountID](cfg.MaxGroupsPerPeer, 24*time.Hour/time.Duration(cfg.MaxGroupsPerPeer), 100_000),
 		storeRate: ratelimit.New[identity.DeviceID](100, 100*time.Millisecond, 100_000),
-		in:        make(chan *groupnet.Message, 4096),
+		in:        make(chan queued, 4096),
 		groups:    map[[32]byte]*group{},
 		changed:   make(chan struct{}),
 
@@ -310,15 +326,24 @@ func (s *Server) load() error {
 		g.expires = r.expires
 		g.first, g.next = 1, 1
 		err = s.cfg.DB.View(func(tx *storage.Txn) error {
+			// Numbering goes on from where it stopped, although every
+			// envelope may have expired meanwhile.
+			if v, err := tx.Get(s.seqs, r.id[:]); err == nil && len(v) == 8 {
+				next := binary.BigEndian.Uint64(v)
+				g.first, g.next, g.head = next, next, next-1
+			} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			first := true
 			return tx.Iterate(s.msgs, r.id[:], func(k, v []byte) error {
 				if len(k) != 40 {
 					return nil
 				}
 				seq := binary.BigEndian.Uint64(k[32:]) // ascending
-				if g.bytes == 0 {
-					g.first = seq
+				if first {
+					g.first, first = seq, false
 				}
-				g.next, g.head = seq+1, seq
+				g.next, g.head = max(g.next, seq+1), max(g.head, seq)
 				g.bytes += int64(len(v))
 				return nil
 			})
@@ -677,7 +702,7 @@ func (s *Server) receive(ctx context.Context, id [32]byte) {
 			return
 		}
 		select {
-		case s.in <- m:
+		case s.in <- queued{m: m}:
 		case <-ctx.Done():
 			return
 		}
@@ -686,30 +711,93 @@ func (s *Server) receive(ctx context.Context, id [32]byte) {
 
 // commit stores accepted envelopes, many per transaction, once each, and
 // applies each group's quota.
+//
+// A batch is bounded in bytes as well as in count (a transaction over
+// the store's limit fails whole: large envelopes from one group must not
+// take others' with them). Once the server closes, what is queued is
+// written before the committer returns.
 func (s *Server) commit() {
 	defer s.wg.Done()
+	budget := max(s.cfg.DB.MaxTxnBytes()/2, 1)
+	var carry *queued
 	for {
-		var batch []*groupnet.Message
-		select {
-		case m := <-s.in:
-			batch = append(batch, m)
-		case <-s.ctx.Done():
-			return
+		var batch []queued
+		var size int64
+		if carry != nil {
+			batch, size, carry = append(batch, *carry), batchCost(carry.m), nil
+		} else {
+			select {
+			case q := <-s.in:
+				batch, size = append(batch, q), batchCost(q.m)
+			case <-s.ctx.Done():
+				s.drain()
+				return
+			}
 		}
 	more:
 		for len(batch) < 512 {
 			select {
-			case m := <-s.in:
-				batch = append(batch, m)
+			case q := <-s.in:
+				if c := batchCost(q.m); size+c > budget {
+					carry = &q
+					break more
+				} else {
+					batch, size = append(batch, q), size+c
+				}
 			default:
 				break more
 			}
 		}
-		if err := s.store(batch); err != nil {
-			// Lost for this relay; members that saw it live still hold
-			// it. The log says why (a full disk, shutdown).
-			s.log.Error("history: store", "envelopes", len(batch), "err", err)
+		s.storeBatch(batch)
+	}
+}
+
+// batchCost is about what storing m adds to a transaction: its stored
+// value twice (the history and the ID index hold it and its key) and
+// Badger's per-entry overhead.
+func batchCost(m *groupnet.Message) int64 { return int64(len(m.Raw)) + 256 }
+
+// storeBatch stores a batch and tells each waiting Store how it went.
+func (s *Server) storeBatch(batch []queued) {
+	msgs := make([]*groupnet.Message, len(batch))
+	for i, q := range batch {
+		msgs[i] = q.m
+	}
+	err := s.store(msgs)
+	if err != nil {
+		// Gossiped envelopes are lost for this relay (members that saw
+		// them live still hold them, and their senders hand over what no
+		// relay lists); a Store is answered with the error and retried.
+		s.log.Error("history: store", "envelopes", len(batch), "err", err)
+	}
+	for _, q := range batch {
+		if q.done != nil {
+			q.done <- err
 		}
+	}
+}
+
+// drain writes what is queued when the server closes.
+func (s *Server) drain() {
+	for {
+		var batch []queued
+		var size int64
+	more:
+		for len(batch) < 512 {
+			select {
+			case q := <-s.in:
+				batch, size = append(batch, q), size+batchCost(q.m)
+				if size > s.cfg.DB.MaxTxnBytes()/2 {
+					break more
+				}
+			default:
+				break more
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		s.storeBatch(batch)
 	}
 }
 
@@ -785,6 +873,9 @@ func (s *Server) store(batch []*groupnet.Message) error {
 			if err := tx.SetTTL(s.msgs, k, v, s.cfg.Retention); err != nil {
 				return err
 			}
+			if err := tx.Set(s.seqs, g[:], binary.BigEndian.AppendUint64(nil, seq+1)); err != nil {
+				return err
+			}
 			if err := tx.SetTTL(s.ids, idKey, binary.BigEndian.AppendUint64(nil, seq), s.cfg.Retention); err != nil {
 				return err
 			}
@@ -838,46 +929,59 @@ func (s *Server) trim(id [32]byte) error {
 	}
 	first, next, bytes := gr.first, gr.next, gr.bytes
 	s.mu.Unlock()
-	var freed int64
-	var newFirst = first
-	err := s.cfg.DB.Update(func(tx *storage.Txn) error {
-		freed, newFirst = 0, first
-		var del [][2][]byte
-		err := tx.IterateFrom(s.msgs, id[:], binary.BigEndian.AppendUint64(nil, first), func(k, v []byte) error {
-			seq := binary.BigEndian.Uint64(k[32:])
-			if next-seq <= uint64(s.cfg.MaxGroupMessages) && bytes-freed <= s.cfg.MaxGroupBytes {
-				return storage.ErrStop
+	// In transactions of a bounded number of deletions: a quota lowered
+	// by the operator may leave far more to delete than one transaction
+	// takes.
+	perTxn := max(1, int(s.cfg.DB.MaxTxnBytes()/2/128))
+	for {
+		var freed int64
+		newFirst, over := first, false
+		err := s.cfg.DB.Update(func(tx *storage.Txn) error {
+			freed, newFirst, over = 0, first, false
+			var del [][2][]byte
+			err := tx.IterateFrom(s.msgs, id[:], binary.BigEndian.AppendUint64(nil, first), func(k, v []byte) error {
+				seq := binary.BigEndian.Uint64(k[32:])
+				if next-seq <= uint64(s.cfg.MaxGroupMessages) && bytes-freed <= s.cfg.MaxGroupBytes {
+					return storage.ErrStop
+				}
+				if len(del) >= perTxn {
+					over = true
+					return storage.ErrStop
+				}
+				if len(v) >= 40 {
+					del = append(del, [2][]byte{append([]byte(nil), k...), append(append([]byte(nil), id[:]...), v[8:40]...)})
+				}
+				freed += int64(len(v))
+				newFirst = seq + 1
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			if len(v) >= 40 {
-				del = append(del, [2][]byte{append([]byte(nil), k...), append(append([]byte(nil), id[:]...), v[8:40]...)})
+			for _, d := range del {
+				if err := tx.Delete(s.msgs, d[0]); err != nil {
+					return err
+				}
+				if err := tx.Delete(s.ids, d[1]); err != nil {
+					return err
+				}
 			}
-			freed += int64(len(v))
-			newFirst = seq + 1
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, d := range del {
-			if err := tx.Delete(s.msgs, d[0]); err != nil {
-				return err
-			}
-			if err := tx.Delete(s.ids, d[1]); err != nil {
-				return err
-			}
+		s.mu.Lock()
+		if gr := s.groups[id]; gr != nil {
+			gr.first = max(gr.first, newFirst)
+			gr.bytes -= freed
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		s.mu.Unlock()
+		if !over {
+			return nil
+		}
+		first, bytes = newFirst, bytes-freed
 	}
-	s.mu.Lock()
-	if gr := s.groups[id]; gr != nil {
-		gr.first = max(gr.first, newFirst)
-		gr.bytes -= freed
-	}
-	s.mu.Unlock()
-	return nil
 }
 
 // expire drops registrations that were not renewed, hourly.
@@ -1269,8 +1373,18 @@ func (s *Server) storeOne(m *storeMsg) (Code, string) {
 	case err != nil:
 		return CodeInvalid, err.Error()
 	}
+	// Answered once written: the member deletes its own copy on OK.
+	done := make(chan error, 1)
 	select {
-	case s.in <- &groupnet.Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Envelope), Raw: bytes.Clone(m.Envelope), Entry: entry}:
+	case s.in <- queued{m: &groupnet.Message{Envelope: env, Account: acct, ID: groupmsg.ID(m.Envelope), Raw: bytes.Clone(m.Envelope), Entry: entry}, done: done}:
+	case <-s.ctx.Done():
+		return CodeUnavailable, "closing"
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return CodeUnavailable, "not stored: " + err.Error()
+		}
 		return CodeOK, ""
 	case <-s.ctx.Done():
 		return CodeUnavailable, "closing"
@@ -1622,14 +1736,18 @@ func (s *Server) query(tx *storage.Txn, m *queryMsg, pg *Page) error {
 	if limit == 0 || limit > MaxPageItems {
 		limit = MaxPageItems
 	}
+	if m.After == math.MaxUint64 {
+		return nil // nothing comes after the last number (After+1 would wrap to the first)
+	}
 	size := 0
+	oldest := s.oldest()
 	return tx.IterateFrom(s.msgs, m.Group[:], binary.BigEndian.AppendUint64(nil, m.After+1), func(k, v []byte) error {
 		if len(pg.Items) >= limit || (!m.IDsOnly && size+len(v) > pageBudget && len(pg.Items) > 0) {
 			pg.More = true
 			return storage.ErrStop
 		}
 		it, ok := decodeStored(k, v, !m.IDsOnly)
-		if !ok {
+		if !ok || it.Stored < oldest {
 			return nil
 		}
 		size += len(v)
@@ -1640,6 +1758,7 @@ func (s *Server) query(tx *storage.Txn, m *queryMsg, pg *Page) error {
 
 func (s *Server) get(tx *storage.Txn, m *getMsg, pg *Page) error {
 	size := 0
+	oldest := s.oldest()
 	for _, seq := range m.Seqs {
 		k := binary.BigEndian.AppendUint64(append([]byte(nil), m.Group[:]...), seq)
 		v, err := tx.Get(s.msgs, k)
@@ -1654,13 +1773,20 @@ func (s *Server) get(tx *storage.Txn, m *getMsg, pg *Page) error {
 			break
 		}
 		it, ok := decodeStored(k, v, true)
-		if !ok {
+		if !ok || it.Stored < oldest {
 			continue
 		}
 		size += len(v)
 		pg.Items = append(pg.Items, it)
 	}
 	return nil
+}
+
+// oldest is the first storage time (Unix ms) served: an envelope stored
+// before the retention the operator set now is not served, though it was
+// written with a longer one.
+func (s *Server) oldest() int64 {
+	return s.cfg.Now().Add(-s.cfg.Retention).UnixMilli()
 }
 
 // heads answers with the heads that passed the client's cursors, waiting
@@ -1674,9 +1800,11 @@ func (s *Server) heads(str network.Stream, m *headsMsg) {
 		ch := s.changed
 		var moved []Head
 		var all []Head
+		var unknown []Head // in every answer: the client registers them again
 		for _, h := range m.Heads {
 			g := s.groups[h.Group]
 			if g == nil {
+				unknown = append(unknown, Head{Group: h.Group, Unknown: true})
 				continue
 			}
 			cur := Head{Group: h.Group, Seq: g.head}
@@ -1690,13 +1818,13 @@ func (s *Server) heads(str network.Stream, m *headsMsg) {
 			if len(moved) == 0 {
 				moved = all
 			}
-			_, _ = str.Write(frame(typeHeads, (&headsMsg{Heads: moved}).appendBody(nil)))
+			_, _ = str.Write(frame(typeHeads, (&headsMsg{Heads: append(moved, unknown...)}).appendBody(nil)))
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			_, _ = str.Write(frame(typeHeads, (&headsMsg{Heads: all}).appendBody(nil)))
+			_, _ = str.Write(frame(typeHeads, (&headsMsg{Heads: append(all, unknown...)}).appendBody(nil)))
 			return
 		case <-s.ctx.Done():
 			return

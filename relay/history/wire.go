@@ -335,6 +335,9 @@ type getMsg struct {
 type Head struct {
 	Group [32]byte
 	Seq   uint64
+	// Unknown is a relay's answer for a group it keeps no history of (its
+	// registration expired, or its store was lost): register it again.
+	Unknown bool
 }
 
 // headsMsg: the client's cursors and how long the relay may wait for one
@@ -380,6 +383,9 @@ const (
 	fSeq     = 2
 	fHead    = 1
 	fWait    = 2
+	// fHeadUnknown (in a Head of a Heads answer): the relay keeps no
+	// history of the group.
+	fHeadUnknown = 3
 	fItem    = 1
 	fFirst   = 2
 	fHeadSeq = 3
@@ -463,6 +469,9 @@ func appendHead(b []byte, h Head) []byte {
 	var in []byte
 	in = appendBytes(in, fGroup, h.Group[:])
 	in = appendVarint(in, fSeq, h.Seq)
+	if h.Unknown {
+		in = appendVarint(in, fHeadUnknown, 1)
+	}
 	return appendBytes(b, fHead, in)
 }
 
@@ -663,6 +672,8 @@ func decodeHead(b []byte) (Head, error) {
 			return group32(&h.Group, v, &seen)
 		case num == fSeq && typ == protowire.VarintType:
 			h.Seq = x
+		case num == fHeadUnknown && typ == protowire.VarintType:
+			h.Unknown = x != 0
 		}
 		return nil
 	})
