@@ -128,6 +128,12 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			}
 		}
 		failed, again := false, false
+		if len(moved) > 0 && moved[0].Store != 0 {
+			if err := n.checkRelayStore(relay, moved[0].Store); err != nil {
+				fail("store", err)
+				continue
+			}
+		}
 		for _, h := range moved {
 			if h.Unknown {
 				// The relay lost the group (its registration lapsed, or
@@ -334,6 +340,43 @@ func (n *Node) memberLists(tx *storage.Txn, st *groupstate.State, named []identi
 		out = append(out, c.List)
 	}
 	return out
+}
+
+// checkRelayStore compares the store ID a relay's Heads answer names
+// with the one it named before: another one means the relay's store was
+// lost or replaced, and its numbering started again, so every cursor
+// this node keeps for the relay is dropped (its history is read again
+// from the start; what is held already is skipped by ID). Without it, a
+// new store that numbered more envelopes than a cursor hid those below
+// it.
+func (n *Node) checkRelayStore(relay peer.ID, store uint64) error {
+	key := append([]byte("S"), relay...)
+	return n.db.Update(func(tx *storage.Txn) error {
+		v, err := tx.Get(n.st.groupCur, key)
+		switch {
+		case err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) == store:
+			return nil
+		case err == nil && len(v) == 8:
+			var drop [][]byte
+			if err := tx.Iterate(n.st.groupCur, nil, func(k, _ []byte) error {
+				if len(k) == 32+len(relay) && string(k[32:]) == string(relay) {
+					drop = append(drop, append([]byte(nil), k...))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, k := range drop {
+				if err := tx.Delete(n.st.groupCur, k); err != nil {
+					return err
+				}
+			}
+			n.log.Warn("group history: the relay's store changed; reading its history again", "relay", relay, "groups", len(drop))
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return tx.Set(n.st.groupCur, key, binary.BigEndian.AppendUint64(nil, store))
+	})
 }
 
 // cursor is the relay sequence number up to which this node holds a

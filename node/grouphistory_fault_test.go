@@ -15,11 +15,25 @@ import (
 
 // TestGroupHistoryRelayStoreLost: Bob's home relay loses its store (a
 // new disk; same identity and address) while Bob is offline. It numbers
-// the group's envelopes from 1 again, below the cursor Bob's node keeps
-// for it: his node sees the relay's head behind its cursor, reads the
-// relay's history again from the start, and gets what was posted after
-// the loss, once each, with nothing held twice.
+// the group's envelopes from 1 again: fewer than Bob's cursor (his node
+// sees the relay's head behind it), or more (the relay's store ID
+// changed). Either way his node reads the relay's history again from the
+// start and gets what was posted after the loss, once each, with nothing
+// held twice — and a post Alice made before her node registered the
+// group at the new store too.
 func TestGroupHistoryRelayStoreLost(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after int // posts before the loss, and after (besides the one in the gap)
+	}{
+		{"head behind the cursor", 5, 2},
+		{"head past the cursor", 1, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) { relayStoreLost(t, tc.before, tc.after) })
+	}
+}
+
+func relayStoreLost(t *testing.T, nBefore, nAfter int) {
 	r := rv22NewRelay(t, relayMods{})
 	aliceHome, aliceInfo := initHome(t, "alice")
 	bobHome, bobInfo := initHome(t, "bob")
@@ -41,7 +55,7 @@ func TestGroupHistoryRelayStoreLost(t *testing.T) {
 	raw, _ := hex.DecodeString(g.ID)
 	gid := groupstate.GroupID(raw)
 	var want []string
-	for i := range 5 {
+	for i := range nBefore {
 		text := fmt.Sprint("before the loss ", i)
 		if _, err := alice.SendGroup(ctx, g.ID, text); err != nil {
 			t.Fatal(err)
@@ -53,7 +67,7 @@ func TestGroupHistoryRelayStoreLost(t *testing.T) {
 		if err != nil || !slices.Equal(groupTexts(t, bob, g.ID), want) {
 			return false, nil
 		}
-		return pg.Head >= 5 && bob.cursor(gid, r.id) == pg.Head, nil
+		return pg.Head >= uint64(nBefore) && bob.cursor(gid, r.id) == pg.Head, nil
 	})
 	before := bob.cursor(gid, r.id)
 	bob.stop()
@@ -77,7 +91,7 @@ func TestGroupHistoryRelayStoreLost(t *testing.T) {
 		_, err := hc.Query(ctx, r.id, gid, 0, 0, true)
 		return err == nil, nil
 	})
-	for i := range 2 {
+	for i := range nAfter {
 		text := fmt.Sprint("after the loss ", i)
 		if _, err := alice.SendGroup(ctx, g.ID, text); err != nil {
 			t.Fatal(err)
@@ -86,14 +100,14 @@ func TestGroupHistoryRelayStoreLost(t *testing.T) {
 	}
 	eventually(t, "the new posts at the relay", func() (bool, error) {
 		pg, err := hc.Query(ctx, r.id, gid, 0, 0, true)
-		return err == nil && len(pg.Items) >= 3, nil
+		return err == nil && len(pg.Items) >= nAfter+1, nil
 	})
 	pg, err := hc.Query(ctx, r.id, gid, 0, 0, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pg.Head >= before {
-		t.Fatalf("the relay's head %d is not behind Bob's cursor %d: the test shows nothing", pg.Head, before)
+	if (nBefore > nAfter) != (pg.Head < before) {
+		t.Fatalf("the relay's head %d against Bob's cursor %d: not the case this run is for", pg.Head, before)
 	}
 	bob = startNode(t, bobHome, r.addr)
 	deadline := time.Now().Add(20 * time.Second)

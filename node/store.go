@@ -51,7 +51,7 @@ type store struct {
 	groupMsgs    storage.Keyspace
 	groupPend    storage.Keyspace
 	groupSeen    storage.Keyspace // group(32) | envelope hash(32) → nothing: messages held
-	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor
+	groupCur     storage.Keyspace // group(32) | relay peer ID → u64: history cursor; 'S' | relay peer ID → u64: the relay's store ID
 	groupInv     storage.Keyspace // group(32), or group(32) ‖ inviter(32) for a long log's end → invitation (JSON)
 	groupInvFrom storage.Keyspace // sender(32) ‖ groups.inv key → nothing: whose deliveries hold the invitations; "claim" (groupinvite.go)
 	groupDecl    storage.Keyspace // group(32) ‖ add entry hash(32) → nothing: adds of this account declined (DeclineGroup)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -118,6 +119,9 @@ type Server struct {
 	// envelope of a quiet group expired and the relay restarted
 	// (members' cursors are these numbers).
 	seqs storage.Keyspace
+	// storeID names this store in Heads answers (history.meta "store",
+	// drawn once): members tell a lost store from a restart by it.
+	storeID uint64
 
 	// pageBudget bounds a Log page's entries and lists (logBudget;
 	// tests make it small to page small logs).
@@ -215,6 +219,10 @@ func (s *Server) Start() error {
 		return fmt.Errorf("history: %w", err)
 	}
 	s.net = net
+	if err := s.loadStoreID(); err != nil {
+		s.cancel()
+		return err
+	}
 	if err := s.load(); err != nil {
 		s.cancel()
 		return err
@@ -237,6 +245,29 @@ func (s *Server) Close() error {
 	_ = s.net.Close()
 	s.wg.Wait()
 	return nil
+}
+
+// loadStoreID reads the store's ID, drawing it if the store is new.
+func (s *Server) loadStoreID() error {
+	meta := s.cfg.DB.Keyspace("history.meta")
+	return s.cfg.DB.Update(func(tx *storage.Txn) error {
+		v, err := tx.Get(meta, []byte("store"))
+		if err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) != 0 {
+			s.storeID = binary.BigEndian.Uint64(v)
+			return nil
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("history: store ID: %w", err)
+		}
+		var b [8]byte
+		for binary.BigEndian.Uint64(b[:]) == 0 {
+			if _, err := rand.Read(b[:]); err != nil {
+				return err
+			}
+		}
+		s.storeID = binary.BigEndian.Uint64(b[:])
+		return tx.Set(meta, []byte("store"), b[:])
+	})
 }
 
 // Net is the server's gossip (for tests and metrics).
@@ -1804,10 +1835,10 @@ func (s *Server) heads(str network.Stream, m *headsMsg) {
 		for _, h := range m.Heads {
 			g := s.groups[h.Group]
 			if g == nil {
-				unknown = append(unknown, Head{Group: h.Group, Unknown: true})
+				unknown = append(unknown, Head{Group: h.Group, Unknown: true, Store: s.storeID})
 				continue
 			}
-			cur := Head{Group: h.Group, Seq: g.head}
+			cur := Head{Group: h.Group, Seq: g.head, Store: s.storeID}
 			all = append(all, cur)
 			if cur.Seq > h.Seq {
 				moved = append(moved, cur)

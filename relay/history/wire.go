@@ -338,6 +338,10 @@ type Head struct {
 	// Unknown is a relay's answer for a group it keeps no history of (its
 	// registration expired, or its store was lost): register it again.
 	Unknown bool
+	// Store names the relay's store in an answer (random, drawn when the
+	// store was made): another one means the store was lost or replaced
+	// and its numbering started again (0: not said).
+	Store uint64
 }
 
 // headsMsg: the client's cursors and how long the relay may wait for one
@@ -386,6 +390,8 @@ const (
 	// fHeadUnknown (in a Head of a Heads answer): the relay keeps no
 	// history of the group.
 	fHeadUnknown = 3
+	// fHeadStore (in a Head of a Heads answer): the relay store's ID.
+	fHeadStore = 4
 	fItem        = 1
 	fFirst       = 2
 	fHeadSeq     = 3
@@ -471,6 +477,9 @@ func appendHead(b []byte, h Head) []byte {
 	in = appendVarint(in, fSeq, h.Seq)
 	if h.Unknown {
 		in = appendVarint(in, fHeadUnknown, 1)
+	}
+	if h.Store != 0 {
+		in = appendVarint(in, fHeadStore, h.Store)
 	}
 	return appendBytes(b, fHead, in)
 }
@@ -674,6 +683,8 @@ func decodeHead(b []byte) (Head, error) {
 			h.Seq = x
 		case num == fHeadUnknown && typ == protowire.VarintType:
 			h.Unknown = x != 0
+		case num == fHeadStore && typ == protowire.VarintType:
+			h.Store = x
 		}
 		return nil
 	})
