@@ -392,15 +392,15 @@ const (
 	fHeadUnknown = 3
 	// fHeadStore (in a Head of a Heads answer): the relay store's ID.
 	fHeadStore = 4
-	fItem        = 1
-	fFirst       = 2
-	fHeadSeq     = 3
-	fMore        = 4
-	fCode        = 1
-	fText        = 2
-	fRegTime     = 4
-	fRegDev      = 5
-	fRegSig      = 6
+	fItem      = 1
+	fFirst     = 2
+	fHeadSeq   = 3
+	fMore      = 4
+	fCode      = 1
+	fText      = 2
+	fRegTime   = 4
+	fRegDev    = 5
+	fRegSig    = 6
 	// Register and Log pages; GetLog's lists cursor.
 	fFrom       = 7
 	fTotal      = 8
