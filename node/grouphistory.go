@@ -69,6 +69,7 @@ func (n *Node) wakeHistory() {
 func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struct{}) {
 	c := history.NewClient(n.host)
 	registered := map[groupstate.GroupID]registration{} // at this relay
+	unknownAt := map[groupstate.GroupID]time.Time{}     // when the relay last said it lost a group
 	backoff := time.Second
 	wait := time.Duration(0) // the first round catches up at once
 	fail := func(what string, err error) {
@@ -137,9 +138,14 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 		for _, h := range moved {
 			if h.Unknown {
 				// The relay lost the group (its registration lapsed, or
-				// its store): registered again at the next round, at once.
-				if _, ok := registered[h.Group]; ok {
+				// its store): registered again at the next round, at once
+				// — unless a registration failed lately (it waits for its
+				// retry) or one it asked for went within the last minute
+				// (a relay that keeps saying so must not have the whole
+				// log sent again and again).
+				if r, ok := registered[h.Group]; ok && r.retry.IsZero() && time.Since(unknownAt[h.Group]) > time.Minute {
 					delete(registered, h.Group)
+					unknownAt[h.Group] = time.Now()
 					again = true
 				}
 				continue

@@ -1,0 +1,97 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/peergram/peergram/relay/history"
+)
+
+// TestHistoryRelaySaysUnknownForever: a home relay takes every
+// registration and answers every Heads that it keeps no history of the
+// group (a relay that lost its store says so once; this one lies). The
+// node registers again once, then at most once a minute: it does not
+// send the group's whole log again and again.
+func TestHistoryRelaySaysUnknownForever(t *testing.T) {
+	relay := startRelay(t, t.TempDir())
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	var registers, heads atomic.Int64
+	ok := rv22Frame(0x06, protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 0))
+	h.SetStreamHandler(history.ProtocolID, func(s network.Stream) {
+		defer s.Close()
+		var hdr [5]byte
+		if _, err := io.ReadFull(s, hdr[:]); err != nil {
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
+		if _, err := io.ReadFull(s, body); err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, s)
+		switch hdr[4] {
+		case 0x01: // Register
+			registers.Add(1)
+			_, _ = s.Write(ok)
+		case 0x04: // Heads: every group unknown
+			heads.Add(1)
+			var out []byte
+			for len(body) > 0 {
+				num, typ, n := protowire.ConsumeTag(body)
+				if n < 0 {
+					return
+				}
+				body = body[n:]
+				n = protowire.ConsumeFieldValue(num, typ, body)
+				if n < 0 {
+					return
+				}
+				if num == 1 && typ == protowire.BytesType {
+					in, _ := protowire.ConsumeBytes(body)
+					if gnum, gtyp, m := protowire.ConsumeTag(in); m > 0 && gnum == 1 && gtyp == protowire.BytesType {
+						g, _ := protowire.ConsumeBytes(in[m:])
+						var head []byte
+						head = protowire.AppendBytes(protowire.AppendTag(head, 1, protowire.BytesType), g)
+						head = protowire.AppendVarint(protowire.AppendTag(head, 3, protowire.VarintType), 1) // unknown
+						out = protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), head)
+					}
+				}
+				body = body[n:]
+			}
+			_, _ = s.Write(rv22Frame(0x04, out))
+		default:
+			_, _ = s.Write(ok)
+		}
+	})
+	liar := fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())
+	aliceHome, _ := initHome(t, "alice")
+	alice := startNode(t, aliceHome, relay.addr, liar)
+	if _, err := alice.CreateGroup(context.Background(), "Liar"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a second registration at the lying relay (the one its first Heads asks for)", func() (bool, error) {
+		return registers.Load() >= 2, nil
+	})
+	r0, h0 := registers.Load(), heads.Load()
+	time.Sleep(5 * time.Second)
+	r, hs := registers.Load()-r0, heads.Load()-h0
+	t.Logf("in 5 s: %d registrations, %d Heads", r, hs)
+	if r > 1 {
+		t.Errorf("a relay that always says it lost the group had the node register it %d times in 5 s", r)
+	}
+	if hs > 50 {
+		t.Errorf("%d Heads in 5 s: the history loop spins", hs)
+	}
+}
