@@ -128,6 +128,13 @@ func (n *Node) syncHistory(ctx context.Context, relay peer.ID, wake <-chan struc
 			case <-time.After(historySettle):
 			}
 		}
+		// Only the groups asked about: a relay naming others would have
+		// this node catch up on groups it does not hold.
+		asked := make(map[groupstate.GroupID]bool, len(heads))
+		for _, h := range heads {
+			asked[h.Group] = true
+		}
+		moved = slices.DeleteFunc(moved, func(h history.Head) bool { return !asked[h.Group] })
 		failed, again := false, false
 		if len(moved) > 0 && moved[0].Store != 0 {
 			if err := n.checkRelayStore(relay, moved[0].Store); err != nil {
@@ -664,18 +671,30 @@ func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay pe
 	}
 	var due []post
 	cutoff := n.cfg.Now().Add(-after).UnixMilli()
+	// At most 256 a round, and 32 of one group: a group the relay
+	// refuses (full, or not registered there yet) must not hold up the
+	// others' posts (outside review 23).
+	perGroup := map[[32]byte]int{}
 	_ = n.db.View(func(tx *storage.Txn) error {
 		return tx.Iterate(n.st.groupUnconf, nil, func(k, v []byte) error {
-			if len(k) == 64 && len(v) > 8 && int64(binary.BigEndian.Uint64(v)) <= cutoff && len(due) < 256 {
+			if len(due) >= 256 {
+				return storage.ErrStop
+			}
+			if len(k) == 64 && len(v) > 8 && int64(binary.BigEndian.Uint64(v)) <= cutoff && perGroup[[32]byte(k[:32])] < 32 {
 				if held, err := tx.Has(n.st.groupUnconfAt, append(append([]byte(nil), k...), relay...)); err != nil || held {
 					return err // this relay holds it
 				}
+				perGroup[[32]byte(k[:32])]++
 				due = append(due, post{append([]byte(nil), k...), append([]byte(nil), v[8:]...)})
 			}
 			return nil
 		})
 	})
+	refused := map[[32]byte]bool{} // groups the relay answered unknown this round
 	for _, p := range due {
+		if refused[[32]byte(p.key[:32])] {
+			continue
+		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := c.Store(sctx, relay, [32]byte(p.key[:32]), p.env, n.keys.device)
 		cancel()
@@ -685,7 +704,9 @@ func (n *Node) storeUnconfirmed(ctx context.Context, c *history.Client, relay pe
 		case errors.As(err, &se) && se.Code == history.CodeUnknown && n.groupState(gid) != nil && n.groupState(gid).Role(n.keys.account.ID()) != groupstate.RoleNone:
 			// The relay does not hold the group (yet, or any more: its
 			// store was lost): kept until the group is registered there
-			// again (the history loop does it once Heads says so).
+			// again (the history loop does it once Heads says so); the
+			// group's other posts wait for the next round.
+			refused[gid] = true
 			n.log.Debug("group history: store a post", "relay", relay, "err", err)
 		case err == nil, errors.As(err, &se) && (se.Code == history.CodeInvalid || se.Code == history.CodeMalformed || se.Code == history.CodeUnknown):
 			if err != nil {

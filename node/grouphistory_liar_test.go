@@ -20,7 +20,8 @@ import (
 // registration and answers every Heads that it keeps no history of the
 // group (a relay that lost its store says so once; this one lies). The
 // node registers again once, then at most once a minute: it does not
-// send the group's whole log again and again.
+// send the group's whole log again and again; and a head it names for a
+// group the node did not ask about is ignored.
 func TestHistoryRelaySaysUnknownForever(t *testing.T) {
 	relay := startRelay(t, t.TempDir())
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
@@ -28,7 +29,8 @@ func TestHistoryRelaySaysUnknownForever(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	var registers, heads atomic.Int64
+	var registers, heads, queries atomic.Int64
+	stranger := [32]byte{0x5a, 1, 2, 3}
 	ok := rv22Frame(0x06, protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 0))
 	h.SetStreamHandler(history.ProtocolID, func(s network.Stream) {
 		defer s.Close()
@@ -70,7 +72,15 @@ func TestHistoryRelaySaysUnknownForever(t *testing.T) {
 				}
 				body = body[n:]
 			}
+			// And a group no one asked about, with a head past any cursor.
+			var extra []byte
+			extra = protowire.AppendBytes(protowire.AppendTag(extra, 1, protowire.BytesType), stranger[:])
+			extra = protowire.AppendVarint(protowire.AppendTag(extra, 2, protowire.VarintType), 5)
+			out = protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), extra)
 			_, _ = s.Write(rv22Frame(0x04, out))
+		case 0x02: // Query
+			queries.Add(1)
+			_, _ = s.Write(ok)
 		default:
 			_, _ = s.Write(ok)
 		}
@@ -93,5 +103,9 @@ func TestHistoryRelaySaysUnknownForever(t *testing.T) {
 	}
 	if hs > 50 {
 		t.Errorf("%d Heads in 5 s: the history loop spins", hs)
+	}
+	// The group it was not asked about is not caught up on.
+	if q := queries.Load(); q > 0 {
+		t.Errorf("the node queried the relay %d times, for a group it did not ask about", q)
 	}
 }

@@ -456,7 +456,10 @@ func openInfo(keys []infoKey, s string) (string, error) {
 
 // groupTitle is a group's title as this node reads it.
 func (n *Node) groupTitle(tx *storage.Txn, st *groupstate.State) string {
-	return n.groupInfoText(tx, st, st.Title)
+	if t := n.groupInfoText(tx, st, st.Title); titleShown(t) {
+		return t
+	}
+	return ""
 }
 
 // groupInfoText opens a sealed title or description of st: empty if this

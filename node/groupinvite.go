@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/peergram/peergram/crypto/groupstate"
 	"github.com/peergram/peergram/crypto/identity"
@@ -295,13 +294,16 @@ func (n *Node) invitations(tx *storage.Txn) ([]chat.Group, error) {
 			// until then.
 			g := chat.Group{ID: hex.EncodeToString(id), Role: "invited", InvitedMembers: inv.Members,
 				Members: []chat.GroupMember{{AccountID: inv.By.String(), Name: "(invited you)"}}}
-			if t, err := openInfo(inv.Info, inv.Title); err == nil && len(t) <= groupstate.MaxTitle && utf8.ValidString(t) {
+			if t, err := openInfo(inv.Info, inv.Title); err == nil && titleShown(t) {
 				g.Title = t
 			}
 			out = append(out, g)
 			continue
 		}
 		title, _ := openInfo(inv.Info, l.State().Title)
+		if !titleShown(title) {
+			title = ""
+		}
 		g := chat.Group{ID: hex.EncodeToString(id), Title: title, Role: "invited", Members: []chat.GroupMember{}}
 		for a, r := range l.State().Members {
 			name := ""

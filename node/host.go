@@ -128,8 +128,13 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 		// Past the swarm's dial backoff (quadratic, up to 5 minutes, and
 		// grown by every stream any part of the node tried to open while
 		// the relay was down): this loop keeps its own pace, and a relay
-		// that restarted is reached again at its next try.
-		err := n.host.Connect(network.WithForceDirectDial(ctx, "home relay"), r)
+		// that restarted is reached again at its next try. (Forced only
+		// when not connected: a forced dial dials even then.)
+		cctx := ctx
+		if n.host.Network().Connectedness(r.ID) != network.Connected {
+			cctx = network.WithForceDirectDial(ctx, "home relay")
+		}
+		err := n.host.Connect(cctx, r)
 		if err == nil && !st.published.Load() && st.publishing.CompareAndSwap(false, true) {
 			wg.Go(func() {
 				defer st.publishing.Store(false)
@@ -146,9 +151,24 @@ func (n *Node) keepRelay(ctx context.Context, r peer.AddrInfo, st *relayState) {
 		}
 		if err == nil {
 			backoff = n.cfg.RetryMin
+			// Reached (again): the group history loops, which may be
+			// waiting out a backoff grown while the relay was away, go
+			// now (outside review 23: one waited past half a minute).
+			n.wakeHistory()
 			subCtx, cancel := context.WithCancel(ctx)
 			if !expire.IsZero() {
-				subCtx, cancel = context.WithDeadline(ctx, expire.Add(-time.Minute))
+				// Renewed a minute before it ends, or halfway for a
+				// reservation shorter than two minutes (a relay granting
+				// 30 s had this loop reserve thousands of times a
+				// second: outside review 23).
+				refresh := expire.Add(-time.Minute)
+				if half := time.Now().Add(time.Until(expire) / 2); refresh.Before(half) {
+					refresh = half
+				}
+				if soonest := time.Now().Add(n.cfg.RetryMin); refresh.Before(soonest) {
+					refresh = soonest
+				}
+				subCtx, cancel = context.WithDeadline(ctx, refresh)
 			}
 			tok, changed := n.currentToken()
 			go func() {

@@ -355,31 +355,7 @@ func (s *Server) load() error {
 			continue
 		}
 		g.expires = r.expires
-		g.first, g.next = 1, 1
-		err = s.cfg.DB.View(func(tx *storage.Txn) error {
-			// Numbering goes on from where it stopped, although every
-			// envelope may have expired meanwhile.
-			if v, err := tx.Get(s.seqs, r.id[:]); err == nil && len(v) == 8 {
-				next := binary.BigEndian.Uint64(v)
-				g.first, g.next, g.head = next, next, next-1
-			} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
-			first := true
-			return tx.Iterate(s.msgs, r.id[:], func(k, v []byte) error {
-				if len(k) != 40 {
-					return nil
-				}
-				seq := binary.BigEndian.Uint64(k[32:]) // ascending
-				if first {
-					g.first, first = seq, false
-				}
-				g.next, g.head = max(g.next, seq+1), max(g.head, seq)
-				g.bytes += int64(len(v))
-				return nil
-			})
-		})
-		if err != nil {
+		if err := s.resume(r.id, g); err != nil {
 			return fmt.Errorf("history: load: %w", err)
 		}
 		if legacy {
@@ -394,6 +370,37 @@ func (s *Server) load() error {
 		}
 	}
 	return nil
+}
+
+// resume sets a group's sequence range and size from what the store
+// holds: numbering goes on from where it stopped (history.seq), although
+// every envelope may have expired meanwhile or the group's registration
+// lapsed and came again — a number given twice would sit at or below
+// members' cursors, and write over an envelope whose ID the store still
+// lists as held (outside reviews 22 and 23).
+func (s *Server) resume(id [32]byte, g *group) error {
+	g.first, g.next, g.head, g.bytes = 1, 1, 0, 0
+	return s.cfg.DB.View(func(tx *storage.Txn) error {
+		if v, err := tx.Get(s.seqs, id[:]); err == nil && len(v) == 8 {
+			next := binary.BigEndian.Uint64(v)
+			g.first, g.next, g.head = next, next, next-1
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		first := true
+		return tx.Iterate(s.msgs, id[:], func(k, v []byte) error {
+			if len(k) != 40 {
+				return nil
+			}
+			seq := binary.BigEndian.Uint64(k[32:]) // ascending
+			if first {
+				g.first, first = seq, false
+			}
+			g.next, g.head = max(g.next, seq+1), max(g.head, seq)
+			g.bytes += int64(len(v))
+			return nil
+		})
+	})
 }
 
 // storedGroup rebuilds a group from its stored log and lists. Written in
@@ -1587,7 +1594,9 @@ func (s *Server) keepNew(m *registerMsg, g *group, now time.Time) (Code, string)
 		return CodeFull, "too many new groups from this account today"
 	}
 	g.expires = now.Add(s.cfg.RegistrationTTL)
-	g.first, g.next = 1, 1
+	if err := s.resume(m.Group, g); err != nil {
+		return CodeUnavailable, err.Error()
+	}
 	if err := s.persist(m.Group, g, 0, 0); err != nil {
 		return CodeUnavailable, err.Error()
 	}
