@@ -50,33 +50,11 @@ func TestHistoryRelaySaysUnknownForever(t *testing.T) {
 		case 0x04: // Heads: every group unknown
 			heads.Add(1)
 			var out []byte
-			for len(body) > 0 {
-				num, typ, n := protowire.ConsumeTag(body)
-				if n < 0 {
-					return
-				}
-				body = body[n:]
-				n = protowire.ConsumeFieldValue(num, typ, body)
-				if n < 0 {
-					return
-				}
-				if num == 1 && typ == protowire.BytesType {
-					in, _ := protowire.ConsumeBytes(body)
-					if gnum, gtyp, m := protowire.ConsumeTag(in); m > 0 && gnum == 1 && gtyp == protowire.BytesType {
-						g, _ := protowire.ConsumeBytes(in[m:])
-						var head []byte
-						head = protowire.AppendBytes(protowire.AppendTag(head, 1, protowire.BytesType), g)
-						head = protowire.AppendVarint(protowire.AppendTag(head, 3, protowire.VarintType), 1) // unknown
-						out = protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), head)
-					}
-				}
-				body = body[n:]
+			for _, g := range rv22AskedGroups(body) {
+				out = rv22AppendHead(out, g, 3, 1) // unknown
 			}
 			// And a group no one asked about, with a head past any cursor.
-			var extra []byte
-			extra = protowire.AppendBytes(protowire.AppendTag(extra, 1, protowire.BytesType), stranger[:])
-			extra = protowire.AppendVarint(protowire.AppendTag(extra, 2, protowire.VarintType), 5)
-			out = protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), extra)
+			out = rv22AppendHead(out, stranger[:], 2, 5)
 			_, _ = s.Write(rv22Frame(0x04, out))
 		case 0x02: // Query
 			queries.Add(1)

@@ -25,6 +25,40 @@ func rv22Frame(t byte, body []byte) []byte {
 	return append(append(out, t), body...)
 }
 
+// rv22AskedGroups is the group IDs a Heads request names.
+func rv22AskedGroups(body []byte) [][]byte {
+	var out [][]byte
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return out
+		}
+		body = body[n:]
+		n = protowire.ConsumeFieldValue(num, typ, body)
+		if n < 0 {
+			return out
+		}
+		if num == 1 && typ == protowire.BytesType {
+			in, _ := protowire.ConsumeBytes(body)
+			if gnum, gtyp, m := protowire.ConsumeTag(in); m > 0 && gnum == 1 && gtyp == protowire.BytesType {
+				g, _ := protowire.ConsumeBytes(in[m:])
+				out = append(out, g)
+			}
+		}
+		body = body[n:]
+	}
+	return out
+}
+
+// rv22AppendHead appends a Heads answer's head: the group and one
+// varint field (2 seq, 3 unknown).
+func rv22AppendHead(out, group []byte, field protowire.Number, v uint64) []byte {
+	var head []byte
+	head = protowire.AppendBytes(protowire.AppendTag(head, 1, protowire.BytesType), group)
+	head = protowire.AppendVarint(protowire.AppendTag(head, field, protowire.VarintType), v)
+	return protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), head)
+}
+
 // TestReview22LyingRelaySpinsCatchUp: a home relay answers every Query
 // with an empty page that says More (a page that stopped before its
 // head, with nothing in it). catchUp moves its cursor only past items,
@@ -59,28 +93,8 @@ func TestReview22LyingRelaySpinsCatchUp(t *testing.T) {
 		case 0x04: // Heads: every group's head is 1
 			heads.Add(1)
 			var out []byte
-			for len(body) > 0 {
-				num, typ, n := protowire.ConsumeTag(body)
-				if n < 0 {
-					return
-				}
-				body = body[n:]
-				n = protowire.ConsumeFieldValue(num, typ, body)
-				if n < 0 {
-					return
-				}
-				if num == 1 && typ == protowire.BytesType {
-					in, _ := protowire.ConsumeBytes(body)
-					var head []byte
-					gnum, gtyp, m := protowire.ConsumeTag(in)
-					if m > 0 && gnum == 1 && gtyp == protowire.BytesType {
-						g, _ := protowire.ConsumeBytes(in[m:])
-						head = protowire.AppendBytes(protowire.AppendTag(head, 1, protowire.BytesType), g)
-						head = protowire.AppendVarint(protowire.AppendTag(head, 2, protowire.VarintType), 1)
-						out = protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), head)
-					}
-				}
-				body = body[n:]
+			for _, g := range rv22AskedGroups(body) {
+				out = rv22AppendHead(out, g, 2, 1)
 			}
 			_, _ = s.Write(rv22Frame(0x04, out))
 		case 0x02: // Query: nothing, and more to come
